@@ -1,0 +1,183 @@
+//! One end of the intercom: a non-blocking socket, an outgoing buffer and a
+//! frame decoder. Both the frontend and the backend loop are built on it.
+//!
+//! # Why both sides read while they wait to write
+//!
+//! If both processes write more than the socket buffers hold and neither
+//! reads, both block forever (the seed's `stop()` hangs exactly so, Q7).
+//! Here a side that waits for room to write keeps reading what the peer sends
+//! into its decoder, so the peer's write always completes; the messages are
+//! kept, in order, for the next `recv`.
+
+use std::io;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::time::Instant;
+
+use crate::error::{Error, ErrorKind, Result};
+use crate::message::Message;
+use crate::sys::{poll, socket};
+use crate::wire::{self, Decoder, Frame};
+
+/// Above this many buffered outgoing bytes, `feed` flushes.
+pub(crate) const FLUSH_THRESHOLD: usize = 64 << 10;
+
+/// How much one `fill` reads at most before returning, so a fast sender
+/// cannot starve the rest of a loop.
+const READ_BUDGET: usize = 1 << 20;
+const READ_CHUNK: usize = 64 << 10;
+
+/// What a `fill` found.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Filled {
+    /// This many bytes were read (0: nothing was pending; the peer is
+    /// still there).
+    Read(usize),
+    /// The peer closed its end: no more bytes will come.
+    Eof,
+}
+
+#[derive(Debug)]
+pub(crate) struct Conn {
+    fd: OwnedFd,
+    out: Vec<u8>,
+    out_pos: usize,
+    decoder: Decoder,
+    max_frame: usize,
+    eof: bool,
+}
+
+impl Conn {
+    /// Wraps one end of the socketpair and makes it non-blocking.
+    pub(crate) fn new(fd: OwnedFd, max_frame: usize) -> io::Result<Conn> {
+        socket::set_nonblocking(fd.as_fd())?;
+        Ok(Conn {
+            fd,
+            out: Vec::new(),
+            out_pos: 0,
+            decoder: Decoder::new(max_frame),
+            max_frame,
+            eof: false,
+        })
+    }
+
+    /// Encodes a message into the outgoing buffer (no syscall).
+    pub(crate) fn feed(&mut self, msg: &Message) -> Result<()> {
+        wire::encode_message(&mut self.out, msg, self.max_frame)
+    }
+
+    /// Encodes a stop request into the outgoing buffer.
+    pub(crate) fn feed_stop(&mut self) {
+        wire::encode_stop(&mut self.out);
+    }
+
+    /// Whether outgoing bytes wait to be written.
+    pub(crate) fn has_pending_output(&self) -> bool {
+        self.out_pos < self.out.len()
+    }
+
+    /// Bytes buffered for sending.
+    pub(crate) fn pending_output(&self) -> usize {
+        self.out.len() - self.out_pos
+    }
+
+    /// Whether the peer closed its end and every byte it sent was read.
+    pub(crate) fn is_eof(&self) -> bool {
+        self.eof
+    }
+
+    /// Writes as much buffered output as the socket takes now. Returns
+    /// whether everything was written. A closed peer is `Disconnected`.
+    pub(crate) fn try_flush(&mut self) -> Result<bool> {
+        while self.out_pos < self.out.len() {
+            match socket::send(self.fd.as_fd(), &self.out[self.out_pos..]) {
+                Ok(n) => self.out_pos += n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) if is_peer_gone(&e) => {
+                    self.out.clear();
+                    self.out_pos = 0;
+                    return Err(Error::disconnected(None));
+                }
+                Err(e) => return Err(Error::io(e)),
+            }
+        }
+        self.out.clear();
+        self.out_pos = 0;
+        Ok(true)
+    }
+
+    /// Writes all buffered output, waiting for room until `deadline`,
+    /// reading incoming bytes meanwhile (see the module docs). `watch` is an
+    /// extra fd whose readability means the peer is gone (a pidfd).
+    pub(crate) fn flush(
+        &mut self,
+        deadline: Option<Instant>,
+        watch: Option<BorrowedFd<'_>>,
+    ) -> Result<()> {
+        loop {
+            if self.try_flush()? {
+                return Ok(());
+            }
+            let mut fds = [
+                poll::PollFd::new(self.fd.as_fd(), poll::POLLOUT | poll::POLLIN),
+                poll::PollFd::new(watch.unwrap_or(self.fd.as_fd()), poll::POLLIN),
+            ];
+            let n = if watch.is_some() { 2 } else { 1 };
+            if poll::poll(&mut fds[..n], deadline)? == 0 {
+                return Err(Error::new(ErrorKind::Timeout));
+            }
+            let ready = fds[0].revents();
+            if ready & (poll::POLLIN | poll::POLLHUP | poll::POLLERR) != 0 && !self.eof {
+                self.fill()?;
+            }
+            if n == 2 && fds[1].revents() != 0 && ready & poll::POLLOUT == 0 {
+                // The peer died with our bytes unsent: nobody will read them.
+                return Err(Error::disconnected(None));
+            }
+        }
+    }
+
+    /// Reads what the socket holds now (up to a budget) into the decoder.
+    pub(crate) fn fill(&mut self) -> Result<Filled> {
+        if self.eof {
+            return Ok(Filled::Eof);
+        }
+        let mut total = 0;
+        while total < READ_BUDGET {
+            match socket::recv_into(self.fd.as_fd(), self.decoder.buffer(), READ_CHUNK) {
+                Ok(0) => {
+                    self.eof = true;
+                    return Ok(Filled::Eof);
+                }
+                Ok(n) => total += n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) if is_peer_gone(&e) => {
+                    self.eof = true;
+                    return Ok(Filled::Eof);
+                }
+                Err(e) => return Err(Error::io(e)),
+            }
+        }
+        Ok(Filled::Read(total))
+    }
+
+    /// The next complete frame already read, if any.
+    pub(crate) fn next_frame(&mut self) -> Option<Result<Frame>> {
+        self.decoder.next_frame()
+    }
+
+}
+
+impl AsFd for Conn {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+}
+
+fn is_peer_gone(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset | io::ErrorKind::NotConnected
+    )
+}

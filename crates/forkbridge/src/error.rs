@@ -1,0 +1,255 @@
+//! The crate's one error type.
+//!
+//! # Design
+//!
+//! crossbeam-channel gives every operation its own error enum
+//! (`TryRecvError::{Empty, Disconnected}`, `RecvTimeoutError::{Timeout,
+//! Disconnected}`). A message process has more ways to fail than a channel
+//! (a frame that does not decode, a fork refused, an I/O error), so each of
+//! those enums would need a third "other" variant, and `?` across them would
+//! need conversions. Instead every operation returns the same opaque
+//! [`Error`], and [`Error::kind`] names what happened; each method's docs list
+//! the kinds it returns, so the "matching error types" of crossbeam become
+//! matching kinds: `try_recv` → [`ErrorKind::Empty`], `recv_timeout` →
+//! [`ErrorKind::Timeout`], all of them → [`ErrorKind::Disconnected`].
+
+use std::fmt;
+use std::io;
+use std::process::ExitStatus;
+
+/// A `Result` whose error is [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// What went wrong. Obtain it with [`Error::kind`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// `try_recv`: no message is ready now.
+    Empty,
+    /// A `*_timeout` operation ran out of time.
+    Timeout,
+    /// The other side is gone: the backend exited, was killed, or closed the
+    /// intercom. Messages it sent before that were delivered first. The exit
+    /// status is in [`Error::exit_status`] when it could be collected.
+    Disconnected,
+    /// The process was refused a fork because it has `threads` threads; see
+    /// [`MessageProcessBuilder::allow_threads`](crate::MessageProcessBuilder::allow_threads).
+    ForkWithThreads {
+        /// Threads counted in `/proc/self/task` just before the fork.
+        threads: usize,
+    },
+    /// `start` was called on a process that was already started.
+    AlreadyStarted,
+    /// An operation that needs a running backend was called before `start`.
+    NotStarted,
+    /// A frame is larger than the configured maximum (checked before any
+    /// allocation; the frame is skipped, the stream stays usable).
+    FrameTooLarge {
+        /// Length announced by the frame header, or of the encoded message.
+        len: usize,
+        /// The configured maximum.
+        max: usize,
+    },
+    /// A frame's body is not a valid message (the frame is skipped).
+    Decode,
+    /// A message could not be encoded.
+    Encode,
+    /// A message has no parameter of this name.
+    MissingParam {
+        /// The parameter asked for.
+        name: String,
+    },
+    /// A parameter exists but holds another type than the one asked for.
+    ParamType {
+        /// The parameter asked for.
+        name: String,
+        /// The type asked for.
+        expected: &'static str,
+        /// What the parameter holds.
+        found: &'static str,
+    },
+    /// An operating-system call failed; see [`std::error::Error::source`].
+    Io,
+}
+
+/// The error of every fallible forkbridge operation.
+///
+/// ```
+/// use forkbridge::{ErrorKind, Message};
+///
+/// let msg = Message::new("resize").with("width", 640);
+/// let err = msg.param::<String>("width").unwrap_err();
+/// assert!(matches!(err.kind(), ErrorKind::ParamType { .. }));
+/// assert_eq!(err.to_string(), "parameter 'width' is int, not string");
+/// ```
+pub struct Error {
+    inner: Box<Inner>,
+}
+
+struct Inner {
+    kind: ErrorKind,
+    process: Option<String>,
+    status: Option<ExitStatus>,
+    source: Option<Box<dyn std::error::Error + Send + Sync + 'static>>,
+}
+
+impl Error {
+    pub(crate) fn new(kind: ErrorKind) -> Error {
+        Error {
+            inner: Box::new(Inner {
+                kind,
+                process: None,
+                status: None,
+                source: None,
+            }),
+        }
+    }
+
+    pub(crate) fn io(err: io::Error) -> Error {
+        Error::new(ErrorKind::Io).with_source(err)
+    }
+
+    pub(crate) fn disconnected(status: Option<ExitStatus>) -> Error {
+        let mut err = Error::new(ErrorKind::Disconnected);
+        err.inner.status = status;
+        err
+    }
+
+    pub(crate) fn with_source(
+        mut self,
+        source: impl Into<Box<dyn std::error::Error + Send + Sync + 'static>>,
+    ) -> Error {
+        self.inner.source = Some(source.into());
+        self
+    }
+
+    pub(crate) fn with_process(mut self, name: &str) -> Error {
+        if self.inner.process.is_none() {
+            self.inner.process = Some(name.to_owned());
+        }
+        self
+    }
+
+    /// What went wrong.
+    pub fn kind(&self) -> &ErrorKind {
+        &self.inner.kind
+    }
+
+    /// The name of the process the operation was about, if any.
+    pub fn process_name(&self) -> Option<&str> {
+        self.inner.process.as_deref()
+    }
+
+    /// For [`ErrorKind::Disconnected`]: how the backend ended, if it was
+    /// reaped (it is not when something else in the program reaped it).
+    pub fn exit_status(&self) -> Option<ExitStatus> {
+        self.inner.status
+    }
+
+    /// Shorthand for `kind() == &ErrorKind::Disconnected`.
+    pub fn is_disconnected(&self) -> bool {
+        self.inner.kind == ErrorKind::Disconnected
+    }
+
+    /// Shorthand for `kind() == &ErrorKind::Timeout`.
+    pub fn is_timeout(&self) -> bool {
+        self.inner.kind == ErrorKind::Timeout
+    }
+
+    /// Shorthand for `kind() == &ErrorKind::Empty`.
+    pub fn is_empty(&self) -> bool {
+        self.inner.kind == ErrorKind::Empty
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some(name) = &self.inner.process {
+            write!(f, "process '{name}': ")?;
+        }
+        match &self.inner.kind {
+            ErrorKind::Empty => f.write_str("no message ready")?,
+            ErrorKind::Timeout => f.write_str("timed out")?,
+            ErrorKind::Disconnected => {
+                f.write_str("backend disconnected")?;
+                match self.inner.status {
+                    Some(status) => write!(f, " ({status})")?,
+                    None => f.write_str(" (exit status unknown)")?,
+                }
+            }
+            ErrorKind::ForkWithThreads { threads } => write!(
+                f,
+                "refusing to fork: the process has {threads} threads \
+                 (start processes before threads, or opt in with allow_threads)"
+            )?,
+            ErrorKind::AlreadyStarted => f.write_str("process already started")?,
+            ErrorKind::NotStarted => f.write_str("process not started")?,
+            ErrorKind::FrameTooLarge { len, max } => {
+                write!(f, "frame of {len} bytes exceeds the maximum of {max} bytes")?
+            }
+            ErrorKind::Decode => f.write_str("malformed frame")?,
+            ErrorKind::Encode => f.write_str("message could not be encoded")?,
+            ErrorKind::MissingParam { name } => write!(f, "no parameter '{name}'")?,
+            ErrorKind::ParamType {
+                name,
+                expected,
+                found,
+            } => write!(f, "parameter '{name}' is {found}, not {expected}")?,
+            ErrorKind::Io => f.write_str("I/O error")?,
+        }
+        if let Some(source) = &self.inner.source {
+            if matches!(self.inner.kind, ErrorKind::Io | ErrorKind::Decode | ErrorKind::Encode) {
+                write!(f, ": {source}")?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Debug for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut d = f.debug_struct("Error");
+        d.field("kind", &self.inner.kind);
+        if let Some(name) = &self.inner.process {
+            d.field("process", name);
+        }
+        if let Some(status) = &self.inner.status {
+            d.field("status", status);
+        }
+        if let Some(source) = &self.inner.source {
+            d.field("source", source);
+        }
+        d.finish()
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.inner
+            .source
+            .as_deref()
+            .map(|e| e as &(dyn std::error::Error + 'static))
+    }
+}
+
+impl From<io::Error> for Error {
+    fn from(err: io::Error) -> Error {
+        Error::io(err)
+    }
+}
+
+impl From<Error> for io::Error {
+    fn from(err: Error) -> io::Error {
+        let kind = match err.kind() {
+            ErrorKind::Empty => io::ErrorKind::WouldBlock,
+            ErrorKind::Timeout => io::ErrorKind::TimedOut,
+            ErrorKind::Disconnected => io::ErrorKind::BrokenPipe,
+            ErrorKind::Decode | ErrorKind::FrameTooLarge { .. } => io::ErrorKind::InvalidData,
+            ErrorKind::MissingParam { .. } | ErrorKind::ParamType { .. } | ErrorKind::Encode => {
+                io::ErrorKind::InvalidInput
+            }
+            _ => io::ErrorKind::Other,
+        };
+        io::Error::new(kind, err)
+    }
+}

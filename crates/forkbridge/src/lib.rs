@@ -1,0 +1,135 @@
+//! Fork long-lived worker processes and talk to them with messages.
+//!
+//! forkbridge is structured multiprocessing in the style of the Python
+//! library valkka-multiprocess: a program forks worker processes, each split
+//! into a **frontend** (a [`MessageProcess`] handle in the parent) and a
+//! **backend** (a [`Backend`] value whose event loop runs in the forked
+//! child). [`Message`]s cross between them without the user writing any
+//! plumbing, and when a backend dies the frontend is told instead of left
+//! hanging.
+//!
+//! # Hello, world!
+//!
+//! ```rust,standalone_crate
+//! use std::time::Duration;
+//! use forkbridge::{Backend, BackendContext, HandlerResult, Handlers, Message, MessageProcess};
+//!
+//! struct Greeter;
+//!
+//! impl Greeter {
+//!     fn greet(&mut self, ctx: &mut BackendContext, msg: Message) -> HandlerResult {
+//!         let who: String = msg.param("who")?;
+//!         ctx.send(Message::new("greeting").with("text", format!("hello, {who}")))?;
+//!         Ok(())
+//!     }
+//! }
+//!
+//! impl Backend for Greeter {
+//!     fn register(handlers: &mut Handlers<Self>) {
+//!         handlers.on("greet", Self::greet);
+//!     }
+//! }
+//!
+//! let mut p = MessageProcess::new("greeter", Greeter)?;
+//! p.start()?;                                      // fork: the loop runs in the child
+//! p.send(Message::new("greet").with("who", "world"))?;
+//! let reply = p.recv_timeout(Duration::from_secs(5))?;
+//! assert_eq!(reply["text"].as_str(), Some("hello, world"));
+//! p.stop()?;                                       // stop request → wait → reap
+//! # Ok::<(), forkbridge::Error>(())
+//! ```
+//!
+//! # Concepts
+//!
+//! **Messages.** A [`Message`] is a command name plus named parameters of
+//! dynamic [`Value`]s (null, bool, integers, float, string, bytes, list,
+//! map). Build one with [`Message::new`] and [`Message::with`] or the
+//! [`message!`] macro; read it with `msg["name"]`, [`Message::get`] or the
+//! typed [`Message::param`].
+//!
+//! **Backends and handlers.** A [`Backend`] maps command names to handlers
+//! in [`Backend::register`]; the child's loop looks each incoming message up
+//! in that table (one hash lookup). [`Backend::pre_run`] runs in the child
+//! before the loop (load heavy things there, after the fork),
+//! [`Backend::post_run`] after it, on every way out. A handler talks back
+//! through its [`BackendContext`]: [`send`](BackendContext::send),
+//! [`log_target`](BackendContext::log_target), extra fds to
+//! [`watch`](BackendContext::watch) in the same `poll`.
+//!
+//! **Faults.** A handler's error or panic, an unknown command or a malformed
+//! frame is logged in the child with the process name and reaches the
+//! frontend as an `"error"` message ([`Message::is_error`]); the loop keeps
+//! running. A backend that dies (exit, signal, `SIGKILL`, OOM) ends every
+//! wait of its frontend with [`ErrorKind::Disconnected`] and the exit status,
+//! after the messages it sent before dying. A frontend that dies, even by
+//! `SIGKILL`, takes its backends with it (parent-death signal and end of
+//! stream).
+//!
+//! **Sending and receiving.** [`MessageProcess::send`] writes at once;
+//! [`MessageProcess::feed`] buffers for bursts, written by
+//! [`flush`](MessageProcess::flush). Receive with
+//! [`recv`](MessageProcess::recv), [`try_recv`](MessageProcess::try_recv)
+//! ([`ErrorKind::Empty`]) or [`recv_timeout`](MessageProcess::recv_timeout)
+//! ([`ErrorKind::Timeout`]); the handle is [`AsFd`](std::os::fd::AsFd) for
+//! your own poll loop.
+//!
+//! **Stopping.** [`MessageProcess::stop`] is bounded: a stop request, then
+//! `SIGTERM`, then `SIGKILL`, then the child is reaped. Dropping the handle
+//! does the same.
+//!
+//! **Fork safety.** [`MessageProcess::start`] refuses to fork a process that
+//! has other threads ([`ErrorKind::ForkWithThreads`]) unless you opt in:
+//! start processes first, then threads.
+//!
+//! **Logging.** Backends log through the [`log`] crate with target
+//! `TypeName.name`; [`format_logger`] installs a one-line formatter.
+//!
+//! # From valkka-multiprocess
+//!
+//! | seed | forkbridge |
+//! |---|---|
+//! | `MessageObject("cmd", par=1)`, `msg()`, `msg["par"]` | [`Message::new`]`("cmd").with("par", 1)` or [`message!`], [`Message::command`], `msg["par"]`, [`Message::get`], [`Message::param`] |
+//! | `MessageProcess(name)` subclass | a [`Backend`] + [`MessageProcess::new`] / [`MessageProcess::builder`] |
+//! | `c__my_stuff` backend methods | handlers in [`Backend::register`]: `handlers.on("my_stuff", Self::my_stuff)` |
+//! | `c__ping` / `sendPing(lis)` | built-in `"ping"` → `"pong"` (echoes the parameters) |
+//! | `preRun__`, `postRun__` | [`Backend::pre_run`], [`Backend::post_run`] (runs on every way out of the loop) |
+//! | `readPipes__` override | [`BackendContext::watch`] + [`Backend::on_ready`] (no busy polling) |
+//! | `send_out__(obj)` | [`BackendContext::send`] |
+//! | `sendMessageToBack(msg)` | [`MessageProcess::send`] (or [`feed`](MessageProcess::feed) + [`flush`](MessageProcess::flush) for bursts) |
+//! | `getPipe()`, `getReadFd()` | `impl AsFd for MessageProcess`; [`MessageProcess::pidfd`] for death |
+//! | `pipe.recv()` | [`MessageProcess::recv`], [`try_recv`](MessageProcess::try_recv), [`recv_timeout`](MessageProcess::recv_timeout) |
+//! | `start()` / `go()` | [`MessageProcess::start`] / [`go`](MessageProcess::go) |
+//! | `requestStop()`, `waitStop()`, `stop()` | [`request_stop`](MessageProcess::request_stop), [`join`](MessageProcess::join) / [`join_timeout`](MessageProcess::join_timeout), [`stop`](MessageProcess::stop) (bounded) |
+//! | `ignoreSIGINT()` | [`MessageProcessBuilder::ignore_sigint`] |
+//! | `self.logger` (`Class.name`), `formatLogger(level)` | target [`BackendContext::log_target`], [`format_logger`] |
+#![deny(unsafe_code)]
+#![warn(missing_docs)]
+#![cfg(target_os = "linux")]
+
+#[allow(unsafe_code)] // The only module with syscalls; see its docs.
+mod sys;
+
+mod backend;
+mod conn;
+mod error;
+mod logger;
+mod message;
+mod process;
+mod registry;
+mod serde_impl;
+mod value;
+mod wire;
+
+pub use crate::backend::{
+    Backend, BackendContext, BoxError, HandlerResult, Handlers, Interest, Ready, SourceId,
+};
+pub use crate::error::{Error, ErrorKind, Result};
+pub use crate::logger::format_logger;
+pub use crate::message::Message;
+pub use crate::process::{MessageProcess, MessageProcessBuilder};
+pub use crate::value::{FromValue, Value};
+
+// The README's examples are compiled and run as doc tests.
+#[cfg(doctest)]
+#[doc = include_str!("../../../README.md")]
+struct ReadmeDoctests;

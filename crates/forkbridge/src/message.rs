@@ -1,0 +1,169 @@
+//! [`Message`]: a command name plus named parameters (the seed's
+//! `MessageObject`).
+
+use std::fmt;
+use std::ops::Index;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, ErrorKind, Result};
+use crate::value::{FromValue, Value, write_py_map, write_py_str};
+
+/// A command name plus named parameters of dynamic [`Value`]s.
+///
+/// This is what crosses the fork: the frontend sends one, the backend
+/// dispatches it to the handler registered for its [`command`](Message::command),
+/// and the backend's replies are messages too. Parameters keep the order in
+/// which they were added.
+///
+/// ```
+/// use forkbridge::{Message, message};
+///
+/// let msg = Message::new("my_stuff").with("parameter", "gotcha!").with("n", 3);
+/// assert_eq!(msg.command(), "my_stuff");
+/// assert_eq!(msg["parameter"].as_str(), Some("gotcha!"));
+/// assert_eq!(msg.param::<u32>("n")?, 3);
+/// assert_eq!(msg.to_string(), "<Message: my_stuff: {'parameter': 'gotcha!', 'n': 3}>");
+///
+/// // The same message with the macro:
+/// assert_eq!(msg, message!("my_stuff", parameter = "gotcha!", n = 3));
+/// # Ok::<(), forkbridge::Error>(())
+/// ```
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Message {
+    command: String,
+    #[serde(with = "crate::serde_impl::pairs")]
+    params: Vec<(String, Value)>,
+}
+
+impl Message {
+    /// A message with this command and no parameters.
+    pub fn new(command: impl Into<String>) -> Message {
+        Message {
+            command: command.into(),
+            params: Vec::new(),
+        }
+    }
+
+    /// Adds (or replaces) a parameter; for building in one expression.
+    #[must_use]
+    pub fn with(mut self, name: impl Into<String>, value: impl Into<Value>) -> Message {
+        self.set(name, value);
+        self
+    }
+
+    /// Adds (or replaces) a parameter.
+    pub fn set(&mut self, name: impl Into<String>, value: impl Into<Value>) {
+        let name = name.into();
+        let value = value.into();
+        match self.params.iter_mut().find(|(k, _)| *k == name) {
+            Some(slot) => slot.1 = value,
+            None => self.params.push((name, value)),
+        }
+    }
+
+    /// The command (the seed's `msg()`).
+    pub fn command(&self) -> &str {
+        &self.command
+    }
+
+    /// The parameter, if present.
+    pub fn get(&self, name: &str) -> Option<&Value> {
+        self.params.iter().find(|(k, _)| k == name).map(|(_, v)| v)
+    }
+
+    /// Whether the parameter is present.
+    pub fn contains(&self, name: &str) -> bool {
+        self.get(name).is_some()
+    }
+
+    /// The parameter converted to `T`.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::MissingParam`] if absent, [`ErrorKind::ParamType`] if it
+    /// holds another type (or an integer that does not fit `T`).
+    pub fn param<T: FromValue>(&self, name: &str) -> Result<T> {
+        let value = self.get(name).ok_or_else(|| {
+            Error::new(ErrorKind::MissingParam {
+                name: name.to_owned(),
+            })
+        })?;
+        T::from_value(value).ok_or_else(|| {
+            Error::new(ErrorKind::ParamType {
+                name: name.to_owned(),
+                expected: T::EXPECTED,
+                found: value.type_name(),
+            })
+        })
+    }
+
+    /// Removes the parameter and returns it (to move a large value out
+    /// without copying it).
+    pub fn take(&mut self, name: &str) -> Option<Value> {
+        let pos = self.params.iter().position(|(k, _)| k == name)?;
+        Some(self.params.remove(pos).1)
+    }
+
+    /// The parameters, in the order they were added.
+    pub fn params(&self) -> impl ExactSizeIterator<Item = (&str, &Value)> {
+        self.params.iter().map(|(k, v)| (k.as_str(), v))
+    }
+
+    /// Whether this is an error report from a backend (command `"error"`;
+    /// see [`Backend`](crate::Backend) for its parameters).
+    pub fn is_error(&self) -> bool {
+        self.command == crate::backend::ERROR_COMMAND
+    }
+}
+
+/// `msg["name"]`, like the seed's `msg["par1"]`.
+///
+/// # Panics
+///
+/// If the parameter is absent (as Python raises `KeyError`); use
+/// [`Message::get`] or [`Message::param`] to handle absence.
+impl Index<&str> for Message {
+    type Output = Value;
+
+    fn index(&self, name: &str) -> &Value {
+        match self.get(name) {
+            Some(v) => v,
+            None => panic!("message '{}' has no parameter '{name}'", self.command),
+        }
+    }
+}
+
+/// Formats like the seed: `<Message: command: {'name': value, ...}>`.
+impl fmt::Display for Message {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "<Message: {}: ", self.command)?;
+        write_py_map(f, self.params.iter().map(|(k, v)| (PyStr(k), v)))?;
+        f.write_str(">")
+    }
+}
+
+struct PyStr<'a>(&'a str);
+
+impl fmt::Display for PyStr<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write_py_str(f, self.0)
+    }
+}
+
+/// Builds a [`Message`]: `message!("cmd", name = value, ...)`.
+///
+/// Parameter names are identifiers; for other names use
+/// [`Message::with`].
+///
+/// ```
+/// let msg = forkbridge::message!("resize", width = 640, height = 480);
+/// assert_eq!(msg.param::<i64>("height")?, 480);
+/// # Ok::<(), forkbridge::Error>(())
+/// ```
+#[macro_export]
+macro_rules! message {
+    ($command:expr $(, $name:ident = $value:expr)* $(,)?) => {
+        $crate::Message::new($command)$(.with(stringify!($name), $value))*
+    };
+}

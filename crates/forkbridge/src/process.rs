@@ -1,0 +1,721 @@
+//! [`MessageProcess`]: the frontend handle that forks a backend, sends to it,
+//! receives from it and stops it.
+//!
+//! # Design
+//!
+//! One `AF_UNIX SOCK_STREAM` socketpair per process carries frames both ways
+//! (`research/rust-peers.md` §6: every blocking primitive costs the same
+//! cross-CPU wake-up here, so the choice rests on features: duplex, one fd
+//! per side, no `SIGPIPE`, fd passing later). The frontend's end is
+//! non-blocking and buffered; a pidfd for the child sits in the same `poll`
+//! as the socket, so the death of the backend ends every wait at once with
+//! [`ErrorKind::Disconnected`] carrying the exit status, after every message
+//! the backend sent before dying has been delivered.
+//!
+//! Stopping is bounded: a stop request (a control frame queued behind the
+//! commands already sent), then `SIGTERM`, then `SIGKILL`, each after its own
+//! timeout, and the child is always reaped. Dropping the handle stops the
+//! process the same way, so a forgotten `stop` never hangs the program (the
+//! seed's Q6) or leaves a zombie.
+//!
+//! # Fork and threads
+//!
+//! `start` refuses to fork when the process has more than one thread
+//! ([`ErrorKind::ForkWithThreads`]): the child would inherit locks held by
+//! threads that do not exist in it (malloc's, stdout's, a logger's, tokio's),
+//! and the first use of one deadlocks. Start processes first, then threads
+//! (`MainContext` will enforce that order), or opt in with
+//! [`MessageProcessBuilder::allow_threads`] if you know no such lock can be
+//! held — Python's `os.fork` only warns, glibc's `malloc` is fork-safe, but a
+//! `Mutex` of your own or a runtime's is not.
+
+use std::fmt;
+use std::io::Write;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::process::ExitStatus;
+use std::time::{Duration, Instant};
+
+use crate::backend::{self, Backend, ChildInfo};
+use crate::conn::{Conn, FLUSH_THRESHOLD, Filled};
+use crate::error::{Error, ErrorKind, Result};
+use crate::message::Message;
+use crate::registry;
+use crate::sys::fork::{self, ChildSetup, Forked};
+use crate::sys::pidfd::{self, Reap};
+use crate::sys::{poll, socket};
+use crate::wire::{DEFAULT_MAX_FRAME, Frame};
+
+/// How long to wait for a SIGKILLed child to be reaped before giving up.
+const KILL_WAIT: Duration = Duration::from_secs(5);
+/// How long to wait for the exit status after end of stream.
+const SETTLE_WAIT: Duration = Duration::from_secs(1);
+
+type Entry = Box<dyn FnOnce(OwnedFd) -> i32 + Send>;
+
+/// Configures a [`MessageProcess`] before it is created.
+///
+/// ```
+/// use std::time::Duration;
+/// # use forkbridge::{Backend, Handlers, MessageProcess};
+/// # struct Worker;
+/// # impl Backend for Worker { fn register(_: &mut Handlers<Self>) {} }
+///
+/// let process = MessageProcess::builder("worker-1")
+///     .ignore_sigint(true)
+///     .stop_timeout(Duration::from_secs(2))
+///     .build(Worker)?;
+/// # Ok::<(), forkbridge::Error>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct MessageProcessBuilder {
+    name: String,
+    ignore_sigint: bool,
+    allow_threads: bool,
+    stop_timeout: Duration,
+    kill_timeout: Duration,
+    max_frame_size: usize,
+}
+
+impl MessageProcessBuilder {
+    /// The backend ignores `SIGINT` (the seed's `ignoreSIGINT`), so a
+    /// Ctrl-C in the terminal reaches only the parent, which then stops its
+    /// processes in order. Default: `false` (Ctrl-C kills the backend too).
+    pub fn ignore_sigint(mut self, yes: bool) -> Self {
+        self.ignore_sigint = yes;
+        self
+    }
+
+    /// Fork even if the process has other threads. See the module docs of
+    /// [`MessageProcess`] for what can go wrong. Default: `false`.
+    pub fn allow_threads(mut self, yes: bool) -> Self {
+        self.allow_threads = yes;
+        self
+    }
+
+    /// How long [`stop`](MessageProcess::stop) waits for the backend to
+    /// finish after the stop request before sending `SIGTERM`. Default: 5 s.
+    pub fn stop_timeout(mut self, timeout: Duration) -> Self {
+        self.stop_timeout = timeout;
+        self
+    }
+
+    /// How long `stop` waits after `SIGTERM` before `SIGKILL`. Default: 1 s.
+    pub fn kill_timeout(mut self, timeout: Duration) -> Self {
+        self.kill_timeout = timeout;
+        self
+    }
+
+    /// The largest frame either side accepts, in bytes (checked on the
+    /// header, before allocating). Larger messages fail to send with
+    /// [`ErrorKind::FrameTooLarge`]; larger incoming frames are skipped and
+    /// reported. Default: 64 MiB.
+    pub fn max_frame_size(mut self, bytes: usize) -> Self {
+        self.max_frame_size = bytes.max(16);
+        self
+    }
+
+    /// Creates the process (and its intercom) without starting it.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::Io`] if the socketpair cannot be created (fd limit).
+    pub fn build<B: Backend>(self, backend: B) -> Result<MessageProcess> {
+        let (front, back) = socket::socketpair()?;
+        registry::add(front.as_raw_fd());
+        registry::add(back.as_raw_fd());
+        let target = format!("{}.{}", short_type_name::<B>(), self.name);
+        let conn = match Conn::new(front, self.max_frame_size) {
+            Ok(conn) => conn,
+            Err(e) => {
+                registry::remove(back.as_raw_fd());
+                return Err(Error::io(e));
+            }
+        };
+        let info = ChildInfo {
+            name: self.name.clone(),
+            target: target.clone(),
+            max_frame: self.max_frame_size,
+        };
+        let entry: Entry = Box::new(move |fd| backend::run(backend, fd, info));
+        Ok(MessageProcess {
+            name: self.name,
+            target,
+            config: Config {
+                ignore_sigint: self.ignore_sigint,
+                allow_threads: self.allow_threads,
+                stop_timeout: self.stop_timeout,
+                kill_timeout: self.kill_timeout,
+            },
+            conn,
+            state: State::Idle {
+                entry,
+                backend_end: back,
+            },
+        })
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Config {
+    ignore_sigint: bool,
+    allow_threads: bool,
+    stop_timeout: Duration,
+    kill_timeout: Duration,
+}
+
+enum State {
+    Idle { entry: Entry, backend_end: OwnedFd },
+    Running { pid: libc::pid_t, pidfd: OwnedFd, exited: bool },
+    Finished { pid: libc::pid_t, status: Option<ExitStatus> },
+    Empty,
+}
+
+/// A backend process and the frontend's handle to it (the seed's
+/// `MessageProcess`).
+///
+/// ```
+/// use forkbridge::{Backend, Handlers, Message, MessageProcess};
+/// use std::time::Duration;
+///
+/// struct Worker;
+/// impl Backend for Worker {
+///     fn register(_: &mut Handlers<Self>) {}
+/// }
+///
+/// let mut p = MessageProcess::new("worker", Worker)?;
+/// p.start()?;
+/// p.send(Message::new("ping").with("n", 1))?;
+/// let pong = p.recv_timeout(Duration::from_secs(5))?;
+/// assert_eq!(pong.command(), "pong");
+/// let status = p.stop()?;
+/// assert!(status.success());
+/// # Ok::<(), forkbridge::Error>(())
+/// ```
+///
+/// # Sending
+///
+/// [`send`](MessageProcess::send) writes the message to the socket before it
+/// returns: it is on its way (the backend reads it when it next waits).
+/// [`feed`](MessageProcess::feed) only appends it to a buffer, written by the
+/// next `send` or [`flush`](MessageProcess::flush), before any receive or
+/// stop, or when 64 KiB are buffered: a burst of `feed`s costs one syscall
+/// per 64 KiB instead of one per message. Messages sent before `start` are
+/// queued and delivered when the backend starts.
+///
+/// # Receiving
+///
+/// `recv`, [`try_recv`](MessageProcess::try_recv) and
+/// [`recv_timeout`](MessageProcess::recv_timeout) return the backend's
+/// messages in order. When the backend is gone, they first return every
+/// message it sent, then [`ErrorKind::Disconnected`] with its exit status.
+///
+/// The handle implements [`AsFd`] for the receive side (the seed's
+/// `getPipe()` / `getReadFd()`), so the program's own `poll`, mio or tokio
+/// can wait on it. The fd is readable when bytes arrive or the backend ends;
+/// messages may already be buffered in the handle, so after a wake-up call
+/// `try_recv` until it returns [`ErrorKind::Empty`] before waiting again.
+pub struct MessageProcess {
+    name: String,
+    target: String,
+    config: Config,
+    conn: Conn,
+    state: State,
+}
+
+impl MessageProcess {
+    /// A builder with the default settings and this name.
+    pub fn builder(name: impl Into<String>) -> MessageProcessBuilder {
+        MessageProcessBuilder {
+            name: name.into(),
+            ignore_sigint: false,
+            allow_threads: false,
+            stop_timeout: Duration::from_secs(5),
+            kill_timeout: Duration::from_secs(1),
+            max_frame_size: DEFAULT_MAX_FRAME,
+        }
+    }
+
+    /// Creates a process with default settings; `start` forks it.
+    ///
+    /// # Errors
+    ///
+    /// As [`MessageProcessBuilder::build`].
+    pub fn new<B: Backend>(name: impl Into<String>, backend: B) -> Result<MessageProcess> {
+        MessageProcess::builder(name).build(backend)
+    }
+
+    /// The name given at creation.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The logging target of the backend, `TypeName.name`.
+    pub fn log_target(&self) -> &str {
+        &self.target
+    }
+
+    /// The backend's pid, once started.
+    pub fn pid(&self) -> Option<i32> {
+        match self.state {
+            State::Running { pid, .. } | State::Finished { pid, .. } => Some(pid),
+            _ => None,
+        }
+    }
+
+    /// A pidfd of the backend while it runs: readable once it has exited
+    /// (Python's `Process.sentinel`).
+    pub fn pidfd(&self) -> Option<BorrowedFd<'_>> {
+        match &self.state {
+            State::Running { pidfd, .. } => Some(pidfd.as_fd()),
+            _ => None,
+        }
+    }
+
+    /// Forks the backend (the seed's `start`).
+    ///
+    /// In the child: the parent-death signal (`SIGTERM`, armed when the fork
+    /// happens on the main thread: the kernel sends it when the forking
+    /// *thread* exits), a check that the parent is still alive, signal
+    /// dispositions and mask reset (`SIGINT` ignored if asked), the parent's
+    /// other forkbridge fds closed; then `register`, `pre_run`, the loop,
+    /// `post_run`, and `_exit` — the child never returns into the caller's
+    /// frames, and a panic anywhere ends it with status 101.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::AlreadyStarted`]; [`ErrorKind::ForkWithThreads`] when
+    /// the process has other threads and `allow_threads` is off;
+    /// [`ErrorKind::Io`] if `fork` or `pidfd_open` fails.
+    pub fn start(&mut self) -> Result<()> {
+        if !matches!(self.state, State::Idle { .. }) {
+            return Err(self.err(ErrorKind::AlreadyStarted));
+        }
+        if !self.config.allow_threads {
+            let threads = fork::thread_count()?;
+            if threads > 1 {
+                return Err(self.err(ErrorKind::ForkWithThreads { threads }));
+            }
+        }
+        let State::Idle { entry, backend_end } = std::mem::replace(&mut self.state, State::Empty)
+        else {
+            unreachable!("checked above");
+        };
+        // A buffer copied into the child would be written twice.
+        let _ = std::io::stdout().flush();
+        let _ = std::io::stderr().flush();
+        let close = registry::snapshot_without(backend_end.as_raw_fd());
+        let setup = ChildSetup {
+            parent: fork::getpid(),
+            parent_death_signal: fork::is_main_thread().then_some(libc::SIGTERM),
+            ignore_sigint: self.config.ignore_sigint,
+            close: &close,
+        };
+        let pid = match fork::fork() {
+            Ok(Forked::Child) => child_main(&setup, entry, backend_end),
+            Ok(Forked::Parent(pid)) => pid,
+            Err(e) => {
+                self.state = State::Idle { entry, backend_end };
+                return Err(Error::io(e).with_process(&self.name));
+            }
+        };
+        registry::remove(backend_end.as_raw_fd());
+        drop(backend_end);
+        // The backend value's parent copy: the child owns the real one now.
+        drop(entry);
+        let pidfd = match pidfd::pidfd_open(pid) {
+            Ok(fd) => fd,
+            Err(e) => {
+                let _ = fork::kill(pid, libc::SIGKILL);
+                let _ = wait_reap(pid, None, Some(Instant::now() + KILL_WAIT));
+                self.state = State::Finished { pid, status: None };
+                return Err(Error::io(e).with_process(&self.name));
+            }
+        };
+        registry::add(pidfd.as_raw_fd());
+        self.state = State::Running {
+            pid,
+            pidfd,
+            exited: false,
+        };
+        log::debug!(target: &self.target, "started pid {pid}");
+        if self.conn.has_pending_output() {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    /// Alias of [`start`](MessageProcess::start) (the seed's `go`).
+    pub fn go(&mut self) -> Result<()> {
+        self.start()
+    }
+
+    /// Sends a message and writes it to the socket before returning (the
+    /// seed's `sendMessageToBack`). Blocks while the socket buffer is full;
+    /// the backend's own messages are read meanwhile and kept.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::Disconnected`] if the backend is gone,
+    /// [`ErrorKind::FrameTooLarge`] if the message exceeds the frame limit.
+    pub fn send(&mut self, msg: Message) -> Result<()> {
+        self.conn.feed(&msg).map_err(|e| e.with_process(&self.name))?;
+        self.flush()
+    }
+
+    /// As [`send`](MessageProcess::send), giving up after `timeout` with
+    /// [`ErrorKind::Timeout`] (the message stays buffered and is written by
+    /// a later flush).
+    pub fn send_timeout(&mut self, msg: Message, timeout: Duration) -> Result<()> {
+        self.conn.feed(&msg).map_err(|e| e.with_process(&self.name))?;
+        self.flush_deadline(Some(Instant::now() + timeout))
+    }
+
+    /// Appends a message to the send buffer without writing it (see
+    /// "Sending" above); writes the buffer only once it holds 64 KiB.
+    pub fn feed(&mut self, msg: Message) -> Result<()> {
+        self.conn.feed(&msg).map_err(|e| e.with_process(&self.name))?;
+        if self.conn.pending_output() > FLUSH_THRESHOLD {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    /// Writes every buffered message, waiting while the socket is full.
+    pub fn flush(&mut self) -> Result<()> {
+        self.flush_deadline(None)
+    }
+
+    fn flush_deadline(&mut self, deadline: Option<Instant>) -> Result<()> {
+        let watch = match &self.state {
+            State::Idle { .. } => return Ok(()), // delivered by `start`
+            State::Running { pidfd, .. } => Some(pidfd.as_fd()),
+            State::Finished { .. } | State::Empty => None,
+        };
+        match self.conn.flush(deadline, watch) {
+            Ok(()) => Ok(()),
+            Err(e) if e.is_disconnected() => Err(self.disconnected()),
+            Err(e) => Err(e.with_process(&self.name)),
+        }
+    }
+
+    /// Asks the backend to stop after the messages already sent (the seed's
+    /// `requestStop`); does not wait. `Ok` also if it is already gone.
+    pub fn request_stop(&mut self) -> Result<()> {
+        match self.state {
+            State::Running { .. } => {}
+            State::Idle { .. } => return Err(self.err(ErrorKind::NotStarted)),
+            _ => return Ok(()),
+        }
+        self.conn.feed_stop();
+        match self.flush() {
+            Err(e) if e.is_disconnected() => Ok(()),
+            other => other,
+        }
+    }
+
+    /// Waits for the next message from the backend.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::Disconnected`] once the backend is gone and its messages
+    /// are consumed; [`ErrorKind::Decode`] / [`ErrorKind::FrameTooLarge`]
+    /// for a bad frame (skipped: the next call goes on);
+    /// [`ErrorKind::NotStarted`].
+    pub fn recv(&mut self) -> Result<Message> {
+        self.recv_deadline(None)
+    }
+
+    /// As [`recv`](MessageProcess::recv), giving up after `timeout` with
+    /// [`ErrorKind::Timeout`].
+    pub fn recv_timeout(&mut self, timeout: Duration) -> Result<Message> {
+        self.recv_deadline(Some(Instant::now() + timeout))
+    }
+
+    /// A message if one is ready now, else [`ErrorKind::Empty`].
+    pub fn try_recv(&mut self) -> Result<Message> {
+        self.recv_deadline(Some(Instant::now()))
+            .map_err(|e| match e.kind() {
+                ErrorKind::Timeout => self.err(ErrorKind::Empty),
+                _ => e,
+            })
+    }
+
+    fn recv_deadline(&mut self, deadline: Option<Instant>) -> Result<Message> {
+        if let State::Idle { .. } = self.state {
+            return Err(self.err(ErrorKind::NotStarted));
+        }
+        if self.conn.has_pending_output() {
+            match self.flush_deadline(deadline) {
+                // A dead backend's messages are still delivered below.
+                Err(e) if !e.is_disconnected() => return Err(e),
+                _ => {}
+            }
+        }
+        loop {
+            if let Some(frame) = self.conn.next_frame() {
+                match frame {
+                    Ok(Frame::Message(msg)) => return Ok(msg),
+                    Ok(Frame::Stop) => continue, // backends send none; ignore
+                    Err(e) => return Err(e.with_process(&self.name)),
+                }
+            }
+            if self.conn.is_eof() {
+                self.settle(Some(Instant::now() + SETTLE_WAIT));
+                return Err(self.disconnected());
+            }
+            match self.conn.fill().map_err(|e| e.with_process(&self.name))? {
+                Filled::Read(0) => {}
+                Filled::Read(_) | Filled::Eof => continue,
+            }
+            let exited = match &self.state {
+                State::Running { exited, .. } => *exited,
+                _ => true,
+            };
+            if exited {
+                // Everything readable was read: the backend is gone, though a
+                // process it forked may still hold the intercom open.
+                self.settle(Some(Instant::now() + SETTLE_WAIT));
+                return Err(self.disconnected());
+            }
+            self.wait_readable(deadline)?;
+        }
+    }
+
+    /// Waits until the socket or the pidfd is readable.
+    fn wait_readable(&mut self, deadline: Option<Instant>) -> Result<()> {
+        let State::Running { pidfd, exited, .. } = &mut self.state else {
+            return Ok(());
+        };
+        let mut fds = [
+            poll::PollFd::new(self.conn.as_fd(), poll::POLLIN),
+            poll::PollFd::new(pidfd.as_fd(), poll::POLLIN),
+        ];
+        if poll::poll(&mut fds, deadline)? == 0 {
+            return Err(Error::new(ErrorKind::Timeout).with_process(&self.name));
+        }
+        if fds[1].revents() != 0 {
+            *exited = true;
+        }
+        Ok(())
+    }
+
+    /// Whether the backend is still running (reaps it if it has exited).
+    pub fn is_alive(&mut self) -> bool {
+        if let State::Running { .. } = self.state {
+            let _ = self.join_deadline(Some(Instant::now()));
+        }
+        matches!(self.state, State::Running { .. })
+    }
+
+    /// Waits for the backend to exit and reaps it (the seed's `waitStop`);
+    /// does not ask it to stop. Messages it sends meanwhile are read and
+    /// kept for `recv`, so a backend blocked on a full socket can finish.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::NotStarted`]; [`ErrorKind::Disconnected`] without a
+    /// status if something else in the program reaped the child.
+    pub fn join(&mut self) -> Result<ExitStatus> {
+        self.join_deadline(None)
+    }
+
+    /// As [`join`](MessageProcess::join), giving up after `timeout` with
+    /// [`ErrorKind::Timeout`] (the process keeps running).
+    pub fn join_timeout(&mut self, timeout: Duration) -> Result<ExitStatus> {
+        self.join_deadline(Some(Instant::now() + timeout))
+    }
+
+    fn join_deadline(&mut self, deadline: Option<Instant>) -> Result<ExitStatus> {
+        match &self.state {
+            State::Idle { .. } | State::Empty => return Err(self.err(ErrorKind::NotStarted)),
+            State::Finished { status, .. } => {
+                return status.ok_or_else(|| self.disconnected());
+            }
+            State::Running { .. } => {}
+        }
+        let State::Running { pid, pidfd, .. } = &self.state else {
+            unreachable!("checked above");
+        };
+        let pid = *pid;
+        match wait_reap(pid, Some((pidfd.as_fd(), &mut self.conn)), deadline) {
+            Ok(status) => {
+                self.finish(pid, status);
+                status.ok_or_else(|| self.disconnected())
+            }
+            Err(e) => Err(e.with_process(&self.name)),
+        }
+    }
+
+    /// Stops the backend within a bound and reaps it (the seed's `stop`):
+    /// stop request → wait `stop_timeout` → `SIGTERM` → wait `kill_timeout`
+    /// → `SIGKILL` → reap. Returns how it ended; a second call returns the
+    /// same status at once.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::NotStarted`]; [`ErrorKind::Disconnected`] without a
+    /// status if something else reaped the child; [`ErrorKind::Timeout`]
+    /// only if even `SIGKILL` did not end it within 5 s (a process stuck in
+    /// the kernel).
+    pub fn stop(&mut self) -> Result<ExitStatus> {
+        if let State::Finished { status, .. } = self.state {
+            return status.ok_or_else(|| self.disconnected());
+        }
+        self.request_stop()?;
+        let stop_timeout = self.config.stop_timeout;
+        let kill_timeout = self.config.kill_timeout;
+        match self.join_timeout(stop_timeout) {
+            Err(e) if e.is_timeout() => {}
+            other => return other,
+        }
+        log::warn!(target: &self.target, "did not stop within {stop_timeout:?}: sending SIGTERM");
+        self.signal(libc::SIGTERM);
+        match self.join_timeout(kill_timeout) {
+            Err(e) if e.is_timeout() => {}
+            other => return other,
+        }
+        log::warn!(target: &self.target, "survived SIGTERM for {kill_timeout:?}: sending SIGKILL");
+        self.signal(libc::SIGKILL);
+        self.join_timeout(KILL_WAIT)
+    }
+
+    /// Sends a signal to the running backend; does nothing once it has been
+    /// reaped (its pid may belong to another process by then).
+    fn signal(&self, sig: libc::c_int) {
+        if let State::Running { pid, .. } = self.state {
+            let _ = fork::kill(pid, sig);
+        }
+    }
+
+    /// Waits until the child is reaped (bounded) to learn its status.
+    fn settle(&mut self, deadline: Option<Instant>) {
+        if let State::Running { .. } = self.state {
+            let _ = self.join_deadline(deadline);
+        }
+    }
+
+    fn finish(&mut self, pid: libc::pid_t, status: Option<ExitStatus>) {
+        if let State::Running { pidfd, .. } = &self.state {
+            registry::remove(pidfd.as_raw_fd());
+        }
+        self.state = State::Finished { pid, status };
+        match status {
+            Some(s) => log::debug!(target: &self.target, "exited: {s}"),
+            None => log::debug!(target: &self.target, "exited; reaped elsewhere"),
+        }
+    }
+
+    fn disconnected(&self) -> Error {
+        let status = match self.state {
+            State::Finished { status, .. } => status,
+            _ => None,
+        };
+        Error::disconnected(status).with_process(&self.name)
+    }
+
+    fn err(&self, kind: ErrorKind) -> Error {
+        Error::new(kind).with_process(&self.name)
+    }
+}
+
+/// Waits for `pid` to exit and reaps it. While waiting, reads the intercom
+/// (if given) so a backend blocked on a full socket can finish.
+fn wait_reap(
+    pid: libc::pid_t,
+    mut watch: Option<(BorrowedFd<'_>, &mut Conn)>,
+    deadline: Option<Instant>,
+) -> Result<Option<ExitStatus>> {
+    loop {
+        match pidfd::try_reap(pid)? {
+            Reap::Exited(status) => return Ok(Some(status)),
+            Reap::Gone => return Ok(None),
+            Reap::Running => {}
+        }
+        let mut fds = Vec::with_capacity(2);
+        if let Some((pidfd, conn)) = &watch {
+            fds.push(poll::PollFd::new(*pidfd, poll::POLLIN));
+            if !conn.is_eof() {
+                fds.push(poll::PollFd::new(conn.as_fd(), poll::POLLIN));
+            }
+        }
+        if fds.is_empty() {
+            // No pidfd (it could not be opened): poll the status.
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                return Err(Error::new(ErrorKind::Timeout));
+            }
+            std::thread::sleep(Duration::from_millis(1));
+            continue;
+        }
+        if poll::poll(&mut fds, deadline)? == 0 {
+            return Err(Error::new(ErrorKind::Timeout));
+        }
+        if fds.len() == 2 && fds[1].revents() != 0 {
+            if let Some((_, conn)) = &mut watch {
+                conn.fill()?;
+            }
+        }
+    }
+}
+
+/// The child's side of `start`. Never returns.
+fn child_main(setup: &ChildSetup<'_>, entry: Entry, backend_end: OwnedFd) -> ! {
+    if !fork::child_setup(setup) {
+        fork::exit_now(1);
+    }
+    let code = catch_unwind(AssertUnwindSafe(|| entry(backend_end))).unwrap_or(101);
+    let _ = catch_unwind(|| std::io::stdout().flush());
+    fork::exit_now(code)
+}
+
+impl AsFd for MessageProcess {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.conn.as_fd()
+    }
+}
+
+impl std::os::fd::AsRawFd for MessageProcess {
+    fn as_raw_fd(&self) -> RawFd {
+        self.conn.as_fd().as_raw_fd()
+    }
+}
+
+impl fmt::Debug for MessageProcess {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let state = match self.state {
+            State::Idle { .. } => "idle",
+            State::Running { .. } => "running",
+            State::Finished { .. } => "finished",
+            State::Empty => "empty",
+        };
+        f.debug_struct("MessageProcess")
+            .field("name", &self.name)
+            .field("pid", &self.pid())
+            .field("state", &state)
+            .finish()
+    }
+}
+
+/// Stops a running backend within the configured bounds and reaps it.
+impl Drop for MessageProcess {
+    fn drop(&mut self) {
+        if let State::Running { .. } = self.state {
+            if let Err(e) = self.stop() {
+                log::error!(target: &self.target, "stop on drop failed: {e}");
+            }
+        }
+        match std::mem::replace(&mut self.state, State::Empty) {
+            State::Idle { backend_end, .. } => registry::remove(backend_end.as_raw_fd()),
+            State::Running { pidfd, .. } => registry::remove(pidfd.as_raw_fd()),
+            _ => {}
+        }
+        registry::remove(self.conn.as_fd().as_raw_fd());
+    }
+}
+
+/// `my_crate::module::Worker<T>` → `Worker`.
+fn short_type_name<B>() -> &'static str {
+    let full = std::any::type_name::<B>();
+    let base = full.split('<').next().unwrap_or(full);
+    base.rsplit("::").next().unwrap_or(base)
+}

@@ -1,0 +1,132 @@
+//! `fork(2)` and what the child does before any user code runs.
+//!
+//! The steps in [`child_setup`] follow the rule in the module docs of
+//! `sys`: no allocation, no lock, only async-signal-safe calls, because the
+//! child may come from a process that had other threads (when the caller
+//! opted in).
+
+use std::io;
+use std::os::fd::RawFd;
+
+use super::syscall;
+
+/// What `fork` returned on this side.
+#[derive(Debug)]
+pub(crate) enum Forked {
+    /// We are the parent; the child has this pid.
+    Parent(libc::pid_t),
+    /// We are the child.
+    Child,
+}
+
+/// `fork(2)` through libc, so `pthread_atfork` handlers (malloc's) run.
+pub(crate) fn fork() -> io::Result<Forked> {
+    // SAFETY: `fork` has no memory-safety preconditions of its own; what the
+    // child may do afterwards is restricted by the callers (see the module
+    // docs), which run only `child_setup` before the backend's code, and the
+    // backend's code runs only after the single-thread check or an explicit
+    // opt-in by the user.
+    let pid = syscall!(fork())?;
+    Ok(if pid == 0 {
+        Forked::Child
+    } else {
+        Forked::Parent(pid)
+    })
+}
+
+/// Leaves the process at once: no atexit handlers, no destructors, no
+/// unwinding into the parent's frames.
+pub(crate) fn exit_now(code: i32) -> ! {
+    // SAFETY: `_exit` is async-signal-safe and takes any status.
+    unsafe { libc::_exit(code) }
+}
+
+/// The process id of the caller.
+pub(crate) fn getpid() -> libc::pid_t {
+    // SAFETY: `getpid` cannot fail and has no preconditions.
+    unsafe { libc::getpid() }
+}
+
+/// Whether the calling thread is the process's main thread.
+pub(crate) fn is_main_thread() -> bool {
+    // SAFETY: `gettid` cannot fail and has no preconditions.
+    let tid = unsafe { libc::gettid() };
+    tid == getpid()
+}
+
+/// Number of threads in this process, read from `/proc/self/task`.
+pub(crate) fn thread_count() -> io::Result<usize> {
+    Ok(std::fs::read_dir("/proc/self/task")?.count())
+}
+
+/// Settings the child applies right after the fork.
+#[derive(Debug)]
+pub(crate) struct ChildSetup<'a> {
+    /// The pid of the parent, read before the fork.
+    pub(crate) parent: libc::pid_t,
+    /// Signal to receive when the parent dies, if any (set only when the
+    /// fork happened on the main thread: `PR_SET_PDEATHSIG` fires when the
+    /// forking *thread* exits).
+    pub(crate) parent_death_signal: Option<libc::c_int>,
+    /// Ignore `SIGINT` (the seed's `ignoreSIGINT`).
+    pub(crate) ignore_sigint: bool,
+    /// Descriptors that belong to the parent or to other processes.
+    pub(crate) close: &'a [RawFd],
+}
+
+/// The child's first steps. Returns `false` if the parent already died
+/// before the parent-death signal was armed; the caller then leaves.
+pub(crate) fn child_setup(setup: &ChildSetup<'_>) -> bool {
+    if let Some(sig) = setup.parent_death_signal {
+        // SAFETY: `prctl(PR_SET_PDEATHSIG, sig)` only stores a signal number
+        // in the calling process; the remaining arguments are unused.
+        unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, sig as libc::c_ulong, 0, 0, 0) };
+    }
+    // SAFETY: `getppid` cannot fail and has no preconditions.
+    if unsafe { libc::getppid() } != setup.parent {
+        return false;
+    }
+    reset_signals(setup.ignore_sigint);
+    for &fd in setup.close {
+        // SAFETY: the fds in `close` were owned by the parent's forkbridge
+        // objects; in the child nothing owns its copies, so closing them
+        // cannot invalidate a live `OwnedFd` that the child will use.
+        unsafe { libc::close(fd) };
+    }
+    true
+}
+
+/// Restores every signal disposition to its default and empties the signal
+/// mask, so the backend starts like a fresh program. `SIGPIPE` stays ignored
+/// as Rust's runtime sets it up (writes return `EPIPE` instead of killing).
+fn reset_signals(ignore_sigint: bool) {
+    for sig in 1..libc::SIGRTMAX() {
+        if sig == libc::SIGKILL || sig == libc::SIGSTOP {
+            continue;
+        }
+        let action = match sig {
+            libc::SIGPIPE => libc::SIG_IGN,
+            libc::SIGINT if ignore_sigint => libc::SIG_IGN,
+            _ => libc::SIG_DFL,
+        };
+        // SAFETY: installing SIG_DFL or SIG_IGN involves no handler code;
+        // signals that cannot be changed (reserved by libc) return EINVAL,
+        // which is harmless and ignored.
+        unsafe { libc::signal(sig, action) };
+    }
+    // SAFETY: an all-zero `sigset_t` is a valid value to pass to `sigemptyset`,
+    // which initialises it; `sigprocmask` reads it and writes nothing back
+    // (null old set).
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());
+    }
+}
+
+/// Sends `sig` to process `pid`.
+pub(crate) fn kill(pid: libc::pid_t, sig: libc::c_int) -> io::Result<()> {
+    // SAFETY: `kill` takes plain integers; a stale pid only yields ESRCH.
+    // Callers hold an unreaped child (or its pidfd), so the pid is not reused.
+    syscall!(kill(pid, sig)).map(drop)
+}

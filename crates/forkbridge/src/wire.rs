@@ -1,0 +1,283 @@
+//! The wire format: length-prefixed frames. Pure: no I/O.
+//!
+//! ```text
+//! frame = len:u32 LE | kind:u8 | body          (len counts kind + body)
+//! kind 0  message   body = postcard(Message)
+//! kind 1  control   body = code:u8             (1 = stop request)
+//! kind 2  request   reserved: varint correlation id | postcard(body)
+//! kind 3  reply     reserved: varint correlation id | postcard(body)
+//! ```
+//!
+//! # Design
+//!
+//! A stream socket carries bytes, so frames need a length prefix; a `u32`
+//! bounds a frame at 4 GiB, and a configurable maximum (checked on the
+//! header, before any allocation) bounds it in practice. A frame whose
+//! header announces more than the maximum is *skipped* byte by byte as it
+//! arrives rather than buffered, so the stream stays in step and the next
+//! frame decodes.
+//!
+//! The body codec is postcard: compact varints, a specified and stable
+//! format, maintained (bincode is unmaintained, RUSTSEC-2025-0141). The
+//! codec is not the bottleneck: a seed-style message encodes and decodes in
+//! about 0.2 µs against ~50 µs for one cross-process wake-up on these
+//! machines (`research/limits.md`).
+
+use crate::error::{Error, ErrorKind, Result};
+use crate::message::Message;
+
+const LEN_BYTES: usize = 4;
+const KIND_MESSAGE: u8 = 0;
+const KIND_CONTROL: u8 = 1;
+const CONTROL_STOP: u8 = 1;
+
+/// The default maximum frame size: 64 MiB.
+pub(crate) const DEFAULT_MAX_FRAME: usize = 64 << 20;
+
+/// One decoded frame.
+#[derive(Debug)]
+pub(crate) enum Frame {
+    Message(Message),
+    Stop,
+}
+
+/// Appends a message frame to `out`. On error `out` is left as it was.
+pub(crate) fn encode_message(out: &mut Vec<u8>, msg: &Message, max: usize) -> Result<()> {
+    let start = out.len();
+    out.extend_from_slice(&[0; LEN_BYTES]);
+    out.push(KIND_MESSAGE);
+    let buf = std::mem::take(out);
+    match postcard::to_extend(msg, buf) {
+        Ok(buf) => *out = buf,
+        Err(e) => {
+            // `to_extend` consumed the buffer; the only error for a Vec
+            // writer is a value serde cannot express, which `Message` has not.
+            return Err(Error::new(ErrorKind::Encode).with_source(e));
+        }
+    }
+    finish_frame(out, start, max)
+}
+
+/// Appends a stop-request frame to `out`.
+pub(crate) fn encode_stop(out: &mut Vec<u8>) {
+    out.extend_from_slice(&2u32.to_le_bytes());
+    out.extend_from_slice(&[KIND_CONTROL, CONTROL_STOP]);
+}
+
+fn finish_frame(out: &mut Vec<u8>, start: usize, max: usize) -> Result<()> {
+    let len = out.len() - start - LEN_BYTES;
+    if len > max || u32::try_from(len).is_err() {
+        out.truncate(start);
+        return Err(Error::new(ErrorKind::FrameTooLarge { len, max }));
+    }
+    out[start..start + LEN_BYTES].copy_from_slice(&(len as u32).to_le_bytes());
+    Ok(())
+}
+
+/// Reassembles frames from the bytes a stream delivers.
+#[derive(Debug)]
+pub(crate) struct Decoder {
+    buf: Vec<u8>,
+    pos: usize,
+    skip: usize,
+    max: usize,
+}
+
+impl Decoder {
+    pub(crate) fn new(max: usize) -> Decoder {
+        Decoder {
+            buf: Vec::new(),
+            pos: 0,
+            skip: 0,
+            max,
+        }
+    }
+
+    /// The buffer to append received bytes to. Consumed bytes are dropped
+    /// first, so the buffer holds at most one partial frame plus what the
+    /// last reads brought.
+    pub(crate) fn buffer(&mut self) -> &mut Vec<u8> {
+        if self.pos == self.buf.len() {
+            self.buf.clear();
+            self.pos = 0;
+        } else if self.pos > 0 {
+            self.buf.drain(..self.pos);
+            self.pos = 0;
+        }
+        &mut self.buf
+    }
+
+    /// The next complete frame, or `None` if more bytes are needed.
+    ///
+    /// Errors are per frame: after a [`ErrorKind::Decode`] or
+    /// [`ErrorKind::FrameTooLarge`] the decoder is positioned at the next
+    /// frame.
+    pub(crate) fn next_frame(&mut self) -> Option<Result<Frame>> {
+        if self.skip > 0 {
+            let n = self.skip.min(self.buf.len() - self.pos);
+            self.pos += n;
+            self.skip -= n;
+            if self.skip > 0 {
+                return None;
+            }
+        }
+        let avail = &self.buf[self.pos..];
+        if avail.len() < LEN_BYTES {
+            return None;
+        }
+        let len = u32::from_le_bytes([avail[0], avail[1], avail[2], avail[3]]) as usize;
+        if len > self.max {
+            self.pos += LEN_BYTES;
+            self.skip = len;
+            return Some(Err(Error::new(ErrorKind::FrameTooLarge {
+                len,
+                max: self.max,
+            })));
+        }
+        if avail.len() < LEN_BYTES + len {
+            return None;
+        }
+        let frame = &avail[LEN_BYTES..LEN_BYTES + len];
+        self.pos += LEN_BYTES + len;
+        Some(decode_frame(frame))
+    }
+}
+
+fn decode_frame(frame: &[u8]) -> Result<Frame> {
+    let Some((&kind, body)) = frame.split_first() else {
+        return Err(Error::new(ErrorKind::Decode).with_source("empty frame"));
+    };
+    match kind {
+        KIND_MESSAGE => match postcard::from_bytes::<Message>(body) {
+            Ok(msg) => Ok(Frame::Message(msg)),
+            Err(e) => Err(Error::new(ErrorKind::Decode).with_source(e)),
+        },
+        KIND_CONTROL if body == [CONTROL_STOP] => Ok(Frame::Stop),
+        KIND_CONTROL => Err(Error::new(ErrorKind::Decode).with_source("unknown control frame")),
+        other => {
+            Err(Error::new(ErrorKind::Decode)
+                .with_source(format!("unsupported frame kind {other}")))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Value;
+
+    fn decode_all(bytes: &[u8], max: usize) -> Vec<Result<Frame>> {
+        let mut dec = Decoder::new(max);
+        let mut out = Vec::new();
+        // Feed one byte at a time: framing must not depend on read sizes.
+        for &b in bytes {
+            dec.buffer().push(b);
+            while let Some(f) = dec.next_frame() {
+                out.push(f);
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn round_trip_byte_by_byte() {
+        let msg = Message::new("my_stuff")
+            .with("s", "gotcha!")
+            .with("b", vec![0u8, 1, 255])
+            .with("l", Value::List(vec![Value::Null, 1.5.into(), (-3).into()]))
+            .with("big", u64::MAX);
+        let mut out = Vec::new();
+        encode_message(&mut out, &msg, DEFAULT_MAX_FRAME).unwrap();
+        encode_stop(&mut out);
+        encode_message(&mut out, &msg, DEFAULT_MAX_FRAME).unwrap();
+        let frames = decode_all(&out, DEFAULT_MAX_FRAME);
+        assert_eq!(frames.len(), 3);
+        assert!(matches!(&frames[0], Ok(Frame::Message(m)) if *m == msg));
+        assert!(matches!(&frames[1], Ok(Frame::Stop)));
+        assert!(matches!(&frames[2], Ok(Frame::Message(m)) if *m == msg));
+    }
+
+    #[test]
+    fn encode_refuses_oversized() {
+        let msg = Message::new("x").with("data", vec![7u8; 1000]);
+        let mut out = vec![1, 2, 3];
+        let err = encode_message(&mut out, &msg, 100).unwrap_err();
+        assert!(matches!(err.kind(), ErrorKind::FrameTooLarge { max: 100, .. }));
+        assert_eq!(out, [1, 2, 3]);
+    }
+
+    #[test]
+    fn oversized_header_is_skipped_without_allocation() {
+        let mut bytes = (1_000_000u32).to_le_bytes().to_vec();
+        bytes.extend(std::iter::repeat_n(0xAB, 1_000_000));
+        let msg = Message::new("after");
+        encode_message(&mut bytes, &msg, 1024).unwrap();
+        let mut dec = Decoder::new(1024);
+        let mut results = Vec::new();
+        for chunk in bytes.chunks(4096) {
+            dec.buffer().extend_from_slice(chunk);
+            // The buffer never holds more than one chunk plus a partial frame.
+            assert!(dec.buf.len() <= 4096 + 1024);
+            while let Some(f) = dec.next_frame() {
+                results.push(f);
+            }
+        }
+        assert_eq!(results.len(), 2);
+        assert!(matches!(
+            results[0].as_ref().unwrap_err().kind(),
+            ErrorKind::FrameTooLarge { len: 1_000_000, max: 1024 }
+        ));
+        assert!(matches!(&results[1], Ok(Frame::Message(m)) if *m == msg));
+    }
+
+    #[test]
+    fn garbage_bodies_are_typed_errors() {
+        let cases: &[&[u8]] = &[
+            &[0, 0, 0, 0],
+            &[1, 0, 0, 0, 9],
+            &[2, 0, 0, 0, 1, 7],
+            &[3, 0, 0, 0, 0, 0xff, 0xff],
+            &[5, 0, 0, 0, 0, 1, b'x', 0xff, 0xff],
+        ];
+        for case in cases {
+            let frames = decode_all(case, 1024);
+            assert_eq!(frames.len(), 1, "{case:?}");
+            assert_eq!(frames[0].as_ref().unwrap_err().kind(), &ErrorKind::Decode);
+        }
+    }
+
+    #[test]
+    fn deep_nesting_is_a_decode_error_not_a_stack_overflow() {
+        // message "x" with one param "p" = List(List(List(...))) 100k deep.
+        let mut body = vec![KIND_MESSAGE, 1, b'x', 1, 1, b'p'];
+        for _ in 0..100_000 {
+            body.extend_from_slice(&[7, 1]); // variant List, length 1
+        }
+        body.push(0); // Null
+        let mut bytes = (body.len() as u32).to_le_bytes().to_vec();
+        bytes.extend_from_slice(&body);
+        let mut dec = Decoder::new(DEFAULT_MAX_FRAME);
+        dec.buffer().extend_from_slice(&bytes);
+        let err = dec.next_frame().unwrap().unwrap_err();
+        assert_eq!(err.kind(), &ErrorKind::Decode);
+    }
+
+    #[test]
+    fn arbitrary_bytes_never_panic() {
+        // A small deterministic fuzz: xorshift bytes, random lengths.
+        let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+        for _ in 0..2000 {
+            let mut bytes = Vec::new();
+            let n = (x % 64) as usize;
+            for _ in 0..n {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                bytes.push(x as u8);
+            }
+            let mut dec = Decoder::new(256);
+            dec.buffer().extend_from_slice(&bytes);
+            while dec.next_frame().is_some() {}
+        }
+    }
+}
