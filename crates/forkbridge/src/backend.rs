@@ -205,9 +205,11 @@ impl BackendContext {
     /// Sends a message to the frontend (the seed's `send_out__`).
     ///
     /// The message is buffered and written when the current handler returns
-    /// (together with everything else sent during that wake-up), when more
-    /// than 64 KiB are buffered, or on [`flush`](BackendContext::flush).
-    /// Call `flush` to deliver progress from a long-running handler.
+    /// (together with everything else the handler sent: one syscall per
+    /// handler, not per message), when more than 64 KiB are buffered, or on
+    /// [`flush`](BackendContext::flush). Call `flush` to deliver progress
+    /// from a long-running handler. What a handler sent is on the wire before
+    /// the next handler runs, so a later crash of the process does not lose it.
     ///
     /// # Errors
     ///
@@ -432,6 +434,7 @@ fn event_loop<B: Backend>(
             let result =
                 catch_unwind(AssertUnwindSafe(|| backend.on_ready(ctx, id, Ready(revents))));
             report_outcome(ctx, "on_ready", result);
+            flush_after_handler(ctx);
         }
     }
 }
@@ -448,8 +451,12 @@ fn dispatch<B: Backend>(
     ctx: &mut BackendContext,
     msg: Message,
 ) {
-    let Some((command, handler)) = handlers.map.get_key_value(msg.command()) else {
-        if msg.command() == "ping" {
+    match handlers.map.get_key_value(msg.command()) {
+        Some((command, handler)) => {
+            let result = catch_unwind(AssertUnwindSafe(|| handler(backend, ctx, msg)));
+            report_outcome(ctx, command, result);
+        }
+        None if msg.command() == "ping" => {
             let mut pong = Message::new("pong");
             for (k, v) in msg.params() {
                 pong.set(k, v.clone());
@@ -457,16 +464,26 @@ fn dispatch<B: Backend>(
             if let Err(e) = ctx.send(pong) {
                 log::warn!(target: &ctx.target, "could not answer ping: {e}");
             }
-            return;
         }
-        let command = msg.command().to_owned();
-        log::warn!(target: &ctx.target, "no handler for command '{command}'");
-        let text = format!("unknown command '{command}'");
-        ctx.report("unknown_command", &command, &text);
-        return;
-    };
-    let result = catch_unwind(AssertUnwindSafe(|| handler(backend, ctx, msg)));
-    report_outcome(ctx, command, result);
+        None => {
+            let command = msg.command();
+            log::warn!(target: &ctx.target, "no handler for command '{command}'");
+            let text = format!("unknown command '{command}'");
+            ctx.report("unknown_command", command, &text);
+        }
+    }
+    flush_after_handler(ctx);
+}
+
+/// Puts what a handler sent on the wire before the next handler runs, so a
+/// later handler that crashes the process (a segfault in a C library, an
+/// abort) cannot take earlier results with it. Non-blocking: if the
+/// frontend is not reading, the rest waits for the loop's next flush.
+fn flush_after_handler(ctx: &mut BackendContext) {
+    if ctx.conn.has_pending_output() {
+        // A gone frontend is noticed at the top of the loop.
+        let _ = ctx.conn.try_flush();
+    }
 }
 
 fn report_outcome(

@@ -394,7 +394,10 @@ impl MessageProcess {
         };
         match self.conn.flush(deadline, watch) {
             Ok(()) => Ok(()),
-            Err(e) if e.is_disconnected() => Err(self.disconnected()),
+            Err(e) if e.is_disconnected() => {
+                self.settle(Some(Instant::now() + SETTLE_WAIT));
+                Err(self.disconnected())
+            }
             Err(e) => Err(e.with_process(&self.name)),
         }
     }

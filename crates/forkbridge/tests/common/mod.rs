@@ -1,0 +1,398 @@
+//! A small test harness for tests that fork, and the backends they share.
+//!
+//! # Why not libtest
+//!
+//! libtest runs every test on a spawned thread, so a test process is
+//! multi-threaded when it forks, and forkbridge refuses that by default
+//! (see `MessageProcessBuilder::allow_threads`). Rather than opting in
+//! everywhere (and so never testing the default a user gets), the test
+//! binaries that fork use `harness = false`: `main` runs each case in turn
+//! on the main thread of a single-threaded process, exactly like a user's
+//! program, and the parent-death signal is armed as it is in production.
+//!
+//! Every case runs under `alarm(2)`: a case that hangs is killed by
+//! `SIGALRM` after [`CASE_BOUND_SECS`] and the binary fails, so no test
+//! waits forever. After each case the harness checks that no child process
+//! is left (no zombie, no orphan of ours). Cases run one after another, so
+//! they never see each other's processes. Pass substrings as arguments to
+//! run only the matching cases: `cargo test --test faults -- sigkill`.
+
+#![allow(dead_code, unreachable_pub)] // Each test binary uses a subset.
+
+use std::collections::HashSet;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::time::{Duration, Instant};
+
+use forkbridge::{Backend, BackendContext, HandlerResult, Handlers, Message, MessageProcess};
+
+/// The hard bound of one case, in seconds.
+pub const CASE_BOUND_SECS: u32 = 60;
+
+/// The bound used for every wait inside a case.
+pub const WAIT: Duration = Duration::from_secs(10);
+
+/// Runs the named cases; exits non-zero if any failed.
+pub fn run(cases: &[(&str, fn())]) {
+    let filters: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with('-'))
+        .collect();
+    let selected: Vec<_> = cases
+        .iter()
+        .filter(|(name, _)| filters.is_empty() || filters.iter().any(|f| name.contains(f.as_str())))
+        .collect();
+    println!("\nrunning {} tests (harness = false, one process, main thread)", selected.len());
+    let mut failed = Vec::new();
+    let started = Instant::now();
+    for (name, case) in selected {
+        // SAFETY: `alarm` only arms a timer; SIGALRM keeps its default
+        // action (terminate), which is the point.
+        unsafe { libc::alarm(CASE_BOUND_SECS) };
+        let t = Instant::now();
+        let outcome = catch_unwind(AssertUnwindSafe(case));
+        let leftovers = children();
+        // SAFETY: as above; 0 disarms the timer.
+        unsafe { libc::alarm(0) };
+        match (outcome, leftovers.is_empty()) {
+            (Ok(()), true) => println!("test {name} ... ok ({:.0?})", t.elapsed()),
+            (Ok(()), false) => {
+                println!("test {name} ... FAILED: left child processes {leftovers:?}");
+                reap_all(&leftovers);
+                failed.push(*name);
+            }
+            (Err(_), _) => {
+                println!("test {name} ... FAILED");
+                reap_all(&leftovers);
+                failed.push(*name);
+            }
+        }
+    }
+    println!(
+        "\ntest result: {}. {} failed; finished in {:.2?}\n",
+        if failed.is_empty() { "ok" } else { "FAILED" },
+        failed.len(),
+        started.elapsed()
+    );
+    if !failed.is_empty() {
+        for name in &failed {
+            println!("    {name}");
+        }
+        std::process::exit(1);
+    }
+}
+
+/// `test_main!(case_a, case_b)` defines `main` running those functions.
+#[macro_export]
+macro_rules! test_main {
+    ($($case:ident),* $(,)?) => {
+        fn main() {
+            common::run(&[$((stringify!($case), $case as fn())),*]);
+        }
+    };
+}
+
+/// Pids of this process's children, zombies included.
+pub fn children() -> Vec<i32> {
+    let mut out = HashSet::new();
+    if let Ok(tasks) = std::fs::read_dir("/proc/self/task") {
+        for task in tasks.flatten() {
+            let path = task.path().join("children");
+            if let Ok(text) = std::fs::read_to_string(path) {
+                out.extend(text.split_whitespace().filter_map(|p| p.parse::<i32>().ok()));
+            }
+        }
+    }
+    let mut v: Vec<i32> = out.into_iter().collect();
+    v.sort();
+    v
+}
+
+fn reap_all(pids: &[i32]) {
+    for &pid in pids {
+        // SAFETY: plain integer arguments; the pids are our own children.
+        unsafe {
+            libc::kill(pid, libc::SIGKILL);
+            libc::waitpid(pid, std::ptr::null_mut(), 0);
+        }
+    }
+}
+
+/// Number of open fds of this process.
+pub fn open_fds() -> usize {
+    std::fs::read_dir("/proc/self/fd").map(|d| d.count()).unwrap_or(0)
+}
+
+/// Number of mappings of this process.
+pub fn mappings() -> usize {
+    std::fs::read_to_string("/proc/self/maps")
+        .map(|s| s.lines().count())
+        .unwrap_or(0)
+}
+
+/// Whether `pid` exists and is not a zombie.
+pub fn alive(pid: i32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => {
+            // The state follows the parenthesised command name.
+            let state = stat.rsplit(')').next().and_then(|s| s.split_whitespace().next());
+            state != Some("Z") && state != Some("X")
+        }
+        Err(_) => false,
+    }
+}
+
+/// Polls `cond` until it holds or `bound` passes; returns whether it held.
+pub fn wait_until(bound: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + bound;
+    while Instant::now() < deadline {
+        if cond() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    cond()
+}
+
+/// Receives the next message that is not `skip`-ped, within [`WAIT`].
+pub fn recv(p: &mut MessageProcess) -> Message {
+    p.recv_timeout(WAIT).expect("a message within the bound")
+}
+
+/// A backend with one handler per behaviour the tests need.
+#[derive(Debug, Default)]
+pub struct Probe {
+    pub count: u64,
+    pub say_bye: bool,
+    pub fail_pre_run: bool,
+    pub grandchild: Option<MessageProcess>,
+    pub pipe: Option<std::io::PipeReader>,
+}
+
+impl Probe {
+    fn echo(&mut self, ctx: &mut BackendContext, msg: Message) -> HandlerResult {
+        let mut reply = Message::new("echo");
+        for (k, v) in msg.params() {
+            reply.set(k, v.clone());
+        }
+        ctx.send(reply)?;
+        Ok(())
+    }
+
+    fn fail(&mut self, _: &mut BackendContext, _: Message) -> HandlerResult {
+        Err("boom".into())
+    }
+
+    fn panic(&mut self, _: &mut BackendContext, _: Message) -> HandlerResult {
+        panic!("kaboom");
+    }
+
+    fn exit(&mut self, _: &mut BackendContext, msg: Message) -> HandlerResult {
+        let code: i32 = msg.param("code")?;
+        // SAFETY: `_exit` ends the process at once; nothing is left half-done
+        // that the test relies on.
+        unsafe { libc::_exit(code) }
+    }
+
+    fn abort(&mut self, _: &mut BackendContext, _: Message) -> HandlerResult {
+        std::process::abort();
+    }
+
+    fn sleep(&mut self, ctx: &mut BackendContext, msg: Message) -> HandlerResult {
+        std::thread::sleep(Duration::from_millis(msg.param("ms")?));
+        ctx.send(Message::new("slept"))?;
+        Ok(())
+    }
+
+    fn tick(&mut self, _: &mut BackendContext, _: Message) -> HandlerResult {
+        self.count += 1;
+        Ok(())
+    }
+
+    fn report(&mut self, ctx: &mut BackendContext, _: Message) -> HandlerResult {
+        ctx.send(Message::new("count").with("n", self.count))?;
+        Ok(())
+    }
+
+    fn whoami(&mut self, ctx: &mut BackendContext, _: Message) -> HandlerResult {
+        let reply = Message::new("me")
+            .with("name", ctx.name())
+            .with("target", ctx.log_target())
+            .with("pid", std::process::id());
+        ctx.send(reply)?;
+        Ok(())
+    }
+
+    fn big(&mut self, ctx: &mut BackendContext, msg: Message) -> HandlerResult {
+        let n: usize = msg.param("n")?;
+        ctx.send(Message::new("big").with("data", vec![0xA5u8; n]))?;
+        Ok(())
+    }
+
+    fn burst(&mut self, ctx: &mut BackendContext, msg: Message) -> HandlerResult {
+        let n: u64 = msg.param("n")?;
+        for i in 0..n {
+            ctx.send(Message::new("item").with("i", i))?;
+        }
+        Ok(())
+    }
+
+    fn burst_then_exit(&mut self, ctx: &mut BackendContext, msg: Message) -> HandlerResult {
+        self.burst(ctx, msg)?;
+        ctx.flush()?;
+        // SAFETY: as in `exit`.
+        unsafe { libc::_exit(7) }
+    }
+
+    fn ignore_term_and_block(&mut self, ctx: &mut BackendContext, _: Message) -> HandlerResult {
+        // SAFETY: SIG_IGN installs no handler code.
+        unsafe { libc::signal(libc::SIGTERM, libc::SIG_IGN) };
+        ctx.send(Message::new("blocking"))?;
+        ctx.flush()?;
+        loop {
+            std::thread::sleep(Duration::from_secs(3600));
+        }
+    }
+
+    fn stop_me(&mut self, ctx: &mut BackendContext, _: Message) -> HandlerResult {
+        ctx.request_stop();
+        Ok(())
+    }
+
+    fn spawn_grandchild(&mut self, ctx: &mut BackendContext, msg: Message) -> HandlerResult {
+        let from_thread: bool = msg.param("from_thread")?;
+        let mut p = if from_thread {
+            // Fork from a short-lived thread: the parent-death signal must
+            // not be armed (it would fire when that thread exits).
+            std::thread::spawn(|| {
+                let mut p = MessageProcess::builder("grandchild")
+                    .allow_threads(true)
+                    .build(Probe::default())?;
+                p.start().map(|()| p)
+            })
+            .join()
+            .expect("thread")?
+        } else {
+            let mut p = MessageProcess::new("grandchild", Probe::default())?;
+            p.start()?;
+            p
+        };
+        p.send(Message::new("ping"))?;
+        p.recv_timeout(WAIT)?;
+        ctx.send(Message::new("grandchild").with("pid", p.pid().unwrap_or(0)))?;
+        self.grandchild = Some(p);
+        Ok(())
+    }
+}
+
+impl Backend for Probe {
+    fn register(h: &mut Handlers<Self>) {
+        h.on("echo", Self::echo)
+            .on("fail", Self::fail)
+            .on("panic", Self::panic)
+            .on("exit", Self::exit)
+            .on("abort", Self::abort)
+            .on("sleep", Self::sleep)
+            .on("tick", Self::tick)
+            .on("report", Self::report)
+            .on("whoami", Self::whoami)
+            .on("big", Self::big)
+            .on("burst", Self::burst)
+            .on("burst_then_exit", Self::burst_then_exit)
+            .on("ignore_term_and_block", Self::ignore_term_and_block)
+            .on("stop_me", Self::stop_me)
+            .on("spawn_grandchild", Self::spawn_grandchild);
+    }
+
+    fn pre_run(&mut self, ctx: &mut BackendContext) -> HandlerResult {
+        if self.fail_pre_run {
+            return Err("no model file".into());
+        }
+        if let Some(pipe) = &self.pipe {
+            use std::os::fd::AsFd;
+            ctx.watch(pipe.as_fd(), forkbridge::Interest::Readable);
+        }
+        Ok(())
+    }
+
+    fn post_run(&mut self, ctx: &mut BackendContext) {
+        if self.say_bye {
+            let _ = ctx.send(Message::new("bye").with("count", self.count));
+        }
+    }
+
+    fn on_ready(
+        &mut self,
+        ctx: &mut BackendContext,
+        source: forkbridge::SourceId,
+        ready: forkbridge::Ready,
+    ) -> HandlerResult {
+        use std::io::Read;
+        let mut buf = [0u8; 256];
+        let n = match &mut self.pipe {
+            Some(pipe) if ready.is_readable() => pipe.read(&mut buf)?,
+            _ => 0,
+        };
+        if n == 0 {
+            ctx.unwatch(source);
+            ctx.send(Message::new("pipe_closed"))?;
+        } else {
+            ctx.send(Message::new("pipe").with("data", &buf[..n]))?;
+        }
+        Ok(())
+    }
+}
+
+/// A started [`Probe`] process.
+pub fn probe(name: &str) -> MessageProcess {
+    let mut p = MessageProcess::new(name, Probe::default()).expect("build");
+    p.start().expect("start");
+    p
+}
+
+/// Forks a plain helper that sends `sig` to `pid` after `delay`, so the
+/// single-threaded test can be blocked in a wait when the signal lands.
+/// Returns the helper's pid: reap it with [`reap`].
+pub fn signal_later(pid: i32, sig: i32, delay: Duration) -> i32 {
+    // SAFETY: the test process is single-threaded (see the module docs);
+    // the child only sleeps, signals and `_exit`s.
+    match unsafe { libc::fork() } {
+        0 => {
+            std::thread::sleep(delay);
+            // SAFETY: plain integers; `_exit` never returns into the test.
+            unsafe {
+                libc::kill(pid, sig);
+                libc::_exit(0)
+            }
+        }
+        -1 => panic!("fork failed: {}", std::io::Error::last_os_error()),
+        helper => helper,
+    }
+}
+
+/// Waits for a child forked by the test itself.
+pub fn reap(pid: i32) -> i32 {
+    let mut status = 0;
+    // SAFETY: `status` is a valid out-pointer; `pid` is our own child.
+    unsafe { libc::waitpid(pid, &mut status, 0) };
+    status
+}
+
+/// Makes this process the reaper of orphaned descendants, so a test can
+/// watch (and reap) grandchildren whose parent it killed.
+pub fn become_subreaper() {
+    // SAFETY: PR_SET_CHILD_SUBREAPER only sets a flag on this process.
+    unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
+}
+
+/// Reaps `pid` (a descendant re-parented to us) if it has exited.
+pub fn try_reap(pid: i32) -> bool {
+    let mut status = 0;
+    // SAFETY: as in `reap`.
+    unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) == pid }
+}
+
+/// The error message's parameter as a string.
+pub fn error_field(msg: &Message, field: &str) -> String {
+    assert!(msg.is_error(), "expected an error message, got {msg}");
+    msg.param::<String>(field).unwrap()
+}
