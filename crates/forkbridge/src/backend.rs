@@ -109,7 +109,12 @@ pub trait Backend: Sized + Send + 'static {
     /// Called when a [watched](BackendContext::watch) fd is ready (the
     /// seed's overridden `readPipes__`). Errors and panics are reported like
     /// a handler's.
-    fn on_ready(&mut self, ctx: &mut BackendContext, source: SourceId, ready: Ready) -> HandlerResult {
+    fn on_ready(
+        &mut self,
+        ctx: &mut BackendContext,
+        source: SourceId,
+        ready: Ready,
+    ) -> HandlerResult {
         let _ = (ctx, source, ready);
         Ok(())
     }
@@ -281,7 +286,15 @@ impl BackendContext {
     /// Reports a fault to the frontend as an `"error"` message (see the
     /// module docs) and logs it.
     fn report(&mut self, kind: &str, command: &str, error: &str) {
-        log::error!(target: &self.target, "{kind} in command '{command}': {error}");
+        let level = if kind == "unknown_command" {
+            log::Level::Warn
+        } else {
+            log::Level::Error
+        };
+        match command {
+            "" => log::log!(target: &self.target, level, "{kind}: {error}"),
+            _ => log::log!(target: &self.target, level, "{kind} in command '{command}': {error}"),
+        }
         let msg = Message::new(ERROR_COMMAND)
             .with("kind", kind)
             .with("command", command)
@@ -431,8 +444,9 @@ fn event_loop<B: Backend>(
                 ctx.unwatch(id);
                 continue;
             }
-            let result =
-                catch_unwind(AssertUnwindSafe(|| backend.on_ready(ctx, id, Ready(revents))));
+            let result = catch_unwind(AssertUnwindSafe(|| {
+                backend.on_ready(ctx, id, Ready(revents))
+            }));
             report_outcome(ctx, "on_ready", result);
             flush_after_handler(ctx);
         }
@@ -467,7 +481,6 @@ fn dispatch<B: Backend>(
         }
         None => {
             let command = msg.command();
-            log::warn!(target: &ctx.target, "no handler for command '{command}'");
             let text = format!("unknown command '{command}'");
             ctx.report("unknown_command", command, &text);
         }

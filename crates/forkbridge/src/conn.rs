@@ -166,7 +166,6 @@ impl Conn {
     pub(crate) fn next_frame(&mut self) -> Option<Result<Frame>> {
         self.decoder.next_frame()
     }
-
 }
 
 impl AsFd for Conn {

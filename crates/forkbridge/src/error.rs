@@ -198,7 +198,10 @@ impl fmt::Display for Error {
             ErrorKind::Io => f.write_str("I/O error")?,
         }
         if let Some(source) = &self.inner.source {
-            if matches!(self.inner.kind, ErrorKind::Io | ErrorKind::Decode | ErrorKind::Encode) {
+            if matches!(
+                self.inner.kind,
+                ErrorKind::Io | ErrorKind::Decode | ErrorKind::Encode
+            ) {
                 write!(f, ": {source}")?;
             }
         }

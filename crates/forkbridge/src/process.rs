@@ -165,9 +165,19 @@ struct Config {
 }
 
 enum State {
-    Idle { entry: Entry, backend_end: OwnedFd },
-    Running { pid: libc::pid_t, pidfd: OwnedFd, exited: bool },
-    Finished { pid: libc::pid_t, status: Option<ExitStatus> },
+    Idle {
+        entry: Entry,
+        backend_end: OwnedFd,
+    },
+    Running {
+        pid: libc::pid_t,
+        pidfd: OwnedFd,
+        exited: bool,
+    },
+    Finished {
+        pid: libc::pid_t,
+        status: Option<ExitStatus>,
+    },
     Empty,
 }
 
@@ -359,7 +369,9 @@ impl MessageProcess {
     /// [`ErrorKind::Disconnected`] if the backend is gone,
     /// [`ErrorKind::FrameTooLarge`] if the message exceeds the frame limit.
     pub fn send(&mut self, msg: Message) -> Result<()> {
-        self.conn.feed(&msg).map_err(|e| e.with_process(&self.name))?;
+        self.conn
+            .feed(&msg)
+            .map_err(|e| e.with_process(&self.name))?;
         self.flush()
     }
 
@@ -367,14 +379,18 @@ impl MessageProcess {
     /// [`ErrorKind::Timeout`] (the message stays buffered and is written by
     /// a later flush).
     pub fn send_timeout(&mut self, msg: Message, timeout: Duration) -> Result<()> {
-        self.conn.feed(&msg).map_err(|e| e.with_process(&self.name))?;
+        self.conn
+            .feed(&msg)
+            .map_err(|e| e.with_process(&self.name))?;
         self.flush_deadline(Some(Instant::now() + timeout))
     }
 
     /// Appends a message to the send buffer without writing it (see
     /// "Sending" above); writes the buffer only once it holds 64 KiB.
     pub fn feed(&mut self, msg: Message) -> Result<()> {
-        self.conn.feed(&msg).map_err(|e| e.with_process(&self.name))?;
+        self.conn
+            .feed(&msg)
+            .map_err(|e| e.with_process(&self.name))?;
         if self.conn.pending_output() > FLUSH_THRESHOLD {
             self.flush()?;
         }

@@ -180,12 +180,19 @@ impl fmt::Display for Value {
     }
 }
 
+/// Python's `repr` of a string: single quotes, or double quotes when the
+/// text holds a single quote and no double quote.
 pub(crate) fn write_py_str(f: &mut fmt::Formatter<'_>, s: &str) -> fmt::Result {
-    f.write_str("'")?;
+    let quote = if s.contains('\'') && !s.contains('"') {
+        '"'
+    } else {
+        '\''
+    };
+    write!(f, "{quote}")?;
     for c in s.chars() {
         match c {
             '\\' => f.write_str("\\\\")?,
-            '\'' => f.write_str("\\'")?,
+            c if c == quote => write!(f, "\\{c}")?,
             '\n' => f.write_str("\\n")?,
             '\r' => f.write_str("\\r")?,
             '\t' => f.write_str("\\t")?,
@@ -193,7 +200,7 @@ pub(crate) fn write_py_str(f: &mut fmt::Formatter<'_>, s: &str) -> fmt::Result {
             c => write!(f, "{c}")?,
         }
     }
-    f.write_str("'")
+    write!(f, "{quote}")
 }
 
 pub(crate) fn write_py_map<'a, K: fmt::Display + 'a>(
@@ -305,7 +312,9 @@ macro_rules! from_list {
         }
     )*};
 }
-from_list!(Value, bool, i32, i64, u32, u64, usize, f32, f64, String, &str);
+from_list!(
+    Value, bool, i32, i64, u32, u64, usize, f32, f64, String, &str
+);
 
 // ===== conversions out of Value =====
 
@@ -404,5 +413,89 @@ impl<T: FromValue> FromValue for Option<T> {
             Value::Null => Some(None),
             other => T::from_value(other).map(Some),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Message;
+
+    #[test]
+    fn display_is_python_repr() {
+        let msg = Message::new("cmd")
+            .with("a", 1)
+            .with("s", "it's")
+            .with("q", "say \"hi\"")
+            .with("f", 2.0)
+            .with("b", &b"\x00a'"[..])
+            .with("n", Value::Null)
+            .with("t", true)
+            .with("l", vec![1.5, -0.25])
+            .with("m", Value::Map(vec![(Value::from(1), Value::from("x"))]));
+        assert_eq!(
+            msg.to_string(),
+            "<Message: cmd: {'a': 1, 's': \"it's\", 'q': 'say \"hi\"', 'f': 2.0, \
+             'b': b'\\x00a\\'', 'n': None, 't': True, 'l': [1.5, -0.25], 'm': {1: 'x'}}>"
+        );
+    }
+
+    #[test]
+    fn integers_normalise_and_convert_checked() {
+        assert_eq!(Value::from(5u64), Value::Int(5));
+        assert_eq!(Value::from(u64::MAX), Value::UInt(u64::MAX));
+        let msg = Message::new("x")
+            .with("v", 300)
+            .with("neg", -1)
+            .with("big", u64::MAX);
+        assert_eq!(msg.param::<u16>("v").unwrap(), 300);
+        assert!(msg.param::<u8>("v").is_err());
+        assert!(msg.param::<u32>("neg").is_err());
+        assert_eq!(msg.param::<u64>("big").unwrap(), u64::MAX);
+        assert!(msg.param::<i64>("big").is_err());
+        assert_eq!(msg.param::<f64>("v").unwrap(), 300.0);
+        assert_eq!(msg.param::<Option<i32>>("v").unwrap(), Some(300));
+    }
+
+    #[test]
+    fn param_errors_are_typed() {
+        use crate::ErrorKind;
+        let msg = Message::new("x").with("s", "text");
+        let missing = msg.param::<i32>("nope").unwrap_err();
+        assert_eq!(
+            missing.kind(),
+            &ErrorKind::MissingParam {
+                name: "nope".into()
+            }
+        );
+        assert_eq!(missing.to_string(), "no parameter 'nope'");
+        let wrong = msg.param::<Vec<u8>>("s").unwrap_err();
+        assert_eq!(
+            wrong.kind(),
+            &ErrorKind::ParamType {
+                name: "s".into(),
+                expected: "bytes",
+                found: "string"
+            }
+        );
+    }
+
+    #[test]
+    fn message_serde_round_trips_through_json_and_postcard() {
+        let msg = crate::message!("resize", width = 640, name = "cam-1", data = vec![1u8, 2])
+            .with("nested", Value::List(vec![Value::Null, Value::from(1.5)]));
+        let json = serde_json::to_string(&msg).unwrap();
+        assert_eq!(serde_json::from_str::<Message>(&json).unwrap(), msg);
+        let bytes = postcard::to_stdvec(&msg).unwrap();
+        assert_eq!(postcard::from_bytes::<Message>(&bytes).unwrap(), msg);
+    }
+
+    #[test]
+    fn with_replaces_and_take_removes() {
+        let mut msg = Message::new("x").with("a", 1).with("a", 2);
+        assert_eq!(msg.params().len(), 1);
+        assert_eq!(msg["a"], Value::Int(2));
+        assert_eq!(msg.take("a"), Some(Value::Int(2)));
+        assert!(!msg.contains("a"));
     }
 }

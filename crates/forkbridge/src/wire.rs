@@ -202,7 +202,10 @@ mod tests {
         let msg = Message::new("x").with("data", vec![7u8; 1000]);
         let mut out = vec![1, 2, 3];
         let err = encode_message(&mut out, &msg, 100).unwrap_err();
-        assert!(matches!(err.kind(), ErrorKind::FrameTooLarge { max: 100, .. }));
+        assert!(matches!(
+            err.kind(),
+            ErrorKind::FrameTooLarge { max: 100, .. }
+        ));
         assert_eq!(out, [1, 2, 3]);
     }
 
@@ -225,7 +228,10 @@ mod tests {
         assert_eq!(results.len(), 2);
         assert!(matches!(
             results[0].as_ref().unwrap_err().kind(),
-            ErrorKind::FrameTooLarge { len: 1_000_000, max: 1024 }
+            ErrorKind::FrameTooLarge {
+                len: 1_000_000,
+                max: 1024
+            }
         ));
         assert!(matches!(&results[1], Ok(Frame::Message(m)) if *m == msg));
     }

@@ -45,7 +45,10 @@ fn handler_error_is_reported_and_loop_continues() {
     // A parameter of the wrong type is a handler error too, not a crash.
     p.send(message!("sleep", ms = "soon")).unwrap();
     let e = recv(&mut p);
-    assert_eq!(error_field(&e, "error"), "parameter 'ms' is string, not u64");
+    assert_eq!(
+        error_field(&e, "error"),
+        "parameter 'ms' is string, not u64"
+    );
     p.send(Message::new("ping")).unwrap();
     assert_eq!(recv(&mut p).command(), "pong");
     assert!(p.stop().unwrap().success());
@@ -230,7 +233,10 @@ fn oversized_message_is_refused_at_send() {
     let err = p
         .send(Message::new("echo").with("data", vec![0u8; 2000]))
         .unwrap_err();
-    assert!(matches!(err.kind(), ErrorKind::FrameTooLarge { max: 1024, .. }));
+    assert!(matches!(
+        err.kind(),
+        ErrorKind::FrameTooLarge { max: 1024, .. }
+    ));
     // The backend's own oversized reply is refused in the child and
     // reported as that handler's error.
     p.send(message!("big", n = 2000)).unwrap();
@@ -291,7 +297,11 @@ fn frontend_sigkill_takes_backends_along_impl(from_thread: bool) {
     unsafe { libc::kill(middle.pid().unwrap(), libc::SIGKILL) };
     let t = Instant::now();
     let gone = wait_until(Duration::from_secs(1), || try_reap(grandchild));
-    assert!(gone, "grandchild {grandchild} still alive after {:?}", t.elapsed());
+    assert!(
+        gone,
+        "grandchild {grandchild} still alive after {:?}",
+        t.elapsed()
+    );
     let err = middle.recv_timeout(WAIT).unwrap_err();
     assert_eq!(err.exit_status().unwrap().signal(), Some(libc::SIGKILL));
 }

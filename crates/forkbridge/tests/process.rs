@@ -38,7 +38,10 @@ fn ping_pong_echoes_parameters() {
 fn every_value_type_round_trips() {
     let mut p = probe("values");
     let nested = Value::Map(vec![
-        (Value::from("k"), Value::from(vec![Value::Null, Value::from(true)])),
+        (
+            Value::from("k"),
+            Value::from(vec![Value::Null, Value::from(true)]),
+        ),
         (Value::from(7), Value::from(-1.5)),
     ]);
     let sent = Message::new("echo")
@@ -190,7 +193,8 @@ fn handle_fd_works_in_a_foreign_poll() {
 fn large_messages_both_ways() {
     let mut p = probe("large");
     let payload = vec![0x5Au8; 8 << 20];
-    p.send(Message::new("echo").with("data", payload.clone())).unwrap();
+    p.send(Message::new("echo").with("data", payload.clone()))
+        .unwrap();
     let got = recv(&mut p);
     assert_eq!(got["data"].as_bytes().unwrap(), &payload[..]);
     p.send(message!("big", n = 3usize << 20)).unwrap();
@@ -206,7 +210,11 @@ fn try_recv_and_recv_timeout() {
     assert_eq!(err.kind(), &ErrorKind::Timeout);
     assert_eq!(err.process_name(), Some("timeouts"));
     p.send(message!("sleep", ms = 100)).unwrap();
-    assert!(p.recv_timeout(Duration::from_millis(10)).unwrap_err().is_timeout());
+    assert!(
+        p.recv_timeout(Duration::from_millis(10))
+            .unwrap_err()
+            .is_timeout()
+    );
     assert_eq!(recv(&mut p).command(), "slept");
     p.stop().unwrap();
 }
@@ -231,7 +239,8 @@ fn both_sides_writing_at_once_do_not_deadlock() {
     let mut p = probe("duplex");
     let chunk = vec![1u8; 64 << 10];
     for _ in 0..64 {
-        p.send(Message::new("echo").with("data", chunk.clone())).unwrap();
+        p.send(Message::new("echo").with("data", chunk.clone()))
+            .unwrap();
     }
     for _ in 0..64 {
         assert_eq!(recv(&mut p)["data"].as_bytes().unwrap().len(), 64 << 10);

@@ -20,17 +20,36 @@ pub(crate) enum Forked {
 }
 
 /// `fork(2)` through libc, so `pthread_atfork` handlers (malloc's) run.
+///
+/// Every signal is blocked across the fork, so a signal sent to the new pid
+/// before [`child_setup`] has set the child's dispositions (a Ctrl-C right
+/// after `start`) waits, pending, until they are set, instead of acting on
+/// the parent's. The parent's mask is restored at once; the child's is
+/// emptied by `child_setup`.
 pub(crate) fn fork() -> io::Result<Forked> {
+    // SAFETY: an all-zero `sigset_t` is a valid value for `sigfillset` to
+    // initialise; `pthread_sigmask` reads `all` and writes the old mask into
+    // `old`, both live locals.
+    let mut old: libc::sigset_t = unsafe { std::mem::zeroed() };
+    // SAFETY: as above.
+    unsafe {
+        let mut all: libc::sigset_t = std::mem::zeroed();
+        libc::sigfillset(&mut all);
+        libc::pthread_sigmask(libc::SIG_SETMASK, &all, &mut old);
+    }
     // SAFETY: `fork` has no memory-safety preconditions of its own; what the
     // child may do afterwards is restricted by the callers (see the module
     // docs), which run only `child_setup` before the backend's code, and the
     // backend's code runs only after the single-thread check or an explicit
     // opt-in by the user.
-    let pid = syscall!(fork())?;
-    Ok(if pid == 0 {
-        Forked::Child
-    } else {
-        Forked::Parent(pid)
+    let res = syscall!(fork());
+    if !matches!(res, Ok(0)) {
+        // SAFETY: restores the mask saved above; `old` is initialised.
+        unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &old, std::ptr::null_mut()) };
+    }
+    Ok(match res? {
+        0 => Forked::Child,
+        pid => Forked::Parent(pid),
     })
 }
 
@@ -96,8 +115,9 @@ pub(crate) fn child_setup(setup: &ChildSetup<'_>) -> bool {
     true
 }
 
-/// Restores every signal disposition to its default and empties the signal
-/// mask, so the backend starts like a fresh program. `SIGPIPE` stays ignored
+/// Restores every signal disposition to its default and then empties the
+/// signal mask (blocked by `fork` until now), so the backend starts like a
+/// fresh program. `SIGPIPE` stays ignored
 /// as Rust's runtime sets it up (writes return `EPIPE` instead of killing).
 fn reset_signals(ignore_sigint: bool) {
     for sig in 1..libc::SIGRTMAX() {

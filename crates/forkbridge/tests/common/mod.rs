@@ -41,7 +41,10 @@ pub fn run(cases: &[(&str, fn())]) {
         .iter()
         .filter(|(name, _)| filters.is_empty() || filters.iter().any(|f| name.contains(f.as_str())))
         .collect();
-    println!("\nrunning {} tests (harness = false, one process, main thread)", selected.len());
+    println!(
+        "\nrunning {} tests (harness = false, one process, main thread)",
+        selected.len()
+    );
     let mut failed = Vec::new();
     let started = Instant::now();
     for (name, case) in selected {
@@ -98,7 +101,10 @@ pub fn children() -> Vec<i32> {
         for task in tasks.flatten() {
             let path = task.path().join("children");
             if let Ok(text) = std::fs::read_to_string(path) {
-                out.extend(text.split_whitespace().filter_map(|p| p.parse::<i32>().ok()));
+                out.extend(
+                    text.split_whitespace()
+                        .filter_map(|p| p.parse::<i32>().ok()),
+                );
             }
         }
     }
@@ -119,7 +125,9 @@ fn reap_all(pids: &[i32]) {
 
 /// Number of open fds of this process.
 pub fn open_fds() -> usize {
-    std::fs::read_dir("/proc/self/fd").map(|d| d.count()).unwrap_or(0)
+    std::fs::read_dir("/proc/self/fd")
+        .map(|d| d.count())
+        .unwrap_or(0)
 }
 
 /// Number of mappings of this process.
@@ -134,7 +142,10 @@ pub fn alive(pid: i32) -> bool {
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
         Ok(stat) => {
             // The state follows the parenthesised command name.
-            let state = stat.rsplit(')').next().and_then(|s| s.split_whitespace().next());
+            let state = stat
+                .rsplit(')')
+                .next()
+                .and_then(|s| s.split_whitespace().next());
             state != Some("Z") && state != Some("X")
         }
         Err(_) => false,
