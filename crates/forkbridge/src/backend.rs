@@ -33,6 +33,7 @@
 use std::any::Any;
 use std::collections::HashMap;
 use std::fmt;
+use std::hash::{BuildHasherDefault, DefaultHasher};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
@@ -122,13 +123,16 @@ pub trait Backend: Sized + Send + 'static {
 
 /// The dispatch table: command name → handler.
 pub struct Handlers<B> {
-    map: HashMap<String, Handler<B>>,
+    // A fixed-key hasher: command names come from the program itself, so
+    // hash flooding is no concern, and random keys would cost a `getrandom`
+    // and a copy-on-write page fault in every new child.
+    map: HashMap<String, Handler<B>, BuildHasherDefault<DefaultHasher>>,
 }
 
 impl<B> Handlers<B> {
     fn new() -> Handlers<B> {
         Handlers {
-            map: HashMap::new(),
+            map: HashMap::default(),
         }
     }
 

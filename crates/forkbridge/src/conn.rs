@@ -24,7 +24,10 @@ pub(crate) const FLUSH_THRESHOLD: usize = 64 << 10;
 /// How much one `fill` reads at most before returning, so a fast sender
 /// cannot starve the rest of a loop.
 const READ_BUDGET: usize = 1 << 20;
-const READ_CHUNK: usize = 64 << 10;
+/// Reads start small (a fresh child touches as few new pages as it can) and
+/// double while they come back full, up to the socket's usual buffer size.
+const READ_CHUNK_MIN: usize = 4 << 10;
+const READ_CHUNK_MAX: usize = 64 << 10;
 
 /// What a `fill` found.
 #[derive(Debug, PartialEq, Eq)]
@@ -43,6 +46,7 @@ pub(crate) struct Conn {
     out_pos: usize,
     decoder: Decoder,
     max_frame: usize,
+    read_chunk: usize,
     eof: bool,
 }
 
@@ -56,6 +60,7 @@ impl Conn {
             out_pos: 0,
             decoder: Decoder::new(max_frame),
             max_frame,
+            read_chunk: READ_CHUNK_MIN,
             eof: false,
         })
     }
@@ -144,12 +149,22 @@ impl Conn {
         }
         let mut total = 0;
         while total < READ_BUDGET {
-            match socket::recv_into(self.fd.as_fd(), self.decoder.buffer(), READ_CHUNK) {
+            let chunk = self.read_chunk;
+            match socket::recv_into(self.fd.as_fd(), self.decoder.buffer(), chunk) {
                 Ok(0) => {
                     self.eof = true;
                     return Ok(Filled::Eof);
                 }
-                Ok(n) => total += n,
+                // A short read means the socket is drained for now: stop
+                // without the extra call that would return `EAGAIN`.
+                Ok(n) if n < chunk => {
+                    total += n;
+                    break;
+                }
+                Ok(n) => {
+                    total += n;
+                    self.read_chunk = (chunk * 2).min(READ_CHUNK_MAX);
+                }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) if is_peer_gone(&e) => {

@@ -48,6 +48,9 @@ use crate::wire::{DEFAULT_MAX_FRAME, Frame};
 
 /// How long to wait for a SIGKILLed child to be reaped before giving up.
 const KILL_WAIT: Duration = Duration::from_secs(5);
+/// How long to spin for an exiting child (end of stream seen) to become
+/// reapable before sleeping on its pidfd.
+const EXIT_SPIN: Duration = Duration::from_micros(200);
 /// How long to wait for the exit status after end of stream.
 const SETTLE_WAIT: Duration = Duration::from_secs(1);
 
@@ -284,7 +287,8 @@ impl MessageProcess {
 
     /// Forks the backend (the seed's `start`).
     ///
-    /// In the child: the parent-death signal (`SIGTERM`, armed when the fork
+    /// In the child: the process's name (first 15 bytes, as `ps` and `top`
+    /// show it), the parent-death signal (`SIGTERM`, armed when the fork
     /// happens on the main thread: the kernel sends it when the forking
     /// *thread* exits), a check that the parent is still alive, signal
     /// dispositions and mask reset (`SIGINT` ignored if asked), the parent's
@@ -320,6 +324,7 @@ impl MessageProcess {
             parent_death_signal: fork::is_main_thread().then_some(libc::SIGTERM),
             ignore_sigint: self.config.ignore_sigint,
             close: &close,
+            comm: fork::comm(&self.name),
         };
         let pid = match fork::fork() {
             Ok(Forked::Child) => child_main(&setup, entry, backend_end),
@@ -483,22 +488,29 @@ impl MessageProcess {
                 self.settle(Some(Instant::now() + SETTLE_WAIT));
                 return Err(self.disconnected());
             }
-            match self.conn.fill().map_err(|e| e.with_process(&self.name))? {
-                Filled::Read(0) => {}
-                Filled::Read(_) | Filled::Eof => continue,
-            }
             let exited = match &self.state {
                 State::Running { exited, .. } => *exited,
                 _ => true,
             };
             if exited {
-                // Everything readable was read: the backend is gone, though a
-                // process it forked may still hold the intercom open.
-                self.settle(Some(Instant::now() + SETTLE_WAIT));
-                return Err(self.disconnected());
+                // Drain what the backend sent before it died; once nothing is
+                // left it is gone (a process it forked may still hold the
+                // intercom open, so end of stream may never come).
+                if self.fill()? == Filled::Read(0) {
+                    self.settle(Some(Instant::now() + SETTLE_WAIT));
+                    return Err(self.disconnected());
+                }
+                continue;
             }
+            // Wait first, then read: in a request/reply exchange the reply is
+            // rarely there yet, and a read would only return `EAGAIN`.
             self.wait_readable(deadline)?;
+            self.fill()?;
         }
+    }
+
+    fn fill(&mut self) -> Result<Filled> {
+        self.conn.fill().map_err(|e| e.with_process(&self.name))
     }
 
     /// Waits until the socket or the pidfd is readable.
@@ -651,13 +663,19 @@ fn wait_reap(
             Reap::Gone => return Ok(None),
             Reap::Running => {}
         }
-        let mut fds = Vec::with_capacity(2);
+        // A fixed array, not a Vec: no allocation while a child shares our
+        // pages copy-on-write.
+        let mut fds = [poll::PollFd::from_raw(-1, 0); 2];
+        let mut n = 0;
         if let Some((pidfd, conn)) = &watch {
-            fds.push(poll::PollFd::new(*pidfd, poll::POLLIN));
+            fds[0] = poll::PollFd::new(*pidfd, poll::POLLIN);
+            n = 1;
             if !conn.is_eof() {
-                fds.push(poll::PollFd::new(conn.as_fd(), poll::POLLIN));
+                fds[1] = poll::PollFd::new(conn.as_fd(), poll::POLLIN);
+                n = 2;
             }
         }
+        let fds = &mut fds[..n];
         if fds.is_empty() {
             // No pidfd (it could not be opened): poll the status.
             if deadline.is_some_and(|d| Instant::now() >= d) {
@@ -666,15 +684,37 @@ fn wait_reap(
             std::thread::sleep(Duration::from_millis(1));
             continue;
         }
-        if poll::poll(&mut fds, deadline)? == 0 {
+        if poll::poll(fds, deadline)? == 0 {
             return Err(Error::new(ErrorKind::Timeout));
         }
         if fds.len() == 2 && fds[1].revents() != 0 {
             if let Some((_, conn)) = &mut watch {
-                conn.fill()?;
+                if conn.fill()? == Filled::Eof {
+                    // The child closed its end: it is exiting, and becomes
+                    // reapable within microseconds. Yielding for that beats a
+                    // second sleep in `poll` (a cross-CPU wake-up costs tens
+                    // of microseconds on a VM).
+                    if let Some(status) = reap_soon(pid)? {
+                        return Ok(status);
+                    }
+                }
             }
         }
     }
+}
+
+/// Tries to reap `pid` for a short while, yielding the CPU in between;
+/// `None` if it is still running after that.
+fn reap_soon(pid: libc::pid_t) -> Result<Option<Option<ExitStatus>>> {
+    let until = Instant::now() + EXIT_SPIN;
+    while Instant::now() < until {
+        match pidfd::try_reap(pid)? {
+            Reap::Exited(status) => return Ok(Some(Some(status))),
+            Reap::Gone => return Ok(Some(None)),
+            Reap::Running => std::thread::yield_now(),
+        }
+    }
+    Ok(None)
 }
 
 /// The child's side of `start`. Never returns.

@@ -65,6 +65,10 @@ fn main() {
             }
         }
     }
+    println!(
+        "\ntest result: {}. {failed} failed\n",
+        if failed == 0 { "ok" } else { "FAILED" }
+    );
     if failed > 0 {
         std::process::exit(1);
     }

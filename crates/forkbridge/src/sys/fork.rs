@@ -91,6 +91,9 @@ pub(crate) struct ChildSetup<'a> {
     pub(crate) ignore_sigint: bool,
     /// Descriptors that belong to the parent or to other processes.
     pub(crate) close: &'a [RawFd],
+    /// The thread name `ps`, `top` and `/proc/<pid>/comm` show for the
+    /// child (at most 15 bytes and a NUL, prepared before the fork).
+    pub(crate) comm: [u8; 16],
 }
 
 /// The child's first steps. Returns `false` if the parent already died
@@ -105,6 +108,17 @@ pub(crate) fn child_setup(setup: &ChildSetup<'_>) -> bool {
     if unsafe { libc::getppid() } != setup.parent {
         return false;
     }
+    // SAFETY: `comm` is a NUL-terminated array of 16 bytes, the size
+    // PR_SET_NAME reads.
+    unsafe {
+        libc::prctl(
+            libc::PR_SET_NAME,
+            setup.comm.as_ptr() as libc::c_ulong,
+            0,
+            0,
+            0,
+        )
+    };
     reset_signals(setup.ignore_sigint);
     for &fd in setup.close {
         // SAFETY: the fds in `close` were owned by the parent's forkbridge
@@ -149,4 +163,16 @@ pub(crate) fn kill(pid: libc::pid_t, sig: libc::c_int) -> io::Result<()> {
     // SAFETY: `kill` takes plain integers; a stale pid only yields ESRCH.
     // Callers hold an unreaped child (or its pidfd), so the pid is not reused.
     syscall!(kill(pid, sig)).map(drop)
+}
+
+/// A process name as `PR_SET_NAME` takes it: the first 15 bytes of `name`
+/// (cut at a character boundary) and a NUL.
+pub(crate) fn comm(name: &str) -> [u8; 16] {
+    let mut out = [0u8; 16];
+    let mut end = name.len().min(15);
+    while !name.is_char_boundary(end) {
+        end -= 1;
+    }
+    out[..end].copy_from_slice(&name.as_bytes()[..end]);
+    out
 }
