@@ -331,13 +331,7 @@ pub(crate) struct ChildInfo {
 /// The child's whole life after setup: register, `pre_run`, loop,
 /// `post_run`, final flush. Returns the exit code.
 pub(crate) fn run<B: Backend>(mut backend: B, fd: OwnedFd, info: ChildInfo) -> i32 {
-    let conn = match Conn::new(fd, info.max_frame) {
-        Ok(conn) => conn,
-        Err(e) => {
-            log::error!(target: &info.target, "cannot set up the intercom: {e}");
-            return 1;
-        }
-    };
+    let conn = Conn::new(fd, info.max_frame);
     let mut ctx = BackendContext {
         conn,
         name: info.name,
@@ -414,6 +408,11 @@ fn event_loop<B: Backend>(
             Err(e) => return Err(e),
         }
 
+        if ctx.sources.is_empty() && !ctx.conn.has_pending_output() {
+            // Nothing else to wait for: block in `recv` itself.
+            ctx.conn.fill_wait()?;
+            continue;
+        }
         let mut events = poll::POLLIN;
         if ctx.conn.has_pending_output() {
             events |= poll::POLLOUT;

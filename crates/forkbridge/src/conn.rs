@@ -51,10 +51,10 @@ pub(crate) struct Conn {
 }
 
 impl Conn {
-    /// Wraps one end of the socketpair and makes it non-blocking.
-    pub(crate) fn new(fd: OwnedFd, max_frame: usize) -> io::Result<Conn> {
-        socket::set_nonblocking(fd.as_fd())?;
-        Ok(Conn {
+    /// Wraps one end of the socketpair. Every call but
+    /// [`fill_wait`](Conn::fill_wait) is non-blocking.
+    pub(crate) fn new(fd: OwnedFd, max_frame: usize) -> Conn {
+        Conn {
             fd,
             out: Vec::new(),
             out_pos: 0,
@@ -62,7 +62,7 @@ impl Conn {
             max_frame,
             read_chunk: READ_CHUNK_MIN,
             eof: false,
-        })
+        }
     }
 
     /// Encodes a message into the outgoing buffer (no syscall).
@@ -144,13 +144,25 @@ impl Conn {
 
     /// Reads what the socket holds now (up to a budget) into the decoder.
     pub(crate) fn fill(&mut self) -> Result<Filled> {
+        self.read(false)
+    }
+
+    /// Blocks until bytes (or end of stream) arrive, then reads like
+    /// [`fill`](Conn::fill): one `recv(2)` where `poll` + `recv` would be
+    /// two, for a loop that waits on nothing else.
+    pub(crate) fn fill_wait(&mut self) -> Result<Filled> {
+        self.read(true)
+    }
+
+    fn read(&mut self, mut wait: bool) -> Result<Filled> {
         if self.eof {
             return Ok(Filled::Eof);
         }
         let mut total = 0;
         while total < READ_BUDGET {
             let chunk = self.read_chunk;
-            match socket::recv_into(self.fd.as_fd(), self.decoder.buffer(), chunk) {
+            let res = socket::recv_into(self.fd.as_fd(), self.decoder.buffer(), chunk, wait);
+            match res {
                 Ok(0) => {
                     self.eof = true;
                     return Ok(Filled::Eof);
@@ -163,6 +175,7 @@ impl Conn {
                 }
                 Ok(n) => {
                     total += n;
+                    wait = false;
                     self.read_chunk = (chunk * 2).min(READ_CHUNK_MAX);
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,

@@ -7,7 +7,7 @@
 //! (`research/rust-peers.md` §6: every blocking primitive costs the same
 //! cross-CPU wake-up here, so the choice rests on features: duplex, one fd
 //! per side, no `SIGPIPE`, fd passing later). The frontend's end is
-//! non-blocking and buffered; a pidfd for the child sits in the same `poll`
+//! buffered and never blocks the caller longer than asked; a pidfd for the child sits in the same `poll`
 //! as the socket, so the death of the backend ends every wait at once with
 //! [`ErrorKind::Disconnected`] carrying the exit status, after every message
 //! the backend sent before dying has been delivered.
@@ -128,13 +128,7 @@ impl MessageProcessBuilder {
         registry::add(front.as_raw_fd());
         registry::add(back.as_raw_fd());
         let target = format!("{}.{}", short_type_name::<B>(), self.name);
-        let conn = match Conn::new(front, self.max_frame_size) {
-            Ok(conn) => conn,
-            Err(e) => {
-                registry::remove(back.as_raw_fd());
-                return Err(Error::io(e));
-            }
-        };
+        let conn = Conn::new(front, self.max_frame_size);
         let info = ChildInfo {
             name: self.name.clone(),
             target: target.clone(),
@@ -722,6 +716,10 @@ fn child_main(setup: &ChildSetup<'_>, entry: Entry, backend_end: OwnedFd) -> ! {
     if !fork::child_setup(setup) {
         fork::exit_now(1);
     }
+    // From here on this process is a parent too: the processes its backend
+    // starts must close this intercom end (and nothing the list held in the
+    // parent, whose numbers are free here).
+    registry::reset_in_child(backend_end.as_raw_fd());
     let code = catch_unwind(AssertUnwindSafe(|| entry(backend_end))).unwrap_or(101);
     let _ = catch_unwind(|| std::io::stdout().flush());
     fork::exit_now(code)

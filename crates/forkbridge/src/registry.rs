@@ -17,6 +17,33 @@ fn fds() -> std::sync::MutexGuard<'static, Vec<RawFd>> {
     FDS.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+/// In a new child: forget the parent's list (its fds are closed here and
+/// their numbers free) and record the child's own intercom end instead.
+///
+/// `try_lock`, because the child of a multi-threaded parent (`allow_threads`)
+/// may inherit the lock held by a thread that does not exist here; the list
+/// is then left as it was and a warning logged: processes this child starts
+/// may then close fds by stale numbers. A single-threaded parent holds no
+/// lock across the fork (the list is copied before it).
+pub(crate) fn reset_in_child(own: RawFd) {
+    match FDS.try_lock() {
+        Ok(mut fds) => {
+            fds.clear();
+            fds.push(own);
+        }
+        Err(std::sync::TryLockError::Poisoned(e)) => {
+            let mut fds = e.into_inner();
+            fds.clear();
+            fds.push(own);
+        }
+        Err(std::sync::TryLockError::WouldBlock) => {
+            log::warn!(
+                "fd registry was locked by another thread at fork; nested processes may close stale fds"
+            );
+        }
+    }
+}
+
 /// Records an fd that children must not keep.
 pub(crate) fn add(fd: RawFd) {
     fds().push(fd);

@@ -5,7 +5,9 @@ mod common;
 use std::os::unix::process::ExitStatusExt;
 use std::time::Duration;
 
-use common::{Probe, WAIT, alive, mappings, open_fds, probe, recv, wait_until};
+use common::{
+    Probe, WAIT, alive, mappings, open_fds, pipe_inodes, probe, recv, socket_inodes, wait_until,
+};
 use forkbridge::{Message, MessageProcess, message};
 
 test_main!(
@@ -16,6 +18,7 @@ test_main!(
     sigint_kills_backend_by_default,
     ignore_sigint_keeps_backend_alive,
     sibling_processes_do_not_hold_each_others_intercom,
+    nested_process_does_not_hold_its_parents_intercom,
 );
 
 fn two_hundred_cycles_leak_no_fd_mapping_or_zombie() {
@@ -110,14 +113,6 @@ fn sibling_processes_do_not_hold_each_others_intercom() {
         p.send(Message::new("ping")).unwrap();
         recv(p);
     }
-    let socket_inodes = |pid: i32| -> Vec<String> {
-        std::fs::read_dir(format!("/proc/{pid}/fd"))
-            .unwrap()
-            .filter_map(|e| std::fs::read_link(e.unwrap().path()).ok())
-            .map(|l| l.to_string_lossy().into_owned())
-            .filter(|l| l.starts_with("socket:"))
-            .collect()
-    };
     let a_socks = socket_inodes(a.pid().unwrap());
     let b_socks = socket_inodes(b.pid().unwrap());
     assert_eq!(a_socks.len(), 1, "a holds {a_socks:?}");
@@ -125,4 +120,35 @@ fn sibling_processes_do_not_hold_each_others_intercom() {
     assert_ne!(a_socks, b_socks);
     drop((a, b, c));
     assert!(wait_until(WAIT, || common::children().is_empty()));
+}
+
+fn nested_process_does_not_hold_its_parents_intercom() {
+    // A backend that starts its own backend: the grandchild must hold its
+    // own intercom end only, not a copy of its parent's (which would keep
+    // the parent's intercom open after the parent died), and it must keep
+    // the fds its parent's code opened. Unstarted processes here leave fd
+    // numbers in this process's list that are free in the middle process,
+    // where its pipe reuses them: a stale list would close the pipe.
+    let unstarted: Vec<_> = (0..3)
+        .map(|i| MessageProcess::new(format!("unstarted-{i}"), Probe::default()).unwrap())
+        .collect();
+    let mut middle = probe("middle");
+    middle
+        .send(message!("spawn_grandchild", from_thread = false))
+        .unwrap();
+    let grandchild: i32 = recv(&mut middle).param("pid").unwrap();
+    let middle_socks = socket_inodes(middle.pid().unwrap());
+    let grandchild_socks = socket_inodes(grandchild);
+    assert_eq!(
+        grandchild_socks.len(),
+        1,
+        "grandchild holds {grandchild_socks:?}"
+    );
+    // The middle holds its own end and its frontend end for the grandchild.
+    assert_eq!(middle_socks.len(), 2, "middle holds {middle_socks:?}");
+    assert!(!middle_socks.contains(&grandchild_socks[0]));
+    assert_eq!(pipe_inodes(grandchild), pipe_inodes(middle.pid().unwrap()));
+    drop(unstarted);
+    assert!(middle.stop().unwrap().success());
+    assert!(!alive(grandchild));
 }

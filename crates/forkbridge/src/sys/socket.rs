@@ -10,7 +10,7 @@ use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 
 use super::syscall;
 
-/// Creates a connected pair, close-on-exec, blocking.
+/// Creates a connected pair, close-on-exec, blocking (see `recv_into`).
 pub(crate) fn socketpair() -> io::Result<(OwnedFd, OwnedFd)> {
     let mut fds = [0 as libc::c_int; 2];
     // SAFETY: `fds` is a writable array of two ints, as `socketpair` requires.
@@ -22,18 +22,6 @@ pub(crate) fn socketpair() -> io::Result<(OwnedFd, OwnedFd)> {
     ))?;
     // SAFETY: on success both descriptors are new and owned by nobody else.
     Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
-}
-
-/// Puts the open file description of `fd` in non-blocking mode.
-///
-/// Only ever called on an end that no other process shares: `O_NONBLOCK`
-/// lives on the description, so a shared end would change under the peer.
-pub(crate) fn set_nonblocking(fd: BorrowedFd<'_>) -> io::Result<()> {
-    let raw = fd.as_raw_fd();
-    // SAFETY: `F_GETFL`/`F_SETFL` on a valid fd take and return plain ints.
-    let flags = syscall!(fcntl(raw, libc::F_GETFL))?;
-    // SAFETY: as above.
-    syscall!(fcntl(raw, libc::F_SETFL, flags | libc::O_NONBLOCK)).map(drop)
 }
 
 /// `send(2)` with `MSG_NOSIGNAL | MSG_DONTWAIT`: a closed peer is `EPIPE`,
@@ -55,9 +43,19 @@ pub(crate) fn send(fd: BorrowedFd<'_>, buf: &[u8]) -> io::Result<usize> {
     }
 }
 
-/// `recv(2)` with `MSG_DONTWAIT` into the spare capacity of `buf`, which
-/// grows by what was read. `Ok(0)` is end of stream.
-pub(crate) fn recv_into(fd: BorrowedFd<'_>, buf: &mut Vec<u8>, max: usize) -> io::Result<usize> {
+/// `recv(2)` into the spare capacity of `buf`, which grows by what was
+/// read; with `wait`, blocks until at least one byte (or end of stream)
+/// arrives, else `MSG_DONTWAIT`. `Ok(0)` is end of stream.
+///
+/// The sockets stay in blocking mode and every non-blocking call says so
+/// with a flag: `O_NONBLOCK` would live on the open file description, which
+/// a `dup` (or a careless fork) shares.
+pub(crate) fn recv_into(
+    fd: BorrowedFd<'_>,
+    buf: &mut Vec<u8>,
+    max: usize,
+    wait: bool,
+) -> io::Result<usize> {
     buf.reserve(max);
     let spare = buf.spare_capacity_mut();
     let len = spare.len().min(max);
@@ -68,7 +66,7 @@ pub(crate) fn recv_into(fd: BorrowedFd<'_>, buf: &mut Vec<u8>, max: usize) -> io
             fd.as_raw_fd(),
             spare.as_mut_ptr().cast(),
             len,
-            libc::MSG_DONTWAIT,
+            if wait { 0 } else { libc::MSG_DONTWAIT },
         )
     };
     if n < 0 {

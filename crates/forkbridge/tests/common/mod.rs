@@ -137,6 +137,30 @@ pub fn mappings() -> usize {
         .unwrap_or(0)
 }
 
+/// The sockets `pid` holds open, as `socket:[inode]` strings.
+pub fn socket_inodes(pid: i32) -> Vec<String> {
+    let mut socks: Vec<String> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .expect("/proc/<pid>/fd")
+        .filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+        .map(|l| l.to_string_lossy().into_owned())
+        .filter(|l| l.starts_with("socket:"))
+        .collect();
+    socks.sort();
+    socks
+}
+
+/// The pipes `pid` holds open, as `pipe:[inode]` strings.
+pub fn pipe_inodes(pid: i32) -> Vec<String> {
+    let mut pipes: Vec<String> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .expect("/proc/<pid>/fd")
+        .filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+        .map(|l| l.to_string_lossy().into_owned())
+        .filter(|l| l.starts_with("pipe:"))
+        .collect();
+    pipes.sort();
+    pipes
+}
+
 /// Whether `pid` exists and is not a zombie.
 pub fn alive(pid: i32) -> bool {
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
@@ -177,6 +201,7 @@ pub struct Probe {
     pub fail_pre_run: bool,
     pub grandchild: Option<MessageProcess>,
     pub pipe: Option<std::io::PipeReader>,
+    pub held: Vec<std::os::fd::OwnedFd>,
 }
 
 impl Probe {
@@ -271,6 +296,10 @@ impl Probe {
 
     fn spawn_grandchild(&mut self, ctx: &mut BackendContext, msg: Message) -> HandlerResult {
         let from_thread: bool = msg.param("from_thread")?;
+        // A user fd opened in this backend: a child it forks inherits it.
+        let (r, w) = std::io::pipe()?;
+        self.held.push(r.into());
+        self.held.push(w.into());
         let mut p = if from_thread {
             // Fork from a short-lived thread: the parent-death signal must
             // not be armed (it would fire when that thread exits).
