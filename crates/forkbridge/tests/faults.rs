@@ -32,6 +32,7 @@ test_main!(
     frontend_sigkill_takes_backends_along,
     frontend_sigkill_takes_backends_forked_from_a_thread_along,
     fork_with_threads_is_refused_unless_allowed,
+    panic_outside_handlers_ends_child_with_101,
 );
 
 fn handler_error_is_reported_and_loop_continues() {
@@ -333,4 +334,24 @@ fn fork_with_threads_is_refused_unless_allowed() {
     p.stop().unwrap();
     tx.send(()).unwrap();
     thread.join().unwrap().unwrap();
+}
+
+/// A backend whose `register` panics: outside any handler, so the child's
+/// entry must catch it and `_exit`, never unwind into the test's frames.
+struct BrokenRegistry;
+
+impl forkbridge::Backend for BrokenRegistry {
+    fn register(_: &mut forkbridge::Handlers<Self>) {
+        panic!("broken dispatch table");
+    }
+}
+
+fn panic_outside_handlers_ends_child_with_101() {
+    let mut p = MessageProcess::new("broken", BrokenRegistry).unwrap();
+    p.start().unwrap();
+    let err = p.recv_timeout(WAIT).unwrap_err();
+    assert!(err.is_disconnected());
+    assert_eq!(err.exit_status().unwrap().code(), Some(101));
+    // Had the child unwound into this function, it would run the rest of
+    // the test suite as a second copy; the harness would see its output.
 }

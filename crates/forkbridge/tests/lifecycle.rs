@@ -19,6 +19,9 @@ test_main!(
     ignore_sigint_keeps_backend_alive,
     sibling_processes_do_not_hold_each_others_intercom,
     nested_process_does_not_hold_its_parents_intercom,
+    child_starts_with_default_signal_dispositions_and_empty_mask,
+    buffered_stdout_is_written_once_not_twice,
+    handle_is_send,
 );
 
 fn two_hundred_cycles_leak_no_fd_mapping_or_zombie() {
@@ -151,4 +154,94 @@ fn nested_process_does_not_hold_its_parents_intercom() {
     drop(unstarted);
     assert!(middle.stop().unwrap().success());
     assert!(!alive(grandchild));
+}
+
+/// A field of `/proc/<pid>/status` (e.g. `SigBlk`), parsed as hex.
+fn status_mask(pid: i32, field: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status
+        .lines()
+        .find(|l| l.starts_with(field))
+        .expect("status field");
+    u64::from_str_radix(line.split_whitespace().nth(1).unwrap(), 16).unwrap()
+}
+
+fn child_starts_with_default_signal_dispositions_and_empty_mask() {
+    let bit = |sig: i32| 1u64 << (sig - 1);
+    // The parent ignores SIGTERM and blocks SIGUSR1; the child must not.
+    // SAFETY: SIG_IGN installs no handler code; the sigset is initialised
+    // by sigemptyset before use and both calls only read it.
+    let mut old: libc::sigset_t = unsafe { std::mem::zeroed() };
+    // SAFETY: as above.
+    unsafe {
+        libc::signal(libc::SIGTERM, libc::SIG_IGN);
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGUSR1);
+        libc::sigprocmask(libc::SIG_BLOCK, &set, &mut old);
+    }
+    let me = std::process::id() as i32;
+    assert_ne!(status_mask(me, "SigIgn") & bit(libc::SIGTERM), 0);
+    assert_ne!(status_mask(me, "SigBlk") & bit(libc::SIGUSR1), 0);
+    let mut p = probe("fresh-signals");
+    p.send(Message::new("ping")).unwrap();
+    recv(&mut p); // setup is done
+    let pid = p.pid().unwrap();
+    // SIGPIPE stays ignored, as in every Rust program; nothing else among
+    // the standard signals (32 and 33 belong to libc, which keeps them).
+    let standard = (1u64 << 31) - 1;
+    assert_eq!(status_mask(pid, "SigIgn") & standard, bit(libc::SIGPIPE));
+    assert_eq!(status_mask(pid, "SigBlk"), 0);
+    // SAFETY: plain integers; `p` holds the unreaped child.
+    unsafe { libc::kill(pid, libc::SIGTERM) };
+    let err = p.recv_timeout(WAIT).unwrap_err();
+    assert_eq!(err.exit_status().unwrap().signal(), Some(libc::SIGTERM));
+    // SAFETY: restores what this test changed.
+    unsafe {
+        libc::signal(libc::SIGTERM, libc::SIG_DFL);
+        libc::sigprocmask(libc::SIG_SETMASK, &old, std::ptr::null_mut());
+    }
+}
+
+fn buffered_stdout_is_written_once_not_twice() {
+    use std::io::{Read, Seek, Write};
+    let mut file = tempfile_in_proc();
+    std::io::stdout().flush().unwrap();
+    // SAFETY: dup/dup2 on valid fds; fd 1 is restored below.
+    let saved = unsafe { libc::dup(1) };
+    // SAFETY: as above.
+    unsafe { libc::dup2(std::os::fd::AsRawFd::as_raw_fd(&file), 1) };
+    print!("partial line without newline|");
+    let mut p = probe("stdout");
+    p.send(Message::new("ping")).unwrap();
+    recv(&mut p);
+    p.stop().unwrap();
+    std::io::stdout().flush().unwrap();
+    // SAFETY: as above.
+    unsafe {
+        libc::dup2(saved, 1);
+        libc::close(saved);
+    }
+    let mut text = String::new();
+    file.rewind().unwrap();
+    file.read_to_string(&mut text).unwrap();
+    assert_eq!(text, "partial line without newline|");
+}
+
+/// An anonymous temporary file (`O_TMPFILE`): nothing is left behind.
+fn tempfile_in_proc() -> std::fs::File {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .custom_flags(libc::O_TMPFILE)
+        .open(std::env::temp_dir())
+        .expect("O_TMPFILE")
+}
+
+fn handle_is_send() {
+    fn assert_send<T: Send>() {}
+    assert_send::<MessageProcess>();
+    assert_send::<forkbridge::Error>();
+    assert_send::<Message>();
 }
