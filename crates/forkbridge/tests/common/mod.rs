@@ -137,28 +137,27 @@ pub fn mappings() -> usize {
         .unwrap_or(0)
 }
 
-/// The sockets `pid` holds open, as `socket:[inode]` strings.
-pub fn socket_inodes(pid: i32) -> Vec<String> {
-    let mut socks: Vec<String> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+/// What `pid`'s open fds point to, among those starting with `kind`
+/// (`"socket:"`, `"pipe:"`), sorted: e.g. `socket:[8731]`.
+pub fn fd_links(pid: i32, kind: &str) -> Vec<String> {
+    let mut links: Vec<String> = std::fs::read_dir(format!("/proc/{pid}/fd"))
         .expect("/proc/<pid>/fd")
         .filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
         .map(|l| l.to_string_lossy().into_owned())
-        .filter(|l| l.starts_with("socket:"))
+        .filter(|l| l.starts_with(kind))
         .collect();
-    socks.sort();
-    socks
+    links.sort();
+    links
 }
 
-/// The pipes `pid` holds open, as `pipe:[inode]` strings.
+/// The sockets `pid` holds open.
+pub fn socket_inodes(pid: i32) -> Vec<String> {
+    fd_links(pid, "socket:")
+}
+
+/// The pipes `pid` holds open.
 pub fn pipe_inodes(pid: i32) -> Vec<String> {
-    let mut pipes: Vec<String> = std::fs::read_dir(format!("/proc/{pid}/fd"))
-        .expect("/proc/<pid>/fd")
-        .filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
-        .map(|l| l.to_string_lossy().into_owned())
-        .filter(|l| l.starts_with("pipe:"))
-        .collect();
-    pipes.sort();
-    pipes
+    fd_links(pid, "pipe:")
 }
 
 /// Whether `pid` exists and is not a zombie.
