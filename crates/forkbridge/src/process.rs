@@ -418,15 +418,21 @@ impl MessageProcess {
     }
 
     /// Asks the backend to stop after the messages already sent (the seed's
-    /// `requestStop`); does not wait. `Ok` also if it is already gone.
+    /// `requestStop`); does not wait for it to stop. The request is written
+    /// like [`send`](MessageProcess::send) writes a message: it blocks while
+    /// the socket is full. `Ok` also if the backend is already gone.
     pub fn request_stop(&mut self) -> Result<()> {
+        self.request_stop_deadline(None)
+    }
+
+    fn request_stop_deadline(&mut self, deadline: Option<Instant>) -> Result<()> {
         match self.state {
             State::Running { .. } => {}
             State::Idle { .. } => return Err(self.err(ErrorKind::NotStarted)),
             _ => return Ok(()),
         }
         self.conn.feed_stop();
-        match self.flush() {
+        match self.flush_deadline(deadline) {
             Err(e) if e.is_disconnected() => Ok(()),
             other => other,
         }
@@ -587,10 +593,17 @@ impl MessageProcess {
         if let State::Finished { status, .. } = self.state {
             return status.ok_or_else(|| self.disconnected());
         }
-        self.request_stop()?;
         let stop_timeout = self.config.stop_timeout;
         let kill_timeout = self.config.kill_timeout;
-        match self.join_timeout(stop_timeout) {
+        // The request and the wait share one bound: a backend stuck in a
+        // handler with the socket full must not hold `stop` at the write.
+        let deadline = Instant::now() + stop_timeout;
+        match self.request_stop_deadline(Some(deadline)) {
+            Ok(()) => {}
+            Err(e) if e.kind() == &ErrorKind::NotStarted => return Err(e),
+            Err(e) => log::debug!(target: &self.target, "stop request not delivered: {e}"),
+        }
+        match self.join_deadline(Some(deadline)) {
             Err(e) if e.is_timeout() => {}
             other => return other,
         }

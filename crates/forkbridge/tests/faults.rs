@@ -29,6 +29,7 @@ test_main!(
     oversized_message_is_refused_at_send,
     backend_ignoring_sigterm_is_stopped_within_bound,
     blocked_handler_is_stopped_within_bound,
+    stop_is_bounded_when_the_socket_is_full,
     frontend_sigkill_takes_backends_along,
     frontend_sigkill_takes_backends_forked_from_a_thread_along,
     fork_with_threads_is_refused_unless_allowed,
@@ -276,6 +277,37 @@ fn blocked_handler_is_stopped_within_bound() {
     let t = Instant::now();
     assert_eq!(p.stop().unwrap().signal(), Some(libc::SIGTERM));
     assert!(t.elapsed() < Duration::from_secs(3));
+}
+
+fn stop_is_bounded_when_the_socket_is_full() {
+    let mut p = MessageProcess::builder("jammed")
+        .stop_timeout(Duration::from_millis(200))
+        .build(Probe::default())
+        .unwrap();
+    p.start().unwrap();
+    p.send(message!("sleep", ms = 60_000)).unwrap();
+    // Fill the socket while the backend sleeps: send_timeout gives up
+    // (the message stays buffered) instead of blocking.
+    let chunk = Message::new("echo").with("data", vec![0u8; 64 << 10]);
+    let mut timed_out = false;
+    for _ in 0..1000 {
+        match p.send_timeout(chunk.clone(), Duration::from_millis(20)) {
+            Ok(()) => {}
+            Err(e) => {
+                assert!(e.is_timeout(), "{e}");
+                timed_out = true;
+                break;
+            }
+        }
+    }
+    assert!(timed_out, "the socket never filled up");
+    let t = Instant::now();
+    assert_eq!(p.stop().unwrap().signal(), Some(libc::SIGTERM));
+    assert!(
+        t.elapsed() < Duration::from_secs(3),
+        "stop took {:?}",
+        t.elapsed()
+    );
 }
 
 fn frontend_sigkill_takes_backends_along_impl(from_thread: bool) {
