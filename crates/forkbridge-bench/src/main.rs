@@ -58,7 +58,7 @@ struct Scale {
 }
 
 const FULL: Scale = Scale {
-    runs: 5,
+    runs: 9,
     roundtrips: 20_000,
     oneway: 1_000_000,
     starts: 300,
