@@ -68,6 +68,16 @@ pub enum ErrorKind {
         /// What the parameter holds.
         found: &'static str,
     },
+    /// [`EventGroup::reserve`](crate::EventGroup::reserve): every event is
+    /// reserved (the seed's `NotEnoughEvents`).
+    NoFreeEvent {
+        /// The group's size.
+        capacity: usize,
+    },
+    /// An event released twice, one never reserved, or of another group.
+    NotReserved,
+    /// An argument out of range (an event slot, a size).
+    InvalidArgument,
     /// An operating-system call failed; see [`std::error::Error::source`].
     Io,
 }
@@ -195,6 +205,11 @@ impl fmt::Display for Error {
                 expected,
                 found,
             } => write!(f, "parameter '{name}' is {found}, not {expected}")?,
+            ErrorKind::NoFreeEvent { capacity } => {
+                write!(f, "all {capacity} events of the group are reserved")?
+            }
+            ErrorKind::NotReserved => f.write_str("event is not reserved")?,
+            ErrorKind::InvalidArgument => f.write_str("invalid argument")?,
             ErrorKind::Io => f.write_str("I/O error")?,
         }
         if let Some(source) = &self.inner.source {

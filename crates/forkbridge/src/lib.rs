@@ -112,11 +112,15 @@ mod sys;
 mod backend;
 mod conn;
 mod error;
+mod event;
+mod event_group;
 mod logger;
 mod message;
 mod process;
 mod registry;
+mod select;
 mod serde_impl;
+mod sync_index;
 mod value;
 mod wire;
 
@@ -124,9 +128,13 @@ pub use crate::backend::{
     Backend, BackendContext, BoxError, HandlerResult, Handlers, Interest, Ready, SourceId,
 };
 pub use crate::error::{Error, ErrorKind, Result};
+pub use crate::event::{Event, EventKind};
+pub use crate::event_group::{EventGroup, EventIndex};
 pub use crate::logger::format_logger;
 pub use crate::message::Message;
 pub use crate::process::{MessageProcess, MessageProcessBuilder};
+pub use crate::select::{Selected, select};
+pub use crate::sync_index::SyncIndex;
 pub use crate::value::{FromValue, Value};
 
 // The README's examples are compiled and run as doc tests.

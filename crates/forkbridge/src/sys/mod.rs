@@ -12,6 +12,9 @@
 //! | `socket.rs` | the intercom: an `AF_UNIX SOCK_STREAM` socketpair, non-blocking `send`/`recv` without `SIGPIPE` |
 //! | `poll.rs` | `ppoll(2)` with a deadline, retried on `EINTR` with the remaining time |
 //! | `pidfd.rs` | `pidfd_open(2)` and reaping with `waitpid(2)` |
+//! | `shm.rs` | anonymous `MAP_SHARED` memory as atomic words |
+//! | `futex.rs` | `futex(2)` wait and wake on a shared word |
+//! | `eventfd.rs` | `eventfd(2)`: an event's pollable mirror |
 //!
 //! # Safety and `fork`
 //!
@@ -23,9 +26,12 @@
 //! ([`MessageProcessBuilder::allow_threads`](crate::MessageProcessBuilder::allow_threads)),
 //! and the child-side steps in `fork.rs` allocate nothing and take no lock.
 
+pub(crate) mod eventfd;
 pub(crate) mod fork;
+pub(crate) mod futex;
 pub(crate) mod pidfd;
 pub(crate) mod poll;
+pub(crate) mod shm;
 pub(crate) mod socket;
 
 /// Calls a libc function and turns the `-1` error convention into

@@ -9,6 +9,7 @@ use super::syscall;
 /// Readiness interest and result bits, as `poll(2)` defines them.
 pub(crate) const POLLIN: i16 = libc::POLLIN;
 pub(crate) const POLLOUT: i16 = libc::POLLOUT;
+pub(crate) const POLLPRI: i16 = libc::POLLPRI;
 pub(crate) const POLLERR: i16 = libc::POLLERR;
 pub(crate) const POLLHUP: i16 = libc::POLLHUP;
 pub(crate) const POLLNVAL: i16 = libc::POLLNVAL;

@@ -1,0 +1,303 @@
+//! [`Event`]: a flag shared across `fork`, with `set` / `clear` / `wait`.
+//!
+//! # Design
+//!
+//! Each event is one 32-bit word in an anonymous `MAP_SHARED` mapping made
+//! before the fork, so parent and children see the same word:
+//!
+//! ```text
+//! bit 0       set
+//! bits 1-15   number of processes sleeping in wait()
+//! bits 16-31  generation (bumped by EventGroup::reserve)
+//! ```
+//!
+//! `set` is one compare-and-swap; it makes a `FUTEX_WAKE` system call only
+//! when the waiter count says somebody sleeps, so setting an event nobody
+//! waits on costs a few nanoseconds, not a syscall (research/limits.md:
+//! 4.7 ns against 252 ns). A thousand events are one page, not a thousand
+//! fds. `wait` registers in the count, sleeps in `FUTEX_WAIT` on the word's
+//! exact value, and loops on spurious wake-ups; a timeout is a deadline, so
+//! signals never stretch or shorten it.
+//!
+//! [`EventKind::Pollable`] adds an eventfd per event that mirrors the flag:
+//! `set` writes it on the 0→1 transition and `clear` drains it on 1→0, so
+//! the fd is readable while the event is set and can sit in `poll`,
+//! [`select`](crate::select), mio or tokio next to a [`MessageProcess`](crate::MessageProcess).
+//! The word stays the truth: a `set` and a `clear` racing from two processes
+//! can leave the fd readable for a clear event until the next `set`/`clear`,
+//! so treat readiness as a hint and check [`Event::is_set`].
+//!
+//! Rejected: an eventfd per event as the only mechanism (a syscall per
+//! `set`, an fd per event); pthread condition variables in shared memory
+//! (a process that dies holding the mutex blocks everybody: raw_sync PR #17).
+//! A waiter killed while asleep leaves its count behind, which only costs
+//! later `set`s a needless wake-up call.
+
+use std::fmt;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering::SeqCst};
+use std::time::{Duration, Instant};
+
+use crate::error::Result;
+use crate::sys::{eventfd, futex, shm::SharedWords};
+
+const SET: u32 = 1;
+const WAITER: u32 = 1 << 1;
+const WAITER_MASK: u32 = 0x7FFF << 1;
+const GEN_SHIFT: u32 = 16;
+
+/// Which mechanism backs an event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum EventKind {
+    /// A futex word in shared memory (the default): the fastest, no fd.
+    #[default]
+    Futex,
+    /// A futex word plus an eventfd that is readable while the event is set,
+    /// for `poll`/[`select`](crate::select)/mio/tokio.
+    Pollable,
+}
+
+/// The words (and eventfds) of one or more events.
+#[derive(Debug)]
+pub(crate) struct EventStore {
+    words: SharedWords,
+    fds: Vec<OwnedFd>,
+    kind: EventKind,
+}
+
+impl EventStore {
+    pub(crate) fn new(n: usize, kind: EventKind) -> Result<Arc<EventStore>> {
+        let words = SharedWords::new(n)?;
+        let fds = match kind {
+            EventKind::Futex => Vec::new(),
+            EventKind::Pollable => (0..n)
+                .map(|_| eventfd::eventfd())
+                .collect::<Result<_, _>>()?,
+        };
+        Ok(Arc::new(EventStore { words, fds, kind }))
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.words.words().len()
+    }
+}
+
+/// A process-shared event (the seed's `multiprocessing.Event`, or
+/// libValkka's `EventFd` with [`EventKind::Pollable`]).
+///
+/// Create it before the fork; the parent and every child forked afterwards
+/// share it. Cloning gives another handle to the same event.
+///
+/// ```rust,standalone_crate
+/// use std::time::Duration;
+/// use forkbridge::{Backend, BackendContext, Event, HandlerResult, Handlers, Message, MessageProcess};
+///
+/// struct Setter { done: Event }
+/// impl Backend for Setter {
+///     fn register(h: &mut Handlers<Self>) {
+///         h.on("work", |s: &mut Setter, _: &mut BackendContext, _: Message| {
+///             s.done.set();
+///             Ok(())
+///         });
+///     }
+/// }
+///
+/// let done = Event::new()?;
+/// let mut p = MessageProcess::new("setter", Setter { done: done.clone() })?;
+/// p.start()?;
+/// p.send(Message::new("work"))?;
+/// assert!(done.wait_timeout(Duration::from_secs(5)));
+/// p.stop()?;
+/// # Ok::<(), forkbridge::Error>(())
+/// ```
+#[derive(Clone)]
+pub struct Event {
+    store: Arc<EventStore>,
+    slot: u32,
+}
+
+impl Event {
+    /// A new, clear [`EventKind::Futex`] event.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::Io`](crate::ErrorKind::Io) if the mapping fails.
+    pub fn new() -> Result<Event> {
+        Event::with_kind(EventKind::Futex)
+    }
+
+    /// A new, clear event of the given kind.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::Io`](crate::ErrorKind::Io) if the mapping or the eventfd
+    /// cannot be created.
+    pub fn with_kind(kind: EventKind) -> Result<Event> {
+        Ok(Event::in_store(EventStore::new(1, kind)?, 0))
+    }
+
+    pub(crate) fn in_store(store: Arc<EventStore>, slot: u32) -> Event {
+        Event { store, slot }
+    }
+
+    pub(crate) fn slot(&self) -> u32 {
+        self.slot
+    }
+
+    pub(crate) fn same_store(&self, store: &Arc<EventStore>) -> bool {
+        Arc::ptr_eq(&self.store, store)
+    }
+
+    fn word(&self) -> &AtomicU32 {
+        &self.store.words.words()[self.slot as usize]
+    }
+
+    /// The kind of this event.
+    pub fn kind(&self) -> EventKind {
+        self.store.kind
+    }
+
+    /// The eventfd of a [`EventKind::Pollable`] event: readable while the
+    /// event is set. `None` for [`EventKind::Futex`].
+    pub fn fd(&self) -> Option<BorrowedFd<'_>> {
+        self.store.fds.get(self.slot as usize).map(AsFd::as_fd)
+    }
+
+    /// Sets the event and wakes every waiter. Without waiters this is one
+    /// atomic operation (plus an eventfd write for a pollable event).
+    pub fn set(&self) {
+        self.set_if_generation(None);
+    }
+
+    /// Sets the event if its generation is `generation` (or always, for
+    /// `None`); returns whether it is set now.
+    pub(crate) fn set_if_generation(&self, generation: Option<u16>) -> bool {
+        let word = self.word();
+        let mut cur = word.load(SeqCst);
+        loop {
+            if generation.is_some_and(|g| (cur >> GEN_SHIFT) as u16 != g) {
+                return false;
+            }
+            if cur & SET != 0 {
+                return true;
+            }
+            match word.compare_exchange_weak(cur, cur | SET, SeqCst, SeqCst) {
+                Ok(_) => break,
+                Err(now) => cur = now,
+            }
+        }
+        if let Some(fd) = self.fd() {
+            eventfd::signal(fd);
+        }
+        if cur & WAITER_MASK != 0 {
+            futex::wake_all(word);
+        }
+        true
+    }
+
+    /// Clears the event.
+    pub fn clear(&self) {
+        let old = self.word().fetch_and(!SET, SeqCst);
+        if old & SET != 0 {
+            if let Some(fd) = self.fd() {
+                eventfd::drain(fd);
+            }
+        }
+    }
+
+    /// Starts a new generation: clear, and sets by older indices ignored.
+    pub(crate) fn renew(&self) -> u16 {
+        let word = self.word();
+        let mut cur = word.load(SeqCst);
+        loop {
+            let generation = ((cur >> GEN_SHIFT) as u16).wrapping_add(1);
+            let new = (u32::from(generation) << GEN_SHIFT) | (cur & WAITER_MASK);
+            match word.compare_exchange_weak(cur, new, SeqCst, SeqCst) {
+                Ok(old) => {
+                    if old & SET != 0 {
+                        if let Some(fd) = self.fd() {
+                            eventfd::drain(fd);
+                        }
+                    }
+                    return generation;
+                }
+                Err(now) => cur = now,
+            }
+        }
+    }
+
+    pub(crate) fn generation(&self) -> u16 {
+        (self.word().load(SeqCst) >> GEN_SHIFT) as u16
+    }
+
+    /// Whether the event is set.
+    pub fn is_set(&self) -> bool {
+        self.word().load(SeqCst) & SET != 0
+    }
+
+    /// Waits until the event is set. Returns at once if it already is.
+    ///
+    /// This has no bound: if the process that should set the event may die,
+    /// use [`wait_timeout`](Event::wait_timeout), or a pollable event and
+    /// the process's fd in [`select`](crate::select).
+    pub fn wait(&self) {
+        self.wait_deadline(None);
+    }
+
+    /// Waits until the event is set or `timeout` passes; returns whether it
+    /// is set. Spurious wake-ups and signals neither end the wait early nor
+    /// extend it.
+    pub fn wait_timeout(&self, timeout: Duration) -> bool {
+        self.wait_deadline(Some(Instant::now() + timeout))
+    }
+
+    pub(crate) fn wait_deadline(&self, deadline: Option<Instant>) -> bool {
+        let word = self.word();
+        loop {
+            let cur = word.load(SeqCst);
+            if cur & SET != 0 {
+                return true;
+            }
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                return false;
+            }
+            if cur & WAITER_MASK == WAITER_MASK {
+                // 32767 sleepers already: do not overflow the count.
+                std::thread::yield_now();
+                continue;
+            }
+            let registered = cur + WAITER;
+            if word
+                .compare_exchange(cur, registered, SeqCst, SeqCst)
+                .is_err()
+            {
+                continue;
+            }
+            let woken = futex::wait(word, registered, deadline);
+            word.fetch_sub(WAITER, SeqCst);
+            if !woken {
+                return word.load(SeqCst) & SET != 0;
+            }
+        }
+    }
+}
+
+/// Handles to the same event are equal.
+impl PartialEq for Event {
+    fn eq(&self, other: &Event) -> bool {
+        Arc::ptr_eq(&self.store, &other.store) && self.slot == other.slot
+    }
+}
+
+impl Eq for Event {}
+
+impl fmt::Debug for Event {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Event")
+            .field("slot", &self.slot)
+            .field("kind", &self.store.kind)
+            .field("set", &self.is_set())
+            .finish()
+    }
+}

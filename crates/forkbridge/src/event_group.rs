@@ -1,0 +1,303 @@
+//! [`EventGroup`]: events made before the fork, handed out by index.
+//!
+//! # Design
+//!
+//! Events must exist before the fork to be shared, but which request needs
+//! one is only known later. The seed's answer, kept here: make `n` events up
+//! front, reserve one per request, send its *index* inside the message (an
+//! [`EventIndex`] is a [`Value`]), let the backend set it by index, release
+//! it after. The free list is ordinary memory of the process that reserves
+//! (the frontend), as in the seed; the events themselves are shared.
+//!
+//! What the seed gets wrong and this does not: exhaustion is a typed error
+//! (the seed's `NotEnoughEvents` escapes `except Exception`), a double
+//! release or a release of an index never reserved is a typed error (the
+//! seed silently duplicates or corrupts its free list, Q14), and every index
+//! carries the event's *generation*: a backend that sets an event late,
+//! after the frontend gave up waiting and the event went to another
+//! request, sets nothing ([`EventGroup::set`] returns `false`).
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use crate::error::{Error, ErrorKind, Result};
+use crate::event::{Event, EventKind, EventStore};
+use crate::sync_index::SyncIndex;
+use crate::value::{FromValue, Value};
+
+/// Identifies a reserved event of an [`EventGroup`]; put it in a message.
+///
+/// It converts to and from a [`Value`] (an integer holding the slot and the
+/// generation), so `msg.with("event", index)` and
+/// `msg.param::<EventIndex>("event")` carry it across.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct EventIndex {
+    slot: u32,
+    generation: u16,
+}
+
+impl EventIndex {
+    /// The event's position in its group, `0..len`.
+    pub fn slot(self) -> u32 {
+        self.slot
+    }
+
+    fn to_u64(self) -> u64 {
+        (u64::from(self.generation) << 32) | u64::from(self.slot)
+    }
+}
+
+impl fmt::Display for EventIndex {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}#{}", self.slot, self.generation)
+    }
+}
+
+impl From<EventIndex> for Value {
+    fn from(index: EventIndex) -> Value {
+        Value::from(index.to_u64())
+    }
+}
+
+impl FromValue for EventIndex {
+    const EXPECTED: &'static str = "event index";
+    fn from_value(value: &Value) -> Option<Self> {
+        let raw = value.as_u64()?;
+        Some(EventIndex {
+            slot: u32::try_from(raw & 0xFFFF_FFFF).ok()?,
+            generation: u16::try_from(raw >> 32).ok()?,
+        })
+    }
+}
+
+#[derive(Debug)]
+struct FreeList {
+    free: VecDeque<u32>,
+    reserved: Vec<bool>,
+}
+
+/// A fixed set of process-shared events (the seed's `EventGroup`).
+///
+/// ```rust,standalone_crate
+/// use std::time::Duration;
+/// use forkbridge::{
+///     Backend, BackendContext, EventGroup, EventIndex, HandlerResult, Handlers, Message,
+///     MessageProcess,
+/// };
+///
+/// struct Worker { events: EventGroup }
+/// impl Worker {
+///     fn ping(&mut self, _: &mut BackendContext, msg: Message) -> HandlerResult {
+///         self.events.set(msg.param::<EventIndex>("event")?)?;
+///         Ok(())
+///     }
+/// }
+/// impl Backend for Worker {
+///     fn register(h: &mut Handlers<Self>) {
+///         h.on("ping", Self::ping);
+///     }
+/// }
+///
+/// let events = EventGroup::new(10)?;              // before the fork
+/// let mut p = MessageProcess::new("worker", Worker { events: events.clone() })?;
+/// p.start()?;
+/// let (index, event) = events.reserve()?;
+/// p.send(Message::new("ping").with("event", index))?;
+/// assert!(event.wait_timeout(Duration::from_secs(5)));
+/// events.release(&event)?;
+/// p.stop()?;
+/// # Ok::<(), forkbridge::Error>(())
+/// ```
+#[derive(Clone)]
+pub struct EventGroup {
+    store: Arc<EventStore>,
+    list: Arc<Mutex<FreeList>>,
+}
+
+impl EventGroup {
+    /// `n` clear [`EventKind::Futex`] events.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::Io`] if the shared mapping cannot be made.
+    pub fn new(n: usize) -> Result<EventGroup> {
+        EventGroup::with_kind(n, EventKind::Futex)
+    }
+
+    /// `n` clear events of the given kind (the seed's `event_class`).
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::Io`] if the mapping or an eventfd cannot be made;
+    /// [`ErrorKind::InvalidArgument`] if `n` does not fit an index.
+    pub fn with_kind(n: usize, kind: EventKind) -> Result<EventGroup> {
+        let slots = u32::try_from(n).map_err(|_| {
+            Error::new(ErrorKind::InvalidArgument).with_source(format!("{n} events are too many"))
+        })?;
+        Ok(EventGroup {
+            store: EventStore::new(n, kind)?,
+            list: Arc::new(Mutex::new(FreeList {
+                free: (0..slots).collect(),
+                reserved: vec![false; n],
+            })),
+        })
+    }
+
+    /// The number of events (the seed's `len(eg)`).
+    pub fn len(&self) -> usize {
+        self.store.len()
+    }
+
+    /// Whether the group has no events at all.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn list(&self) -> MutexGuard<'_, FreeList> {
+        // Every update keeps the list consistent before it can panic.
+        self.list.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Reserves a free event, clears it, and returns it with its index.
+    /// Indices rotate (a released index goes to the back), as in the seed.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::NoFreeEvent`] when every event is reserved.
+    pub fn reserve(&self) -> Result<(EventIndex, Event)> {
+        let slot = {
+            let mut list = self.list();
+            let slot = list.free.pop_front().ok_or_else(|| {
+                Error::new(ErrorKind::NoFreeEvent {
+                    capacity: self.len(),
+                })
+            })?;
+            list.reserved[slot as usize] = true;
+            slot
+        };
+        let event = Event::in_store(self.store.clone(), slot);
+        let generation = event.renew();
+        Ok((EventIndex { slot, generation }, event))
+    }
+
+    /// Reserves an event for one request; see [`SyncIndex`].
+    ///
+    /// # Errors
+    ///
+    /// As [`reserve`](EventGroup::reserve).
+    pub fn sync_index(&self) -> Result<SyncIndex> {
+        SyncIndex::new(self)
+    }
+
+    /// Returns a reserved event to the group.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::NotReserved`] if the event is not reserved (released
+    /// twice) or belongs to another group.
+    pub fn release(&self, event: &Event) -> Result<()> {
+        if !event.same_store(&self.store) {
+            return Err(Error::new(ErrorKind::NotReserved).with_source("event of another group"));
+        }
+        self.release_slot(event.slot())
+    }
+
+    /// Returns a reserved event to the group by its index (the seed's
+    /// `release_ind`).
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::NotReserved`] if the index is out of range, not
+    /// reserved, or of an older reservation of the same event.
+    pub fn release_index(&self, index: EventIndex) -> Result<()> {
+        let event = self.get(index.slot)?;
+        if event.generation() != index.generation {
+            return Err(Error::new(ErrorKind::NotReserved)
+                .with_source(format!("index {index} is of an earlier reservation")));
+        }
+        self.release_slot(index.slot)
+    }
+
+    fn release_slot(&self, slot: u32) -> Result<()> {
+        let mut list = self.list();
+        match list.reserved.get_mut(slot as usize) {
+            Some(reserved) if *reserved => {
+                *reserved = false;
+                list.free.push_back(slot);
+                Ok(())
+            }
+            _ => Err(Error::new(ErrorKind::NotReserved)
+                .with_source(format!("event {slot} is not reserved"))),
+        }
+    }
+
+    /// Sets the event of `index` (what the backend does). Returns `false`,
+    /// setting nothing, if the event has been reserved again since the index
+    /// was handed out (a late set after the frontend gave up).
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::InvalidArgument`] if the slot is out of range.
+    pub fn set(&self, index: EventIndex) -> Result<bool> {
+        Ok(self
+            .get(index.slot)?
+            .set_if_generation(Some(index.generation)))
+    }
+
+    /// The event in `slot` (the seed's `fromIndex`), reserved or not.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::InvalidArgument`] if the slot is out of range.
+    pub fn get(&self, slot: u32) -> Result<Event> {
+        if (slot as usize) < self.len() {
+            Ok(Event::in_store(self.store.clone(), slot))
+        } else {
+            Err(Error::new(ErrorKind::InvalidArgument)
+                .with_source(format!("event {slot} of a group of {}", self.len())))
+        }
+    }
+
+    /// The current index of an event of this group (the seed's `asIndex`).
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::InvalidArgument`] if the event is of another group.
+    pub fn index_of(&self, event: &Event) -> Result<EventIndex> {
+        if !event.same_store(&self.store) {
+            return Err(
+                Error::new(ErrorKind::InvalidArgument).with_source("event of another group")
+            );
+        }
+        Ok(EventIndex {
+            slot: event.slot(),
+            generation: event.generation(),
+        })
+    }
+
+    /// How many events are free now.
+    pub fn free(&self) -> usize {
+        self.list().free.len()
+    }
+}
+
+/// Like the seed: `<EventGroup: f0 R1 f2 >` (f = free, R = reserved).
+impl fmt::Display for EventGroup {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<EventGroup: ")?;
+        for (slot, reserved) in self.list().reserved.iter().enumerate() {
+            write!(f, "{}{slot} ", if *reserved { 'R' } else { 'f' })?;
+        }
+        f.write_str(">")
+    }
+}
+
+impl fmt::Debug for EventGroup {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("EventGroup")
+            .field("len", &self.len())
+            .field("free", &self.free())
+            .finish()
+    }
+}

@@ -1,0 +1,65 @@
+//! Anonymous `MAP_SHARED` mappings: memory a fork shares instead of copying.
+
+use std::io;
+use std::ptr::NonNull;
+use std::sync::atomic::AtomicU32;
+
+/// A zero-filled shared mapping, unmapped on drop. Created before a fork,
+/// it is the same memory in parent and child; nothing is named, so nothing
+/// is left behind in `/dev/shm` when a process dies.
+#[derive(Debug)]
+pub(crate) struct SharedWords {
+    ptr: NonNull<AtomicU32>,
+    len: usize,
+    bytes: usize,
+}
+
+// SAFETY: the mapping is plain memory accessed only through atomics, so
+// sharing or sending the handle between threads is as safe as for `[AtomicU32]`.
+unsafe impl Send for SharedWords {}
+// SAFETY: as above.
+unsafe impl Sync for SharedWords {}
+
+impl SharedWords {
+    /// Maps room for `len` 32-bit words (at least one page).
+    pub(crate) fn new(len: usize) -> io::Result<SharedWords> {
+        let bytes = len
+            .max(1)
+            .checked_mul(4)
+            .ok_or(io::ErrorKind::InvalidInput)?;
+        // SAFETY: an anonymous shared mapping of `bytes` bytes with no fixed
+        // address; the kernel picks a page-aligned address or fails.
+        let ptr = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                bytes,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            )
+        };
+        if ptr == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        let ptr = NonNull::new(ptr.cast::<AtomicU32>()).ok_or(io::ErrorKind::OutOfMemory)?;
+        Ok(SharedWords { ptr, len, bytes })
+    }
+
+    /// The words.
+    pub(crate) fn words(&self) -> &[AtomicU32] {
+        // SAFETY: the mapping is page-aligned (so aligned for AtomicU32),
+        // `len * 4 <= bytes` long, zero-filled by the kernel (a valid
+        // AtomicU32 bit pattern), and lives until `self` is dropped, which
+        // the returned borrow cannot outlive. All access is atomic.
+        unsafe { std::slice::from_raw_parts(self.ptr.as_ptr(), self.len) }
+    }
+}
+
+impl Drop for SharedWords {
+    fn drop(&mut self) {
+        // SAFETY: `ptr`/`bytes` are exactly what `mmap` returned, and no
+        // borrow of the words outlives `self`.
+        unsafe { libc::munmap(self.ptr.as_ptr().cast(), self.bytes) };
+    }
+}
