@@ -15,11 +15,50 @@ mod raw;
 
 use std::time::{Duration, Instant};
 
-use forkbridge::{Backend, BackendContext, HandlerResult, Handlers, Message, MessageProcess};
+use forkbridge::{
+    Backend, BackendContext, Event, EventGroup, EventIndex, HandlerResult, Handlers, Message,
+    MessageProcess,
+};
 
-/// A backend that answers pings (built in) and counts ticks.
+/// A backend that answers pings (built in), counts ticks, and plays the
+/// event scenarios.
 struct Sink {
     ticks: u64,
+    events: Option<(Event, Event, EventGroup)>,
+}
+
+impl Sink {
+    fn new() -> Sink {
+        Sink {
+            ticks: 0,
+            events: None,
+        }
+    }
+
+    fn with_events(ping: &Event, pong: &Event, group: &EventGroup) -> Sink {
+        Sink {
+            ticks: 0,
+            events: Some((ping.clone(), pong.clone(), group.clone())),
+        }
+    }
+
+    /// `n` rounds of: wait for `ping`, clear it, set `pong`.
+    fn bounce(&mut self, ctx: &mut BackendContext, msg: Message) -> HandlerResult {
+        let (ping, pong, _) = self.events.as_ref().ok_or("no events")?;
+        for _ in 0..msg.param::<u32>("n")? {
+            ping.wait();
+            ping.clear();
+            pong.set();
+        }
+        ctx.send(Message::new("bounced"))?;
+        Ok(())
+    }
+
+    fn set_index(&mut self, _: &mut BackendContext, msg: Message) -> HandlerResult {
+        let (_, _, group) = self.events.as_ref().ok_or("no events")?;
+        group.set(msg.param::<EventIndex>("event")?)?;
+        Ok(())
+    }
 }
 
 impl Sink {
@@ -37,7 +76,11 @@ impl Sink {
 
 impl Backend for Sink {
     fn register(handlers: &mut Handlers<Self>) {
-        handlers.on("tick", Self::tick).on("report", Self::report);
+        handlers
+            .on("tick", Self::tick)
+            .on("report", Self::report)
+            .on("bounce", Self::bounce)
+            .on("set_index", Self::set_index);
     }
 }
 
@@ -55,6 +98,7 @@ struct Scale {
     roundtrips: u32,
     oneway: u64,
     starts: u32,
+    sets: u32,
 }
 
 const FULL: Scale = Scale {
@@ -62,6 +106,7 @@ const FULL: Scale = Scale {
     roundtrips: 20_000,
     oneway: 1_000_000,
     starts: 300,
+    sets: 2_000_000,
 };
 
 const QUICK: Scale = Scale {
@@ -69,6 +114,7 @@ const QUICK: Scale = Scale {
     roundtrips: 500,
     oneway: 20_000,
     starts: 20,
+    sets: 20_000,
 };
 
 /// One scenario's figures.
@@ -98,28 +144,76 @@ fn micros(d: Duration) -> f64 {
 }
 
 fn started_sink(name: &str) -> MessageProcess {
-    let mut p = MessageProcess::new(name, Sink { ticks: 0 }).expect("build");
+    let mut p = MessageProcess::new(name, Sink::new()).expect("build");
     p.start().expect("start");
     p
+}
+
+/// Runs `ours` and `theirs` in alternating blocks of `block` calls, after a
+/// warm-up, and returns the mean time per call of each, in microseconds.
+/// Taking turns in blocks, with the same CPU placement for both, keeps a
+/// drift of this noisy machine between regimes from favouring one side.
+fn interleaved(
+    rounds: u32,
+    block: u32,
+    mut ours: impl FnMut(),
+    mut theirs: impl FnMut(),
+) -> (f64, f64) {
+    let blocks = (rounds / block).max(2);
+    for _ in 0..block {
+        ours();
+        theirs();
+    }
+    let (mut t_ours, mut t_theirs) = (Duration::ZERO, Duration::ZERO);
+    for _ in 0..blocks {
+        let t = Instant::now();
+        for _ in 0..block {
+            theirs();
+        }
+        t_theirs += t.elapsed();
+        let t = Instant::now();
+        for _ in 0..block {
+            ours();
+        }
+        t_ours += t.elapsed();
+    }
+    let n = f64::from(blocks * block);
+    (micros(t_ours) / n, micros(t_theirs) / n)
+}
+
+/// Pins this process to CPU 0 and the partners to CPU 1, for the duration
+/// of `f`: wake-ups then always cross CPUs, the case that costs.
+fn pinned<T>(partners: &[libc::pid_t], f: impl FnOnce() -> T) -> T {
+    let ok = raw::pin(0, 0) && partners.iter().all(|&pid| raw::pin(pid, 1));
+    let out = f();
+    if ok {
+        raw::unpin(0);
+    }
+    out
 }
 
 fn roundtrip(scale: &Scale) -> Outcome {
     let mut value = Vec::new();
     let mut baseline = Vec::new();
     for _ in 0..scale.runs {
-        baseline.push(micros(raw::roundtrip(scale.roundtrips)));
+        let mut raw = raw::EchoPartner::start();
         let mut p = started_sink("roundtrip");
         let ping = Message::new("ping");
-        for _ in 0..scale.roundtrips / 10 {
-            p.send(ping.clone()).unwrap();
-            p.recv().unwrap();
-        }
-        let t = Instant::now();
-        for _ in 0..scale.roundtrips {
-            p.send(ping.clone()).unwrap();
-            p.recv().unwrap();
-        }
-        value.push(micros(t.elapsed()) / f64::from(scale.roundtrips));
+        let partners = [raw.pid(), p.pid().unwrap()];
+        let (v, b) = pinned(&partners, || {
+            interleaved(
+                scale.roundtrips,
+                500,
+                || {
+                    p.send(ping.clone()).unwrap();
+                    p.recv().unwrap();
+                },
+                || raw.round(),
+            )
+        });
+        value.push(v);
+        baseline.push(b);
+        raw.finish();
         p.stop().unwrap();
     }
     Outcome {
@@ -129,7 +223,7 @@ fn roundtrip(scale: &Scale) -> Outcome {
         baseline,
         target: "<=1.10",
         what: "MessageProcess send(ping) + recv(pong)",
-        baseline_what: "8-byte write + read over a socketpair with a forked echo child",
+        baseline_what: "8-byte write + read over a socketpair with a forked echo child; interleaved blocks, partners on another CPU",
     }
 }
 
@@ -168,7 +262,7 @@ fn start_stop(scale: &Scale) -> Outcome {
         baseline.push(micros(raw::fork_exit_wait(scale.starts)));
         let mut total = Duration::ZERO;
         for _ in 0..scale.starts {
-            let mut p = MessageProcess::new("idle", Sink { ticks: 0 }).unwrap();
+            let mut p = MessageProcess::new("idle", Sink::new()).unwrap();
             let t = Instant::now();
             p.start().unwrap();
             p.stop().unwrap();
@@ -187,12 +281,134 @@ fn start_stop(scale: &Scale) -> Outcome {
     }
 }
 
+fn event_wakeup(scale: &Scale) -> Outcome {
+    let mut value = Vec::new();
+    let mut baseline = Vec::new();
+    // Enough rounds for the warm-up block and every timed block.
+    let rounds = scale.roundtrips + 2 * 500;
+    for _ in 0..scale.runs {
+        let raw = raw::FutexPingPong::start(rounds);
+        let (ping, pong) = (Event::new().unwrap(), Event::new().unwrap());
+        let group = EventGroup::new(1).unwrap();
+        let mut p = MessageProcess::new("bounce", Sink::with_events(&ping, &pong, &group)).unwrap();
+        p.start().unwrap();
+        p.send(Message::new("bounce").with("n", rounds)).unwrap();
+        let mut done = 0u32;
+        let partners = [raw.pid(), p.pid().unwrap()];
+        let (v, b) = pinned(&partners, || {
+            interleaved(
+                scale.roundtrips,
+                500,
+                || {
+                    ping.set();
+                    pong.wait();
+                    pong.clear();
+                    done += 1;
+                },
+                || raw.round(),
+            )
+        });
+        value.push(v);
+        baseline.push(b);
+        // Let both partners finish their fixed number of rounds.
+        for _ in done..rounds {
+            raw.round();
+            ping.set();
+            pong.wait();
+            pong.clear();
+        }
+        raw.finish();
+        assert_eq!(p.recv().unwrap().command(), "bounced");
+        p.stop().unwrap();
+    }
+    Outcome {
+        name: "event_wakeup",
+        unit: "us",
+        value,
+        baseline,
+        target: "<=1.10",
+        what: "Event::set in the frontend -> wait/clear/set in the backend -> Event::wait returns",
+        baseline_what: "raw futex ping-pong (store + FUTEX_WAKE, FUTEX_WAIT) with a forked child; interleaved blocks, partners on another CPU",
+    }
+}
+
+fn event_set_uncontended(scale: &Scale) -> Outcome {
+    let mut value = Vec::new();
+    let mut baseline = Vec::new();
+    let event = Event::new().unwrap();
+    for _ in 0..scale.runs {
+        baseline.push(micros(raw::futex_wake_alone(scale.sets / 10)) * 1000.0);
+        let t = Instant::now();
+        for _ in 0..scale.sets {
+            event.set();
+            event.clear();
+        }
+        value.push(micros(t.elapsed()) * 1000.0 / f64::from(scale.sets));
+    }
+    Outcome {
+        name: "event_set_uncontended",
+        unit: "ns",
+        value,
+        baseline,
+        target: "<=0.10",
+        what: "Event::set + Event::clear, nobody waiting",
+        baseline_what: "one FUTEX_WAKE syscall, nobody waiting",
+    }
+}
+
+fn syncindex_call(scale: &Scale) -> Outcome {
+    let mut value = Vec::new();
+    let mut baseline = Vec::new();
+    for _ in 0..scale.runs {
+        let group = EventGroup::new(16).unwrap();
+        let (ping, pong) = (Event::new().unwrap(), Event::new().unwrap());
+        let p = MessageProcess::new("sync", Sink::with_events(&ping, &pong, &group)).unwrap();
+        let p = std::cell::RefCell::new(p);
+        p.borrow_mut().start().unwrap();
+        let ping_msg = Message::new("ping");
+        let partners = [p.borrow().pid().unwrap()];
+        let (v, b) = pinned(&partners, || {
+            interleaved(
+                scale.roundtrips,
+                500,
+                || {
+                    let sync = group.sync_index().unwrap();
+                    p.borrow_mut()
+                        .send(Message::new("set_index").with("event", sync.index()))
+                        .unwrap();
+                    sync.wait();
+                },
+                || {
+                    let mut p = p.borrow_mut();
+                    p.send(ping_msg.clone()).unwrap();
+                    p.recv().unwrap();
+                },
+            )
+        });
+        value.push(v);
+        baseline.push(b);
+        p.borrow_mut().stop().unwrap();
+    }
+    Outcome {
+        name: "syncindex_call",
+        unit: "us",
+        value,
+        baseline,
+        target: "<=1.20",
+        what: "SyncIndex: reserve, send the index, backend sets it, wait, release",
+        baseline_what: "the roundtrip scenario (send ping + recv pong) on the same process; interleaved blocks",
+    }
+}
+
 type Scenario = fn(&Scale) -> Outcome;
 
 const SCENARIOS: &[(&str, Scenario)] = &[
     ("roundtrip", roundtrip),
     ("oneway_small", oneway_small),
     ("start_stop", start_stop),
+    ("event_wakeup", event_wakeup),
+    ("event_set_uncontended", event_set_uncontended),
+    ("syncindex_call", syncindex_call),
 ];
 
 fn main() {
@@ -225,7 +441,7 @@ fn main() {
 
     println!();
     println!(
-        "{:<14} {:>14} {:>14} {:>8} {:>8}  runs (value / baseline)",
+        "{:<22} {:>14} {:>14} {:>8} {:>8}  runs (value / baseline)",
         "scenario", "value", "baseline", "ratio", "target"
     );
     for o in &outcomes {
@@ -237,7 +453,7 @@ fn main() {
             .map(|(v, b)| format!("{} / {}", fmt(*v), fmt(*b)))
             .collect();
         println!(
-            "{:<14} {:>14} {:>14} {:>8.3} {:>8}  {}",
+            "{:<22} {:>14} {:>14} {:>8.3} {:>8}  {}",
             o.name,
             format!("{} {}", fmt(v), o.unit),
             format!("{} {}", fmt(b), o.unit),

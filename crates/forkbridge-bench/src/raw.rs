@@ -34,36 +34,54 @@ pub(crate) fn wait(pid: libc::pid_t) {
     unsafe { libc::waitpid(pid, &mut status, 0) };
 }
 
-/// Mean time of one 8-byte round trip over a socketpair with a forked echo
-/// child, both sides blocking.
-pub(crate) fn roundtrip(n: u32) -> Duration {
-    let (mut parent, mut child) = UnixStream::pair().expect("socketpair");
-    let Some(pid) = fork() else {
-        drop(parent);
-        let mut buf = [0u8; 8];
-        while child.read_exact(&mut buf).is_ok() {
-            if child.write_all(&buf).is_err() {
-                break;
+/// An echo partner: a forked child that answers every 8-byte write on a
+/// socketpair, both sides blocking, until the socket closes.
+pub(crate) struct EchoPartner {
+    stream: UnixStream,
+    pid: libc::pid_t,
+}
+
+impl EchoPartner {
+    pub(crate) fn start() -> EchoPartner {
+        let (parent, mut child) = UnixStream::pair().expect("socketpair");
+        let Some(pid) = fork() else {
+            drop(parent);
+            let mut buf = [0u8; 8];
+            while child.read_exact(&mut buf).is_ok() {
+                if child.write_all(&buf).is_err() {
+                    break;
+                }
             }
+            exit(0);
+        };
+        drop(child);
+        EchoPartner {
+            stream: parent,
+            pid,
         }
-        exit(0);
-    };
-    drop(child);
-    let mut buf = [0u8; 8];
-    for _ in 0..n / 10 {
-        parent.write_all(&buf).unwrap();
-        parent.read_exact(&mut buf).unwrap();
     }
-    let t = Instant::now();
-    for i in 0..n {
-        buf[0] = i as u8;
-        parent.write_all(&buf).unwrap();
-        parent.read_exact(&mut buf).unwrap();
+
+    /// The partner's pid.
+    pub(crate) fn pid(&self) -> libc::pid_t {
+        self.pid
     }
-    let elapsed = t.elapsed();
-    drop(parent);
-    wait(pid);
-    elapsed / n
+
+    /// One 8-byte write + read.
+    pub(crate) fn round(&mut self) {
+        let mut buf = [7u8; 8];
+        self.stream.write_all(&buf).unwrap();
+        self.stream.read_exact(&mut buf).unwrap();
+    }
+
+    /// Ends and reaps the partner. Closing our end is not enough: a
+    /// process forked after the partner (a forkbridge backend) inherited a
+    /// copy of it, so the partner would never see end of stream.
+    pub(crate) fn finish(self) {
+        drop(self.stream);
+        // SAFETY: plain integers; `pid` is our unreaped child.
+        unsafe { libc::kill(self.pid, libc::SIGKILL) };
+        wait(self.pid);
+    }
 }
 
 /// Messages per second of a one-way stream of length-prefixed postcard
@@ -122,4 +140,137 @@ pub(crate) fn fork_exit_wait(n: u32) -> Duration {
         }
     }
     t.elapsed() / n
+}
+
+/// Two futex words in an anonymous shared mapping.
+struct FutexPair {
+    ptr: *mut std::sync::atomic::AtomicU32,
+}
+
+impl FutexPair {
+    fn new() -> FutexPair {
+        // SAFETY: an anonymous shared mapping of one page; checked below.
+        let ptr = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                4096,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            )
+        };
+        assert_ne!(ptr, libc::MAP_FAILED, "mmap");
+        FutexPair { ptr: ptr.cast() }
+    }
+
+    fn word(&self, i: usize) -> &std::sync::atomic::AtomicU32 {
+        // SAFETY: the page holds 1024 zero-filled, aligned words and lives
+        // until `self` is dropped.
+        unsafe { &*self.ptr.add(i) }
+    }
+}
+
+impl Drop for FutexPair {
+    fn drop(&mut self) {
+        // SAFETY: unmaps exactly the page mapped in `new`.
+        unsafe { libc::munmap(self.ptr.cast(), 4096) };
+    }
+}
+
+fn futex_wake(word: &std::sync::atomic::AtomicU32) {
+    // SAFETY: FUTEX_WAKE on a live, aligned shared word.
+    unsafe { libc::syscall(libc::SYS_futex, word.as_ptr(), libc::FUTEX_WAKE, 1) };
+}
+
+fn futex_wait_for_one(word: &std::sync::atomic::AtomicU32) {
+    use std::sync::atomic::Ordering::SeqCst;
+    while word.load(SeqCst) == 0 {
+        // SAFETY: FUTEX_WAIT on a live, aligned shared word, no timeout.
+        unsafe {
+            libc::syscall(
+                libc::SYS_futex,
+                word.as_ptr(),
+                libc::FUTEX_WAIT,
+                0,
+                std::ptr::null::<libc::timespec>(),
+            )
+        };
+    }
+    word.store(0, SeqCst);
+}
+
+/// A futex ping-pong partner: a forked child that, `rounds` times, waits
+/// for word 0 and answers on word 1.
+pub(crate) struct FutexPingPong {
+    pair: FutexPair,
+    pid: libc::pid_t,
+}
+
+impl FutexPingPong {
+    pub(crate) fn start(rounds: u32) -> FutexPingPong {
+        use std::sync::atomic::Ordering::SeqCst;
+        let pair = FutexPair::new();
+        let Some(pid) = fork() else {
+            for _ in 0..rounds {
+                futex_wait_for_one(pair.word(0));
+                pair.word(1).store(1, SeqCst);
+                futex_wake(pair.word(1));
+            }
+            exit(0);
+        };
+        FutexPingPong { pair, pid }
+    }
+
+    /// One round trip: store + `FUTEX_WAKE`, then `FUTEX_WAIT` for the answer.
+    pub(crate) fn round(&self) {
+        use std::sync::atomic::Ordering::SeqCst;
+        self.pair.word(0).store(1, SeqCst);
+        futex_wake(self.pair.word(0));
+        futex_wait_for_one(self.pair.word(1));
+    }
+
+    /// The partner's pid.
+    pub(crate) fn pid(&self) -> libc::pid_t {
+        self.pid
+    }
+
+    /// Waits for the child, which leaves after its last round.
+    pub(crate) fn finish(self) {
+        wait(self.pid);
+    }
+}
+
+/// Mean cost of one `FUTEX_WAKE` with nobody waiting.
+pub(crate) fn futex_wake_alone(n: u32) -> Duration {
+    let pair = FutexPair::new();
+    let t = Instant::now();
+    for _ in 0..n {
+        futex_wake(pair.word(0));
+    }
+    t.elapsed() / n
+}
+
+/// Pins process `pid` (0: this one) to `cpu`; returns whether it worked
+/// (a machine with one CPU, or a restricted cpuset, says no).
+pub(crate) fn pin(pid: libc::pid_t, cpu: usize) -> bool {
+    // SAFETY: `set` is a zeroed cpu_set_t filled by CPU_SET, passed with
+    // its size; sched_setaffinity only reads it.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(cpu, &mut set);
+        libc::sched_setaffinity(pid, std::mem::size_of::<libc::cpu_set_t>(), &set) == 0
+    }
+}
+
+/// Lets `pid` (0: this one) run on every CPU again.
+pub(crate) fn unpin(pid: libc::pid_t) {
+    // SAFETY: as in `pin`, with every CPU of the set marked.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        for cpu in 0..libc::CPU_SETSIZE as usize {
+            libc::CPU_SET(cpu, &mut set);
+        }
+        libc::sched_setaffinity(pid, std::mem::size_of::<libc::cpu_set_t>(), &set);
+    }
 }

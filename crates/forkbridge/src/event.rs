@@ -149,6 +149,7 @@ impl Event {
         Arc::ptr_eq(&self.store, store)
     }
 
+    #[inline]
     fn word(&self) -> &AtomicU32 {
         &self.store.words.words()[self.slot as usize]
     }
@@ -160,14 +161,32 @@ impl Event {
 
     /// The eventfd of a [`EventKind::Pollable`] event: readable while the
     /// event is set. `None` for [`EventKind::Futex`].
+    #[inline]
     pub fn fd(&self) -> Option<BorrowedFd<'_>> {
         self.store.fds.get(self.slot as usize).map(AsFd::as_fd)
     }
 
     /// Sets the event and wakes every waiter. Without waiters this is one
     /// atomic operation (plus an eventfd write for a pollable event).
+    #[inline]
     pub fn set(&self) {
-        self.set_if_generation(None);
+        // One atomic read-modify-write; the generation does not matter here.
+        let word = self.word();
+        let old = word.fetch_or(SET, SeqCst);
+        if old & SET == 0 {
+            self.announce_set(word, old);
+        }
+    }
+
+    /// After a 0→1 transition from `old`: mirror it on the eventfd and wake
+    /// the sleepers, if any.
+    fn announce_set(&self, word: &AtomicU32, old: u32) {
+        if let Some(fd) = self.fd() {
+            eventfd::signal(fd);
+        }
+        if old & WAITER_MASK != 0 {
+            futex::wake_all(word);
+        }
     }
 
     /// Sets the event if its generation is `generation` (or always, for
@@ -187,16 +206,12 @@ impl Event {
                 Err(now) => cur = now,
             }
         }
-        if let Some(fd) = self.fd() {
-            eventfd::signal(fd);
-        }
-        if cur & WAITER_MASK != 0 {
-            futex::wake_all(word);
-        }
+        self.announce_set(word, cur);
         true
     }
 
     /// Clears the event.
+    #[inline]
     pub fn clear(&self) {
         let old = self.word().fetch_and(!SET, SeqCst);
         if old & SET != 0 {
@@ -232,6 +247,7 @@ impl Event {
     }
 
     /// Whether the event is set.
+    #[inline]
     pub fn is_set(&self) -> bool {
         self.word().load(SeqCst) & SET != 0
     }

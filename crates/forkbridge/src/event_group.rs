@@ -13,9 +13,10 @@
 //! (the seed's `NotEnoughEvents` escapes `except Exception`), a double
 //! release or a release of an index never reserved is a typed error (the
 //! seed silently duplicates or corrupts its free list, Q14), and every index
-//! carries the event's *generation*: a backend that sets an event late,
-//! after the frontend gave up waiting and the event went to another
-//! request, sets nothing ([`EventGroup::set`] returns `false`).
+//! carries the event's *generation*, renewed on every reserve and release:
+//! a backend that sets an event late, after the frontend gave up waiting
+//! and released it, sets nothing ([`EventGroup::set`] returns `false`), so
+//! it can never wake a later request that reserved the same event.
 
 use std::collections::VecDeque;
 use std::fmt;
@@ -225,6 +226,8 @@ impl EventGroup {
             Some(reserved) if *reserved => {
                 *reserved = false;
                 list.free.push_back(slot);
+                // A set that arrives after the release sets nothing.
+                Event::in_store(self.store.clone(), slot).renew();
                 Ok(())
             }
             _ => Err(Error::new(ErrorKind::NotReserved)
@@ -233,8 +236,9 @@ impl EventGroup {
     }
 
     /// Sets the event of `index` (what the backend does). Returns `false`,
-    /// setting nothing, if the event has been reserved again since the index
-    /// was handed out (a late set after the frontend gave up).
+    /// setting nothing, if the event has been released (or released and
+    /// reserved again) since the index was handed out: a late set after the
+    /// frontend gave up.
     ///
     /// # Errors
     ///

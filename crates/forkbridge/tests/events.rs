@@ -259,6 +259,9 @@ fn late_set_after_timeout_does_not_leak_into_next_reservation() {
     // The frontend gives up before the backend sets.
     let err = sync.wait_timeout(Duration::from_millis(20)).unwrap_err();
     assert!(err.is_timeout());
+    // Released: a set by the stale index now does nothing.
+    assert!(!group.set(stale).unwrap());
+    assert!(!group.get(stale.slot()).unwrap().is_set());
     // The only event is reserved again for another request...
     let (fresh, event) = group.reserve().unwrap();
     assert_eq!(fresh.slot(), stale.slot());

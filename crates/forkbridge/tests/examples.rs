@@ -6,7 +6,10 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 /// Each example with a string its output must contain.
-const EXAMPLES: &[(&str, &str)] = &[("ping", "backend stopped: exit status: 0")];
+const EXAMPLES: &[(&str, &str)] = &[
+    ("ping", "backend stopped: exit status: 0"),
+    ("sync_index", "backend stopped: exit status: 0"),
+];
 
 fn examples_dir() -> PathBuf {
     // target/<profile>/deps/examples-<hash> → target/<profile>/examples
