@@ -170,11 +170,14 @@ impl Event {
     /// atomic operation (plus an eventfd write for a pollable event).
     #[inline]
     pub fn set(&self) {
-        // One atomic read-modify-write; the generation does not matter here.
+        // Testing only the one bit lets the compiler emit a single
+        // `lock bts` instead of a compare-and-swap loop; the waiter count is
+        // read afterwards: a waiter that registered before the bit was set
+        // is counted in that read, one that registers after sees the bit.
         let word = self.word();
-        let old = word.fetch_or(SET, SeqCst);
-        if old & SET == 0 {
-            self.announce_set(word, old);
+        let was_set = word.fetch_or(SET, SeqCst) & SET != 0;
+        if !was_set {
+            self.announce_set(word, word.load(SeqCst));
         }
     }
 
@@ -213,8 +216,9 @@ impl Event {
     /// Clears the event.
     #[inline]
     pub fn clear(&self) {
-        let old = self.word().fetch_and(!SET, SeqCst);
-        if old & SET != 0 {
+        // As in `set`: one `lock btr`.
+        let was_set = self.word().fetch_and(!SET, SeqCst) & SET != 0;
+        if was_set {
             if let Some(fd) = self.fd() {
                 eventfd::drain(fd);
             }
