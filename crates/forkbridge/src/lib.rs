@@ -81,6 +81,20 @@
 //! has other threads ([`ErrorKind::ForkWithThreads`]) unless you opt in:
 //! start processes first, then threads.
 //!
+//! **Events across the fork.** An [`Event`] is a flag in shared memory made
+//! before the fork: `set` in one process, `wait` / `wait_timeout` in another.
+//! `set` with nobody waiting is one atomic instruction. An [`EventGroup`]
+//! holds many; the frontend [reserves](EventGroup::reserve) one per request
+//! and sends its [`EventIndex`] in the message, the backend
+//! [sets](EventGroup::set) it by index. [`SyncIndex`] does the
+//! reserve–wait–release dance with a bound and without leaking the event on
+//! an error. [`EventKind::Pollable`] events have an fd too, readable while
+//! set.
+//!
+//! **Waiting on several things.** [`select`] waits on any fds — processes,
+//! their [pidfds](MessageProcess::pidfd), pollable events, your sockets —
+//! with no `FD_SETSIZE` limit, and a signal never cuts its timeout short.
+//!
 //! **Logging.** Backends log through the [`log`] crate with target
 //! `TypeName.name`; [`format_logger`] installs a one-line formatter.
 //!
@@ -102,6 +116,13 @@
 //! | `requestStop()`, `waitStop()`, `stop()` | [`request_stop`](MessageProcess::request_stop), [`join`](MessageProcess::join) / [`join_timeout`](MessageProcess::join_timeout), [`stop`](MessageProcess::stop) (bounded) |
 //! | `ignoreSIGINT()` | [`MessageProcessBuilder::ignore_sigint`] |
 //! | `self.logger` (`Class.name`), `formatLogger(level)` | target [`BackendContext::log_target`], [`format_logger`] |
+//! | `multiprocessing.Event` / libValkka `EventFd` | [`Event::new`] / [`Event::with_kind`]`(`[`EventKind::Pollable`]`)` |
+//! | `EventGroup(n, event_class)` | [`EventGroup::new`]`(n)` / [`EventGroup::with_kind`] |
+//! | `reserve()`, `release(event)`, `release_ind(i)` | [`EventGroup::reserve`], [`EventGroup::release`], [`EventGroup::release_index`] |
+//! | `set(i)`, `fromIndex(i)`, `asIndex(event)` | [`EventGroup::set`], [`EventGroup::get`], [`EventGroup::index_of`] |
+//! | `NotEnoughEvents` | [`ErrorKind::NoFreeEvent`] |
+//! | `with SyncIndex(eg) as i:` | `let sync = SyncIndex::new(&eg)?; ... sync.wait_timeout(t)?` |
+//! | `safe_select(r, w, x, timeout)` | [`select`]`(&r, &w, &x, timeout)` |
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 #![cfg(target_os = "linux")]
