@@ -290,23 +290,14 @@ impl BackendContext {
     /// Reports a fault to the frontend as an `"error"` message (see the
     /// module docs) and logs it.
     fn report(&mut self, kind: &str, command: &str, error: &str) {
-        let level = if kind == "unknown_command" {
-            log::Level::Warn
-        } else {
-            log::Level::Error
-        };
-        match command {
-            "" => log::log!(target: &self.target, level, "{kind}: {error}"),
-            _ => log::log!(target: &self.target, level, "{kind} in command '{command}': {error}"),
-        }
-        let msg = Message::new(ERROR_COMMAND)
-            .with("kind", kind)
-            .with("command", command)
-            .with("error", error)
-            .with("process", self.name.as_str());
-        if let Err(e) = self.conn.feed(&msg) {
-            log::error!(target: &self.target, "could not report the error: {e}");
-        }
+        report(
+            &mut self.conn,
+            &self.name,
+            &self.target,
+            kind,
+            command,
+            error,
+        );
     }
 
     /// Best-effort final flush: blocks while the frontend is alive and not
@@ -318,6 +309,45 @@ impl BackendContext {
             Err(e) => log::warn!(target: &self.target, "final flush failed: {e}"),
         }
     }
+}
+
+/// Logs a fault with the process's target and queues the `"error"` message
+/// that tells the frontend (see the module docs). Shared by both loops.
+pub(crate) fn report<F: AsFd>(
+    conn: &mut Conn<F>,
+    name: &str,
+    target: &str,
+    kind: &str,
+    command: &str,
+    error: &str,
+) {
+    let level = if kind == "unknown_command" {
+        log::Level::Warn
+    } else {
+        log::Level::Error
+    };
+    match command {
+        "" => log::log!(target: target, level, "{kind}: {error}"),
+        _ => log::log!(target: target, level, "{kind} in command '{command}': {error}"),
+    }
+    let msg = Message::new(ERROR_COMMAND)
+        .with("kind", kind)
+        .with("command", command)
+        .with("error", error)
+        .with("process", name);
+    if let Err(e) = conn.feed(&msg) {
+        log::error!(target: target, "could not report the error: {e}");
+    }
+}
+
+/// The reply to a `"ping"` no handler claimed: `"pong"` with the same
+/// parameters.
+pub(crate) fn pong(ping: &Message) -> Message {
+    let mut pong = Message::new("pong");
+    for (k, v) in ping.params() {
+        pong.set(k, v.clone());
+    }
+    pong
 }
 
 /// What the child needs to know besides the backend value.
@@ -474,11 +504,7 @@ fn dispatch<B: Backend>(
             report_outcome(ctx, command, result);
         }
         None if msg.command() == "ping" => {
-            let mut pong = Message::new("pong");
-            for (k, v) in msg.params() {
-                pong.set(k, v.clone());
-            }
-            if let Err(e) = ctx.send(pong) {
+            if let Err(e) = ctx.send(pong(&msg)) {
                 log::warn!(target: &ctx.target, "could not answer ping: {e}");
             }
         }

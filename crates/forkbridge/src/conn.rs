@@ -39,9 +39,11 @@ pub(crate) enum Filled {
     Eof,
 }
 
+/// `F` owns the socket: an `OwnedFd`, or (on tokio) an `Arc<AsyncFd<_>>`
+/// whose readiness the async loop awaits while this type does the I/O.
 #[derive(Debug)]
-pub(crate) struct Conn {
-    fd: OwnedFd,
+pub(crate) struct Conn<F: AsFd = OwnedFd> {
+    fd: F,
     out: Vec<u8>,
     out_pos: usize,
     decoder: Decoder,
@@ -50,10 +52,10 @@ pub(crate) struct Conn {
     eof: bool,
 }
 
-impl Conn {
+impl<F: AsFd> Conn<F> {
     /// Wraps one end of the socketpair. Every call but
     /// [`fill_wait`](Conn::fill_wait) is non-blocking.
-    pub(crate) fn new(fd: OwnedFd, max_frame: usize) -> Conn {
+    pub(crate) fn new(fd: F, max_frame: usize) -> Conn<F> {
         Conn {
             fd,
             out: Vec::new(),
@@ -196,7 +198,7 @@ impl Conn {
     }
 }
 
-impl AsFd for Conn {
+impl<F: AsFd> AsFd for Conn<F> {
     fn as_fd(&self) -> BorrowedFd<'_> {
         self.fd.as_fd()
     }

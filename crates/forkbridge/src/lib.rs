@@ -130,6 +130,8 @@
 #[allow(unsafe_code)] // The only module with syscalls; see its docs.
 mod sys;
 
+#[cfg(feature = "tokio")]
+mod async_backend;
 mod backend;
 mod conn;
 mod error;
@@ -145,6 +147,10 @@ mod sync_index;
 mod value;
 mod wire;
 
+#[cfg(feature = "tokio")]
+pub use crate::async_backend::{
+    AsyncBackend, AsyncContext, AsyncHandlerFn, AsyncHandlers, RuntimeFlavor, TaskSender,
+};
 pub use crate::backend::{
     Backend, BackendContext, BoxError, HandlerResult, Handlers, Interest, Ready, SourceId,
 };

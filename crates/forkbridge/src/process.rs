@@ -78,6 +78,8 @@ pub struct MessageProcessBuilder {
     stop_timeout: Duration,
     kill_timeout: Duration,
     max_frame_size: usize,
+    #[cfg(feature = "tokio")]
+    async_config: crate::async_backend::AsyncConfig,
 }
 
 impl MessageProcessBuilder {
@@ -118,23 +120,63 @@ impl MessageProcessBuilder {
         self
     }
 
+    /// Which tokio runtime an async backend builds in the child. Default:
+    /// [`RuntimeFlavor::CurrentThread`](crate::RuntimeFlavor::CurrentThread).
+    #[cfg(feature = "tokio")]
+    pub fn runtime(mut self, flavor: crate::RuntimeFlavor) -> Self {
+        self.async_config.flavor = flavor;
+        self
+    }
+
+    /// How long an async backend's background tasks may run on after a stop
+    /// request before they are cancelled. Default: 1 s. Keep it below
+    /// [`stop_timeout`](MessageProcessBuilder::stop_timeout).
+    #[cfg(feature = "tokio")]
+    pub fn task_grace(mut self, grace: Duration) -> Self {
+        self.async_config.grace = grace;
+        self
+    }
+
     /// Creates the process (and its intercom) without starting it.
     ///
     /// # Errors
     ///
     /// [`ErrorKind::Io`] if the socketpair cannot be created (fd limit).
     pub fn build<B: Backend>(self, backend: B) -> Result<MessageProcess> {
+        let target = format!("{}.{}", short_type_name::<B>(), self.name);
+        self.build_with(target, move |fd, info| backend::run(backend, fd, info))
+    }
+
+    /// Creates a process whose backend is async, on a tokio runtime built in
+    /// the child (see [`AsyncBackend`](crate::AsyncBackend)).
+    ///
+    /// # Errors
+    ///
+    /// As [`build`](MessageProcessBuilder::build).
+    #[cfg(feature = "tokio")]
+    pub fn build_async<B: crate::AsyncBackend>(self, backend: B) -> Result<MessageProcess> {
+        let target = format!("{}.{}", short_type_name::<B>(), self.name);
+        let config = self.async_config;
+        self.build_with(target, move |fd, info| {
+            crate::async_backend::run(backend, fd, info, config)
+        })
+    }
+
+    fn build_with(
+        self,
+        target: String,
+        run: impl FnOnce(OwnedFd, ChildInfo) -> i32 + Send + 'static,
+    ) -> Result<MessageProcess> {
         let (front, back) = socket::socketpair()?;
         registry::add(front.as_raw_fd());
         registry::add(back.as_raw_fd());
-        let target = format!("{}.{}", short_type_name::<B>(), self.name);
         let conn = Conn::new(front, self.max_frame_size);
         let info = ChildInfo {
             name: self.name.clone(),
             target: target.clone(),
             max_frame: self.max_frame_size,
         };
-        let entry: Entry = Box::new(move |fd| backend::run(backend, fd, info));
+        let entry: Entry = Box::new(move |fd| run(fd, info));
         Ok(MessageProcess {
             name: self.name,
             target,
@@ -240,6 +282,8 @@ impl MessageProcess {
             stop_timeout: Duration::from_secs(5),
             kill_timeout: Duration::from_secs(1),
             max_frame_size: DEFAULT_MAX_FRAME,
+            #[cfg(feature = "tokio")]
+            async_config: Default::default(),
         }
     }
 

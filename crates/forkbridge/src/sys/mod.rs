@@ -15,6 +15,7 @@
 //! | `shm.rs` | anonymous `MAP_SHARED` memory as atomic words |
 //! | `futex.rs` | `futex(2)` wait and wake on a shared word |
 //! | `eventfd.rs` | `eventfd(2)`: an event's pollable mirror |
+//! | `async_fd.rs` | registering an fd with tokio's reactor (feature `tokio`) |
 //!
 //! # Safety and `fork`
 //!
@@ -26,6 +27,8 @@
 //! ([`MessageProcessBuilder::allow_threads`](crate::MessageProcessBuilder::allow_threads)),
 //! and the child-side steps in `fork.rs` allocate nothing and take no lock.
 
+#[cfg(feature = "tokio")]
+pub(crate) mod async_fd;
 pub(crate) mod eventfd;
 pub(crate) mod fork;
 pub(crate) mod futex;

@@ -1,0 +1,310 @@
+//! Async backends on tokio, on real forks (feature "tokio").
+
+mod common;
+
+use std::os::unix::process::ExitStatusExt;
+use std::time::{Duration, Instant};
+
+use common::{WAIT, alive, become_subreaper, error_field, open_fds, recv, try_reap, wait_until};
+use forkbridge::{
+    AsyncBackend, AsyncContext, AsyncHandlers, Backend, BackendContext, HandlerResult, Handlers,
+    Message, MessageProcess, RuntimeFlavor, message,
+};
+
+test_main!(
+    async_handler_awaits_and_replies,
+    builtin_ping_is_answered,
+    background_tasks_overlap_and_loop_keeps_serving,
+    task_error_and_panic_are_reported_with_their_label,
+    handler_error_panic_and_unknown_command_are_reported,
+    stop_gives_tasks_grace_then_cancels_and_runs_post_run,
+    pre_run_error_exits_with_1,
+    backend_exit_and_sigkill_are_disconnected,
+    frontend_sigkill_takes_async_backend_along,
+    multi_thread_runtime_runs_in_the_child_only,
+    cycles_leak_no_fds,
+);
+
+#[derive(Default)]
+struct Worker {
+    served: u64,
+    fail_pre_run: bool,
+}
+
+impl Worker {
+    async fn sleep_reply(&mut self, ctx: &mut AsyncContext, msg: Message) -> HandlerResult {
+        let ms: u64 = msg.param("ms")?;
+        tokio::time::sleep(Duration::from_millis(ms)).await;
+        self.served += 1;
+        ctx.send(message!("slept", ms = ms))?;
+        Ok(())
+    }
+
+    async fn slow_task(&mut self, ctx: &mut AsyncContext, msg: Message) -> HandlerResult {
+        let ms: u64 = msg.param("ms")?;
+        let id: u64 = msg.param("id")?;
+        let out = ctx.sender();
+        ctx.spawn(format!("slow {id}"), async move {
+            tokio::time::sleep(Duration::from_millis(ms)).await;
+            out.send(message!("task_done", id = id)).await?;
+            Ok(())
+        });
+        Ok(())
+    }
+
+    async fn failing_task(&mut self, ctx: &mut AsyncContext, msg: Message) -> HandlerResult {
+        let panic: bool = msg.param("panic")?;
+        ctx.spawn("camera-3 probe", async move {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            if panic {
+                panic!("task exploded");
+            }
+            Err("camera unreachable".into())
+        });
+        Ok(())
+    }
+
+    async fn fail(&mut self, _: &mut AsyncContext, _: Message) -> HandlerResult {
+        tokio::task::yield_now().await;
+        Err("async boom".into())
+    }
+
+    async fn panic(&mut self, _: &mut AsyncContext, _: Message) -> HandlerResult {
+        tokio::task::yield_now().await;
+        panic!("async kaboom");
+    }
+
+    async fn exit(&mut self, _: &mut AsyncContext, msg: Message) -> HandlerResult {
+        let code: i32 = msg.param("code")?;
+        // SAFETY: ends the child at once, which is the point of the test.
+        unsafe { libc::_exit(code) }
+    }
+
+    async fn threads(&mut self, ctx: &mut AsyncContext, _: Message) -> HandlerResult {
+        let n = std::fs::read_dir("/proc/self/task")?.count();
+        ctx.send(message!("threads", n = n))?;
+        Ok(())
+    }
+}
+
+impl AsyncBackend for Worker {
+    fn register(h: &mut AsyncHandlers<Self>) {
+        h.on("sleep_reply", Self::sleep_reply)
+            .on("slow_task", Self::slow_task)
+            .on("failing_task", Self::failing_task)
+            .on("fail", Self::fail)
+            .on("panic", Self::panic)
+            .on("exit", Self::exit)
+            .on("threads", Self::threads);
+    }
+
+    async fn pre_run(&mut self, _: &mut AsyncContext) -> HandlerResult {
+        if self.fail_pre_run {
+            return Err("no camera list".into());
+        }
+        Ok(())
+    }
+
+    async fn post_run(&mut self, ctx: &mut AsyncContext) {
+        let running = ctx.tasks_running();
+        let _ = ctx.send(message!("bye", served = self.served, running = running));
+    }
+}
+
+fn start(worker: Worker) -> MessageProcess {
+    let mut p = MessageProcess::builder("async-worker")
+        .task_grace(Duration::from_millis(200))
+        .build_async(worker)
+        .unwrap();
+    p.start().unwrap();
+    p
+}
+
+fn async_handler_awaits_and_replies() {
+    let mut p = start(Worker::default());
+    p.send(message!("sleep_reply", ms = 20)).unwrap();
+    assert_eq!(recv(&mut p).param::<u64>("ms").unwrap(), 20);
+    assert_eq!(p.log_target(), "Worker.async-worker");
+    assert!(p.stop().unwrap().success());
+    assert_eq!(recv(&mut p).command(), "bye");
+}
+
+fn builtin_ping_is_answered() {
+    let mut p = start(Worker::default());
+    p.send(message!("ping", lis = vec![1i64, 2])).unwrap();
+    let pong = recv(&mut p);
+    assert_eq!(pong.command(), "pong");
+    assert_eq!(pong.param::<Vec<i64>>("lis").unwrap(), [1, 2]);
+    p.stop().unwrap();
+}
+
+fn background_tasks_overlap_and_loop_keeps_serving() {
+    let mut p = start(Worker::default());
+    let t = Instant::now();
+    for id in 0..20u64 {
+        p.send(message!("slow_task", ms = 300, id = id)).unwrap();
+    }
+    // The loop is free while the tasks sleep: a ping comes back first.
+    p.send(Message::new("ping")).unwrap();
+    assert_eq!(recv(&mut p).command(), "pong");
+    assert!(
+        t.elapsed() < Duration::from_millis(300),
+        "ping waited for the tasks"
+    );
+    let mut ids: Vec<u64> = (0..20).map(|_| recv(&mut p).param("id").unwrap()).collect();
+    ids.sort();
+    assert_eq!(ids, (0..20).collect::<Vec<_>>());
+    // Twenty 300 ms tasks overlapped: far less than 20 × 300 ms.
+    assert!(
+        t.elapsed() < Duration::from_secs(3),
+        "tasks ran one after another"
+    );
+    p.stop().unwrap();
+}
+
+fn task_error_and_panic_are_reported_with_their_label() {
+    let mut p = start(Worker::default());
+    p.send(message!("failing_task", panic = false)).unwrap();
+    let e = recv(&mut p);
+    assert_eq!(error_field(&e, "kind"), "task_error");
+    assert_eq!(error_field(&e, "command"), "camera-3 probe");
+    assert_eq!(error_field(&e, "error"), "camera unreachable");
+    p.send(message!("failing_task", panic = true)).unwrap();
+    let e = recv(&mut p);
+    assert_eq!(error_field(&e, "kind"), "task_panic");
+    assert_eq!(error_field(&e, "error"), "task exploded");
+    p.send(Message::new("ping")).unwrap();
+    assert_eq!(recv(&mut p).command(), "pong");
+    assert!(p.stop().unwrap().success());
+}
+
+fn handler_error_panic_and_unknown_command_are_reported() {
+    let mut p = start(Worker::default());
+    p.send(Message::new("fail")).unwrap();
+    assert_eq!(error_field(&recv(&mut p), "error"), "async boom");
+    p.send(Message::new("panic")).unwrap();
+    let e = recv(&mut p);
+    assert_eq!(error_field(&e, "kind"), "panic");
+    assert_eq!(error_field(&e, "error"), "async kaboom");
+    p.send(Message::new("nope")).unwrap();
+    assert_eq!(error_field(&recv(&mut p), "kind"), "unknown_command");
+    p.send(message!("sleep_reply", ms = 1)).unwrap();
+    assert_eq!(recv(&mut p).command(), "slept");
+    assert!(p.stop().unwrap().success());
+}
+
+fn stop_gives_tasks_grace_then_cancels_and_runs_post_run() {
+    let mut p = start(Worker::default());
+    p.send(message!("slow_task", ms = 50, id = 1)).unwrap(); // finishes in grace
+    p.send(message!("slow_task", ms = 60_000, id = 2)).unwrap(); // cancelled
+    p.send(Message::new("ping")).unwrap();
+    assert_eq!(recv(&mut p).command(), "pong");
+    let t = Instant::now();
+    assert!(
+        p.stop().unwrap().success(),
+        "stopped by request, not by signal"
+    );
+    let took = t.elapsed();
+    assert!(took < Duration::from_secs(2), "stop took {took:?}");
+    assert_eq!(recv(&mut p).param::<u64>("id").unwrap(), 1);
+    let bye = recv(&mut p);
+    assert_eq!(bye.command(), "bye");
+    assert_eq!(
+        bye.param::<u64>("running").unwrap(),
+        0,
+        "the slow task was cancelled"
+    );
+}
+
+fn pre_run_error_exits_with_1() {
+    let mut p = start(Worker {
+        fail_pre_run: true,
+        ..Worker::default()
+    });
+    let e = recv(&mut p);
+    assert_eq!(error_field(&e, "kind"), "pre_run");
+    assert_eq!(error_field(&e, "error"), "no camera list");
+    let err = p.recv_timeout(WAIT).unwrap_err();
+    assert_eq!(err.exit_status().unwrap().code(), Some(1));
+}
+
+fn backend_exit_and_sigkill_are_disconnected() {
+    let mut p = start(Worker::default());
+    p.send(message!("exit", code = 4)).unwrap();
+    let err = p.recv_timeout(WAIT).unwrap_err();
+    assert_eq!(err.exit_status().unwrap().code(), Some(4));
+
+    let mut p = start(Worker::default());
+    // SAFETY: plain integers; `p` holds the unreaped child.
+    unsafe { libc::kill(p.pid().unwrap(), libc::SIGKILL) };
+    let err = p.recv_timeout(WAIT).unwrap_err();
+    assert_eq!(err.exit_status().unwrap().signal(), Some(libc::SIGKILL));
+}
+
+/// A blocking backend that starts an async backend of its own.
+#[derive(Default)]
+struct Middle {
+    child: Option<MessageProcess>,
+}
+
+impl Backend for Middle {
+    fn register(h: &mut Handlers<Self>) {
+        h.on(
+            "spawn",
+            |m: &mut Middle, ctx: &mut BackendContext, _: Message| {
+                let mut p = MessageProcess::builder("grandchild").build_async(Worker::default())?;
+                p.start()?;
+                p.send(Message::new("ping"))?;
+                p.recv_timeout(WAIT)?;
+                ctx.send(message!("spawned", pid = p.pid().unwrap_or(0)))?;
+                m.child = Some(p);
+                Ok(())
+            },
+        );
+    }
+}
+
+fn frontend_sigkill_takes_async_backend_along() {
+    become_subreaper();
+    let mut middle = MessageProcess::new("middle", Middle::default()).unwrap();
+    middle.start().unwrap();
+    middle.send(Message::new("spawn")).unwrap();
+    let grandchild: i32 = recv(&mut middle).param("pid").unwrap();
+    assert!(alive(grandchild));
+    // SAFETY: plain integers; `middle` holds the unreaped child.
+    unsafe { libc::kill(middle.pid().unwrap(), libc::SIGKILL) };
+    assert!(
+        wait_until(Duration::from_secs(1), || try_reap(grandchild)),
+        "async grandchild outlived its parent"
+    );
+    assert!(middle.recv_timeout(WAIT).unwrap_err().is_disconnected());
+}
+
+fn multi_thread_runtime_runs_in_the_child_only() {
+    let mut p = MessageProcess::builder("pool")
+        .runtime(RuntimeFlavor::MultiThread { workers: Some(2) })
+        .build_async(Worker::default())
+        .unwrap();
+    p.start().unwrap();
+    p.send(Message::new("threads")).unwrap();
+    assert!(recv(&mut p).param::<u64>("n").unwrap() >= 3);
+    // The parent is still single-threaded: it can start more processes.
+    assert_eq!(std::fs::read_dir("/proc/self/task").unwrap().count(), 1);
+    let mut q = start(Worker::default());
+    q.send(Message::new("ping")).unwrap();
+    assert_eq!(recv(&mut q).command(), "pong");
+    assert!(p.stop().unwrap().success());
+    assert!(q.stop().unwrap().success());
+}
+
+fn cycles_leak_no_fds() {
+    drop(start(Worker::default()));
+    let fds = open_fds();
+    for i in 0..50 {
+        let mut p = start(Worker::default());
+        p.send(message!("slow_task", ms = 5, id = i)).unwrap();
+        recv(&mut p);
+        p.stop().unwrap();
+    }
+    assert_eq!(open_fds(), fds);
+}
