@@ -16,8 +16,8 @@ mod raw;
 use std::time::{Duration, Instant};
 
 use forkbridge::{
-    Backend, BackendContext, Event, EventGroup, EventIndex, HandlerResult, Handlers, Message,
-    MessageProcess,
+    AsyncBackend, AsyncContext, AsyncHandlers, Backend, BackendContext, Event, EventGroup,
+    EventIndex, HandlerResult, Handlers, Message, MessageProcess,
 };
 
 /// A backend that answers pings (built in), counts ticks, and plays the
@@ -81,6 +81,29 @@ impl Backend for Sink {
             .on("report", Self::report)
             .on("bounce", Self::bounce)
             .on("set_index", Self::set_index);
+    }
+}
+
+/// An async backend: answers pings (built in) and sleeps in background
+/// tasks.
+struct AsyncSink;
+
+impl AsyncSink {
+    async fn nap(&mut self, ctx: &mut AsyncContext, msg: Message) -> HandlerResult {
+        let ms: u64 = msg.param("ms")?;
+        let out = ctx.sender();
+        ctx.spawn("nap", async move {
+            tokio::time::sleep(Duration::from_millis(ms)).await;
+            out.send(Message::new("napped")).await?;
+            Ok(())
+        });
+        Ok(())
+    }
+}
+
+impl AsyncBackend for AsyncSink {
+    fn register(handlers: &mut AsyncHandlers<Self>) {
+        handlers.on("nap", Self::nap);
     }
 }
 
@@ -400,6 +423,80 @@ fn syncindex_call(scale: &Scale) -> Outcome {
     }
 }
 
+fn async_roundtrip(scale: &Scale) -> Outcome {
+    let mut value = Vec::new();
+    let mut baseline = Vec::new();
+    for _ in 0..scale.runs {
+        let mut blocking = started_sink("blocking");
+        let mut asynchronous = MessageProcess::builder("async")
+            .build_async(AsyncSink)
+            .unwrap();
+        asynchronous.start().unwrap();
+        let ping = Message::new("ping");
+        let partners = [blocking.pid().unwrap(), asynchronous.pid().unwrap()];
+        let (v, b) = pinned(&partners, || {
+            interleaved(
+                scale.roundtrips,
+                500,
+                || {
+                    asynchronous.send(ping.clone()).unwrap();
+                    asynchronous.recv().unwrap();
+                },
+                || {
+                    blocking.send(ping.clone()).unwrap();
+                    blocking.recv().unwrap();
+                },
+            )
+        });
+        value.push(v);
+        baseline.push(b);
+        blocking.stop().unwrap();
+        asynchronous.stop().unwrap();
+    }
+    Outcome {
+        name: "async_roundtrip",
+        unit: "us",
+        value,
+        baseline,
+        target: "<=1.10",
+        what: "send(ping) + recv(pong) with an async backend (current-thread tokio in the child)",
+        baseline_what: "the same with a blocking backend (roundtrip); interleaved blocks, partners on another CPU",
+    }
+}
+
+fn async_concurrency(scale: &Scale) -> Outcome {
+    const NAP_MS: u64 = 50;
+    const COMMANDS: usize = 100;
+    let mut value = Vec::new();
+    let mut baseline = Vec::new();
+    for _ in 0..scale.runs.min(5) {
+        let mut p = MessageProcess::builder("naps")
+            .build_async(AsyncSink)
+            .unwrap();
+        p.start().unwrap();
+        let t = Instant::now();
+        for _ in 0..COMMANDS {
+            p.feed(Message::new("nap").with("ms", NAP_MS)).unwrap();
+        }
+        p.flush().unwrap();
+        for _ in 0..COMMANDS {
+            assert_eq!(p.recv().unwrap().command(), "napped");
+        }
+        value.push(t.elapsed().as_secs_f64() * 1e3);
+        baseline.push(NAP_MS as f64);
+        p.stop().unwrap();
+    }
+    Outcome {
+        name: "async_concurrency",
+        unit: "ms",
+        value,
+        baseline,
+        target: "<=2.0",
+        what: "100 commands whose handlers each start a 50 ms sleep in a background task, until all replied",
+        baseline_what: "one handler's 50 ms",
+    }
+}
+
 type Scenario = fn(&Scale) -> Outcome;
 
 const SCENARIOS: &[(&str, Scenario)] = &[
@@ -409,6 +506,8 @@ const SCENARIOS: &[(&str, Scenario)] = &[
     ("event_wakeup", event_wakeup),
     ("event_set_uncontended", event_set_uncontended),
     ("syncindex_call", syncindex_call),
+    ("async_roundtrip", async_roundtrip),
+    ("async_concurrency", async_concurrency),
 ];
 
 fn main() {

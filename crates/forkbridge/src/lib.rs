@@ -91,6 +91,15 @@
 //! an error. [`EventKind::Pollable`] events have an fd too, readable while
 //! set.
 //!
+//! **Async backends** (feature `tokio`). An `AsyncBackend` has `async fn`
+//! handlers; `MessageProcessBuilder::build_async` runs it on a tokio
+//! runtime built in the child after the fork. A handler hands slow work to
+//! a background task with `AsyncContext::spawn` and the loop keeps
+//! serving; a failing task is reported like the seed's `exclog`. In the
+//! parent, `MessageProcess::into_async` gives an `AsyncMessageProcess`
+//! whose `recv().await` is cancel-safe. Start processes before building a
+//! multi-threaded runtime (see `AsyncMessageProcess`).
+//!
 //! **Waiting on several things.** [`select`] waits on any fds — processes,
 //! their [pidfds](MessageProcess::pidfd), pollable events, your sockets —
 //! with no `FD_SETSIZE` limit, and a signal never cuts its timeout short.
@@ -123,6 +132,15 @@
 //! | `NotEnoughEvents` | [`ErrorKind::NoFreeEvent`] |
 //! | `with SyncIndex(eg) as i:` | `let sync = SyncIndex::new(&eg)?; ... sync.wait_timeout(t)?` |
 //! | `safe_select(r, w, x, timeout)` | [`select`]`(&r, &w, &x, timeout)` |
+//! | `AsyncBackMessageProcess`, `async def c__x` | `AsyncBackend` with `async fn` handlers, `build_async` (feature `tokio`) |
+//! | `asyncPre__`, `asyncPost__` | `AsyncBackend::pre_run`, `AsyncBackend::post_run` |
+//! | `create_task` + `@exclog` / `@exclogmsg` | `AsyncContext::spawn` (failures logged and reported) |
+//! | `Duplex` / `getReadFd()` for an asyncio frontend | `MessageProcess::into_async` → `AsyncMessageProcess` |
+//!
+//! # Crate features
+//!
+//! * `tokio` — `AsyncBackend`, `AsyncMessageProcess` and the builder's
+//!   `build_async`, `runtime`, `task_grace`.
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 #![cfg(target_os = "linux")]
@@ -132,6 +150,8 @@ mod sys;
 
 #[cfg(feature = "tokio")]
 mod async_backend;
+#[cfg(feature = "tokio")]
+mod async_process;
 mod backend;
 mod conn;
 mod error;
@@ -151,6 +171,8 @@ mod wire;
 pub use crate::async_backend::{
     AsyncBackend, AsyncContext, AsyncHandlerFn, AsyncHandlers, RuntimeFlavor, TaskSender,
 };
+#[cfg(feature = "tokio")]
+pub use crate::async_process::AsyncMessageProcess;
 pub use crate::backend::{
     Backend, BackendContext, BoxError, HandlerResult, Handlers, Interest, Ready, SourceId,
 };

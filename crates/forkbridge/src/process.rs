@@ -662,9 +662,42 @@ impl MessageProcess {
         self.join_timeout(KILL_WAIT)
     }
 
+    /// The intercom, for the async frontend.
+    #[cfg(feature = "tokio")]
+    pub(crate) fn conn_mut(&mut self) -> &mut Conn {
+        &mut self.conn
+    }
+
+    /// `stop_timeout` and `kill_timeout`, for the async frontend.
+    #[cfg(feature = "tokio")]
+    pub(crate) fn stop_timeouts(&self) -> (Duration, Duration) {
+        (self.config.stop_timeout, self.config.kill_timeout)
+    }
+
+    /// Queues a stop request without writing it (once per process).
+    #[cfg(feature = "tokio")]
+    pub(crate) fn queue_stop(&mut self) -> Result<()> {
+        match self.state {
+            State::Running { .. } => {
+                self.conn.feed_stop();
+                Ok(())
+            }
+            State::Idle { .. } => Err(self.err(ErrorKind::NotStarted)),
+            _ => Ok(()),
+        }
+    }
+
+    /// The error a write to a gone backend returns, after collecting its
+    /// exit status (bounded).
+    #[cfg(feature = "tokio")]
+    pub(crate) fn disconnected_error(&mut self) -> Error {
+        self.settle(Some(Instant::now() + SETTLE_WAIT));
+        self.disconnected()
+    }
+
     /// Sends a signal to the running backend; does nothing once it has been
     /// reaped (its pid may belong to another process by then).
-    fn signal(&self, sig: libc::c_int) {
+    pub(crate) fn signal(&self, sig: libc::c_int) {
         if let State::Running { pid, .. } = self.state {
             let _ = fork::kill(pid, sig);
         }

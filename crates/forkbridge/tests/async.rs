@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 
 use common::{WAIT, alive, become_subreaper, error_field, open_fds, recv, try_reap, wait_until};
 use forkbridge::{
-    AsyncBackend, AsyncContext, AsyncHandlers, Backend, BackendContext, HandlerResult, Handlers,
-    Message, MessageProcess, RuntimeFlavor, message,
+    AsyncBackend, AsyncContext, AsyncHandlers, Backend, BackendContext, ErrorKind, HandlerResult,
+    Handlers, Message, MessageProcess, RuntimeFlavor, message,
 };
 
 test_main!(
@@ -23,6 +23,10 @@ test_main!(
     frontend_sigkill_takes_async_backend_along,
     multi_thread_runtime_runs_in_the_child_only,
     cycles_leak_no_fds,
+    async_frontend_in_a_multi_thread_runtime,
+    async_recv_is_cancel_safe,
+    async_frontend_sees_backend_death,
+    starting_after_a_multi_thread_runtime_is_refused,
 );
 
 #[derive(Default)]
@@ -80,6 +84,16 @@ impl Worker {
         unsafe { libc::_exit(code) }
     }
 
+    async fn burst(&mut self, ctx: &mut AsyncContext, msg: Message) -> HandlerResult {
+        for i in 0..msg.param::<u64>("n")? {
+            ctx.send(message!("item", i = i))?;
+            if i % 100 == 0 {
+                tokio::task::yield_now().await;
+            }
+        }
+        Ok(())
+    }
+
     async fn threads(&mut self, ctx: &mut AsyncContext, _: Message) -> HandlerResult {
         let n = std::fs::read_dir("/proc/self/task")?.count();
         ctx.send(message!("threads", n = n))?;
@@ -95,7 +109,8 @@ impl AsyncBackend for Worker {
             .on("fail", Self::fail)
             .on("panic", Self::panic)
             .on("exit", Self::exit)
-            .on("threads", Self::threads);
+            .on("threads", Self::threads)
+            .on("burst", Self::burst);
     }
 
     async fn pre_run(&mut self, _: &mut AsyncContext) -> HandlerResult {
@@ -307,4 +322,108 @@ fn cycles_leak_no_fds() {
         p.stop().unwrap();
     }
     assert_eq!(open_fds(), fds);
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// Drops a runtime and waits (bounded) until its threads are gone, so the
+/// next case forks from a single-threaded process again.
+fn shut_down(rt: tokio::runtime::Runtime) {
+    rt.shutdown_timeout(Duration::from_secs(5));
+    assert!(wait_until(WAIT, || std::fs::read_dir("/proc/self/task")
+        .unwrap()
+        .count()
+        == 1));
+}
+
+fn async_frontend_in_a_multi_thread_runtime() {
+    // The order rule: processes first, then the runtime.
+    let a = start(Worker::default());
+    let mut b = MessageProcess::new("blocking", Middle::default()).unwrap();
+    b.start().unwrap();
+    let rt = runtime();
+    rt.block_on(async {
+        let mut a = a.into_async().unwrap();
+        let mut b = b.into_async().unwrap();
+        a.send(message!("sleep_reply", ms = 30)).await.unwrap();
+        b.send(Message::new("ping")).await.unwrap();
+        // Whichever answers first: b's pong comes before a's 30 ms sleep.
+        let first = tokio::select! {
+            m = a.recv() => ("a", m.unwrap()),
+            m = b.recv() => ("b", m.unwrap()),
+        };
+        assert_eq!((first.0, first.1.command()), ("b", "pong"));
+        let slept = tokio::time::timeout(WAIT, a.recv()).await.unwrap().unwrap();
+        assert_eq!(slept.command(), "slept");
+        assert!(a.stop().await.unwrap().success());
+        assert_eq!(a.recv().await.unwrap().command(), "bye");
+        assert!(a.recv().await.unwrap_err().is_disconnected());
+        assert!(b.stop().await.unwrap().success());
+    });
+    shut_down(rt);
+}
+
+fn async_recv_is_cancel_safe() {
+    let p = start(Worker::default());
+    let rt = runtime();
+    rt.block_on(async {
+        let mut p = p.into_async().unwrap();
+        p.send(message!("burst", n = 20_000)).await.unwrap();
+        let mut next = 0u64;
+        let mut timeouts = 0u64;
+        let deadline = tokio::time::Instant::now() + WAIT;
+        while next < 20_000 && tokio::time::Instant::now() < deadline {
+            // A branch that often wins: recv futures are dropped mid-wait.
+            tokio::select! {
+                m = p.recv() => {
+                    assert_eq!(m.unwrap().param::<u64>("i").unwrap(), next, "lost or reordered");
+                    next += 1;
+                }
+                () = tokio::time::sleep(Duration::from_micros(20)) => timeouts += 1,
+            }
+        }
+        assert_eq!(next, 20_000);
+        assert!(timeouts > 0, "no recv future was ever dropped");
+        p.stop().await.unwrap();
+    });
+    shut_down(rt);
+}
+
+fn async_frontend_sees_backend_death() {
+    let p = start(Worker::default());
+    let pid = p.pid().unwrap();
+    let rt = runtime();
+    rt.block_on(async {
+        let mut p = p.into_async().unwrap();
+        let killer = common::signal_later(pid, libc::SIGKILL, Duration::from_millis(50));
+        let err = tokio::time::timeout(WAIT, p.recv())
+            .await
+            .unwrap()
+            .unwrap_err();
+        common::reap(killer);
+        assert_eq!(err.exit_status().unwrap().signal(), Some(libc::SIGKILL));
+        assert_eq!(p.stop().await.unwrap().signal(), Some(libc::SIGKILL));
+        let err = p.send(Message::new("ping")).await.unwrap_err();
+        assert!(err.is_disconnected());
+    });
+    shut_down(rt);
+}
+
+fn starting_after_a_multi_thread_runtime_is_refused() {
+    let rt = runtime();
+    let mut p = MessageProcess::builder("too-late")
+        .build_async(Worker::default())
+        .unwrap();
+    let err = p.start().unwrap_err();
+    assert!(matches!(err.kind(), ErrorKind::ForkWithThreads { threads } if *threads >= 3));
+    shut_down(rt);
+    // Once the runtime is gone, starting works again.
+    p.start().unwrap();
+    p.stop().unwrap();
 }
