@@ -224,6 +224,33 @@ impl AsyncContext {
         Ok(())
     }
 
+    /// Writes every buffered message now, waiting (asynchronously) while
+    /// the frontend's socket is full and reading its messages meanwhile.
+    /// Use it to deliver progress from a long handler; otherwise messages go
+    /// out when the handler returns.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::Disconnected`](crate::ErrorKind::Disconnected) if the
+    /// frontend is gone.
+    pub async fn flush(&mut self) -> Result<()> {
+        let afd = self.conn.owner().clone();
+        loop {
+            if self.conn.try_flush()? {
+                return Ok(());
+            }
+            tokio::select! {
+                ready = afd.writable() => ready?.clear_ready(),
+                ready = afd.readable() => {
+                    let mut guard = ready?;
+                    if self.conn.is_eof() || self.conn.fill()? == Filled::Read(0) {
+                        guard.clear_ready();
+                    }
+                }
+            }
+        }
+    }
+
     /// A handle for background tasks to send messages to the frontend.
     pub fn sender(&self) -> TaskSender {
         TaskSender {

@@ -67,6 +67,12 @@ impl<F: AsFd> Conn<F> {
         }
     }
 
+    /// What owns the socket.
+    #[cfg(feature = "tokio")]
+    pub(crate) fn owner(&self) -> &F {
+        &self.fd
+    }
+
     /// Encodes a message into the outgoing buffer (no syscall).
     pub(crate) fn feed(&mut self, msg: &Message) -> Result<()> {
         wire::encode_message(&mut self.out, msg, self.max_frame)

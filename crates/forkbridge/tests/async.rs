@@ -23,6 +23,7 @@ test_main!(
     frontend_sigkill_takes_async_backend_along,
     multi_thread_runtime_runs_in_the_child_only,
     cycles_leak_no_fds,
+    handler_blocking_the_runtime_is_stopped_within_bound,
     async_frontend_in_a_multi_thread_runtime,
     async_recv_is_cancel_safe,
     async_frontend_sees_backend_death,
@@ -84,6 +85,14 @@ impl Worker {
         unsafe { libc::_exit(code) }
     }
 
+    /// Blocks the runtime's only thread: nothing async can save it.
+    async fn block(&mut self, ctx: &mut AsyncContext, _: Message) -> HandlerResult {
+        ctx.send(Message::new("blocking"))?;
+        ctx.flush().await?;
+        std::thread::sleep(Duration::from_secs(3600));
+        Ok(())
+    }
+
     async fn burst(&mut self, ctx: &mut AsyncContext, msg: Message) -> HandlerResult {
         for i in 0..msg.param::<u64>("n")? {
             ctx.send(message!("item", i = i))?;
@@ -110,7 +119,8 @@ impl AsyncBackend for Worker {
             .on("panic", Self::panic)
             .on("exit", Self::exit)
             .on("threads", Self::threads)
-            .on("burst", Self::burst);
+            .on("burst", Self::burst)
+            .on("block", Self::block);
     }
 
     async fn pre_run(&mut self, _: &mut AsyncContext) -> HandlerResult {
@@ -310,6 +320,24 @@ fn multi_thread_runtime_runs_in_the_child_only() {
     assert_eq!(recv(&mut q).command(), "pong");
     assert!(p.stop().unwrap().success());
     assert!(q.stop().unwrap().success());
+}
+
+fn handler_blocking_the_runtime_is_stopped_within_bound() {
+    let mut p = MessageProcess::builder("stuck")
+        .stop_timeout(Duration::from_millis(200))
+        .build_async(Worker::default())
+        .unwrap();
+    p.start().unwrap();
+    p.send(Message::new("block")).unwrap();
+    // Flushed explicitly before the handler blocked.
+    assert_eq!(recv(&mut p).command(), "blocking");
+    let t = Instant::now();
+    assert_eq!(p.stop().unwrap().signal(), Some(libc::SIGTERM));
+    assert!(
+        t.elapsed() < Duration::from_secs(3),
+        "stop took {:?}",
+        t.elapsed()
+    );
 }
 
 fn cycles_leak_no_fds() {
