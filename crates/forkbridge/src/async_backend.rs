@@ -37,21 +37,33 @@ use std::sync::Arc;
 use std::task::Poll;
 use std::time::Duration;
 
+use serde::Serialize;
+use serde::de::DeserializeOwned;
 use tokio::io::unix::AsyncFd;
 use tokio::sync::mpsc;
 use tokio::task::{Id, JoinError, JoinSet};
 
-use crate::backend::{ChildInfo, HandlerResult, panic_message, pong, report};
+use crate::backend::{
+    BoxError, ChildInfo, HandlerResult, answer_call, panic_message, pong, report, unknown_typed,
+};
 use crate::conn::{Conn, FLUSH_THRESHOLD, Filled};
 use crate::error::{Error, Result};
 use crate::message::Message;
 use crate::sys::async_fd;
-use crate::wire::Frame;
+use crate::wire::{Failure, Frame};
 
 type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + 'a>>;
 type AsyncHandler<B> =
     Box<dyn for<'a> Fn(&'a mut B, &'a mut AsyncContext, Message) -> BoxFuture<'a, HandlerResult>>;
+type AsyncTypedHandler<B> = Box<
+    dyn for<'a> Fn(
+        &'a mut B,
+        &'a mut AsyncContext,
+        Vec<u8>,
+    ) -> BoxFuture<'a, std::result::Result<Vec<u8>, Failure>>,
+>;
 type Intercom = Conn<Arc<AsyncFd<OwnedFd>>>;
+type FixedHasher = BuildHasherDefault<DefaultHasher>;
 
 /// How many task messages may wait for the loop before `TaskSender::send`
 /// waits too.
@@ -172,9 +184,32 @@ where
     type Future = Fut;
 }
 
+/// A function usable as a typed async handler: `async fn(&mut B, &mut
+/// AsyncContext, A) -> Result<R, BoxError>`. Implemented for every such
+/// function; not meant to be implemented by hand.
+pub trait AsyncTypedHandlerFn<'a, B: 'a, A>:
+    Fn(&'a mut B, &'a mut AsyncContext, A) -> Self::Future
+{
+    /// The handler's return value.
+    type Value: Serialize;
+    /// The handler's future.
+    type Future: Future<Output = std::result::Result<Self::Value, BoxError>> + 'a;
+}
+
+impl<'a, B: 'a, A, R, F, Fut> AsyncTypedHandlerFn<'a, B, A> for F
+where
+    R: Serialize,
+    F: Fn(&'a mut B, &'a mut AsyncContext, A) -> Fut,
+    Fut: Future<Output = std::result::Result<R, BoxError>> + 'a,
+{
+    type Value = R;
+    type Future = Fut;
+}
+
 /// The dispatch table of an [`AsyncBackend`].
 pub struct AsyncHandlers<B> {
-    map: HashMap<String, AsyncHandler<B>, BuildHasherDefault<DefaultHasher>>,
+    map: HashMap<String, AsyncHandler<B>, FixedHasher>,
+    typed: HashMap<String, AsyncTypedHandler<B>, FixedHasher>,
 }
 
 impl<B: 'static> AsyncHandlers<B> {
@@ -188,11 +223,46 @@ impl<B: 'static> AsyncHandlers<B> {
         self.map.insert(command.into(), boxed);
         self
     }
+
+    /// Routes the typed command `command` to an async handler taking its
+    /// arguments as `A` and returning `Result<R, BoxError>`; as
+    /// [`Handlers::typed`](crate::Handlers::typed) for blocking backends.
+    pub fn typed<A, F>(&mut self, command: impl Into<String>, handler: F) -> &mut Self
+    where
+        A: DeserializeOwned + 'static,
+        F: for<'a> AsyncTypedHandlerFn<'a, B, A> + 'static,
+    {
+        let command = command.into();
+        let name: Arc<str> = Arc::from(command.as_str());
+        let handler = Arc::new(handler);
+        let boxed: AsyncTypedHandler<B> = Box::new(move |b, ctx, args| {
+            let name = name.clone();
+            let handler = handler.clone();
+            Box::pin(async move {
+                let args: A = postcard::from_bytes(&args).map_err(|e| Failure {
+                    kind: "decode".into(),
+                    message: format!("arguments of '{name}' do not decode: {e}"),
+                })?;
+                let value = handler(b, ctx, args).await.map_err(|e| Failure {
+                    kind: "handler_error".into(),
+                    message: e.to_string(),
+                })?;
+                postcard::to_stdvec(&value).map_err(|e| Failure {
+                    kind: "encode".into(),
+                    message: format!("the reply of '{name}' does not encode: {e}"),
+                })
+            })
+        });
+        self.typed.insert(command, boxed);
+        self
+    }
 }
 
 impl<B> fmt::Debug for AsyncHandlers<B> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_set().entries(self.map.keys()).finish()
+        f.debug_set()
+            .entries(self.map.keys().chain(self.typed.keys()))
+            .finish()
     }
 }
 
@@ -424,6 +494,7 @@ async fn async_main<B: AsyncBackend>(
     };
     let mut handlers = AsyncHandlers {
         map: HashMap::default(),
+        typed: HashMap::default(),
     };
     B::register(&mut handlers);
 
@@ -467,6 +538,23 @@ async fn event_loop<B: AsyncBackend>(
         while let Some(frame) = ctx.conn.next_frame() {
             match frame {
                 Ok(Frame::Message(msg)) => dispatch(backend, handlers, ctx, msg).await,
+                Ok(Frame::Call { id, command, args }) => {
+                    let outcome = match handlers.typed.get(&command) {
+                        Some(handler) => CatchUnwind(handler(backend, ctx, args))
+                            .await
+                            .unwrap_or_else(|panic| {
+                                Err(Failure {
+                                    kind: "panic".into(),
+                                    message: panic_message(&*panic),
+                                })
+                            }),
+                        None => Err(unknown_typed(&command)),
+                    };
+                    answer_call(&mut ctx.conn, &ctx.name, &ctx.target, id, &command, outcome);
+                }
+                Ok(Frame::Reply { .. }) => {
+                    log::debug!(target: &ctx.target, "ignoring a reply frame: backends make no calls");
+                }
                 Ok(Frame::Stop) => return Ok(()),
                 Err(e) => ctx.report("decode", "", &e.to_string()),
             }

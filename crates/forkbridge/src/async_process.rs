@@ -128,6 +128,57 @@ impl AsyncMessageProcess {
         }
     }
 
+    /// Calls a typed command and awaits its return value, at most
+    /// `timeout`; as [`MessageProcess::call`]. Cancel-safe in the sense that
+    /// dropping it loses no message; the call itself is then abandoned (its
+    /// reply, if it comes, is dropped).
+    ///
+    /// # Errors
+    ///
+    /// As [`MessageProcess::call`].
+    pub async fn call<A, R>(&mut self, command: &str, args: &A, timeout: Duration) -> Result<R>
+    where
+        A: serde::Serialize + ?Sized,
+        R: serde::de::DeserializeOwned,
+    {
+        let deadline = Instant::now() + timeout;
+        let id = self.inner.feed_call(command, args)?;
+        self.flush_until(Some(deadline)).await?;
+        loop {
+            match self
+                .inner
+                .reply_deadline(id, Some(std::time::Instant::now()))
+            {
+                Ok(value) => {
+                    return crate::process::decode_reply(&value, command)
+                        .map_err(|e| e.with_process(self.inner.name()));
+                }
+                Err(e) if e.is_timeout() => {}
+                Err(e) => return Err(e),
+            }
+            tokio::select! {
+                ready = self.socket.readable() => ready?.clear_ready(),
+                ready = self.pidfd.readable() => ready?.clear_ready(),
+                () = tokio::time::sleep_until(deadline) => {
+                    return Err(Error::new(ErrorKind::Timeout).with_process(self.inner.name()));
+                }
+            }
+        }
+    }
+
+    /// Sends a typed command one way; as [`MessageProcess::cast`].
+    pub async fn cast<A: serde::Serialize + ?Sized>(
+        &mut self,
+        command: &str,
+        args: &A,
+    ) -> Result<()> {
+        self.inner
+            .conn_mut()
+            .feed_call(0, command, args)
+            .map_err(|e| e.with_process(self.inner.name()))?;
+        self.flush().await
+    }
+
     /// A message if one is ready now, else [`ErrorKind::Empty`].
     pub fn try_recv(&mut self) -> Result<Message> {
         self.inner.try_recv()

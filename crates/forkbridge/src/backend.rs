@@ -37,11 +37,14 @@ use std::hash::{BuildHasherDefault, DefaultHasher};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
 use crate::conn::{Conn, FLUSH_THRESHOLD};
 use crate::error::Result;
 use crate::message::Message;
 use crate::sys::{fork, poll};
-use crate::wire::Frame;
+use crate::wire::{Failure, Frame};
 
 /// The command of error reports.
 pub(crate) const ERROR_COMMAND: &str = "error";
@@ -53,6 +56,8 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 pub type HandlerResult = std::result::Result<(), BoxError>;
 
 type Handler<B> = Box<dyn Fn(&mut B, &mut BackendContext, Message) -> HandlerResult>;
+type TypedHandler<B> = Box<dyn Fn(&mut B, &mut BackendContext, &[u8]) -> Result<Vec<u8>, Failure>>;
+type FixedHasher = BuildHasherDefault<DefaultHasher>;
 
 /// The backend half of a process: state plus handlers, run in the child.
 ///
@@ -126,14 +131,57 @@ pub struct Handlers<B> {
     // A fixed-key hasher: command names come from the program itself, so
     // hash flooding is no concern, and random keys would cost a `getrandom`
     // and a copy-on-write page fault in every new child.
-    map: HashMap<String, Handler<B>, BuildHasherDefault<DefaultHasher>>,
+    map: HashMap<String, Handler<B>, FixedHasher>,
+    typed: HashMap<String, TypedHandler<B>, FixedHasher>,
 }
 
 impl<B> Handlers<B> {
     fn new() -> Handlers<B> {
         Handlers {
             map: HashMap::default(),
+            typed: HashMap::default(),
         }
+    }
+
+    /// Routes the typed command `command` to `handler`, whose arguments `A`
+    /// (a tuple, or any serde type) are decoded from the call and whose
+    /// return value is encoded into the reply. The frontend calls it with
+    /// [`MessageProcess::call`](crate::MessageProcess::call) (request/reply)
+    /// or [`cast`](crate::MessageProcess::cast) (one-way). The
+    /// `#[forkbridge::handlers]` attribute (feature `macros`) writes these
+    /// registrations for you.
+    ///
+    /// Typed and dynamic handlers live side by side: a [`Message`] named
+    /// `command` still goes to the dynamic table.
+    pub fn typed<A, R, F>(&mut self, command: impl Into<String>, handler: F) -> &mut Self
+    where
+        A: DeserializeOwned,
+        R: Serialize,
+        F: Fn(&mut B, &mut BackendContext, A) -> Result<R, BoxError> + 'static,
+    {
+        let command = command.into();
+        let name = command.clone();
+        let boxed: TypedHandler<B> = Box::new(move |backend, ctx, args| {
+            let args: A = postcard::from_bytes(args).map_err(|e| Failure {
+                kind: "decode".into(),
+                message: format!("arguments of '{name}' do not decode: {e}"),
+            })?;
+            let value = handler(backend, ctx, args).map_err(|e| Failure {
+                kind: "handler_error".into(),
+                message: e.to_string(),
+            })?;
+            postcard::to_stdvec(&value).map_err(|e| Failure {
+                kind: "encode".into(),
+                message: format!("the reply of '{name}' does not encode: {e}"),
+            })
+        });
+        self.typed.insert(command, boxed);
+        self
+    }
+
+    /// Whether a dynamic or typed handler is registered for `command`.
+    pub fn contains(&self, command: &str) -> bool {
+        self.map.contains_key(command) || self.typed.contains_key(command)
     }
 
     /// Routes `command` to `handler`; a later registration of the same name
@@ -149,7 +197,9 @@ impl<B> Handlers<B> {
 
 impl<B> fmt::Debug for Handlers<B> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_set().entries(self.map.keys()).finish()
+        f.debug_set()
+            .entries(self.map.keys().chain(self.typed.keys()))
+            .finish()
     }
 }
 
@@ -340,6 +390,48 @@ pub(crate) fn report<F: AsFd>(
     }
 }
 
+/// The failure of a call to a typed command nobody registered.
+pub(crate) fn unknown_typed(command: &str) -> Failure {
+    Failure {
+        kind: "unknown_command".into(),
+        message: format!("unknown typed command '{command}'"),
+    }
+}
+
+/// Queues the answer to typed call `id`: the encoded return value, or the
+/// failure (also logged). A one-way call (`id` 0) gets no reply; its
+/// failure is reported as an `"error"` message like a dynamic handler's.
+pub(crate) fn answer_call<F: AsFd>(
+    conn: &mut Conn<F>,
+    name: &str,
+    target: &str,
+    id: u64,
+    command: &str,
+    outcome: Result<Vec<u8>, Failure>,
+) {
+    let fed = match (id, &outcome) {
+        (0, Ok(_)) => Ok(()),
+        (0, Err(f)) => {
+            report(conn, name, target, &f.kind, command, &f.message);
+            Ok(())
+        }
+        (_, Ok(value)) => conn.feed_reply(id, Ok(value)),
+        (_, Err(f)) => {
+            log::error!(target: target, "{} in typed command '{command}': {}", f.kind, f.message);
+            conn.feed_reply(id, Err(f))
+        }
+    };
+    if let Err(e) = fed {
+        // The reply itself is too large: tell the caller that instead.
+        let failure = Failure {
+            kind: "encode".into(),
+            message: e.to_string(),
+        };
+        log::error!(target: target, "reply to '{command}' not sent: {e}");
+        let _ = conn.feed_reply(id, Err(&failure));
+    }
+}
+
 /// The reply to a `"ping"` no handler claimed: `"pong"` with the same
 /// parameters.
 pub(crate) fn pong(ping: &Message) -> Message {
@@ -412,6 +504,25 @@ fn event_loop<B: Backend>(
         while let Some(frame) = ctx.conn.next_frame() {
             match frame {
                 Ok(Frame::Message(msg)) => dispatch(backend, handlers, ctx, msg),
+                Ok(Frame::Call { id, command, args }) => {
+                    let outcome = match handlers.typed.get(&command) {
+                        Some(handler) => {
+                            catch_unwind(AssertUnwindSafe(|| handler(backend, ctx, &args)))
+                                .unwrap_or_else(|panic| {
+                                    Err(Failure {
+                                        kind: "panic".into(),
+                                        message: panic_message(&*panic),
+                                    })
+                                })
+                        }
+                        None => Err(unknown_typed(&command)),
+                    };
+                    answer_call(&mut ctx.conn, &ctx.name, &ctx.target, id, &command, outcome);
+                    flush_after_handler(ctx);
+                }
+                Ok(Frame::Reply { .. }) => {
+                    log::debug!(target: &ctx.target, "ignoring a reply frame: backends make no calls");
+                }
                 Ok(Frame::Stop) => {
                     log::debug!(target: &ctx.target, "stop requested");
                     return Ok(());

@@ -78,6 +78,25 @@ impl<F: AsFd> Conn<F> {
         wire::encode_message(&mut self.out, msg, self.max_frame)
     }
 
+    /// Encodes a typed call (id 0: one-way) into the outgoing buffer.
+    pub(crate) fn feed_call<A: serde::Serialize + ?Sized>(
+        &mut self,
+        id: u64,
+        command: &str,
+        args: &A,
+    ) -> Result<()> {
+        wire::encode_call(&mut self.out, id, command, args, self.max_frame)
+    }
+
+    /// Encodes the reply to call `id` into the outgoing buffer.
+    pub(crate) fn feed_reply(
+        &mut self,
+        id: u64,
+        result: std::result::Result<&[u8], &wire::Failure>,
+    ) -> Result<()> {
+        wire::encode_reply(&mut self.out, id, result, self.max_frame)
+    }
+
     /// Encodes a stop request into the outgoing buffer.
     pub(crate) fn feed_stop(&mut self) {
         wire::encode_stop(&mut self.out);

@@ -78,6 +78,16 @@ pub enum ErrorKind {
     NotReserved,
     /// An argument out of range (an event slot, a size).
     InvalidArgument,
+    /// A typed call failed in the backend: its handler returned an error
+    /// (`kind` `"handler_error"`), panicked (`"panic"`), could not decode
+    /// the arguments (`"decode"`), or there is no such typed command
+    /// (`"unknown_command"`).
+    Remote {
+        /// What failed, as above.
+        kind: String,
+        /// The error's text or the panic message.
+        message: String,
+    },
     /// An operating-system call failed; see [`std::error::Error::source`].
     Io,
 }
@@ -210,6 +220,7 @@ impl fmt::Display for Error {
             }
             ErrorKind::NotReserved => f.write_str("event is not reserved")?,
             ErrorKind::InvalidArgument => f.write_str("invalid argument")?,
+            ErrorKind::Remote { kind, message } => write!(f, "remote {kind}: {message}")?,
             ErrorKind::Io => f.write_str("I/O error")?,
         }
         if let Some(source) = &self.inner.source {

@@ -169,7 +169,8 @@ mod wire;
 
 #[cfg(feature = "tokio")]
 pub use crate::async_backend::{
-    AsyncBackend, AsyncContext, AsyncHandlerFn, AsyncHandlers, RuntimeFlavor, TaskSender,
+    AsyncBackend, AsyncContext, AsyncHandlerFn, AsyncHandlers, AsyncTypedHandlerFn, RuntimeFlavor,
+    TaskSender,
 };
 #[cfg(feature = "tokio")]
 pub use crate::async_process::AsyncMessageProcess;

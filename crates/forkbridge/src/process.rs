@@ -29,6 +29,7 @@
 //! held — Python's `os.fork` only warns, glibc's `malloc` is fork-safe, but a
 //! `Mutex` of your own or a runtime's is not.
 
+use std::collections::VecDeque;
 use std::fmt;
 use std::io::Write;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
@@ -191,6 +192,8 @@ impl MessageProcessBuilder {
                 entry,
                 backend_end: back,
             },
+            inbox: VecDeque::new(),
+            last_call: 0,
         })
     }
 }
@@ -270,6 +273,10 @@ pub struct MessageProcess {
     config: Config,
     conn: Conn,
     state: State,
+    /// Messages that arrived while a typed call waited for its reply.
+    inbox: VecDeque<Message>,
+    /// The id of the last typed call (ids start at 1; 0 means one-way).
+    last_call: u64,
 }
 
 impl MessageProcess {
@@ -510,6 +517,24 @@ impl MessageProcess {
     }
 
     fn recv_deadline(&mut self, deadline: Option<Instant>) -> Result<Message> {
+        if let Some(msg) = self.inbox.pop_front() {
+            return Ok(msg);
+        }
+        loop {
+            match self.next_frame_deadline(deadline)? {
+                Frame::Message(msg) => return Ok(msg),
+                Frame::Reply { id, .. } => {
+                    log::debug!(target: &self.target, "dropping the late reply to call {id}");
+                }
+                Frame::Stop | Frame::Call { .. } => {} // backends send neither
+            }
+        }
+    }
+
+    /// The next frame from the backend, waiting until `deadline`; writes
+    /// pending output first. The one place that turns end of stream and the
+    /// pidfd into [`ErrorKind::Disconnected`].
+    fn next_frame_deadline(&mut self, deadline: Option<Instant>) -> Result<Frame> {
         if let State::Idle { .. } = self.state {
             return Err(self.err(ErrorKind::NotStarted));
         }
@@ -522,11 +547,7 @@ impl MessageProcess {
         }
         loop {
             if let Some(frame) = self.conn.next_frame() {
-                match frame {
-                    Ok(Frame::Message(msg)) => return Ok(msg),
-                    Ok(Frame::Stop) => continue, // backends send none; ignore
-                    Err(e) => return Err(e.with_process(&self.name)),
-                }
+                return frame.map_err(|e| e.with_process(&self.name));
             }
             if self.conn.is_eof() {
                 self.settle(Some(Instant::now() + SETTLE_WAIT));
@@ -550,6 +571,95 @@ impl MessageProcess {
             // rarely there yet, and a read would only return `EAGAIN`.
             self.wait_readable(deadline)?;
             self.fill()?;
+        }
+    }
+
+    /// Calls the typed command `command` with `args` and waits up to
+    /// `timeout` for its return value (request/reply). Messages that arrive
+    /// meanwhile are kept for [`recv`](MessageProcess::recv); replies are
+    /// matched by a correlation id, so a late reply to an earlier call that
+    /// timed out is never taken for this one's.
+    ///
+    /// Usually called through the methods `#[forkbridge::handlers]`
+    /// generates (feature `macros`); by hand, `args` is a tuple of the
+    /// handler's arguments.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::Timeout`] (the reply, if it comes later, is dropped);
+    /// [`ErrorKind::Disconnected`] if the backend died;
+    /// [`ErrorKind::Remote`] if the handler failed, panicked, could not
+    /// decode the arguments or does not exist; [`ErrorKind::Decode`] if the
+    /// reply is not an `R`.
+    pub fn call<A, R>(&mut self, command: &str, args: &A, timeout: Duration) -> Result<R>
+    where
+        A: serde::Serialize + ?Sized,
+        R: serde::de::DeserializeOwned,
+    {
+        let deadline = Instant::now() + timeout;
+        let id = self.feed_call(command, args)?;
+        let value = self.reply_deadline(id, Some(deadline))?;
+        decode_reply(&value, command).map_err(|e| e.with_process(&self.name))
+    }
+
+    /// Sends the typed command `command` one way (no reply; a failure is
+    /// reported by the backend as an `"error"` message). Written at once,
+    /// like [`send`](MessageProcess::send).
+    pub fn cast<A: serde::Serialize + ?Sized>(&mut self, command: &str, args: &A) -> Result<()> {
+        self.feed_cast(command, args)?;
+        self.flush()
+    }
+
+    /// As [`cast`](MessageProcess::cast), buffered like
+    /// [`feed`](MessageProcess::feed).
+    pub fn feed_cast<A: serde::Serialize + ?Sized>(
+        &mut self,
+        command: &str,
+        args: &A,
+    ) -> Result<()> {
+        self.conn
+            .feed_call(0, command, args)
+            .map_err(|e| e.with_process(&self.name))?;
+        if self.conn.pending_output() > FLUSH_THRESHOLD {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    /// Queues a typed call and returns its id.
+    pub(crate) fn feed_call<A: serde::Serialize + ?Sized>(
+        &mut self,
+        command: &str,
+        args: &A,
+    ) -> Result<u64> {
+        self.last_call += 1;
+        let id = self.last_call;
+        self.conn
+            .feed_call(id, command, args)
+            .map_err(|e| e.with_process(&self.name))?;
+        Ok(id)
+    }
+
+    /// Waits until `deadline` for the reply to call `id` and returns the
+    /// encoded value; keeps messages for `recv`, drops other replies.
+    pub(crate) fn reply_deadline(&mut self, id: u64, deadline: Option<Instant>) -> Result<Vec<u8>> {
+        loop {
+            match self.next_frame_deadline(deadline)? {
+                Frame::Message(msg) => self.inbox.push_back(msg),
+                Frame::Reply { id: got, result } if got == id => {
+                    return result.map_err(|f| {
+                        Error::new(ErrorKind::Remote {
+                            kind: f.kind,
+                            message: f.message,
+                        })
+                        .with_process(&self.name)
+                    });
+                }
+                Frame::Reply { id: other, .. } => {
+                    log::debug!(target: &self.target, "dropping the late reply to call {other}");
+                }
+                Frame::Stop | Frame::Call { .. } => {}
+            }
         }
     }
 
@@ -865,4 +975,16 @@ fn short_type_name<B>() -> &'static str {
     let full = std::any::type_name::<B>();
     let base = full.split('<').next().unwrap_or(full);
     base.rsplit("::").next().unwrap_or(base)
+}
+
+/// Decodes a typed call's return value.
+pub(crate) fn decode_reply<R: serde::de::DeserializeOwned>(
+    value: &[u8],
+    command: &str,
+) -> Result<R> {
+    postcard::from_bytes(value).map_err(|e| {
+        Error::new(ErrorKind::Decode).with_source(format!(
+            "the reply of '{command}' is not the expected type: {e}"
+        ))
+    })
 }

@@ -4,8 +4,11 @@
 //! frame = len:u32 LE | kind:u8 | body          (len counts kind + body)
 //! kind 0  message   body = postcard(Message)
 //! kind 1  control   body = code:u8             (1 = stop request)
-//! kind 2  request   reserved: varint correlation id | postcard(body)
-//! kind 3  reply     reserved: varint correlation id | postcard(body)
+//! kind 2  call      id:varint | command:string | postcard(arguments)
+//!                   (a typed command; id 0 = one-way, no reply)
+//! kind 3  reply     id:varint | status:u8 | payload
+//!                   (status 0: postcard(return value);
+//!                    status 1: postcard((kind, message)) of a failure)
 //! ```
 //!
 //! # Design
@@ -29,7 +32,11 @@ use crate::message::Message;
 const LEN_BYTES: usize = 4;
 const KIND_MESSAGE: u8 = 0;
 const KIND_CONTROL: u8 = 1;
+const KIND_CALL: u8 = 2;
+const KIND_REPLY: u8 = 3;
 const CONTROL_STOP: u8 = 1;
+const REPLY_OK: u8 = 0;
+const REPLY_FAILED: u8 = 1;
 
 /// The default maximum frame size: 64 MiB.
 pub(crate) const DEFAULT_MAX_FRAME: usize = 64 << 20;
@@ -39,6 +46,76 @@ pub(crate) const DEFAULT_MAX_FRAME: usize = 64 << 20;
 pub(crate) enum Frame {
     Message(Message),
     Stop,
+    /// A typed command; `args` is the postcard encoding of its arguments.
+    Call {
+        id: u64,
+        command: String,
+        args: Vec<u8>,
+    },
+    /// The answer to call `id`: the postcard encoding of the return value,
+    /// or a failure's kind and message.
+    Reply {
+        id: u64,
+        result: std::result::Result<Vec<u8>, Failure>,
+    },
+}
+
+/// Why a typed call failed on the other side.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub(crate) struct Failure {
+    pub(crate) kind: String,
+    pub(crate) message: String,
+}
+
+/// Appends a typed call frame (`id` 0: one-way) to `out`.
+pub(crate) fn encode_call<A: serde::Serialize + ?Sized>(
+    out: &mut Vec<u8>,
+    id: u64,
+    command: &str,
+    args: &A,
+    max: usize,
+) -> Result<()> {
+    let start = out.len();
+    out.extend_from_slice(&[0; LEN_BYTES]);
+    out.push(KIND_CALL);
+    let encoded = postcard::to_extend(&id, std::mem::take(out))
+        .and_then(|buf| postcard::to_extend(command, buf))
+        .and_then(|buf| postcard::to_extend(args, buf));
+    match encoded {
+        Ok(buf) => *out = buf,
+        Err(e) => return Err(Error::new(ErrorKind::Encode).with_source(e)),
+    }
+    finish_frame(out, start, max)
+}
+
+/// Appends a reply frame carrying an already encoded value or a failure.
+pub(crate) fn encode_reply(
+    out: &mut Vec<u8>,
+    id: u64,
+    result: std::result::Result<&[u8], &Failure>,
+    max: usize,
+) -> Result<()> {
+    let start = out.len();
+    out.extend_from_slice(&[0; LEN_BYTES]);
+    out.push(KIND_REPLY);
+    let buf = postcard::to_extend(&id, std::mem::take(out));
+    let buf = match (buf, result) {
+        (Ok(mut buf), Ok(value)) => {
+            buf.push(REPLY_OK);
+            buf.extend_from_slice(value);
+            Ok(buf)
+        }
+        (Ok(mut buf), Err(failure)) => {
+            buf.push(REPLY_FAILED);
+            postcard::to_extend(failure, buf)
+        }
+        (Err(e), _) => Err(e),
+    };
+    match buf {
+        Ok(buf) => *out = buf,
+        Err(e) => return Err(Error::new(ErrorKind::Encode).with_source(e)),
+    }
+    finish_frame(out, start, max)
 }
 
 /// Appends a message frame to `out`. On error `out` is left as it was.
@@ -153,6 +230,30 @@ fn decode_frame(frame: &[u8]) -> Result<Frame> {
             Err(e) => Err(Error::new(ErrorKind::Decode).with_source(e)),
         },
         KIND_CONTROL if body == [CONTROL_STOP] => Ok(Frame::Stop),
+        KIND_CALL => {
+            let decoded = postcard::take_from_bytes::<u64>(body).and_then(|(id, rest)| {
+                postcard::take_from_bytes::<String>(rest).map(|(command, args)| (id, command, args))
+            });
+            match decoded {
+                Ok((id, command, args)) => Ok(Frame::Call {
+                    id,
+                    command,
+                    args: args.to_vec(),
+                }),
+                Err(e) => Err(Error::new(ErrorKind::Decode).with_source(e)),
+            }
+        }
+        KIND_REPLY => {
+            let (id, rest) = postcard::take_from_bytes::<u64>(body)
+                .map_err(|e| Error::new(ErrorKind::Decode).with_source(e))?;
+            let result = match rest.split_first() {
+                Some((&REPLY_OK, value)) => Ok(value.to_vec()),
+                Some((&REPLY_FAILED, failure)) => Err(postcard::from_bytes::<Failure>(failure)
+                    .map_err(|e| Error::new(ErrorKind::Decode).with_source(e))?),
+                _ => return Err(Error::new(ErrorKind::Decode).with_source("bad reply status")),
+            };
+            Ok(Frame::Reply { id, result })
+        }
         KIND_CONTROL => Err(Error::new(ErrorKind::Decode).with_source("unknown control frame")),
         other => {
             Err(Error::new(ErrorKind::Decode)
@@ -195,6 +296,42 @@ mod tests {
         assert!(matches!(&frames[0], Ok(Frame::Message(m)) if *m == msg));
         assert!(matches!(&frames[1], Ok(Frame::Stop)));
         assert!(matches!(&frames[2], Ok(Frame::Message(m)) if *m == msg));
+    }
+
+    #[test]
+    fn calls_and_replies_round_trip() {
+        let mut out = Vec::new();
+        encode_call(&mut out, 7, "resize", &(640u32, "cam".to_string()), 1024).unwrap();
+        let value = postcard::to_stdvec(&42u64).unwrap();
+        encode_reply(&mut out, 7, Ok(&value), 1024).unwrap();
+        let failure = Failure {
+            kind: "panic".into(),
+            message: "boom".into(),
+        };
+        encode_reply(&mut out, 8, Err(&failure), 1024).unwrap();
+        let frames = decode_all(&out, 1024);
+        match &frames[0] {
+            Ok(Frame::Call {
+                id: 7,
+                command,
+                args,
+            }) => {
+                assert_eq!(command, "resize");
+                let args: (u32, String) = postcard::from_bytes(args).unwrap();
+                assert_eq!(args, (640, "cam".to_string()));
+            }
+            other => panic!("{other:?}"),
+        }
+        match &frames[1] {
+            Ok(Frame::Reply {
+                id: 7,
+                result: Ok(v),
+            }) => {
+                assert_eq!(postcard::from_bytes::<u64>(v).unwrap(), 42)
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(&frames[2], Ok(Frame::Reply { id: 8, result: Err(f) }) if *f == failure));
     }
 
     #[test]
