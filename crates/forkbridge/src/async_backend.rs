@@ -44,13 +44,14 @@ use tokio::sync::mpsc;
 use tokio::task::{Id, JoinError, JoinSet};
 
 use crate::backend::{
-    BoxError, ChildInfo, HandlerResult, answer_call, panic_message, pong, report, unknown_typed,
+    BoxError, ChildInfo, HandlerResult, answer_call, decode_args, panic_message, pong, report,
+    unknown_typed,
 };
 use crate::conn::{Conn, FLUSH_THRESHOLD, Filled};
 use crate::error::{Error, Result};
 use crate::message::Message;
 use crate::sys::async_fd;
-use crate::wire::{Failure, Frame};
+use crate::wire::{Failure, Fingerprints, Frame};
 
 type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + 'a>>;
 type AsyncHandler<B> =
@@ -59,6 +60,7 @@ type AsyncTypedHandler<B> = Box<
     dyn for<'a> Fn(
         &'a mut B,
         &'a mut AsyncContext,
+        Fingerprints,
         Vec<u8>,
     ) -> BoxFuture<'a, std::result::Result<Vec<u8>, Failure>>,
 >;
@@ -235,14 +237,13 @@ impl<B: 'static> AsyncHandlers<B> {
         let command = command.into();
         let name: Arc<str> = Arc::from(command.as_str());
         let handler = Arc::new(handler);
-        let boxed: AsyncTypedHandler<B> = Box::new(move |b, ctx, args| {
+        let boxed: AsyncTypedHandler<B> = Box::new(move |b, ctx, types, args| {
             let name = name.clone();
             let handler = handler.clone();
             Box::pin(async move {
-                let args: A = postcard::from_bytes(&args).map_err(|e| Failure {
-                    kind: "decode".into(),
-                    message: format!("arguments of '{name}' do not decode: {e}"),
-                })?;
+                let args: A = decode_args::<A, <F as AsyncTypedHandlerFn<'_, B, A>>::Value>(
+                    &name, types, &args,
+                )?;
                 let value = handler(b, ctx, args).await.map_err(|e| Failure {
                     kind: "handler_error".into(),
                     message: e.to_string(),
@@ -538,9 +539,14 @@ async fn event_loop<B: AsyncBackend>(
         while let Some(frame) = ctx.conn.next_frame() {
             match frame {
                 Ok(Frame::Message(msg)) => dispatch(backend, handlers, ctx, msg).await,
-                Ok(Frame::Call { id, command, args }) => {
+                Ok(Frame::Call {
+                    id,
+                    command,
+                    types,
+                    args,
+                }) => {
                     let outcome = match handlers.typed.get(&command) {
-                        Some(handler) => CatchUnwind(handler(backend, ctx, args))
+                        Some(handler) => CatchUnwind(handler(backend, ctx, types, args))
                             .await
                             .unwrap_or_else(|panic| {
                                 Err(Failure {

@@ -142,7 +142,9 @@ impl AsyncMessageProcess {
         R: serde::de::DeserializeOwned,
     {
         let deadline = Instant::now() + timeout;
-        let id = self.inner.feed_call(command, args)?;
+        let id = self
+            .inner
+            .feed_call(command, crate::wire::Fingerprints::of::<A, R>(), args)?;
         self.flush_until(Some(deadline)).await?;
         loop {
             match self
@@ -174,7 +176,7 @@ impl AsyncMessageProcess {
     ) -> Result<()> {
         self.inner
             .conn_mut()
-            .feed_call(0, command, args)
+            .feed_call(0, command, crate::wire::Fingerprints::of::<A, ()>(), args)
             .map_err(|e| e.with_process(self.inner.name()))?;
         self.flush().await
     }

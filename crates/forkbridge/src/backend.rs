@@ -44,7 +44,7 @@ use crate::conn::{Conn, FLUSH_THRESHOLD};
 use crate::error::Result;
 use crate::message::Message;
 use crate::sys::{fork, poll};
-use crate::wire::{Failure, Frame};
+use crate::wire::{Failure, Fingerprints, Frame, fingerprint};
 
 /// The command of error reports.
 pub(crate) const ERROR_COMMAND: &str = "error";
@@ -56,7 +56,8 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 pub type HandlerResult = std::result::Result<(), BoxError>;
 
 type Handler<B> = Box<dyn Fn(&mut B, &mut BackendContext, Message) -> HandlerResult>;
-type TypedHandler<B> = Box<dyn Fn(&mut B, &mut BackendContext, &[u8]) -> Result<Vec<u8>, Failure>>;
+type TypedHandler<B> =
+    Box<dyn Fn(&mut B, &mut BackendContext, Fingerprints, &[u8]) -> Result<Vec<u8>, Failure>>;
 type FixedHasher = BuildHasherDefault<DefaultHasher>;
 
 /// The backend half of a process: state plus handlers, run in the child.
@@ -161,11 +162,8 @@ impl<B> Handlers<B> {
     {
         let command = command.into();
         let name = command.clone();
-        let boxed: TypedHandler<B> = Box::new(move |backend, ctx, args| {
-            let args: A = postcard::from_bytes(args).map_err(|e| Failure {
-                kind: "decode".into(),
-                message: format!("arguments of '{name}' do not decode: {e}"),
-            })?;
+        let boxed: TypedHandler<B> = Box::new(move |backend, ctx, types, args| {
+            let args: A = decode_args::<A, R>(&name, types, args)?;
             let value = handler(backend, ctx, args).map_err(|e| Failure {
                 kind: "handler_error".into(),
                 message: e.to_string(),
@@ -390,6 +388,38 @@ pub(crate) fn report<F: AsFd>(
     }
 }
 
+/// Decodes a typed call's arguments, refusing a call made for other
+/// argument or reply types (see `wire::Fingerprints`) and trailing bytes.
+pub(crate) fn decode_args<A: DeserializeOwned, R>(
+    command: &str,
+    types: Fingerprints,
+    args: &[u8],
+) -> Result<A, Failure> {
+    let mismatch = |what: &str, expected: &str| Failure {
+        kind: "decode".into(),
+        message: format!(
+            "'{command}' was called with other {what} types than its handler's ({expected})"
+        ),
+    };
+    if types.args != 0 && types.args != fingerprint::<A>() {
+        return Err(mismatch("argument", std::any::type_name::<A>()));
+    }
+    if types.reply != 0 && types.reply != fingerprint::<R>() {
+        return Err(mismatch("reply", std::any::type_name::<R>()));
+    }
+    match postcard::take_from_bytes::<A>(args) {
+        Ok((value, [])) => Ok(value),
+        Ok(_) => Err(Failure {
+            kind: "decode".into(),
+            message: format!("arguments of '{command}' have trailing bytes"),
+        }),
+        Err(e) => Err(Failure {
+            kind: "decode".into(),
+            message: format!("arguments of '{command}' do not decode: {e}"),
+        }),
+    }
+}
+
 /// The failure of a call to a typed command nobody registered.
 pub(crate) fn unknown_typed(command: &str) -> Failure {
     Failure {
@@ -504,10 +534,15 @@ fn event_loop<B: Backend>(
         while let Some(frame) = ctx.conn.next_frame() {
             match frame {
                 Ok(Frame::Message(msg)) => dispatch(backend, handlers, ctx, msg),
-                Ok(Frame::Call { id, command, args }) => {
+                Ok(Frame::Call {
+                    id,
+                    command,
+                    types,
+                    args,
+                }) => {
                     let outcome = match handlers.typed.get(&command) {
                         Some(handler) => {
-                            catch_unwind(AssertUnwindSafe(|| handler(backend, ctx, &args)))
+                            catch_unwind(AssertUnwindSafe(|| handler(backend, ctx, types, &args)))
                                 .unwrap_or_else(|panic| {
                                     Err(Failure {
                                         kind: "panic".into(),

@@ -83,9 +83,10 @@ impl<F: AsFd> Conn<F> {
         &mut self,
         id: u64,
         command: &str,
+        types: wire::Fingerprints,
         args: &A,
     ) -> Result<()> {
-        wire::encode_call(&mut self.out, id, command, args, self.max_frame)
+        wire::encode_call(&mut self.out, id, command, types, args, self.max_frame)
     }
 
     /// Encodes the reply to call `id` into the outgoing buffer.

@@ -187,6 +187,30 @@ pub use crate::select::{Selected, select};
 pub use crate::sync_index::SyncIndex;
 pub use crate::value::{FromValue, Value};
 
+#[cfg(feature = "macros")]
+pub use forkbridge_macros::handlers;
+
+/// Support for the code `#[handlers]` generates; not a public API.
+#[doc(hidden)]
+pub mod __private {
+    /// How long generated clients wait for a reply by default.
+    pub const DEFAULT_CALL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
+    /// The `T` of a `Result<T, E>` return type.
+    pub trait ResultOk {
+        /// `T`.
+        type Ok;
+    }
+
+    impl<T, E> ResultOk for std::result::Result<T, E> {
+        type Ok = T;
+    }
+
+    /// Fails to compile, at the argument's type, unless it can cross the
+    /// fork as a typed argument.
+    pub fn assert_argument<T: serde::Serialize + serde::de::DeserializeOwned>() {}
+}
+
 // The README's examples are compiled and run as doc tests.
 #[cfg(doctest)]
 #[doc = include_str!("../../../README.md")]

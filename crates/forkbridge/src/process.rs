@@ -45,7 +45,7 @@ use crate::registry;
 use crate::sys::fork::{self, ChildSetup, Forked};
 use crate::sys::pidfd::{self, Reap};
 use crate::sys::{poll, socket};
-use crate::wire::{DEFAULT_MAX_FRAME, Frame};
+use crate::wire::{DEFAULT_MAX_FRAME, Fingerprints, Frame};
 
 /// How long to wait for a SIGKILLed child to be reaped before giving up.
 const KILL_WAIT: Duration = Duration::from_secs(5);
@@ -597,7 +597,7 @@ impl MessageProcess {
         R: serde::de::DeserializeOwned,
     {
         let deadline = Instant::now() + timeout;
-        let id = self.feed_call(command, args)?;
+        let id = self.feed_call(command, Fingerprints::of::<A, R>(), args)?;
         let value = self.reply_deadline(id, Some(deadline))?;
         decode_reply(&value, command).map_err(|e| e.with_process(&self.name))
     }
@@ -618,7 +618,7 @@ impl MessageProcess {
         args: &A,
     ) -> Result<()> {
         self.conn
-            .feed_call(0, command, args)
+            .feed_call(0, command, Fingerprints::of::<A, ()>(), args)
             .map_err(|e| e.with_process(&self.name))?;
         if self.conn.pending_output() > FLUSH_THRESHOLD {
             self.flush()?;
@@ -630,12 +630,13 @@ impl MessageProcess {
     pub(crate) fn feed_call<A: serde::Serialize + ?Sized>(
         &mut self,
         command: &str,
+        types: Fingerprints,
         args: &A,
     ) -> Result<u64> {
         self.last_call += 1;
         let id = self.last_call;
         self.conn
-            .feed_call(id, command, args)
+            .feed_call(id, command, types, args)
             .map_err(|e| e.with_process(&self.name))?;
         Ok(id)
     }

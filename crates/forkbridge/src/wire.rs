@@ -4,8 +4,11 @@
 //! frame = len:u32 LE | kind:u8 | body          (len counts kind + body)
 //! kind 0  message   body = postcard(Message)
 //! kind 1  control   body = code:u8             (1 = stop request)
-//! kind 2  call      id:varint | command:string | postcard(arguments)
-//!                   (a typed command; id 0 = one-way, no reply)
+//! kind 2  call      id:varint | command:string | args type:varint |
+//!                   reply type:varint | postcard(arguments)
+//!                   (a typed command; id 0 = one-way, no reply; the two
+//!                   type fingerprints let the backend refuse arguments or
+//!                   a reply type it was not built for, 0 = unchecked)
 //! kind 3  reply     id:varint | status:u8 | payload
 //!                   (status 0: postcard(return value);
 //!                    status 1: postcard((kind, message)) of a failure)
@@ -50,6 +53,7 @@ pub(crate) enum Frame {
     Call {
         id: u64,
         command: String,
+        types: Fingerprints,
         args: Vec<u8>,
     },
     /// The answer to call `id`: the postcard encoding of the return value,
@@ -67,11 +71,45 @@ pub(crate) struct Failure {
     pub(crate) message: String,
 }
 
+/// Fingerprints of a call's argument and reply types.
+///
+/// Postcard is not self-describing: bytes of one type can decode as
+/// another without an error. Frontend and backend are the same program
+/// (forked), so the names of the types the caller used and the types the
+/// handler was registered with are equal exactly when they agree; a hash of
+/// `std::any::type_name` on both sides turns a mismatch into a typed error
+/// instead of garbage. 0 means "not checked" (a caller that is not Rust).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(crate) struct Fingerprints {
+    pub(crate) args: u64,
+    pub(crate) reply: u64,
+}
+
+impl Fingerprints {
+    pub(crate) fn of<A: ?Sized, R: ?Sized>() -> Fingerprints {
+        Fingerprints {
+            args: fingerprint::<A>(),
+            reply: fingerprint::<R>(),
+        }
+    }
+}
+
+/// FNV-1a of the type's name; never 0.
+pub(crate) fn fingerprint<T: ?Sized>() -> u64 {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in std::any::type_name::<T>().bytes() {
+        hash ^= u64::from(byte);
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    }
+    hash.max(1)
+}
+
 /// Appends a typed call frame (`id` 0: one-way) to `out`.
 pub(crate) fn encode_call<A: serde::Serialize + ?Sized>(
     out: &mut Vec<u8>,
     id: u64,
     command: &str,
+    types: Fingerprints,
     args: &A,
     max: usize,
 ) -> Result<()> {
@@ -80,6 +118,8 @@ pub(crate) fn encode_call<A: serde::Serialize + ?Sized>(
     out.push(KIND_CALL);
     let encoded = postcard::to_extend(&id, std::mem::take(out))
         .and_then(|buf| postcard::to_extend(command, buf))
+        .and_then(|buf| postcard::to_extend(&types.args, buf))
+        .and_then(|buf| postcard::to_extend(&types.reply, buf))
         .and_then(|buf| postcard::to_extend(args, buf));
     match encoded {
         Ok(buf) => *out = buf,
@@ -231,13 +271,22 @@ fn decode_frame(frame: &[u8]) -> Result<Frame> {
         },
         KIND_CONTROL if body == [CONTROL_STOP] => Ok(Frame::Stop),
         KIND_CALL => {
-            let decoded = postcard::take_from_bytes::<u64>(body).and_then(|(id, rest)| {
-                postcard::take_from_bytes::<String>(rest).map(|(command, args)| (id, command, args))
-            });
+            let decoded = (|| {
+                let (id, rest) = postcard::take_from_bytes::<u64>(body)?;
+                let (command, rest) = postcard::take_from_bytes::<String>(rest)?;
+                let (args_fp, rest) = postcard::take_from_bytes::<u64>(rest)?;
+                let (reply_fp, args) = postcard::take_from_bytes::<u64>(rest)?;
+                let types = Fingerprints {
+                    args: args_fp,
+                    reply: reply_fp,
+                };
+                Ok::<_, postcard::Error>((id, command, types, args))
+            })();
             match decoded {
-                Ok((id, command, args)) => Ok(Frame::Call {
+                Ok((id, command, types, args)) => Ok(Frame::Call {
                     id,
                     command,
+                    types,
                     args: args.to_vec(),
                 }),
                 Err(e) => Err(Error::new(ErrorKind::Decode).with_source(e)),
@@ -301,7 +350,16 @@ mod tests {
     #[test]
     fn calls_and_replies_round_trip() {
         let mut out = Vec::new();
-        encode_call(&mut out, 7, "resize", &(640u32, "cam".to_string()), 1024).unwrap();
+        let types = Fingerprints::of::<(u32, String), u64>();
+        encode_call(
+            &mut out,
+            7,
+            "resize",
+            types,
+            &(640u32, "cam".to_string()),
+            1024,
+        )
+        .unwrap();
         let value = postcard::to_stdvec(&42u64).unwrap();
         encode_reply(&mut out, 7, Ok(&value), 1024).unwrap();
         let failure = Failure {
@@ -314,9 +372,12 @@ mod tests {
             Ok(Frame::Call {
                 id: 7,
                 command,
+                types: t,
                 args,
             }) => {
                 assert_eq!(command, "resize");
+                assert_eq!(*t, types);
+                assert_ne!(t.args, t.reply);
                 let args: (u32, String) = postcard::from_bytes(args).unwrap();
                 assert_eq!(args, (640, "cam".to_string()));
             }

@@ -1,0 +1,340 @@
+//! Typed commands from one definition (`#[forkbridge::handlers]`), on real
+//! forks: calls with replies, one-way casts, faults, the dynamic path beside
+//! them, and the async forms.
+
+mod common;
+
+use std::os::unix::process::ExitStatusExt;
+use std::time::{Duration, Instant};
+
+use common::{WAIT, error_field, recv};
+use forkbridge::{
+    AsyncContext, Backend, BackendContext, ErrorKind, HandlerResult, Handlers, Message,
+    MessageProcess, message,
+};
+use serde::{Deserialize, Serialize};
+
+test_main!(
+    call_returns_the_value,
+    cast_is_one_way_and_in_order,
+    handler_error_panic_and_bad_arguments_are_typed,
+    unknown_typed_command_is_a_remote_error,
+    call_times_out_and_a_late_reply_never_mixes_up,
+    call_to_a_dead_backend_is_disconnected,
+    messages_during_a_call_are_kept_for_recv,
+    dynamic_and_typed_handlers_live_side_by_side,
+    async_backend_typed_commands,
+    async_client_calls,
+);
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Frame {
+    pub width: u32,
+    pub height: u32,
+    pub pixels: Vec<u8>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Blobs {
+    pub count: u32,
+    pub largest: u32,
+}
+
+#[derive(Debug, Default)]
+pub struct Detector {
+    frames: u64,
+    threshold: u8,
+}
+
+#[forkbridge::handlers(frontend = DetectorClient)]
+impl Detector {
+    /// Counts pixels above the threshold, in blobs of 16.
+    pub fn analyse(&mut self, frame: Frame) -> Blobs {
+        self.frames += 1;
+        let bright = frame.pixels.iter().filter(|&&p| p > self.threshold).count() as u32;
+        Blobs {
+            count: bright / 16,
+            largest: bright.min(16),
+        }
+    }
+
+    /// Sets the threshold (one-way).
+    pub fn set_threshold(&mut self, threshold: u8) {
+        self.threshold = threshold;
+    }
+
+    /// How many frames were analysed.
+    pub fn frames(&mut self) -> u64 {
+        self.frames
+    }
+
+    /// Fails on odd input, panics on 13.
+    pub fn checked(&mut self, n: i64) -> Result<i64, String> {
+        if n == 13 {
+            panic!("unlucky {n}");
+        }
+        if n % 2 == 1 {
+            return Err(format!("{n} is odd"));
+        }
+        Ok(n / 2)
+    }
+
+    /// Sleeps, then answers.
+    pub fn slow(&mut self, ms: u64) -> u64 {
+        std::thread::sleep(Duration::from_millis(ms));
+        ms
+    }
+
+    /// Sends a dynamic progress message, then returns.
+    pub fn with_progress(&mut self, ctx: &mut BackendContext, steps: u32) -> u32 {
+        for step in 0..steps {
+            let _ = ctx.send(message!("progress", step = step));
+        }
+        steps
+    }
+
+    /// Dies.
+    pub fn die(&mut self) {
+        std::process::abort();
+    }
+
+    #[forkbridge(skip)]
+    #[allow(dead_code)]
+    fn helper(&mut self) {}
+}
+
+fn detector() -> DetectorClient {
+    let mut client = DetectorClient::start("detector", Detector::default()).unwrap();
+    client.set_timeout(WAIT);
+    client
+}
+
+fn call_returns_the_value() {
+    let mut d = detector();
+    let frame = Frame {
+        width: 8,
+        height: 8,
+        pixels: (0..64).map(|i| (i * 4) as u8).collect(),
+    };
+    let blobs = d.analyse(frame.clone()).unwrap();
+    assert_eq!(
+        blobs,
+        Blobs {
+            count: 3,
+            largest: 16
+        }
+    );
+    assert_eq!(d.frames().unwrap(), 1);
+    assert_eq!(d.log_target(), "Detector.detector");
+    assert!(d.stop().unwrap().success());
+}
+
+fn cast_is_one_way_and_in_order() {
+    let mut d = detector();
+    d.set_threshold(250).unwrap();
+    let frame = Frame {
+        width: 1,
+        height: 1,
+        pixels: vec![255; 32],
+    };
+    assert_eq!(d.analyse(frame).unwrap().count, 2);
+    d.set_threshold(255).unwrap();
+    let frame = Frame {
+        width: 1,
+        height: 1,
+        pixels: vec![255; 32],
+    };
+    assert_eq!(
+        d.analyse(frame).unwrap().count,
+        0,
+        "the cast arrived before the call"
+    );
+    d.stop().unwrap();
+}
+
+fn handler_error_panic_and_bad_arguments_are_typed() {
+    let mut d = detector();
+    assert_eq!(d.checked(8).unwrap(), 4);
+    let err = d.checked(3).unwrap_err();
+    assert_eq!(
+        err.kind(),
+        &ErrorKind::Remote {
+            kind: "handler_error".into(),
+            message: "3 is odd".into()
+        }
+    );
+    let err = d.checked(13).unwrap_err();
+    assert!(matches!(err.kind(), ErrorKind::Remote { kind, message }
+        if kind == "panic" && message == "unlucky 13"));
+    // Arguments that do not decode as the handler's types (a string where
+    // an i64 is expected), sent through the untyped entry point.
+    let err = d.call::<_, i64>("checked", &("eight",), WAIT).unwrap_err();
+    assert!(
+        matches!(err.kind(), ErrorKind::Remote { kind, message }
+            if kind == "decode" && message.contains("argument types")),
+        "{err}"
+    );
+    // A reply of another type than asked for: a typed decode error here.
+    let err = d.call::<_, String>("frames", &(), WAIT).unwrap_err();
+    assert!(
+        matches!(err.kind(), ErrorKind::Remote { kind, message }
+            if kind == "decode" && message.contains("reply types")),
+        "{err:?}"
+    );
+    // The backend kept running through all of it.
+    assert_eq!(d.checked(10).unwrap(), 5);
+    assert!(d.stop().unwrap().success());
+}
+
+fn unknown_typed_command_is_a_remote_error() {
+    let mut d = detector();
+    let err = d.call::<_, ()>("no_such", &(1,), WAIT).unwrap_err();
+    assert!(matches!(err.kind(), ErrorKind::Remote { kind, .. } if kind == "unknown_command"));
+    // One-way: reported as an error message instead.
+    d.cast("no_such", &()).unwrap();
+    assert_eq!(error_field(&recv(&mut d), "kind"), "unknown_command");
+    d.stop().unwrap();
+}
+
+fn call_times_out_and_a_late_reply_never_mixes_up() {
+    let mut d = detector();
+    d.set_timeout(Duration::from_millis(50));
+    let t = Instant::now();
+    let err = d.slow(300).unwrap_err();
+    assert!(err.is_timeout(), "{err}");
+    assert!(t.elapsed() < Duration::from_millis(250));
+    // The late reply (300) arrives while we wait for this call's (1): it
+    // must be dropped, not returned.
+    d.set_timeout(WAIT);
+    assert_eq!(d.slow(1).unwrap(), 1);
+    assert_eq!(d.slow(2).unwrap(), 2);
+    d.stop().unwrap();
+}
+
+fn call_to_a_dead_backend_is_disconnected() {
+    let mut d = detector();
+    d.die().unwrap();
+    let err = d.frames().unwrap_err();
+    assert!(err.is_disconnected(), "{err}");
+    assert_eq!(err.exit_status().unwrap().signal(), Some(libc::SIGABRT));
+    // And a call that is waiting when the backend dies.
+    let mut d = detector();
+    let pid = d.pid().unwrap();
+    let killer = common::signal_later(pid, libc::SIGKILL, Duration::from_millis(50));
+    let err = d.slow(5_000).unwrap_err();
+    common::reap(killer);
+    assert!(err.is_disconnected(), "{err}");
+}
+
+fn messages_during_a_call_are_kept_for_recv() {
+    let mut d = detector();
+    assert_eq!(d.with_progress(3).unwrap(), 3);
+    for step in 0..3u32 {
+        let m = recv(&mut d);
+        assert_eq!(m.command(), "progress");
+        assert_eq!(m.param::<u32>("step").unwrap(), step);
+    }
+    d.stop().unwrap();
+}
+
+/// A backend with both kinds of handlers and its own hooks.
+#[derive(Debug, Default)]
+pub struct Mixed {
+    greeted: u32,
+}
+
+#[forkbridge::handlers(custom_backend)]
+impl Mixed {
+    pub fn greet(&mut self, who: String) -> String {
+        self.greeted += 1;
+        format!("hello, {who}")
+    }
+}
+
+impl Mixed {
+    fn count(&mut self, ctx: &mut BackendContext, _: Message) -> HandlerResult {
+        ctx.send(message!("count", n = self.greeted))?;
+        Ok(())
+    }
+}
+
+impl Backend for Mixed {
+    fn register(handlers: &mut Handlers<Self>) {
+        Self::register_typed(handlers);
+        handlers.on("count", Self::count);
+    }
+
+    fn post_run(&mut self, ctx: &mut BackendContext) {
+        let _ = ctx.send(Message::new("bye"));
+    }
+}
+
+fn dynamic_and_typed_handlers_live_side_by_side() {
+    let mut m = MixedClient::start("mixed", Mixed::default()).unwrap();
+    assert_eq!(m.greet("world".into()).unwrap(), "hello, world");
+    m.send(Message::new("count")).unwrap();
+    assert_eq!(recv(&mut m).param::<u32>("n").unwrap(), 1);
+    assert!(m.stop().unwrap().success());
+    assert_eq!(recv(&mut m).command(), "bye");
+}
+
+#[derive(Debug, Default)]
+pub struct Camera {
+    polls: u32,
+}
+
+#[forkbridge::handlers]
+impl Camera {
+    /// Polls a camera asynchronously.
+    pub async fn poll(&mut self, ms: u64) -> u32 {
+        tokio::time::sleep(Duration::from_millis(ms)).await;
+        self.polls += 1;
+        self.polls
+    }
+
+    /// Starts a background probe.
+    pub async fn probe(&mut self, ctx: &mut AsyncContext, id: u32) {
+        let out = ctx.sender();
+        ctx.spawn(format!("probe {id}"), async move {
+            out.send(message!("probed", id = id)).await?;
+            Ok(())
+        });
+    }
+
+    /// Fails.
+    pub async fn broken(&mut self) -> Result<(), String> {
+        Err("lens cap on".into())
+    }
+}
+
+fn async_backend_typed_commands() {
+    let mut c = CameraClient::start("camera", Camera::default()).unwrap();
+    assert_eq!(c.poll(5).unwrap(), 1);
+    assert_eq!(c.poll(1).unwrap(), 2);
+    c.probe(7).unwrap();
+    assert_eq!(recv(&mut c).param::<u32>("id").unwrap(), 7);
+    let err = c.broken().unwrap_err();
+    assert!(matches!(err.kind(), ErrorKind::Remote { message, .. } if message == "lens cap on"));
+    assert!(c.stop().unwrap().success());
+}
+
+fn async_client_calls() {
+    let d = detector();
+    let c = CameraClient::start("camera", Camera::default()).unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let mut d = d.into_async().unwrap();
+        let mut c = c.into_async().unwrap();
+        let (polls, frames) = tokio::join!(c.poll(10), d.frames());
+        assert_eq!((polls.unwrap(), frames.unwrap()), (1, 0));
+        assert_eq!(d.checked(4).await.unwrap(), 2);
+        assert!(d.checked(5).await.is_err());
+        d.set_threshold(1).await.unwrap();
+        assert!(d.stop().await.unwrap().success());
+        assert!(c.stop().await.unwrap().success());
+    });
+    let _ = MessageProcess::builder("unused"); // the builder stays usable beside clients
+}
