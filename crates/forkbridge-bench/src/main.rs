@@ -107,6 +107,28 @@ impl AsyncBackend for AsyncSink {
     }
 }
 
+/// A typed backend: the same work as `Sink`, as typed commands.
+#[derive(Debug, Default)]
+struct TypedSink {
+    ticks: u64,
+}
+
+#[forkbridge::handlers]
+impl TypedSink {
+    fn echo(&mut self, x: u64) -> u64 {
+        x
+    }
+
+    fn tick(&mut self, frame: u64, score: f64, camera: String, valid: bool) {
+        let _ = (frame, score, camera, valid);
+        self.ticks += 1;
+    }
+
+    fn count(&mut self) -> u64 {
+        std::mem::take(&mut self.ticks)
+    }
+}
+
 /// The seed's typical small message: a command and four parameters.
 fn small_message(i: u64) -> Message {
     Message::new("tick")
@@ -255,17 +277,7 @@ fn oneway_small(scale: &Scale) -> Outcome {
     let mut baseline = Vec::new();
     for _ in 0..scale.runs {
         baseline.push(raw::oneway(scale.oneway, small_message));
-        let mut p = started_sink("oneway");
-        let t = Instant::now();
-        for i in 0..scale.oneway {
-            p.feed(small_message(i)).unwrap();
-        }
-        p.send(Message::new("report")).unwrap();
-        let count = p.recv().unwrap();
-        let rate = scale.oneway as f64 / t.elapsed().as_secs_f64();
-        assert_eq!(count.param::<u64>("n").unwrap(), scale.oneway);
-        value.push(rate);
-        p.stop().unwrap();
+        value.push(oneway_dynamic(scale.oneway));
     }
     Outcome {
         name: "oneway_small",
@@ -276,6 +288,22 @@ fn oneway_small(scale: &Scale) -> Outcome {
         what: "feed() of command + 4 params, dispatched and counted by the backend",
         baseline_what: "same messages, postcard frames through 64 KiB buffers, decoded and counted by a forked child",
     }
+}
+
+/// Messages per second of a burst of `n` dynamic small messages, counted
+/// by the backend.
+fn oneway_dynamic(n: u64) -> f64 {
+    let mut p = started_sink("oneway");
+    let t = Instant::now();
+    for i in 0..n {
+        p.feed(small_message(i)).unwrap();
+    }
+    p.send(Message::new("report")).unwrap();
+    let count = p.recv().unwrap();
+    let rate = n as f64 / t.elapsed().as_secs_f64();
+    assert_eq!(count.param::<u64>("n").unwrap(), n);
+    p.stop().unwrap();
+    rate
 }
 
 fn start_stop(scale: &Scale) -> Outcome {
@@ -497,6 +525,71 @@ fn async_concurrency(scale: &Scale) -> Outcome {
     }
 }
 
+fn typed_call(scale: &Scale) -> Outcome {
+    let mut value = Vec::new();
+    let mut baseline = Vec::new();
+    for _ in 0..scale.runs {
+        let mut dynamic = started_sink("dynamic");
+        let mut typed = TypedSinkClient::start("typed", TypedSink::default()).unwrap();
+        let ping = Message::new("ping");
+        let partners = [dynamic.pid().unwrap(), typed.pid().unwrap()];
+        let (v, b) = pinned(&partners, || {
+            interleaved(
+                scale.roundtrips,
+                500,
+                || {
+                    typed.echo(7).unwrap();
+                },
+                || {
+                    dynamic.send(ping.clone()).unwrap();
+                    dynamic.recv().unwrap();
+                },
+            )
+        });
+        value.push(v);
+        baseline.push(b);
+        dynamic.stop().unwrap();
+        typed.stop().unwrap();
+    }
+    Outcome {
+        name: "typed_call",
+        unit: "us",
+        value,
+        baseline,
+        target: "<=1.05",
+        what: "a generated typed call (u64 -> u64) waiting for its reply",
+        baseline_what: "the roundtrip scenario (send ping + recv pong); interleaved blocks, partners on another CPU",
+    }
+}
+
+fn typed_oneway(scale: &Scale) -> Outcome {
+    let mut value = Vec::new();
+    let mut baseline = Vec::new();
+    for _ in 0..scale.runs {
+        baseline.push(oneway_dynamic(scale.oneway));
+        let mut p = TypedSinkClient::start("typed-oneway", TypedSink::default()).unwrap();
+        let t = Instant::now();
+        for i in 0..scale.oneway {
+            p.feed_cast("tick", &(i, 0.75f64, "camera-01".to_string(), true))
+                .unwrap();
+        }
+        let n = p.count().unwrap();
+        let rate = scale.oneway as f64 / t.elapsed().as_secs_f64();
+        assert_eq!(n, scale.oneway);
+        value.push(rate);
+        p.stop().unwrap();
+    }
+    Outcome {
+        name: "typed_oneway",
+        unit: "msgs/s",
+        value,
+        baseline,
+        target: ">=1.0",
+        what: "feed_cast of a typed command with 4 arguments, counted by the backend",
+        baseline_what: "oneway_small's dynamic message (command + 4 params) through the same path",
+    }
+}
+
 type Scenario = fn(&Scale) -> Outcome;
 
 const SCENARIOS: &[(&str, Scenario)] = &[
@@ -508,6 +601,8 @@ const SCENARIOS: &[(&str, Scenario)] = &[
     ("syncindex_call", syncindex_call),
     ("async_roundtrip", async_roundtrip),
     ("async_concurrency", async_concurrency),
+    ("typed_call", typed_call),
+    ("typed_oneway", typed_oneway),
 ];
 
 fn main() {

@@ -91,6 +91,13 @@
 //! an error. [`EventKind::Pollable`] events have an fd too, readable while
 //! set.
 //!
+//! **Typed commands** (feature `macros`). `#[forkbridge::handlers]` on a
+//! backend's `impl` block makes each method a typed command and generates
+//! the frontend with the same methods: one definition, checked by the
+//! compiler on both sides, calls matched to replies by a correlation id,
+//! errors typed. By hand: [`Handlers::typed`], [`MessageProcess::call`],
+//! [`MessageProcess::cast`].
+//!
 //! **Async backends** (feature `tokio`). An `AsyncBackend` has `async fn`
 //! handlers; `MessageProcessBuilder::build_async` runs it on a tokio
 //! runtime built in the child after the fork. A handler hands slow work to
@@ -114,6 +121,8 @@
 //! | `MessageObject("cmd", par=1)`, `msg()`, `msg["par"]` | [`Message::new`]`("cmd").with("par", 1)` or [`message!`], [`Message::command`], `msg["par"]`, [`Message::get`], [`Message::param`] |
 //! | `MessageProcess(name)` subclass | a [`Backend`] + [`MessageProcess::new`] / [`MessageProcess::builder`] |
 //! | `c__my_stuff` backend methods | handlers in [`Backend::register`]: `handlers.on("my_stuff", Self::my_stuff)` |
+//! | `c__my_stuff` + frontend `my_stuff` paired by name | one method under `#[forkbridge::handlers]` (feature `macros`): typed handler + generated frontend method |
+//! | `returnFromBack()` (a value back from the backend) | a typed call: [`MessageProcess::call`] |
 //! | `c__ping` / `sendPing(lis)` | built-in `"ping"` → `"pong"` (echoes the parameters) |
 //! | `preRun__`, `postRun__` | [`Backend::pre_run`], [`Backend::post_run`] (runs on every way out of the loop) |
 //! | `readPipes__` override | [`BackendContext::watch`] + [`Backend::on_ready`] (no busy polling) |
@@ -141,6 +150,8 @@
 //!
 //! * `tokio` — `AsyncBackend`, `AsyncMessageProcess` and the builder's
 //!   `build_async`, `runtime`, `task_grace`.
+//! * `macros` — `#[forkbridge::handlers]` (typed commands from one
+//!   definition).
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 #![cfg(target_os = "linux")]
@@ -187,6 +198,77 @@ pub use crate::select::{Selected, select};
 pub use crate::sync_index::SyncIndex;
 pub use crate::value::{FromValue, Value};
 
+/// Makes typed commands from one definition: each `&mut self` method of the
+/// `impl` block becomes a backend handler for the command of the same name,
+/// and a generated frontend type gets a method with the same parameters
+/// that sends it (feature `macros`).
+///
+/// ```rust,standalone_crate
+/// use std::time::Duration;
+/// use forkbridge::BackendContext;
+///
+/// #[derive(Default)]
+/// pub struct Detector {
+///     threshold: u8,
+/// }
+///
+/// #[forkbridge::handlers(frontend = DetectorProcess)]
+/// impl Detector {
+///     /// One way: no value, nothing comes back.
+///     pub fn set_threshold(&mut self, threshold: u8) {
+///         self.threshold = threshold;
+///     }
+///
+///     /// A call: the frontend waits for the value.
+///     pub fn count_bright(&mut self, ctx: &mut BackendContext, pixels: Vec<u8>) -> usize {
+///         log::debug!(target: ctx.log_target(), "{} pixels", pixels.len());
+///         pixels.iter().filter(|&&p| p > self.threshold).count()
+///     }
+///
+///     /// Errors come back as `ErrorKind::Remote`.
+///     pub fn ratio(&mut self, a: u32, b: u32) -> Result<u32, String> {
+///         a.checked_div(b).ok_or_else(|| "division by zero".to_string())
+///     }
+/// }
+///
+/// let mut p = DetectorProcess::start("detector", Detector::default())?;
+/// p.set_timeout(Duration::from_secs(5));
+/// p.set_threshold(100)?;
+/// assert_eq!(p.count_bright(vec![50, 150, 250])?, 2);
+/// assert!(p.ratio(1, 0).is_err());
+/// p.stop()?; // the client dereferences to its MessageProcess
+/// # Ok::<(), forkbridge::Error>(())
+/// ```
+///
+/// # What it generates
+///
+/// - `register_typed(handlers)`, registering every method with
+///   [`Handlers::typed`] (or `AsyncHandlers::typed` when the methods are
+///   `async fn`), and — unless `#[handlers(custom_backend)]` — the
+///   [`Backend`] (or `AsyncBackend`) impl whose `register` calls it. With
+///   `custom_backend`, write the impl yourself (for `pre_run`/`post_run` or
+///   dynamic handlers beside the typed ones) and call
+///   `Self::register_typed(handlers)` in `register`.
+/// - The frontend: `<Type>Client`, or the name given as `frontend = Name`,
+///   with `start(name, backend)`, `new(process)`, `set_timeout` (default
+///   30 s), one method per command, and `Deref` to [`MessageProcess`]. A
+///   method returning nothing is one-way ([`MessageProcess::cast`]); any
+///   other return type makes a call that waits for the value
+///   ([`MessageProcess::call`]); `Result<T, E>` (`E: Into<BoxError>`)
+///   returns `T` or [`ErrorKind::Remote`]. With the `tokio` feature also
+///   `<Frontend>Async`, the same methods as `async fn`, from
+///   `client.into_async()`.
+///
+/// # Rules
+///
+/// Methods take `&mut self`, then optionally `&mut BackendContext` (or
+/// `&mut AsyncContext`), then owned serde arguments. `#[forkbridge(skip)]`
+/// leaves a method out; `#[forkbridge(command = "myStuff")]` renames its
+/// command (for frontends in other languages). Misuse is a compile error at
+/// the offending code: another receiver, a borrowed or non-serde argument, a
+/// duplicate command name, `async` and blocking handlers mixed.
+///
+/// The dynamic [`Message`] path keeps working beside the typed one.
 #[cfg(feature = "macros")]
 pub use forkbridge_macros::handlers;
 

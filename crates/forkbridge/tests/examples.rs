@@ -11,6 +11,8 @@ const EXAMPLES: &[(&str, &str)] = &[
     ("sync_index", "backend stopped: exit status: 0"),
     #[cfg(feature = "tokio")]
     ("async_backend", "(they overlapped)"),
+    #[cfg(feature = "macros")]
+    ("typed", "backend stopped: exit status: 0"),
 ];
 
 fn examples_dir() -> PathBuf {
