@@ -93,11 +93,16 @@ impl Worker {
         Ok(())
     }
 
+    /// Sends `n` items; after every `every` of them, flushes and pauses
+    /// `pause_ms`, so the frontend regularly finds nothing to read.
     async fn burst(&mut self, ctx: &mut AsyncContext, msg: Message) -> HandlerResult {
+        let every: u64 = msg.param("every")?;
+        let pause: u64 = msg.param("pause_ms")?;
         for i in 0..msg.param::<u64>("n")? {
             ctx.send(message!("item", i = i))?;
-            if i % 100 == 0 {
-                tokio::task::yield_now().await;
+            if (i + 1) % every == 0 {
+                ctx.flush().await?;
+                tokio::time::sleep(Duration::from_millis(pause)).await;
             }
         }
         Ok(())
@@ -402,22 +407,28 @@ fn async_recv_is_cancel_safe() {
     let rt = runtime();
     rt.block_on(async {
         let mut p = p.into_async().unwrap();
-        p.send(message!("burst", n = 20_000)).await.unwrap();
+        // 20 bursts of 500, with 5 ms pauses between them: the 500 µs timer
+        // branch wins during every pause, dropping a recv future mid-wait.
+        p.send(message!("burst", n = 10_000, every = 500, pause_ms = 5))
+            .await
+            .unwrap();
         let mut next = 0u64;
         let mut timeouts = 0u64;
         let deadline = tokio::time::Instant::now() + WAIT;
-        while next < 20_000 && tokio::time::Instant::now() < deadline {
-            // A branch that often wins: recv futures are dropped mid-wait.
+        while next < 10_000 && tokio::time::Instant::now() < deadline {
             tokio::select! {
                 m = p.recv() => {
                     assert_eq!(m.unwrap().param::<u64>("i").unwrap(), next, "lost or reordered");
                     next += 1;
                 }
-                () = tokio::time::sleep(Duration::from_micros(20)) => timeouts += 1,
+                () = tokio::time::sleep(Duration::from_micros(500)) => timeouts += 1,
             }
         }
-        assert_eq!(next, 20_000);
-        assert!(timeouts > 0, "no recv future was ever dropped");
+        assert_eq!(next, 10_000);
+        assert!(
+            timeouts >= 10,
+            "recv futures were dropped only {timeouts} times"
+        );
         p.stop().await.unwrap();
     });
     shut_down(rt);
