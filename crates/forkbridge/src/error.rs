@@ -24,8 +24,12 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum ErrorKind {
-    /// `try_recv`: no message is ready now.
+    /// `try_recv`, `try_next`: nothing is ready now.
     Empty,
+    /// `try_acquire`: every slot of the ring is in use (back-pressure).
+    Full,
+    /// A ring role (producer or consumer) is held by a live process.
+    RoleTaken,
     /// A `*_timeout` operation ran out of time.
     Timeout,
     /// The other side is gone: the backend exited, was killed, or closed the
@@ -190,13 +194,13 @@ impl fmt::Display for Error {
         match &self.inner.kind {
             ErrorKind::Empty => f.write_str("no message ready")?,
             ErrorKind::Timeout => f.write_str("timed out")?,
-            ErrorKind::Disconnected => {
-                f.write_str("backend disconnected")?;
-                match self.inner.status {
-                    Some(status) => write!(f, " ({status})")?,
-                    None => f.write_str(" (exit status unknown)")?,
-                }
-            }
+            ErrorKind::Full => f.write_str("every slot is in use")?,
+            ErrorKind::RoleTaken => f.write_str("the ring role is held by a live process")?,
+            ErrorKind::Disconnected => match (&self.inner.status, &self.inner.source) {
+                (Some(status), _) => write!(f, "backend disconnected ({status})")?,
+                (None, Some(source)) => write!(f, "disconnected: {source}")?,
+                (None, None) => f.write_str("backend disconnected (exit status unknown)")?,
+            },
             ErrorKind::ForkWithThreads { threads } => write!(
                 f,
                 "refusing to fork: the process has {threads} threads \
@@ -270,7 +274,7 @@ impl From<io::Error> for Error {
 impl From<Error> for io::Error {
     fn from(err: Error) -> io::Error {
         let kind = match err.kind() {
-            ErrorKind::Empty => io::ErrorKind::WouldBlock,
+            ErrorKind::Empty | ErrorKind::Full => io::ErrorKind::WouldBlock,
             ErrorKind::Timeout => io::ErrorKind::TimedOut,
             ErrorKind::Disconnected => io::ErrorKind::BrokenPipe,
             ErrorKind::Decode | ErrorKind::FrameTooLarge { .. } => io::ErrorKind::InvalidData,

@@ -1,0 +1,414 @@
+//! The memory of a frame ring: a single-producer, single-consumer ring of
+//! fixed-size slots in one anonymous `MAP_SHARED` mapping, and the slot
+//! state machine that makes handing out `&mut [u8]` / `&[u8]` into shared
+//! memory sound.
+//!
+//! # Why this is sound
+//!
+//! Every slot has a state word: `FREE → WRITING → READY → READING → FREE`.
+//! The producer takes slots in order (`head`), the consumer too (`tail`),
+//! each holding at most one at a time (the public layer lends a slot for
+//! the duration of a `&mut` borrow), and `head`/`tail` advance when a slot
+//! is committed or released.
+//! Only the producer moves a slot out of `FREE` and out of `WRITING`; only
+//! the consumer moves it out of `READY` and out of `READING`; each move is a
+//! compare-and-swap with acquire/release ordering. A [`SlotWrite`] (mutable
+//! bytes) exists only while its slot is `WRITING`, a [`SlotRead`] (shared
+//! bytes) only while it is `READING`, and there is one producer and one
+//! consumer (the public layer enforces the roles), so no two borrows of a
+//! slot's bytes ever overlap in time, in this process or the other one.
+//! Lengths written by the other process are checked against the slot size
+//! before a slice is made. The memory is mapped once, zero-filled, and
+//! unmapped only when the last handle in this process is dropped.
+//!
+//! A process that runs other code on the same mapping (a second producer
+//! made by hand, `/proc/<pid>/mem`) is outside what any type system can
+//! promise; the public layer records the role holders' pids so that a dead
+//! holder is detected and its slot recovered.
+
+use std::io;
+use std::ops::{Deref, DerefMut};
+use std::ptr::NonNull;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI32, AtomicU32, AtomicU64, Ordering};
+
+const MAGIC: u32 = 0x4642_5247; // "FBRG"
+const HEADER: usize = 128;
+const SLOT_HEADER: usize = 32;
+const PAGE: usize = 4096;
+
+/// Slot states.
+pub(crate) const FREE: u32 = 0;
+pub(crate) const WRITING: u32 = 1;
+pub(crate) const READY: u32 = 2;
+pub(crate) const READING: u32 = 3;
+
+// Header word offsets.
+const OFF_MAGIC: usize = 0;
+const OFF_SLOTS: usize = 4;
+const OFF_SLOT_SIZE: usize = 8;
+const OFF_PRODUCER: usize = 16;
+const OFF_CONSUMER: usize = 20;
+const OFF_HEAD: usize = 24;
+const OFF_TAIL: usize = 32;
+const OFF_READY_BELL: usize = 40;
+const OFF_FREE_BELL: usize = 44;
+
+// Slot header word offsets.
+const SLOT_STATE: usize = 0;
+const SLOT_OWNER: usize = 4;
+const SLOT_LEN: usize = 8;
+
+/// One anonymous shared mapping, unmapped on drop.
+#[derive(Debug)]
+struct Mapping {
+    ptr: NonNull<u8>,
+    len: usize,
+}
+
+// SAFETY: the mapping is accessed through atomics, and through byte slices
+// only under the slot protocol described in the module docs, so handles may
+// move and be shared between threads.
+unsafe impl Send for Mapping {}
+// SAFETY: as above.
+unsafe impl Sync for Mapping {}
+
+impl Drop for Mapping {
+    fn drop(&mut self) {
+        // SAFETY: `ptr`/`len` are what `mmap` returned; every borrow of the
+        // memory holds an `Arc` to the owning `RingMemory`, so none is alive.
+        unsafe { libc::munmap(self.ptr.as_ptr().cast(), self.len) };
+    }
+}
+
+/// The ring's memory and its slot protocol.
+#[derive(Debug)]
+pub(crate) struct RingMemory {
+    map: Mapping,
+    slots: u32,
+    slot_size: usize,
+    data: usize,
+}
+
+impl RingMemory {
+    /// Maps a ring of `slots` slots of `slot_size` bytes each.
+    pub(crate) fn new(slots: u32, slot_size: usize) -> io::Result<RingMemory> {
+        let stride = slot_stride(slot_size).ok_or(io::ErrorKind::InvalidInput)?;
+        let headers = HEADER + SLOT_HEADER * slots as usize;
+        let data = headers.div_ceil(PAGE) * PAGE;
+        let len = stride
+            .checked_mul(slots as usize)
+            .and_then(|d| d.checked_add(data))
+            .ok_or(io::ErrorKind::InvalidInput)?;
+        // SAFETY: an anonymous shared mapping of `len` bytes at an address
+        // the kernel picks; checked for failure below.
+        let ptr = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            )
+        };
+        if ptr == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        let map = Mapping {
+            ptr: NonNull::new(ptr.cast()).ok_or(io::ErrorKind::OutOfMemory)?,
+            len,
+        };
+        let ring = RingMemory {
+            map,
+            slots,
+            slot_size,
+            data,
+        };
+        ring.u32_at(OFF_SLOTS).store(slots, Ordering::Relaxed);
+        ring.u64_at(OFF_SLOT_SIZE)
+            .store(slot_size as u64, Ordering::Relaxed);
+        ring.u32_at(OFF_MAGIC).store(MAGIC, Ordering::Release);
+        Ok(ring)
+    }
+
+    /// Number of slots.
+    pub(crate) fn slots(&self) -> u32 {
+        self.slots
+    }
+
+    /// Bytes per slot.
+    pub(crate) fn slot_size(&self) -> usize {
+        self.slot_size
+    }
+
+    fn atomic<T>(&self, off: usize) -> &T {
+        assert!(
+            off + size_of::<T>() <= self.data && off.is_multiple_of(align_of::<T>()),
+            "BUG: ring header offset {off}"
+        );
+        // SAFETY: checked just above: the word lies inside the header area
+        // of the live mapping and is aligned; the mapping was zero-filled,
+        // a valid bit pattern for the atomic integer types used here, and
+        // all header access is atomic.
+        unsafe { &*self.map.ptr.as_ptr().add(off).cast::<T>() }
+    }
+
+    fn u32_at(&self, off: usize) -> &AtomicU32 {
+        self.atomic(off)
+    }
+
+    fn u64_at(&self, off: usize) -> &AtomicU64 {
+        self.atomic(off)
+    }
+
+    fn i32_at(&self, off: usize) -> &AtomicI32 {
+        self.atomic(off)
+    }
+
+    fn slot_word(&self, slot: u32, off: usize) -> usize {
+        HEADER + SLOT_HEADER * slot as usize + off
+    }
+
+    /// The pid holding the producer role (0: none).
+    pub(crate) fn producer(&self) -> &AtomicI32 {
+        self.i32_at(OFF_PRODUCER)
+    }
+
+    /// The pid holding the consumer role (0: none).
+    pub(crate) fn consumer(&self) -> &AtomicI32 {
+        self.i32_at(OFF_CONSUMER)
+    }
+
+    /// Sequence number of the next slot to write.
+    pub(crate) fn head(&self) -> &AtomicU64 {
+        self.u64_at(OFF_HEAD)
+    }
+
+    /// Sequence number of the next slot to read.
+    pub(crate) fn tail(&self) -> &AtomicU64 {
+        self.u64_at(OFF_TAIL)
+    }
+
+    /// Bumped on every commit; the consumer sleeps on it.
+    pub(crate) fn ready_bell(&self) -> &AtomicU32 {
+        self.u32_at(OFF_READY_BELL)
+    }
+
+    /// Bumped on every release; the producer sleeps on it.
+    pub(crate) fn free_bell(&self) -> &AtomicU32 {
+        self.u32_at(OFF_FREE_BELL)
+    }
+
+    /// A slot's state word.
+    pub(crate) fn state(&self, slot: u32) -> &AtomicU32 {
+        self.u32_at(self.slot_word(slot, SLOT_STATE))
+    }
+
+    /// The pid that moved the slot into its current state.
+    pub(crate) fn owner(&self, slot: u32) -> &AtomicI32 {
+        self.i32_at(self.slot_word(slot, SLOT_OWNER))
+    }
+
+    fn len_word(&self, slot: u32) -> &AtomicU64 {
+        self.u64_at(self.slot_word(slot, SLOT_LEN))
+    }
+
+    fn data_offset(&self, slot: u32) -> usize {
+        self.data + slot_stride(self.slot_size).unwrap_or(0) * slot as usize
+    }
+
+    /// Moves `slot` from `FREE` to `WRITING` for `pid` and lends its bytes.
+    pub(crate) fn try_write(self: &Arc<Self>, slot: u32, pid: i32) -> Option<SlotWrite> {
+        self.state(slot)
+            .compare_exchange(FREE, WRITING, Ordering::Acquire, Ordering::Relaxed)
+            .ok()?;
+        self.owner(slot).store(pid, Ordering::Relaxed);
+        Some(SlotWrite {
+            ring: self.clone(),
+            slot,
+            committed: false,
+        })
+    }
+
+    /// Moves `slot` from `READY` to `READING` for `pid` and lends its
+    /// bytes; `Err(len)` if the length the producer recorded does not fit
+    /// the slot (the slot is then released unread).
+    pub(crate) fn try_read(self: &Arc<Self>, slot: u32, pid: i32) -> Option<Result<SlotRead, u64>> {
+        self.state(slot)
+            .compare_exchange(READY, READING, Ordering::Acquire, Ordering::Relaxed)
+            .ok()?;
+        self.owner(slot).store(pid, Ordering::Relaxed);
+        let len = self.len_word(slot).load(Ordering::Relaxed);
+        if len > self.slot_size as u64 {
+            self.state(slot).store(FREE, Ordering::Release);
+            return Some(Err(len));
+        }
+        Some(Ok(SlotRead {
+            ring: self.clone(),
+            slot,
+            len: len as usize,
+        }))
+    }
+
+    /// Forces a slot held by a dead process back: `WRITING` → `FREE` (the
+    /// partial frame is dropped), `READING` → `READY` (delivered again).
+    /// Returns the state it was in.
+    pub(crate) fn recover(&self, slot: u32) -> u32 {
+        let state = self.state(slot);
+        for (from, to) in [(WRITING, FREE), (READING, READY)] {
+            if state
+                .compare_exchange(from, to, Ordering::AcqRel, Ordering::Relaxed)
+                .is_ok()
+            {
+                self.owner(slot).store(0, Ordering::Relaxed);
+                return from;
+            }
+        }
+        state.load(Ordering::Relaxed)
+    }
+}
+
+/// Bytes per slot in memory: the slot size rounded up to 64 (cache line),
+/// so every slot starts aligned for any plain type.
+fn slot_stride(slot_size: usize) -> Option<usize> {
+    slot_size.max(1).checked_next_multiple_of(64)
+}
+
+/// A slot lent to the producer: its whole `slot_size` bytes, writable.
+#[derive(Debug)]
+pub(crate) struct SlotWrite {
+    ring: Arc<RingMemory>,
+    slot: u32,
+    committed: bool,
+}
+
+impl SlotWrite {
+    pub(crate) fn slot(&self) -> u32 {
+        self.slot
+    }
+
+    /// Publishes the first `len` bytes (`len <= slot_size`, checked by the
+    /// caller): `WRITING` → `READY`.
+    pub(crate) fn commit(mut self, len: usize) {
+        let ring = &self.ring;
+        ring.len_word(self.slot)
+            .store(len as u64, Ordering::Relaxed);
+        ring.state(self.slot).store(READY, Ordering::Release);
+        self.committed = true;
+    }
+}
+
+/// Dropped without `commit`: the slot goes back to `FREE`.
+impl Drop for SlotWrite {
+    fn drop(&mut self) {
+        if !self.committed {
+            self.ring.state(self.slot).store(FREE, Ordering::Release);
+        }
+    }
+}
+
+impl Deref for SlotWrite {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        let off = self.ring.data_offset(self.slot);
+        // SAFETY: the slot is `WRITING` and this guard is its only borrower
+        // (module docs); `off + slot_size` lies inside the live mapping
+        // (held by `self.ring`), and any byte pattern is a valid `u8`.
+        unsafe {
+            std::slice::from_raw_parts(self.ring.map.ptr.as_ptr().add(off), self.ring.slot_size)
+        }
+    }
+}
+
+impl DerefMut for SlotWrite {
+    fn deref_mut(&mut self) -> &mut [u8] {
+        let off = self.ring.data_offset(self.slot);
+        // SAFETY: as in `deref`; `&mut self` makes this the only borrow of
+        // the guard, and no other process touches a `WRITING` slot's bytes.
+        unsafe {
+            std::slice::from_raw_parts_mut(self.ring.map.ptr.as_ptr().add(off), self.ring.slot_size)
+        }
+    }
+}
+
+/// A slot lent to the consumer: the committed bytes, read-only.
+#[derive(Debug)]
+pub(crate) struct SlotRead {
+    ring: Arc<RingMemory>,
+    slot: u32,
+    len: usize,
+}
+
+impl SlotRead {
+    pub(crate) fn slot(&self) -> u32 {
+        self.slot
+    }
+
+    /// `READING` → `FREE`.
+    pub(crate) fn release(self) {
+        drop(self);
+    }
+}
+
+impl Drop for SlotRead {
+    fn drop(&mut self) {
+        self.ring.state(self.slot).store(FREE, Ordering::Release);
+    }
+}
+
+impl Deref for SlotRead {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        let off = self.ring.data_offset(self.slot);
+        // SAFETY: the slot is `READING` and only this guard reads it; the
+        // producer does not write a slot until it is `FREE` again (module
+        // docs). `len <= slot_size` was checked in `try_read`, so the range
+        // lies inside the live mapping held by `self.ring`.
+        unsafe { std::slice::from_raw_parts(self.ring.map.ptr.as_ptr().add(off), self.len) }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_recorded_length_larger_than_the_slot_is_refused() {
+        let ring = Arc::new(RingMemory::new(2, 100).unwrap());
+        let slot = ring.try_write(0, 1).unwrap();
+        drop(slot); // back to FREE
+        let slot = ring.try_write(0, 1).unwrap();
+        slot.commit(50);
+        // Another process could write anything into the length word.
+        ring.len_word(0).store(1 << 40, Ordering::Relaxed);
+        assert!(matches!(ring.try_read(0, 2), Some(Err(len)) if len == 1 << 40));
+        assert_eq!(ring.state(0).load(Ordering::Relaxed), FREE);
+    }
+
+    #[test]
+    fn states_only_move_by_the_protocol() {
+        let ring = Arc::new(RingMemory::new(1, 64).unwrap());
+        assert!(ring.try_read(0, 2).is_none(), "nothing committed");
+        let mut w = ring.try_write(0, 1).unwrap();
+        assert!(ring.try_write(0, 1).is_none(), "one writer");
+        w[..3].copy_from_slice(b"abc");
+        w.commit(3);
+        assert!(
+            ring.try_write(0, 1).is_none(),
+            "not overwritten while ready"
+        );
+        let r = ring.try_read(0, 2).unwrap().unwrap();
+        assert_eq!(&r[..], b"abc");
+        assert_eq!(ring.recover(0), READING);
+        assert_eq!(ring.state(0).load(Ordering::Relaxed), READY);
+        // The recovered guard belongs to a "dead" reader: it must not free
+        // the slot again (leaks one Arc in this test only).
+        std::mem::forget(r);
+        let r = ring.try_read(0, 3).unwrap().unwrap();
+        r.release();
+        assert_eq!(ring.state(0).load(Ordering::Relaxed), FREE);
+    }
+}
