@@ -107,6 +107,13 @@
 //! whose `recv().await` is cancel-safe. Start processes before building a
 //! multi-threaded runtime (see `AsyncMessageProcess`).
 //!
+//! **Frames through shared memory.** A [`FrameRing`] made before the fork
+//! carries a stream of large frames (video, arrays) from one process to the
+//! other without copying them through the socket: the
+//! [producer](FrameRing::producer) writes a slot in place and commits it,
+//! the [consumer](FrameRing::consumer) reads it in place. A full ring is
+//! back-pressure; a dead peer is reported, its slot recovered.
+//!
 //! **Waiting on several things.** [`select`] waits on any fds — processes,
 //! their [pidfds](MessageProcess::pidfd), pollable events, your sockets —
 //! with no `FD_SETSIZE` limit, and a signal never cuts its timeout short.
@@ -141,6 +148,7 @@
 //! | `NotEnoughEvents` | [`ErrorKind::NoFreeEvent`] |
 //! | `with SyncIndex(eg) as i:` | `let sync = SyncIndex::new(&eg)?; ... sync.wait_timeout(t)?` |
 //! | `safe_select(r, w, x, timeout)` | [`select`]`(&r, &w, &x, timeout)` |
+//! | tutorials' `SharedMemory` numpy frames | [`FrameRing`]: [`RingProducer::acquire`] / [`WriteSlot::commit`], [`RingConsumer::recv`], [`ReadSlot::cast`] |
 //! | `AsyncBackMessageProcess`, `async def c__x` | `AsyncBackend` with `async fn` handlers, `build_async` (feature `tokio`) |
 //! | `asyncPre__`, `asyncPost__` | `AsyncBackend::pre_run`, `AsyncBackend::post_run` |
 //! | `create_task` + `@exclog` / `@exclogmsg` | `AsyncContext::spawn` (failures logged and reported) |

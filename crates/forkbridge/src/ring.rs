@@ -16,7 +16,7 @@
 //!   again, recovering the slot it held;
 //! - the producer [acquires](RingProducer::acquire) the next free slot,
 //!   writes into it in place and [commits](WriteSlot::commit) a length; the
-//!   consumer takes the next committed slot ([`RingConsumer::next`]), reads
+//!   consumer takes the next committed slot ([`RingConsumer::recv`]), reads
 //!   it in place and releases it by dropping it. A slot is never written
 //!   while it is being read: a full ring is back-pressure (blocking, `try_`
 //!   and `_timeout` forms), never an overwrite;
@@ -24,7 +24,9 @@
 //!   each side holds at most one slot at a time and the borrow checker
 //!   enforces it; the state machine that makes lending shared memory as
 //!   `&mut [u8]` sound lives in `sys/ring.rs` with its reasoning;
-//! - doorbells are futex words in the same mapping; a waiter also checks
+//! - doorbells are futex words in the same mapping; a waiter first spins
+//!   briefly ([`FrameRing::with_spin`]), then sleeps, and a doorbell makes a
+//!   system call only when somebody sleeps; a waiter also checks
 //!   every 50 ms that the process on the other side is alive, so the death
 //!   of the peer ends a wait with [`ErrorKind::Disconnected`] — after every
 //!   frame it committed has been read.
@@ -36,11 +38,11 @@
 use std::fmt;
 use std::ops::{Deref, DerefMut};
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::error::{Error, ErrorKind, Result};
-use crate::sys::ring::{READING, RingMemory, SlotRead, SlotWrite, WRITING};
+use crate::sys::ring::{FREE, READING, READY, RingMemory, SlotRead, SlotWrite, WRITING};
 use crate::sys::{fork, futex};
 
 /// How often a waiter checks that the other side is alive.
@@ -59,7 +61,7 @@ const LIVENESS_PERIOD: Duration = Duration::from_millis(50);
 ///         let mut consumer = self.ring.consumer()?;
 ///         let mut total = 0u64;
 ///         for _ in 0..msg.param::<u32>("frames")? {
-///             let frame = consumer.next_timeout(Duration::from_secs(5))?;
+///             let frame = consumer.recv_timeout(Duration::from_secs(5))?;
 ///             total += frame.iter().map(|&b| u64::from(b)).sum::<u64>(); // read in place
 ///         }
 ///         ctx.send(Message::new("sum").with("total", total))?;
@@ -88,7 +90,13 @@ const LIVENESS_PERIOD: Duration = Duration::from_millis(50);
 #[derive(Clone)]
 pub struct FrameRing {
     mem: Arc<RingMemory>,
+    spin: Duration,
 }
+
+/// How long a waiter spins before it sleeps, by default. Frames of a stream
+/// follow each other closely; a sleep and a cross-CPU wake-up cost tens of
+/// microseconds on a VM, comparable to copying a megabyte.
+const DEFAULT_SPIN: Duration = Duration::from_micros(100);
 
 impl FrameRing {
     /// Maps a ring of `slots` slots of `slot_size` bytes each (every slot
@@ -110,7 +118,20 @@ impl FrameRing {
                 Error::io(e)
             }
         })?;
-        Ok(FrameRing { mem: Arc::new(mem) })
+        Ok(FrameRing {
+            mem: Arc::new(mem),
+            spin: DEFAULT_SPIN,
+        })
+    }
+
+    /// This handle, spinning up to `spin` (default 100 µs) before a wait
+    /// sleeps. Spinning keeps a fast stream from paying a sleep and a
+    /// wake-up per frame, at the price of a busy CPU for that long when the
+    /// other side is slow; `Duration::ZERO` never spins.
+    #[must_use]
+    pub fn with_spin(mut self, spin: Duration) -> FrameRing {
+        self.spin = spin;
+        self
     }
 
     /// Number of slots.
@@ -182,12 +203,41 @@ impl FrameRing {
         }
     }
 
-    /// Waits on `bell` (last seen `seen`) until `deadline` or a liveness
-    /// period passes.
-    fn wait_bell(&self, bell: &std::sync::atomic::AtomicU32, seen: u32, deadline: Option<Instant>) {
+    /// Waits until `ready()` might hold: spins up to the spin time, then
+    /// sleeps on `bell` (last seen `seen`) until it rings, `deadline`, or a
+    /// liveness period passes.
+    fn wait_bell(
+        &self,
+        bell: &AtomicU32,
+        sleepers: &AtomicU32,
+        seen: u32,
+        deadline: Option<Instant>,
+        ready: impl Fn() -> bool,
+    ) {
+        let spin_until = Instant::now() + self.spin;
+        while Instant::now() < spin_until {
+            for _ in 0..64 {
+                std::hint::spin_loop();
+            }
+            if ready() || deadline.is_some_and(|d| Instant::now() >= d) {
+                return;
+            }
+        }
         let slice = Instant::now() + LIVENESS_PERIOD;
         let until = deadline.map_or(slice, |d| d.min(slice));
-        futex::wait(bell, seen, Some(until));
+        sleepers.fetch_add(1, Ordering::SeqCst);
+        if !ready() {
+            futex::wait(bell, seen, Some(until));
+        }
+        sleepers.fetch_sub(1, Ordering::SeqCst);
+    }
+
+    /// Rings `bell`, waking sleepers only if there are any.
+    fn ring_bell(bell: &AtomicU32, sleepers: &AtomicU32) {
+        bell.fetch_add(1, Ordering::SeqCst);
+        if sleepers.load(Ordering::SeqCst) != 0 {
+            futex::wake_all(bell);
+        }
     }
 }
 
@@ -198,6 +248,38 @@ impl fmt::Debug for FrameRing {
             .field("slot_size", &self.slot_size())
             .field("pending", &self.pending())
             .finish()
+    }
+}
+
+/// When a waiter checks that the other side is alive: when it is about to
+/// give up, and then once per liveness period — never on every round of a
+/// busy stream (reading `/proc` costs more than a frame hand-off).
+struct Liveness {
+    next: Instant,
+}
+
+impl Liveness {
+    fn new() -> Liveness {
+        Liveness {
+            next: Instant::now() + LIVENESS_PERIOD,
+        }
+    }
+
+    fn due(&mut self, giving_up: bool) -> bool {
+        let now = Instant::now();
+        if giving_up || now >= self.next {
+            self.next = now + LIVENESS_PERIOD;
+            true
+        } else {
+            false
+        }
+    }
+
+    /// Whether the role's holder is alive; a role nobody claimed yet counts
+    /// as alive (the other side may still be starting).
+    fn alive(&self, role: &std::sync::atomic::AtomicI32) -> bool {
+        let pid = role.load(Ordering::Acquire);
+        pid == 0 || process_alive(pid)
     }
 }
 
@@ -253,6 +335,7 @@ impl RingProducer {
     fn acquire_deadline(&mut self, deadline: Option<Instant>) -> Result<WriteSlot<'_>> {
         let mem = &self.ring.mem;
         let slots = u64::from(mem.slots());
+        let mut liveness = Liveness::new();
         loop {
             let seen = mem.free_bell().load(Ordering::Acquire);
             let slot = (mem.head().load(Ordering::Acquire) % slots) as u32;
@@ -262,14 +345,17 @@ impl RingProducer {
                     producer: self,
                 });
             }
-            let consumer = mem.consumer().load(Ordering::Acquire);
-            if consumer != 0 && !process_alive(consumer) {
+            let expired = deadline.is_some_and(|d| Instant::now() >= d);
+            if liveness.due(expired) && !liveness.alive(mem.consumer()) {
                 return Err(Error::disconnected(None).with_source("the ring's consumer died"));
             }
-            if deadline.is_some_and(|d| Instant::now() >= d) {
+            if expired {
                 return Err(Error::new(ErrorKind::Timeout));
             }
-            self.ring.wait_bell(mem.free_bell(), seen, deadline);
+            self.ring
+                .wait_bell(mem.free_bell(), mem.free_sleepers(), seen, deadline, || {
+                    mem.is(slot, FREE)
+                });
         }
     }
 }
@@ -318,8 +404,7 @@ impl WriteSlot<'_> {
         inner.commit(len);
         let mem = &self.producer.ring.mem;
         mem.head().fetch_add(1, Ordering::AcqRel);
-        mem.ready_bell().fetch_add(1, Ordering::AcqRel);
-        futex::wake_all(mem.ready_bell());
+        FrameRing::ring_bell(mem.ready_bell(), mem.ready_sleepers());
         Ok(())
     }
 
@@ -378,27 +463,28 @@ impl RingConsumer {
     /// [`ErrorKind::Disconnected`] once the producer died and every frame it
     /// committed has been read; [`ErrorKind::Decode`] if the producer
     /// recorded a length larger than the slot (the frame is skipped).
-    pub fn next(&mut self) -> Result<ReadSlot<'_>> {
-        self.next_deadline(None)
+    pub fn recv(&mut self) -> Result<ReadSlot<'_>> {
+        self.recv_deadline(None)
     }
 
-    /// As [`next`](RingConsumer::next), or [`ErrorKind::Empty`] at once.
-    pub fn try_next(&mut self) -> Result<ReadSlot<'_>> {
-        match self.next_deadline(Some(Instant::now())) {
+    /// As [`recv`](RingConsumer::recv), or [`ErrorKind::Empty`] at once.
+    pub fn try_recv(&mut self) -> Result<ReadSlot<'_>> {
+        match self.recv_deadline(Some(Instant::now())) {
             Err(e) if e.is_timeout() => Err(Error::new(ErrorKind::Empty)),
             other => other,
         }
     }
 
-    /// As [`next`](RingConsumer::next), giving up after `timeout` with
+    /// As [`recv`](RingConsumer::recv), giving up after `timeout` with
     /// [`ErrorKind::Timeout`].
-    pub fn next_timeout(&mut self, timeout: Duration) -> Result<ReadSlot<'_>> {
-        self.next_deadline(Some(Instant::now() + timeout))
+    pub fn recv_timeout(&mut self, timeout: Duration) -> Result<ReadSlot<'_>> {
+        self.recv_deadline(Some(Instant::now() + timeout))
     }
 
-    fn next_deadline(&mut self, deadline: Option<Instant>) -> Result<ReadSlot<'_>> {
+    fn recv_deadline(&mut self, deadline: Option<Instant>) -> Result<ReadSlot<'_>> {
         let mem = &self.ring.mem;
         let slots = u64::from(mem.slots());
+        let mut liveness = Liveness::new();
         loop {
             let seen = mem.ready_bell().load(Ordering::Acquire);
             let slot = (mem.tail().load(Ordering::Acquire) % slots) as u32;
@@ -418,14 +504,20 @@ impl RingConsumer {
                 }
                 None => {}
             }
-            let producer = mem.producer().load(Ordering::Acquire);
-            if producer != 0 && !process_alive(producer) {
+            let expired = deadline.is_some_and(|d| Instant::now() >= d);
+            if liveness.due(expired) && !liveness.alive(mem.producer()) {
                 return Err(Error::disconnected(None).with_source("the ring's producer died"));
             }
-            if deadline.is_some_and(|d| Instant::now() >= d) {
+            if expired {
                 return Err(Error::new(ErrorKind::Timeout));
             }
-            self.ring.wait_bell(mem.ready_bell(), seen, deadline);
+            self.ring.wait_bell(
+                mem.ready_bell(),
+                mem.ready_sleepers(),
+                seen,
+                deadline,
+                || mem.is(slot, READY),
+            );
         }
     }
 
@@ -434,8 +526,7 @@ impl RingConsumer {
     fn advance(&self) {
         let mem = &self.ring.mem;
         mem.tail().fetch_add(1, Ordering::AcqRel);
-        mem.free_bell().fetch_add(1, Ordering::AcqRel);
-        futex::wake_all(mem.free_bell());
+        FrameRing::ring_bell(mem.free_bell(), mem.free_sleepers());
     }
 }
 

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 const EXAMPLES: &[(&str, &str)] = &[
     ("ping", "backend stopped: exit status: 0"),
     ("sync_index", "backend stopped: exit status: 0"),
+    ("shm_frames", "camera stopped: exit status: 0"),
     #[cfg(feature = "tokio")]
     ("async_backend", "(they overlapped)"),
     #[cfg(feature = "macros")]

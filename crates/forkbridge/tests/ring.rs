@@ -35,7 +35,7 @@ impl RingWorker {
         let mut consumer = self.ring.consumer()?;
         let mut sum = 0u64;
         for expected in 0..n {
-            let frame = consumer.next_timeout(WAIT)?;
+            let frame = consumer.recv_timeout(WAIT)?;
             let seq = u64::from_le_bytes(frame[..8].try_into()?);
             if seq != expected {
                 return Err(format!("frame {seq} where {expected} was due").into());
@@ -49,7 +49,7 @@ impl RingWorker {
     /// Takes one frame, reports its sequence number, then dies holding it.
     fn hold_and_die(&mut self, ctx: &mut BackendContext, _: Message) -> HandlerResult {
         let mut consumer = self.ring.consumer()?;
-        let frame = consumer.next_timeout(WAIT)?;
+        let frame = consumer.recv_timeout(WAIT)?;
         let seq = u64::from_le_bytes(frame[..8].try_into()?);
         ctx.send(message!("holding", seq = seq))?;
         ctx.flush()?;
@@ -144,7 +144,7 @@ fn roles_are_exclusive_and_released_on_drop() {
     assert_eq!(ring.consumer().unwrap_err().kind(), &ErrorKind::RoleTaken);
     drop(consumer);
     let mut consumer = ring.consumer().unwrap();
-    assert_eq!(consumer.try_next().unwrap_err().kind(), &ErrorKind::Empty);
+    assert_eq!(consumer.try_recv().unwrap_err().kind(), &ErrorKind::Empty);
     assert_eq!(
         FrameRing::new(0, 64).unwrap_err().kind(),
         &ErrorKind::InvalidArgument
@@ -161,7 +161,7 @@ fn typed_views_of_frames() {
     }
     slot.commit(16 * 4).unwrap();
     let mut consumer = ring.consumer().unwrap();
-    let frame = consumer.next().unwrap();
+    let frame = consumer.recv().unwrap();
     assert_eq!(frame.cast::<f32>().unwrap()[15], 7.5);
     assert_eq!(
         frame.cast::<[u8; 3]>().map(|_| ()).unwrap_err().kind(),
@@ -201,15 +201,15 @@ fn producer_dying_mid_frame_is_seen_after_its_frames_are_read() {
     assert!(err.is_disconnected(), "{err}");
     let mut consumer = ring.consumer().unwrap();
     for seq in 0..2u64 {
-        let frame = consumer.next_timeout(WAIT).unwrap();
+        let frame = consumer.recv_timeout(WAIT).unwrap();
         assert_eq!(u64::from_le_bytes(frame[..8].try_into().unwrap()), seq);
     }
-    let err = consumer.next_timeout(WAIT).unwrap_err();
+    let err = consumer.recv_timeout(WAIT).unwrap_err();
     assert!(err.is_disconnected(), "{err}");
     // A new producer frees the half-written slot and the stream goes on.
     let mut producer = ring.producer().unwrap();
     produce(&mut producer, 2, 5);
-    let frame = consumer.next_timeout(WAIT).unwrap();
+    let frame = consumer.recv_timeout(WAIT).unwrap();
     assert_eq!(u64::from_le_bytes(frame[..8].try_into().unwrap()), 2);
 }
 

@@ -53,6 +53,8 @@ const OFF_HEAD: usize = 24;
 const OFF_TAIL: usize = 32;
 const OFF_READY_BELL: usize = 40;
 const OFF_FREE_BELL: usize = 44;
+const OFF_READY_SLEEPERS: usize = 48;
+const OFF_FREE_SLEEPERS: usize = 52;
 
 // Slot header word offsets.
 const SLOT_STATE: usize = 0;
@@ -198,6 +200,21 @@ impl RingMemory {
     /// Bumped on every release; the producer sleeps on it.
     pub(crate) fn free_bell(&self) -> &AtomicU32 {
         self.u32_at(OFF_FREE_BELL)
+    }
+
+    /// Processes asleep on the ready bell (so a commit can skip the wake).
+    pub(crate) fn ready_sleepers(&self) -> &AtomicU32 {
+        self.u32_at(OFF_READY_SLEEPERS)
+    }
+
+    /// Processes asleep on the free bell.
+    pub(crate) fn free_sleepers(&self) -> &AtomicU32 {
+        self.u32_at(OFF_FREE_SLEEPERS)
+    }
+
+    /// Whether `slot` is in `state` now.
+    pub(crate) fn is(&self, slot: u32, state: u32) -> bool {
+        self.state(slot).load(Ordering::Acquire) == state
     }
 
     /// A slot's state word.
