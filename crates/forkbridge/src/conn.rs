@@ -218,6 +218,11 @@ impl<F: AsFd> Conn<F> {
         Ok(Filled::Read(total))
     }
 
+    /// Whether a complete frame is buffered (decodable without reading).
+    pub(crate) fn has_complete_frame(&self) -> bool {
+        self.decoder.has_complete_frame()
+    }
+
     /// The next complete frame already read, if any.
     pub(crate) fn next_frame(&mut self) -> Option<Result<Frame>> {
         self.decoder.next_frame()

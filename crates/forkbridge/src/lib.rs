@@ -177,6 +177,7 @@ mod error;
 mod event;
 mod event_group;
 mod logger;
+mod main_context;
 mod message;
 mod process;
 mod registry;
@@ -201,6 +202,9 @@ pub use crate::error::{Error, ErrorKind, Result};
 pub use crate::event::{Event, EventKind};
 pub use crate::event_group::{EventGroup, EventIndex};
 pub use crate::logger::format_logger;
+pub use crate::main_context::{
+    MainContext, MainThread, Outcome, ReadySet, Shutdown, run_as_thread, run_main, wait_any,
+};
 pub use crate::message::Message;
 pub use crate::process::{MessageProcess, MessageProcessBuilder};
 pub use crate::ring::{FrameRing, ReadSlot, RingConsumer, RingProducer, WriteSlot};

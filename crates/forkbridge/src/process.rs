@@ -44,9 +44,11 @@ use crate::message::Message;
 use crate::registry;
 use crate::sys::fork::{self, ChildSetup, Forked};
 use crate::sys::pidfd::{self, Reap};
-use crate::sys::{poll, socket};
+use crate::sys::{poll, signal, socket};
 use crate::wire::{DEFAULT_MAX_FRAME, Fingerprints, Frame};
 
+/// How often a stop checks whether it was asked to hurry.
+const STOP_SLICE: Duration = Duration::from_millis(100);
 /// How long to wait for a SIGKILLed child to be reaped before giving up.
 const KILL_WAIT: Duration = Duration::from_secs(5);
 /// How long to spin for an exiting child (end of stream seen) to become
@@ -753,20 +755,22 @@ impl MessageProcess {
         // The request and the wait share one bound: a backend stuck in a
         // handler with the socket full must not hold `stop` at the write.
         let deadline = Instant::now() + stop_timeout;
-        match self.request_stop_deadline(Some(deadline)) {
+        match self.request_stop_deadline(Some(deadline.min(Instant::now() + STOP_SLICE))) {
             Ok(()) => {}
             Err(e) if e.kind() == &ErrorKind::NotStarted => return Err(e),
             Err(e) => log::debug!(target: &self.target, "stop request not delivered: {e}"),
         }
-        match self.join_deadline(Some(deadline)) {
+        match self.join_unless_forced(deadline) {
             Err(e) if e.is_timeout() => {}
             other => return other,
         }
-        log::warn!(target: &self.target, "did not stop within {stop_timeout:?}: sending SIGTERM");
-        self.signal(libc::SIGTERM);
-        match self.join_timeout(kill_timeout) {
-            Err(e) if e.is_timeout() => {}
-            other => return other,
+        if !signal::force_stop() {
+            log::warn!(target: &self.target, "did not stop within {stop_timeout:?}: sending SIGTERM");
+            self.signal(libc::SIGTERM);
+            match self.join_unless_forced(Instant::now() + kill_timeout) {
+                Err(e) if e.is_timeout() => {}
+                other => return other,
+            }
         }
         log::warn!(target: &self.target, "survived SIGTERM for {kill_timeout:?}: sending SIGKILL");
         self.signal(libc::SIGKILL);
@@ -804,6 +808,29 @@ impl MessageProcess {
     pub(crate) fn disconnected_error(&mut self) -> Error {
         self.settle(Some(Instant::now() + SETTLE_WAIT));
         self.disconnected()
+    }
+
+    /// Waits for the exit until `deadline`, in slices, giving up early (as
+    /// a timeout) when a second Ctrl-C asks every stop to hurry (see
+    /// [`MainContext`](crate::MainContext)).
+    fn join_unless_forced(&mut self, deadline: Instant) -> Result<ExitStatus> {
+        loop {
+            let slice = deadline.min(Instant::now() + STOP_SLICE);
+            match self.join_deadline(Some(slice)) {
+                Err(e) if e.is_timeout() => {
+                    if signal::force_stop() || Instant::now() >= deadline {
+                        return Err(e);
+                    }
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// Whether a message can be received without waiting: one is already
+    /// decoded, or a complete frame is buffered.
+    pub(crate) fn has_buffered_message(&self) -> bool {
+        !self.inbox.is_empty() || self.conn.has_complete_frame()
     }
 
     /// Sends a signal to the running backend; does nothing once it has been

@@ -224,6 +224,19 @@ impl Decoder {
         &mut self.buf
     }
 
+    /// Whether a whole frame (or a too-large header to report) is buffered.
+    pub(crate) fn has_complete_frame(&self) -> bool {
+        let avail = &self.buf[self.pos..];
+        if self.skip > 0 {
+            return avail.len() > self.skip;
+        }
+        if avail.len() < LEN_BYTES {
+            return false;
+        }
+        let len = u32::from_le_bytes([avail[0], avail[1], avail[2], avail[3]]) as usize;
+        len > self.max || avail.len() >= LEN_BYTES + len
+    }
+
     /// The next complete frame, or `None` if more bytes are needed.
     ///
     /// Errors are per frame: after a [`ErrorKind::Decode`] or

@@ -13,6 +13,7 @@
 //! | `poll.rs` | `ppoll(2)` with a deadline, retried on `EINTR` with the remaining time |
 //! | `pidfd.rs` | `pidfd_open(2)` and reaping with `waitpid(2)` |
 //! | `shm.rs` | anonymous `MAP_SHARED` memory as atomic words |
+//! | `signal.rs` | `SIGINT`/`SIGTERM` in the parent as a byte on a pipe, for `MainContext` |
 //! | `ring.rs` | a frame ring's shared memory and the slot protocol that lends its bytes |
 //! | `futex.rs` | `futex(2)` wait and wake on a shared word |
 //! | `eventfd.rs` | `eventfd(2)`: an event's pollable mirror |
@@ -37,6 +38,7 @@ pub(crate) mod pidfd;
 pub(crate) mod poll;
 pub(crate) mod ring;
 pub(crate) mod shm;
+pub(crate) mod signal;
 pub(crate) mod socket;
 
 /// Calls a libc function and turns the `-1` error convention into
