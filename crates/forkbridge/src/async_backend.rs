@@ -421,6 +421,18 @@ impl TaskSender {
             .await
             .map_err(|_| Error::disconnected(None))
     }
+
+    /// As [`send`](TaskSender::send), from blocking code (a
+    /// `spawn_blocking` task); must not be called on a runtime thread.
+    ///
+    /// # Errors
+    ///
+    /// As [`send`](TaskSender::send).
+    pub fn blocking_send(&self, msg: Message) -> Result<()> {
+        self.tx
+            .blocking_send(msg)
+            .map_err(|_| Error::disconnected(None))
+    }
 }
 
 /// Polls a future inside `catch_unwind`: a panicking handler becomes an

@@ -114,6 +114,12 @@
 //! the [consumer](FrameRing::consumer) reads it in place. A full ring is
 //! back-pressure; a dead peer is reported, its slot recovered.
 //!
+//! **The main process.** A [`MainContext`] names its four duties (start
+//! processes, start threads, run, close); [`run_main`] performs them in that
+//! order — every fork before any thread — turns Ctrl-C and SIGTERM into a
+//! readable [`Shutdown`] fd for the main loop, and runs `close` on every way
+//! out. [`wait_any`] waits on many processes (and that fd) at once.
+//!
 //! **Waiting on several things.** [`select`] waits on any fds — processes,
 //! their [pidfds](MessageProcess::pidfd), pollable events, your sockets —
 //! with no `FD_SETSIZE` limit, and a signal never cuts its timeout short.
@@ -148,6 +154,8 @@
 //! | `NotEnoughEvents` | [`ErrorKind::NoFreeEvent`] |
 //! | `with SyncIndex(eg) as i:` | `let sync = SyncIndex::new(&eg)?; ... sync.wait_timeout(t)?` |
 //! | `safe_select(r, w, x, timeout)` | [`select`]`(&r, &w, &x, timeout)` |
+//! | `MainContext` (`startProcesses`, `startThreads`, `__call__`, `close`) | [`MainContext`] + [`run_main`] (Ctrl-C / SIGTERM handled, close on every exit) |
+//! | `runAsThread`, `stopThread` | [`run_as_thread`], [`MainThread::stop`] |
 //! | tutorials' `SharedMemory` numpy frames | [`FrameRing`]: [`RingProducer::acquire`] / [`WriteSlot::commit`], [`RingConsumer::recv`], [`ReadSlot::cast`] |
 //! | `AsyncBackMessageProcess`, `async def c__x` | `AsyncBackend` with `async fn` handlers, `build_async` (feature `tokio`) |
 //! | `asyncPre__`, `asyncPost__` | `AsyncBackend::pre_run`, `AsyncBackend::post_run` |

@@ -5,15 +5,22 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-/// Each example with a string its output must contain.
-const EXAMPLES: &[(&str, &str)] = &[
-    ("ping", "backend stopped: exit status: 0"),
-    ("sync_index", "backend stopped: exit status: 0"),
-    ("shm_frames", "camera stopped: exit status: 0"),
+/// Each example with its arguments and a string its output must contain.
+const EXAMPLES: &[(&str, &[&str], &str)] = &[
+    ("ping", &[], "backend stopped: exit status: 0"),
+    ("sync_index", &[], "backend stopped: exit status: 0"),
+    ("shm_frames", &[], "camera stopped: exit status: 0"),
     #[cfg(feature = "tokio")]
-    ("async_backend", "(they overlapped)"),
+    ("async_backend", &[], "(they overlapped)"),
     #[cfg(feature = "macros")]
-    ("typed", "backend stopped: exit status: 0"),
+    ("typed", &[], "backend stopped: exit status: 0"),
+    // The demo, short, with the fault drill: no frame may be lost.
+    #[cfg(feature = "tokio")]
+    (
+        "pipeline",
+        &["--seconds", "1.5", "--quiet", "--kill-one"],
+        "frames lost: 0",
+    ),
 ];
 
 fn examples_dir() -> PathBuf {
@@ -28,10 +35,11 @@ fn examples_dir() -> PathBuf {
 fn main() {
     let dir = examples_dir();
     let mut failed = 0;
-    for (name, expect) in EXAMPLES {
+    for (name, args, expect) in EXAMPLES {
         let path = dir.join(name);
         let started = Instant::now();
         let mut child = match Command::new(&path)
+            .args(*args)
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::piped())
             .spawn()
