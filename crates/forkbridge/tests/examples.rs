@@ -81,11 +81,101 @@ fn main() {
             }
         }
     }
+    #[cfg(feature = "tokio")]
+    {
+        failed += demo_signal_case(&dir, libc::SIGINT, "Ctrl-C", Some(130));
+        failed += demo_signal_case(&dir, libc::SIGKILL, "SIGKILL of the demo", None);
+    }
     println!(
         "\ntest result: {}. {failed} failed\n",
         if failed == 0 { "ok" } else { "FAILED" }
     );
     if failed > 0 {
         std::process::exit(1);
+    }
+}
+
+/// Pids of processes whose name (`/proc/<pid>/comm`, which forkbridge sets
+/// to the process name) is one of the demo's, and that are not zombies.
+#[cfg(feature = "tokio")]
+fn demo_processes() -> Vec<i32> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        let zombie = stat
+            .rsplit(')')
+            .next()
+            .and_then(|s| s.split_whitespace().next())
+            == Some("Z");
+        let comm = comm.trim();
+        if !zombie && (comm == "source" || comm.starts_with("detector-")) {
+            found.push(pid);
+        }
+    }
+    found
+}
+
+/// Starts the demo, sends it `sig` after a second, and checks how it ends
+/// (`code`: its exit code; `None`: killed) and that none of its processes
+/// is left a second later.
+#[cfg(feature = "tokio")]
+fn demo_signal_case(dir: &std::path::Path, sig: i32, what: &str, code: Option<i32>) -> usize {
+    use std::os::unix::process::ExitStatusExt;
+    let before = demo_processes();
+    let mut child = match Command::new(dir.join("pipeline"))
+        .args(["--seconds", "30", "--quiet"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+    {
+        Ok(child) => child,
+        Err(e) => {
+            println!("demo {what} ... FAILED: {e}");
+            return 1;
+        }
+    };
+    std::thread::sleep(Duration::from_millis(1500));
+    // SAFETY: plain integers; `child` is our unreaped child.
+    unsafe { libc::kill(child.id() as i32, sig) };
+    let started = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            break Some(status);
+        }
+        if started.elapsed() > Duration::from_secs(20) {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let ended_right = match (status, code) {
+        (Some(s), Some(c)) => s.code() == Some(c),
+        (Some(s), None) => s.signal() == Some(sig),
+        (None, _) => false,
+    };
+    // Nothing left behind (the demo's children exit within a second).
+    let deadline = Instant::now() + Duration::from_secs(2);
+    let mut left = demo_processes();
+    while Instant::now() < deadline {
+        left = demo_processes()
+            .into_iter()
+            .filter(|p| !before.contains(p))
+            .collect();
+        if left.is_empty() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    if ended_right && left.is_empty() {
+        println!("demo {what} ... ok ({:.0?})", started.elapsed());
+        0
+    } else {
+        println!("demo {what} ... FAILED: status {status:?}, processes left {left:?}");
+        1
     }
 }
