@@ -609,8 +609,13 @@ async fn event_loop<B: AsyncBackend>(
                 }
             }
             Some(msg) = rx.recv() => {
-                if let Err(e) = ctx.conn.feed(&msg) {
-                    ctx.report("task_error", msg.command(), &e.to_string());
+                // Take everything the tasks queued: one write for the lot.
+                let mut next = Some(msg);
+                while let Some(msg) = next {
+                    if let Err(e) = ctx.conn.feed(&msg) {
+                        ctx.report("task_error", msg.command(), &e.to_string());
+                    }
+                    next = rx.try_recv().ok();
                 }
             }
             Some(joined) = ctx.tasks.join_next_with_id(), if tasks_running => {
