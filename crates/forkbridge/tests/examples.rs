@@ -32,6 +32,26 @@ fn examples_dir() -> PathBuf {
         .expect("target layout")
 }
 
+/// Waits for `child` at most `bound`; kills and reaps it after that
+/// (`None`).
+fn wait_bounded(
+    child: &mut std::process::Child,
+    bound: Duration,
+) -> Option<std::process::ExitStatus> {
+    let started = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            return Some(status);
+        }
+        if started.elapsed() > bound {
+            let _ = child.kill();
+            let _ = child.wait();
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 fn main() {
     let dir = examples_dir();
     let mut failed = 0;
@@ -55,17 +75,7 @@ fn main() {
             }
         };
         // Bounded wait: an example that hangs is killed after 60 s.
-        let status = loop {
-            if let Some(status) = child.try_wait().expect("try_wait") {
-                break Some(status);
-            }
-            if started.elapsed() > Duration::from_secs(60) {
-                let _ = child.kill();
-                let _ = child.wait();
-                break None;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        };
+        let status = wait_bounded(&mut child, Duration::from_secs(60));
         let out = child.wait_with_output().expect("output");
         let stdout = String::from_utf8_lossy(&out.stdout);
         match status {
@@ -142,17 +152,7 @@ fn demo_signal_case(dir: &std::path::Path, sig: i32, what: &str, code: Option<i3
     // SAFETY: plain integers; `child` is our unreaped child.
     unsafe { libc::kill(child.id() as i32, sig) };
     let started = Instant::now();
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("try_wait") {
-            break Some(status);
-        }
-        if started.elapsed() > Duration::from_secs(20) {
-            let _ = child.kill();
-            let _ = child.wait();
-            break None;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let status = wait_bounded(&mut child, Duration::from_secs(20));
     let ended_right = match (status, code) {
         (Some(s), Some(c)) => s.code() == Some(c),
         (Some(s), None) => s.signal() == Some(sig),

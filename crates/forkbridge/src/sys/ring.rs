@@ -102,23 +102,8 @@ impl RingMemory {
             .checked_mul(slots as usize)
             .and_then(|d| d.checked_add(data))
             .ok_or(io::ErrorKind::InvalidInput)?;
-        // SAFETY: an anonymous shared mapping of `len` bytes at an address
-        // the kernel picks; checked for failure below.
-        let ptr = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                len,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_SHARED | libc::MAP_ANONYMOUS,
-                -1,
-                0,
-            )
-        };
-        if ptr == libc::MAP_FAILED {
-            return Err(io::Error::last_os_error());
-        }
         let map = Mapping {
-            ptr: NonNull::new(ptr.cast()).ok_or(io::ErrorKind::OutOfMemory)?,
+            ptr: super::shm::map_shared(len)?,
             len,
         };
         let ring = RingMemory {

@@ -4,6 +4,28 @@ use std::io;
 use std::ptr::NonNull;
 use std::sync::atomic::AtomicU32;
 
+/// Maps `len` zero-filled bytes of anonymous shared memory: the same pages
+/// in this process and every child forked afterwards, at a page-aligned
+/// address. The caller unmaps them (`munmap`) exactly once.
+pub(crate) fn map_shared(len: usize) -> io::Result<NonNull<u8>> {
+    // SAFETY: an anonymous shared mapping of `len` bytes with no fixed
+    // address; the kernel picks a page-aligned address or fails.
+    let ptr = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            len,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_SHARED | libc::MAP_ANONYMOUS,
+            -1,
+            0,
+        )
+    };
+    if ptr == libc::MAP_FAILED {
+        return Err(io::Error::last_os_error());
+    }
+    NonNull::new(ptr.cast::<u8>()).ok_or_else(|| io::ErrorKind::OutOfMemory.into())
+}
+
 /// A zero-filled shared mapping, unmapped on drop. Created before a fork,
 /// it is the same memory in parent and child; nothing is named, so nothing
 /// is left behind in `/dev/shm` when a process dies.
@@ -27,22 +49,7 @@ impl SharedWords {
             .max(1)
             .checked_mul(4)
             .ok_or(io::ErrorKind::InvalidInput)?;
-        // SAFETY: an anonymous shared mapping of `bytes` bytes with no fixed
-        // address; the kernel picks a page-aligned address or fails.
-        let ptr = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                bytes,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_SHARED | libc::MAP_ANONYMOUS,
-                -1,
-                0,
-            )
-        };
-        if ptr == libc::MAP_FAILED {
-            return Err(io::Error::last_os_error());
-        }
-        let ptr = NonNull::new(ptr.cast::<AtomicU32>()).ok_or(io::ErrorKind::OutOfMemory)?;
+        let ptr = map_shared(bytes)?.cast::<AtomicU32>();
         Ok(SharedWords { ptr, len, bytes })
     }
 
