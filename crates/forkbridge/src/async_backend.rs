@@ -276,9 +276,16 @@ pub struct AsyncContext {
     tasks: JoinSet<HandlerResult>,
     labels: HashMap<Id, String>,
     tx: mpsc::Sender<Message>,
+    fds: Vec<OwnedFd>,
 }
 
 impl AsyncContext {
+    /// The fds that came with the message being handled; as
+    /// [`BackendContext::take_fds`](crate::BackendContext::take_fds).
+    pub fn take_fds(&mut self) -> Vec<OwnedFd> {
+        std::mem::take(&mut self.fds)
+    }
+
     /// Sends a message to the frontend (the seed's `send_out__`). Buffered;
     /// written when the handler returns, or once 64 KiB are buffered.
     ///
@@ -504,6 +511,7 @@ async fn async_main<B: AsyncBackend>(
         tasks: JoinSet::new(),
         labels: HashMap::new(),
         tx,
+        fds: Vec::new(),
     };
     let mut handlers = AsyncHandlers {
         map: HashMap::default(),
@@ -551,6 +559,14 @@ async fn event_loop<B: AsyncBackend>(
         while let Some(frame) = ctx.conn.next_frame() {
             match frame {
                 Ok(Frame::Message(msg)) => dispatch(backend, handlers, ctx, msg).await,
+                Ok(Frame::MessageFds(msg, count)) => match ctx.conn.take_fds(count) {
+                    Ok(fds) => {
+                        ctx.fds = fds;
+                        dispatch(backend, handlers, ctx, msg).await;
+                        ctx.fds.clear(); // what the handler did not take is closed
+                    }
+                    Err(e) => ctx.report("decode", msg.command(), &e.to_string()),
+                },
                 Ok(Frame::Call {
                     id,
                     command,

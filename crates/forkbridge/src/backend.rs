@@ -256,9 +256,18 @@ pub struct BackendContext {
     stop: bool,
     sources: Vec<Source>,
     next_source: u32,
+    fds: Vec<OwnedFd>,
 }
 
 impl BackendContext {
+    /// The fds that came with the message being handled (sent with
+    /// [`MessageProcess::send_with_fds`](crate::MessageProcess::send_with_fds)),
+    /// in the order sent; what the handler does not take is closed when it
+    /// returns.
+    pub fn take_fds(&mut self) -> Vec<OwnedFd> {
+        std::mem::take(&mut self.fds)
+    }
+
     /// Sends a message to the frontend (the seed's `send_out__`).
     ///
     /// The message is buffered and written when the current handler returns
@@ -491,6 +500,7 @@ pub(crate) fn run<B: Backend>(mut backend: B, fd: OwnedFd, info: ChildInfo) -> i
         stop: false,
         sources: Vec::new(),
         next_source: 0,
+        fds: Vec::new(),
     };
     let mut handlers = Handlers::new();
     B::register(&mut handlers);
@@ -534,6 +544,14 @@ fn event_loop<B: Backend>(
         while let Some(frame) = ctx.conn.next_frame() {
             match frame {
                 Ok(Frame::Message(msg)) => dispatch(backend, handlers, ctx, msg),
+                Ok(Frame::MessageFds(msg, count)) => match ctx.conn.take_fds(count) {
+                    Ok(fds) => {
+                        ctx.fds = fds;
+                        dispatch(backend, handlers, ctx, msg);
+                        ctx.fds.clear(); // what the handler did not take is closed
+                    }
+                    Err(e) => ctx.report("decode", msg.command(), &e.to_string()),
+                },
                 Ok(Frame::Call {
                     id,
                     command,

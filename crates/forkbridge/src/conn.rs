@@ -9,6 +9,7 @@
 //! into its decoder, so the peer's write always completes; the messages are
 //! kept, in order, for the next `recv`.
 
+use std::collections::VecDeque;
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::time::Instant;
@@ -50,6 +51,10 @@ pub(crate) struct Conn<F: AsFd = OwnedFd> {
     max_frame: usize,
     read_chunk: usize,
     eof: bool,
+    /// Fds received with the bytes read so far, in order; each
+    /// `MessageFds` frame takes its count from the front.
+    fds_in: VecDeque<OwnedFd>,
+    fds_buf: Vec<OwnedFd>,
 }
 
 impl<F: AsFd> Conn<F> {
@@ -64,6 +69,8 @@ impl<F: AsFd> Conn<F> {
             max_frame,
             read_chunk: READ_CHUNK_MIN,
             eof: false,
+            fds_in: VecDeque::new(),
+            fds_buf: Vec::new(),
         }
     }
 
@@ -189,7 +196,14 @@ impl<F: AsFd> Conn<F> {
         let mut total = 0;
         while total < READ_BUDGET {
             let chunk = self.read_chunk;
-            let res = socket::recv_into(self.fd.as_fd(), self.decoder.buffer(), chunk, wait);
+            let res = socket::recv_into(
+                self.fd.as_fd(),
+                self.decoder.buffer(),
+                chunk,
+                wait,
+                &mut self.fds_buf,
+            );
+            self.fds_in.extend(self.fds_buf.drain(..));
             match res {
                 Ok(0) => {
                     self.eof = true;
@@ -226,6 +240,67 @@ impl<F: AsFd> Conn<F> {
     /// The next complete frame already read, if any.
     pub(crate) fn next_frame(&mut self) -> Option<Result<Frame>> {
         self.decoder.next_frame()
+    }
+
+    /// The `count` fds a `MessageFds` frame announced, in order.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::Decode`] if fewer arrived (a peer that lied about them).
+    pub(crate) fn take_fds(&mut self, count: u8) -> Result<Vec<OwnedFd>> {
+        let count = usize::from(count);
+        if self.fds_in.len() < count {
+            self.fds_in.clear();
+            return Err(Error::new(ErrorKind::Decode)
+                .with_source("a frame announced more fds than arrived"));
+        }
+        Ok(self.fds_in.drain(..count).collect())
+    }
+
+    /// Sends a message with fds attached, after everything buffered before
+    /// it (the fds travel with the frame's first byte), waiting for room
+    /// until `deadline` and reading meanwhile as `flush` does.
+    pub(crate) fn send_with_fds(
+        &mut self,
+        msg: &Message,
+        fds: &[BorrowedFd<'_>],
+        deadline: Option<Instant>,
+        watch: Option<BorrowedFd<'_>>,
+    ) -> Result<()> {
+        if fds.is_empty() || fds.len() > socket::MAX_FDS {
+            return Err(Error::new(ErrorKind::InvalidArgument)
+                .with_source(format!("1 to {} fds per message", socket::MAX_FDS)));
+        }
+        let mut frame = Vec::new();
+        wire::encode_message_fds(&mut frame, msg, fds.len() as u8, self.max_frame)?;
+        self.flush(deadline, watch)?;
+        loop {
+            match socket::send_with_fds(self.fd.as_fd(), &frame, fds) {
+                Ok(n) => {
+                    self.out.extend_from_slice(&frame[n..]);
+                    return self.flush(deadline, watch);
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    let mut fds = [
+                        poll::PollFd::new(self.fd.as_fd(), poll::POLLOUT | poll::POLLIN),
+                        poll::PollFd::new(watch.unwrap_or(self.fd.as_fd()), poll::POLLIN),
+                    ];
+                    let n = if watch.is_some() { 2 } else { 1 };
+                    if poll::poll(&mut fds[..n], deadline)? == 0 {
+                        return Err(Error::new(ErrorKind::Timeout));
+                    }
+                    if fds[0].revents() & (poll::POLLIN | poll::POLLHUP) != 0 && !self.eof {
+                        self.fill()?;
+                    }
+                    if n == 2 && fds[1].revents() != 0 && fds[0].revents() & poll::POLLOUT == 0 {
+                        return Err(Error::disconnected(None));
+                    }
+                }
+                Err(e) if is_peer_gone(&e) => return Err(Error::disconnected(None)),
+                Err(e) => return Err(Error::io(e)),
+            }
+        }
     }
 }
 

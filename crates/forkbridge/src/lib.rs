@@ -112,7 +112,10 @@
 //! other without copying them through the socket: the
 //! [producer](FrameRing::producer) writes a slot in place and commits it,
 //! the [consumer](FrameRing::consumer) reads it in place. A full ring is
-//! back-pressure; a dead peer is reported, its slot recovered.
+//! back-pressure; a dead peer is reported, its slot recovered. Memory made
+//! *after* the fork is a [`SharedBuffer`], sent to a running backend with
+//! [`MessageProcess::send_with_fds`] and taken there with
+//! [`BackendContext::take_fds`].
 //!
 //! **The main process.** A [`MainContext`] names its four duties (start
 //! processes, start threads, run, close); [`run_main`] performs them in that
@@ -180,6 +183,7 @@ mod async_backend;
 #[cfg(feature = "tokio")]
 mod async_process;
 mod backend;
+mod buffer;
 mod conn;
 mod error;
 mod event;
@@ -206,6 +210,7 @@ pub use crate::async_process::AsyncMessageProcess;
 pub use crate::backend::{
     Backend, BackendContext, BoxError, HandlerResult, Handlers, Interest, Ready, SourceId,
 };
+pub use crate::buffer::SharedBuffer;
 pub use crate::error::{Error, ErrorKind, Result};
 pub use crate::event::{Event, EventKind};
 pub use crate::event_group::{EventGroup, EventIndex};

@@ -427,6 +427,34 @@ impl MessageProcess {
         self.flush()
     }
 
+    /// Sends a message with fds attached (up to 16): a memfd
+    /// ([`SharedBuffer`](crate::SharedBuffer)), a socket, a pipe — things
+    /// made after the fork that the running backend should get. The backend's
+    /// handler takes them with
+    /// [`BackendContext::take_fds`](crate::BackendContext::take_fds); the
+    /// kernel gives it its own copies (close-on-exec), ours stay open.
+    /// Written before returning, after the messages queued before it.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::InvalidArgument`] for no fds or more than 16; as
+    /// [`send`](MessageProcess::send) otherwise.
+    pub fn send_with_fds(&mut self, msg: Message, fds: &[BorrowedFd<'_>]) -> Result<()> {
+        let watch = match &self.state {
+            State::Running { pidfd, .. } => Some(pidfd.as_fd()),
+            State::Idle { .. } => return Err(self.err(ErrorKind::NotStarted)),
+            _ => None,
+        };
+        match self.conn.send_with_fds(&msg, fds, None, watch) {
+            Ok(()) => Ok(()),
+            Err(e) if e.is_disconnected() => {
+                self.settle(Some(Instant::now() + SETTLE_WAIT));
+                Err(self.disconnected())
+            }
+            Err(e) => Err(e.with_process(&self.name)),
+        }
+    }
+
     /// As [`send`](MessageProcess::send), giving up after `timeout` with
     /// [`ErrorKind::Timeout`] (the message stays buffered and is written by
     /// a later flush).
@@ -525,6 +553,11 @@ impl MessageProcess {
         loop {
             match self.next_frame_deadline(deadline)? {
                 Frame::Message(msg) => return Ok(msg),
+                // Backends send no fds yet; close any and deliver the message.
+                Frame::MessageFds(msg, count) => {
+                    let _ = self.conn.take_fds(count);
+                    return Ok(msg);
+                }
                 Frame::Reply { id, .. } => {
                     log::debug!(target: &self.target, "dropping the late reply to call {id}");
                 }
@@ -649,6 +682,10 @@ impl MessageProcess {
         loop {
             match self.next_frame_deadline(deadline)? {
                 Frame::Message(msg) => self.inbox.push_back(msg),
+                Frame::MessageFds(msg, count) => {
+                    let _ = self.conn.take_fds(count);
+                    self.inbox.push_back(msg);
+                }
                 Frame::Reply { id: got, result } if got == id => {
                     return result.map_err(|f| {
                         Error::new(ErrorKind::Remote {

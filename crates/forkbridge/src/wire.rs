@@ -9,6 +9,8 @@
 //!                   (a typed command; id 0 = one-way, no reply; the two
 //!                   type fingerprints let the backend refuse arguments or
 //!                   a reply type it was not built for, 0 = unchecked)
+//! kind 4  message   count:u8 | postcard(Message), with `count` fds sent
+//!   + fds           (SCM_RIGHTS) along with the frame's first byte
 //! kind 3  reply     id:varint | status:u8 | payload
 //!                   (status 0: postcard(return value);
 //!                    status 1: postcard((kind, message)) of a failure)
@@ -37,6 +39,7 @@ const KIND_MESSAGE: u8 = 0;
 const KIND_CONTROL: u8 = 1;
 const KIND_CALL: u8 = 2;
 const KIND_REPLY: u8 = 3;
+const KIND_MESSAGE_FDS: u8 = 4;
 const CONTROL_STOP: u8 = 1;
 const REPLY_OK: u8 = 0;
 const REPLY_FAILED: u8 = 1;
@@ -48,6 +51,8 @@ pub(crate) const DEFAULT_MAX_FRAME: usize = 64 << 20;
 #[derive(Debug)]
 pub(crate) enum Frame {
     Message(Message),
+    /// A message that came with this many fds (queued by the connection).
+    MessageFds(Message, u8),
     Stop,
     /// A typed command; `args` is the postcard encoding of its arguments.
     Call {
@@ -175,6 +180,24 @@ pub(crate) fn encode_message(out: &mut Vec<u8>, msg: &Message, max: usize) -> Re
     finish_frame(out, start, max)
 }
 
+/// Appends a message frame that announces `fds` attached fds.
+pub(crate) fn encode_message_fds(
+    out: &mut Vec<u8>,
+    msg: &Message,
+    fds: u8,
+    max: usize,
+) -> Result<()> {
+    let start = out.len();
+    out.extend_from_slice(&[0; LEN_BYTES]);
+    out.extend_from_slice(&[KIND_MESSAGE_FDS, fds]);
+    let buf = std::mem::take(out);
+    match postcard::to_extend(msg, buf) {
+        Ok(buf) => *out = buf,
+        Err(e) => return Err(Error::new(ErrorKind::Encode).with_source(e)),
+    }
+    finish_frame(out, start, max)
+}
+
 /// Appends a stop-request frame to `out`.
 pub(crate) fn encode_stop(out: &mut Vec<u8>) {
     out.extend_from_slice(&2u32.to_le_bytes());
@@ -281,6 +304,13 @@ fn decode_frame(frame: &[u8]) -> Result<Frame> {
         KIND_MESSAGE => match postcard::from_bytes::<Message>(body) {
             Ok(msg) => Ok(Frame::Message(msg)),
             Err(e) => Err(Error::new(ErrorKind::Decode).with_source(e)),
+        },
+        KIND_MESSAGE_FDS => match body.split_first() {
+            Some((&count, rest)) => match postcard::from_bytes::<Message>(rest) {
+                Ok(msg) => Ok(Frame::MessageFds(msg, count)),
+                Err(e) => Err(Error::new(ErrorKind::Decode).with_source(e)),
+            },
+            None => Err(Error::new(ErrorKind::Decode).with_source("empty fd frame")),
         },
         KIND_CONTROL if body == [CONTROL_STOP] => Ok(Frame::Stop),
         KIND_CALL => {

@@ -14,6 +14,7 @@
 //! | `pidfd.rs` | `pidfd_open(2)` and reaping with `waitpid(2)` |
 //! | `shm.rs` | anonymous `MAP_SHARED` memory as atomic words |
 //! | `signal.rs` | `SIGINT`/`SIGTERM` in the parent as a byte on a pipe, for `MainContext` |
+//! | `memfd.rs` | a `memfd` mapped shared: a buffer that can be sent as an fd |
 //! | `ring.rs` | a frame ring's shared memory and the slot protocol that lends its bytes |
 //! | `futex.rs` | `futex(2)` wait and wake on a shared word |
 //! | `eventfd.rs` | `eventfd(2)`: an event's pollable mirror |
@@ -34,6 +35,7 @@ pub(crate) mod async_fd;
 pub(crate) mod eventfd;
 pub(crate) mod fork;
 pub(crate) mod futex;
+pub(crate) mod memfd;
 pub(crate) mod pidfd;
 pub(crate) mod poll;
 pub(crate) mod ring;

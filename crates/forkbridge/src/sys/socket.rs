@@ -55,26 +55,127 @@ pub(crate) fn recv_into(
     buf: &mut Vec<u8>,
     max: usize,
     wait: bool,
+    fds: &mut Vec<OwnedFd>,
 ) -> io::Result<usize> {
     buf.reserve(max);
     let spare = buf.spare_capacity_mut();
     let len = spare.len().min(max);
-    // SAFETY: `spare` is writable for `len` bytes; `recv` initialises the
-    // first `n` of them, and only those are added to the vector's length.
-    let n = unsafe {
-        libc::recv(
-            fd.as_raw_fd(),
-            spare.as_mut_ptr().cast(),
-            len,
-            if wait { 0 } else { libc::MSG_DONTWAIT },
-        )
+    let mut iov = libc::iovec {
+        iov_base: spare.as_mut_ptr().cast(),
+        iov_len: len,
     };
+    // Room for the fds one `send_with_fds` may attach; u64 for alignment.
+    let mut control = [0u64; CONTROL_WORDS];
+    // SAFETY: a zeroed msghdr is a valid empty header, filled in below.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control.as_mut_ptr().cast();
+    msg.msg_controllen = std::mem::size_of_val(&control) as _;
+    let flags = libc::MSG_CMSG_CLOEXEC | if wait { 0 } else { libc::MSG_DONTWAIT };
+    // SAFETY: `msg` points at `iov` (writable for `len` bytes of the
+    // vector's spare capacity) and at `control`, both live for the call.
+    let n = unsafe { libc::recvmsg(fd.as_raw_fd(), &mut msg, flags) };
     if n < 0 {
         return Err(io::Error::last_os_error());
     }
-    let n = n as usize;
-    // SAFETY: `recv` wrote `n <= len <= capacity - len()` bytes right after
-    // the current end of the vector.
-    unsafe { buf.set_len(buf.len() + n) };
-    Ok(n)
+    // SAFETY: `recvmsg` wrote `n <= len <= capacity - len()` bytes right
+    // after the current end of the vector.
+    unsafe { buf.set_len(buf.len() + n as usize) };
+    collect_fds(&msg, fds);
+    if msg.msg_flags & libc::MSG_CTRUNC != 0 {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "more fds arrived than a frame may carry; the kernel closed the rest",
+        ));
+    }
+    Ok(n as usize)
+}
+
+/// The most fds one frame carries.
+pub(crate) const MAX_FDS: usize = 16;
+// CMSG_SPACE(16 * 4) on 64-bit Linux is 80 bytes: 10 words, with margin.
+const CONTROL_WORDS: usize = 12;
+
+/// Takes ownership of the fds an `SCM_RIGHTS` control message delivered.
+fn collect_fds(msg: &libc::msghdr, fds: &mut Vec<OwnedFd>) {
+    // SAFETY: `msg` was filled by a successful `recvmsg`; the CMSG macros
+    // walk its control buffer within `msg_controllen`.
+    let mut cmsg = unsafe { libc::CMSG_FIRSTHDR(msg) };
+    while !cmsg.is_null() {
+        // SAFETY: `cmsg` is a valid header inside the control buffer.
+        let (level, kind, len) =
+            unsafe { ((*cmsg).cmsg_level, (*cmsg).cmsg_type, (*cmsg).cmsg_len) };
+        if level == libc::SOL_SOCKET && kind == libc::SCM_RIGHTS {
+            // SAFETY: `CMSG_LEN(0)` is the header size; the rest of
+            // `cmsg_len` is the payload of `c_int` fds.
+            let header = unsafe { libc::CMSG_LEN(0) } as usize;
+            let count = len.saturating_sub(header) / std::mem::size_of::<libc::c_int>();
+            // SAFETY: `CMSG_DATA` points at `count` ints inside the buffer.
+            let data = unsafe { libc::CMSG_DATA(cmsg) }.cast::<libc::c_int>();
+            for i in 0..count {
+                // SAFETY: within the payload; read unaligned to be safe.
+                let raw = unsafe { data.add(i).read_unaligned() };
+                // SAFETY: the kernel installed a new fd for us; nothing
+                // else owns it.
+                fds.push(unsafe { OwnedFd::from_raw_fd(raw) });
+            }
+        }
+        // SAFETY: as for `CMSG_FIRSTHDR`.
+        cmsg = unsafe { libc::CMSG_NXTHDR(msg, cmsg) };
+    }
+}
+
+/// `sendmsg(2)` of `buf` with `fds` attached (`SCM_RIGHTS`), non-blocking,
+/// no `SIGPIPE`. The fds travel with the first byte sent; on `Ok(n)` they
+/// were sent and `buf[n..]` remains for plain sends.
+pub(crate) fn send_with_fds(
+    fd: BorrowedFd<'_>,
+    buf: &[u8],
+    fds: &[BorrowedFd<'_>],
+) -> io::Result<usize> {
+    if fds.is_empty() || fds.len() > MAX_FDS || buf.is_empty() {
+        return Err(io::ErrorKind::InvalidInput.into());
+    }
+    let raw: Vec<libc::c_int> = fds.iter().map(|f| f.as_raw_fd()).collect();
+    let payload = std::mem::size_of_val(raw.as_slice());
+    let mut control = [0u64; CONTROL_WORDS];
+    let mut iov = libc::iovec {
+        iov_base: buf.as_ptr() as *mut libc::c_void,
+        iov_len: buf.len(),
+    };
+    // SAFETY: a zeroed msghdr is a valid empty header, filled in below.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control.as_mut_ptr().cast();
+    // SAFETY: `CMSG_SPACE` only computes a size.
+    msg.msg_controllen = unsafe { libc::CMSG_SPACE(payload as u32) } as _;
+    // SAFETY: `control` is large enough for one header with MAX_FDS ints
+    // (checked above), so the first header and its data lie inside it;
+    // `sendmsg` only reads `buf` (the iovec is never written through).
+    unsafe {
+        let cmsg = libc::CMSG_FIRSTHDR(&msg);
+        (*cmsg).cmsg_level = libc::SOL_SOCKET;
+        (*cmsg).cmsg_type = libc::SCM_RIGHTS;
+        (*cmsg).cmsg_len = libc::CMSG_LEN(payload as u32) as _;
+        std::ptr::copy_nonoverlapping(
+            raw.as_ptr(),
+            libc::CMSG_DATA(cmsg).cast::<libc::c_int>(),
+            raw.len(),
+        );
+    }
+    // SAFETY: `msg` points at live `iov`, `buf` and `control`.
+    let n = unsafe {
+        libc::sendmsg(
+            fd.as_raw_fd(),
+            &msg,
+            libc::MSG_NOSIGNAL | libc::MSG_DONTWAIT,
+        )
+    };
+    if n < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(n as usize)
+    }
 }

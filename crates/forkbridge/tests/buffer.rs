@@ -1,0 +1,218 @@
+//! Shared buffers made after the fork and passed to a running backend as
+//! fds over the intercom (SCM_RIGHTS), on real processes.
+
+mod common;
+
+use std::io::Write;
+use std::os::fd::AsFd;
+use std::os::unix::net::UnixStream;
+
+use common::{error_field, mappings, open_fds, recv};
+use forkbridge::{
+    Backend, BackendContext, ErrorKind, HandlerResult, Handlers, Message, MessageProcess,
+    SharedBuffer, message,
+};
+
+test_main!(
+    a_buffer_made_after_the_fork_reaches_the_running_backend,
+    fds_arrive_with_their_message_in_order,
+    a_frame_announcing_missing_fds_is_a_typed_error,
+    out_of_range_access_is_a_typed_error,
+    buffers_leak_no_fd_or_mapping_on_either_side,
+);
+
+#[derive(Debug, Default)]
+struct BufferWorker {
+    kept: Vec<SharedBuffer>,
+}
+
+impl BufferWorker {
+    /// Maps every fd that came along, sums its bytes, stamps 0xAB over its
+    /// first 16 bytes, and reports.
+    fn attach(&mut self, ctx: &mut BackendContext, msg: Message) -> HandlerResult {
+        let mut sums = Vec::new();
+        for fd in ctx.take_fds() {
+            let buffer = SharedBuffer::from_fd(fd)?;
+            let mut bytes = vec![0u8; buffer.len()];
+            buffer.read_at(0, &mut bytes)?;
+            sums.push(bytes.iter().map(|&b| u64::from(b)).sum::<u64>());
+            buffer.write_at(0, &[0xAB; 16])?;
+            if msg.contains("keep") {
+                self.kept.push(buffer);
+            }
+        }
+        ctx.send(message!(
+            "attached",
+            tag = msg.param::<String>("tag")?,
+            sums = sums
+        ))?;
+        Ok(())
+    }
+
+    fn drop_all(&mut self, ctx: &mut BackendContext, _: Message) -> HandlerResult {
+        self.kept.clear();
+        ctx.send(Message::new("dropped"))?;
+        Ok(())
+    }
+
+    fn fds(&mut self, ctx: &mut BackendContext, _: Message) -> HandlerResult {
+        let n = std::fs::read_dir("/proc/self/fd")?.count();
+        let maps = std::fs::read_to_string("/proc/self/maps")?.lines().count();
+        ctx.send(message!("fds", n = n, maps = maps))?;
+        Ok(())
+    }
+}
+
+impl Backend for BufferWorker {
+    fn register(h: &mut Handlers<Self>) {
+        h.on("attach", Self::attach)
+            .on("drop_all", Self::drop_all)
+            .on("fds", Self::fds)
+            .on(
+                "tag",
+                |_: &mut Self, ctx: &mut BackendContext, m: Message| {
+                    ctx.send(message!("tagged", tag = m.param::<String>("tag")?))?;
+                    Ok(())
+                },
+            );
+    }
+}
+
+fn start() -> MessageProcess {
+    let mut p = MessageProcess::new("buffers", BufferWorker::default()).unwrap();
+    p.start().unwrap();
+    p
+}
+
+fn a_buffer_made_after_the_fork_reaches_the_running_backend() {
+    let mut p = start();
+    let buffer = SharedBuffer::new(8 << 20).unwrap();
+    let pattern: Vec<u8> = (0..buffer.len()).map(|i| (i % 251) as u8).collect();
+    buffer.write_at(0, &pattern).unwrap();
+    p.send_with_fds(message!("attach", tag = "big"), &[buffer.fd()])
+        .unwrap();
+    let reply = recv(&mut p);
+    assert_eq!(reply.command(), "attached", "{reply}");
+    let expected: u64 = pattern.iter().map(|&b| u64::from(b)).sum();
+    assert_eq!(reply.param::<Vec<u64>>("sums").unwrap(), [expected]);
+    // The backend wrote into the same pages.
+    let mut head = [0u8; 17];
+    buffer.read_at(0, &mut head).unwrap();
+    assert_eq!(&head[..16], &[0xAB; 16]);
+    assert_eq!(head[16], 16);
+    assert!(p.stop().unwrap().success());
+}
+
+fn fds_arrive_with_their_message_in_order() {
+    let mut p = start();
+    let a = SharedBuffer::new(4096).unwrap();
+    let b = SharedBuffer::new(8192).unwrap();
+    a.write_at(0, &[1; 10]).unwrap();
+    b.write_at(0, &[2; 10]).unwrap();
+    // Plain messages before, between and after, some only buffered.
+    p.feed(message!("tag", tag = "first")).unwrap();
+    p.send_with_fds(message!("attach", tag = "two"), &[a.fd(), b.fd()])
+        .unwrap();
+    p.feed(message!("tag", tag = "middle")).unwrap();
+    p.send_with_fds(message!("attach", tag = "one"), &[b.fd()])
+        .unwrap();
+    p.send(message!("tag", tag = "last")).unwrap();
+    let tags: Vec<(String, String)> = (0..5)
+        .map(|_| {
+            let m = recv(&mut p);
+            (m.command().to_owned(), m.param::<String>("tag").unwrap())
+        })
+        .collect();
+    assert_eq!(
+        tags,
+        [
+            ("tagged".into(), "first".into()),
+            ("attached".into(), "two".into()),
+            ("tagged".into(), "middle".into()),
+            ("attached".into(), "one".into()),
+            ("tagged".into(), "last".into()),
+        ]
+    );
+    let none: [std::os::fd::BorrowedFd<'_>; 0] = [];
+    let err = p.send_with_fds(Message::new("attach"), &none).unwrap_err();
+    assert_eq!(err.kind(), &ErrorKind::InvalidArgument);
+    p.stop().unwrap();
+}
+
+fn a_frame_announcing_missing_fds_is_a_typed_error() {
+    let mut p = start();
+    // A hand-made "message with 3 fds" frame that carries none.
+    let mut body = vec![4u8, 3];
+    body.extend(postcard::to_stdvec(&Message::new("attach")).unwrap());
+    let mut frame = (body.len() as u32).to_le_bytes().to_vec();
+    frame.extend(body);
+    let mut raw = UnixStream::from(p.as_fd().try_clone_to_owned().unwrap());
+    raw.write_all(&frame).unwrap();
+    let e = recv(&mut p);
+    assert_eq!(error_field(&e, "kind"), "decode");
+    p.send(message!("tag", tag = "still alive")).unwrap();
+    assert_eq!(recv(&mut p).command(), "tagged");
+    p.stop().unwrap();
+}
+
+fn out_of_range_access_is_a_typed_error() {
+    let buffer = SharedBuffer::new(100).unwrap();
+    let mut dst = [0u8; 10];
+    assert_eq!(
+        buffer.read_at(95, &mut dst).unwrap_err().kind(),
+        &ErrorKind::InvalidArgument
+    );
+    assert_eq!(
+        buffer.write_at(usize::MAX, &dst).unwrap_err().kind(),
+        &ErrorKind::InvalidArgument
+    );
+    assert!(buffer.read_vec::<u64>(96, 1).is_err());
+    assert_eq!(
+        SharedBuffer::new(0).unwrap_err().kind(),
+        &ErrorKind::InvalidArgument
+    );
+    // A non-memfd fd that cannot be mapped: a pipe.
+    let (reader, _writer) = std::io::pipe().unwrap();
+    assert!(SharedBuffer::from_fd(reader.into()).is_err());
+}
+
+fn buffers_leak_no_fd_or_mapping_on_either_side() {
+    let mut p = start();
+    let counts = |p: &mut MessageProcess| {
+        p.send(Message::new("fds")).unwrap();
+        let m = recv(p);
+        (
+            m.param::<u64>("n").unwrap(),
+            m.param::<u64>("maps").unwrap(),
+        )
+    };
+    // Warm up both sides.
+    let warm = SharedBuffer::new(4096).unwrap();
+    p.send_with_fds(message!("attach", tag = "warm", keep = true), &[warm.fd()])
+        .unwrap();
+    recv(&mut p);
+    p.send(Message::new("drop_all")).unwrap();
+    recv(&mut p);
+    drop(warm);
+    let (fds_before, maps_before) = counts(&mut p);
+    let (mine, my_maps) = (open_fds(), mappings());
+    for i in 0..100 {
+        let buffer = SharedBuffer::new(64 << 10).unwrap();
+        p.send_with_fds(
+            message!("attach", tag = "cycle", keep = i % 2 == 0),
+            &[buffer.fd()],
+        )
+        .unwrap();
+        recv(&mut p);
+        if i % 10 == 9 {
+            p.send(Message::new("drop_all")).unwrap();
+            recv(&mut p);
+        }
+    }
+    let (fds_after, maps_after) = counts(&mut p);
+    assert_eq!(fds_after, fds_before, "backend fds leaked");
+    assert!(maps_after <= maps_before + 4, "backend mappings grew");
+    assert_eq!(open_fds(), mine, "frontend fds leaked");
+    assert!(mappings() <= my_maps + 4, "frontend mappings grew");
+    p.stop().unwrap();
+}
