@@ -189,6 +189,11 @@ fn a_second_signal_hurries_a_slow_close() {
             Some(libc::SIGKILL)
         );
     }
+    // Outside the run, stops take their grace periods again: a plain
+    // backend answers its stop request and exits 0, not by SIGKILL.
+    let mut p = common::probe("after-the-run");
+    p.send(Message::new("sleep").with("ms", 100)).unwrap();
+    assert!(p.stop().unwrap().success());
 }
 
 /// A context that can move to a thread: no `Rc`.

@@ -98,6 +98,8 @@ impl Drop for ShutdownSignals {
         }
         PIPE.store(-1, Ordering::SeqCst);
         CLOSING.store(false, Ordering::SeqCst);
+        // Stops after the run take their grace periods again.
+        FORCE.store(false, Ordering::SeqCst);
     }
 }
 
