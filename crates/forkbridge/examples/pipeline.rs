@@ -11,7 +11,8 @@
 //! - **Detector** backends (as many as CPUs by default; the last one is an
 //!   async backend running its loop in a blocking task) read each frame in
 //!   place, subtract the known background, threshold, and count the blobs
-//!   with a flood fill — real per-pixel work — and report every result.
+//!   with a flood fill — real per-pixel work — and report every result as a
+//!   typed `Detection` (`Message::with_typed`).
 //! - The frontend is a [`MainContext`]: processes are forked before any
 //!   thread, the main loop waits on every process and Ctrl-C at once, and
 //!   `close` stops everything on every way out (a second Ctrl-C hurries it).
@@ -121,6 +122,15 @@ fn detect(seq: u64, px: &[u8], mask: &mut Vec<bool>, stack: &mut Vec<usize>) -> 
     blobs
 }
 
+/// A detector's result, sent back as a typed value inside a message.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+struct Detection {
+    seq: u64,
+    blobs: u32,
+    /// When the source committed the frame, µs since the epoch.
+    born: u64,
+}
+
 fn header(frame: &[u8]) -> (u64, u64) {
     let seq = u64::from_le_bytes(frame[..8].try_into().expect("8 bytes"));
     let born = u64::from_le_bytes(frame[8..16].try_into().expect("8 bytes"));
@@ -219,12 +229,12 @@ impl DetectorState {
             let (seq, born) = header(&frame);
             last_blobs = detect(seq, &frame[HEADER..], &mut mask, &mut stack);
             drop(frame);
-            report(message!(
-                "result",
-                seq = seq,
-                blobs = last_blobs,
-                born = born
-            ))?;
+            let detection = Detection {
+                seq,
+                blobs: last_blobs,
+                born,
+            };
+            report(Message::new("result").with_typed("detection", &detection)?)?;
         }
     }
 }
@@ -366,10 +376,9 @@ impl Pipeline {
     fn on_message(&mut self, worker: usize, msg: Message) -> forkbridge::Result<()> {
         match msg.command() {
             "result" => {
-                let seq: u64 = msg.param("seq")?;
-                let born: u64 = msg.param("born")?;
-                self.latencies.push(now_micros().saturating_sub(born));
-                *self.seen.entry(seq).or_default() += 1;
+                let d: Detection = msg.typed("detection")?;
+                self.latencies.push(now_micros().saturating_sub(d.born));
+                *self.seen.entry(d.seq).or_default() += 1;
                 self.results += 1;
                 self.per_worker[worker] += 1;
             }
