@@ -105,6 +105,22 @@ impl<F: AsFd> Conn<F> {
         wire::encode_reply(&mut self.out, id, result, self.max_frame)
     }
 
+    /// A mark of the outgoing buffer's end, for [`unfeed`](Conn::unfeed).
+    pub(crate) fn feed_mark(&self) -> usize {
+        self.out.len()
+    }
+
+    /// Drops what was fed after `mark`, if none of it was written yet;
+    /// returns whether it did.
+    pub(crate) fn unfeed(&mut self, mark: usize) -> bool {
+        if self.out_pos <= mark && mark <= self.out.len() {
+            self.out.truncate(mark);
+            true
+        } else {
+            false
+        }
+    }
+
     /// Encodes a stop request into the outgoing buffer.
     pub(crate) fn feed_stop(&mut self) {
         wire::encode_stop(&mut self.out);

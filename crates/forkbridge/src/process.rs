@@ -456,13 +456,21 @@ impl MessageProcess {
     }
 
     /// As [`send`](MessageProcess::send), giving up after `timeout` with
-    /// [`ErrorKind::Timeout`] (the message stays buffered and is written by
-    /// a later flush).
+    /// [`ErrorKind::Timeout`]. A message that timed out before any of it was
+    /// written is taken back (it is not sent later), so a sender that keeps
+    /// timing out against a backend that stopped reading keeps its memory
+    /// bounded; one that was partly written stays buffered and goes out with
+    /// a later flush (the stream must stay whole).
     pub fn send_timeout(&mut self, msg: Message, timeout: Duration) -> Result<()> {
+        let mark = self.conn.feed_mark();
         self.conn
             .feed(&msg)
             .map_err(|e| e.with_process(&self.name))?;
-        self.flush_deadline(Some(Instant::now() + timeout))
+        let result = self.flush_deadline(Some(Instant::now() + timeout));
+        if result.as_ref().is_err_and(Error::is_timeout) {
+            self.conn.unfeed(mark);
+        }
+        result
     }
 
     /// Appends a message to the send buffer without writing it (see
