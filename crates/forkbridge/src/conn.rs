@@ -174,23 +174,35 @@ impl<F: AsFd> Conn<F> {
             if self.try_flush()? {
                 return Ok(());
             }
-            let mut fds = [
-                poll::PollFd::new(self.fd.as_fd(), poll::POLLOUT | poll::POLLIN),
-                poll::PollFd::new(watch.unwrap_or(self.fd.as_fd()), poll::POLLIN),
-            ];
-            let n = if watch.is_some() { 2 } else { 1 };
-            if poll::poll(&mut fds[..n], deadline)? == 0 {
-                return Err(Error::new(ErrorKind::Timeout));
-            }
-            let ready = fds[0].revents();
-            if ready & (poll::POLLIN | poll::POLLHUP | poll::POLLERR) != 0 && !self.eof {
-                self.fill()?;
-            }
-            if n == 2 && fds[1].revents() != 0 && ready & poll::POLLOUT == 0 {
-                // The peer died with our bytes unsent: nobody will read them.
-                return Err(Error::disconnected(None));
-            }
+            self.wait_writable(deadline, watch)?;
         }
+    }
+
+    /// Waits until the socket takes bytes again, reading what arrives
+    /// meanwhile (so two writers never deadlock); `Timeout` at `deadline`,
+    /// `Disconnected` if `watch` (a pidfd) says the peer died.
+    fn wait_writable(
+        &mut self,
+        deadline: Option<Instant>,
+        watch: Option<BorrowedFd<'_>>,
+    ) -> Result<()> {
+        let mut fds = [
+            poll::PollFd::new(self.fd.as_fd(), poll::POLLOUT | poll::POLLIN),
+            poll::PollFd::new(watch.unwrap_or(self.fd.as_fd()), poll::POLLIN),
+        ];
+        let n = if watch.is_some() { 2 } else { 1 };
+        if poll::poll(&mut fds[..n], deadline)? == 0 {
+            return Err(Error::new(ErrorKind::Timeout));
+        }
+        let ready = fds[0].revents();
+        if ready & (poll::POLLIN | poll::POLLHUP | poll::POLLERR) != 0 && !self.eof {
+            self.fill()?;
+        }
+        if n == 2 && fds[1].revents() != 0 && ready & poll::POLLOUT == 0 {
+            // The peer died with our bytes unsent: nobody will read them.
+            return Err(Error::disconnected(None));
+        }
+        Ok(())
     }
 
     /// Reads what the socket holds now (up to a budget) into the decoder.
@@ -298,20 +310,7 @@ impl<F: AsFd> Conn<F> {
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    let mut fds = [
-                        poll::PollFd::new(self.fd.as_fd(), poll::POLLOUT | poll::POLLIN),
-                        poll::PollFd::new(watch.unwrap_or(self.fd.as_fd()), poll::POLLIN),
-                    ];
-                    let n = if watch.is_some() { 2 } else { 1 };
-                    if poll::poll(&mut fds[..n], deadline)? == 0 {
-                        return Err(Error::new(ErrorKind::Timeout));
-                    }
-                    if fds[0].revents() & (poll::POLLIN | poll::POLLHUP) != 0 && !self.eof {
-                        self.fill()?;
-                    }
-                    if n == 2 && fds[1].revents() != 0 && fds[0].revents() & poll::POLLOUT == 0 {
-                        return Err(Error::disconnected(None));
-                    }
+                    self.wait_writable(deadline, watch)?;
                 }
                 Err(e) if is_peer_gone(&e) => return Err(Error::disconnected(None)),
                 Err(e) => return Err(Error::io(e)),
