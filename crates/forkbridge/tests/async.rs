@@ -17,6 +17,7 @@ test_main!(
     background_tasks_overlap_and_loop_keeps_serving,
     task_error_and_panic_are_reported_with_their_label,
     handler_error_panic_and_unknown_command_are_reported,
+    malformed_frames_are_reported_and_skipped,
     stop_gives_tasks_grace_then_cancels_and_runs_post_run,
     pre_run_error_exits_with_1,
     backend_exit_and_sigkill_are_disconnected,
@@ -220,6 +221,28 @@ fn handler_error_panic_and_unknown_command_are_reported() {
     assert_eq!(error_field(&recv(&mut p), "kind"), "unknown_command");
     p.send(message!("sleep_reply", ms = 1)).unwrap();
     assert_eq!(recv(&mut p).command(), "slept");
+    assert!(p.stop().unwrap().success());
+}
+
+fn malformed_frames_are_reported_and_skipped() {
+    use std::io::Write;
+    use std::os::fd::AsFd;
+    let mut p = MessageProcess::builder("garbled-async")
+        .max_frame_size(1024)
+        .build_async(Worker::default())
+        .unwrap();
+    p.start().unwrap();
+    let mut raw = std::os::unix::net::UnixStream::from(p.as_fd().try_clone_to_owned().unwrap());
+    // A message frame whose body is garbage, then a frame over the limit
+    // followed by its 2 KiB of junk, which must be skipped, not buffered.
+    raw.write_all(&[3, 0, 0, 0, 0, 0xff, 0xff]).unwrap();
+    raw.write_all(&2048u32.to_le_bytes()).unwrap();
+    raw.write_all(&[0xEE; 2048]).unwrap();
+    for _ in 0..2 {
+        assert_eq!(error_field(&recv(&mut p), "kind"), "decode");
+    }
+    p.send(Message::new("ping")).unwrap();
+    assert_eq!(recv(&mut p).command(), "pong");
     assert!(p.stop().unwrap().success());
 }
 
