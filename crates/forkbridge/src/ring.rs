@@ -31,6 +31,11 @@
 //!   of the peer ends a wait with [`ErrorKind::Disconnected`] — after every
 //!   frame it committed has been read.
 //!
+//! Known limit: a role records a pid, so if the holder died and its pid was
+//! reused by an unrelated live process before the role is claimed again,
+//! the claim reports [`ErrorKind::RoleTaken`]. A zombie (dead, not yet
+//! reaped) counts as dead.
+//!
 //! Rejected: POSIX named shared memory (`shm_open`) — names outlive
 //! crashes and pile up in `/dev/shm` (the seed's docs tell users to clean it
 //! by hand); sending frames through the socket — 40× slower for 1 MiB.
