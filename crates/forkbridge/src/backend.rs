@@ -291,6 +291,20 @@ impl BackendContext {
         Ok(())
     }
 
+    /// Sends a message with fds attached (up to 16) to the frontend, which
+    /// receives them with
+    /// [`MessageProcess::recv_with_fds`](crate::MessageProcess::recv_with_fds):
+    /// a [`SharedBuffer`](crate::SharedBuffer) the backend made, a socket it
+    /// accepted. Written before returning, after everything sent before it.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::InvalidArgument`](crate::ErrorKind::InvalidArgument) for
+    /// no fds or more than 16; as [`send`](BackendContext::send) otherwise.
+    pub fn send_with_fds(&mut self, msg: Message, fds: &[BorrowedFd<'_>]) -> Result<()> {
+        self.conn.send_with_fds(&msg, fds, None, None)
+    }
+
     /// Writes every buffered message now, waiting while the frontend's
     /// socket buffer is full (and reading its messages meanwhile, so two
     /// writers never deadlock).

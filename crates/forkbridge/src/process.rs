@@ -276,7 +276,7 @@ pub struct MessageProcess {
     conn: Conn,
     state: State,
     /// Messages that arrived while a typed call waited for its reply.
-    inbox: VecDeque<Message>,
+    inbox: VecDeque<(Message, Vec<OwnedFd>)>,
     /// The id of the last typed call (ids start at 1; 0 means one-way).
     last_call: u64,
 }
@@ -555,16 +555,23 @@ impl MessageProcess {
     }
 
     fn recv_deadline(&mut self, deadline: Option<Instant>) -> Result<Message> {
-        if let Some(msg) = self.inbox.pop_front() {
-            return Ok(msg);
+        // Fds that came with the message are closed: `recv_with_fds` keeps them.
+        self.recv_fds_deadline(deadline).map(|(msg, _)| msg)
+    }
+
+    fn recv_fds_deadline(&mut self, deadline: Option<Instant>) -> Result<(Message, Vec<OwnedFd>)> {
+        if let Some(entry) = self.inbox.pop_front() {
+            return Ok(entry);
         }
         loop {
             match self.next_frame_deadline(deadline)? {
-                Frame::Message(msg) => return Ok(msg),
-                // Backends send no fds yet; close any and deliver the message.
+                Frame::Message(msg) => return Ok((msg, Vec::new())),
                 Frame::MessageFds(msg, count) => {
-                    let _ = self.conn.take_fds(count);
-                    return Ok(msg);
+                    let fds = self
+                        .conn
+                        .take_fds(count)
+                        .map_err(|e| e.with_process(&self.name))?;
+                    return Ok((msg, fds));
                 }
                 Frame::Reply { id, .. } => {
                     log::debug!(target: &self.target, "dropping the late reply to call {id}");
@@ -572,6 +579,15 @@ impl MessageProcess {
                 Frame::Stop | Frame::Call { .. } => {} // backends send neither
             }
         }
+    }
+
+    /// As [`recv_timeout`](MessageProcess::recv_timeout), also returning
+    /// the fds the backend sent with the message
+    /// ([`BackendContext::send_with_fds`](crate::BackendContext::send_with_fds));
+    /// empty for a message sent without. `recv` and its siblings close such
+    /// fds.
+    pub fn recv_with_fds(&mut self, timeout: Duration) -> Result<(Message, Vec<OwnedFd>)> {
+        self.recv_fds_deadline(Some(Instant::now() + timeout))
     }
 
     /// The next frame from the backend, waiting until `deadline`; writes
@@ -689,10 +705,13 @@ impl MessageProcess {
     pub(crate) fn reply_deadline(&mut self, id: u64, deadline: Option<Instant>) -> Result<Vec<u8>> {
         loop {
             match self.next_frame_deadline(deadline)? {
-                Frame::Message(msg) => self.inbox.push_back(msg),
+                Frame::Message(msg) => self.inbox.push_back((msg, Vec::new())),
                 Frame::MessageFds(msg, count) => {
-                    let _ = self.conn.take_fds(count);
-                    self.inbox.push_back(msg);
+                    let fds = self
+                        .conn
+                        .take_fds(count)
+                        .map_err(|e| e.with_process(&self.name))?;
+                    self.inbox.push_back((msg, fds));
                 }
                 Frame::Reply { id: got, result } if got == id => {
                     return result.map_err(|f| {
