@@ -300,6 +300,45 @@ fn roundtrip(scale: &Scale) -> Outcome {
     }
 }
 
+fn roundtrip_spin(scale: &Scale) -> Outcome {
+    let mut value = Vec::new();
+    let mut baseline = Vec::new();
+    for _ in 0..scale.runs {
+        let mut raw = raw::EchoPartner::start();
+        let mut p = MessageProcess::builder("spinner")
+            .spin_before_sleep(Duration::from_micros(100))
+            .build(Sink::new())
+            .unwrap();
+        p.start().unwrap();
+        let ping = Message::new("ping");
+        let partners = [raw.pid(), p.pid().unwrap()];
+        let (v, b) = pinned(&partners, || {
+            interleaved(
+                scale.roundtrips,
+                500,
+                || {
+                    p.send(ping.clone()).unwrap();
+                    p.recv().unwrap();
+                },
+                || raw.round(),
+            )
+        });
+        value.push(v);
+        baseline.push(b);
+        raw.finish();
+        p.stop().unwrap();
+    }
+    Outcome {
+        name: "roundtrip_spin",
+        unit: "us",
+        value,
+        baseline,
+        target: "<=1.0",
+        what: "roundtrip with spin_before_sleep(100 µs) on both sides",
+        baseline_what: "the blocking 8-byte socketpair round trip (no spinning)",
+    }
+}
+
 fn oneway_small(scale: &Scale) -> Outcome {
     let mut value = Vec::new();
     let mut baseline = Vec::new();
@@ -670,6 +709,7 @@ type Scenario = fn(&Scale) -> Outcome;
 
 const SCENARIOS: &[(&str, Scenario)] = &[
     ("roundtrip", roundtrip),
+    ("roundtrip_spin", roundtrip_spin),
     ("oneway_small", oneway_small),
     ("start_stop", start_stop),
     ("event_wakeup", event_wakeup),

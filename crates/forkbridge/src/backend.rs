@@ -501,12 +501,15 @@ pub(crate) struct ChildInfo {
     pub(crate) name: String,
     pub(crate) target: String,
     pub(crate) max_frame: usize,
+    /// How long the loop spins on the socket before it sleeps.
+    pub(crate) spin: std::time::Duration,
 }
 
 /// The child's whole life after setup: register, `pre_run`, loop,
 /// `post_run`, final flush. Returns the exit code.
 pub(crate) fn run<B: Backend>(mut backend: B, fd: OwnedFd, info: ChildInfo) -> i32 {
     let conn = Conn::new(fd, info.max_frame);
+    let spin = info.spin;
     let mut ctx = BackendContext {
         conn,
         name: info.name,
@@ -535,7 +538,7 @@ pub(crate) fn run<B: Backend>(mut backend: B, fd: OwnedFd, info: ChildInfo) -> i
     }
 
     let mut code = 0;
-    if let Err(e) = event_loop(&mut backend, &handlers, &mut ctx) {
+    if let Err(e) = event_loop(&mut backend, &handlers, &mut ctx, spin) {
         log::error!(target: &ctx.target, "event loop failed: {e}");
         code = 1;
     }
@@ -552,6 +555,7 @@ fn event_loop<B: Backend>(
     backend: &mut B,
     handlers: &Handlers<B>,
     ctx: &mut BackendContext,
+    spin: std::time::Duration,
 ) -> Result<()> {
     let mut fds: Vec<poll::PollFd> = Vec::new();
     loop {
@@ -617,8 +621,10 @@ fn event_loop<B: Backend>(
         }
 
         if ctx.sources.is_empty() && !ctx.conn.has_pending_output() {
-            // Nothing else to wait for: block in `recv` itself.
-            ctx.conn.fill_wait()?;
+            if !ctx.conn.spin_fill(spin)? {
+                // Nothing else to wait for: block in `recv` itself.
+                ctx.conn.fill_wait()?;
+            }
             continue;
         }
         let mut events = poll::POLLIN;

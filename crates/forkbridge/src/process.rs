@@ -81,11 +81,22 @@ pub struct MessageProcessBuilder {
     stop_timeout: Duration,
     kill_timeout: Duration,
     max_frame_size: usize,
+    spin: Duration,
     #[cfg(feature = "tokio")]
     async_config: crate::async_backend::AsyncConfig,
 }
 
 impl MessageProcessBuilder {
+    /// Spin up to `spin` on the socket before sleeping, on both sides (the
+    /// frontend's receives and the blocking backend's loop). A request and
+    /// its reply then cost a few microseconds instead of two sleeps and
+    /// wake-ups (~50 µs on these VMs), at the price of a busy CPU for up to
+    /// `spin` whenever either side waits. Default: zero (never spin).
+    pub fn spin_before_sleep(mut self, spin: Duration) -> Self {
+        self.spin = spin;
+        self
+    }
+
     /// The backend ignores `SIGINT` (the seed's `ignoreSIGINT`), so a
     /// Ctrl-C in the terminal reaches only the parent, which then stops its
     /// processes in order. Default: `false` (Ctrl-C kills the backend too).
@@ -178,12 +189,14 @@ impl MessageProcessBuilder {
             name: self.name.clone(),
             target: target.clone(),
             max_frame: self.max_frame_size,
+            spin: self.spin,
         };
         let entry: Entry = Box::new(move |fd| run(fd, info));
         Ok(MessageProcess {
             name: self.name,
             target,
             config: Config {
+                spin: self.spin,
                 ignore_sigint: self.ignore_sigint,
                 allow_threads: self.allow_threads,
                 stop_timeout: self.stop_timeout,
@@ -202,6 +215,7 @@ impl MessageProcessBuilder {
 
 #[derive(Debug, Clone, Copy)]
 struct Config {
+    spin: Duration,
     ignore_sigint: bool,
     allow_threads: bool,
     stop_timeout: Duration,
@@ -291,6 +305,7 @@ impl MessageProcess {
             stop_timeout: Duration::from_secs(5),
             kill_timeout: Duration::from_secs(1),
             max_frame_size: DEFAULT_MAX_FRAME,
+            spin: Duration::ZERO,
             #[cfg(feature = "tokio")]
             async_config: Default::default(),
         }
@@ -624,6 +639,19 @@ impl MessageProcess {
                     self.settle(Some(Instant::now() + SETTLE_WAIT));
                     return Err(self.disconnected());
                 }
+                continue;
+            }
+            // Spin at most until the deadline: `try_recv` never spins.
+            let spin = deadline.map_or(self.config.spin, |d| {
+                self.config
+                    .spin
+                    .min(d.saturating_duration_since(Instant::now()))
+            });
+            if self
+                .conn
+                .spin_fill(spin)
+                .map_err(|e| e.with_process(&self.name))?
+            {
                 continue;
             }
             // Wait first, then read: in a request/reply exchange the reply is

@@ -24,6 +24,7 @@ test_main!(
     try_recv_and_recv_timeout,
     misuse_before_and_after_start,
     both_sides_writing_at_once_do_not_deadlock,
+    spinning_processes_answer_like_sleeping_ones,
 );
 
 fn ping_pong_echoes_parameters() {
@@ -246,4 +247,24 @@ fn both_sides_writing_at_once_do_not_deadlock() {
         assert_eq!(recv(&mut p)["data"].as_bytes().unwrap().len(), 64 << 10);
     }
     p.stop().unwrap();
+}
+
+fn spinning_processes_answer_like_sleeping_ones() {
+    let mut p = MessageProcess::builder("spinner")
+        .spin_before_sleep(Duration::from_micros(200))
+        .build(Probe::default())
+        .unwrap();
+    p.start().unwrap();
+    for i in 0..200u64 {
+        p.send(message!("echo", i = i)).unwrap();
+        assert_eq!(recv(&mut p).param::<u64>("i").unwrap(), i);
+    }
+    // try_recv does not spin: it answers at once.
+    let t = std::time::Instant::now();
+    assert!(p.try_recv().unwrap_err().is_empty());
+    assert!(t.elapsed() < Duration::from_millis(100));
+    // Sleeping after the spin still wakes for a late message.
+    p.send(message!("sleep", ms = 30)).unwrap();
+    assert_eq!(recv(&mut p).command(), "slept");
+    assert!(p.stop().unwrap().success());
 }
