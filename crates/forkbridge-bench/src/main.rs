@@ -657,6 +657,45 @@ fn typed_oneway(scale: &Scale) -> Outcome {
     }
 }
 
+fn large_message(scale: &Scale) -> Outcome {
+    const SIZE: usize = 4 << 20;
+    let count = (scale.oneway / 20_000).clamp(5, 50);
+    let payload = vec![0x42u8; SIZE];
+    let mut value = Vec::new();
+    let mut baseline = Vec::new();
+    let rate = |p: &mut MessageProcess| {
+        let t = Instant::now();
+        for _ in 0..count {
+            p.send(Message::new("tick").with("data", payload.clone()))
+                .unwrap();
+        }
+        p.send(Message::new("report")).unwrap();
+        assert_eq!(p.recv().unwrap().param::<u64>("n").unwrap(), count);
+        count as f64 * SIZE as f64 / t.elapsed().as_secs_f64() / 1e9
+    };
+    for _ in 0..scale.runs {
+        let mut socket = started_sink("socket");
+        let mut lane = MessageProcess::builder("lane")
+            .large_messages(64 << 10, 8 << 20)
+            .build(Sink::new())
+            .unwrap();
+        lane.start().unwrap();
+        baseline.push(rate(&mut socket));
+        value.push(rate(&mut lane));
+        socket.stop().unwrap();
+        lane.stop().unwrap();
+    }
+    Outcome {
+        name: "large_message",
+        unit: "GB/s",
+        value,
+        baseline,
+        target: ">=5",
+        what: "4 MiB Message parameters to a backend through the shared-memory lane",
+        baseline_what: "the same messages through the socket",
+    }
+}
+
 fn shm_frames(scale: &Scale) -> Outcome {
     const MIB: usize = 1 << 20;
     let frames = (scale.oneway / 500).max(20);
@@ -720,6 +759,7 @@ const SCENARIOS: &[(&str, Scenario)] = &[
     ("typed_call", typed_call),
     ("typed_oneway", typed_oneway),
     ("shm_frames", shm_frames),
+    ("large_message", large_message),
 ];
 
 fn main() {

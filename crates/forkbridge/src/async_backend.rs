@@ -503,8 +503,15 @@ async fn async_main<B: AsyncBackend>(
         }
     };
     let (tx, mut rx) = mpsc::channel(TASK_QUEUE);
+    let mut conn = Conn::new(afd.clone(), info.max_frame);
+    if let Some(rings) = &info.lane {
+        match rings.backend_end() {
+            Ok(lane) => conn.set_lane(lane),
+            Err(e) => log::warn!(target: &info.target, "large-message lane unavailable: {e}"),
+        }
+    }
     let mut ctx = AsyncContext {
-        conn: Conn::new(afd.clone(), info.max_frame),
+        conn,
         name: info.name,
         target: info.target,
         stop: false,
@@ -586,6 +593,8 @@ async fn event_loop<B: AsyncBackend>(
                     };
                     answer_call(&mut ctx.conn, &ctx.name, &ctx.target, id, &command, outcome);
                 }
+                // The connection turns lane markers into messages.
+                Ok(Frame::Lane) => {}
                 Ok(Frame::Reply { .. }) => {
                     log::debug!(target: &ctx.target, "ignoring a reply frame: backends make no calls");
                 }

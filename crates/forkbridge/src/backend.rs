@@ -503,12 +503,50 @@ pub(crate) struct ChildInfo {
     pub(crate) max_frame: usize,
     /// How long the loop spins on the socket before it sleeps.
     pub(crate) spin: std::time::Duration,
+    /// The shared-memory lane for large messages, if asked for.
+    pub(crate) lane: Option<LaneRings>,
+}
+
+/// The two rings of a large-message lane and its threshold.
+#[derive(Debug, Clone)]
+pub(crate) struct LaneRings {
+    pub(crate) to_backend: crate::ring::FrameRing,
+    pub(crate) to_frontend: crate::ring::FrameRing,
+    pub(crate) threshold: usize,
+}
+
+impl LaneRings {
+    /// The backend's end: reads `to_backend`, writes `to_frontend`.
+    pub(crate) fn backend_end(&self) -> Result<crate::conn::Lane> {
+        Ok(crate::conn::Lane {
+            rx: self.to_backend.consumer()?,
+            tx: self.to_frontend.producer()?,
+            threshold: self.threshold,
+            sent: 0,
+        })
+    }
+
+    /// The frontend's end: writes `to_backend`, reads `to_frontend`.
+    pub(crate) fn frontend_end(&self) -> Result<crate::conn::Lane> {
+        Ok(crate::conn::Lane {
+            tx: self.to_backend.producer()?,
+            rx: self.to_frontend.consumer()?,
+            threshold: self.threshold,
+            sent: 0,
+        })
+    }
 }
 
 /// The child's whole life after setup: register, `pre_run`, loop,
 /// `post_run`, final flush. Returns the exit code.
 pub(crate) fn run<B: Backend>(mut backend: B, fd: OwnedFd, info: ChildInfo) -> i32 {
-    let conn = Conn::new(fd, info.max_frame);
+    let mut conn = Conn::new(fd, info.max_frame);
+    if let Some(rings) = &info.lane {
+        match rings.backend_end() {
+            Ok(lane) => conn.set_lane(lane),
+            Err(e) => log::warn!(target: &info.target, "large-message lane unavailable: {e}"),
+        }
+    }
     let spin = info.spin;
     let mut ctx = BackendContext {
         conn,
@@ -591,6 +629,8 @@ fn event_loop<B: Backend>(
                     answer_call(&mut ctx.conn, &ctx.name, &ctx.target, id, &command, outcome);
                     flush_after_handler(ctx);
                 }
+                // The connection turns lane markers into messages.
+                Ok(Frame::Lane) => {}
                 Ok(Frame::Reply { .. }) => {
                     log::debug!(target: &ctx.target, "ignoring a reply frame: backends make no calls");
                 }

@@ -55,6 +55,63 @@ pub(crate) struct Conn<F: AsFd = OwnedFd> {
     /// `MessageFds` frame takes its count from the front.
     fds_in: VecDeque<OwnedFd>,
     fds_buf: Vec<OwnedFd>,
+    lane: Option<Lane>,
+}
+
+/// One end of the shared-memory lane for large messages: a ring this end
+/// writes and one it reads (see `MessageProcessBuilder::large_messages`).
+#[derive(Debug)]
+pub(crate) struct Lane {
+    pub(crate) tx: crate::ring::RingProducer,
+    pub(crate) rx: crate::ring::RingConsumer,
+    pub(crate) threshold: usize,
+    /// Messages sent through the lane so far.
+    pub(crate) sent: u64,
+}
+
+impl Lane {
+    /// Puts a large message in the lane, waiting a little for a slot if
+    /// both are busy (the reader is decoding); `false` sends it through the
+    /// socket instead: too large for a slot, or no slot in time.
+    fn try_send(&mut self, msg: &Message) -> bool {
+        let Ok(mut slot) = self.tx.acquire_timeout(LANE_WAIT) else {
+            return false;
+        };
+        match postcard::to_slice(msg, &mut slot[..]) {
+            Ok(used) => {
+                let len = used.len();
+                slot.commit(len).is_ok()
+            }
+            Err(_) => false, // larger than a slot: the socket takes it
+        }
+    }
+
+    /// The message the other end put in the lane before its marker.
+    fn recv(&mut self) -> Result<Message> {
+        let slot = self.rx.try_recv().map_err(|e| {
+            Error::new(ErrorKind::Decode).with_source(format!("lane marker without a message: {e}"))
+        })?;
+        postcard::from_bytes::<Message>(&slot)
+            .map_err(|e| Error::new(ErrorKind::Decode).with_source(e))
+    }
+}
+
+/// How long a large message waits for a free lane slot before it takes the
+/// socket instead.
+const LANE_WAIT: Duration = Duration::from_millis(20);
+
+/// The bytes a message's strings and byte strings hold, roughly its size.
+fn message_payload(msg: &Message) -> usize {
+    fn value(v: &crate::Value) -> usize {
+        match v {
+            crate::Value::Str(s) => s.len(),
+            crate::Value::Bytes(b) => b.len(),
+            crate::Value::List(items) => items.iter().map(value).sum(),
+            crate::Value::Map(entries) => entries.iter().map(|(k, v)| value(k) + value(v)).sum(),
+            _ => 8,
+        }
+    }
+    msg.params().map(|(k, v)| k.len() + value(v)).sum()
 }
 
 impl<F: AsFd> Conn<F> {
@@ -71,6 +128,7 @@ impl<F: AsFd> Conn<F> {
             eof: false,
             fds_in: VecDeque::new(),
             fds_buf: Vec::new(),
+            lane: None,
         }
     }
 
@@ -82,7 +140,33 @@ impl<F: AsFd> Conn<F> {
 
     /// Encodes a message into the outgoing buffer (no syscall).
     pub(crate) fn feed(&mut self, msg: &Message) -> Result<()> {
+        if self
+            .lane
+            .as_ref()
+            .is_some_and(|l| message_payload(msg) >= l.threshold)
+        {
+            // The reader frees slots as it meets our markers: put the ones
+            // still buffered on the wire before waiting for a slot.
+            let _ = self.try_flush();
+            let lane = self.lane.as_mut().expect("checked above");
+            if lane.try_send(msg) {
+                lane.sent += 1;
+                wire::encode_lane(&mut self.out);
+                return Ok(());
+            }
+        }
         wire::encode_message(&mut self.out, msg, self.max_frame)
+    }
+
+    /// Messages this end sent through the lane.
+    pub(crate) fn lane_sent(&self) -> u64 {
+        self.lane.as_ref().map_or(0, |l| l.sent)
+    }
+
+    /// Adds the shared-memory lane for large messages (both ends call it
+    /// with their halves).
+    pub(crate) fn set_lane(&mut self, lane: Lane) {
+        self.lane = Some(lane);
     }
 
     /// Encodes a typed call (id 0: one-way) into the outgoing buffer.
@@ -106,14 +190,16 @@ impl<F: AsFd> Conn<F> {
     }
 
     /// A mark of the outgoing buffer's end, for [`unfeed`](Conn::unfeed).
-    pub(crate) fn feed_mark(&self) -> usize {
-        self.out.len()
+    pub(crate) fn feed_mark(&self) -> (usize, u64) {
+        (self.out.len(), self.lane.as_ref().map_or(0, |l| l.sent))
     }
 
-    /// Drops what was fed after `mark`, if none of it was written yet;
+    /// Drops what was fed after `mark`, if none of it was written yet and
+    /// none of it went through the lane (its slot is already published);
     /// returns whether it did.
-    pub(crate) fn unfeed(&mut self, mark: usize) -> bool {
-        if self.out_pos <= mark && mark <= self.out.len() {
+    pub(crate) fn unfeed(&mut self, (mark, lane_sent): (usize, u64)) -> bool {
+        let lane_now = self.lane.as_ref().map_or(0, |l| l.sent);
+        if lane_now == lane_sent && self.out_pos <= mark && mark <= self.out.len() {
             self.out.truncate(mark);
             true
         } else {
@@ -288,7 +374,14 @@ impl<F: AsFd> Conn<F> {
 
     /// The next complete frame already read, if any.
     pub(crate) fn next_frame(&mut self) -> Option<Result<Frame>> {
-        self.decoder.next_frame()
+        match self.decoder.next_frame() {
+            Some(Ok(Frame::Lane)) => Some(match &mut self.lane {
+                Some(lane) => lane.recv().map(Frame::Message),
+                None => Err(Error::new(ErrorKind::Decode)
+                    .with_source("a lane marker on a connection without a lane")),
+            }),
+            other => other,
+        }
     }
 
     /// The `count` fds a `MessageFds` frame announced, in order.

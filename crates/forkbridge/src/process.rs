@@ -37,7 +37,7 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::process::ExitStatus;
 use std::time::{Duration, Instant};
 
-use crate::backend::{self, Backend, ChildInfo};
+use crate::backend::{self, Backend, ChildInfo, LaneRings};
 use crate::conn::{Conn, FLUSH_THRESHOLD, Filled};
 use crate::error::{Error, ErrorKind, Result};
 use crate::message::Message;
@@ -82,11 +82,27 @@ pub struct MessageProcessBuilder {
     kill_timeout: Duration,
     max_frame_size: usize,
     spin: Duration,
+    large: Option<(usize, usize)>,
     #[cfg(feature = "tokio")]
     async_config: crate::async_backend::AsyncConfig,
 }
 
 impl MessageProcessBuilder {
+    /// Sends messages whose strings and byte strings hold at least
+    /// `threshold` bytes through a shared-memory lane instead of the socket,
+    /// transparently, both ways: the message is encoded straight into a
+    /// shared slot and decoded from it, and only a one-byte marker goes
+    /// through the socket, in order — so a huge message neither costs a
+    /// socket's worth of copies and wake-ups nor holds up small ones behind
+    /// it in the socket. Each direction has two slots of `slot_size` bytes
+    /// (address space only, until used); when both are busy, or a message
+    /// does not fit a slot, it simply takes the socket. Off by default: it
+    /// maps 4 slots per process.
+    pub fn large_messages(mut self, threshold: usize, slot_size: usize) -> Self {
+        self.large = Some((threshold.max(1), slot_size.max(4096)));
+        self
+    }
+
     /// Spin up to `spin` on the socket before sleeping, on both sides (the
     /// frontend's receives and the blocking backend's loop). A request and
     /// its reply then cost a few microseconds instead of two sleeps and
@@ -181,15 +197,34 @@ impl MessageProcessBuilder {
         target: String,
         run: impl FnOnce(OwnedFd, ChildInfo) -> i32 + Send + 'static,
     ) -> Result<MessageProcess> {
+        let lane = match self.large {
+            Some((threshold, slot_size)) => Some(LaneRings {
+                to_backend: crate::ring::FrameRing::new(2, slot_size)?.with_spin(Duration::ZERO),
+                to_frontend: crate::ring::FrameRing::new(2, slot_size)?.with_spin(Duration::ZERO),
+                threshold,
+            }),
+            None => None,
+        };
         let (front, back) = socket::socketpair()?;
         registry::add(front.as_raw_fd());
         registry::add(back.as_raw_fd());
-        let conn = Conn::new(front, self.max_frame_size);
+        let mut conn = Conn::new(front, self.max_frame_size);
+        if let Some(rings) = &lane {
+            match rings.frontend_end() {
+                Ok(end) => conn.set_lane(end),
+                Err(e) => {
+                    registry::remove(front_raw(&conn));
+                    registry::remove(back.as_raw_fd());
+                    return Err(e);
+                }
+            }
+        }
         let info = ChildInfo {
             name: self.name.clone(),
             target: target.clone(),
             max_frame: self.max_frame_size,
             spin: self.spin,
+            lane,
         };
         let entry: Entry = Box::new(move |fd| run(fd, info));
         Ok(MessageProcess {
@@ -306,6 +341,7 @@ impl MessageProcess {
             kill_timeout: Duration::from_secs(1),
             max_frame_size: DEFAULT_MAX_FRAME,
             spin: Duration::ZERO,
+            large: None,
             #[cfg(feature = "tokio")]
             async_config: Default::default(),
         }
@@ -328,6 +364,12 @@ impl MessageProcess {
     /// The logging target of the backend, `TypeName.name`.
     pub fn log_target(&self) -> &str {
         &self.target
+    }
+
+    /// How many messages this handle sent through the shared-memory lane
+    /// ([`MessageProcessBuilder::large_messages`]) rather than the socket.
+    pub fn large_messages_sent(&self) -> u64 {
+        self.conn.lane_sent()
     }
 
     /// The backend's pid, once started.
@@ -591,7 +633,7 @@ impl MessageProcess {
                 Frame::Reply { id, .. } => {
                     log::debug!(target: &self.target, "dropping the late reply to call {id}");
                 }
-                Frame::Stop | Frame::Call { .. } => {} // backends send neither
+                Frame::Stop | Frame::Call { .. } | Frame::Lane => {} // backends send neither
             }
         }
     }
@@ -753,7 +795,7 @@ impl MessageProcess {
                 Frame::Reply { id: other, .. } => {
                     log::debug!(target: &self.target, "dropping the late reply to call {other}");
                 }
-                Frame::Stop | Frame::Call { .. } => {}
+                Frame::Stop | Frame::Call { .. } | Frame::Lane => {}
             }
         }
     }
@@ -1107,4 +1149,8 @@ pub(crate) fn decode_reply<R: serde::de::DeserializeOwned>(
             "the reply of '{command}' is not the expected type: {e}"
         ))
     })
+}
+
+fn front_raw(conn: &Conn) -> RawFd {
+    conn.as_fd().as_raw_fd()
 }

@@ -11,6 +11,8 @@
 //!                   a reply type it was not built for, 0 = unchecked)
 //! kind 4  message   count:u8 | postcard(Message), with `count` fds sent
 //!   + fds           (SCM_RIGHTS) along with the frame's first byte
+//! kind 5  lane      (empty): the next message waits in the shared-memory
+//!                   lane (see `MessageProcessBuilder::large_messages`)
 //! kind 3  reply     id:varint | status:u8 | payload
 //!                   (status 0: postcard(return value);
 //!                    status 1: postcard((kind, message)) of a failure)
@@ -40,6 +42,7 @@ const KIND_CONTROL: u8 = 1;
 const KIND_CALL: u8 = 2;
 const KIND_REPLY: u8 = 3;
 const KIND_MESSAGE_FDS: u8 = 4;
+const KIND_LANE: u8 = 5;
 const CONTROL_STOP: u8 = 1;
 const REPLY_OK: u8 = 0;
 const REPLY_FAILED: u8 = 1;
@@ -53,6 +56,8 @@ pub(crate) enum Frame {
     Message(Message),
     /// A message that came with this many fds (queued by the connection).
     MessageFds(Message, u8),
+    /// The next message is in the shared-memory lane.
+    Lane,
     Stop,
     /// A typed command; `args` is the postcard encoding of its arguments.
     Call {
@@ -198,6 +203,12 @@ pub(crate) fn encode_message_fds(
     finish_frame(out, start, max)
 }
 
+/// Appends a lane marker: the next message travels through shared memory.
+pub(crate) fn encode_lane(out: &mut Vec<u8>) {
+    out.extend_from_slice(&1u32.to_le_bytes());
+    out.push(KIND_LANE);
+}
+
 /// Appends a stop-request frame to `out`.
 pub(crate) fn encode_stop(out: &mut Vec<u8>) {
     out.extend_from_slice(&2u32.to_le_bytes());
@@ -312,6 +323,7 @@ fn decode_frame(frame: &[u8]) -> Result<Frame> {
             },
             None => Err(Error::new(ErrorKind::Decode).with_source("empty fd frame")),
         },
+        KIND_LANE if body.is_empty() => Ok(Frame::Lane),
         KIND_CONTROL if body == [CONTROL_STOP] => Ok(Frame::Stop),
         KIND_CALL => {
             let decoded = (|| {
