@@ -165,3 +165,180 @@ impl fmt::Debug for SharedBuffer {
             .finish()
     }
 }
+
+/// An n-dimensional array of plain values in a [`SharedBuffer`] (what the
+/// seed's users do with a numpy array in shared memory): a shape, row-major
+/// (C) order, every index checked.
+///
+/// ```
+/// use forkbridge::SharedArray;
+///
+/// let frame = SharedArray::<u8>::new(&[480, 640, 3])?;    // an RGB image
+/// frame.set(&[10, 20, 1], 200)?;
+/// assert_eq!(frame.get(&[10, 20, 1])?, 200);
+/// assert!(frame.get(&[480, 0, 0]).is_err());              // out of range: typed error
+/// let row = frame.read_range(&[10, 0, 0], 640 * 3)?;      // one row, contiguous
+/// assert_eq!(row[20 * 3 + 1], 200);
+/// // Send `frame.buffer().fd()` to a backend; it rebuilds the view with
+/// // `SharedArray::from_buffer(buffer, &[480, 640, 3])`.
+/// # Ok::<(), forkbridge::Error>(())
+/// ```
+#[derive(Clone)]
+pub struct SharedArray<T> {
+    buffer: SharedBuffer,
+    shape: Vec<usize>,
+    _values: std::marker::PhantomData<T>,
+}
+
+impl<T: bytemuck::Pod> SharedArray<T> {
+    /// A zero-filled array of this shape in a new buffer.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::InvalidArgument`] for an empty shape, a zero dimension,
+    /// or a size that overflows.
+    pub fn new(shape: &[usize]) -> Result<SharedArray<T>> {
+        let bytes = byte_len::<T>(shape)?;
+        SharedArray::from_buffer(SharedBuffer::new(bytes)?, shape)
+    }
+
+    /// A view of this shape over an existing buffer (one received as an
+    /// fd, for example).
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::InvalidArgument`] if the buffer is smaller than the
+    /// shape needs.
+    pub fn from_buffer(buffer: SharedBuffer, shape: &[usize]) -> Result<SharedArray<T>> {
+        let bytes = byte_len::<T>(shape)?;
+        if buffer.len() < bytes {
+            return Err(Error::new(ErrorKind::InvalidArgument).with_source(format!(
+                "a {shape:?} array needs {bytes} bytes; the buffer has {}",
+                buffer.len()
+            )));
+        }
+        Ok(SharedArray {
+            buffer,
+            shape: shape.to_vec(),
+            _values: std::marker::PhantomData,
+        })
+    }
+
+    /// The shape.
+    pub fn shape(&self) -> &[usize] {
+        &self.shape
+    }
+
+    /// The number of values.
+    pub fn len(&self) -> usize {
+        self.shape.iter().product()
+    }
+
+    /// Always `false`: dimensions are never zero.
+    pub fn is_empty(&self) -> bool {
+        false
+    }
+
+    /// The buffer underneath (to send its fd).
+    pub fn buffer(&self) -> &SharedBuffer {
+        &self.buffer
+    }
+
+    /// The value at `index`.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::InvalidArgument`] if the index has the wrong number of
+    /// dimensions or is out of range in one.
+    pub fn get(&self, index: &[usize]) -> Result<T> {
+        let at = self.offset(index)?;
+        Ok(self.buffer.read_vec::<T>(at, 1)?[0])
+    }
+
+    /// Sets the value at `index`.
+    ///
+    /// # Errors
+    ///
+    /// As [`get`](SharedArray::get).
+    pub fn set(&self, index: &[usize], value: T) -> Result<()> {
+        let at = self.offset(index)?;
+        self.buffer.write_slice(at, &[value])
+    }
+
+    /// `count` values in row-major order starting at `index`.
+    ///
+    /// # Errors
+    ///
+    /// As [`get`](SharedArray::get), or if the range runs past the end.
+    pub fn read_range(&self, index: &[usize], count: usize) -> Result<Vec<T>> {
+        let at = self.offset(index)?;
+        self.check_range(at, count)?;
+        self.buffer.read_vec(at, count)
+    }
+
+    /// Writes `values` in row-major order starting at `index`.
+    ///
+    /// # Errors
+    ///
+    /// As [`read_range`](SharedArray::read_range).
+    pub fn write_range(&self, index: &[usize], values: &[T]) -> Result<()> {
+        let at = self.offset(index)?;
+        self.check_range(at, values.len())?;
+        self.buffer.write_slice(at, values)
+    }
+
+    fn offset(&self, index: &[usize]) -> Result<usize> {
+        if index.len() != self.shape.len() {
+            return Err(Error::new(ErrorKind::InvalidArgument).with_source(format!(
+                "a {}-dimensional index for a {}-dimensional array",
+                index.len(),
+                self.shape.len()
+            )));
+        }
+        let mut flat = 0;
+        for (dim, (&i, &n)) in index.iter().zip(&self.shape).enumerate() {
+            if i >= n {
+                return Err(Error::new(ErrorKind::InvalidArgument).with_source(format!(
+                    "index {i} out of range for dimension {dim} of size {n}"
+                )));
+            }
+            flat = flat * n + i;
+        }
+        Ok(flat * std::mem::size_of::<T>())
+    }
+
+    fn check_range(&self, at: usize, count: usize) -> Result<()> {
+        let end = count
+            .checked_mul(std::mem::size_of::<T>())
+            .and_then(|b| b.checked_add(at));
+        match end {
+            Some(end) if end <= self.len() * std::mem::size_of::<T>() => Ok(()),
+            _ => Err(Error::new(ErrorKind::InvalidArgument)
+                .with_source(format!("{count} values from there run past the array"))),
+        }
+    }
+}
+
+fn byte_len<T>(shape: &[usize]) -> Result<usize> {
+    let invalid = |why: &str| Error::new(ErrorKind::InvalidArgument).with_source(why.to_owned());
+    if shape.is_empty() || shape.contains(&0) {
+        return Err(invalid(
+            "a shape needs at least one dimension, none of size 0",
+        ));
+    }
+    shape
+        .iter()
+        .try_fold(std::mem::size_of::<T>().max(1), |acc, &n| {
+            acc.checked_mul(n)
+        })
+        .ok_or_else(|| invalid("the array's size overflows"))
+}
+
+impl<T> fmt::Debug for SharedArray<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SharedArray")
+            .field("type", &std::any::type_name::<T>())
+            .field("shape", &self.shape)
+            .finish()
+    }
+}

@@ -210,7 +210,7 @@ pub use crate::async_process::AsyncMessageProcess;
 pub use crate::backend::{
     Backend, BackendContext, BoxError, HandlerResult, Handlers, Interest, Ready, SourceId,
 };
-pub use crate::buffer::SharedBuffer;
+pub use crate::buffer::{SharedArray, SharedBuffer};
 pub use crate::error::{Error, ErrorKind, Result};
 pub use crate::event::{Event, EventKind};
 pub use crate::event_group::{EventGroup, EventIndex};

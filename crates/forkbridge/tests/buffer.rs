@@ -10,7 +10,7 @@ use std::os::unix::net::UnixStream;
 use common::{error_field, mappings, open_fds, recv};
 use forkbridge::{
     Backend, BackendContext, ErrorKind, HandlerResult, Handlers, Message, MessageProcess,
-    SharedBuffer, message,
+    SharedArray, SharedBuffer, message,
 };
 
 test_main!(
@@ -21,6 +21,7 @@ test_main!(
     buffers_leak_no_fd_or_mapping_on_either_side,
     a_backend_sends_a_buffer_back,
     large_messages_take_the_lane_in_order_both_ways,
+    a_shaped_array_is_filled_by_the_backend,
 );
 
 #[derive(Debug, Default)]
@@ -61,6 +62,20 @@ impl BufferWorker {
         Ok(())
     }
 
+    /// Views the buffer it got as an f32 array of the given shape and
+    /// writes `row * 100 + column` into every cell.
+    fn fill_array(&mut self, ctx: &mut BackendContext, msg: Message) -> HandlerResult {
+        let (rows, cols): (usize, usize) = (msg.param("rows")?, msg.param("cols")?);
+        let fd = ctx.take_fds().pop().ok_or("no buffer")?;
+        let array = SharedArray::<f32>::from_buffer(SharedBuffer::from_fd(fd)?, &[rows, cols])?;
+        for r in 0..rows {
+            let row: Vec<f32> = (0..cols).map(|c| (r * 100 + c) as f32).collect();
+            array.write_range(&[r, 0], &row)?;
+        }
+        ctx.send(Message::new("filled"))?;
+        Ok(())
+    }
+
     fn drop_all(&mut self, ctx: &mut BackendContext, _: Message) -> HandlerResult {
         self.kept.clear();
         ctx.send(Message::new("dropped"))?;
@@ -81,6 +96,7 @@ impl Backend for BufferWorker {
             .on("drop_all", Self::drop_all)
             .on("fds", Self::fds)
             .on("make", Self::make)
+            .on("fill_array", Self::fill_array)
             .on(
                 "tag",
                 |_: &mut Self, ctx: &mut BackendContext, m: Message| {
@@ -295,4 +311,23 @@ fn large_messages_take_the_lane_in_order_both_ways() {
         );
     }
     assert!(p.stop().unwrap().success());
+}
+
+fn a_shaped_array_is_filled_by_the_backend() {
+    let mut p = start();
+    let array = SharedArray::<f32>::new(&[6, 9]).unwrap();
+    p.send_with_fds(
+        message!("fill_array", rows = 6, cols = 9),
+        &[array.buffer().fd()],
+    )
+    .unwrap();
+    assert_eq!(recv(&mut p).command(), "filled");
+    assert_eq!(array.get(&[5, 8]).unwrap(), 508.0);
+    assert_eq!(array.read_range(&[2, 0], 9).unwrap()[3], 203.0);
+    assert!(array.get(&[6, 0]).is_err());
+    assert!(array.get(&[0]).is_err());
+    assert!(array.read_range(&[5, 1], 9).is_err(), "runs past the end");
+    let too_small = SharedBuffer::new(16).unwrap();
+    assert!(SharedArray::<f32>::from_buffer(too_small, &[6, 9]).is_err());
+    p.stop().unwrap();
 }
