@@ -503,15 +503,8 @@ async fn async_main<B: AsyncBackend>(
         }
     };
     let (tx, mut rx) = mpsc::channel(TASK_QUEUE);
-    let mut conn = Conn::new(afd.clone(), info.max_frame);
-    if let Some(rings) = &info.lane {
-        match rings.backend_end() {
-            Ok(lane) => conn.set_lane(lane),
-            Err(e) => log::warn!(target: &info.target, "large-message lane unavailable: {e}"),
-        }
-    }
     let mut ctx = AsyncContext {
-        conn,
+        conn: info.intercom(afd.clone()),
         name: info.name,
         target: info.target,
         stop: false,

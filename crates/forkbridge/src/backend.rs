@@ -507,6 +507,21 @@ pub(crate) struct ChildInfo {
     pub(crate) lane: Option<LaneRings>,
 }
 
+impl ChildInfo {
+    /// The child's end of the intercom over `fd`, with its end of the
+    /// large-message lane if the process has one.
+    pub(crate) fn intercom<F: AsFd>(&self, fd: F) -> Conn<F> {
+        let mut conn = Conn::new(fd, self.max_frame);
+        if let Some(rings) = &self.lane {
+            match rings.backend_end() {
+                Ok(lane) => conn.set_lane(lane),
+                Err(e) => log::warn!(target: &self.target, "large-message lane unavailable: {e}"),
+            }
+        }
+        conn
+    }
+}
+
 /// The two rings of a large-message lane and its threshold.
 #[derive(Debug, Clone)]
 pub(crate) struct LaneRings {
@@ -540,13 +555,7 @@ impl LaneRings {
 /// The child's whole life after setup: register, `pre_run`, loop,
 /// `post_run`, final flush. Returns the exit code.
 pub(crate) fn run<B: Backend>(mut backend: B, fd: OwnedFd, info: ChildInfo) -> i32 {
-    let mut conn = Conn::new(fd, info.max_frame);
-    if let Some(rings) = &info.lane {
-        match rings.backend_end() {
-            Ok(lane) => conn.set_lane(lane),
-            Err(e) => log::warn!(target: &info.target, "large-message lane unavailable: {e}"),
-        }
-    }
+    let conn = info.intercom(fd);
     let spin = info.spin;
     let mut ctx = BackendContext {
         conn,
