@@ -319,7 +319,8 @@ fn backend_kill(scale: &Scale) -> Outcome {
 /// `stop()` must return within stop_timeout + kill_timeout + reaping.
 fn stop_bound(scale: &Scale) -> Outcome {
     let (stop_timeout, kill_timeout) = (Duration::from_millis(200), Duration::from_millis(200));
-    let bound = stop_timeout + kill_timeout + Duration::from_millis(100);
+    // The configured waits, plus time to reap on a loaded machine.
+    let bound = stop_timeout + kill_timeout + Duration::from_millis(300);
     let mut worst = Duration::ZERO;
     let mut failures = 0;
     for i in 0..scale.stops * 3 {

@@ -495,7 +495,9 @@ impl MainContext for Pipeline {
                 let _ = std::io::stdout().flush();
             }
             if let Some(rendered) = self.rendered {
-                if self.results >= rendered {
+                // Unique frames: a frame a killed detector was reading is
+                // analysed again by its replacement.
+                if self.seen.len() as u64 >= rendered {
                     self.elapsed = started.elapsed();
                     return Ok(());
                 }
