@@ -188,6 +188,9 @@ mod conn;
 mod error;
 mod event;
 mod event_group;
+#[cfg(any(fuzzing, test))]
+#[doc(hidden)]
+pub mod fuzz;
 mod logger;
 mod main_context;
 mod message;

@@ -36,7 +36,7 @@
 use crate::error::{Error, ErrorKind, Result};
 use crate::message::Message;
 
-const LEN_BYTES: usize = 4;
+pub(crate) const LEN_BYTES: usize = 4;
 const KIND_MESSAGE: u8 = 0;
 const KIND_CONTROL: u8 = 1;
 const KIND_CALL: u8 = 2;
