@@ -9,8 +9,14 @@
 //! Each entry panics only when a property fails; a decode error is a
 //! correct answer to hostile bytes.
 
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
 use crate::Message;
-use crate::wire::{self, Decoder, Frame, LEN_BYTES};
+use crate::backend::decode_args;
+use crate::process::decode_reply;
+use crate::wire::{self, Decoder, Fingerprints, Frame, LEN_BYTES};
 
 /// Feeds `data` through the stream decoder the way a socket would.
 ///
@@ -46,6 +52,99 @@ pub fn frames(data: &[u8]) {
 pub fn message(data: &[u8]) {
     if let Ok(msg) = postcard::from_bytes::<Message>(data) {
         round_trip(&msg);
+    }
+}
+
+/// A typed command's argument shape with every kind of field serde has:
+/// strings, bytes, options, floats, enums, sequences and maps.
+#[derive(Debug, Serialize, Deserialize)]
+struct Args {
+    name: String,
+    data: Vec<u8>,
+    n: Option<u64>,
+    f: f64,
+    kind: Kind,
+    items: Vec<(i32, String)>,
+    map: BTreeMap<String, u16>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+enum Kind {
+    A,
+    B(u8),
+    C { x: i64 },
+}
+
+/// Decodes `data` as a typed call (first byte even) or a reply (odd), then
+/// its arguments or value the way a handler or a client would.
+///
+/// Properties: no panic; a call whose fingerprints are not this handler's
+/// is refused; whatever decodes re-encodes to a stable encoding.
+pub fn typed(data: &[u8]) {
+    let Some((&which, body)) = data.split_first() else {
+        return;
+    };
+    let mut frame = u32::try_from(body.len() + 1)
+        .unwrap()
+        .to_le_bytes()
+        .to_vec();
+    frame.push(if which % 2 == 0 {
+        wire::KIND_CALL
+    } else {
+        wire::KIND_REPLY
+    });
+    frame.extend_from_slice(body);
+    let mut dec = Decoder::new(usize::MAX >> 1);
+    dec.buffer().extend_from_slice(&frame);
+    match dec.next_frame() {
+        Some(Ok(Frame::Call {
+            id,
+            command,
+            types,
+            args,
+        })) => {
+            let checked = decode_args::<Args, Args>(&command, types, &args);
+            let ours = Fingerprints::of::<Args, Args>();
+            assert!(
+                checked.is_err() || types.args == 0 || types.args == ours.args,
+                "a call with foreign argument types was accepted"
+            );
+            // Past the type check, as a caller with matching types gets.
+            if let Ok(value) = decode_args::<Args, Args>(&command, Fingerprints::default(), &args) {
+                let mut first = Vec::new();
+                wire::encode_call(&mut first, id, &command, ours, &value, usize::MAX >> 1)
+                    .expect("decoded arguments encode");
+                let mut dec = Decoder::new(usize::MAX >> 1);
+                dec.buffer().extend_from_slice(&first);
+                let Some(Ok(Frame::Call {
+                    args: again, types, ..
+                })) = dec.next_frame()
+                else {
+                    panic!("re-encoded call of {value:?} does not decode");
+                };
+                let value = decode_args::<Args, Args>(&command, types, &again)
+                    .expect("re-encoded arguments decode");
+                assert_eq!(
+                    postcard::to_allocvec(&value).unwrap(),
+                    again,
+                    "unstable round trip"
+                );
+            }
+        }
+        Some(Ok(Frame::Reply {
+            result: Ok(value), ..
+        })) => {
+            if let Ok(reply) = decode_reply::<Args>(&value, "fuzz") {
+                let first = postcard::to_allocvec(&reply).unwrap();
+                let again = decode_reply::<Args>(&first, "fuzz").expect("re-encoded reply decodes");
+                assert_eq!(
+                    postcard::to_allocvec(&again).unwrap(),
+                    first,
+                    "unstable round trip"
+                );
+            }
+        }
+        _ => {}
     }
 }
 
@@ -87,6 +186,11 @@ mod tests {
     #[test]
     fn frames_corpus_replays() {
         replay("frames", super::frames);
+    }
+
+    #[test]
+    fn typed_corpus_replays() {
+        replay("typed", super::typed);
     }
 
     #[test]
