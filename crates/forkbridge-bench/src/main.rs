@@ -266,29 +266,7 @@ fn pinned<T>(partners: &[libc::pid_t], f: impl FnOnce() -> T) -> T {
 }
 
 fn roundtrip(scale: &Scale) -> Outcome {
-    let mut value = Vec::new();
-    let mut baseline = Vec::new();
-    for _ in 0..scale.runs {
-        let mut raw = raw::EchoPartner::start();
-        let mut p = started_sink("roundtrip");
-        let ping = Message::new("ping");
-        let partners = [raw.pid(), p.pid().unwrap()];
-        let (v, b) = pinned(&partners, || {
-            interleaved(
-                scale.roundtrips,
-                500,
-                || {
-                    p.send(ping.clone()).unwrap();
-                    p.recv().unwrap();
-                },
-                || raw.round(),
-            )
-        });
-        value.push(v);
-        baseline.push(b);
-        raw.finish();
-        p.stop().unwrap();
-    }
+    let (value, baseline) = ping_rounds(scale, MessageProcess::builder("roundtrip"));
     Outcome {
         name: "roundtrip",
         unit: "us",
@@ -301,15 +279,28 @@ fn roundtrip(scale: &Scale) -> Outcome {
 }
 
 fn roundtrip_spin(scale: &Scale) -> Outcome {
+    let builder = MessageProcess::builder("spinner").spin_before_sleep(Duration::from_micros(100));
+    let (value, baseline) = ping_rounds(scale, builder);
+    Outcome {
+        name: "roundtrip_spin",
+        unit: "us",
+        value,
+        baseline,
+        target: "<=1.0",
+        what: "roundtrip with spin_before_sleep(100 µs) on both sides",
+        baseline_what: "the blocking 8-byte socketpair round trip (no spinning)",
+    }
+}
+
+/// Ping round trips through a process built from `builder`, interleaved
+/// with raw socketpair round trips: per run, the mean of each in µs.
+fn ping_rounds(scale: &Scale, builder: forkbridge::MessageProcessBuilder) -> (Vec<f64>, Vec<f64>) {
     let mut value = Vec::new();
     let mut baseline = Vec::new();
     for _ in 0..scale.runs {
         let mut raw = raw::EchoPartner::start();
-        let mut p = MessageProcess::builder("spinner")
-            .spin_before_sleep(Duration::from_micros(100))
-            .build(Sink::new())
-            .unwrap();
-        p.start().unwrap();
+        let mut p = builder.clone().build(Sink::new()).expect("build");
+        p.start().expect("start");
         let ping = Message::new("ping");
         let partners = [raw.pid(), p.pid().unwrap()];
         let (v, b) = pinned(&partners, || {
@@ -328,15 +319,7 @@ fn roundtrip_spin(scale: &Scale) -> Outcome {
         raw.finish();
         p.stop().unwrap();
     }
-    Outcome {
-        name: "roundtrip_spin",
-        unit: "us",
-        value,
-        baseline,
-        target: "<=1.0",
-        what: "roundtrip with spin_before_sleep(100 µs) on both sides",
-        baseline_what: "the blocking 8-byte socketpair round trip (no spinning)",
-    }
+    (value, baseline)
 }
 
 fn oneway_small(scale: &Scale) -> Outcome {
