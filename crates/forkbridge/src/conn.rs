@@ -56,6 +56,9 @@ pub(crate) struct Conn<F: AsFd = OwnedFd> {
     fds_in: VecDeque<OwnedFd>,
     fds_buf: Vec<OwnedFd>,
     lane: Option<Lane>,
+    /// Read no further than the end of the next frame (see
+    /// [`set_frame_reads`](Conn::set_frame_reads)).
+    frame_reads: bool,
 }
 
 /// One end of the shared-memory lane for large messages: a ring this end
@@ -106,7 +109,8 @@ fn message_payload(msg: &Message) -> usize {
         match v {
             crate::Value::Str(s) => s.len(),
             crate::Value::Bytes(b) => b.len(),
-            crate::Value::List(items) => items.iter().map(value).sum(),
+            crate::Value::List(items) | crate::Value::Tuple(items) => items.iter().map(value).sum(),
+            crate::Value::Pickled { data, .. } => data.len(),
             crate::Value::Map(entries) => entries.iter().map(|(k, v)| value(k) + value(v)).sum(),
             _ => 8,
         }
@@ -129,7 +133,18 @@ impl<F: AsFd> Conn<F> {
             fds_in: VecDeque::new(),
             fds_buf: Vec::new(),
             lane: None,
+            frame_reads: false,
         }
+    }
+
+    /// Reads one frame at a time (a length read, then the rest) instead of
+    /// everything the socket holds: two `recv(2)` per message instead of
+    /// one per burst, but no complete frame ever waits in this buffer while
+    /// the socket looks idle, so a caller can wait on the fd with its own
+    /// `select` and read one message per wake-up (what Python's
+    /// `multiprocessing.Connection` users do).
+    pub(crate) fn set_frame_reads(&mut self, yes: bool) {
+        self.frame_reads = yes;
     }
 
     /// What owns the socket.
@@ -282,7 +297,12 @@ impl<F: AsFd> Conn<F> {
         }
         let ready = fds[0].revents();
         if ready & (poll::POLLIN | poll::POLLHUP | poll::POLLERR) != 0 && !self.eof {
-            self.fill()?;
+            // Read ahead even in frame-reads mode: a peer blocked on its own
+            // full send waits for us to take everything.
+            let frame_reads = std::mem::replace(&mut self.frame_reads, false);
+            let filled = self.fill();
+            self.frame_reads = frame_reads;
+            filled?;
         }
         if n == 2 && fds[1].revents() != 0 && ready & poll::POLLOUT == 0 {
             // The peer died with our bytes unsent: nobody will read them.
@@ -330,7 +350,14 @@ impl<F: AsFd> Conn<F> {
         }
         let mut total = 0;
         while total < READ_BUDGET {
-            let chunk = self.read_chunk;
+            let chunk = if self.frame_reads {
+                match self.decoder.missing() {
+                    0 => break,
+                    missing => missing.min(READ_CHUNK_MAX),
+                }
+            } else {
+                self.read_chunk
+            };
             let res = socket::recv_into(
                 self.fd.as_fd(),
                 self.decoder.buffer(),
@@ -353,7 +380,9 @@ impl<F: AsFd> Conn<F> {
                 Ok(n) => {
                     total += n;
                     wait = false;
-                    self.read_chunk = (chunk * 2).min(READ_CHUNK_MAX);
+                    if !self.frame_reads {
+                        self.read_chunk = (chunk * 2).min(READ_CHUNK_MAX);
+                    }
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,

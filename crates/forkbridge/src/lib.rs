@@ -191,6 +191,7 @@ mod event_group;
 #[cfg(any(fuzzing, test))]
 #[doc(hidden)]
 pub mod fuzz;
+mod intercom;
 mod logger;
 mod main_context;
 mod message;
@@ -217,12 +218,13 @@ pub use crate::buffer::{SharedArray, SharedBuffer};
 pub use crate::error::{Error, ErrorKind, Result};
 pub use crate::event::{Event, EventKind};
 pub use crate::event_group::{EventGroup, EventIndex};
+pub use crate::intercom::Intercom;
 pub use crate::logger::format_logger;
 pub use crate::main_context::{
     MainContext, MainThread, Outcome, ReadySet, Shutdown, run_as_thread, run_main, wait_any,
 };
 pub use crate::message::Message;
-pub use crate::process::{MessageProcess, MessageProcessBuilder};
+pub use crate::process::{ForkHooks, MessageProcess, MessageProcessBuilder};
 pub use crate::ring::{FrameRing, ReadSlot, RingConsumer, RingProducer, WriteSlot};
 pub use crate::select::{Selected, select};
 pub use crate::sync_index::SyncIndex;

@@ -35,11 +35,13 @@ use std::io::Write;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::process::ExitStatus;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::backend::{self, Backend, ChildInfo, LaneRings};
 use crate::conn::{Conn, FLUSH_THRESHOLD, Filled};
 use crate::error::{Error, ErrorKind, Result};
+use crate::intercom::Intercom;
 use crate::message::Message;
 use crate::registry;
 use crate::sys::fork::{self, ChildSetup, Forked};
@@ -83,8 +85,28 @@ pub struct MessageProcessBuilder {
     max_frame_size: usize,
     spin: Duration,
     large: Option<(usize, usize)>,
+    hooks: Option<Arc<dyn ForkHooks>>,
+    keep_signal_handlers: bool,
+    frame_reads: bool,
     #[cfg(feature = "tokio")]
     async_config: crate::async_backend::AsyncConfig,
+}
+
+/// Code to run around the fork, for a runtime embedded in the program that
+/// must prepare for it (the Python binding calls `PyOS_BeforeFork` and its
+/// siblings here). Each method runs on the thread that calls
+/// [`MessageProcess::start`].
+///
+/// `after_fork_child` runs in the child right after forkbridge's own setup
+/// (parent-death signal, signals, fds) and before the backend; the fork's
+/// rules apply to it (see [`MessageProcess`]).
+pub trait ForkHooks: Send + Sync + fmt::Debug {
+    /// In the parent, just before `fork(2)`.
+    fn before_fork(&self) {}
+    /// In the child, before the backend runs.
+    fn after_fork_child(&self) {}
+    /// In the parent, just after `fork(2)`, whether it succeeded or not.
+    fn after_fork_parent(&self) {}
 }
 
 impl MessageProcessBuilder {
@@ -167,6 +189,53 @@ impl MessageProcessBuilder {
         self
     }
 
+    /// Runs `hooks` around the fork (see [`ForkHooks`]).
+    pub fn fork_hooks(mut self, hooks: Arc<dyn ForkHooks>) -> Self {
+        self.hooks = Some(hooks);
+        self
+    }
+
+    /// The child keeps the parent's signal handlers instead of starting with
+    /// the default dispositions (`SIGINT` is still ignored if asked). For an
+    /// embedded interpreter whose handlers the backend relies on (Python's
+    /// `KeyboardInterrupt`). Default: `false`.
+    pub fn keep_signal_handlers(mut self, yes: bool) -> Self {
+        self.keep_signal_handlers = yes;
+        self
+    }
+
+    /// The frontend reads one frame per `recv(2)` pair (its length, then the
+    /// rest) instead of everything the socket holds, so a message never
+    /// waits in the handle while its fd looks idle: a program may `select`
+    /// on the fd and read one message per wake-up, as Python's
+    /// `multiprocessing` users do. Costs a second syscall per message on
+    /// bursts. (While a send waits for room it still reads ahead, so that
+    /// two writers never deadlock.) Default: `false`.
+    pub fn frame_reads(mut self, yes: bool) -> Self {
+        self.frame_reads = yes;
+        self
+    }
+
+    /// Creates a process whose backend is the function `run`, called in the
+    /// child with its end of the intercom; its return value is the exit
+    /// status. For a backend that runs its own loop (see [`Intercom`]);
+    /// everything else — fork, setup, stop bound, faults — is as with
+    /// [`build`](MessageProcessBuilder::build).
+    ///
+    /// # Errors
+    ///
+    /// As [`build`](MessageProcessBuilder::build).
+    pub fn build_fn<F>(self, run: F) -> Result<MessageProcess>
+    where
+        F: FnOnce(Intercom) -> i32 + Send + 'static,
+    {
+        let target = self.name.clone();
+        self.build_with(target, move |fd, info| {
+            let name = info.name.clone();
+            run(Intercom::new(info.intercom(fd), name))
+        })
+    }
+
     /// Creates the process (and its intercom) without starting it.
     ///
     /// # Errors
@@ -209,6 +278,7 @@ impl MessageProcessBuilder {
         registry::add(front.as_raw_fd());
         registry::add(back.as_raw_fd());
         let mut conn = Conn::new(front, self.max_frame_size);
+        conn.set_frame_reads(self.frame_reads);
         if let Some(rings) = &lane {
             match rings.frontend_end() {
                 Ok(end) => conn.set_lane(end),
@@ -236,7 +306,9 @@ impl MessageProcessBuilder {
                 allow_threads: self.allow_threads,
                 stop_timeout: self.stop_timeout,
                 kill_timeout: self.kill_timeout,
+                keep_signal_handlers: self.keep_signal_handlers,
             },
+            hooks: self.hooks,
             conn,
             state: State::Idle {
                 entry,
@@ -255,6 +327,7 @@ struct Config {
     allow_threads: bool,
     stop_timeout: Duration,
     kill_timeout: Duration,
+    keep_signal_handlers: bool,
 }
 
 enum State {
@@ -322,6 +395,7 @@ pub struct MessageProcess {
     name: String,
     target: String,
     config: Config,
+    hooks: Option<Arc<dyn ForkHooks>>,
     conn: Conn,
     state: State,
     /// Messages that arrived while a typed call waited for its reply.
@@ -342,6 +416,9 @@ impl MessageProcess {
             max_frame_size: DEFAULT_MAX_FRAME,
             spin: Duration::ZERO,
             large: None,
+            hooks: None,
+            keep_signal_handlers: false,
+            frame_reads: false,
             #[cfg(feature = "tokio")]
             async_config: Default::default(),
         }
@@ -427,11 +504,20 @@ impl MessageProcess {
             parent: fork::getpid(),
             parent_death_signal: fork::is_main_thread().then_some(libc::SIGTERM),
             ignore_sigint: self.config.ignore_sigint,
+            keep_handlers: self.config.keep_signal_handlers,
             close: &close,
             comm: fork::comm(&self.name),
         };
-        let pid = match fork::fork() {
-            Ok(Forked::Child) => child_main(&setup, entry, backend_end),
+        let hooks = self.hooks.clone();
+        if let Some(hooks) = &hooks {
+            hooks.before_fork();
+        }
+        let forked = fork::fork();
+        if let (Some(hooks), Ok(Forked::Parent(_)) | Err(_)) = (&hooks, &forked) {
+            hooks.after_fork_parent();
+        }
+        let pid = match forked {
+            Ok(Forked::Child) => child_main(&setup, hooks.as_deref(), entry, backend_end),
             Ok(Forked::Parent(pid)) => pid,
             Err(e) => {
                 self.state = State::Idle { entry, backend_end };
@@ -1074,9 +1160,17 @@ fn reap_soon(pid: libc::pid_t) -> Result<Option<Option<ExitStatus>>> {
 }
 
 /// The child's side of `start`. Never returns.
-fn child_main(setup: &ChildSetup<'_>, entry: Entry, backend_end: OwnedFd) -> ! {
+fn child_main(
+    setup: &ChildSetup<'_>,
+    hooks: Option<&dyn ForkHooks>,
+    entry: Entry,
+    backend_end: OwnedFd,
+) -> ! {
     if !fork::child_setup(setup) {
         fork::exit_now(1);
+    }
+    if let Some(hooks) = hooks {
+        hooks.after_fork_child();
     }
     // From here on this process is a parent too: the processes its backend
     // starts must close this intercom end (and nothing the list held in the

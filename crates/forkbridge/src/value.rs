@@ -9,7 +9,11 @@ use serde::{Deserialize, Serialize};
 /// The set mirrors what the seed's pickled `MessageObject` kwargs carry in
 /// practice and what MessagePack or JSON can express: null, booleans,
 /// integers, floats, strings, bytes, lists and maps (in insertion order, with
-/// keys of any value type, as Python dicts allow).
+/// keys of any value type, as Python dicts allow). Two variants exist for
+/// the Python binding and are appended last so that older encodings still
+/// decode: [`Value::Tuple`] (a Python tuple, which a Rust reader sees as a
+/// list) and [`Value::Pickled`] (any other Python object, pickled; opaque to
+/// Rust, which may still forward it).
 ///
 /// Integers are normalised on construction: every integer that fits an
 /// `i64` is [`Value::Int`]; only larger unsigned ones are [`Value::UInt`].
@@ -39,6 +43,20 @@ pub enum Value {
         )]
         Vec<(Value, Value)>,
     ),
+    /// A tuple: a list that a Python end gets back as a `tuple`.
+    /// [`as_list`](Value::as_list) and the list conversions accept it.
+    Tuple(#[serde(deserialize_with = "crate::serde_impl::nested::list")] Vec<Value>),
+    /// A Python object of a type with no native variant (a `set`, a class
+    /// instance, a numpy array…), pickled by the Python end that sent it.
+    /// Only a Python end can read it; Rust code can forward it unchanged.
+    Pickled {
+        /// The object's qualified type name, for error messages
+        /// (`"numpy.ndarray"`).
+        type_name: String,
+        /// The pickle (protocol 5).
+        #[serde(with = "crate::serde_impl::bytes")]
+        data: Vec<u8>,
+    },
 }
 
 impl Value {
@@ -53,6 +71,8 @@ impl Value {
             Value::Bytes(_) => "bytes",
             Value::List(_) => "list",
             Value::Map(_) => "map",
+            Value::Tuple(_) => "tuple",
+            Value::Pickled { .. } => "pickled Python object",
         }
     }
 
@@ -113,10 +133,10 @@ impl Value {
         }
     }
 
-    /// The items, if this is a list.
+    /// The items, if this is a list or a tuple.
     pub fn as_list(&self) -> Option<&[Value]> {
         match self {
-            Value::List(l) => Some(l),
+            Value::List(l) | Value::Tuple(l) => Some(l),
             _ => None,
         }
     }
@@ -176,6 +196,19 @@ impl fmt::Display for Value {
                 f.write_str("]")
             }
             Value::Map(entries) => write_py_map(f, entries.iter().map(|(k, v)| (k, v))),
+            Value::Tuple(items) => {
+                f.write_str("(")?;
+                for (i, item) in items.iter().enumerate() {
+                    if i > 0 {
+                        f.write_str(", ")?;
+                    }
+                    write!(f, "{item}")?;
+                }
+                f.write_str(if items.len() == 1 { ",)" } else { ")" })
+            }
+            Value::Pickled { type_name, data } => {
+                write!(f, "<pickled {type_name}, {} bytes>", data.len())
+            }
         }
     }
 }
@@ -388,7 +421,7 @@ impl FromValue for Vec<u8> {
     fn from_value(value: &Value) -> Option<Self> {
         match value {
             Value::Bytes(b) => Some(b.clone()),
-            Value::List(items) => items.iter().map(u8::from_value).collect(),
+            Value::List(items) | Value::Tuple(items) => items.iter().map(u8::from_value).collect(),
             _ => None,
         }
     }

@@ -258,6 +258,27 @@ impl Decoder {
         &mut self.buf
     }
 
+    /// How many more bytes end the first frame in the buffer (its length
+    /// header first); 0 when it is complete. A reader that never reads more
+    /// than this never holds a whole frame that the socket no longer shows
+    /// as readable (what `select` on the fd relies on).
+    pub(crate) fn missing(&self) -> usize {
+        let avail = self.buf.len() - self.pos;
+        if self.skip > 0 {
+            // The rest of an oversized frame, then the next header.
+            return (self.skip + LEN_BYTES).saturating_sub(avail);
+        }
+        if avail < LEN_BYTES {
+            return LEN_BYTES - avail;
+        }
+        let head = &self.buf[self.pos..self.pos + LEN_BYTES];
+        let len = u32::from_le_bytes([head[0], head[1], head[2], head[3]]) as usize;
+        if len > self.max {
+            return 0;
+        }
+        (LEN_BYTES + len).saturating_sub(avail)
+    }
+
     /// Whether a whole frame (or a too-large header to report) is buffered.
     pub(crate) fn has_complete_frame(&self) -> bool {
         let avail = &self.buf[self.pos..];

@@ -89,6 +89,9 @@ pub(crate) struct ChildSetup<'a> {
     pub(crate) parent_death_signal: Option<libc::c_int>,
     /// Ignore `SIGINT` (the seed's `ignoreSIGINT`).
     pub(crate) ignore_sigint: bool,
+    /// Keep the parent's signal handlers instead of restoring defaults (an
+    /// embedded interpreter's handlers must survive into the child).
+    pub(crate) keep_handlers: bool,
     /// Descriptors that belong to the parent or to other processes.
     pub(crate) close: &'a [RawFd],
     /// The thread name `ps`, `top` and `/proc/<pid>/comm` show for the
@@ -119,7 +122,7 @@ pub(crate) fn child_setup(setup: &ChildSetup<'_>) -> bool {
             0,
         )
     };
-    reset_signals(setup.ignore_sigint);
+    reset_signals(setup.ignore_sigint, setup.keep_handlers);
     for &fd in setup.close {
         // SAFETY: the fds in `close` were owned by the parent's forkbridge
         // objects; in the child nothing owns its copies, so closing them
@@ -129,12 +132,18 @@ pub(crate) fn child_setup(setup: &ChildSetup<'_>) -> bool {
     true
 }
 
-/// Restores every signal disposition to its default and then empties the
-/// signal mask (blocked by `fork` until now), so the backend starts like a
-/// fresh program. `SIGPIPE` stays ignored
-/// as Rust's runtime sets it up (writes return `EPIPE` instead of killing).
-fn reset_signals(ignore_sigint: bool) {
-    for sig in 1..libc::SIGRTMAX() {
+/// Restores every signal disposition to its default (unless
+/// `keep_handlers`) and then empties the signal mask (blocked by `fork`
+/// until now), so the backend starts like a fresh program. `SIGPIPE` stays
+/// ignored as Rust's runtime sets it up (writes return `EPIPE` instead of
+/// killing).
+fn reset_signals(ignore_sigint: bool, keep_handlers: bool) {
+    if keep_handlers && ignore_sigint {
+        // SAFETY: installing SIG_IGN involves no handler code.
+        unsafe { libc::signal(libc::SIGINT, libc::SIG_IGN) };
+    }
+    let reset = if keep_handlers { 0 } else { libc::SIGRTMAX() };
+    for sig in 1..reset {
         if sig == libc::SIGKILL || sig == libc::SIGSTOP {
             continue;
         }

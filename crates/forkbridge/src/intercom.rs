@@ -1,0 +1,199 @@
+//! [`Intercom`]: the child's end of the intercom, for a backend that runs
+//! its own loop.
+//!
+//! # Design
+//!
+//! A [`Backend`](crate::Backend) hands its loop to forkbridge: one `poll`,
+//! a dispatch table, error reports. That is the right shape for Rust code,
+//! but not for every backend. The Python binding's backends must keep the
+//! seed's overridable loop (`run()` calling `readPipes__()` calling
+//! `select` on `back_pipe`), and a program embedding another event loop
+//! (GStreamer's, Qt's) wants to wait on the intercom itself. For them
+//! [`MessageProcessBuilder::build_fn`](crate::MessageProcessBuilder::build_fn)
+//! runs a plain function in the child and gives it this handle: receive,
+//! send, and an fd to wait on.
+//!
+//! The fork, the child's setup, the stop bound and every fault rule of the
+//! frontend are the same as with a `Backend`. What the function gives up is
+//! dispatch and error reports: it decides what a command means, and a stop
+//! request reaches it as `Ok(None)` from a receive (the seed's `None` in the
+//! pipe), not as the end of a loop.
+
+use std::os::fd::{AsFd, BorrowedFd};
+use std::time::{Duration, Instant};
+
+use crate::conn::{Conn, Filled};
+use crate::error::{Error, ErrorKind, Result};
+use crate::message::Message;
+use crate::sys::poll;
+use crate::wire::{Failure, Frame};
+
+/// The child's end of the intercom, given to a function backend (see
+/// [`MessageProcessBuilder::build_fn`](crate::MessageProcessBuilder::build_fn)).
+///
+/// ```
+/// use forkbridge::{Message, MessageProcess};
+/// use std::time::Duration;
+///
+/// let mut p = MessageProcess::builder("echo").build_fn(|mut intercom| {
+///     // `None` is the frontend's stop request.
+///     while let Ok(Some(msg)) = intercom.recv() {
+///         let reply = Message::new("echoed").with("of", msg.command());
+///         if intercom.send(reply).is_err() {
+///             return 1;
+///         }
+///     }
+///     0
+/// })?;
+/// p.start()?;
+/// p.send(Message::new("hello"))?;
+/// let reply = p.recv_timeout(Duration::from_secs(5))?;
+/// assert_eq!(reply.param::<String>("of")?, "hello");
+/// assert!(p.stop()?.success());
+/// # Ok::<(), forkbridge::Error>(())
+/// ```
+///
+/// Receives come as `recv` / `try_recv` / `recv_timeout`, like the
+/// frontend's; each returns `Ok(Some(message))`, `Ok(None)` for a stop
+/// request, or an error: [`ErrorKind::Empty`], [`ErrorKind::Timeout`], or
+/// [`ErrorKind::Disconnected`] once the frontend is gone. Fds that arrive
+/// with a message are closed. Typed calls
+/// ([`MessageProcess::call`](crate::MessageProcess::call)) are answered
+/// with an `unknown_command` failure: they need a `Backend`'s table.
+///
+/// When waiting on [`as_fd`](AsFd::as_fd) with your own `poll`, call
+/// `try_recv` until it returns `Empty` after each wake-up: several messages
+/// may arrive in one read.
+#[derive(Debug)]
+pub struct Intercom {
+    conn: Conn,
+    name: String,
+}
+
+impl Intercom {
+    pub(crate) fn new(conn: Conn, name: String) -> Intercom {
+        Intercom { conn, name }
+    }
+
+    /// The process name given to the builder.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Writes `msg` to the frontend, waiting while the socket is full (and
+    /// reading meanwhile, so two writers never deadlock).
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::Disconnected`] if the frontend is gone;
+    /// [`ErrorKind::FrameTooLarge`] if `msg` exceeds the frame limit.
+    pub fn send(&mut self, msg: Message) -> Result<()> {
+        self.conn.feed(&msg)?;
+        self.conn.flush(None, None)
+    }
+
+    /// As [`send`](Intercom::send), giving up with [`ErrorKind::Timeout`]
+    /// after `timeout` (the message then stays queued for the next send or
+    /// flush).
+    pub fn send_timeout(&mut self, msg: Message, timeout: Duration) -> Result<()> {
+        self.conn.feed(&msg)?;
+        self.conn.flush(Some(Instant::now() + timeout), None)
+    }
+
+    /// Queues `msg` without writing it; the next `send` or
+    /// [`flush`](Intercom::flush) writes it (one syscall for a burst).
+    pub fn feed(&mut self, msg: Message) -> Result<()> {
+        self.conn.feed(&msg)
+    }
+
+    /// Writes every queued message, waiting while the socket is full.
+    pub fn flush(&mut self) -> Result<()> {
+        self.conn.flush(None, None)
+    }
+
+    /// Bytes queued and not yet written.
+    pub fn pending_output(&self) -> usize {
+        self.conn.pending_output()
+    }
+
+    /// The next message, waiting as long as it takes.
+    pub fn recv(&mut self) -> Result<Option<Message>> {
+        self.recv_deadline(None)
+    }
+
+    /// The next message, waiting at most `timeout`.
+    pub fn recv_timeout(&mut self, timeout: Duration) -> Result<Option<Message>> {
+        self.recv_deadline(Some(Instant::now() + timeout))
+    }
+
+    /// A message if one is ready now, else [`ErrorKind::Empty`].
+    pub fn try_recv(&mut self) -> Result<Option<Message>> {
+        self.recv_deadline(Some(Instant::now()))
+            .map_err(|e| match e.kind() {
+                ErrorKind::Timeout => Error::new(ErrorKind::Empty),
+                _ => e,
+            })
+    }
+
+    /// Whether a whole message is already read and waiting here (then the
+    /// fd may not look readable although `try_recv` has something).
+    pub fn has_buffered(&self) -> bool {
+        self.conn.has_complete_frame()
+    }
+
+    fn recv_deadline(&mut self, deadline: Option<Instant>) -> Result<Option<Message>> {
+        if self.conn.has_pending_output() {
+            // Replies queued by `feed` go out before we wait for more work.
+            match self.conn.try_flush() {
+                Err(e) if !e.is_disconnected() => return Err(e),
+                _ => {}
+            }
+        }
+        loop {
+            if let Some(frame) = self.conn.next_frame() {
+                match frame? {
+                    Frame::Message(msg) => return Ok(Some(msg)),
+                    Frame::MessageFds(msg, count) => {
+                        drop(self.conn.take_fds(count)?);
+                        return Ok(Some(msg));
+                    }
+                    Frame::Stop => return Ok(None),
+                    Frame::Call { id, command, .. } => {
+                        let failure = Failure {
+                            kind: "unknown_command".into(),
+                            message: format!(
+                                "typed call '{command}' to a function backend, which has no \
+                                 handler table"
+                            ),
+                        };
+                        self.conn.feed_reply(id, Err(&failure))?;
+                        let _ = self.conn.try_flush();
+                    }
+                    Frame::Reply { .. } | Frame::Lane => {}
+                }
+                continue;
+            }
+            if self.conn.is_eof() {
+                return Err(Error::disconnected(None));
+            }
+            if let Filled::Read(0) = self.conn.fill()? {
+                let mut fds = [poll::PollFd::new(self.conn.as_fd(), poll::POLLIN)];
+                if poll::poll(&mut fds, deadline)? == 0 {
+                    return Err(Error::new(ErrorKind::Timeout));
+                }
+            }
+        }
+    }
+}
+
+impl AsFd for Intercom {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.conn.as_fd()
+    }
+}
+
+impl std::os::fd::AsRawFd for Intercom {
+    fn as_raw_fd(&self) -> std::os::fd::RawFd {
+        self.conn.as_fd().as_raw_fd()
+    }
+}

@@ -1,0 +1,233 @@
+//! Function backends (`build_fn` + `Intercom`), frame reads for foreign
+//! `select` loops, fork hooks and inherited signal handlers: what the Python
+//! binding builds on, checked on real forks.
+
+mod common;
+
+use std::os::fd::AsFd;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use common::WAIT;
+use forkbridge::{ErrorKind, ForkHooks, Intercom, Message, MessageProcess, Value};
+
+test_main!(
+    function_backend_echoes_and_sees_the_stop_request,
+    function_backend_exit_status_is_its_return_value,
+    intercom_try_recv_and_timeout,
+    frame_reads_keep_the_fd_readable_per_message,
+    fork_hooks_run_on_each_side,
+    signal_handlers_are_kept_when_asked,
+    tuples_and_pickled_values_cross_unchanged,
+);
+
+fn echo(mut intercom: Intercom) -> i32 {
+    loop {
+        match intercom.recv() {
+            Ok(Some(msg)) => {
+                let mut reply = Message::new("echoed").with("of", msg.command());
+                for (k, v) in msg.params() {
+                    reply = reply.with(k, v.clone());
+                }
+                if intercom.send(reply).is_err() {
+                    return 2;
+                }
+            }
+            Ok(None) => {
+                let _ = intercom.send(Message::new("bye"));
+                return 0;
+            }
+            Err(_) => return 3,
+        }
+    }
+}
+
+fn function_backend_echoes_and_sees_the_stop_request() {
+    let mut p = MessageProcess::builder("echo").build_fn(echo).unwrap();
+    p.start().unwrap();
+    for i in 0..100i64 {
+        p.send(Message::new("n").with("i", i)).unwrap();
+    }
+    for i in 0..100i64 {
+        let got = p.recv_timeout(WAIT).unwrap();
+        assert_eq!(got.command(), "echoed");
+        assert_eq!(got.param::<i64>("i").unwrap(), i);
+    }
+    p.request_stop().unwrap();
+    assert_eq!(p.recv_timeout(WAIT).unwrap().command(), "bye");
+    assert_eq!(p.join_timeout(WAIT).unwrap().code(), Some(0));
+}
+
+fn function_backend_exit_status_is_its_return_value() {
+    let mut p = MessageProcess::builder("seven")
+        .build_fn(|_intercom| 7)
+        .unwrap();
+    p.start().unwrap();
+    let err = p.recv_timeout(WAIT).unwrap_err();
+    assert_eq!(err.kind(), &ErrorKind::Disconnected);
+    assert_eq!(p.join_timeout(WAIT).unwrap().code(), Some(7));
+}
+
+fn intercom_try_recv_and_timeout() {
+    let mut p = MessageProcess::builder("timeouts")
+        .build_fn(|mut intercom| {
+            let empty = matches!(
+                intercom.try_recv().map_err(|e| e.kind().clone()),
+                Err(ErrorKind::Empty)
+            );
+            let timed_out = matches!(
+                intercom
+                    .recv_timeout(Duration::from_millis(20))
+                    .map_err(|e| e.kind().clone()),
+                Err(ErrorKind::Timeout)
+            );
+            let _ = intercom.send(Message::new("checked").with("ok", empty && timed_out));
+            // The frontend closes without a stop request: end of stream.
+            match intercom.recv_timeout(Duration::from_secs(10)) {
+                Err(e) if e.is_disconnected() => 0,
+                _ => 1,
+            }
+        })
+        .unwrap();
+    p.start().unwrap();
+    let got = p.recv_timeout(WAIT).unwrap();
+    assert!(got.param::<bool>("ok").unwrap());
+    assert!(p.stop().unwrap().code().is_some());
+}
+
+fn readable(fd: std::os::fd::BorrowedFd<'_>, ms: i32) -> bool {
+    use std::os::fd::AsRawFd;
+    let mut pfd = libc::pollfd {
+        fd: fd.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd, length 1.
+    unsafe { libc::poll(&mut pfd, 1, ms) == 1 }
+}
+
+fn frame_reads_keep_the_fd_readable_per_message() {
+    let mut p = MessageProcess::builder("burst")
+        .frame_reads(true)
+        .build_fn(|mut intercom| {
+            // Three messages in one write.
+            for i in 0..3i64 {
+                intercom.feed(Message::new("m").with("i", i)).unwrap();
+            }
+            intercom.flush().unwrap();
+            while let Ok(Some(_)) = intercom.recv() {}
+            0
+        })
+        .unwrap();
+    p.start().unwrap();
+    for i in 0..3i64 {
+        // A `select` loop reading one message per wake-up sees all three.
+        assert!(readable(p.as_fd(), 5000), "message {i} not signalled");
+        let got = p.try_recv().unwrap();
+        assert_eq!(got.param::<i64>("i").unwrap(), i);
+    }
+    assert!(!readable(p.as_fd(), 50));
+    assert!(p.stop().unwrap().success());
+}
+
+#[derive(Debug, Default)]
+struct Counting {
+    before: AtomicUsize,
+    parent: AtomicUsize,
+}
+
+static CHILD_HOOK_RAN: AtomicUsize = AtomicUsize::new(0);
+
+impl ForkHooks for Counting {
+    fn before_fork(&self) {
+        self.before.fetch_add(1, Ordering::SeqCst);
+    }
+    fn after_fork_child(&self) {
+        CHILD_HOOK_RAN.fetch_add(1, Ordering::SeqCst);
+    }
+    fn after_fork_parent(&self) {
+        self.parent.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+fn fork_hooks_run_on_each_side() {
+    let hooks = Arc::new(Counting::default());
+    let mut p = MessageProcess::builder("hooked")
+        .fork_hooks(hooks.clone())
+        .build_fn(|mut intercom| {
+            let ran = CHILD_HOOK_RAN.load(Ordering::SeqCst) as i64;
+            let _ = intercom.send(Message::new("child").with("ran", ran));
+            0
+        })
+        .unwrap();
+    p.start().unwrap();
+    assert_eq!(hooks.before.load(Ordering::SeqCst), 1);
+    assert_eq!(hooks.parent.load(Ordering::SeqCst), 1);
+    assert_eq!(
+        CHILD_HOOK_RAN.load(Ordering::SeqCst),
+        0,
+        "child hook ran in the parent"
+    );
+    let got = p.recv_timeout(WAIT).unwrap();
+    assert_eq!(got.param::<i64>("ran").unwrap(), 1);
+    assert!(p.join_timeout(WAIT).unwrap().success());
+}
+
+static USR1: AtomicUsize = AtomicUsize::new(0);
+
+extern "C" fn on_usr1(_: libc::c_int) {
+    USR1.fetch_add(1, Ordering::SeqCst);
+}
+
+fn raise_usr1_in_child(keep: bool) -> std::process::ExitStatus {
+    let mut p = MessageProcess::builder("signals")
+        .keep_signal_handlers(keep)
+        .build_fn(|_intercom| {
+            // SAFETY: raising a signal at ourselves has no preconditions.
+            unsafe { libc::raise(libc::SIGUSR1) };
+            if USR1.load(Ordering::SeqCst) == 1 {
+                0
+            } else {
+                4
+            }
+        })
+        .unwrap();
+    p.start().unwrap();
+    p.join_timeout(WAIT).unwrap()
+}
+
+fn signal_handlers_are_kept_when_asked() {
+    use std::os::unix::process::ExitStatusExt;
+    // SAFETY: the handler only touches an atomic (async-signal-safe).
+    unsafe { libc::signal(libc::SIGUSR1, on_usr1 as *const () as libc::sighandler_t) };
+    assert_eq!(raise_usr1_in_child(true).code(), Some(0));
+    // By default the child starts with default dispositions: SIGUSR1 kills.
+    assert_eq!(raise_usr1_in_child(false).signal(), Some(libc::SIGUSR1));
+    // SAFETY: restores the default disposition.
+    unsafe { libc::signal(libc::SIGUSR1, libc::SIG_DFL) };
+}
+
+fn tuples_and_pickled_values_cross_unchanged() {
+    let mut p = MessageProcess::builder("values").build_fn(echo).unwrap();
+    p.start().unwrap();
+    let tuple = Value::Tuple(vec![Value::from(1), Value::from("x")]);
+    let pickled = Value::Pickled {
+        type_name: "builtins.set".into(),
+        data: vec![0x80, 5, 0x95, 0, 1, 2],
+    };
+    p.send(
+        Message::new("v")
+            .with("t", tuple.clone())
+            .with("p", pickled.clone()),
+    )
+    .unwrap();
+    let got = p.recv_timeout(WAIT).unwrap();
+    assert_eq!(got.get("t"), Some(&tuple));
+    assert_eq!(got.get("p"), Some(&pickled));
+    // A Rust reader sees a tuple as a list; a pickled value is typed.
+    assert_eq!(got.param::<Vec<Value>>("t").unwrap().len(), 2);
+    assert_eq!(tuple.to_string(), "(1, 'x')");
+    assert_eq!(pickled.to_string(), "<pickled builtins.set, 6 bytes>");
+    assert!(p.stop().unwrap().success());
+}
