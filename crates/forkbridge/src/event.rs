@@ -312,6 +312,14 @@ impl PartialEq for Event {
 
 impl Eq for Event {}
 
+/// Consistent with `==`: the same event of the same mapping.
+impl std::hash::Hash for Event {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        Arc::as_ptr(&self.store).hash(state);
+        self.slot.hash(state);
+    }
+}
+
 impl fmt::Debug for Event {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Event")

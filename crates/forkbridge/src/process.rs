@@ -550,6 +550,23 @@ impl MessageProcess {
         Ok(())
     }
 
+    /// Makes the backend ignore `SIGINT` (or not), as
+    /// [`MessageProcessBuilder::ignore_sigint`] does, on a handle that
+    /// exists already: the seed's `ignoreSIGINT()`, called between
+    /// construction and `start`.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::AlreadyStarted`]: the child's dispositions are set at
+    /// the fork.
+    pub fn set_ignore_sigint(&mut self, yes: bool) -> Result<()> {
+        if !matches!(self.state, State::Idle { .. }) {
+            return Err(self.err(ErrorKind::AlreadyStarted));
+        }
+        self.config.ignore_sigint = yes;
+        Ok(())
+    }
+
     /// Alias of [`start`](MessageProcess::start) (the seed's `go`).
     pub fn go(&mut self) -> Result<()> {
         self.start()

@@ -1,0 +1,136 @@
+"""The two ends of the intercom as Python sees them.
+
+``Duplex`` is what ``getPipe()`` returns in the frontend: ``fileno()``
+(usable with ``select``), ``recv()``, ``poll()``, plus valkka's
+``getReadFd()`` / ``getWriteFd()``. ``BackPipe`` is the backend's end
+(``self.back_pipe`` in the child). Both read one message per wake-up
+where it matters: the frontend's socket is read frame by frame, so a
+``select`` loop that calls ``recv()`` once per readable event never leaves a
+message stranded in a buffer.
+"""
+
+from __future__ import annotations
+
+import collections
+from typing import TYPE_CHECKING, Any
+
+from . import _native
+from ._message import MessageObject, _make
+
+if TYPE_CHECKING:
+    from ._process import MessageProcess
+
+_OBJECT = _native.OBJECT_COMMAND
+_RETURN = "__return__"
+
+
+def _wrap(item: tuple[str, dict[str, Any]] | None) -> Any:
+    if item is None:
+        return None
+    command, kwargs = item
+    if command == _OBJECT:
+        return kwargs.get("value")
+    return _make(command, kwargs)
+
+
+def _send(end: Any, obj: Any) -> None:
+    if type(obj) is MessageObject and type(obj.command) is str:
+        end.send(obj.command, obj.kwargs)
+    else:
+        end.send_object(obj)
+
+
+class Duplex:
+    """The frontend's end of a process's intercom (``getPipe()``).
+
+    ``recv()`` returns the next object the backend sent (a
+    ``MessageObject``, or any object given to ``send_out__``), waiting
+    as long as it takes, or up to ``timeout`` seconds (then ``TimeoutError``).
+    When the backend has ended and everything it sent was read, ``recv()``
+    raises ``BackendGone``, an ``EOFError`` (valkka's pipe blocks forever).
+    """
+
+    __slots__ = ("_native", "_stash", "_returns", "__weakref__")
+
+    def __init__(self, native: _native.Process) -> None:
+        self._native = native
+        # Objects read while looking for a return_out__ value, and
+        # return_out__ values read by recv(): each kept for its reader.
+        self._stash: collections.deque[Any] = collections.deque()
+        self._returns: collections.deque[Any] = collections.deque()
+
+    def fileno(self) -> int:
+        return self._native.fileno()
+
+    def getReadFd(self) -> int:
+        return self._native.fileno()
+
+    def getWriteFd(self) -> int:
+        return self._native.fileno()
+
+    def recv(self, timeout: float | None = None) -> Any:
+        if self._stash:
+            return self._stash.popleft()
+        while True:
+            command, kwargs = self._native.recv(timeout)
+            if command != _RETURN:
+                return _wrap((command, kwargs))
+            self._returns.append(kwargs.get("value"))
+
+    def _recv_return(self, timeout: float | None = None) -> Any:
+        if self._returns:
+            return self._returns.popleft()
+        while True:
+            command, kwargs = self._native.recv(timeout)
+            if command == _RETURN:
+                return kwargs.get("value")
+            self._stash.append(_wrap((command, kwargs)))
+
+    def poll(self, timeout: float | None = 0.0) -> bool:
+        return bool(self._stash) or self._native.poll(timeout)
+
+    def send(self, obj: Any) -> None:
+        """Sends ``obj`` to the backend (as ``sendMessageToBack``)."""
+        _send(self._native, obj)
+
+    def __repr__(self) -> str:
+        return "<forkbridge.Duplex fd=%d>" % self._native.fileno()
+
+
+class BackPipe:
+    """The backend's end (``self.back_pipe`` in the child)."""
+
+    __slots__ = ("_intercom",)
+
+    def __init__(self, intercom: _native.Intercom) -> None:
+        self._intercom = intercom
+
+    def fileno(self) -> int:
+        return self._intercom.fileno()
+
+    def getReadFd(self) -> int:
+        return self._intercom.fileno()
+
+    def getWriteFd(self) -> int:
+        return self._intercom.fileno()
+
+    def recv(self, timeout: float | None = None) -> Any:
+        """The next command; ``None`` is the frontend's stop request."""
+        return _wrap(self._intercom.recv(timeout))
+
+    def drain(self) -> list[Any]:
+        """Every command readable now, in order (``None``: stop request)."""
+        return [_wrap(item) for item in self._intercom.drain()]
+
+    def poll(self, timeout: float | None = 0.0) -> bool:
+        if self._intercom.has_buffered():
+            return True
+        from ._select import safe_select
+
+        return bool(safe_select([self], [], [], timeout)[0])
+
+    def send(self, obj: Any) -> None:
+        _send(self._intercom, obj)
+
+    def __repr__(self) -> str:
+        return "<forkbridge.BackPipe fd=%d>" % self._intercom.fileno()

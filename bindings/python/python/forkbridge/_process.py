@@ -1,0 +1,536 @@
+"""MessageProcess and AsyncBackMessageProcess: valkka-multiprocess's
+classes on forkbridge's fork and intercom.
+
+The frontend half (methods called in the parent) sends through the native
+handle; the backend half (``run``, ``readPipes__``, ``c__`` methods) runs in
+the forked child exactly as in valkka-multiprocess, so subclasses that
+override ``run``, ``readPipes__`` or ``preRun__`` keep working. What differs
+is listed in the README's "Differences from valkka-multiprocess".
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import inspect
+import logging
+import os
+import signal
+import sys
+import threading
+import traceback
+import weakref
+from typing import Any, ClassVar
+
+from . import _native
+from ._log import format_logger
+from ._message import MessageObject
+from ._pipe import _RETURN, BackPipe, Duplex
+from ._select import safe_select
+
+_OBJECT = _native.OBJECT_COMMAND
+
+_live: weakref.WeakSet[MessageProcess] = weakref.WeakSet()
+
+
+class ForkWithThreadsError(RuntimeError):
+    """``start()`` was called while other Python threads are alive.
+
+    A forked child gets a copy of every lock those threads hold, held
+    forever. Start processes before threads (``MainContext`` does), or pass
+    ``start(allow_threads=True)`` / set ``allow_threads = True`` on the class
+    when you know the threads hold nothing the child needs.
+    """
+
+
+class MessageProcess:
+    """A forked worker with a frontend (methods in this process) and a
+    backend (an event loop in the child) that talk in ``MessageObject`` s.
+
+    ::
+
+        class MyProcess(MessageProcess):
+            def c__myStuff(self, parameter=None):       # backend
+                print("Regards from other side of the fork!", parameter)
+
+            def myStuff(self, parameter=None):          # frontend
+                self.sendMessageToBack(MessageObject("myStuff", parameter=parameter))
+
+        p = MyProcess(name="my-process")
+        p.start()
+        p.myStuff(parameter="gotcha!")
+        p.stop()
+
+    A command ``X`` runs the backend method ``c__X(**kwargs)``. An exception
+    there, or an unknown command, is logged on ``self.logger`` and reported
+    to the frontend as ``MessageObject("error", kind=..., command=...,
+    error=..., process=...)``; the backend keeps running.
+    """
+
+    #: Seconds ``readPipes__`` waits per call when ``listening`` is False
+    #: (only used when ``readPipes__`` or ``run`` is overridden).
+    timeout: ClassVar[float] = 1.0
+    #: ``stop()``: seconds for the backend to finish after the stop request
+    #: before SIGTERM, then seconds after SIGTERM before SIGKILL.
+    stop_timeout: ClassVar[float] = 5.0
+    kill_timeout: ClassVar[float] = 1.0
+    #: Messages whose strings/bytes/pickles hold at least this many bytes go
+    #: through shared memory instead of the socket (None: never).
+    large_message_threshold: ClassVar[int | None] = 256 * 1024
+    #: Largest message either side accepts, in bytes.
+    max_message_size: ClassVar[int] = 256 * 1024 * 1024
+    #: Fork even when other Python threads are alive (see ForkWithThreadsError).
+    allow_threads: ClassVar[bool] = False
+    #: Send backend errors (handler exceptions, unknown commands) to the
+    #: frontend as "error" MessageObjects, besides logging them.
+    report_errors: ClassVar[bool] = True
+
+    def __init__(self, name: str = "MessageProcess") -> None:
+        self.name = name
+        self.pre = type(self).__name__ + "." + name
+        self.logger = logging.getLogger(self.pre)
+        self.loop = True
+        self.listening = False
+        self.sigint = True
+        self.daemon = False
+        threshold = self.large_message_threshold
+        self._native = _native.Process(
+            name,
+            stop_timeout=self.stop_timeout,
+            kill_timeout=self.kill_timeout,
+            max_frame_size=self.max_message_size,
+            large_threshold=threshold,
+            large_slot=max(16 << 20, 4 * (threshold or 0)),
+        )
+        self._pipe = Duplex(self._native)
+        self.back_pipe: BackPipe | None = None
+        self._started = False
+        self._exitcode: int | None = None
+        _live.add(self)
+
+    def __str__(self) -> str:
+        return "<" + self.pre + ">"
+
+    # ---- frontend -------------------------------------------------------
+
+    def start(self, allow_threads: bool | None = None) -> None:
+        """Forks the backend. Raises ``ForkWithThreadsError`` when other
+        Python threads are alive (unless allowed), ``RuntimeError`` when
+        started twice or at interpreter shutdown."""
+        if self._started:
+            raise RuntimeError("cannot start a process twice")
+        if sys.is_finalizing():
+            raise RuntimeError("cannot fork at interpreter shutdown")
+        allow = self.allow_threads if allow_threads is None else allow_threads
+        if not allow:
+            others = [t for t in threading.enumerate() if t is not threading.current_thread()]
+            if others:
+                names = ", ".join(repr(t.name) for t in others)
+                raise ForkWithThreadsError(
+                    "%s: refusing to fork with %d other Python thread(s) alive (%s): the child "
+                    "would inherit their locks, held forever. Start processes before threads, "
+                    "or pass start(allow_threads=True)." % (self.pre, len(others), names)
+                )
+        sys.audit("os.fork")
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except Exception:
+                pass
+        self._native.start(self._bootstrap)
+        self._started = True
+
+    def go(self) -> None:
+        """Synonym of ``start()``."""
+        self.start()
+
+    def sendMessageToBack(self, message: Any) -> None:
+        """Sends a ``MessageObject`` (or any object) to the backend."""
+        if message is None:
+            self.requestStop()
+        else:
+            self._pipe.send(message)
+
+    def getPipe(self) -> Duplex:
+        """The frontend's end of the intercom: ``fileno()`` for ``select``,
+        ``recv()``, ``poll()``."""
+        return self._pipe
+
+    def requestStop(self) -> None:
+        """Asks the backend to stop after the commands sent before."""
+        self._native.request_stop()
+
+    def waitStop(self, timeout: float | None = None) -> None:
+        """Waits for the backend to end (``join``)."""
+        self.join(timeout)
+
+    def stop(self) -> None:
+        """Stops the backend and waits for it, within a bound: the stop
+        request, then SIGTERM after ``stop_timeout`` s, then SIGKILL after
+        ``kill_timeout`` s. A second call returns at once."""
+        code = self._native.stop()
+        if code is not None:
+            self._exitcode = code
+
+    def ignoreSIGINT(self) -> None:
+        """Call before ``start()``: the backend ignores SIGINT (Ctrl-C)."""
+        self.sigint = False
+        self._native.set_ignore_sigint(True)
+
+    def sendPing(self, lis: Any) -> None:
+        """Sends ``MessageObject("ping", lis=lis)``; ``c__ping`` answers."""
+        self.sendMessageToBack(MessageObject("ping", lis=lis))
+
+    def returnFromBack(self, timeout: float | None = None) -> Any:
+        """The next value the backend sent with ``return_out__`` (other
+        objects that arrive meanwhile stay for ``getPipe().recv()``)."""
+        return self._pipe._recv_return(timeout)
+
+    @classmethod
+    def formatLogger(cls, level: int | None = logging.INFO) -> None:
+        """Adds valkka's stream handler to logger ``ClassName`` (the parent
+        of every ``ClassName.name``) unless one exists, and sets its level."""
+        format_logger(cls.__name__, level)
+
+    def setDebug(self) -> None:
+        self.logger.setLevel(logging.DEBUG)
+
+    # ---- multiprocessing.Process names ---------------------------------
+
+    def join(self, timeout: float | None = None) -> None:
+        code = self._native.join(timeout)
+        if code is not None:
+            self._exitcode = code
+
+    def is_alive(self) -> bool:
+        return self._started and self._native.is_alive()
+
+    def terminate(self) -> None:
+        """Sends SIGTERM to the backend."""
+        self._native.signal(signal.SIGTERM)
+
+    def kill(self) -> None:
+        """Sends SIGKILL to the backend."""
+        self._native.signal(signal.SIGKILL)
+
+    @property
+    def pid(self) -> int | None:
+        return self._native.pid
+
+    @property
+    def exitcode(self) -> int | None:
+        if self._exitcode is None and self._started:
+            self._exitcode = self._native.exitcode
+        return self._exitcode
+
+    # ---- backend ---------------------------------------------------------
+
+    def _bootstrap(self, intercom: _native.Intercom) -> int:
+        """The child's entry point: ``run()`` with multiprocessing's exit
+        rules; the native side then calls ``_exit``."""
+        _live.clear()
+        self.back_pipe = BackPipe(intercom)
+        code = 0
+        try:
+            try:
+                sys.stdin.close()
+                sys.stdin = open(os.devnull)
+            except (OSError, ValueError):
+                pass
+            self.run()
+        except SystemExit as e:
+            if e.code is None:
+                code = 0
+            elif isinstance(e.code, int):
+                code = e.code
+            else:
+                sys.stderr.write(str(e.code) + "\n")
+                code = 1
+        except BaseException:
+            sys.stderr.write("Process %s:\n" % self.pre)
+            traceback.print_exc()
+            code = 1
+        finally:
+            try:
+                threading._shutdown()  # type: ignore[attr-defined]
+            except Exception:
+                pass
+            for stream in (sys.stdout, sys.stderr):
+                try:
+                    stream.flush()
+                except Exception:
+                    pass
+        return code
+
+    def run(self) -> None:
+        """The backend's loop: ``preRun__``, commands until the stop request
+        (or the frontend's end), ``postRun__``. Rarely overridden."""
+        self.preRun__()
+        try:
+            fast = (
+                type(self).readPipes__ is MessageProcess.readPipes__
+                and type(self).handleBackPipe__ is MessageProcess.handleBackPipe__
+            )
+            while self.loop:
+                if fast and not self.listening:
+                    self._serve()
+                else:
+                    self.readPipes__(timeout=0 if self.listening else self.timeout)
+        finally:
+            self.postRun__()
+        self._goodbye()
+
+    def _serve(self) -> None:
+        # The common case, in native code: block until commands arrive (no
+        # periodic wake-up), then run everything that came in one read.
+        assert self.back_pipe is not None
+        try:
+            first = self.back_pipe.recv()
+        except EOFError:
+            self.logger.debug("frontend gone: leaving")
+            self.loop = False
+            return
+        self.routeMainPipe__(first)
+        if self.loop:
+            self.handleBackPipe__(self.back_pipe)
+
+    def readPipes__(self, timeout: float) -> None:
+        """Waits up to ``timeout`` s on the intercom and handles what came.
+        Override to wait on more fds: select on ``[self.back_pipe, ...]`` and
+        call ``self.handleBackPipe__(self.back_pipe)`` when it is readable."""
+        assert self.back_pipe is not None
+        ready = safe_select([self.back_pipe], [], [], timeout)[0]
+        if ready:
+            self.handleBackPipe__(self.back_pipe)
+
+    def handleBackPipe__(self, p: BackPipe) -> None:
+        """Runs every command readable now (so none waits unseen in a
+        buffer); the frontend's end stops the loop."""
+        try:
+            objs = p.drain()
+        except EOFError:
+            self.logger.debug("frontend gone: leaving")
+            self.loop = False
+            return
+        for obj in objs:
+            self.routeMainPipe__(obj)
+            if not self.loop:
+                break
+
+    def routeMainPipe__(self, obj: Any) -> None:
+        if obj is None:
+            self.loop = False
+            return
+        if not isinstance(obj, MessageObject):
+            self.logger.warning("routeMainPipe : not a MessageObject: %r", obj)
+            return
+        method_name = "c__%s" % obj.command
+        method = getattr(self, method_name, None)
+        if method is None:
+            self.logger.warning("routeMainPipe : no such method %s", method_name)
+            self._report("unknown_command", obj.command, "no such method " + method_name)
+            return
+        try:
+            method(**obj.kwargs)
+        except Exception as e:
+            self._handler_failed(obj, e)
+
+    def _handler_failed(self, obj: MessageObject, e: Exception) -> None:
+        self.logger.error(
+            "routeMainPipe : %s(%s) failed: %s\n%s",
+            "c__%s" % obj.command,
+            ", ".join(obj.kwargs),
+            e,
+            traceback.format_exc(),
+        )
+        self._report("handler_error", obj.command, "%s: %s" % (type(e).__name__, e))
+
+    def _report(self, kind: str, command: Any, error: str) -> None:
+        if not self.report_errors or self.back_pipe is None:
+            return
+        try:
+            self.send_out__(
+                MessageObject(
+                    "error", kind=kind, command=str(command), error=error, process=self.name
+                )
+            )
+        except Exception as e:  # the frontend is gone: nothing to tell
+            self.logger.debug("could not report %s: %s", kind, e)
+
+    def _goodbye(self) -> None:
+        # valkka's sync backend sends None when it leaves; here it comes
+        # after postRun__, so it really means "finished".
+        try:
+            assert self.back_pipe is not None
+            self.back_pipe.send(None)
+        except Exception:
+            pass
+
+    def preRun__(self) -> None:
+        """Backend: runs after the fork, before the loop (import heavy
+        libraries, load models here)."""
+
+    def postRun__(self) -> None:
+        """Backend: runs after the loop, just before the process exits."""
+
+    def send_out__(self, obj: Any) -> None:
+        """Backend: sends ``obj`` (preferably a ``MessageObject``) to the
+        frontend's ``getPipe()``."""
+        assert self.back_pipe is not None, "send_out__ is a backend method"
+        self.back_pipe.send(obj)
+
+    def return_out__(self, obj: Any) -> None:
+        """Backend: sends ``obj`` to the frontend's ``returnFromBack()``."""
+        assert self.back_pipe is not None, "return_out__ is a backend method"
+        self.back_pipe.send(MessageObject(_RETURN, value=obj))
+
+    def c__ping(self, lis: Any = []) -> None:  # noqa: B006 (valkka's signature)
+        """Backend demo: prints ``lis`` and answers ``pong``."""
+        print("c__ping:", lis)
+        self.send_out__(MessageObject("pong", lis=[1, 2, 3]))
+
+
+class AsyncBackMessageProcess(MessageProcess):
+    """A ``MessageProcess`` whose backend runs asyncio: ``c__`` methods are
+    coroutines (plain functions work too), awaited one after another; start
+    tasks with ``asyncio.get_event_loop().create_task`` for concurrency.
+    ``asyncPre__`` / ``asyncPost__`` run inside the loop, around it.
+    """
+
+    #: Seconds pending tasks get to finish after the stop request before
+    #: they are cancelled.
+    task_grace: ClassVar[float] = 1.0
+
+    def __init__(self, name: str = "AsyncMessageProcess") -> None:
+        super().__init__(name)
+
+    def getPipe(self) -> Duplex:
+        """The frontend's ``Duplex``: ``getReadFd()`` / ``fileno()`` for
+        ``select``, ``recv()``."""
+        return self._pipe
+
+    def getReadFd(self) -> int:
+        return self._pipe.getReadFd()
+
+    def getWriteFd(self) -> int:
+        return self._pipe.getWriteFd()
+
+    def run(self) -> None:
+        self.preRun__()
+        loop = asyncio.new_event_loop()
+        asyncio.set_event_loop(loop)
+        try:
+            loop.run_until_complete(self.async_run__())
+            loop.run_until_complete(self._finish_tasks(loop))
+        finally:
+            try:
+                loop.close()
+            finally:
+                self.postRun__()
+        self._goodbye()
+
+    async def async_run__(self) -> None:
+        assert self.back_pipe is not None
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue[Any] = asyncio.Queue()
+        back_pipe = self.back_pipe
+        fd = back_pipe.fileno()
+
+        def readable() -> None:
+            try:
+                objs = back_pipe.drain()
+            except EOFError:
+                objs = [None]
+            for obj in objs:
+                queue.put_nowait(obj)
+
+        loop.add_reader(fd, readable)
+        try:
+            try:
+                await self.asyncPre__()
+            except Exception as e:
+                self.logger.critical("asyncPre__ failed with %s\n%s", e, traceback.format_exc())
+            while True:
+                obj = await queue.get()
+                if obj is None:
+                    break
+                await self.routeMainPipe__(obj)  # type: ignore[misc]
+        finally:
+            loop.remove_reader(fd)
+            await self.asyncPost__()
+
+    async def _finish_tasks(self, loop: asyncio.AbstractEventLoop) -> None:
+        current = asyncio.current_task()
+        tasks = [t for t in asyncio.all_tasks(loop) if t is not current]
+        if not tasks:
+            return
+        _done, pending = await asyncio.wait(tasks, timeout=self.task_grace)
+        for task in pending:
+            task.cancel()
+        if pending:
+            await asyncio.wait(pending, timeout=self.task_grace)
+
+    async def routeMainPipe__(self, obj: Any) -> None:  # type: ignore[override]
+        if obj is None:
+            self.loop = False
+            return
+        if not isinstance(obj, MessageObject):
+            self.logger.warning("routeMainPipe : not a MessageObject: %r", obj)
+            return
+        method_name = "c__%s" % obj.command
+        method = getattr(self, method_name, None)
+        if method is None:
+            self.logger.warning("routeMainPipe : no such method %s", method_name)
+            await self._report_async("unknown_command", obj.command, "no such method " + method_name)
+            return
+        try:
+            result = method(**obj.kwargs)
+            if inspect.isawaitable(result):
+                await result
+        except Exception as e:
+            self._handler_failed(obj, e)
+
+    async def _report_async(self, kind: str, command: Any, error: str) -> None:
+        self._report(kind, command, error)
+
+    async def asyncPre__(self) -> None:
+        """Backend coroutine: runs in the loop before the first command."""
+
+    async def asyncPost__(self) -> None:
+        """Backend coroutine: runs in the loop after the last command."""
+
+    async def send_out__(self, obj: Any) -> None:  # type: ignore[override]
+        """Backend coroutine: sends ``obj`` to the frontend."""
+        assert self.back_pipe is not None, "send_out__ is a backend method"
+        self.back_pipe.send(obj)
+
+    def _report(self, kind: str, command: Any, error: str) -> None:
+        if not self.report_errors or self.back_pipe is None:
+            return
+        try:
+            self.back_pipe.send(
+                MessageObject(
+                    "error", kind=kind, command=str(command), error=error, process=self.name
+                )
+            )
+        except Exception as e:
+            self.logger.debug("could not report %s: %s", kind, e)
+
+    async def c__ping(self, lis: Any = []) -> None:  # type: ignore[override]  # noqa: B006
+        print("c__ping:", lis)
+        await self.send_out__(MessageObject("pong", lis=[1, 2, 3]))
+
+
+def _stop_all() -> None:
+    # valkka's processes are non-daemon multiprocessing children: a program
+    # that forgets stop() hangs at exit. Here every process still running
+    # is stopped, within its bound.
+    for p in list(_live):
+        try:
+            if p._started and p.pid is not None and os.getpid() != p.pid:
+                p.stop()
+        except Exception:
+            pass
+
+
+atexit.register(_stop_all)

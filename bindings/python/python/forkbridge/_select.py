@@ -1,0 +1,50 @@
+"""safe_select: ``select.select`` without its limits."""
+
+from __future__ import annotations
+
+import select
+from typing import Any, Sequence
+
+_READ = select.POLLIN | select.POLLPRI | select.POLLHUP | select.POLLERR
+_WRITE = select.POLLOUT | select.POLLERR
+_EXCEPT = select.POLLPRI
+
+
+def _fd(obj: Any) -> int:
+    if isinstance(obj, int):
+        return obj
+    return int(obj.fileno())
+
+
+def safe_select(
+    l1: Sequence[Any],
+    l2: Sequence[Any],
+    l3: Sequence[Any],
+    timeout: float | None = None,
+) -> tuple[list[Any], list[Any], list[Any]]:
+    """Like ``select.select(l1, l2, l3, timeout)``, on ``poll(2)``.
+
+    Accepts ints and objects with ``fileno()`` and returns the same objects.
+    Unlike ``select.select`` it takes descriptors above 1023, and a signal
+    whose handler returns does not end the wait early (the remaining time is
+    waited, as PEP 475 does); a handler that raises (``KeyboardInterrupt``)
+    raises out of it, as with ``select``.
+    """
+    poller = select.poll()
+    masks: dict[int, int] = {}
+    for objs, mask in ((l1, _READ), (l2, _WRITE), (l3, _EXCEPT)):
+        for obj in objs:
+            fd = _fd(obj)
+            masks[fd] = masks.get(fd, 0) | mask
+    for fd, mask in masks.items():
+        poller.register(fd, mask)
+    ms = None if timeout is None else max(0, int(timeout * 1000 + 0.999))
+    ready = dict(poller.poll(ms))
+    if not ready:
+        return [], [], []
+    out: tuple[list[Any], list[Any], list[Any]] = ([], [], [])
+    for objs, mask, result in ((l1, _READ, out[0]), (l2, _WRITE, out[1]), (l3, _EXCEPT, out[2])):
+        for obj in objs:
+            if ready.get(_fd(obj), 0) & mask:
+                result.append(obj)
+    return out

@@ -1,0 +1,180 @@
+//! Python objects ↔ the core's [`Value`] and [`Message`].
+//!
+//! Exact builtin types cross natively, so a Rust end reads them and a
+//! Python end gets back what it sent: `None`, `bool`, `int` (64-bit),
+//! `float`, `str`, `bytes`, `list`, `tuple` and `dict` (any keys). Anything
+//! else — a subclass (an `enum`, `numpy.float64`), a big `int`, a `set`, a
+//! class instance, a numpy array — travels as [`Value::Pickled`] (pickle
+//! protocol 5, per value), which only a Python end can read. The exact-type
+//! rule is what makes the round trip faithful: a `bool` is not sent as an
+//! `int`, an `IntEnum` member is not flattened to its value.
+
+use forkbridge::{Message, Value};
+use pyo3::exceptions::PyValueError;
+use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
+use pyo3::types::{PyBool, PyBytes, PyDict, PyFloat, PyInt, PyList, PyString, PyTuple};
+
+/// The command of a message that carries one plain Python object (what
+/// `send_out__` sends when given something other than a `MessageObject`),
+/// in its parameter `"value"`.
+pub(crate) const OBJECT_COMMAND: &str = "__object__";
+
+/// Deeper nesting than the core's decoder accepts is refused when sending.
+const MAX_DEPTH: usize = 120;
+
+static PICKLE: PyOnceLock<(Py<PyAny>, Py<PyAny>)> = PyOnceLock::new();
+
+fn pickle(py: Python<'_>) -> PyResult<&(Py<PyAny>, Py<PyAny>)> {
+    PICKLE.get_or_try_init(py, || {
+        let module = py.import("pickle")?;
+        Ok((
+            module.getattr("dumps")?.unbind(),
+            module.getattr("loads")?.unbind(),
+        ))
+    })
+}
+
+/// `obj` as a [`Value`].
+pub(crate) fn to_value(obj: &Bound<'_, PyAny>) -> PyResult<Value> {
+    to_value_at(obj, 0)
+}
+
+fn to_value_at(obj: &Bound<'_, PyAny>, depth: usize) -> PyResult<Value> {
+    if depth > MAX_DEPTH {
+        return Err(PyValueError::new_err(format!(
+            "values nested deeper than {MAX_DEPTH} levels cannot be sent"
+        )));
+    }
+    if obj.is_none() {
+        return Ok(Value::Null);
+    }
+    if obj.is_exact_instance_of::<PyBool>() {
+        return Ok(Value::Bool(obj.extract::<bool>()?));
+    }
+    if obj.is_exact_instance_of::<PyInt>() {
+        if let Ok(i) = obj.extract::<i64>() {
+            return Ok(Value::Int(i));
+        }
+        if let Ok(u) = obj.extract::<u64>() {
+            return Ok(Value::UInt(u));
+        }
+        return pickled(obj);
+    }
+    if obj.is_exact_instance_of::<PyFloat>() {
+        return Ok(Value::Float(obj.extract::<f64>()?));
+    }
+    if let Ok(s) = obj.cast_exact::<PyString>() {
+        return Ok(Value::Str(s.to_str()?.to_owned()));
+    }
+    if let Ok(b) = obj.cast_exact::<PyBytes>() {
+        return Ok(Value::Bytes(b.as_bytes().to_vec()));
+    }
+    if let Ok(list) = obj.cast_exact::<PyList>() {
+        let mut items = Vec::with_capacity(list.len());
+        for item in list.iter() {
+            items.push(to_value_at(&item, depth + 1)?);
+        }
+        return Ok(Value::List(items));
+    }
+    if let Ok(tuple) = obj.cast_exact::<PyTuple>() {
+        let mut items = Vec::with_capacity(tuple.len());
+        for item in tuple.iter() {
+            items.push(to_value_at(&item, depth + 1)?);
+        }
+        return Ok(Value::Tuple(items));
+    }
+    if let Ok(dict) = obj.cast_exact::<PyDict>() {
+        let mut entries = Vec::with_capacity(dict.len());
+        for (k, v) in dict.iter() {
+            entries.push((to_value_at(&k, depth + 1)?, to_value_at(&v, depth + 1)?));
+        }
+        return Ok(Value::Map(entries));
+    }
+    pickled(obj)
+}
+
+fn pickled(obj: &Bound<'_, PyAny>) -> PyResult<Value> {
+    let py = obj.py();
+    let ty = obj.get_type();
+    let type_name = format!("{}.{}", ty.module()?, ty.qualname()?);
+    let data = pickle(py)?.0.bind(py).call1((obj, 5))?;
+    let data = data.cast::<PyBytes>()?.as_bytes().to_vec();
+    Ok(Value::Pickled { type_name, data })
+}
+
+/// `value` as a Python object.
+pub(crate) fn to_py(py: Python<'_>, value: &Value) -> PyResult<Py<PyAny>> {
+    Ok(match value {
+        Value::Null => py.None(),
+        Value::Bool(b) => PyBool::new(py, *b).to_owned().into_any().unbind(),
+        Value::Int(i) => i.into_pyobject(py)?.into_any().unbind(),
+        Value::UInt(u) => u.into_pyobject(py)?.into_any().unbind(),
+        Value::Float(f) => f.into_pyobject(py)?.into_any().unbind(),
+        Value::Str(s) => PyString::new(py, s).into_any().unbind(),
+        Value::Bytes(b) => PyBytes::new(py, b).into_any().unbind(),
+        Value::List(items) => {
+            let list = PyList::empty(py);
+            for item in items {
+                list.append(to_py(py, item)?)?;
+            }
+            list.into_any().unbind()
+        }
+        Value::Tuple(items) => {
+            let items = items
+                .iter()
+                .map(|item| to_py(py, item))
+                .collect::<PyResult<Vec<_>>>()?;
+            PyTuple::new(py, items)?.into_any().unbind()
+        }
+        Value::Map(entries) => {
+            let dict = PyDict::new(py);
+            for (k, v) in entries {
+                dict.set_item(to_py(py, k)?, to_py(py, v)?)?;
+            }
+            dict.into_any().unbind()
+        }
+        Value::Pickled { data, .. } => pickle(py)?
+            .1
+            .bind(py)
+            .call1((PyBytes::new(py, data),))?
+            .unbind(),
+        // `Value` may grow; a newer peer's value is an error, not a crash.
+        #[allow(unreachable_patterns)]
+        other => {
+            return Err(PyValueError::new_err(format!(
+                "a value of type {} has no Python form",
+                other.type_name()
+            )));
+        }
+    })
+}
+
+/// A message from a command and its keyword parameters.
+pub(crate) fn message(command: &str, kwargs: Option<&Bound<'_, PyDict>>) -> PyResult<Message> {
+    let mut msg = Message::new(command);
+    if let Some(kwargs) = kwargs {
+        for (k, v) in kwargs.iter() {
+            let key = k.cast::<PyString>().map_err(|_| {
+                PyValueError::new_err("message parameter names must be strings")
+            })?;
+            msg.set(key.to_str()?, to_value(&v)?);
+        }
+    }
+    Ok(msg)
+}
+
+/// A message carrying one plain object (see [`OBJECT_COMMAND`]).
+pub(crate) fn object_message(obj: &Bound<'_, PyAny>) -> PyResult<Message> {
+    Ok(Message::new(OBJECT_COMMAND).with("value", to_value(obj)?))
+}
+
+/// A received message as `(command, kwargs)`; the Python package turns it
+/// into a `MessageObject` (or unwraps an object message).
+pub(crate) fn from_message(py: Python<'_>, msg: &Message) -> PyResult<(String, Py<PyDict>)> {
+    let kwargs = PyDict::new(py);
+    for (k, v) in msg.params() {
+        kwargs.set_item(k, to_py(py, v)?)?;
+    }
+    Ok((msg.command().to_owned(), kwargs.unbind()))
+}

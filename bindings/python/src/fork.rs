@@ -1,0 +1,56 @@
+//! CPython's side of the fork, as [`ForkHooks`] for the core's one fork
+//! path, and the few raw calls the binding needs.
+//!
+//! `os.fork()` brackets `fork(2)` with `PyOS_BeforeFork` (runs the
+//! `os.register_at_fork(before=...)` callbacks, takes the import lock) and
+//! `PyOS_AfterFork_Parent` / `PyOS_AfterFork_Child` (the child re-creates
+//! the runtime's locks, makes this thread the only thread state, and runs
+//! the stdlib's repairs: `threading`, `random`'s reseed, `logging`'s handler
+//! locks, asyncio's loop). A bare `fork` skips all of that, and the child of
+//! a process whose other thread held the import lock deadlocks on its first
+//! `import` (measured: `research/python-binding.md` §1). The GIL must be
+//! held across the whole bracket, by this thread: `start` never releases it
+//! around the fork.
+#![allow(unsafe_code)]
+
+use forkbridge::ForkHooks;
+
+/// The three `PyOS_*` calls around the core's fork.
+#[derive(Debug)]
+pub(crate) struct PythonForkHooks;
+
+impl ForkHooks for PythonForkHooks {
+    fn before_fork(&self) {
+        // SAFETY: called by `MessageProcess::start` on the thread that holds
+        // the GIL (`Process.start` runs with it and never detaches), which
+        // is what `PyOS_BeforeFork` requires.
+        unsafe { pyo3::ffi::PyOS_BeforeFork() }
+    }
+
+    fn after_fork_child(&self) {
+        // SAFETY: in the child, on the only thread, which held the GIL at
+        // the fork; `PyOS_BeforeFork` ran before it in the parent.
+        unsafe { pyo3::ffi::PyOS_AfterFork_Child() }
+    }
+
+    fn after_fork_parent(&self) {
+        // SAFETY: in the parent, with the GIL, after `PyOS_BeforeFork`.
+        unsafe { pyo3::ffi::PyOS_AfterFork_Parent() }
+    }
+}
+
+/// The calling process's id.
+pub(crate) fn getpid() -> i32 {
+    std::process::id() as i32
+}
+
+/// Sends `sig` to `pid` (a child this process has not reaped yet, so the
+/// pid cannot have been reused).
+pub(crate) fn kill(pid: i32, sig: i32) -> std::io::Result<()> {
+    // SAFETY: `kill` takes plain integers and has no memory effects.
+    if unsafe { libc::kill(pid, sig) } == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}

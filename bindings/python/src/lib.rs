@@ -1,0 +1,46 @@
+//! `forkbridge._native`: the compiled half of the `forkbridge` Python
+//! package.
+//!
+//! # Design
+//!
+//! The package's public classes (`MessageProcess`, `MainContext`,
+//! `SyncIndex`, …) are plain Python in `python/forkbridge/`, so that user
+//! subclasses behave exactly as with valkka-multiprocess: `__init__` with
+//! any signature, `c__` methods found by name, `run()` and `readPipes__()`
+//! overridable. This module supplies what must not be Python: the fork (with
+//! CPython's own fork protocol, see [`fork`]), the intercom (the core's
+//! sockets and codec, releasing the GIL while it waits), value conversion,
+//! and the process-shared events. Nothing here is meant to be imported by
+//! users; the Python package is the API.
+//!
+//! Every wait releases the GIL and wakes every [`SIGNAL_SLICE`] to run
+//! Python's signal handlers, so Ctrl-C raises `KeyboardInterrupt` out of a
+//! blocked receive, as it does out of `multiprocessing.Connection.recv`.
+
+#![deny(unsafe_code)]
+
+use std::time::Duration;
+
+use pyo3::prelude::*;
+
+mod convert;
+mod errors;
+mod events;
+mod fork;
+mod intercom;
+mod process;
+
+/// How long a GIL-free wait runs before it checks for Python signals.
+pub(crate) const SIGNAL_SLICE: Duration = Duration::from_millis(50);
+
+#[pymodule]
+fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<process::Process>()?;
+    m.add_class::<intercom::Intercom>()?;
+    m.add_class::<events::EventGroup>()?;
+    m.add_class::<events::Event>()?;
+    errors::register(m)?;
+    m.add("OBJECT_COMMAND", convert::OBJECT_COMMAND)?;
+    m.add("DEFAULT_MAX_FRAME", process::DEFAULT_MAX_FRAME)?;
+    Ok(())
+}

@@ -1,0 +1,378 @@
+//! `Process`: the frontend's handle to one backend, under the Python
+//! package's `MessageProcess`.
+//!
+//! Locking rule: the core handle sits behind a `Mutex` that is only ever
+//! taken with the GIL released (inside `Python::detach`), except by `start`,
+//! which must hold the GIL across the fork. A thread blocked in `recv`
+//! therefore never holds the GIL, and a thread holding the GIL never waits
+//! for the mutex while the other waits for the GIL.
+//!
+//! After the fork the child's Python heap still holds this object (the
+//! user's `MessageProcess` is `self` in the backend). Its copy of the
+//! handle is dead — the core closed those fds in the child — so every
+//! method checks the owning pid and refuses in another process, and `Drop`
+//! there forgets the handle instead of stopping a process that is not its
+//! child.
+
+use std::collections::VecDeque;
+use std::os::fd::AsRawFd;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use forkbridge::{ErrorKind, Message, MessageProcess};
+use pyo3::exceptions::{PyRuntimeError, PyValueError};
+use pyo3::prelude::*;
+use pyo3::types::PyDict;
+
+use crate::SIGNAL_SLICE;
+use crate::convert;
+use crate::errors::IntoPyResult;
+use crate::fork::{self, PythonForkHooks};
+use crate::intercom::Intercom;
+
+pub(crate) const DEFAULT_MAX_FRAME: usize = 64 << 20;
+
+type ChildSlot = Arc<Mutex<Option<Py<PyAny>>>>;
+
+/// The native half of a `MessageProcess` (frontend side).
+#[pyclass(frozen, module = "forkbridge._native")]
+pub(crate) struct Process {
+    name: String,
+    owner: i32,
+    fd: i32,
+    inner: Mutex<Option<MessageProcess>>,
+    /// A message `poll` took off the socket, for the next `recv`.
+    polled: Mutex<VecDeque<Message>>,
+    /// The callable the child runs, set by `start` just before the fork.
+    child: ChildSlot,
+}
+
+#[pymethods]
+impl Process {
+    #[new]
+    #[pyo3(signature = (
+        name, *, stop_timeout = 5.0, kill_timeout = 1.0,
+        max_frame_size = DEFAULT_MAX_FRAME, large_threshold = None,
+        large_slot = 16 << 20, spin = 0.0
+    ))]
+    fn new(
+        name: String,
+        stop_timeout: f64,
+        kill_timeout: f64,
+        max_frame_size: usize,
+        large_threshold: Option<usize>,
+        large_slot: usize,
+        spin: f64,
+    ) -> PyResult<Process> {
+        let child: ChildSlot = Arc::new(Mutex::new(None));
+        let slot = child.clone();
+        let mut builder = MessageProcess::builder(name.clone())
+            // Python's own policy (live Python threads) runs before `start`;
+            // OS threads such as numpy's BLAS pool stop themselves for a fork.
+            .allow_threads(true)
+            .keep_signal_handlers(true)
+            .frame_reads(true)
+            .fork_hooks(Arc::new(PythonForkHooks))
+            .stop_timeout(seconds(stop_timeout)?)
+            .kill_timeout(seconds(kill_timeout)?)
+            .max_frame_size(max_frame_size)
+            .spin_before_sleep(seconds(spin)?);
+        if let Some(threshold) = large_threshold {
+            builder = builder.large_messages(threshold, large_slot);
+        }
+        let inner = builder
+            .build_fn(move |intercom| child_main(&slot, intercom))
+            .py_err()?;
+        Ok(Process {
+            name,
+            owner: fork::getpid(),
+            fd: inner.as_raw_fd(),
+            inner: Mutex::new(Some(inner)),
+            polled: Mutex::new(VecDeque::new()),
+            child,
+        })
+    }
+
+    /// Forks; the child calls `child(intercom)` and exits with its return
+    /// value. Runs with the GIL held throughout (see `fork.rs`).
+    fn start(&self, child: Py<PyAny>) -> PyResult<()> {
+        self.check_owner()?;
+        *lock(&self.child) = Some(child);
+        let mut inner = lock(&self.inner);
+        let result = handle(&mut inner).and_then(|p| p.start().py_err());
+        lock(&self.child).take();
+        result
+    }
+
+    fn set_ignore_sigint(&self, py: Python<'_>, yes: bool) -> PyResult<()> {
+        self.with(py, |p| p.set_ignore_sigint(yes).py_err())
+    }
+
+    /// Sends `command(**kwargs)` (the message is written before returning).
+    #[pyo3(signature = (command, kwargs = None))]
+    fn send(&self, py: Python<'_>, command: &str, kwargs: Option<&Bound<'_, PyDict>>) -> PyResult<()> {
+        let msg = convert::message(command, kwargs)?;
+        self.with(py, |p| p.send(msg).py_err())
+    }
+
+    /// Queues `command(**kwargs)`; written by the next send, flush or recv.
+    #[pyo3(signature = (command, kwargs = None))]
+    fn feed(&self, py: Python<'_>, command: &str, kwargs: Option<&Bound<'_, PyDict>>) -> PyResult<()> {
+        let msg = convert::message(command, kwargs)?;
+        self.with(py, |p| p.feed(msg).py_err())
+    }
+
+    fn flush(&self, py: Python<'_>) -> PyResult<()> {
+        self.with(py, |p| p.flush().py_err())
+    }
+
+    /// Sends a plain object (see `convert::OBJECT_COMMAND`).
+    fn send_object(&self, py: Python<'_>, obj: &Bound<'_, PyAny>) -> PyResult<()> {
+        let msg = convert::object_message(obj)?;
+        self.with(py, |p| p.send(msg).py_err())
+    }
+
+    /// The next message as `(command, kwargs)`, waiting up to `timeout`
+    /// seconds (`None`: as long as it takes). Raises `TimeoutError`, or
+    /// `BackendGone` (an `EOFError`) once the backend has ended and every
+    /// message it sent was read.
+    #[pyo3(signature = (timeout = None))]
+    fn recv(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<(String, Py<PyDict>)> {
+        self.check_owner()?;
+        let polled = py.detach(|| lock(&self.polled).pop_front());
+        let msg = match polled {
+            Some(msg) => msg,
+            None => self.wait(py, timeout, |p, slice| p.recv_timeout(slice))?,
+        };
+        convert::from_message(py, &msg)
+    }
+
+    /// Whether `recv` would return (a message, or the end) within
+    /// `timeout` seconds.
+    #[pyo3(signature = (timeout = 0.0))]
+    fn poll(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<bool> {
+        self.check_owner()?;
+        if py.detach(|| !lock(&self.polled).is_empty()) {
+            return Ok(true);
+        }
+        match self.wait(py, timeout, |p, slice| p.recv_timeout(slice)) {
+            Ok(msg) => {
+                py.detach(|| lock(&self.polled).push_back(msg));
+                Ok(true)
+            }
+            Err(e) if e.is_instance_of::<pyo3::exceptions::PyTimeoutError>(py) => Ok(false),
+            Err(e) if e.is_instance_of::<crate::errors::BackendGone>(py) => Ok(true),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn fileno(&self) -> PyResult<i32> {
+        self.check_owner()?;
+        Ok(self.fd)
+    }
+
+    fn request_stop(&self, py: Python<'_>) -> PyResult<()> {
+        self.with(py, |p| match p.request_stop() {
+            Err(e) if e.is_disconnected() => Ok(()),
+            other => other.py_err(),
+        })
+    }
+
+    /// Bounded stop (request → TERM → KILL → reap); the exit code as
+    /// `multiprocessing` reports it (negative: killed by that signal).
+    fn stop(&self, py: Python<'_>) -> PyResult<Option<i32>> {
+        self.with(py, |p| match p.stop() {
+            Ok(status) => Ok(Some(exit_code(status))),
+            Err(e) if matches!(e.kind(), ErrorKind::NotStarted) => Ok(None),
+            Err(e) => Err(crate::errors::to_py(e)),
+        })
+    }
+
+    /// Waits up to `timeout` seconds for the backend to end; its exit code,
+    /// or `None` if it is still running (or never started).
+    #[pyo3(signature = (timeout = None))]
+    fn join(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<Option<i32>> {
+        self.check_owner()?;
+        match self.wait(py, timeout, |p, slice| p.join_timeout(slice)) {
+            Ok(status) => Ok(Some(exit_code(status))),
+            Err(e) if e.is_instance_of::<pyo3::exceptions::PyTimeoutError>(py) => Ok(None),
+            Err(e) => {
+                // Not started: `multiprocessing` asserts; we answer "no code".
+                if py.detach(|| self.exitcode_now()).is_none() && !self.started(py) {
+                    return Ok(None);
+                }
+                Err(e)
+            }
+        }
+    }
+
+    fn is_alive(&self, py: Python<'_>) -> PyResult<bool> {
+        self.with(py, |p| Ok(p.is_alive()))
+    }
+
+    /// Sends `sig` to the backend if it is running.
+    fn signal(&self, py: Python<'_>, sig: i32) -> PyResult<()> {
+        self.with(py, |p| {
+            if let (true, Some(pid)) = (p.is_alive(), p.pid()) {
+                fork::kill(pid, sig).map_err(|e| PyRuntimeError::new_err(e.to_string()))?;
+            }
+            Ok(())
+        })
+    }
+
+    #[getter]
+    fn pid(&self, py: Python<'_>) -> PyResult<Option<i32>> {
+        self.with(py, |p| Ok(p.pid()))
+    }
+
+    #[getter]
+    fn exitcode(&self, py: Python<'_>) -> PyResult<Option<i32>> {
+        self.check_owner()?;
+        Ok(py.detach(|| self.exitcode_now()))
+    }
+
+    #[getter]
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Messages sent through the shared-memory lane so far.
+    #[getter]
+    fn large_messages_sent(&self, py: Python<'_>) -> PyResult<u64> {
+        self.with(py, |p| Ok(p.large_messages_sent()))
+    }
+
+    fn __repr__(&self) -> String {
+        format!("<forkbridge._native.Process {:?}>", self.name)
+    }
+}
+
+impl Process {
+    fn check_owner(&self) -> PyResult<()> {
+        if fork::getpid() == self.owner {
+            Ok(())
+        } else {
+            Err(PyRuntimeError::new_err(format!(
+                "the frontend handle of process '{}' belongs to pid {}: it cannot be used in \
+                 pid {} (a backend reaches its frontend with send_out__)",
+                self.name,
+                self.owner,
+                fork::getpid()
+            )))
+        }
+    }
+
+    /// Runs `f` on the core handle with the GIL released.
+    fn with<T: Send>(
+        &self,
+        py: Python<'_>,
+        f: impl FnOnce(&mut MessageProcess) -> PyResult<T> + Send,
+    ) -> PyResult<T> {
+        self.check_owner()?;
+        py.detach(|| handle(&mut lock(&self.inner)).and_then(f))
+    }
+
+    /// Repeats `op` in slices of at most `SIGNAL_SLICE` until it returns
+    /// something other than a timeout or `timeout` seconds have passed,
+    /// running Python's signal handlers between slices.
+    fn wait<T: Send>(
+        &self,
+        py: Python<'_>,
+        timeout: Option<f64>,
+        op: impl Fn(&mut MessageProcess, Duration) -> forkbridge::Result<T> + Send + Sync,
+    ) -> PyResult<T> {
+        let deadline = match timeout {
+            Some(t) => Some(Instant::now() + seconds(t)?),
+            None => None,
+        };
+        loop {
+            let slice = deadline.map_or(SIGNAL_SLICE, |d| {
+                d.saturating_duration_since(Instant::now()).min(SIGNAL_SLICE)
+            });
+            let result = py.detach(|| match handle(&mut lock(&self.inner)) {
+                Ok(p) => Ok(op(p, slice)),
+                Err(e) => Err(e),
+            })?;
+            match result {
+                Err(e) if e.is_timeout() && deadline.is_none_or(|d| Instant::now() < d) => {
+                    py.check_signals()?;
+                }
+                other => return other.py_err(),
+            }
+        }
+    }
+
+    fn exitcode_now(&self) -> Option<i32> {
+        let mut inner = lock(&self.inner);
+        let p = inner.as_mut()?;
+        match p.join_timeout(Duration::ZERO) {
+            Ok(status) => Some(exit_code(status)),
+            Err(_) => None,
+        }
+    }
+
+    fn started(&self, py: Python<'_>) -> bool {
+        py.detach(|| lock(&self.inner).as_ref().is_some_and(|p| p.pid().is_some()))
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        if fork::getpid() != self.owner {
+            // The parent's handle, copied by the fork: not ours to stop.
+            if let Ok(slot) = self.inner.get_mut() {
+                std::mem::forget(slot.take());
+            }
+        }
+        // In the owner, the core handle's own `Drop` stops the backend
+        // within its bound.
+    }
+}
+
+/// The child's side: runs the Python callable given to `start`.
+fn child_main(slot: &Mutex<Option<Py<PyAny>>>, intercom: forkbridge::Intercom) -> i32 {
+    Python::attach(|py| {
+        let Some(run) = lock(slot).take() else {
+            return 1;
+        };
+        let intercom = match Py::new(py, Intercom::new(intercom)) {
+            Ok(intercom) => intercom,
+            Err(e) => {
+                e.print(py);
+                return 1;
+            }
+        };
+        match run.call1(py, (intercom,)) {
+            Ok(code) => code.extract::<i32>(py).unwrap_or(0),
+            Err(e) => {
+                e.print(py);
+                1
+            }
+        }
+    })
+}
+
+fn handle(inner: &mut Option<MessageProcess>) -> PyResult<&mut MessageProcess> {
+    inner
+        .as_mut()
+        .ok_or_else(|| PyRuntimeError::new_err("the process handle is closed"))
+}
+
+/// Locks `m`, ignoring poisoning: a panic elsewhere left plain data behind.
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+pub(crate) fn seconds(s: f64) -> PyResult<Duration> {
+    Duration::try_from_secs_f64(s.max(0.0))
+        .map_err(|_| PyValueError::new_err(format!("not a duration in seconds: {s}")))
+}
+
+/// `multiprocessing`'s exit code: the status, or minus the signal.
+fn exit_code(status: std::process::ExitStatus) -> i32 {
+    use std::os::unix::process::ExitStatusExt;
+    status
+        .code()
+        .or_else(|| status.signal().map(|s| -s))
+        .unwrap_or(-1)
+}
