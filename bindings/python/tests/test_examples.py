@@ -1,0 +1,53 @@
+"""The seed's examples and the tutorial programs, run as programs."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+EXAMPLES = os.path.join(os.path.dirname(__file__), "..", "examples")
+
+
+def run_example(name, timeout=60):
+    proc = subprocess.run(
+        [sys.executable, os.path.join(EXAMPLES, name)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return proc.stdout
+
+
+def test_seed_message_process_example():
+    out = run_example("message_process.py")
+    assert "Regards from other side of the fork!  Got parameter gotcha!" in out
+
+
+def test_seed_async_example():
+    out = run_example("async_process.py")
+    assert "Regards from other side of the fork!  Got parameter gotcha!" in out
+
+
+def test_seed_async_tasks_example():
+    out = run_example("async_tasks.py")
+    assert "Got parameter gotcha!" in out
+    assert "Did that blocking io wait" in out
+
+
+def test_seed_event_group_and_sync_index_example():
+    assert "200 pings answered" in run_example("event_group.py")
+
+
+def test_tutorial_main_context_swarm():
+    assert "40 jobs done by 4 workers" in run_example("main_context.py")
+
+
+def test_tutorial_shared_array():
+    assert "backend wrote 3 frames" in run_example("shared_array.py")
+
+
+def test_numpy_frames_example():
+    pytest.importorskip("numpy")
+    assert "200 frames of 1 MiB" in run_example("numpy_frames.py")
