@@ -24,7 +24,7 @@ from typing import Any, ClassVar
 
 from . import _native
 from ._log import format_logger
-from ._message import MessageObject
+from ._message import MessageObject, _make
 from ._pipe import _RETURN, BackPipe, Duplex
 from ._select import safe_select
 
@@ -349,13 +349,15 @@ class MessageProcess:
         if not self.report_errors or self.back_pipe is None:
             return
         try:
-            self.send_out__(
-                MessageObject(
-                    "error", kind=kind, command=str(command), error=error, process=self.name
-                )
-            )
+            self.send_out__(self._error_message(kind, command, error))
         except Exception as e:  # the frontend is gone: nothing to tell
             self.logger.debug("could not report %s: %s", kind, e)
+
+    def _error_message(self, kind: str, command: Any, error: str) -> MessageObject:
+        # The core's error report: its "command" parameter cannot go through
+        # MessageObject's constructor, whose first argument has that name.
+        params = {"kind": kind, "command": str(command), "error": error, "process": self.name}
+        return _make("error", params)
 
     def _goodbye(self) -> None:
         # valkka's sync backend sends None when it leaves; here it comes
@@ -508,11 +510,7 @@ class AsyncBackMessageProcess(MessageProcess):
         if not self.report_errors or self.back_pipe is None:
             return
         try:
-            self.back_pipe.send(
-                MessageObject(
-                    "error", kind=kind, command=str(command), error=error, process=self.name
-                )
-            )
+            self.back_pipe.send(self._error_message(kind, command, error))
         except Exception as e:
             self.logger.debug("could not report %s: %s", kind, e)
 

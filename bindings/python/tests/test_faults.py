@@ -1,0 +1,231 @@
+"""The core's fault promises, from Python, on real processes."""
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+
+import pytest
+
+from forkbridge import BackendGone, ForkWithThreadsError, MessageObject, MessageProcess
+
+
+class Worker(MessageProcess):
+    stop_timeout = 0.5
+    kill_timeout = 0.5
+
+    def c__boom(self):
+        raise ValueError("boom")
+
+    def c__echo(self, **kwargs):
+        self.send_out__(MessageObject("echoed", **kwargs))
+
+    def c__hang(self):
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        self.send_out__(MessageObject("hanging"))
+        while True:
+            time.sleep(0.05)
+
+    def c__exit(self, code=0):
+        os._exit(code)
+
+
+@pytest.fixture
+def worker():
+    p = Worker("worker")
+    p.start()
+    yield p
+    p.stop()
+
+
+def test_exception_in_handler_is_reported_and_the_loop_goes_on(worker):
+    worker.sendMessageToBack(MessageObject("boom"))
+    worker.sendMessageToBack(MessageObject("echo", after=True))
+    err = worker.getPipe().recv(timeout=5)
+    assert err() == "error" and err["kind"] == "handler_error"
+    assert err["command"] == "boom" and "ValueError: boom" in err["error"]
+    assert err["process"] == "worker"
+    assert worker.getPipe().recv(timeout=5)["after"] is True
+
+
+def test_wrong_parameters_do_not_kill_the_backend(worker):
+    worker.sendMessageToBack(MessageObject("boom", unexpected=1))
+    assert worker.getPipe().recv(timeout=5)["kind"] == "handler_error"
+    worker.sendMessageToBack(MessageObject("echo", x=1))
+    assert worker.getPipe().recv(timeout=5)["x"] == 1
+
+
+def test_unknown_command_is_reported(worker):
+    worker.sendMessageToBack(MessageObject("nonesuch"))
+    err = worker.getPipe().recv(timeout=5)
+    assert err["kind"] == "unknown_command" and err["command"] == "nonesuch"
+    assert worker.is_alive()
+
+
+def test_backend_killed_is_seen_by_recv():
+    p = Worker("victim")
+    p.start()
+    os.kill(p.pid, signal.SIGKILL)
+    started = time.monotonic()
+    with pytest.raises(BackendGone):
+        p.getPipe().recv(timeout=10)
+    assert time.monotonic() - started < 2
+    p.join(timeout=5)
+    assert p.exitcode == -signal.SIGKILL
+    p.stop()
+
+
+def test_backend_exit_code_is_reported():
+    p = Worker("exiter")
+    p.start()
+    p.sendMessageToBack(MessageObject("exit", code=3))
+    with pytest.raises(EOFError):
+        p.getPipe().recv(timeout=10)
+    p.stop()
+    assert p.exitcode == 3
+
+
+def test_stop_is_bounded_when_the_backend_hangs(worker):
+    worker.sendMessageToBack(MessageObject("hang"))
+    assert worker.getPipe().recv(timeout=5)() == "hanging"
+    started = time.monotonic()
+    worker.stop()
+    assert time.monotonic() - started < 5
+    assert worker.exitcode == -signal.SIGKILL
+
+
+def test_exception_in_pre_run_ends_the_process_with_1():
+    class BadStart(MessageProcess):
+        def preRun__(self):
+            raise RuntimeError("no model file")
+
+    p = BadStart("bad")
+    p.start()
+    p.join(timeout=10)
+    assert p.exitcode == 1
+
+
+def test_fork_with_threads_is_refused_with_their_names():
+    stop = threading.Event()
+    t = threading.Thread(target=stop.wait, name="busy-thread")
+    t.start()
+    try:
+        p = Worker("threads")
+        with pytest.raises(ForkWithThreadsError, match="busy-thread"):
+            p.start()
+        # Opting in works.
+        p.start(allow_threads=True)
+        p.sendMessageToBack(MessageObject("echo", ok=1))
+        assert p.getPipe().recv(timeout=5)["ok"] == 1
+        p.stop()
+    finally:
+        stop.set()
+        t.join()
+
+
+def test_blocking_calls_release_the_gil(worker):
+    counter = [0]
+    done = threading.Event()
+
+    def spin():
+        while not done.is_set():
+            counter[0] += 1
+
+    t = threading.Thread(target=spin)
+    t.start()
+    try:
+        with pytest.raises(TimeoutError):
+            worker.getPipe().recv(timeout=0.3)
+    finally:
+        done.set()
+        t.join()
+    assert counter[0] > 1000
+
+
+def test_ctrl_c_interrupts_a_blocked_recv(worker):
+    def interrupt():
+        time.sleep(0.2)
+        os.kill(os.getpid(), signal.SIGINT)
+
+    t = threading.Thread(target=interrupt)
+    t.start()
+    started = time.monotonic()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            worker.getPipe().recv()
+    finally:
+        t.join()
+    assert time.monotonic() - started < 2
+
+
+PARENT = textwrap.dedent(
+    """
+    import sys, time
+    from forkbridge import MessageProcess, AsyncBackMessageProcess
+
+    class Sync(MessageProcess):
+        pass
+
+    class Async(AsyncBackMessageProcess):
+        pass
+
+    procs = [Sync("s1"), Sync("s2"), Async("a1")]
+    procs[1].ignoreSIGINT()
+    for p in procs:
+        p.start()
+    print(" ".join(str(p.pid) for p in procs), flush=True)
+    time.sleep(60)
+    """
+)
+
+
+def alive(pid):
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            return f.read().split(")")[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def test_backends_die_with_a_killed_parent():
+    parent = subprocess.Popen(
+        [sys.executable, "-c", PARENT], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        pids = [int(p) for p in parent.stdout.readline().split()]
+        assert len(pids) == 3 and all(alive(p) for p in pids)
+        parent.kill()
+        parent.wait(timeout=10)
+        deadline = time.monotonic() + 3
+        while any(alive(p) for p in pids) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert not any(alive(p) for p in pids), "orphans left behind"
+    finally:
+        parent.kill()
+        parent.wait()
+
+
+FORGETFUL = textwrap.dedent(
+    """
+    from forkbridge import MessageProcess
+    p = MessageProcess("forgotten")
+    p.start()
+    print(p.pid, flush=True)
+    # no stop(): valkka-multiprocess hangs here at exit
+    """
+)
+
+
+def test_forgetting_stop_does_not_hang_the_exit():
+    proc = subprocess.run(
+        [sys.executable, "-c", FORGETFUL], capture_output=True, text=True, timeout=30
+    )
+    assert proc.returncode == 0, proc.stderr
+    pid = int(proc.stdout.split()[0])
+    deadline = time.monotonic() + 3
+    while alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert not alive(pid)
