@@ -155,9 +155,9 @@ pub(crate) fn message(command: &str, kwargs: Option<&Bound<'_, PyDict>>) -> PyRe
     let mut msg = Message::new(command);
     if let Some(kwargs) = kwargs {
         for (k, v) in kwargs.iter() {
-            let key = k.cast::<PyString>().map_err(|_| {
-                PyValueError::new_err("message parameter names must be strings")
-            })?;
+            let key = k
+                .cast::<PyString>()
+                .map_err(|_| PyValueError::new_err("message parameter names must be strings"))?;
             msg.set(key.to_str()?, to_value(&v)?);
         }
     }

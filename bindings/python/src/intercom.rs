@@ -58,7 +58,8 @@ impl Intercom {
         };
         loop {
             let slice = deadline.map_or(SIGNAL_SLICE, |d| {
-                d.saturating_duration_since(Instant::now()).min(SIGNAL_SLICE)
+                d.saturating_duration_since(Instant::now())
+                    .min(SIGNAL_SLICE)
             });
             match py.detach(|| lock(&self.inner).recv_timeout(slice)) {
                 Err(e) if e.is_timeout() && deadline.is_none_or(|d| Instant::now() < d) => {
@@ -97,7 +98,12 @@ impl Intercom {
     /// Sends `command(**kwargs)` to the frontend, waiting while its socket
     /// is full.
     #[pyo3(signature = (command, kwargs = None))]
-    fn send(&self, py: Python<'_>, command: &str, kwargs: Option<&Bound<'_, PyDict>>) -> PyResult<()> {
+    fn send(
+        &self,
+        py: Python<'_>,
+        command: &str,
+        kwargs: Option<&Bound<'_, PyDict>>,
+    ) -> PyResult<()> {
         let msg = convert::message(command, kwargs)?;
         self.send_message(py, msg)
     }

@@ -110,14 +110,24 @@ impl Process {
 
     /// Sends `command(**kwargs)` (the message is written before returning).
     #[pyo3(signature = (command, kwargs = None))]
-    fn send(&self, py: Python<'_>, command: &str, kwargs: Option<&Bound<'_, PyDict>>) -> PyResult<()> {
+    fn send(
+        &self,
+        py: Python<'_>,
+        command: &str,
+        kwargs: Option<&Bound<'_, PyDict>>,
+    ) -> PyResult<()> {
         let msg = convert::message(command, kwargs)?;
         self.with(py, |p| p.send(msg).py_err())
     }
 
     /// Queues `command(**kwargs)`; written by the next send, flush or recv.
     #[pyo3(signature = (command, kwargs = None))]
-    fn feed(&self, py: Python<'_>, command: &str, kwargs: Option<&Bound<'_, PyDict>>) -> PyResult<()> {
+    fn feed(
+        &self,
+        py: Python<'_>,
+        command: &str,
+        kwargs: Option<&Bound<'_, PyDict>>,
+    ) -> PyResult<()> {
         let msg = convert::message(command, kwargs)?;
         self.with(py, |p| p.feed(msg).py_err())
     }
@@ -287,7 +297,8 @@ impl Process {
         };
         loop {
             let slice = deadline.map_or(SIGNAL_SLICE, |d| {
-                d.saturating_duration_since(Instant::now()).min(SIGNAL_SLICE)
+                d.saturating_duration_since(Instant::now())
+                    .min(SIGNAL_SLICE)
             });
             let result = py.detach(|| match handle(&mut lock(&self.inner)) {
                 Ok(p) => Ok(op(p, slice)),
@@ -312,7 +323,11 @@ impl Process {
     }
 
     fn started(&self, py: Python<'_>) -> bool {
-        py.detach(|| lock(&self.inner).as_ref().is_some_and(|p| p.pid().is_some()))
+        py.detach(|| {
+            lock(&self.inner)
+                .as_ref()
+                .is_some_and(|p| p.pid().is_some())
+        })
     }
 }
 
