@@ -28,7 +28,7 @@ from valkka.multiprocess import sync as vk_sync
 QUICK = "--quick" in sys.argv
 CPUS = sorted(os.sched_getaffinity(0))
 FRONT_CPU = CPUS[0]
-BACK_CPU = CPUS[1] if len(CPUS) > 1 else CPUS[0]
+BACK_CPU = CPUS[1] if len(CPUS) > 1 and not os.environ.get("FB_BENCH_SAME_CPU") else CPUS[0]
 
 
 def pin(cpu: int) -> None:

@@ -13,6 +13,8 @@
 //! around the fork.
 #![allow(unsafe_code)]
 
+use std::sync::atomic::{AtomicI32, Ordering};
+
 use forkbridge::ForkHooks;
 
 /// The three `PyOS_*` calls around the core's fork.
@@ -28,6 +30,7 @@ impl ForkHooks for PythonForkHooks {
     }
 
     fn after_fork_child(&self) {
+        refresh_pid();
         // SAFETY: in the child, on the only thread, which held the GIL at
         // the fork; `PyOS_BeforeFork` ran before it in the parent.
         unsafe { pyo3::ffi::PyOS_AfterFork_Child() }
@@ -39,9 +42,25 @@ impl ForkHooks for PythonForkHooks {
     }
 }
 
+/// This process's id, cached: glibc no longer caches `getpid`, and every
+/// method of a frontend handle checks it. Refreshed in every child, by our
+/// fork hooks and by `os.register_at_fork` for forks made elsewhere.
+static PID: AtomicI32 = AtomicI32::new(0);
+
+/// Re-reads the process id (after a fork).
+pub(crate) fn refresh_pid() {
+    PID.store(std::process::id() as i32, Ordering::Relaxed);
+}
+
 /// The calling process's id.
 pub(crate) fn getpid() -> i32 {
-    std::process::id() as i32
+    match PID.load(Ordering::Relaxed) {
+        0 => {
+            refresh_pid();
+            PID.load(Ordering::Relaxed)
+        }
+        pid => pid,
+    }
 }
 
 /// Sends `sig` to `pid` (a child this process has not reaped yet, so the

@@ -70,6 +70,31 @@ impl Intercom {
         }
     }
 
+    /// The next command, waiting as `recv` does, followed by every command
+    /// already read with it (no further system call): a burst costs one
+    /// wake-up.
+    #[pyo3(signature = (timeout = None))]
+    fn recv_many(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<Py<PyList>> {
+        let first = self.recv(py, timeout)?;
+        let list = PyList::empty(py);
+        list.append(first)?;
+        let more = py.detach(|| {
+            let mut intercom = lock(&self.inner);
+            let mut more = Vec::new();
+            while intercom.has_buffered() {
+                match intercom.try_recv() {
+                    Ok(msg) => more.push(msg),
+                    Err(_) => break,
+                }
+            }
+            more
+        });
+        for msg in more {
+            list.append(item(py, msg)?)?;
+        }
+        Ok(list.unbind())
+    }
+
     /// Every command that can be read now without waiting (possibly none),
     /// in order; a `None` entry is the stop request. Raises `BackendGone`
     /// only when nothing was read and the frontend is gone.

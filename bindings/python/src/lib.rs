@@ -33,6 +33,11 @@ mod process;
 /// How long a GIL-free wait runs before it checks for Python signals.
 pub(crate) const SIGNAL_SLICE: Duration = Duration::from_millis(50);
 
+#[pyfunction(name = "_refresh_pid")]
+fn refresh_pid() {
+    fork::refresh_pid();
+}
+
 #[pymodule]
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<process::Process>()?;
@@ -40,6 +45,14 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<events::EventGroup>()?;
     m.add_class::<events::Event>()?;
     errors::register(m)?;
+    m.add_function(wrap_pyfunction!(refresh_pid, m)?)?;
+    // A fork made by `os.fork` or `multiprocessing` must refresh the cached
+    // pid too (see `fork::getpid`).
+    fork::refresh_pid();
+    let register_at_fork = m.py().import("os")?.getattr("register_at_fork")?;
+    let kwargs = pyo3::types::PyDict::new(m.py());
+    kwargs.set_item("after_in_child", m.getattr("_refresh_pid")?)?;
+    register_at_fork.call((), Some(&kwargs))?;
     m.add("OBJECT_COMMAND", convert::OBJECT_COMMAND)?;
     m.add("DEFAULT_MAX_FRAME", process::DEFAULT_MAX_FRAME)?;
     Ok(())

@@ -16,6 +16,7 @@
 
 use std::collections::VecDeque;
 use std::os::fd::AsRawFd;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -41,6 +42,8 @@ pub(crate) struct Process {
     owner: i32,
     fd: i32,
     inner: Mutex<Option<MessageProcess>>,
+    /// Whether `fileno` was called (see there).
+    fd_handed_out: AtomicBool,
     /// A message `poll` took off the socket, for the next `recv`.
     polled: Mutex<VecDeque<Message>>,
     /// The callable the child runs, set by `start` just before the fork.
@@ -71,7 +74,6 @@ impl Process {
             // OS threads such as numpy's BLAS pool stop themselves for a fork.
             .allow_threads(true)
             .keep_signal_handlers(true)
-            .frame_reads(true)
             .fork_hooks(Arc::new(PythonForkHooks))
             .stop_timeout(seconds(stop_timeout)?)
             .kill_timeout(seconds(kill_timeout)?)
@@ -87,6 +89,7 @@ impl Process {
             name,
             owner: fork::getpid(),
             fd: inner.as_raw_fd(),
+            fd_handed_out: AtomicBool::new(false),
             inner: Mutex::new(Some(inner)),
             polled: Mutex::new(VecDeque::new()),
             child,
@@ -176,8 +179,18 @@ impl Process {
         }
     }
 
-    fn fileno(&self) -> PyResult<i32> {
+    /// The fd to wait on. Handing it out switches the handle to frame
+    /// reads (one message per read, so a `select` loop never leaves one
+    /// stranded in the buffer); a program that only calls `recv` keeps the
+    /// cheaper greedy reads.
+    fn fileno(&self, py: Python<'_>) -> PyResult<i32> {
         self.check_owner()?;
+        if !self.fd_handed_out.swap(true, Ordering::Relaxed) {
+            self.with(py, |p| {
+                p.set_frame_reads(true);
+                Ok(())
+            })?;
+        }
         Ok(self.fd)
     }
 

@@ -176,12 +176,21 @@ impl Intercom {
             if self.conn.is_eof() {
                 return Err(Error::disconnected(None));
             }
-            if let Filled::Read(0) = self.conn.fill()? {
-                let mut fds = [poll::PollFd::new(self.conn.as_fd(), poll::POLLIN)];
-                if poll::poll(&mut fds, deadline)? == 0 {
+            // A receive that may wait waits first, then reads: the next
+            // command is rarely there yet, and a read would only return
+            // `EAGAIN`. `try_recv` reads first.
+            let now = deadline.is_some_and(|d| d <= Instant::now());
+            if now {
+                if let Filled::Read(0) = self.conn.fill()? {
                     return Err(Error::new(ErrorKind::Timeout));
                 }
+                continue;
             }
+            let mut fds = [poll::PollFd::new(self.conn.as_fd(), poll::POLLIN)];
+            if poll::poll(&mut fds, deadline)? == 0 {
+                return Err(Error::new(ErrorKind::Timeout));
+            }
+            self.conn.fill()?;
         }
     }
 }

@@ -567,6 +567,13 @@ impl MessageProcess {
         Ok(())
     }
 
+    /// Switches [frame reads](MessageProcessBuilder::frame_reads) on or
+    /// off from now on; for a caller that learns late whether the fd will
+    /// be handed to a foreign `select`.
+    pub fn set_frame_reads(&mut self, yes: bool) {
+        self.conn.set_frame_reads(yes);
+    }
+
     /// Alias of [`start`](MessageProcess::start) (the seed's `go`).
     pub fn go(&mut self) -> Result<()> {
         self.start()

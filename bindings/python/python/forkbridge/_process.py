@@ -285,14 +285,15 @@ class MessageProcess:
         # periodic wake-up), then run everything that came in one read.
         assert self.back_pipe is not None
         try:
-            first = self.back_pipe.recv()
+            objs = self.back_pipe.recv_many()
         except EOFError:
             self.logger.debug("frontend gone: leaving")
             self.loop = False
             return
-        self.routeMainPipe__(first)
-        if self.loop:
-            self.handleBackPipe__(self.back_pipe)
+        for obj in objs:
+            self.routeMainPipe__(obj)
+            if not self.loop:
+                break
 
     def readPipes__(self, timeout: float) -> None:
         """Waits up to ``timeout`` s on the intercom and handles what came.
