@@ -43,6 +43,12 @@ fn item(py: Python<'_>, msg: Option<Message>) -> PyResult<Item> {
 
 #[pymethods]
 impl Intercom {
+    /// The intercom inherited through `exec` (see `forkbridge.serve`).
+    #[staticmethod]
+    fn from_env() -> PyResult<Intercom> {
+        Ok(Intercom::new(forkbridge::Intercom::from_env().py_err()?))
+    }
+
     fn fileno(&self) -> i32 {
         self.fd
     }

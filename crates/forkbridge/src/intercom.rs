@@ -19,13 +19,14 @@
 //! request reaches it as `Ok(None)` from a receive (the seed's `None` in the
 //! pipe), not as the end of a loop.
 
-use std::os::fd::{AsFd, BorrowedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::conn::{Conn, Filled};
 use crate::error::{Error, ErrorKind, Result};
 use crate::message::Message;
-use crate::sys::poll;
+use crate::sys::{poll, socket};
 use crate::wire::{Failure, Frame};
 
 /// The child's end of the intercom, given to a function backend (see
@@ -70,9 +71,77 @@ pub struct Intercom {
     name: String,
 }
 
+/// The environment variable that names the intercom fd of a backend
+/// program started with [`Intercom::exec`] (or by the Python package's
+/// `ProgramProcess`).
+pub const INTERCOM_FD_ENV: &str = "FORKBRIDGE_FD";
+
+static ADOPTED: AtomicBool = AtomicBool::new(false);
+
 impl Intercom {
     pub(crate) fn new(conn: Conn, name: String) -> Intercom {
         Intercom { conn, name }
+    }
+
+    /// The intercom of a backend *program*: a process that its frontend
+    /// forked and then replaced with this program through `exec`, passing
+    /// the socket as the fd named by [`INTERCOM_FD_ENV`]. This is how a
+    /// backend in one language serves a frontend in another: the wire
+    /// format is the same (a Python frontend's `ProgramProcess` starts Rust
+    /// programs this way; [`exec`](Intercom::exec) starts any program).
+    ///
+    /// Only the first call in a process can succeed (the variable stays
+    /// set; programs this one starts do not inherit the fd, which is
+    /// close-on-exec again once adopted). Large messages travel
+    /// through the socket: the shared-memory lane does not survive `exec`.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::InvalidArgument`] if the variable is missing, not a
+    /// number, or not an open stream socket.
+    pub fn from_env() -> Result<Intercom> {
+        let invalid = |why: String| Error::new(ErrorKind::InvalidArgument).with_source(why);
+        let value = std::env::var(INTERCOM_FD_ENV).map_err(|_| {
+            invalid(format!(
+                "{INTERCOM_FD_ENV} is not set: not started as a backend"
+            ))
+        })?;
+        let fd: std::os::fd::RawFd = value
+            .trim()
+            .parse()
+            .map_err(|_| invalid(format!("{INTERCOM_FD_ENV}={value:?} is not an fd number")))?;
+        // `adopt_inherited` needs the fd to be owned by nobody else: only
+        // the first call in this process may take it.
+        if ADOPTED.swap(true, Ordering::SeqCst) {
+            return Err(invalid(format!(
+                "the fd named by {INTERCOM_FD_ENV} was already adopted"
+            )));
+        }
+        let fd = socket::adopt_inherited(fd)
+            .map_err(|e| invalid(format!("{INTERCOM_FD_ENV}={fd}: {e}")))?;
+        let name = std::env::args().next().unwrap_or_default();
+        Ok(Intercom::new(
+            Conn::new(fd, crate::wire::DEFAULT_MAX_FRAME),
+            name,
+        ))
+    }
+
+    /// Replaces this process with `command` (`execvp`), handing it this
+    /// intercom: the program adopts it with [`Intercom::from_env`] (Rust)
+    /// or `forkbridge.serve` (Python). Returns only if `exec` failed.
+    ///
+    /// Use it in a [`build_fn`](crate::MessageProcessBuilder::build_fn)
+    /// backend, on a process built without
+    /// [`large_messages`](crate::MessageProcessBuilder::large_messages)
+    /// (a mapping does not survive `exec`).
+    pub fn exec(self, command: &mut std::process::Command) -> Error {
+        use std::os::unix::process::CommandExt;
+        if let Err(e) = socket::set_inheritable(self.conn.as_fd()) {
+            return Error::io(e);
+        }
+        let fd = self.conn.as_fd().as_raw_fd();
+        let err = command.env(INTERCOM_FD_ENV, fd.to_string()).exec();
+        Error::io(err)
     }
 
     /// The process name given to the builder.

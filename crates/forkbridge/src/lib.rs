@@ -218,7 +218,7 @@ pub use crate::buffer::{SharedArray, SharedBuffer};
 pub use crate::error::{Error, ErrorKind, Result};
 pub use crate::event::{Event, EventKind};
 pub use crate::event_group::{EventGroup, EventIndex};
-pub use crate::intercom::Intercom;
+pub use crate::intercom::{INTERCOM_FD_ENV, Intercom};
 pub use crate::logger::format_logger;
 pub use crate::main_context::{
     MainContext, MainThread, Outcome, ReadySet, Shutdown, run_as_thread, run_main, wait_any,

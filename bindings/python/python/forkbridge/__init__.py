@@ -9,7 +9,13 @@ from ._log import exclog, exclogmsg
 from ._message import MessageObject
 from ._native import BackendGone, Event, ForkbridgeError, NotEnoughEvents
 from ._pipe import BackPipe, Duplex
-from ._process import AsyncBackMessageProcess, ForkWithThreadsError, MessageProcess
+from ._process import (
+    AsyncBackMessageProcess,
+    ForkWithThreadsError,
+    MessageProcess,
+    ProgramProcess,
+    serve,
+)
 from ._select import safe_select
 from ._sync import EventGroup, SyncIndex
 
@@ -28,8 +34,10 @@ __all__ = [
     "MessageObject",
     "MessageProcess",
     "NotEnoughEvents",
+    "ProgramProcess",
     "SyncIndex",
     "exclog",
     "exclogmsg",
     "safe_select",
+    "serve",
 ]

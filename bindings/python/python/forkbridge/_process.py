@@ -520,6 +520,62 @@ class AsyncBackMessageProcess(MessageProcess):
         await self.send_out__(MessageObject("pong", lis=[1, 2, 3]))
 
 
+class ProgramProcess(MessageProcess):
+    """A backend that is another program, in any language that speaks
+    forkbridge's wire format: the process is forked as usual, then ``exec``s
+    ``argv`` with its end of the intercom in the fd named by the
+    ``FORKBRIDGE_FD`` environment variable. A Rust program adopts it with
+    ``forkbridge::Intercom::from_env()``, a Python script with
+    :func:`serve`. The frontend is the usual one: ``sendMessageToBack``,
+    ``getPipe().recv()``, a bounded ``stop()``::
+
+        p = ProgramProcess("square", ["target/release/examples/square_backend"])
+        p.start()
+        p.sendMessageToBack(MessageObject("square", x=12.0))
+        p.getPipe().recv(timeout=5)     # <MessageObject: squared: {'x': 12.0, 'y': 144.0}>
+
+    Values the program cannot read natively arrive there as opaque pickles.
+    Large messages go through the socket (a shared mapping does not survive
+    ``exec``).
+    """
+
+    large_message_threshold = None
+
+    def __init__(
+        self, name: str, argv: list[str], env: dict[str, str] | None = None
+    ) -> None:
+        super().__init__(name)
+        self.argv = list(argv)
+        self.env = env
+
+    def run(self) -> None:
+        assert self.back_pipe is not None
+        fd = self.back_pipe.fileno()
+        os.set_inheritable(fd, True)
+        env = dict(os.environ if self.env is None else self.env)
+        env["FORKBRIDGE_FD"] = str(fd)
+        try:
+            os.execvpe(self.argv[0], self.argv, env)
+        except OSError as e:
+            sys.stderr.write("%s: cannot run %s: %s\n" % (self.pre, self.argv[0], e))
+            sys.stderr.flush()
+            os._exit(127)
+
+
+def serve(process: MessageProcess) -> None:
+    """Runs ``process``'s backend in *this* process, on the intercom
+    inherited from a frontend that started this program (a Rust
+    ``Intercom::exec``, or a ``ProgramProcess``), then exits with its code.
+    For backend programs::
+
+        if __name__ == "__main__":
+            serve(Squarer("squarer"))
+    """
+    intercom = _native.Intercom.from_env()
+    code = process._bootstrap(intercom)
+    sys.exit(code)
+
+
 def _stop_all() -> None:
     # valkka's processes are non-daemon multiprocessing children: a program
     # that forgets stop() hangs at exit. Here every process still running

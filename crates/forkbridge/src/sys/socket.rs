@@ -6,7 +6,7 @@
 //! explicit length prefix of the wire format does the framing.
 
 use std::io;
-use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 
 use super::syscall;
 
@@ -178,4 +178,41 @@ pub(crate) fn send_with_fds(
     } else {
         Ok(n as usize)
     }
+}
+
+/// Takes ownership of `fd`, inherited through `exec` from a process that
+/// made it one end of an intercom: checked to be an open stream socket, and
+/// made close-on-exec again so it does not leak further.
+///
+/// The caller guarantees nothing else in this process owns `fd` (it came
+/// from the environment variable that names it, read once).
+pub(crate) fn adopt_inherited(fd: RawFd) -> io::Result<OwnedFd> {
+    let mut kind: libc::c_int = 0;
+    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: `getsockopt` writes at most `len` bytes into `kind`, a live
+    // c_int, and the new length into `len`; a bad fd is just an error.
+    syscall!(getsockopt(
+        fd,
+        libc::SOL_SOCKET,
+        libc::SO_TYPE,
+        (&mut kind as *mut libc::c_int).cast(),
+        &mut len
+    ))?;
+    if kind != libc::SOCK_STREAM {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("fd {fd} is not a stream socket"),
+        ));
+    }
+    // SAFETY: plain integer arguments on an fd just shown to be open.
+    syscall!(fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC))?;
+    // SAFETY: the fd is open (checked above) and, per this function's
+    // contract, owned by nobody else in this process.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Lets `fd` survive `exec` (clears close-on-exec).
+pub(crate) fn set_inheritable(fd: BorrowedFd<'_>) -> io::Result<()> {
+    // SAFETY: plain integer arguments on a borrowed, hence open, fd.
+    syscall!(fcntl(fd.as_raw_fd(), libc::F_SETFD, 0)).map(drop)
 }
