@@ -8,12 +8,12 @@
 //! subclasses behave exactly as with valkka-multiprocess: `__init__` with
 //! any signature, `c__` methods found by name, `run()` and `readPipes__()`
 //! overridable. This module supplies what must not be Python: the fork (with
-//! CPython's own fork protocol, see [`fork`]), the intercom (the core's
+//! CPython's own fork protocol, see `fork.rs`), the intercom (the core's
 //! sockets and codec, releasing the GIL while it waits), value conversion,
 //! and the process-shared events. Nothing here is meant to be imported by
 //! users; the Python package is the API.
 //!
-//! Every wait releases the GIL and wakes every [`SIGNAL_SLICE`] to run
+//! Every wait releases the GIL and wakes every `SIGNAL_SLICE` (50 ms) to run
 //! Python's signal handlers, so Ctrl-C raises `KeyboardInterrupt` out of a
 //! blocked receive, as it does out of `multiprocessing.Connection.recv`.
 
