@@ -10,6 +10,9 @@
 //! `int`, an `IntEnum` member is not flattened to its value.
 
 use forkbridge::{Message, Value};
+
+use crate::buffer::ReceivedBuffer;
+use pyo3::buffer::PyBuffer;
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
@@ -98,21 +101,52 @@ fn pickled(obj: &Bound<'_, PyAny>) -> PyResult<Value> {
     let py = obj.py();
     let ty = obj.get_type();
     let type_name = format!("{}.{}", ty.module()?, ty.qualname()?);
-    let data = pickle(py)?.0.bind(py).call1((obj, 5))?;
+    let dumps = pickle(py)?.0.bind(py);
+    // Protocol 5 with out-of-band buffers: a numpy array's data is copied
+    // once, straight from the array into a buffer of the message, instead
+    // of into the pickle and then again.
+    let collected = PyList::empty(py);
+    let kwargs = PyDict::new(py);
+    kwargs.set_item("buffer_callback", collected.getattr("append")?)?;
+    let data = dumps.call((obj, 5), Some(&kwargs))?;
+    let mut buffers = Vec::with_capacity(collected.len());
+    for pickle_buffer in collected.iter() {
+        let raw = match pickle_buffer.call_method0("raw") {
+            Ok(raw) => raw,
+            // Not contiguous: let pickle copy it in-band instead.
+            Err(_) => return pickled_in_band(obj, type_name),
+        };
+        let view = PyBuffer::<u8>::get(&raw)?;
+        buffers.push(view.to_vec(py)?);
+    }
     let data = data.cast::<PyBytes>()?.as_bytes().to_vec();
-    Ok(Value::Pickled { type_name, data })
+    Ok(Value::Pickled {
+        type_name,
+        data,
+        buffers,
+    })
 }
 
-/// `value` as a Python object.
-pub(crate) fn to_py(py: Python<'_>, value: &Value) -> PyResult<Py<PyAny>> {
+fn pickled_in_band(obj: &Bound<'_, PyAny>, type_name: String) -> PyResult<Value> {
+    let py = obj.py();
+    let data = pickle(py)?.0.bind(py).call1((obj, 5))?;
+    Ok(Value::Pickled {
+        type_name,
+        data: data.cast::<PyBytes>()?.as_bytes().to_vec(),
+        buffers: Vec::new(),
+    })
+}
+
+/// `value` as a Python object (consumed: byte buffers move, not copy).
+pub(crate) fn to_py(py: Python<'_>, value: Value) -> PyResult<Py<PyAny>> {
     Ok(match value {
         Value::Null => py.None(),
-        Value::Bool(b) => PyBool::new(py, *b).to_owned().into_any().unbind(),
+        Value::Bool(b) => PyBool::new(py, b).to_owned().into_any().unbind(),
         Value::Int(i) => i.into_pyobject(py)?.into_any().unbind(),
         Value::UInt(u) => u.into_pyobject(py)?.into_any().unbind(),
         Value::Float(f) => f.into_pyobject(py)?.into_any().unbind(),
-        Value::Str(s) => PyString::new(py, s).into_any().unbind(),
-        Value::Bytes(b) => PyBytes::new(py, b).into_any().unbind(),
+        Value::Str(s) => PyString::new(py, &s).into_any().unbind(),
+        Value::Bytes(b) => PyBytes::new(py, &b).into_any().unbind(),
         Value::List(items) => {
             let list = PyList::empty(py);
             for item in items {
@@ -122,7 +156,7 @@ pub(crate) fn to_py(py: Python<'_>, value: &Value) -> PyResult<Py<PyAny>> {
         }
         Value::Tuple(items) => {
             let items = items
-                .iter()
+                .into_iter()
                 .map(|item| to_py(py, item))
                 .collect::<PyResult<Vec<_>>>()?;
             PyTuple::new(py, items)?.into_any().unbind()
@@ -134,11 +168,22 @@ pub(crate) fn to_py(py: Python<'_>, value: &Value) -> PyResult<Py<PyAny>> {
             }
             dict.into_any().unbind()
         }
-        Value::Pickled { data, .. } => pickle(py)?
-            .1
-            .bind(py)
-            .call1((PyBytes::new(py, data),))?
-            .unbind(),
+        Value::Pickled { data, buffers, .. } => {
+            let loads = pickle(py)?.1.bind(py);
+            let data = PyBytes::new(py, &data);
+            if buffers.is_empty() {
+                loads.call1((data,))?.unbind()
+            } else {
+                // Handed over without a copy: numpy builds the array on it.
+                let buffers = buffers
+                    .into_iter()
+                    .map(|b| Py::new(py, ReceivedBuffer::new(b)))
+                    .collect::<PyResult<Vec<_>>>()?;
+                let kwargs = PyDict::new(py);
+                kwargs.set_item("buffers", buffers)?;
+                loads.call((data,), Some(&kwargs))?.unbind()
+            }
+        }
         // `Value` may grow; a newer peer's value is an error, not a crash.
         #[allow(unreachable_patterns)]
         other => {
@@ -171,10 +216,11 @@ pub(crate) fn object_message(obj: &Bound<'_, PyAny>) -> PyResult<Message> {
 
 /// A received message as `(command, kwargs)`; the Python package turns it
 /// into a `MessageObject` (or unwraps an object message).
-pub(crate) fn from_message(py: Python<'_>, msg: &Message) -> PyResult<(String, Py<PyDict>)> {
+pub(crate) fn from_message(py: Python<'_>, msg: Message) -> PyResult<(String, Py<PyDict>)> {
+    let (command, params) = msg.into_parts();
     let kwargs = PyDict::new(py);
-    for (k, v) in msg.params() {
+    for (k, v) in params {
         kwargs.set_item(k, to_py(py, v)?)?;
     }
-    Ok((msg.command().to_owned(), kwargs.unbind()))
+    Ok((command, kwargs.unbind()))
 }

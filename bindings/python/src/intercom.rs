@@ -38,7 +38,7 @@ impl Intercom {
 type Item = Option<(String, Py<PyDict>)>;
 
 fn item(py: Python<'_>, msg: Option<Message>) -> PyResult<Item> {
-    msg.map(|m| convert::from_message(py, &m)).transpose()
+    msg.map(|m| convert::from_message(py, m)).transpose()
 }
 
 #[pymethods]

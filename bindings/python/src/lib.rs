@@ -23,6 +23,7 @@ use std::time::Duration;
 
 use pyo3::prelude::*;
 
+mod buffer;
 mod convert;
 mod errors;
 mod events;

@@ -157,7 +157,7 @@ impl Process {
             Some(msg) => msg,
             None => self.wait(py, timeout, |p, slice| p.recv_timeout(slice))?,
         };
-        convert::from_message(py, &msg)
+        convert::from_message(py, msg)
     }
 
     /// Whether `recv` would return (a message, or the end) within

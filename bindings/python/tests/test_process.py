@@ -223,6 +223,14 @@ def test_numpy_arrays_cross(echo):
     got = echo.getPipe().recv(timeout=10)
     assert (got["a"] == a).all() and got["a"].dtype == np.float32
     assert type(got["scalar"]) is np.float64
+    # The array's data came out of band and is the array's own, writable.
+    got["a"][0, 0] = -1.0
+    assert got["a"][0, 0] == -1.0 and a[0, 0] == 0.0
+    # Non-contiguous arrays and Fortran order survive too.
+    f = np.asfortranarray(a)[::2]
+    echo.sendMessageToBack(MessageObject("echo", f=f))
+    back = echo.getPipe().recv(timeout=10)["f"]
+    assert (back == f).all() and back.shape == f.shape
 
 
 def test_frontend_handle_is_refused_in_the_child():

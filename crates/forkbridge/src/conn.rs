@@ -110,7 +110,9 @@ fn message_payload(msg: &Message) -> usize {
             crate::Value::Str(s) => s.len(),
             crate::Value::Bytes(b) => b.len(),
             crate::Value::List(items) | crate::Value::Tuple(items) => items.iter().map(value).sum(),
-            crate::Value::Pickled { data, .. } => data.len(),
+            crate::Value::Pickled { data, buffers, .. } => {
+                data.len() + buffers.iter().map(Vec::len).sum::<usize>()
+            }
             crate::Value::Map(entries) => entries.iter().map(|(k, v)| value(k) + value(v)).sum(),
             _ => 8,
         }

@@ -63,6 +63,12 @@ impl Message {
         }
     }
 
+    /// The command and the parameters, by value: moves large values out
+    /// without copying them.
+    pub fn into_parts(self) -> (String, Vec<(String, Value)>) {
+        (self.command, self.params)
+    }
+
     /// The command (the seed's `msg()`).
     pub fn command(&self) -> &str {
         &self.command

@@ -56,6 +56,10 @@ pub enum Value {
         /// The pickle (protocol 5).
         #[serde(with = "crate::serde_impl::bytes")]
         data: Vec<u8>,
+        /// Its out-of-band buffers (protocol 5's `PickleBuffer`s: a numpy
+        /// array's data travels here, not copied into `data`).
+        #[serde(with = "crate::serde_impl::byte_vecs")]
+        buffers: Vec<Vec<u8>>,
     },
 }
 
@@ -206,8 +210,13 @@ impl fmt::Display for Value {
                 }
                 f.write_str(if items.len() == 1 { ",)" } else { ")" })
             }
-            Value::Pickled { type_name, data } => {
-                write!(f, "<pickled {type_name}, {} bytes>", data.len())
+            Value::Pickled {
+                type_name,
+                data,
+                buffers,
+            } => {
+                let len = data.len() + buffers.iter().map(Vec::len).sum::<usize>();
+                write!(f, "<pickled {type_name}, {len} bytes>")
             }
         }
     }

@@ -215,6 +215,7 @@ fn tuples_and_pickled_values_cross_unchanged() {
     let pickled = Value::Pickled {
         type_name: "builtins.set".into(),
         data: vec![0x80, 5, 0x95, 0, 1, 2],
+        buffers: vec![vec![7; 3]],
     };
     p.send(
         Message::new("v")
@@ -228,6 +229,6 @@ fn tuples_and_pickled_values_cross_unchanged() {
     // A Rust reader sees a tuple as a list; a pickled value is typed.
     assert_eq!(got.param::<Vec<Value>>("t").unwrap().len(), 2);
     assert_eq!(tuple.to_string(), "(1, 'x')");
-    assert_eq!(pickled.to_string(), "<pickled builtins.set, 6 bytes>");
+    assert_eq!(pickled.to_string(), "<pickled builtins.set, 9 bytes>");
     assert!(p.stop().unwrap().success());
 }
