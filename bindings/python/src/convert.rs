@@ -14,9 +14,10 @@ use forkbridge::{Message, Value};
 use crate::buffer::ReceivedBuffer;
 use pyo3::buffer::PyBuffer;
 use pyo3::exceptions::PyValueError;
+use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
-use pyo3::types::{PyBool, PyBytes, PyDict, PyFloat, PyInt, PyList, PyString, PyTuple};
+use pyo3::types::{PyBool, PyBytes, PyDict, PyFloat, PyInt, PyList, PyString, PyTuple, PyType};
 
 /// The command of a message that carries one plain Python object (what
 /// `send_out__` sends when given something other than a `MessageObject`),
@@ -27,6 +28,25 @@ pub(crate) const OBJECT_COMMAND: &str = "__object__";
 const MAX_DEPTH: usize = 120;
 
 static PICKLE: PyOnceLock<(Py<PyAny>, Py<PyAny>)> = PyOnceLock::new();
+
+/// The package's `MessageObject` class, registered when the package loads.
+static MESSAGE_CLASS: PyOnceLock<Py<PyType>> = PyOnceLock::new();
+
+/// Registers `MessageObject` (called once by `forkbridge._message`).
+#[pyfunction(name = "_register_message_class")]
+pub(crate) fn register_message_class(cls: Bound<'_, PyType>) -> PyResult<()> {
+    let py = cls.py();
+    MESSAGE_CLASS
+        .set(py, cls.unbind())
+        .map_err(|_| PyValueError::new_err("MessageObject is registered already"))
+}
+
+fn message_class(py: Python<'_>) -> PyResult<&Bound<'_, PyType>> {
+    MESSAGE_CLASS
+        .get(py)
+        .map(|cls| cls.bind(py))
+        .ok_or_else(|| PyValueError::new_err("forkbridge._message was not imported"))
+}
 
 fn pickle(py: Python<'_>) -> PyResult<&(Py<PyAny>, Py<PyAny>)> {
     PICKLE.get_or_try_init(py, || {
@@ -209,13 +229,47 @@ pub(crate) fn message(command: &str, kwargs: Option<&Bound<'_, PyDict>>) -> PyRe
     Ok(msg)
 }
 
+/// What `send_out__` / `sendMessageToBack` send: a `MessageObject` with a
+/// string command as a message, anything else as an object message.
+pub(crate) fn any_message(obj: &Bound<'_, PyAny>) -> PyResult<Message> {
+    let py = obj.py();
+    if obj.get_type().is(message_class(py)?) {
+        let command = obj.getattr(intern!(py, "command"))?;
+        if let Ok(command) = command.cast_exact::<PyString>() {
+            let kwargs = obj.getattr(intern!(py, "kwargs"))?;
+            return message(command.to_str()?, Some(kwargs.cast::<PyDict>()?));
+        }
+    }
+    object_message(obj)
+}
+
 /// A message carrying one plain object (see [`OBJECT_COMMAND`]).
 pub(crate) fn object_message(obj: &Bound<'_, PyAny>) -> PyResult<Message> {
     Ok(Message::new(OBJECT_COMMAND).with("value", to_value(obj)?))
 }
 
-/// A received message as `(command, kwargs)`; the Python package turns it
-/// into a `MessageObject` (or unwraps an object message).
+/// A received message as what the Python side sees: a `MessageObject`, or
+/// the object an object message carries.
+pub(crate) fn to_object(py: Python<'_>, msg: Message) -> PyResult<Py<PyAny>> {
+    let (command, params) = msg.into_parts();
+    if command == OBJECT_COMMAND {
+        return match params.into_iter().find(|(k, _)| k == "value") {
+            Some((_, value)) => to_py(py, value),
+            None => Ok(py.None()),
+        };
+    }
+    let kwargs = PyDict::new(py);
+    for (k, v) in params {
+        kwargs.set_item(k, to_py(py, v)?)?;
+    }
+    let cls = message_class(py)?;
+    let obj = cls.call_method1(intern!(py, "__new__"), (cls,))?;
+    obj.setattr(intern!(py, "command"), command)?;
+    obj.setattr(intern!(py, "kwargs"), kwargs)?;
+    Ok(obj.unbind())
+}
+
+/// A received message as `(command, kwargs)`.
 pub(crate) fn from_message(py: Python<'_>, msg: Message) -> PyResult<(String, Py<PyDict>)> {
     let (command, params) = msg.into_parts();
     let kwargs = PyDict::new(py);

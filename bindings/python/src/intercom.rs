@@ -29,6 +29,27 @@ impl Intercom {
         }
     }
 
+    /// The next message (`None`: stop request), waiting up to `timeout`
+    /// seconds in slices that let Python's signal handlers run.
+    fn wait_one(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<Option<Message>> {
+        let deadline = match timeout {
+            Some(t) => Some(Instant::now() + seconds(t)?),
+            None => None,
+        };
+        loop {
+            let slice = deadline.map_or(SIGNAL_SLICE, |d| {
+                d.saturating_duration_since(Instant::now())
+                    .min(SIGNAL_SLICE)
+            });
+            match py.detach(|| lock(&self.inner).recv_timeout(slice)) {
+                Err(e) if e.is_timeout() && deadline.is_none_or(|d| Instant::now() < d) => {
+                    py.check_signals()?;
+                }
+                other => return other.py_err(),
+            }
+        }
+    }
+
     fn send_message(&self, py: Python<'_>, msg: Message) -> PyResult<()> {
         py.detach(|| lock(&self.inner).send(msg)).py_err()
     }
@@ -39,6 +60,15 @@ type Item = Option<(String, Py<PyDict>)>;
 
 fn item(py: Python<'_>, msg: Option<Message>) -> PyResult<Item> {
     msg.map(|m| convert::from_message(py, m)).transpose()
+}
+
+/// A received message as the backend's loop sees it: `None` for the stop
+/// request, else a `MessageObject` or the object sent.
+fn object(py: Python<'_>, msg: Option<Message>) -> PyResult<Py<PyAny>> {
+    match msg {
+        None => Ok(py.None()),
+        Some(msg) => convert::to_object(py, msg),
+    }
 }
 
 #[pymethods]
@@ -58,32 +88,19 @@ impl Intercom {
     /// `BackendGone` (an `EOFError`) when the frontend is gone.
     #[pyo3(signature = (timeout = None))]
     fn recv(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<Item> {
-        let deadline = match timeout {
-            Some(t) => Some(Instant::now() + seconds(t)?),
-            None => None,
-        };
-        loop {
-            let slice = deadline.map_or(SIGNAL_SLICE, |d| {
-                d.saturating_duration_since(Instant::now())
-                    .min(SIGNAL_SLICE)
-            });
-            match py.detach(|| lock(&self.inner).recv_timeout(slice)) {
-                Err(e) if e.is_timeout() && deadline.is_none_or(|d| Instant::now() < d) => {
-                    py.check_signals()?;
-                }
-                other => return item(py, other.py_err()?),
-            }
-        }
+        let msg = self.wait_one(py, timeout)?;
+        item(py, msg)
     }
 
     /// The next command, waiting as `recv` does, followed by every command
     /// already read with it (no further system call): a burst costs one
-    /// wake-up.
+    /// wake-up. Each is a `MessageObject` (or the object sent), `None` for
+    /// the stop request.
     #[pyo3(signature = (timeout = None))]
     fn recv_many(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<Py<PyList>> {
-        let first = self.recv(py, timeout)?;
+        let first = self.wait_one(py, timeout)?;
         let list = PyList::empty(py);
-        list.append(first)?;
+        list.append(object(py, first)?)?;
         let more = py.detach(|| {
             let mut intercom = lock(&self.inner);
             let mut more = Vec::new();
@@ -96,9 +113,15 @@ impl Intercom {
             more
         });
         for msg in more {
-            list.append(item(py, msg)?)?;
+            list.append(object(py, msg)?)?;
         }
         Ok(list.unbind())
+    }
+
+    /// Sends a `MessageObject` as a message, anything else as an object.
+    fn send_any(&self, py: Python<'_>, obj: &Bound<'_, PyAny>) -> PyResult<()> {
+        let msg = convert::any_message(obj)?;
+        self.send_message(py, msg)
     }
 
     /// Every command that can be read now without waiting (possibly none),
@@ -121,7 +144,7 @@ impl Intercom {
         }
         let list = PyList::empty(py);
         for msg in messages {
-            list.append(item(py, msg)?)?;
+            list.append(object(py, msg)?)?;
         }
         Ok(list.unbind())
     }

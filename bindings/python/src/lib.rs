@@ -47,6 +47,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<events::Event>()?;
     errors::register(m)?;
     m.add_function(wrap_pyfunction!(refresh_pid, m)?)?;
+    m.add_function(wrap_pyfunction!(convert::register_message_class, m)?)?;
     // A fork made by `os.fork` or `multiprocessing` must refresh the cached
     // pid too (see `fork::getpid`).
     fork::refresh_pid();

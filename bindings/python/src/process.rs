@@ -139,6 +139,25 @@ impl Process {
         self.with(py, |p| p.flush().py_err())
     }
 
+    /// Sends a `MessageObject` as a message, anything else as an object.
+    fn send_any(&self, py: Python<'_>, obj: &Bound<'_, PyAny>) -> PyResult<()> {
+        let msg = convert::any_message(obj)?;
+        self.with(py, |p| p.send(msg).py_err())
+    }
+
+    /// The next object the backend sent: a `MessageObject`, or what it
+    /// passed to `send_out__`; waits as `recv` does.
+    #[pyo3(signature = (timeout = None))]
+    fn recv_object(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<Py<PyAny>> {
+        self.check_owner()?;
+        let polled = py.detach(|| lock(&self.polled).pop_front());
+        let msg = match polled {
+            Some(msg) => msg,
+            None => self.wait(py, timeout, |p, slice| p.recv_timeout(slice))?,
+        };
+        convert::to_object(py, msg)
+    }
+
     /// Sends a plain object (see `convert::OBJECT_COMMAND`).
     fn send_object(&self, py: Python<'_>, obj: &Bound<'_, PyAny>) -> PyResult<()> {
         let msg = convert::object_message(obj)?;

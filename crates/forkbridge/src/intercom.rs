@@ -69,6 +69,8 @@ use crate::wire::{Failure, Frame};
 pub struct Intercom {
     conn: Conn,
     name: String,
+    /// How long a receive spins on the socket before it sleeps.
+    spin: Duration,
 }
 
 /// The environment variable that names the intercom fd of a backend
@@ -79,8 +81,8 @@ pub const INTERCOM_FD_ENV: &str = "FORKBRIDGE_FD";
 static ADOPTED: AtomicBool = AtomicBool::new(false);
 
 impl Intercom {
-    pub(crate) fn new(conn: Conn, name: String) -> Intercom {
-        Intercom { conn, name }
+    pub(crate) fn new(conn: Conn, name: String, spin: Duration) -> Intercom {
+        Intercom { conn, name, spin }
     }
 
     /// The intercom of a backend *program*: a process that its frontend
@@ -123,6 +125,7 @@ impl Intercom {
         Ok(Intercom::new(
             Conn::new(fd, crate::wire::DEFAULT_MAX_FRAME),
             name,
+            Duration::ZERO,
         ))
     }
 
@@ -253,6 +256,13 @@ impl Intercom {
                 if let Filled::Read(0) = self.conn.fill()? {
                     return Err(Error::new(ErrorKind::Timeout));
                 }
+                continue;
+            }
+            // Spin at most until the deadline, as the frontend does.
+            let spin = deadline.map_or(self.spin, |d| {
+                self.spin.min(d.saturating_duration_since(Instant::now()))
+            });
+            if self.conn.spin_fill(spin)? {
                 continue;
             }
             let mut fds = [poll::PollFd::new(self.conn.as_fd(), poll::POLLIN)];

@@ -231,8 +231,8 @@ impl MessageProcessBuilder {
     {
         let target = self.name.clone();
         self.build_with(target, move |fd, info| {
-            let name = info.name.clone();
-            run(Intercom::new(info.intercom(fd), name))
+            let (name, spin) = (info.name.clone(), info.spin);
+            run(Intercom::new(info.intercom(fd), name, spin))
         })
     }
 

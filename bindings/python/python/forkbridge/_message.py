@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from . import _native
+
 
 class MessageObject:
     """A command plus keyword parameters, what crosses the intercom.
@@ -65,3 +67,8 @@ def _make(command: Any, kwargs: dict[str, Any]) -> MessageObject:
     msg.command = command
     msg.kwargs = kwargs
     return msg
+
+
+# The native side builds received messages as this class and sends
+# instances of exactly this class as messages (anything else is pickled).
+_native._register_message_class(MessageObject)

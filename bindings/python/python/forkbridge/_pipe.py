@@ -33,13 +33,6 @@ def _wrap(item: tuple[str, dict[str, Any]] | None) -> Any:
     return _make(command, kwargs)
 
 
-def _send(end: Any, obj: Any) -> None:
-    if type(obj) is MessageObject and type(obj.command) is str:
-        end.send(obj.command, obj.kwargs)
-    else:
-        end.send_object(obj)
-
-
 class Duplex:
     """The frontend's end of a process's intercom (``getPipe()``).
 
@@ -72,26 +65,26 @@ class Duplex:
         if self._stash:
             return self._stash.popleft()
         while True:
-            command, kwargs = self._native.recv(timeout)
-            if command != _RETURN:
-                return _wrap((command, kwargs))
-            self._returns.append(kwargs.get("value"))
+            obj = self._native.recv_object(timeout)
+            if obj.__class__ is not MessageObject or obj.command != _RETURN:
+                return obj
+            self._returns.append(obj.kwargs.get("value"))
 
     def _recv_return(self, timeout: float | None = None) -> Any:
         if self._returns:
             return self._returns.popleft()
         while True:
-            command, kwargs = self._native.recv(timeout)
-            if command == _RETURN:
-                return kwargs.get("value")
-            self._stash.append(_wrap((command, kwargs)))
+            obj = self._native.recv_object(timeout)
+            if obj.__class__ is MessageObject and obj.command == _RETURN:
+                return obj.kwargs.get("value")
+            self._stash.append(obj)
 
     def poll(self, timeout: float | None = 0.0) -> bool:
         return bool(self._stash) or self._native.poll(timeout)
 
     def send(self, obj: Any) -> None:
         """Sends ``obj`` to the backend (as ``sendMessageToBack``)."""
-        _send(self._native, obj)
+        self._native.send_any(obj)
 
     def __repr__(self) -> str:
         return "<forkbridge.Duplex fd=%d>" % self._native.fileno()
@@ -120,11 +113,11 @@ class BackPipe:
 
     def recv_many(self, timeout: float | None = None) -> list[Any]:
         """The next command and every command that arrived with it."""
-        return [_wrap(item) for item in self._intercom.recv_many(timeout)]
+        return self._intercom.recv_many(timeout)
 
     def drain(self) -> list[Any]:
         """Every command readable now, in order (``None``: stop request)."""
-        return [_wrap(item) for item in self._intercom.drain()]
+        return self._intercom.drain()
 
     def poll(self, timeout: float | None = 0.0) -> bool:
         if self._intercom.has_buffered():
@@ -134,7 +127,7 @@ class BackPipe:
         return bool(safe_select([self], [], [], timeout)[0])
 
     def send(self, obj: Any) -> None:
-        _send(self._intercom, obj)
+        self._intercom.send_any(obj)
 
     def __repr__(self) -> str:
         return "<forkbridge.BackPipe fd=%d>" % self._intercom.fileno()
