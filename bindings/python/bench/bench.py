@@ -88,6 +88,10 @@ def backend_class(lib_base, message_object, async_back: bool = False, with_event
 FbBackend = backend_class(fb, fb.MessageObject)
 VkBackend = backend_class(vk_base, vk_base.MessageObject)
 FbAsync = backend_class(fb, fb.MessageObject, async_back=True)
+
+
+class FbSpin(FbBackend):  # type: ignore[misc, valid-type]
+    spin_before_sleep = 100e-6
 VkAsync = backend_class(vk_base, vk_base.MessageObject, async_back=True)
 
 
@@ -102,6 +106,7 @@ class Lib:
 
 
 FB = Lib("forkbridge", FbBackend, FbAsync, fb.MessageObject, fb.EventGroup, fb.SyncIndex)
+FB_SPIN = Lib("forkbridge", FbSpin, FbAsync, fb.MessageObject, fb.EventGroup, fb.SyncIndex)
 VK = Lib(
     "valkka",
     VkBackend,
@@ -286,6 +291,11 @@ def main() -> None:
     if want("py_roundtrip_floor"):
         m, base, a, b = alternate(lambda: roundtrip(FB, n_rt), lambda: pipe_floor(n_rt), blocks)
         report("py_roundtrip_floor", "us", m, base, "<=1.10", a, b, 1e6, ("forkbridge", "os.pipe"))
+    if want("py_roundtrip_spin"):
+        # Spin mode (spin_before_sleep = 100 µs on both sides), informational:
+        # against the blocking os.pipe floor.
+        m, base, a, b = alternate(lambda: roundtrip(FB_SPIN, n_rt), lambda: pipe_floor(n_rt), blocks)
+        report("py_roundtrip_spin", "us", m, base, "<=1.0", a, b, 1e6, ("fb spin", "os.pipe"))
     if want("py_async_roundtrip"):
         m, base, a, b = alternate(
             lambda: roundtrip(FB, n_rt, True), lambda: roundtrip(VK, n_rt, True), blocks

@@ -262,6 +262,15 @@ pub(crate) fn to_object(py: Python<'_>, msg: Message) -> PyResult<Py<PyAny>> {
     for (k, v) in params {
         kwargs.set_item(k, to_py(py, v)?)?;
     }
+    message_object(py, command, kwargs)
+}
+
+/// A `MessageObject` with these fields, built without calling `__init__`.
+pub(crate) fn message_object(
+    py: Python<'_>,
+    command: String,
+    kwargs: Bound<'_, PyDict>,
+) -> PyResult<Py<PyAny>> {
     let cls = message_class(py)?;
     let obj = cls.call_method1(intern!(py, "__new__"), (cls,))?;
     obj.setattr(intern!(py, "command"), command)?;

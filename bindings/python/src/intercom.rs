@@ -6,6 +6,8 @@ use std::sync::Mutex;
 use std::time::Instant;
 
 use forkbridge::Message;
+use pyo3::exceptions::{PyAttributeError, PyException};
+use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList};
 
@@ -62,6 +64,37 @@ fn item(py: Python<'_>, msg: Option<Message>) -> PyResult<Item> {
     msg.map(|m| convert::from_message(py, m)).transpose()
 }
 
+/// Runs one command on `process` (see `Intercom.serve`).
+fn dispatch(py: Python<'_>, process: &Bound<'_, PyAny>, msg: Message) -> PyResult<()> {
+    if msg.command() == convert::OBJECT_COMMAND {
+        let obj = convert::to_object(py, msg)?;
+        process.call_method1(intern!(py, "routeMainPipe__"), (obj,))?;
+        return Ok(());
+    }
+    let (command, params) = msg.into_parts();
+    let kwargs = PyDict::new(py);
+    for (k, v) in params {
+        kwargs.set_item(k, convert::to_py(py, v)?)?;
+    }
+    let method = match process.getattr(format!("c__{command}")) {
+        Ok(method) => method,
+        Err(e) if e.is_instance_of::<PyAttributeError>(py) => {
+            let msg = convert::message_object(py, command, kwargs)?;
+            process.call_method1(intern!(py, "_unknown"), (msg,))?;
+            return Ok(());
+        }
+        Err(e) => return Err(e),
+    };
+    if let Err(e) = method.call((), Some(&kwargs)) {
+        if !e.is_instance_of::<PyException>(py) {
+            return Err(e);
+        }
+        let msg = convert::message_object(py, command, kwargs)?;
+        process.call_method1(intern!(py, "_handler_failed"), (msg, e.value(py)))?;
+    }
+    Ok(())
+}
+
 /// A received message as the backend's loop sees it: `None` for the stop
 /// request, else a `MessageObject` or the object sent.
 fn object(py: Python<'_>, msg: Option<Message>) -> PyResult<Py<PyAny>> {
@@ -116,6 +149,43 @@ impl Intercom {
             list.append(object(py, msg)?)?;
         }
         Ok(list.unbind())
+    }
+
+    /// The backend's loop for a `MessageProcess` that does not override
+    /// `readPipes__`, `handleBackPipe__` or `routeMainPipe__`: waits for
+    /// commands and calls `process.c__<command>(**kwargs)` for each, in
+    /// order, until the stop request (or a handler sets `process.loop`
+    /// false). The same semantics as the Python loop, without a Python
+    /// frame or a `MessageObject` per command. Unknown commands go to
+    /// `process._unknown(msg)`, handler exceptions to
+    /// `process._handler_failed(msg, exc)`; `BaseException`s
+    /// (`KeyboardInterrupt`, `SystemExit`) propagate, as do a vanished
+    /// frontend (`BackendGone`) and signals.
+    fn serve(&self, py: Python<'_>, process: &Bound<'_, PyAny>) -> PyResult<()> {
+        let loop_attr = intern!(py, "loop");
+        loop {
+            let first = self.wait_one(py, None)?;
+            let mut batch = vec![first];
+            py.detach(|| {
+                let mut intercom = lock(&self.inner);
+                while intercom.has_buffered() {
+                    match intercom.try_recv() {
+                        Ok(msg) => batch.push(msg),
+                        Err(_) => break,
+                    }
+                }
+            });
+            for msg in batch {
+                let Some(msg) = msg else {
+                    process.setattr(loop_attr, false)?;
+                    return Ok(());
+                };
+                dispatch(py, process, msg)?;
+                if !process.getattr(loop_attr)?.is_truthy()? {
+                    return Ok(());
+                }
+            }
+        }
     }
 
     /// Sends a `MessageObject` as a message, anything else as an object.

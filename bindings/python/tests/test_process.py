@@ -249,3 +249,18 @@ def test_frontend_handle_is_refused_in_the_child():
         assert "belongs to pid" in p.getPipe().recv(timeout=5)
     finally:
         p.stop()
+
+
+def test_spin_before_sleep_answers_like_sleeping():
+    class Spinner(Echo):
+        spin_before_sleep = 0.0005
+
+    p = Spinner()
+    p.start()
+    try:
+        for i in range(100):
+            p.sendMessageToBack(MessageObject("echo", i=i))
+            assert p.getPipe().recv(timeout=5)["i"] == i
+    finally:
+        p.stop()
+    assert p.exitcode == 0

@@ -273,9 +273,11 @@ class MessageProcess:
         (or the frontend's end), ``postRun__``. Rarely overridden."""
         self.preRun__()
         try:
+            cls = type(self)
             fast = (
-                type(self).readPipes__ is MessageProcess.readPipes__
-                and type(self).handleBackPipe__ is MessageProcess.handleBackPipe__
+                cls.readPipes__ is MessageProcess.readPipes__
+                and cls.handleBackPipe__ is MessageProcess.handleBackPipe__
+                and cls.routeMainPipe__ is MessageProcess.routeMainPipe__
             )
             while self.loop:
                 if fast and not self.listening:
@@ -287,19 +289,15 @@ class MessageProcess:
         self._goodbye()
 
     def _serve(self) -> None:
-        # The common case, in native code: block until commands arrive (no
-        # periodic wake-up), then run everything that came in one read.
+        # The common case runs in native code: block until commands arrive
+        # (no periodic wake-up), then call their c__ methods, with the
+        # semantics of handleBackPipe__ and routeMainPipe__ below.
         assert self.back_pipe is not None
         try:
-            objs = self.back_pipe.recv_many()
+            self.back_pipe._intercom.serve(self)
         except EOFError:
             self.logger.debug("frontend gone: leaving")
             self.loop = False
-            return
-        for obj in objs:
-            self.routeMainPipe__(obj)
-            if not self.loop:
-                break
 
     def readPipes__(self, timeout: float) -> None:
         """Waits up to ``timeout`` s on the intercom and handles what came.
@@ -351,7 +349,7 @@ class MessageProcess:
             "c__%s" % obj.command,
             ", ".join(obj.kwargs),
             e,
-            traceback.format_exc(),
+            "".join(traceback.format_exception(e)),
         )
         self._report("handler_error", obj.command, "%s: %s" % (type(e).__name__, e))
 
