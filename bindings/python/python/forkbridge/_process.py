@@ -33,6 +33,22 @@ _OBJECT = _native.OBJECT_COMMAND
 _live: weakref.WeakSet[MessageProcess] = weakref.WeakSet()
 
 
+def _stdin_from_devnull() -> None:
+    # As multiprocessing does, the backend does not read the terminal; done
+    # on fd 0 itself, so sys.stdin keeps working (at end of file) and no
+    # Python file objects are built in every new child.
+    try:
+        fd = os.open(os.devnull, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        if fd != 0:
+            os.dup2(fd, 0)
+    finally:
+        if fd != 0:
+            os.close(fd)
+
+
 class ForkWithThreadsError(RuntimeError):
     """``start()`` was called while other Python threads are alive.
 
@@ -238,11 +254,7 @@ class MessageProcess:
         self.back_pipe = BackPipe(intercom)
         code = 0
         try:
-            try:
-                sys.stdin.close()
-                sys.stdin = open(os.devnull)
-            except (OSError, ValueError):
-                pass
+            _stdin_from_devnull()
             self.run()
         except SystemExit as e:
             if e.code is None:
