@@ -120,7 +120,7 @@ impl Process {
         kwargs: Option<&Bound<'_, PyDict>>,
     ) -> PyResult<()> {
         let msg = convert::message(command, kwargs)?;
-        self.with(py, |p| p.send(msg).py_err())
+        self.send_message(py, msg)
     }
 
     /// Queues `command(**kwargs)`; written by the next send, flush or recv.
@@ -142,7 +142,7 @@ impl Process {
     /// Sends a `MessageObject` as a message, anything else as an object.
     fn send_any(&self, py: Python<'_>, obj: &Bound<'_, PyAny>) -> PyResult<()> {
         let msg = convert::any_message(obj)?;
-        self.with(py, |p| p.send(msg).py_err())
+        self.send_message(py, msg)
     }
 
     /// The next object the backend sent: a `MessageObject`, or what it
@@ -161,7 +161,7 @@ impl Process {
     /// Sends a plain object (see `convert::OBJECT_COMMAND`).
     fn send_object(&self, py: Python<'_>, obj: &Bound<'_, PyAny>) -> PyResult<()> {
         let msg = convert::object_message(obj)?;
-        self.with(py, |p| p.send(msg).py_err())
+        self.send_message(py, msg)
     }
 
     /// The next message as `(command, kwargs)`, waiting up to `timeout`
@@ -290,6 +290,24 @@ impl Process {
 }
 
 impl Process {
+    /// Writes `msg` now, waiting while the socket is full in slices that
+    /// let Ctrl-C through (an interrupted message stays queued and goes out
+    /// with the next send).
+    fn send_message(&self, py: Python<'_>, msg: Message) -> PyResult<()> {
+        // The common case, one call: the socket takes it at once.
+        let sent = self.with(py, |p| {
+            p.queue(msg).py_err()?;
+            Ok(p.flush_timeout(Duration::ZERO))
+        })?;
+        match sent {
+            Err(e) if e.is_timeout() => {
+                py.check_signals()?;
+                self.wait(py, None, |p, slice| p.flush_timeout(slice))
+            }
+            other => other.py_err(),
+        }
+    }
+
     fn check_owner(&self) -> PyResult<()> {
         if fork::getpid() == self.owner {
             Ok(())

@@ -229,3 +229,23 @@ def test_forgetting_stop_does_not_hang_the_exit():
     while alive(pid) and time.monotonic() < deadline:
         time.sleep(0.02)
     assert not alive(pid)
+
+
+def test_ctrl_c_interrupts_a_send_blocked_on_a_full_socket(worker):
+    worker.sendMessageToBack(MessageObject("hang"))  # stops reading
+    assert worker.getPipe().recv(timeout=5)() == "hanging"
+
+    def interrupt():
+        time.sleep(0.3)
+        os.kill(os.getpid(), signal.SIGINT)
+
+    t = threading.Thread(target=interrupt)
+    t.start()
+    started = time.monotonic()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            for _ in range(100000):
+                worker.sendMessageToBack(MessageObject("echo", pad=b"x" * 65536))
+    finally:
+        t.join()
+    assert time.monotonic() - started < 3

@@ -652,6 +652,22 @@ impl MessageProcess {
         Ok(())
     }
 
+    /// Appends a message to the send buffer and writes nothing, however
+    /// much is buffered (unlike [`feed`](MessageProcess::feed)); the next
+    /// send, flush or receive writes it. With
+    /// [`flush_timeout`](MessageProcess::flush_timeout) it makes a send
+    /// that waits in slices, for a caller that must do something between
+    /// them (an interpreter checking for Ctrl-C).
+    pub fn queue(&mut self, msg: Message) -> Result<()> {
+        self.conn.feed(&msg).map_err(|e| e.with_process(&self.name))
+    }
+
+    /// As [`flush`](MessageProcess::flush), giving up after `timeout` with
+    /// [`ErrorKind::Timeout`]; what was not written stays buffered.
+    pub fn flush_timeout(&mut self, timeout: Duration) -> Result<()> {
+        self.flush_deadline(Some(Instant::now() + timeout))
+    }
+
     /// Writes every buffered message, waiting while the socket is full.
     pub fn flush(&mut self) -> Result<()> {
         self.flush_deadline(None)
