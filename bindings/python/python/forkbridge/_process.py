@@ -476,7 +476,7 @@ class AsyncBackMessageProcess(MessageProcess):
                 obj = await queue.get()
                 if obj is None:
                     break
-                await self.routeMainPipe__(obj)  # type: ignore[misc]
+                await self.routeMainPipe__(obj)
         finally:
             loop.remove_reader(fd)
             await self.asyncPost__()
