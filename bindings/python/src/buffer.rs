@@ -8,10 +8,17 @@
 //! and `pickle.loads(data, buffers=...)` lets numpy build the array on it.
 //! The array keeps this object alive, and it frees the memory when the last
 //! view is gone.
+//!
+//! `LentView` is the sending side's counterpart: an array's buffer lent to
+//! the message being encoded, so it is copied once, into the socket buffer
+//! or a shared-memory slot.
 #![allow(unsafe_code)]
 
 use std::ffi::c_int;
+use std::fmt;
 
+use forkbridge::LentBytes;
+use pyo3::buffer::PyBuffer;
 use pyo3::ffi;
 use pyo3::prelude::*;
 
@@ -85,5 +92,40 @@ impl ReceivedBuffer {
 
     fn __len__(&self) -> usize {
         self.len
+    }
+}
+
+/// A contiguous buffer of a Python object (a numpy array's data, through a
+/// protocol-5 `PickleBuffer`), lent to a message being sent: the encoder
+/// copies it straight into the socket buffer or a shared-memory slot, with
+/// no intermediate `Vec`.
+pub(crate) struct LentView(PyBuffer<u8>);
+
+impl LentView {
+    /// `None` unless the buffer is C-contiguous bytes.
+    pub(crate) fn new(view: PyBuffer<u8>) -> Option<LentView> {
+        view.is_c_contiguous().then_some(LentView(view))
+    }
+}
+
+impl fmt::Debug for LentView {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LentView")
+            .field("len", &self.0.len_bytes())
+            .finish()
+    }
+}
+
+impl LentBytes for LentView {
+    fn as_bytes(&self) -> &[u8] {
+        // SAFETY: the `PyBuffer` holds an export of the object, which keeps
+        // its memory allocated and in place (numpy refuses to resize an
+        // exported array) for as long as this value lives; the buffer is
+        // C-contiguous, `len_bytes` long (checked in `new`). Python code may
+        // only change it while holding the GIL, and the binding reads it
+        // only while holding the GIL itself: a message holding a `LentView`
+        // is encoded and dropped before the GIL is released (see
+        // `Process::send_message` and `Intercom::send_message`).
+        unsafe { std::slice::from_raw_parts(self.0.buf_ptr().cast::<u8>(), self.0.len_bytes()) }
     }
 }

@@ -11,7 +11,11 @@
 
 use forkbridge::{Message, Value};
 
-use crate::buffer::ReceivedBuffer;
+use std::sync::Arc;
+
+use forkbridge::Bytes;
+
+use crate::buffer::{LentView, ReceivedBuffer};
 use pyo3::buffer::PyBuffer;
 use pyo3::exceptions::PyValueError;
 use pyo3::intern;
@@ -137,7 +141,10 @@ fn pickled(obj: &Bound<'_, PyAny>) -> PyResult<Value> {
             Err(_) => return pickled_in_band(obj, type_name),
         };
         let view = PyBuffer::<u8>::get(&raw)?;
-        buffers.push(view.to_vec(py)?);
+        match LentView::new(view) {
+            Some(lent) => buffers.push(Bytes::lent(Arc::new(lent))),
+            None => return pickled_in_band(obj, type_name),
+        }
     }
     let data = data.cast::<PyBytes>()?.as_bytes().to_vec();
     Ok(Value::Pickled {
@@ -197,7 +204,7 @@ pub(crate) fn to_py(py: Python<'_>, value: Value) -> PyResult<Py<PyAny>> {
                 // Handed over without a copy: numpy builds the array on it.
                 let buffers = buffers
                     .into_iter()
-                    .map(|b| Py::new(py, ReceivedBuffer::new(b)))
+                    .map(|b| Py::new(py, ReceivedBuffer::new(b.into_vec())))
                     .collect::<PyResult<Vec<_>>>()?;
                 let kwargs = PyDict::new(py);
                 kwargs.set_item("buffers", buffers)?;
@@ -241,6 +248,20 @@ pub(crate) fn any_message(obj: &Bound<'_, PyAny>) -> PyResult<Message> {
         }
     }
     object_message(obj)
+}
+
+/// Whether `msg` holds lent buffers, which must be encoded while the GIL
+/// is held (see `LentView`).
+pub(crate) fn lends(msg: &Message) -> bool {
+    fn value(v: &Value) -> bool {
+        match v {
+            Value::Pickled { buffers, .. } => buffers.iter().any(Bytes::is_lent),
+            Value::List(items) | Value::Tuple(items) => items.iter().any(value),
+            Value::Map(entries) => entries.iter().any(|(k, v)| value(k) || value(v)),
+            _ => false,
+        }
+    }
+    msg.params().any(|(_, v)| value(v))
 }
 
 /// A message carrying one plain object (see [`OBJECT_COMMAND`]).

@@ -53,6 +53,11 @@ impl Intercom {
     }
 
     fn send_message(&self, py: Python<'_>, msg: Message) -> PyResult<()> {
+        if convert::lends(&msg) {
+            // Encoded with the GIL held (see `LentView`), written without.
+            lock(&self.inner).feed(msg).py_err()?;
+            return py.detach(|| lock(&self.inner).flush()).py_err();
+        }
         py.detach(|| lock(&self.inner).send(msg)).py_err()
     }
 }

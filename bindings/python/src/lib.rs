@@ -8,7 +8,7 @@
 //! subclasses behave exactly as with valkka-multiprocess: `__init__` with
 //! any signature, `c__` methods found by name, `run()` and `readPipes__()`
 //! overridable. This module supplies what must not be Python: the fork (with
-//! CPython's own fork protocol, see `fork.rs`), the intercom (the core's
+//! CPython's own fork protocol, see `sys.rs`), the intercom (the core's
 //! sockets and codec, releasing the GIL while it waits), value conversion,
 //! and the process-shared events. Nothing here is meant to be imported by
 //! users; the Python package is the API.
@@ -27,16 +27,16 @@ mod buffer;
 mod convert;
 mod errors;
 mod events;
-mod fork;
 mod intercom;
 mod process;
+mod sys;
 
 /// How long a GIL-free wait runs before it checks for Python signals.
 pub(crate) const SIGNAL_SLICE: Duration = Duration::from_millis(50);
 
 #[pyfunction(name = "_refresh_pid")]
 fn refresh_pid() {
-    fork::refresh_pid();
+    sys::refresh_pid();
 }
 
 #[pymodule]
@@ -49,8 +49,8 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(refresh_pid, m)?)?;
     m.add_function(wrap_pyfunction!(convert::register_message_class, m)?)?;
     // A fork made by `os.fork` or `multiprocessing` must refresh the cached
-    // pid too (see `fork::getpid`).
-    fork::refresh_pid();
+    // pid too (see `sys::getpid`).
+    sys::refresh_pid();
     let register_at_fork = m.py().import("os")?.getattr("register_at_fork")?;
     let kwargs = pyo3::types::PyDict::new(m.py());
     kwargs.set_item("after_in_child", m.getattr("_refresh_pid")?)?;

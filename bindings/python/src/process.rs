@@ -16,7 +16,7 @@
 
 use std::collections::VecDeque;
 use std::os::fd::AsRawFd;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -28,8 +28,8 @@ use pyo3::types::PyDict;
 use crate::SIGNAL_SLICE;
 use crate::convert;
 use crate::errors::IntoPyResult;
-use crate::fork::{self, PythonForkHooks};
 use crate::intercom::Intercom;
+use crate::sys::{self, PythonForkHooks};
 
 pub(crate) const DEFAULT_MAX_FRAME: usize = 64 << 20;
 
@@ -42,6 +42,9 @@ pub(crate) struct Process {
     owner: i32,
     fd: i32,
     inner: Mutex<Option<MessageProcess>>,
+    /// The pidfd's number while running (-1 before), for waits that poll
+    /// without holding the lock.
+    pidfd: AtomicI32,
     /// Whether `fileno` was called (see there).
     fd_handed_out: AtomicBool,
     /// A message `poll` took off the socket, for the next `recv`.
@@ -87,9 +90,10 @@ impl Process {
             .py_err()?;
         Ok(Process {
             name,
-            owner: fork::getpid(),
+            owner: sys::getpid(),
             fd: inner.as_raw_fd(),
             fd_handed_out: AtomicBool::new(false),
+            pidfd: AtomicI32::new(-1),
             inner: Mutex::new(Some(inner)),
             polled: Mutex::new(VecDeque::new()),
             child,
@@ -103,6 +107,10 @@ impl Process {
         *lock(&self.child) = Some(child);
         let mut inner = lock(&self.inner);
         let result = handle(&mut inner).and_then(|p| p.start().py_err());
+        if let Some(p) = inner.as_ref() {
+            let pidfd = p.pidfd().map_or(-1, |fd| fd.as_raw_fd());
+            self.pidfd.store(pidfd, Ordering::Relaxed);
+        }
         lock(&self.child).take();
         result
     }
@@ -256,7 +264,7 @@ impl Process {
     fn signal(&self, py: Python<'_>, sig: i32) -> PyResult<()> {
         self.with(py, |p| {
             if let (true, Some(pid)) = (p.is_alive(), p.pid()) {
-                fork::kill(pid, sig).map_err(|e| PyRuntimeError::new_err(e.to_string()))?;
+                sys::kill(pid, sig).map_err(|e| PyRuntimeError::new_err(e.to_string()))?;
             }
             Ok(())
         })
@@ -294,11 +302,22 @@ impl Process {
     /// let Ctrl-C through (an interrupted message stays queued and goes out
     /// with the next send).
     fn send_message(&self, py: Python<'_>, msg: Message) -> PyResult<()> {
-        // The common case, one call: the socket takes it at once.
-        let sent = self.with(py, |p| {
+        let sent = if convert::lends(&msg) {
+            // Lent buffers are read (encoded) with the GIL held, then the
+            // message is gone: see `LentView`.
+            self.check_owner()?;
+            let mut inner = lock(&self.inner);
+            let p = handle(&mut inner)?;
             p.queue(msg).py_err()?;
-            Ok(p.flush_timeout(Duration::ZERO))
-        })?;
+            drop(inner);
+            self.with(py, |p| Ok(p.flush_timeout(Duration::ZERO)))?
+        } else {
+            // The common case, one call: the socket takes it at once.
+            self.with(py, |p| {
+                p.queue(msg).py_err()?;
+                Ok(p.flush_timeout(Duration::ZERO))
+            })?
+        };
         match sent {
             Err(e) if e.is_timeout() => {
                 py.check_signals()?;
@@ -309,7 +328,7 @@ impl Process {
     }
 
     fn check_owner(&self) -> PyResult<()> {
-        if fork::getpid() == self.owner {
+        if sys::getpid() == self.owner {
             Ok(())
         } else {
             Err(PyRuntimeError::new_err(format!(
@@ -317,7 +336,7 @@ impl Process {
                  pid {} (a backend reaches its frontend with send_out__)",
                 self.name,
                 self.owner,
-                fork::getpid()
+                sys::getpid()
             )))
         }
     }
@@ -332,9 +351,12 @@ impl Process {
         py.detach(|| handle(&mut lock(&self.inner)).and_then(f))
     }
 
-    /// Repeats `op` in slices of at most `SIGNAL_SLICE` until it returns
-    /// something other than a timeout or `timeout` seconds have passed,
-    /// running Python's signal handlers between slices.
+    /// Tries `op` (without waiting) whenever the intercom or the pidfd
+    /// becomes readable, until it returns something other than a timeout or
+    /// `timeout` seconds have passed. The waiting happens in `poll` on the
+    /// raw fds *without* the lock, in slices of at most `SIGNAL_SLICE`
+    /// between which Python's signal handlers run: a thread blocked here
+    /// never holds up another thread's send.
     fn wait<T: Send>(
         &self,
         py: Python<'_>,
@@ -345,21 +367,39 @@ impl Process {
             Some(t) => Some(Instant::now() + seconds(t)?),
             None => None,
         };
+        let fds = [self.fd, self.pidfd.load(Ordering::Relaxed)];
+        // Something may be read and waiting already: then the fd is quiet.
+        let mut ready = py.detach(|| {
+            lock(&self.inner)
+                .as_ref()
+                .is_some_and(MessageProcess::has_buffered)
+        });
         loop {
-            let slice = deadline.map_or(SIGNAL_SLICE, |d| {
-                d.saturating_duration_since(Instant::now())
-                    .min(SIGNAL_SLICE)
-            });
-            let result = py.detach(|| match handle(&mut lock(&self.inner)) {
-                Ok(p) => Ok(op(p, slice)),
-                Err(e) => Err(e),
-            })?;
-            match result {
-                Err(e) if e.is_timeout() && deadline.is_none_or(|d| Instant::now() < d) => {
-                    py.check_signals()?;
+            if ready {
+                let result = py.detach(|| match handle(&mut lock(&self.inner)) {
+                    Ok(p) => Ok(op(p, Duration::ZERO)),
+                    Err(e) => Err(e),
+                })?;
+                match result {
+                    Err(e) if e.is_timeout() => {}
+                    other => return other.py_err(),
                 }
-                other => return other.py_err(),
             }
+            let slice = match deadline {
+                Some(d) if Instant::now() >= d => {
+                    return Err(pyo3::exceptions::PyTimeoutError::new_err(format!(
+                        "process '{}': timed out",
+                        self.name
+                    )));
+                }
+                Some(d) => d
+                    .saturating_duration_since(Instant::now())
+                    .min(SIGNAL_SLICE),
+                None => SIGNAL_SLICE,
+            };
+            py.detach(|| sys::poll_readable(&fds, slice));
+            py.check_signals()?;
+            ready = true;
         }
     }
 
@@ -383,7 +423,7 @@ impl Process {
 
 impl Drop for Process {
     fn drop(&mut self) {
-        if fork::getpid() != self.owner {
+        if sys::getpid() != self.owner {
             // The parent's handle, copied by the fork: not ours to stop.
             if let Ok(slot) = self.inner.get_mut() {
                 std::mem::forget(slot.take());

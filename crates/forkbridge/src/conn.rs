@@ -111,7 +111,7 @@ fn message_payload(msg: &Message) -> usize {
             crate::Value::Bytes(b) => b.len(),
             crate::Value::List(items) | crate::Value::Tuple(items) => items.iter().map(value).sum(),
             crate::Value::Pickled { data, buffers, .. } => {
-                data.len() + buffers.iter().map(Vec::len).sum::<usize>()
+                data.len() + buffers.iter().map(crate::Bytes::len).sum::<usize>()
             }
             crate::Value::Map(entries) => entries.iter().map(|(k, v)| value(k) + value(v)).sum(),
             _ => 8,

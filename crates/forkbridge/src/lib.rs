@@ -184,6 +184,7 @@ mod async_backend;
 mod async_process;
 mod backend;
 mod buffer;
+mod bytes;
 mod conn;
 mod error;
 mod event;
@@ -215,6 +216,7 @@ pub use crate::backend::{
     Backend, BackendContext, BoxError, HandlerResult, Handlers, Interest, Ready, SourceId,
 };
 pub use crate::buffer::{SharedArray, SharedBuffer};
+pub use crate::bytes::{Bytes, LentBytes};
 pub use crate::error::{Error, ErrorKind, Result};
 pub use crate::event::{Event, EventKind};
 pub use crate::event_group::{EventGroup, EventIndex};

@@ -822,8 +822,13 @@ impl MessageProcess {
             {
                 continue;
             }
-            // Wait first, then read: in a request/reply exchange the reply is
-            // rarely there yet, and a read would only return `EAGAIN`.
+            // A try (deadline already reached) reads first: it usually runs
+            // after the fd was seen readable. A wait waits first, then
+            // reads: in a request/reply exchange the reply is rarely there
+            // yet, and a read would only return `EAGAIN`.
+            if deadline.is_some_and(|d| d <= Instant::now()) && self.fill()? != Filled::Read(0) {
+                continue;
+            }
             self.wait_readable(deadline)?;
             self.fill()?;
         }
@@ -946,6 +951,12 @@ impl MessageProcess {
             *exited = true;
         }
         Ok(())
+    }
+
+    /// Whether a message is already read and waiting in this handle (then
+    /// the fd may not look readable although `try_recv` has something).
+    pub fn has_buffered(&self) -> bool {
+        !self.inbox.is_empty() || self.conn.has_complete_frame()
     }
 
     /// Whether the backend is still running (reaps it if it has exited).

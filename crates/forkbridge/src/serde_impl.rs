@@ -2,28 +2,6 @@
 //! [`Message`](crate::Message): byte strings as bytes (not a sequence of
 //! numbers) and ordered pairs as a map.
 
-/// A list of byte strings, each as bytes.
-pub(crate) mod byte_vecs {
-    use serde::{Deserialize, Deserializer, Serialize, Serializer};
-
-    #[derive(Serialize, Deserialize)]
-    struct Bytes(#[serde(with = "super::bytes")] Vec<u8>);
-
-    #[derive(Serialize)]
-    struct BytesRef<'a>(#[serde(with = "super::bytes")] &'a Vec<u8>);
-
-    pub(crate) fn serialize<S: Serializer>(v: &[Vec<u8>], s: S) -> Result<S::Ok, S::Error> {
-        s.collect_seq(v.iter().map(BytesRef))
-    }
-
-    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Vec<u8>>, D::Error> {
-        Ok(Vec::<Bytes>::deserialize(d)?
-            .into_iter()
-            .map(|b| b.0)
-            .collect())
-    }
-}
-
 pub(crate) mod bytes {
     use std::fmt;
 

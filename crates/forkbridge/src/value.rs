@@ -57,9 +57,9 @@ pub enum Value {
         #[serde(with = "crate::serde_impl::bytes")]
         data: Vec<u8>,
         /// Its out-of-band buffers (protocol 5's `PickleBuffer`s: a numpy
-        /// array's data travels here, not copied into `data`).
-        #[serde(with = "crate::serde_impl::byte_vecs")]
-        buffers: Vec<Vec<u8>>,
+        /// array's data travels here, not copied into `data`, and may be
+        /// lent rather than copied when sending; see [`Bytes`](crate::Bytes)).
+        buffers: Vec<crate::Bytes>,
     },
 }
 
@@ -215,7 +215,7 @@ impl fmt::Display for Value {
                 data,
                 buffers,
             } => {
-                let len = data.len() + buffers.iter().map(Vec::len).sum::<usize>();
+                let len = data.len() + buffers.iter().map(crate::Bytes::len).sum::<usize>();
                 write!(f, "<pickled {type_name}, {len} bytes>")
             }
         }

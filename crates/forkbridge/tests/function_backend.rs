@@ -215,7 +215,7 @@ fn tuples_and_pickled_values_cross_unchanged() {
     let pickled = Value::Pickled {
         type_name: "builtins.set".into(),
         data: vec![0x80, 5, 0x95, 0, 1, 2],
-        buffers: vec![vec![7; 3]],
+        buffers: vec![vec![7; 3].into()],
     };
     p.send(
         Message::new("v")

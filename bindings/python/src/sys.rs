@@ -1,5 +1,6 @@
-//! CPython's side of the fork, as [`ForkHooks`] for the core's one fork
-//! path, and the few raw calls the binding needs.
+//! The binding's raw calls: CPython's side of the fork, as [`ForkHooks`]
+//! for the core's one fork path, the cached pid, `kill`, and a `poll` on
+//! raw fd numbers.
 //!
 //! `os.fork()` brackets `fork(2)` with `PyOS_BeforeFork` (runs the
 //! `os.register_at_fork(before=...)` callbacks, takes the import lock) and
@@ -72,4 +73,27 @@ pub(crate) fn kill(pid: i32, sig: i32) -> std::io::Result<()> {
     } else {
         Err(std::io::Error::last_os_error())
     }
+}
+
+/// Waits until one of `fds` is readable (or hung up), or `timeout` passes;
+/// `EINTR` counts as a wake-up (the caller runs Python's signal handlers).
+///
+/// The numbers may be stale (the handle was stopped meanwhile by another
+/// thread): `poll` then reports `POLLNVAL` or wakes for an unrelated fd,
+/// and the caller simply retries under its lock. Negative numbers are
+/// ignored, as `poll` does.
+pub(crate) fn poll_readable(fds: &[i32], timeout: std::time::Duration) {
+    let mut pollfds: Vec<libc::pollfd> = fds
+        .iter()
+        .map(|&fd| libc::pollfd {
+            fd,
+            events: libc::POLLIN,
+            revents: 0,
+        })
+        .collect();
+    let ms = timeout.as_millis().min(i32::MAX as u128) as libc::c_int;
+    // SAFETY: `pollfds` is a live, writable array of `len` pollfd structs;
+    // `poll` only reads the fd numbers and writes `revents`, whatever the
+    // numbers refer to.
+    unsafe { libc::poll(pollfds.as_mut_ptr(), pollfds.len() as libc::nfds_t, ms) };
 }
