@@ -264,3 +264,28 @@ def test_spin_before_sleep_answers_like_sleeping():
     finally:
         p.stop()
     assert p.exitcode == 0
+
+
+def test_a_thread_blocked_in_recv_does_not_delay_senders(echo):
+    import threading
+    import time
+
+    got = []
+
+    def reader():
+        pipe = echo.getPipe()
+        while len(got) < 50:
+            got.append(pipe.recv(timeout=10)["i"])
+
+    t = threading.Thread(target=reader)
+    t.start()
+    time.sleep(0.1)  # the reader is blocked in recv now
+    started = time.monotonic()
+    for i in range(50):
+        echo.sendMessageToBack(MessageObject("echo", i=i))
+        time.sleep(0.001)
+    sent = time.monotonic() - started
+    t.join(timeout=10)
+    assert got == list(range(50))
+    # Each send waiting for the reader's 50 ms wait slice would take 2.5 s.
+    assert sent < 1.0
