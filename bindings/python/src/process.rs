@@ -368,24 +368,31 @@ impl Process {
             None => None,
         };
         let fds = [self.fd, self.pidfd.load(Ordering::Relaxed)];
-        // Something may be read and waiting already: then the fd is quiet.
-        let mut ready = py.detach(|| {
-            lock(&self.inner)
-                .as_ref()
-                .is_some_and(MessageProcess::has_buffered)
-        });
+        let mut slice = Duration::ZERO;
         loop {
-            if ready {
-                let result = py.detach(|| match handle(&mut lock(&self.inner)) {
-                    Ok(p) => Ok(op(p, Duration::ZERO)),
-                    Err(e) => Err(e),
-                })?;
-                match result {
-                    Err(e) if e.is_timeout() => {}
-                    other => return other.py_err(),
+            // The first round only tries what is already read and waiting
+            // (then the fd is quiet); later rounds wait for the fds first.
+            let first = slice.is_zero();
+            let result = py.detach(|| -> PyResult<Option<forkbridge::Result<T>>> {
+                if !first {
+                    sys::poll_readable(&fds, slice);
                 }
+                let mut inner = lock(&self.inner);
+                let p = handle(&mut inner)?;
+                if first && !p.has_buffered() {
+                    return Ok(None);
+                }
+                Ok(Some(op(p, Duration::ZERO)))
+            })?;
+            match result {
+                None => {}
+                Some(Err(e)) if e.is_timeout() => {}
+                Some(other) => return other.py_err(),
             }
-            let slice = match deadline {
+            if !first {
+                py.check_signals()?;
+            }
+            slice = match deadline {
                 Some(d) if Instant::now() >= d => {
                     return Err(pyo3::exceptions::PyTimeoutError::new_err(format!(
                         "process '{}': timed out",
@@ -394,12 +401,10 @@ impl Process {
                 }
                 Some(d) => d
                     .saturating_duration_since(Instant::now())
-                    .min(SIGNAL_SLICE),
+                    .min(SIGNAL_SLICE)
+                    .max(Duration::from_micros(1)),
                 None => SIGNAL_SLICE,
             };
-            py.detach(|| sys::poll_readable(&fds, slice));
-            py.check_signals()?;
-            ready = true;
         }
     }
 
