@@ -1,0 +1,261 @@
+"""The soak-and-fault suite of the Python binding (issue 10's suite, from
+Python): repeats faults on real processes and counts what went wrong.
+
+    python bindings/python/soak/soak.py [SCENARIO...] [--quick]
+
+Prints a table, then one line per scenario:
+``RESULT scenario=<name> value=<failures> unit=failures baseline=0 ratio=<failures> target=0``
+(``py_stop_bound`` also prints its worst stop time against the bound). The
+exit code is 1 if any scenario failed. ``--quick`` runs everything in well
+under a minute; the pytest suite runs it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import random
+import signal
+import sys
+import threading
+import time
+from typing import Any, Callable
+
+from forkbridge import (
+    AsyncBackMessageProcess,
+    BackendGone,
+    MessageObject,
+    MessageProcess,
+)
+
+QUICK = "--quick" in sys.argv
+
+
+def children() -> set[int]:
+    pids: set[int] = set()
+    for task in os.listdir("/proc/self/task"):
+        try:
+            with open("/proc/self/task/%s/children" % task) as f:
+                pids.update(int(p) for p in f.read().split())
+        except OSError:
+            pass
+    return pids
+
+
+def fds() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+def maps() -> int:
+    with open("/proc/self/maps") as f:
+        return sum(1 for _ in f)
+
+
+class Worker(MessageProcess):
+    stop_timeout = 0.3
+    kill_timeout = 0.2
+
+    def c__ping(self, i: int = 0) -> None:
+        self.send_out__(MessageObject("pong", i=i))
+
+    def c__exit(self) -> None:
+        os._exit(0)
+
+    def c__hang(self, how: str = "sleep") -> None:
+        self.send_out__(MessageObject("hanging"))
+        if how == "ignore_term":
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        end = time.monotonic() + 60
+        while time.monotonic() < end:
+            if how == "spin":
+                pass
+            else:
+                time.sleep(0.01)
+
+    def c__echo(self, seq: int = 0, payload: Any = None, digest: str = "") -> None:
+        self.send_out__(MessageObject("echo", seq=seq, payload=payload, digest=digest))
+
+
+class AsyncWorker(AsyncBackMessageProcess):
+    async def c__ping(self, i: int = 0) -> None:  # type: ignore[override]
+        await self.send_out__(MessageObject("pong", i=i))
+
+
+# ---- scenarios: each returns (failures, detail) -------------------------
+
+
+def cycles() -> tuple[int, str]:
+    n = 200 if QUICK else 2000
+    before_children = children()
+    for _ in range(3):  # warm-up: lazily created module state
+        p = Worker("warm")
+        p.start()
+        p.stop()
+    del p
+    base_fds, base_maps = fds(), maps()
+    failures = 0
+    for i in range(n):
+        kind = i % 5
+        proc: MessageProcess = AsyncWorker("c%d" % i) if kind == 1 else Worker("c%d" % i)
+        proc.start()
+        proc.sendMessageToBack(MessageObject("ping", i=i))
+        try:
+            ok = proc.getPipe().recv(timeout=5)["i"] == i
+        except Exception:
+            ok = False
+        if kind == 2:  # killed
+            os.kill(proc.pid or 0, signal.SIGKILL)
+        elif kind == 3:  # exits by itself
+            proc.sendMessageToBack(MessageObject("exit"))
+            proc.join(timeout=5)
+        if kind == 4:
+            del proc  # dropped: the handle stops it
+        else:
+            proc.stop()
+            ok = ok and proc.exitcode is not None
+            del proc
+        failures += not ok
+    left = children() - before_children
+    leaked_fds = max(0, fds() - base_fds)
+    leaked_maps = max(0, maps() - base_maps)
+    failures += len(left) + leaked_fds + (leaked_maps > 4)
+    return failures, "%d cycles: children left %d, fds +%d, maps +%d" % (
+        n,
+        len(left),
+        leaked_fds,
+        leaked_maps,
+    )
+
+
+def backend_kill() -> tuple[int, str]:
+    n = 40 if QUICK else 400
+    failures, worst = 0, 0.0
+    for i in range(n):
+        p = Worker("k%d" % i)
+        p.start()
+        killed_at: list[float] = []
+
+        def kill(pid: int = p.pid or 0) -> None:
+            killed_at.append(time.monotonic())
+            os.kill(pid, signal.SIGKILL)
+
+        timer = threading.Timer(random.uniform(0.0, 0.02), kill)
+        timer.start()
+        pipe = p.getPipe()
+        seen = None
+        try:
+            for j in range(1_000_000):
+                p.sendMessageToBack(MessageObject("ping", i=j))
+                pipe.recv(timeout=5)
+        except BackendGone:
+            seen = time.monotonic()
+        except Exception:
+            pass
+        timer.join()
+        if seen is None or not killed_at:
+            failures += 1
+        else:
+            lag = seen - killed_at[0]
+            worst = max(worst, lag)
+            failures += lag > 0.05
+        p.stop()
+    return failures, "%d kills during traffic: worst detection %.1f ms (bound 50 ms)" % (
+        n,
+        worst * 1e3,
+    )
+
+
+def stop_bound() -> tuple[int, str]:
+    n = 3 if QUICK else 20
+    bound = Worker.stop_timeout + Worker.kill_timeout + 0.3
+    failures, worst = 0, 0.0
+    for i in range(n):
+        for how in ("sleep", "spin", "ignore_term"):
+            p = Worker("s%d" % i)
+            p.start()
+            p.sendMessageToBack(MessageObject("hang", how=how))
+            p.getPipe().recv(timeout=5)
+            t0 = time.monotonic()
+            p.stop()
+            took = time.monotonic() - t0
+            worst = max(worst, took)
+            failures += took > bound or p.exitcode is None
+    return failures, "%d stops of hung backends: worst %.0f ms of %.0f ms" % (
+        n * 3,
+        worst * 1e3,
+        bound * 1e3,
+    )
+
+
+def stream_integrity() -> tuple[int, str]:
+    n = 2000 if QUICK else 50000
+    rng = random.Random(7)
+    p = Worker("stream")
+    p.start()
+    pipe = p.getPipe()
+    payloads: list[Callable[[], Any]] = [
+        lambda: rng.randbytes(rng.randint(0, 64)),
+        lambda: {"k": [rng.random() for _ in range(rng.randint(0, 8))], "t": (1, "x")},
+        lambda: rng.randbytes(rng.choice([300_000, 1_000_000])),  # shared-memory lane
+    ]
+    try:
+        import numpy as np
+
+        payloads.append(lambda: np.full(rng.choice([10, 300_000]), rng.random()))
+    except ImportError:
+        pass
+    import pickle
+
+    expected: dict[int, str] = {}
+    failures, received, in_flight = 0, 0, 0
+    seq = 0
+    while received < n:
+        # Bursts of up to 32 in flight, both directions busy at once.
+        while in_flight < 32 and seq < n:
+            payload = rng.choice(payloads[:-2] if seq % 10 else payloads)()
+            digest = hashlib.sha1(pickle.dumps(payload, protocol=5)).hexdigest()
+            expected[seq] = digest
+            p.sendMessageToBack(MessageObject("echo", seq=seq, payload=payload, digest=digest))
+            seq += 1
+            in_flight += 1
+        msg = pipe.recv(timeout=10)
+        in_flight -= 1
+        want = expected.pop(msg["seq"], None)
+        got = hashlib.sha1(pickle.dumps(msg["payload"], protocol=5)).hexdigest()
+        if want is None or want != msg["digest"] or got != want or msg["seq"] != received:
+            failures += 1
+        received += 1
+    p.stop()
+    failures += len(expected)
+    return failures, "%d messages echoed (bursts, large and numpy payloads): lost, duplicated, reordered or corrupted: %d" % (
+        n,
+        failures,
+    )
+
+
+SCENARIOS = {
+    "py_cycles": cycles,
+    "py_backend_kill": backend_kill,
+    "py_stop_bound": stop_bound,
+    "py_stream_integrity": stream_integrity,
+}
+
+
+def main() -> int:
+    wanted = [a for a in sys.argv[1:] if not a.startswith("--")] or list(SCENARIOS)
+    results = []
+    for name in wanted:
+        started = time.monotonic()
+        failures, detail = SCENARIOS[name]()
+        results.append((name, failures, detail, time.monotonic() - started))
+        print("%-22s %-6s %s (%.1f s)" % (name, "ok" if failures == 0 else "FAILED", detail, results[-1][3]), flush=True)
+    for name, failures, _, _ in results:
+        print(
+            "RESULT scenario=%s value=%d unit=failures baseline=0 ratio=%d target=0"
+            % (name, failures, failures)
+        )
+    return 1 if any(f for _, f, _, _ in results) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
