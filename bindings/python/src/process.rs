@@ -42,6 +42,8 @@ pub(crate) struct Process {
     owner: i32,
     fd: i32,
     inner: Mutex<Option<MessageProcess>>,
+    /// `spin_before_sleep`: a wait first spins this long under the lock.
+    spin: Duration,
     /// The pidfd's number while running (-1 before), for waits that poll
     /// without holding the lock.
     pidfd: AtomicI32,
@@ -94,6 +96,7 @@ impl Process {
             fd: inner.as_raw_fd(),
             fd_handed_out: AtomicBool::new(false),
             pidfd: AtomicI32::new(-1),
+            spin: seconds(spin)?,
             inner: Mutex::new(Some(inner)),
             polled: Mutex::new(VecDeque::new()),
             child,
@@ -379,6 +382,13 @@ impl Process {
                 }
                 let mut inner = lock(&self.inner);
                 let p = handle(&mut inner)?;
+                if first && !self.spin.is_zero() {
+                    // Spin mode: the core spins on the socket this long.
+                    let spin = deadline.map_or(self.spin, |d| {
+                        self.spin.min(d.saturating_duration_since(Instant::now()))
+                    });
+                    return Ok(Some(op(p, spin)));
+                }
                 if first && !p.has_buffered() {
                     return Ok(None);
                 }
