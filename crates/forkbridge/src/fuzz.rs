@@ -183,17 +183,22 @@ mod tests {
         assert!(count > 0, "{} holds no inputs", dir.display());
     }
 
+    // Not under Miri: the corpus replay takes minutes per target there;
+    // checks/miri runs the decoders on the wire module's own inputs.
     #[test]
+    #[cfg_attr(miri, ignore)]
     fn frames_corpus_replays() {
         replay("frames", super::frames);
     }
 
     #[test]
+    #[cfg_attr(miri, ignore)]
     fn typed_corpus_replays() {
         replay("typed", super::typed);
     }
 
     #[test]
+    #[cfg_attr(miri, ignore)]
     fn message_corpus_replays() {
         replay("message", super::message);
     }
