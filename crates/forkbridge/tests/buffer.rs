@@ -84,7 +84,7 @@ impl BufferWorker {
 
     fn fds(&mut self, ctx: &mut BackendContext, _: Message) -> HandlerResult {
         let n = std::fs::read_dir("/proc/self/fd")?.count();
-        let maps = std::fs::read_to_string("/proc/self/maps")?.lines().count();
+        let maps = common::mappings();
         ctx.send(message!("fds", n = n, maps = maps))?;
         Ok(())
     }

@@ -131,9 +131,21 @@ pub fn open_fds() -> usize {
 }
 
 /// Number of mappings of this process.
+///
+/// Only shared mappings count (forkbridge's rings, buffers, events and
+/// memfds are all `MAP_SHARED`): private anonymous ones come and go with the
+/// allocator, and a sanitizer adds its own by the hundred.
 pub fn mappings() -> usize {
     std::fs::read_to_string("/proc/self/maps")
-        .map(|s| s.lines().count())
+        .map(|s| {
+            s.lines()
+                .filter(|line| {
+                    line.split_whitespace()
+                        .nth(1)
+                        .is_some_and(|perms| perms.ends_with('s'))
+                })
+                .count()
+        })
         .unwrap_or(0)
 }
 
