@@ -24,9 +24,15 @@
 //!   each side holds at most one slot at a time and the borrow checker
 //!   enforces it; the state machine that makes lending shared memory as
 //!   `&mut [u8]` sound lives in `sys/ring.rs` with its reasoning;
-//! - doorbells are futex words in the same mapping; a waiter first spins
-//!   briefly ([`FrameRing::with_spin`]), then sleeps, and a doorbell makes a
-//!   system call only when somebody sleeps; a waiter also checks
+//! - doorbells are futex words in the same mapping, each holding a ring
+//!   counter (high 16 bits) and the number of sleepers (low 16 bits), so
+//!   that registering as a sleeper and ringing are read-modify-writes of one
+//!   word: whichever comes second sees the first, in any memory model (a
+//!   sleeper count in a separate word needs sequentially consistent
+//!   ordering across two words, which the loom model checker found easy to
+//!   get wrong); a waiter first spins briefly ([`FrameRing::with_spin`]),
+//!   then sleeps, and a doorbell makes a system call only when somebody
+//!   sleeps; a waiter also checks
 //!   every 50 ms that the process on the other side is alive, so the death
 //!   of the peer ends a wait with [`ErrorKind::Disconnected`] — after every
 //!   frame it committed has been read.
@@ -40,10 +46,10 @@
 //! crashes and pile up in `/dev/shm` (the seed's docs tell users to clean it
 //! by hand); sending frames through the socket — 40× slower for 1 MiB.
 
+use crate::sys::atomic::{AtomicI32, AtomicU32, Ordering};
 use std::fmt;
 use std::ops::{Deref, DerefMut};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::error::{Error, ErrorKind, Result};
@@ -192,7 +198,7 @@ impl FrameRing {
         })
     }
 
-    fn claim(&self, role: &std::sync::atomic::AtomicI32) -> Result<i32> {
+    fn claim(&self, role: &AtomicI32) -> Result<i32> {
         let me = fork::getpid();
         let mut holder = role.load(Ordering::Acquire);
         loop {
@@ -209,16 +215,9 @@ impl FrameRing {
     }
 
     /// Waits until `ready()` might hold: spins up to the spin time, then
-    /// sleeps on `bell` (last seen `seen`) until it rings, `deadline`, or a
-    /// liveness period passes.
-    fn wait_bell(
-        &self,
-        bell: &AtomicU32,
-        sleepers: &AtomicU32,
-        seen: u32,
-        deadline: Option<Instant>,
-        ready: impl Fn() -> bool,
-    ) {
+    /// sleeps on `bell` until it rings, `deadline`, or a liveness period
+    /// passes.
+    fn wait_bell(&self, bell: &AtomicU32, deadline: Option<Instant>, ready: impl Fn() -> bool) {
         let spin_until = Instant::now() + self.spin;
         while Instant::now() < spin_until {
             for _ in 0..64 {
@@ -230,21 +229,33 @@ impl FrameRing {
         }
         let slice = Instant::now() + LIVENESS_PERIOD;
         let until = deadline.map_or(slice, |d| d.min(slice));
-        sleepers.fetch_add(1, Ordering::SeqCst);
+        // Counting ourselves in is ordered with every ring of this bell: a
+        // ring before it made `ready()` true (we read its state change), a
+        // ring after it changes the word, so the futex does not sleep, and
+        // sees the count, so it wakes us.
+        let registered = bell
+            .fetch_add(SLEEPER, Ordering::SeqCst)
+            .wrapping_add(SLEEPER);
         if !ready() {
-            futex::wait(bell, seen, Some(until));
+            futex::wait(bell, registered, Some(until));
         }
-        sleepers.fetch_sub(1, Ordering::SeqCst);
+        bell.fetch_sub(SLEEPER, Ordering::SeqCst);
     }
 
     /// Rings `bell`, waking sleepers only if there are any.
-    fn ring_bell(bell: &AtomicU32, sleepers: &AtomicU32) {
-        bell.fetch_add(1, Ordering::SeqCst);
-        if sleepers.load(Ordering::SeqCst) != 0 {
+    fn ring_bell(bell: &AtomicU32) {
+        let before = bell.fetch_add(RING, Ordering::SeqCst);
+        if before & SLEEPERS != 0 {
             futex::wake_all(bell);
         }
     }
 }
+
+/// A doorbell word: a ring counter in the high 16 bits (wrapping), the
+/// number of sleepers in the low 16.
+const RING: u32 = 1 << 16;
+const SLEEPER: u32 = 1;
+const SLEEPERS: u32 = RING - 1;
 
 impl fmt::Debug for FrameRing {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -282,7 +293,7 @@ impl Liveness {
 
     /// Whether the role's holder is alive; a role nobody claimed yet counts
     /// as alive (the other side may still be starting).
-    fn alive(&self, role: &std::sync::atomic::AtomicI32) -> bool {
+    fn alive(&self, role: &AtomicI32) -> bool {
         let pid = role.load(Ordering::Acquire);
         pid == 0 || process_alive(pid)
     }
@@ -342,7 +353,6 @@ impl RingProducer {
         let slots = u64::from(mem.slots());
         let mut liveness = Liveness::new();
         loop {
-            let seen = mem.free_bell().load(Ordering::Acquire);
             let slot = (mem.head().load(Ordering::Acquire) % slots) as u32;
             if let Some(inner) = mem.try_write(slot, self.pid) {
                 return Ok(WriteSlot {
@@ -358,9 +368,7 @@ impl RingProducer {
                 return Err(Error::new(ErrorKind::Timeout));
             }
             self.ring
-                .wait_bell(mem.free_bell(), mem.free_sleepers(), seen, deadline, || {
-                    mem.is(slot, FREE)
-                });
+                .wait_bell(mem.free_bell(), deadline, || mem.is(slot, FREE));
         }
     }
 }
@@ -409,7 +417,7 @@ impl WriteSlot<'_> {
         inner.commit(len);
         let mem = &self.producer.ring.mem;
         mem.head().fetch_add(1, Ordering::AcqRel);
-        FrameRing::ring_bell(mem.ready_bell(), mem.ready_sleepers());
+        FrameRing::ring_bell(mem.ready_bell());
         Ok(())
     }
 
@@ -491,7 +499,6 @@ impl RingConsumer {
         let slots = u64::from(mem.slots());
         let mut liveness = Liveness::new();
         loop {
-            let seen = mem.ready_bell().load(Ordering::Acquire);
             let slot = (mem.tail().load(Ordering::Acquire) % slots) as u32;
             match mem.try_read(slot, self.pid) {
                 Some(Ok(inner)) => {
@@ -516,13 +523,8 @@ impl RingConsumer {
             if expired {
                 return Err(Error::new(ErrorKind::Timeout));
             }
-            self.ring.wait_bell(
-                mem.ready_bell(),
-                mem.ready_sleepers(),
-                seen,
-                deadline,
-                || mem.is(slot, READY),
-            );
+            self.ring
+                .wait_bell(mem.ready_bell(), deadline, || mem.is(slot, READY));
         }
     }
 
@@ -531,7 +533,7 @@ impl RingConsumer {
     fn advance(&self) {
         let mem = &self.ring.mem;
         mem.tail().fetch_add(1, Ordering::AcqRel);
-        FrameRing::ring_bell(mem.free_bell(), mem.free_sleepers());
+        FrameRing::ring_bell(mem.free_bell());
     }
 }
 
@@ -604,4 +606,36 @@ impl fmt::Debug for ReadSlot<'_> {
 
 fn cast_error(e: bytemuck::PodCastError) -> Error {
     Error::new(ErrorKind::InvalidArgument).with_source(format!("cannot view the bytes so: {e:?}"))
+}
+
+/// Model checks (`checks/loom`) of the public ring: a producer blocked on a
+/// full ring and a consumer blocked on an empty one, with the doorbells and
+/// sleeper counts deciding who wakes whom (a lost wake-up is a deadlock loom
+/// reports: the model has no timeouts to hide it).
+#[cfg(all(test, loom))]
+mod loom_model {
+    use super::*;
+
+    #[test]
+    fn frames_flow_in_order_through_a_full_ring() {
+        loom::model(|| {
+            let ring = FrameRing::new(1, 4).unwrap().with_spin(Duration::ZERO);
+            let producer_ring = ring.clone();
+            let producer = loom::thread::spawn(move || {
+                let mut p = producer_ring.producer().unwrap();
+                for frame in 0..2u8 {
+                    let mut slot = p.acquire().unwrap();
+                    slot[0] = frame;
+                    slot.commit(1).unwrap();
+                }
+            });
+            let mut c = ring.consumer().unwrap();
+            for frame in 0..2u8 {
+                let slot = c.recv().unwrap();
+                assert_eq!(slot[0], frame);
+                drop(slot);
+            }
+            producer.join().unwrap();
+        });
+    }
 }

@@ -1,13 +1,18 @@
 //! `futex(2)` on a word in shared memory (no `FUTEX_PRIVATE_FLAG`: waiters
 //! and wakers live in different processes).
 
+#[cfg(not(loom))]
 use std::io;
-use std::sync::atomic::AtomicU32;
+#[cfg(not(loom))]
 use std::time::Instant;
+
+#[cfg(not(loom))]
+use super::atomic::AtomicU32;
 
 /// Sleeps while `*word == expected`, until woken or `deadline`. Returns
 /// `false` on timeout. A changed value, a signal or a spurious wake-up
 /// return `true`: the caller re-checks its condition either way.
+#[cfg(not(loom))]
 pub(crate) fn wait(word: &AtomicU32, expected: u32, deadline: Option<Instant>) -> bool {
     let timeout = match deadline {
         None => None,
@@ -46,9 +51,72 @@ pub(crate) fn wait(word: &AtomicU32, expected: u32, deadline: Option<Instant>) -
 }
 
 /// Wakes every waiter on `word`.
+#[cfg(not(loom))]
 pub(crate) fn wake_all(word: &AtomicU32) {
     // SAFETY: `word` is a live, aligned u32; FUTEX_WAKE only uses its address.
     unsafe {
         libc::syscall(libc::SYS_futex, word.as_ptr(), libc::FUTEX_WAKE, i32::MAX);
+    }
+}
+
+/// `futex(2)` as the model checker sees it: the value check and the sleep
+/// happen under one lock (the kernel's hash-bucket lock), so a wake-up that
+/// comes between a waiter's check and its sleep is not lost — and a lost
+/// one elsewhere shows up as a deadlock loom reports. One queue serves
+/// every word (a wake-up for another word is a spurious one, which callers
+/// tolerate, as with the real futex). Time does not exist in the model: a
+/// wait with a deadline waits like one without.
+#[cfg(loom)]
+mod model {
+    use loom::sync::{Condvar, Mutex};
+
+    use super::super::atomic::{AtomicU32, Ordering};
+
+    loom::lazy_static! {
+        static ref BUCKET: (Mutex<()>, Condvar) = (Mutex::new(()), Condvar::new());
+    }
+
+    pub(crate) fn wait(
+        word: &AtomicU32,
+        expected: u32,
+        _deadline: Option<std::time::Instant>,
+    ) -> bool {
+        let (lock, queue) = &*BUCKET;
+        let guard = lock.lock().unwrap();
+        if word.load(Ordering::SeqCst) == expected {
+            drop(queue.wait(guard).unwrap());
+        }
+        true
+    }
+
+    pub(crate) fn wake_all(_word: &AtomicU32) {
+        let (lock, queue) = &*BUCKET;
+        let _guard = lock.lock().unwrap();
+        queue.notify_all();
+    }
+}
+
+#[cfg(loom)]
+pub(crate) use model::{wait, wake_all};
+
+#[cfg(all(test, loom))]
+mod loom_model {
+    use super::super::atomic::{AtomicU32, Ordering};
+    use std::sync::Arc;
+
+    #[test]
+    fn the_futex_model_wakes_a_waiter() {
+        loom::model(|| {
+            let word = Arc::new(AtomicU32::new(0));
+            let w2 = word.clone();
+            let t = loom::thread::spawn(move || {
+                w2.store(1, Ordering::SeqCst);
+                super::wake_all(&w2);
+            });
+            while word.load(Ordering::SeqCst) == 0 {
+                super::wait(&word, 0, None);
+            }
+            t.join().unwrap();
+        });
     }
 }

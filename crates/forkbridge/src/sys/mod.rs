@@ -32,6 +32,7 @@
 
 #[cfg(feature = "tokio")]
 pub(crate) mod async_fd;
+pub(crate) mod atomic;
 pub(crate) mod eventfd;
 pub(crate) mod fork;
 pub(crate) mod futex;

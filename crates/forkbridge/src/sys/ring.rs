@@ -26,11 +26,12 @@
 //! promise; the public layer records the role holders' pids so that a dead
 //! holder is detected and its slot recovered.
 
+use super::atomic::{AtomicI32, AtomicU32, AtomicU64, Ordering};
 use std::io;
 use std::ops::{Deref, DerefMut};
+#[cfg(not(loom))]
 use std::ptr::NonNull;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicI32, AtomicU32, AtomicU64, Ordering};
 
 const MAGIC: u32 = 0x4642_5247; // "FBRG"
 const HEADER: usize = 128;
@@ -53,8 +54,6 @@ const OFF_HEAD: usize = 24;
 const OFF_TAIL: usize = 32;
 const OFF_READY_BELL: usize = 40;
 const OFF_FREE_BELL: usize = 44;
-const OFF_READY_SLEEPERS: usize = 48;
-const OFF_FREE_SLEEPERS: usize = 52;
 
 // Slot header word offsets.
 const SLOT_STATE: usize = 0;
@@ -62,6 +61,7 @@ const SLOT_OWNER: usize = 4;
 const SLOT_LEN: usize = 8;
 
 /// One anonymous shared mapping, unmapped on drop.
+#[cfg(not(loom))]
 #[derive(Debug)]
 struct Mapping {
     ptr: NonNull<u8>,
@@ -75,6 +75,7 @@ unsafe impl Send for Mapping {}
 // SAFETY: as above.
 unsafe impl Sync for Mapping {}
 
+#[cfg(not(loom))]
 impl Drop for Mapping {
     fn drop(&mut self) {
         // SAFETY: `ptr`/`len` are what `mmap` returned; every borrow of the
@@ -89,6 +90,8 @@ pub(crate) struct RingMemory {
     map: Mapping,
     slots: u32,
     slot_size: usize,
+    /// Offset of the first slot's bytes in the mapping.
+    #[cfg_attr(loom, allow(dead_code))]
     data: usize,
 }
 
@@ -102,10 +105,7 @@ impl RingMemory {
             .checked_mul(slots as usize)
             .and_then(|d| d.checked_add(data))
             .ok_or(io::ErrorKind::InvalidInput)?;
-        let map = Mapping {
-            ptr: super::shm::map_shared(len)?,
-            len,
-        };
+        let map = Mapping::new(len, slots, slot_size)?;
         let ring = RingMemory {
             map,
             slots,
@@ -129,6 +129,7 @@ impl RingMemory {
         self.slot_size
     }
 
+    #[cfg(not(loom))]
     fn atomic<T>(&self, off: usize) -> &T {
         assert!(
             off + size_of::<T>() <= self.data && off.is_multiple_of(align_of::<T>()),
@@ -141,16 +142,34 @@ impl RingMemory {
         unsafe { &*self.map.ptr.as_ptr().add(off).cast::<T>() }
     }
 
+    #[cfg(not(loom))]
     fn u32_at(&self, off: usize) -> &AtomicU32 {
         self.atomic(off)
     }
 
+    #[cfg(not(loom))]
     fn u64_at(&self, off: usize) -> &AtomicU64 {
         self.atomic(off)
     }
 
+    #[cfg(not(loom))]
     fn i32_at(&self, off: usize) -> &AtomicI32 {
         self.atomic(off)
+    }
+
+    #[cfg(loom)]
+    fn u32_at(&self, off: usize) -> &AtomicU32 {
+        self.map.word(&self.map.u32s, off)
+    }
+
+    #[cfg(loom)]
+    fn u64_at(&self, off: usize) -> &AtomicU64 {
+        self.map.word(&self.map.u64s, off)
+    }
+
+    #[cfg(loom)]
+    fn i32_at(&self, off: usize) -> &AtomicI32 {
+        self.map.word(&self.map.i32s, off)
     }
 
     fn slot_word(&self, slot: u32, off: usize) -> usize {
@@ -177,24 +196,15 @@ impl RingMemory {
         self.u64_at(OFF_TAIL)
     }
 
-    /// Bumped on every commit; the consumer sleeps on it.
+    /// Rung on every commit; the consumer sleeps on it (ring counter and
+    /// sleeper count in one word: see `ring.rs`).
     pub(crate) fn ready_bell(&self) -> &AtomicU32 {
         self.u32_at(OFF_READY_BELL)
     }
 
-    /// Bumped on every release; the producer sleeps on it.
+    /// Rung on every release; the producer sleeps on it.
     pub(crate) fn free_bell(&self) -> &AtomicU32 {
         self.u32_at(OFF_FREE_BELL)
-    }
-
-    /// Processes asleep on the ready bell (so a commit can skip the wake).
-    pub(crate) fn ready_sleepers(&self) -> &AtomicU32 {
-        self.u32_at(OFF_READY_SLEEPERS)
-    }
-
-    /// Processes asleep on the free bell.
-    pub(crate) fn free_sleepers(&self) -> &AtomicU32 {
-        self.u32_at(OFF_FREE_SLEEPERS)
     }
 
     /// Whether `slot` is in `state` now.
@@ -216,6 +226,7 @@ impl RingMemory {
         self.u64_at(self.slot_word(slot, SLOT_LEN))
     }
 
+    #[cfg(not(loom))]
     fn data_offset(&self, slot: u32) -> usize {
         self.data + slot_stride(self.slot_size).unwrap_or(0) * slot as usize
     }
@@ -230,6 +241,8 @@ impl RingMemory {
             ring: self.clone(),
             slot,
             committed: false,
+            #[cfg(loom)]
+            access: Some(self.map.data[slot as usize].get_mut()),
         })
     }
 
@@ -250,6 +263,8 @@ impl RingMemory {
             ring: self.clone(),
             slot,
             len: len as usize,
+            #[cfg(loom)]
+            access: Some(self.map.data[slot as usize].get()),
         }))
     }
 
@@ -283,6 +298,9 @@ pub(crate) struct SlotWrite {
     ring: Arc<RingMemory>,
     slot: u32,
     committed: bool,
+    /// Under the model checker: the tracked write access to the bytes.
+    #[cfg(loom)]
+    access: Option<loom::cell::MutPtr<Box<[u8]>>>,
 }
 
 impl SlotWrite {
@@ -293,6 +311,8 @@ impl SlotWrite {
     /// Publishes the first `len` bytes (`len <= slot_size`, checked by the
     /// caller): `WRITING` → `READY`.
     pub(crate) fn commit(mut self, len: usize) {
+        #[cfg(loom)]
+        drop(self.access.take());
         let ring = &self.ring;
         ring.len_word(self.slot)
             .store(len as u64, Ordering::Relaxed);
@@ -304,12 +324,15 @@ impl SlotWrite {
 /// Dropped without `commit`: the slot goes back to `FREE`.
 impl Drop for SlotWrite {
     fn drop(&mut self) {
+        #[cfg(loom)]
+        drop(self.access.take());
         if !self.committed {
             self.ring.state(self.slot).store(FREE, Ordering::Release);
         }
     }
 }
 
+#[cfg(not(loom))]
 impl Deref for SlotWrite {
     type Target = [u8];
 
@@ -324,6 +347,7 @@ impl Deref for SlotWrite {
     }
 }
 
+#[cfg(not(loom))]
 impl DerefMut for SlotWrite {
     fn deref_mut(&mut self) -> &mut [u8] {
         let off = self.ring.data_offset(self.slot);
@@ -341,6 +365,9 @@ pub(crate) struct SlotRead {
     ring: Arc<RingMemory>,
     slot: u32,
     len: usize,
+    /// Under the model checker: the tracked read access to the bytes.
+    #[cfg(loom)]
+    access: Option<loom::cell::ConstPtr<Box<[u8]>>>,
 }
 
 impl SlotRead {
@@ -356,10 +383,13 @@ impl SlotRead {
 
 impl Drop for SlotRead {
     fn drop(&mut self) {
+        #[cfg(loom)]
+        drop(self.access.take());
         self.ring.state(self.slot).store(FREE, Ordering::Release);
     }
 }
 
+#[cfg(not(loom))]
 impl Deref for SlotRead {
     type Target = [u8];
 
@@ -373,7 +403,114 @@ impl Deref for SlotRead {
     }
 }
 
-#[cfg(test)]
+#[cfg(not(loom))]
+impl Mapping {
+    fn new(len: usize, _slots: u32, _slot_size: usize) -> io::Result<Mapping> {
+        Ok(Mapping {
+            ptr: super::shm::map_shared(len)?,
+            len,
+        })
+    }
+}
+
+/// Under the model checker the ring lives on the heap: loom atomics for the
+/// header and slot words, and a loom `UnsafeCell` per slot's bytes, so loom
+/// checks that no write borrow of a slot ever overlaps a read borrow (in
+/// any interleaving it explores), which is what the state machine is for.
+#[cfg(loom)]
+#[derive(Debug)]
+struct Mapping {
+    u32s: Vec<(usize, AtomicU32)>,
+    u64s: Vec<(usize, AtomicU64)>,
+    i32s: Vec<(usize, AtomicI32)>,
+    data: Vec<loom::cell::UnsafeCell<Box<[u8]>>>,
+}
+
+#[cfg(loom)]
+impl Mapping {
+    fn new(_len: usize, slots: u32, slot_size: usize) -> io::Result<Mapping> {
+        let slot = |i: u32, off| HEADER + SLOT_HEADER * i as usize + off;
+        let mut u32s: Vec<_> = [OFF_MAGIC, OFF_SLOTS, OFF_READY_BELL, OFF_FREE_BELL]
+            .into_iter()
+            .map(|off| (off, AtomicU32::new(0)))
+            .collect();
+        let mut u64s: Vec<_> = [OFF_SLOT_SIZE, OFF_HEAD, OFF_TAIL]
+            .into_iter()
+            .map(|off| (off, AtomicU64::new(0)))
+            .collect();
+        let mut i32s: Vec<_> = [OFF_PRODUCER, OFF_CONSUMER]
+            .into_iter()
+            .map(|off| (off, AtomicI32::new(0)))
+            .collect();
+        for i in 0..slots {
+            u32s.push((slot(i, SLOT_STATE), AtomicU32::new(FREE)));
+            i32s.push((slot(i, SLOT_OWNER), AtomicI32::new(0)));
+            u64s.push((slot(i, SLOT_LEN), AtomicU64::new(0)));
+        }
+        let data = (0..slots)
+            .map(|_| loom::cell::UnsafeCell::new(vec![0u8; slot_size].into_boxed_slice()))
+            .collect();
+        Ok(Mapping {
+            u32s,
+            u64s,
+            i32s,
+            data,
+        })
+    }
+
+    fn word<'a, T>(&self, words: &'a [(usize, T)], off: usize) -> &'a T {
+        &words
+            .iter()
+            .find(|(o, _)| *o == off)
+            .unwrap_or_else(|| panic!("BUG: ring word offset {off}"))
+            .1
+    }
+}
+
+#[cfg(loom)]
+impl Deref for SlotWrite {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        let access = self
+            .access
+            .as_ref()
+            .expect("BUG: slot accessed after commit");
+        // SAFETY: the tracked access lives as long as this guard's borrow of
+        // it; loom reports any overlap with another access of the slot.
+        unsafe { &access.deref()[..self.ring.slot_size] }
+    }
+}
+
+#[cfg(loom)]
+impl DerefMut for SlotWrite {
+    fn deref_mut(&mut self) -> &mut [u8] {
+        let size = self.ring.slot_size;
+        let access = self
+            .access
+            .as_ref()
+            .expect("BUG: slot accessed after commit");
+        // SAFETY: as in `deref`; `&mut self` makes this the only borrow.
+        unsafe { &mut access.deref()[..size] }
+    }
+}
+
+#[cfg(loom)]
+impl Deref for SlotRead {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        let access = self
+            .access
+            .as_ref()
+            .expect("BUG: slot accessed after release");
+        // SAFETY: the tracked access lives as long as this guard's borrow of
+        // it; `len <= slot_size` was checked in `try_read`.
+        unsafe { &access.deref()[..self.len] }
+    }
+}
+
+#[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
 
@@ -412,5 +549,45 @@ mod tests {
         let r = ring.try_read(0, 3).unwrap().unwrap();
         r.release();
         assert_eq!(ring.state(0).load(Ordering::Relaxed), FREE);
+    }
+}
+
+/// Model checks (`checks/loom`): the slot state machine alone, a producer
+/// and a consumer thread on a two-slot ring, every interleaving loom finds.
+#[cfg(all(test, loom))]
+mod loom_model {
+    use super::*;
+
+    #[test]
+    fn slot_borrows_never_overlap_and_frames_arrive_whole() {
+        loom::model(|| {
+            let ring = Arc::new(RingMemory::new(2, 4).unwrap());
+            let producer_ring = ring.clone();
+            let producer = loom::thread::spawn(move || {
+                for frame in 0..3u8 {
+                    let slot = u32::from(frame % 2);
+                    let mut w = loop {
+                        match producer_ring.try_write(slot, 1) {
+                            Some(w) => break w,
+                            None => loom::thread::yield_now(),
+                        }
+                    };
+                    w[..2].copy_from_slice(&[frame, frame ^ 0xff]);
+                    w.commit(2);
+                }
+            });
+            for frame in 0..3u8 {
+                let slot = u32::from(frame % 2);
+                let r = loop {
+                    match ring.try_read(slot, 2) {
+                        Some(r) => break r.unwrap(),
+                        None => loom::thread::yield_now(),
+                    }
+                };
+                assert_eq!(&r[..], &[frame, frame ^ 0xff]);
+                r.release();
+            }
+            producer.join().unwrap();
+        });
     }
 }

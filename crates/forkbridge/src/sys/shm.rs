@@ -1,12 +1,13 @@
 //! Anonymous `MAP_SHARED` mappings: memory a fork shares instead of copying.
 
+use super::atomic::AtomicU32;
 use std::io;
 use std::ptr::NonNull;
-use std::sync::atomic::AtomicU32;
 
 /// Maps `len` zero-filled bytes of anonymous shared memory: the same pages
 /// in this process and every child forked afterwards, at a page-aligned
 /// address. The caller unmaps them (`munmap`) exactly once.
+#[cfg_attr(loom, allow(dead_code))]
 pub(crate) fn map_shared(len: usize) -> io::Result<NonNull<u8>> {
     // SAFETY: an anonymous shared mapping of `len` bytes with no fixed
     // address; the kernel picks a page-aligned address or fails.
@@ -29,6 +30,7 @@ pub(crate) fn map_shared(len: usize) -> io::Result<NonNull<u8>> {
 /// A zero-filled shared mapping, unmapped on drop. Created before a fork,
 /// it is the same memory in parent and child; nothing is named, so nothing
 /// is left behind in `/dev/shm` when a process dies.
+#[cfg(not(loom))]
 #[derive(Debug)]
 pub(crate) struct SharedWords {
     ptr: NonNull<AtomicU32>,
@@ -38,10 +40,13 @@ pub(crate) struct SharedWords {
 
 // SAFETY: the mapping is plain memory accessed only through atomics, so
 // sharing or sending the handle between threads is as safe as for `[AtomicU32]`.
+#[cfg(not(loom))]
 unsafe impl Send for SharedWords {}
 // SAFETY: as above.
+#[cfg(not(loom))]
 unsafe impl Sync for SharedWords {}
 
+#[cfg(not(loom))]
 impl SharedWords {
     /// Maps room for `len` 32-bit words (at least one page).
     pub(crate) fn new(len: usize) -> io::Result<SharedWords> {
@@ -63,10 +68,32 @@ impl SharedWords {
     }
 }
 
+#[cfg(not(loom))]
 impl Drop for SharedWords {
     fn drop(&mut self) {
         // SAFETY: `ptr`/`bytes` are exactly what `mmap` returned, and no
         // borrow of the words outlives `self`.
         unsafe { libc::munmap(self.ptr.as_ptr().cast(), self.bytes) };
+    }
+}
+
+/// Under the model checker the words are loom atomics on the heap: loom's
+/// threads stand in for the processes that share the mapping.
+#[cfg(loom)]
+#[derive(Debug)]
+pub(crate) struct SharedWords {
+    words: Vec<AtomicU32>,
+}
+
+#[cfg(loom)]
+impl SharedWords {
+    pub(crate) fn new(len: usize) -> io::Result<SharedWords> {
+        Ok(SharedWords {
+            words: (0..len.max(1)).map(|_| AtomicU32::new(0)).collect(),
+        })
+    }
+
+    pub(crate) fn words(&self) -> &[AtomicU32] {
+        &self.words[..]
     }
 }
