@@ -298,13 +298,3 @@ pub(crate) fn message_object(
     obj.setattr(intern!(py, "kwargs"), kwargs)?;
     Ok(obj.unbind())
 }
-
-/// A received message as `(command, kwargs)`.
-pub(crate) fn from_message(py: Python<'_>, msg: Message) -> PyResult<(String, Py<PyDict>)> {
-    let (command, params) = msg.into_parts();
-    let kwargs = PyDict::new(py);
-    for (k, v) in params {
-        kwargs.set_item(k, to_py(py, v)?)?;
-    }
-    Ok((command, kwargs.unbind()))
-}

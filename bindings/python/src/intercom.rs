@@ -62,13 +62,6 @@ impl Intercom {
     }
 }
 
-/// `(command, kwargs)`, or `None` for the frontend's stop request.
-type Item = Option<(String, Py<PyDict>)>;
-
-fn item(py: Python<'_>, msg: Option<Message>) -> PyResult<Item> {
-    msg.map(|m| convert::from_message(py, m)).transpose()
-}
-
 /// Runs one command on `process` (see `Intercom.serve`).
 fn dispatch(py: Python<'_>, process: &Bound<'_, PyAny>, msg: Message) -> PyResult<()> {
     if msg.command() == convert::OBJECT_COMMAND {
@@ -125,9 +118,9 @@ impl Intercom {
     /// as it takes); `None` is the stop request. Raises `TimeoutError`, or
     /// `BackendGone` (an `EOFError`) when the frontend is gone.
     #[pyo3(signature = (timeout = None))]
-    fn recv(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<Item> {
+    fn recv(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<Py<PyAny>> {
         let msg = self.wait_one(py, timeout)?;
-        item(py, msg)
+        object(py, msg)
     }
 
     /// The next command, waiting as `recv` does, followed by every command
@@ -222,25 +215,6 @@ impl Intercom {
             list.append(object(py, msg)?)?;
         }
         Ok(list.unbind())
-    }
-
-    /// Sends `command(**kwargs)` to the frontend, waiting while its socket
-    /// is full.
-    #[pyo3(signature = (command, kwargs = None))]
-    fn send(
-        &self,
-        py: Python<'_>,
-        command: &str,
-        kwargs: Option<&Bound<'_, PyDict>>,
-    ) -> PyResult<()> {
-        let msg = convert::message(command, kwargs)?;
-        self.send_message(py, msg)
-    }
-
-    /// Sends a plain object.
-    fn send_object(&self, py: Python<'_>, obj: &Bound<'_, PyAny>) -> PyResult<()> {
-        let msg = convert::object_message(obj)?;
-        self.send_message(py, msg)
     }
 
     /// Whether a command is already read and waiting (the fd may then look

@@ -23,7 +23,6 @@ use std::time::{Duration, Instant};
 use forkbridge::{ErrorKind, Message, MessageProcess};
 use pyo3::exceptions::{PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
-use pyo3::types::PyDict;
 
 use crate::SIGNAL_SLICE;
 use crate::convert;
@@ -122,34 +121,6 @@ impl Process {
         self.with(py, |p| p.set_ignore_sigint(yes).py_err())
     }
 
-    /// Sends `command(**kwargs)` (the message is written before returning).
-    #[pyo3(signature = (command, kwargs = None))]
-    fn send(
-        &self,
-        py: Python<'_>,
-        command: &str,
-        kwargs: Option<&Bound<'_, PyDict>>,
-    ) -> PyResult<()> {
-        let msg = convert::message(command, kwargs)?;
-        self.send_message(py, msg)
-    }
-
-    /// Queues `command(**kwargs)`; written by the next send, flush or recv.
-    #[pyo3(signature = (command, kwargs = None))]
-    fn feed(
-        &self,
-        py: Python<'_>,
-        command: &str,
-        kwargs: Option<&Bound<'_, PyDict>>,
-    ) -> PyResult<()> {
-        let msg = convert::message(command, kwargs)?;
-        self.with(py, |p| p.feed(msg).py_err())
-    }
-
-    fn flush(&self, py: Python<'_>) -> PyResult<()> {
-        self.with(py, |p| p.flush().py_err())
-    }
-
     /// Sends a `MessageObject` as a message, anything else as an object.
     fn send_any(&self, py: Python<'_>, obj: &Bound<'_, PyAny>) -> PyResult<()> {
         let msg = convert::any_message(obj)?;
@@ -157,9 +128,12 @@ impl Process {
     }
 
     /// The next object the backend sent: a `MessageObject`, or what it
-    /// passed to `send_out__`; waits as `recv` does.
+    /// passed to `send_out__`, waiting up to `timeout` seconds (`None`: as
+    /// long as it takes). Raises `TimeoutError`, or `BackendGone` (an
+    /// `EOFError`) once the backend has ended and every message it sent
+    /// was read.
     #[pyo3(signature = (timeout = None))]
-    fn recv_object(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<Py<PyAny>> {
+    fn recv(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<Py<PyAny>> {
         self.check_owner()?;
         let polled = py.detach(|| lock(&self.polled).pop_front());
         let msg = match polled {
@@ -167,27 +141,6 @@ impl Process {
             None => self.wait(py, timeout, |p, slice| p.recv_timeout(slice))?,
         };
         convert::to_object(py, msg)
-    }
-
-    /// Sends a plain object (see `convert::OBJECT_COMMAND`).
-    fn send_object(&self, py: Python<'_>, obj: &Bound<'_, PyAny>) -> PyResult<()> {
-        let msg = convert::object_message(obj)?;
-        self.send_message(py, msg)
-    }
-
-    /// The next message as `(command, kwargs)`, waiting up to `timeout`
-    /// seconds (`None`: as long as it takes). Raises `TimeoutError`, or
-    /// `BackendGone` (an `EOFError`) once the backend has ended and every
-    /// message it sent was read.
-    #[pyo3(signature = (timeout = None))]
-    fn recv(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<(String, Py<PyDict>)> {
-        self.check_owner()?;
-        let polled = py.detach(|| lock(&self.polled).pop_front());
-        let msg = match polled {
-            Some(msg) => msg,
-            None => self.wait(py, timeout, |p, slice| p.recv_timeout(slice))?,
-        };
-        convert::from_message(py, msg)
     }
 
     /// Whether `recv` would return (a message, or the end) within

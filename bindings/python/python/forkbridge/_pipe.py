@@ -15,22 +15,12 @@ import collections
 from typing import TYPE_CHECKING, Any
 
 from . import _native
-from ._message import MessageObject, _make
+from ._message import MessageObject
 
 if TYPE_CHECKING:
     from ._process import MessageProcess
 
-_OBJECT = _native.OBJECT_COMMAND
 _RETURN = "__return__"
-
-
-def _wrap(item: tuple[str, dict[str, Any]] | None) -> Any:
-    if item is None:
-        return None
-    command, kwargs = item
-    if command == _OBJECT:
-        return kwargs.get("value")
-    return _make(command, kwargs)
 
 
 class Duplex:
@@ -65,7 +55,7 @@ class Duplex:
         if self._stash:
             return self._stash.popleft()
         while True:
-            obj = self._native.recv_object(timeout)
+            obj = self._native.recv(timeout)
             if obj.__class__ is not MessageObject or obj.command != _RETURN:
                 return obj
             self._returns.append(obj.kwargs.get("value"))
@@ -74,7 +64,7 @@ class Duplex:
         if self._returns:
             return self._returns.popleft()
         while True:
-            obj = self._native.recv_object(timeout)
+            obj = self._native.recv(timeout)
             if obj.__class__ is MessageObject and obj.command == _RETURN:
                 return obj.kwargs.get("value")
             self._stash.append(obj)
@@ -109,7 +99,7 @@ class BackPipe:
 
     def recv(self, timeout: float | None = None) -> Any:
         """The next command; ``None`` is the frontend's stop request."""
-        return _wrap(self._intercom.recv(timeout))
+        return self._intercom.recv(timeout)
 
     def recv_many(self, timeout: float | None = None) -> list[Any]:
         """The next command and every command that arrived with it."""

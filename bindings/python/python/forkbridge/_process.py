@@ -28,8 +28,6 @@ from ._message import MessageObject, _make
 from ._pipe import _RETURN, BackPipe, Duplex
 from ._select import safe_select
 
-_OBJECT = _native.OBJECT_COMMAND
-
 _live: weakref.WeakSet[MessageProcess] = weakref.WeakSet()
 
 
