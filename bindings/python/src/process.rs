@@ -16,7 +16,7 @@
 
 use std::collections::VecDeque;
 use std::os::fd::AsRawFd;
-use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -43,9 +43,6 @@ pub(crate) struct Process {
     inner: Mutex<Option<MessageProcess>>,
     /// `spin_before_sleep`: a wait first spins this long under the lock.
     spin: Duration,
-    /// The pidfd's number while running (-1 before), for waits that poll
-    /// without holding the lock.
-    pidfd: AtomicI32,
     /// Whether `fileno` was called (see there).
     fd_handed_out: AtomicBool,
     /// A message `poll` took off the socket, for the next `recv`.
@@ -94,7 +91,6 @@ impl Process {
             owner: sys::getpid(),
             fd: inner.as_raw_fd(),
             fd_handed_out: AtomicBool::new(false),
-            pidfd: AtomicI32::new(-1),
             spin: seconds(spin)?,
             inner: Mutex::new(Some(inner)),
             polled: Mutex::new(VecDeque::new()),
@@ -109,10 +105,6 @@ impl Process {
         *lock(&self.child) = Some(child);
         let mut inner = lock(&self.inner);
         let result = handle(&mut inner).and_then(|p| p.start().py_err());
-        if let Some(p) = inner.as_ref() {
-            let pidfd = p.pidfd().map_or(-1, |fd| fd.as_raw_fd());
-            self.pidfd.store(pidfd, Ordering::Relaxed);
-        }
         lock(&self.child).take();
         result
     }
@@ -307,8 +299,8 @@ impl Process {
         py.detach(|| handle(&mut lock(&self.inner)).and_then(f))
     }
 
-    /// Tries `op` (without waiting) whenever the intercom or the pidfd
-    /// becomes readable, until it returns something other than a timeout or
+    /// Tries `op` (without waiting) whenever the intercom becomes readable
+    /// (and once per slice), until it returns something other than a timeout or
     /// `timeout` seconds have passed. The waiting happens in `poll` on the
     /// raw fds *without* the lock, in slices of at most `SIGNAL_SLICE`
     /// between which Python's signal handlers run: a thread blocked here
@@ -323,7 +315,11 @@ impl Process {
             Some(t) => Some(Instant::now() + seconds(t)?),
             None => None,
         };
-        let fds = [self.fd, self.pidfd.load(Ordering::Relaxed)];
+        // The wait is on the intercom alone: a backend that dies closes it
+        // (end of stream). A backend whose own child still holds the socket
+        // is seen dead by the try after each slice (the core looks at the
+        // pidfd there); polling the pidfd too would cost a second wait
+        // queue per message.
         let mut slice = Duration::ZERO;
         loop {
             // The first round only tries what is already read and waiting
@@ -331,7 +327,7 @@ impl Process {
             let first = slice.is_zero();
             let result = py.detach(|| -> PyResult<Option<forkbridge::Result<T>>> {
                 if !first {
-                    sys::poll_readable(&fds, slice);
+                    sys::poll_readable(&[self.fd], slice);
                 }
                 let mut inner = lock(&self.inner);
                 let p = handle(&mut inner)?;

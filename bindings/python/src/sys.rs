@@ -76,13 +76,14 @@ pub(crate) fn kill(pid: i32, sig: i32) -> std::io::Result<()> {
 }
 
 /// Waits until one of `fds` is readable (or hung up), or `timeout` passes;
-/// `EINTR` counts as a wake-up (the caller runs Python's signal handlers).
+/// returns whether one is. `EINTR` counts as a wake-up (the caller runs
+/// Python's signal handlers).
 ///
 /// The numbers may be stale (the handle was stopped meanwhile by another
 /// thread): `poll` then reports `POLLNVAL` or wakes for an unrelated fd,
 /// and the caller simply retries under its lock. Negative numbers are
 /// ignored, as `poll` does.
-pub(crate) fn poll_readable(fds: &[i32], timeout: std::time::Duration) {
+pub(crate) fn poll_readable(fds: &[i32], timeout: std::time::Duration) -> bool {
     let mut pollfds: Vec<libc::pollfd> = fds
         .iter()
         .map(|&fd| libc::pollfd {
@@ -95,5 +96,6 @@ pub(crate) fn poll_readable(fds: &[i32], timeout: std::time::Duration) {
     // SAFETY: `pollfds` is a live, writable array of `len` pollfd structs;
     // `poll` only reads the fd numbers and writes `revents`, whatever the
     // numbers refer to.
-    unsafe { libc::poll(pollfds.as_mut_ptr(), pollfds.len() as libc::nfds_t, ms) };
+    let n = unsafe { libc::poll(pollfds.as_mut_ptr(), pollfds.len() as libc::nfds_t, ms) };
+    n != 0
 }
