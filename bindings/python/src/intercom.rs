@@ -52,6 +52,29 @@ impl Intercom {
         }
     }
 
+    /// The next message and every one already read with it, in one
+    /// release of the GIL.
+    fn wait_batch(&self, py: Python<'_>) -> PyResult<Vec<Option<Message>>> {
+        loop {
+            let got = py.detach(|| {
+                let mut intercom = lock(&self.inner);
+                let first = intercom.recv_timeout(SIGNAL_SLICE)?;
+                let mut batch = vec![first];
+                while intercom.has_buffered() {
+                    match intercom.try_recv() {
+                        Ok(msg) => batch.push(msg),
+                        Err(_) => break,
+                    }
+                }
+                Ok::<_, forkbridge::Error>(batch)
+            });
+            match got {
+                Err(e) if e.is_timeout() => py.check_signals()?,
+                other => return other.py_err(),
+            }
+        }
+    }
+
     fn send_message(&self, py: Python<'_>, msg: Message) -> PyResult<()> {
         if convert::lends(&msg) {
             // Encoded with the GIL held (see `LentView`), written without.
@@ -162,18 +185,7 @@ impl Intercom {
     fn serve(&self, py: Python<'_>, process: &Bound<'_, PyAny>) -> PyResult<()> {
         let loop_attr = intern!(py, "loop");
         loop {
-            let first = self.wait_one(py, None)?;
-            let mut batch = vec![first];
-            py.detach(|| {
-                let mut intercom = lock(&self.inner);
-                while intercom.has_buffered() {
-                    match intercom.try_recv() {
-                        Ok(msg) => batch.push(msg),
-                        Err(_) => break,
-                    }
-                }
-            });
-            for msg in batch {
+            for msg in self.wait_batch(py)? {
                 let Some(msg) = msg else {
                     process.setattr(loop_attr, false)?;
                     return Ok(());

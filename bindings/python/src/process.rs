@@ -43,6 +43,8 @@ pub(crate) struct Process {
     inner: Mutex<Option<MessageProcess>>,
     /// `spin_before_sleep`: a wait first spins this long under the lock.
     spin: Duration,
+    /// Whether messages may wait in the handle (see `note_buffered`).
+    buffered: AtomicBool,
     /// Whether `fileno` was called (see there).
     fd_handed_out: AtomicBool,
     /// A message `poll` took off the socket, for the next `recv`.
@@ -91,6 +93,7 @@ impl Process {
             owner: sys::getpid(),
             fd: inner.as_raw_fd(),
             fd_handed_out: AtomicBool::new(false),
+            buffered: AtomicBool::new(false),
             spin: seconds(spin)?,
             inner: Mutex::new(Some(inner)),
             polled: Mutex::new(VecDeque::new()),
@@ -127,7 +130,9 @@ impl Process {
     #[pyo3(signature = (timeout = None))]
     fn recv(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<Py<PyAny>> {
         self.check_owner()?;
-        let polled = py.detach(|| lock(&self.polled).pop_front());
+        // Held only for a push or a pop, never across a wait: no need to
+        // release the GIL around it.
+        let polled = lock(&self.polled).pop_front();
         let msg = match polled {
             Some(msg) => msg,
             None => self.wait(py, timeout, |p, slice| p.recv_timeout(slice))?,
@@ -140,12 +145,12 @@ impl Process {
     #[pyo3(signature = (timeout = 0.0))]
     fn poll(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<bool> {
         self.check_owner()?;
-        if py.detach(|| !lock(&self.polled).is_empty()) {
+        if !lock(&self.polled).is_empty() {
             return Ok(true);
         }
         match self.wait(py, timeout, |p, slice| p.recv_timeout(slice)) {
             Ok(msg) => {
-                py.detach(|| lock(&self.polled).push_back(msg));
+                lock(&self.polled).push_back(msg);
                 Ok(true)
             }
             Err(e) if e.is_instance_of::<pyo3::exceptions::PyTimeoutError>(py) => Ok(false),
@@ -296,7 +301,20 @@ impl Process {
         f: impl FnOnce(&mut MessageProcess) -> PyResult<T> + Send,
     ) -> PyResult<T> {
         self.check_owner()?;
-        py.detach(|| handle(&mut lock(&self.inner)).and_then(f))
+        py.detach(|| {
+            let mut inner = lock(&self.inner);
+            let p = handle(&mut inner)?;
+            let result = f(p);
+            self.note_buffered(p);
+            result
+        })
+    }
+
+    /// Records whether messages wait in the handle (a send reads ahead
+    /// while the socket is full; a greedy read may bring several), so that
+    /// a receive knows without taking the lock whether to look there first.
+    fn note_buffered(&self, p: &MessageProcess) {
+        self.buffered.store(p.has_buffered(), Ordering::Relaxed);
     }
 
     /// Tries `op` (without waiting) whenever the intercom becomes readable
@@ -325,24 +343,30 @@ impl Process {
             // The first round only tries what is already read and waiting
             // (then the fd is quiet); later rounds wait for the fds first.
             let first = slice.is_zero();
-            let result = py.detach(|| -> PyResult<Option<forkbridge::Result<T>>> {
-                if !first {
-                    sys::poll_readable(&[self.fd], slice);
-                }
-                let mut inner = lock(&self.inner);
-                let p = handle(&mut inner)?;
-                if first && !self.spin.is_zero() {
-                    // Spin mode: the core spins on the socket this long.
-                    let spin = deadline.map_or(self.spin, |d| {
-                        self.spin.min(d.saturating_duration_since(Instant::now()))
-                    });
-                    return Ok(Some(op(p, spin)));
-                }
-                if first && !p.has_buffered() {
-                    return Ok(None);
-                }
-                Ok(Some(op(p, Duration::ZERO)))
-            })?;
+            // Nothing read ahead and no spinning: straight to the poll.
+            let skip = first && self.spin.is_zero() && !self.buffered.load(Ordering::Relaxed);
+            let result = if skip {
+                None
+            } else {
+                py.detach(|| -> PyResult<Option<forkbridge::Result<T>>> {
+                    if !first {
+                        sys::poll_readable(&[self.fd], slice);
+                    }
+                    let mut inner = lock(&self.inner);
+                    let p = handle(&mut inner)?;
+                    let wait = if first {
+                        // Spin mode: the core spins on the socket this long.
+                        deadline.map_or(self.spin, |d| {
+                            self.spin.min(d.saturating_duration_since(Instant::now()))
+                        })
+                    } else {
+                        Duration::ZERO
+                    };
+                    let result = op(p, wait);
+                    self.note_buffered(p);
+                    Ok(Some(result))
+                })?
+            };
             match result {
                 None => {}
                 Some(Err(e)) if e.is_timeout() => {}
