@@ -3,7 +3,7 @@
 
 use std::os::fd::AsRawFd;
 use std::sync::Mutex;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use forkbridge::Message;
 use pyo3::exceptions::{PyAttributeError, PyException};
@@ -76,12 +76,24 @@ impl Intercom {
     }
 
     fn send_message(&self, py: Python<'_>, msg: Message) -> PyResult<()> {
-        if convert::lends(&msg) {
-            // Encoded with the GIL held (see `LentView`), written without.
-            lock(&self.inner).feed(msg).py_err()?;
-            return py.detach(|| lock(&self.inner).flush()).py_err();
+        // Queued with the GIL held (lent buffers must be, see `LentView`)
+        // and written at once if the socket takes it; only a full socket
+        // makes us release the GIL and wait, in slices that let signals in.
+        let sent = {
+            let mut intercom = lock(&self.inner);
+            intercom.feed(msg).py_err()?;
+            intercom.flush_timeout(Duration::ZERO)
+        };
+        match sent {
+            Err(e) if e.is_timeout() => loop {
+                py.check_signals()?;
+                match py.detach(|| lock(&self.inner).flush_timeout(SIGNAL_SLICE)) {
+                    Err(e) if e.is_timeout() => continue,
+                    other => return other.py_err(),
+                }
+            },
+            other => other.py_err(),
         }
-        py.detach(|| lock(&self.inner).send(msg)).py_err()
     }
 }
 

@@ -255,21 +255,29 @@ impl Process {
     /// let Ctrl-C through (an interrupted message stays queued and goes out
     /// with the next send).
     fn send_message(&self, py: Python<'_>, msg: Message) -> PyResult<()> {
-        let sent = if convert::lends(&msg) {
-            // Lent buffers are read (encoded) with the GIL held, then the
-            // message is gone: see `LentView`.
-            self.check_owner()?;
-            let mut inner = lock(&self.inner);
-            let p = handle(&mut inner)?;
-            p.queue(msg).py_err()?;
-            drop(inner);
-            self.with(py, |p| Ok(p.flush_timeout(Duration::ZERO)))?
-        } else {
-            // The common case, one call: the socket takes it at once.
-            self.with(py, |p| {
+        self.check_owner()?;
+        let sent = match try_lock(&self.inner) {
+            // The common case keeps the GIL: the lock is free and the
+            // socket takes the message at once (a non-blocking write, as
+            // `os.write` does with the GIL held). Lent buffers must be
+            // encoded with the GIL held in any case (see `LentView`).
+            Some(mut inner) => {
+                let p = handle(&mut inner)?;
+                p.queue(msg).py_err()?;
+                let sent = p.flush_timeout(Duration::ZERO);
+                self.note_buffered(p);
+                sent
+            }
+            None if convert::lends(&msg) => {
+                let mut inner = lock(&self.inner);
+                handle(&mut inner)?.queue(msg).py_err()?;
+                drop(inner);
+                self.with(py, |p| Ok(p.flush_timeout(Duration::ZERO)))?
+            }
+            None => self.with(py, |p| {
                 p.queue(msg).py_err()?;
                 Ok(p.flush_timeout(Duration::ZERO))
-            })?
+            })?,
         };
         match sent {
             Err(e) if e.is_timeout() => {
@@ -449,6 +457,15 @@ fn handle(inner: &mut Option<MessageProcess>) -> PyResult<&mut MessageProcess> {
     inner
         .as_mut()
         .ok_or_else(|| PyRuntimeError::new_err("the process handle is closed"))
+}
+
+/// Locks `m` if nobody holds it, ignoring poisoning.
+pub(crate) fn try_lock<T>(m: &Mutex<T>) -> Option<MutexGuard<'_, T>> {
+    match m.try_lock() {
+        Ok(guard) => Some(guard),
+        Err(std::sync::TryLockError::Poisoned(poisoned)) => Some(poisoned.into_inner()),
+        Err(std::sync::TryLockError::WouldBlock) => None,
+    }
 }
 
 /// Locks `m`, ignoring poisoning: a panic elsewhere left plain data behind.

@@ -183,6 +183,12 @@ impl Intercom {
         self.conn.flush(None, None)
     }
 
+    /// As [`flush`](Intercom::flush), giving up after `timeout` with
+    /// [`ErrorKind::Timeout`]; what was not written stays queued.
+    pub fn flush_timeout(&mut self, timeout: Duration) -> Result<()> {
+        self.conn.flush(Some(Instant::now() + timeout), None)
+    }
+
     /// Bytes queued and not yet written.
     pub fn pending_output(&self) -> usize {
         self.conn.pending_output()
