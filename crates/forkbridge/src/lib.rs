@@ -130,6 +130,20 @@
 //! **Logging.** Backends log through the [`log`] crate with target
 //! `TypeName.name`; [`format_logger`] installs a one-line formatter.
 //!
+//! **Backends that run their own loop, and other languages.**
+//! [`MessageProcessBuilder::build_fn`] forks a plain function that gets the
+//! child's [`Intercom`] (receive, send, an fd to wait on) instead of a
+//! dispatch table — for a backend embedding another event loop, or the
+//! Python binding's backends. [`Intercom::exec`] replaces the child with
+//! another program, which adopts the intercom with [`Intercom::from_env`];
+//! the wire is the same whatever the language (the Python package's
+//! `ProgramProcess` and `serve` are the other ends). [`ForkHooks`] and
+//! [`MessageProcessBuilder::keep_signal_handlers`] let an embedded runtime
+//! prepare for the fork (CPython's `PyOS_BeforeFork`/`AfterFork_*`).
+//! [`Value::Tuple`] and [`Value::Pickled`] carry Python's tuples and
+//! everything Python has no native form for; [`Bytes`] lets a large buffer
+//! be lent to a message and encoded once, without a copy first.
+//!
 //! # From valkka-multiprocess
 //!
 //! | seed | forkbridge |
