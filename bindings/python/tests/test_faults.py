@@ -249,3 +249,33 @@ def test_ctrl_c_interrupts_a_send_blocked_on_a_full_socket(worker):
     finally:
         t.join()
     assert time.monotonic() - started < 3
+
+
+class Spawner(MessageProcess):
+    def c__spawn(self):
+        pid = os.fork()
+        if pid == 0:  # a grandchild that keeps the intercom open
+            time.sleep(10)
+            os._exit(0)
+        self.send_out__(MessageObject("spawned", pid=pid))
+
+
+def test_backend_death_is_seen_while_its_child_holds_the_socket():
+    p = Spawner("spawner")
+    p.start()
+    grandchild = None
+    try:
+        p.sendMessageToBack(MessageObject("spawn"))
+        grandchild = p.getPipe().recv(timeout=5)["pid"]
+        os.kill(p.pid, signal.SIGKILL)
+        started = time.monotonic()
+        with pytest.raises(BackendGone):
+            p.getPipe().recv(timeout=10)
+        # No end of stream (the grandchild holds the socket): the pidfd,
+        # looked at once per wait slice, tells.
+        assert time.monotonic() - started < 2
+        assert p.exitcode == -signal.SIGKILL
+    finally:
+        if grandchild:
+            os.kill(grandchild, signal.SIGKILL)
+        p.stop()
