@@ -1,11 +1,12 @@
 //! `Process`: the frontend's handle to one backend, under the Python
 //! package's `MessageProcess`.
 //!
-//! Locking rule: the core handle sits behind a `Mutex` that is only ever
-//! taken with the GIL released (inside `Python::detach`), except by `start`,
-//! which must hold the GIL across the fork. A thread blocked in `recv`
-//! therefore never holds the GIL, and a thread holding the GIL never waits
-//! for the mutex while the other waits for the GIL.
+//! Locking rule: whoever holds the core handle's `Mutex` never waits for
+//! the GIL. Waits poll the raw fd without the mutex and take it only to
+//! read; blocking sections run inside `Python::detach`. So a thread may take
+//! the mutex with the GIL held — `start` (the fork needs the GIL), a send
+//! whose non-blocking write succeeds, a send of lent buffers (read under the
+//! GIL) — and at worst waits for a short critical section, never deadlocks.
 //!
 //! After the fork the child's Python heap still holds this object (the
 //! user's `MessageProcess` is `self` in the backend). Its copy of the
