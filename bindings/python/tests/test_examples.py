@@ -51,3 +51,14 @@ def test_tutorial_shared_array():
 def test_numpy_frames_example():
     pytest.importorskip("numpy")
     assert "200 frames of 1 MiB" in run_example("numpy_frames.py")
+
+
+def test_tutorial_ping_pong():
+    assert "1000 ping-pongs" in run_example("ping_pong.py")
+
+
+def test_tutorial_shared_memory_on_demand():
+    pytest.importorskip("numpy")
+    before = set(os.listdir("/dev/shm"))
+    assert "created after the fork, 3 times" in run_example("shared_memory_on_demand.py")
+    assert set(os.listdir("/dev/shm")) <= before, "left a block in /dev/shm"
