@@ -2,6 +2,31 @@
 
 valkka-multiprocess's API on a Rust core: change
 ``from valkka.multiprocess import X`` to ``from forkbridge import X``.
+
+A worker is a ``MessageProcess`` subclass: ``c__<command>`` methods run in
+the forked backend, plain methods in the frontend::
+
+    from forkbridge import MessageObject, MessageProcess
+
+    class Doubler(MessageProcess):
+        def c__double(self, x=0):                      # backend
+            self.send_out__(MessageObject("doubled", x=2 * x))
+
+    p = Doubler("doubler")
+    p.start()                                          # fork
+    p.sendMessageToBack(MessageObject("double", x=21))
+    print(p.getPipe().recv(timeout=5)["x"])            # 42
+    p.stop()                                           # bounded, always reaped
+
+Faults are typed and bounded: an exception in ``c__double`` comes back as a
+``MessageObject("error", ...)`` and the backend goes on; a dead backend
+makes ``recv`` raise ``BackendGone`` (an ``EOFError``); ``stop()`` escalates
+to SIGTERM and SIGKILL. ``AsyncBackMessageProcess`` runs asyncio in the
+backend, ``EventGroup`` / ``SyncIndex`` synchronise through events made
+before the fork, ``MainContext`` starts processes before threads, and
+``ProgramProcess`` / ``serve`` connect backends written in other languages.
+The README's "Differences from valkka-multiprocess" lists what behaves
+differently, and why.
 """
 
 from ._context import MainContext
