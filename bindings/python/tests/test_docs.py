@@ -20,8 +20,12 @@ def run(code):
 
 
 def test_package_docstring_example():
-    block = forkbridge.__doc__.split("::\n", 1)[1].split("\n\n", 1)[0]
-    assert run(textwrap.dedent(block)).strip() == "42"
+    lines = []
+    for line in forkbridge.__doc__.split("::\n", 1)[1].splitlines():
+        if line and not line.startswith("    "):
+            break  # the literal block ends at the first unindented line
+        lines.append(line)
+    assert run(textwrap.dedent("\n".join(lines))).strip() == "42"
 
 
 def test_readme_python_examples():
