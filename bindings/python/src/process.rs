@@ -136,7 +136,7 @@ impl Process {
         let polled = lock(&self.polled).pop_front();
         let msg = match polled {
             Some(msg) => msg,
-            None => self.wait(py, timeout, |p, slice| p.recv_timeout(slice))?,
+            None => self.wait(py, timeout, false, |p, slice| p.recv_timeout(slice))?,
         };
         convert::to_object(py, msg)
     }
@@ -149,7 +149,7 @@ impl Process {
         if !lock(&self.polled).is_empty() {
             return Ok(true);
         }
-        match self.wait(py, timeout, |p, slice| p.recv_timeout(slice)) {
+        match self.wait(py, timeout, false, |p, slice| p.recv_timeout(slice)) {
             Ok(msg) => {
                 lock(&self.polled).push_back(msg);
                 Ok(true)
@@ -197,7 +197,7 @@ impl Process {
     #[pyo3(signature = (timeout = None))]
     fn join(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<Option<i32>> {
         self.check_owner()?;
-        match self.wait(py, timeout, |p, slice| p.join_timeout(slice)) {
+        match self.wait(py, timeout, false, |p, slice| p.join_timeout(slice)) {
             Ok(status) => Ok(Some(exit_code(status))),
             Err(e) if e.is_instance_of::<pyo3::exceptions::PyTimeoutError>(py) => Ok(None),
             Err(e) => {
@@ -283,7 +283,7 @@ impl Process {
         match sent {
             Err(e) if e.is_timeout() => {
                 py.check_signals()?;
-                self.wait(py, None, |p, slice| p.flush_timeout(slice))
+                self.wait(py, None, true, |p, slice| p.flush_timeout(slice))
             }
             other => other.py_err(),
         }
@@ -327,7 +327,7 @@ impl Process {
     }
 
     /// Tries `op` (without waiting) whenever the intercom becomes readable
-    /// (and once per slice), until it returns something other than a timeout or
+    /// (or writable, for a send: `writing`), and once per slice, until it returns something other than a timeout or
     /// `timeout` seconds have passed. The waiting happens in `poll` on the
     /// raw fds *without* the lock, in slices of at most `SIGNAL_SLICE`
     /// between which Python's signal handlers run: a thread blocked here
@@ -336,6 +336,7 @@ impl Process {
         &self,
         py: Python<'_>,
         timeout: Option<f64>,
+        writing: bool,
         op: impl Fn(&mut MessageProcess, Duration) -> forkbridge::Result<T> + Send + Sync,
     ) -> PyResult<T> {
         let deadline = match timeout {
@@ -359,7 +360,7 @@ impl Process {
             } else {
                 py.detach(|| -> PyResult<Option<forkbridge::Result<T>>> {
                     if !first {
-                        sys::poll_readable(&[self.fd], slice);
+                        sys::poll_fd(self.fd, writing, slice);
                     }
                     let mut inner = lock(&self.inner);
                     let p = handle(&mut inner)?;

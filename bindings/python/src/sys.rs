@@ -75,27 +75,29 @@ pub(crate) fn kill(pid: i32, sig: i32) -> std::io::Result<()> {
     }
 }
 
-/// Waits until one of `fds` is readable (or hung up), or `timeout` passes;
-/// returns whether one is. `EINTR` counts as a wake-up (the caller runs
-/// Python's signal handlers).
+/// Waits until `fd` is ready for `writable` (or readable; either way a
+/// hang-up counts), or `timeout` passes. `EINTR` counts as a wake-up (the
+/// caller runs Python's signal handlers).
 ///
-/// The numbers may be stale (the handle was stopped meanwhile by another
+/// The number may be stale (the handle was stopped meanwhile by another
 /// thread): `poll` then reports `POLLNVAL` or wakes for an unrelated fd,
-/// and the caller simply retries under its lock. Negative numbers are
-/// ignored, as `poll` does.
-pub(crate) fn poll_readable(fds: &[i32], timeout: std::time::Duration) -> bool {
-    let mut pollfds: Vec<libc::pollfd> = fds
-        .iter()
-        .map(|&fd| libc::pollfd {
-            fd,
-            events: libc::POLLIN,
-            revents: 0,
-        })
-        .collect();
+/// and the caller simply retries under its lock.
+pub(crate) fn poll_fd(fd: i32, writable: bool, timeout: std::time::Duration) {
+    // A writer also wakes for incoming bytes: the core reads them while it
+    // waits to write, so that two writers never deadlock.
+    let events = if writable {
+        libc::POLLIN | libc::POLLOUT
+    } else {
+        libc::POLLIN
+    };
+    let mut pollfd = libc::pollfd {
+        fd,
+        events,
+        revents: 0,
+    };
     let ms = timeout.as_millis().min(i32::MAX as u128) as libc::c_int;
-    // SAFETY: `pollfds` is a live, writable array of `len` pollfd structs;
-    // `poll` only reads the fd numbers and writes `revents`, whatever the
-    // numbers refer to.
-    let n = unsafe { libc::poll(pollfds.as_mut_ptr(), pollfds.len() as libc::nfds_t, ms) };
-    n != 0
+    // SAFETY: `pollfd` is one live, writable pollfd struct; `poll` only
+    // reads the fd number and writes `revents`, whatever the number refers
+    // to.
+    unsafe { libc::poll(&mut pollfd, 1, ms) };
 }

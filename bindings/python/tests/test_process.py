@@ -289,3 +289,33 @@ def test_a_thread_blocked_in_recv_does_not_delay_senders(echo):
     assert got == list(range(50))
     # Each send waiting for the reader's 50 ms wait slice would take 2.5 s.
     assert sent < 1.0
+
+
+def test_a_full_socket_does_not_stall_each_send():
+    import time
+
+    class Sink(MessageProcess):
+        def __init__(self):
+            super().__init__("sink")
+            self.count = 0
+
+        def c__data(self, pad=b""):
+            self.count += 1
+
+        def c__count(self):
+            self.send_out__(self.count)
+
+    p = Sink()
+    p.start()
+    try:
+        started = time.monotonic()
+        # ~60 MB: the socket fills hundreds of times. A send that waited for
+        # readability instead of room would sleep out a 50 ms wait slice each
+        # time (> 10 s); a correct one follows the reader.
+        for _ in range(30000):
+            p.sendMessageToBack(MessageObject("data", pad=b"x" * 2000))
+        p.sendMessageToBack(MessageObject("count"))
+        assert p.getPipe().recv(timeout=30) == 30000
+        assert time.monotonic() - started < 8
+    finally:
+        p.stop()
