@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import collections
 import inspect
 import logging
 import os
@@ -452,17 +453,23 @@ class AsyncBackMessageProcess(MessageProcess):
     async def async_run__(self) -> None:
         assert self.back_pipe is not None
         loop = asyncio.get_running_loop()
-        queue: asyncio.Queue[Any] = asyncio.Queue()
         back_pipe = self.back_pipe
         fd = back_pipe.fileno()
+        # Commands read but not yet run, and the future the loop below
+        # sleeps on when there are none (lighter than an asyncio.Queue).
+        pending: collections.deque[Any] = collections.deque()
+        waiter: list[asyncio.Future[None] | None] = [None]
 
         def readable() -> None:
             try:
                 objs = back_pipe.drain()
             except EOFError:
                 objs = [None]
-            for obj in objs:
-                queue.put_nowait(obj)
+            if objs:
+                pending.extend(objs)
+                w = waiter[0]
+                if w is not None and not w.done():
+                    w.set_result(None)
 
         loop.add_reader(fd, readable)
         try:
@@ -471,7 +478,10 @@ class AsyncBackMessageProcess(MessageProcess):
             except Exception as e:
                 self.logger.critical("asyncPre__ failed with %s\n%s", e, traceback.format_exc())
             while True:
-                obj = await queue.get()
+                while not pending:
+                    waiter[0] = loop.create_future()
+                    await waiter[0]
+                obj = pending.popleft()
                 if obj is None:
                     break
                 await self.routeMainPipe__(obj)
