@@ -479,8 +479,9 @@ class AsyncBackMessageProcess(MessageProcess):
                 self.logger.critical("asyncPre__ failed with %s\n%s", e, traceback.format_exc())
             while True:
                 while not pending:
-                    waiter[0] = loop.create_future()
-                    await waiter[0]
+                    sleep: asyncio.Future[None] = loop.create_future()
+                    waiter[0] = sleep
+                    await sleep
                 obj = pending.popleft()
                 if obj is None:
                     break
