@@ -319,3 +319,26 @@ def test_a_full_socket_does_not_stall_each_send():
         assert time.monotonic() - started < 8
     finally:
         p.stop()
+
+
+def test_backend_threads_are_joined_before_the_backend_exits(tmp_path):
+    import threading
+    import time
+
+    marker = tmp_path / "done"
+
+    class Threaded(MessageProcess):
+        def c__later(self, path=""):
+            def work():
+                time.sleep(0.2)
+                with open(path, "w") as f:
+                    f.write("done")
+
+            threading.Thread(target=work).start()  # not a daemon
+
+    p = Threaded("threaded")
+    p.start()
+    p.sendMessageToBack(MessageObject("later", path=str(marker)))
+    p.stop()  # the stop request comes first; the thread still finishes
+    assert p.exitcode == 0
+    assert marker.read_text() == "done"
