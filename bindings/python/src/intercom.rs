@@ -158,32 +158,6 @@ impl Intercom {
         object(py, msg)
     }
 
-    /// The next command, waiting as `recv` does, followed by every command
-    /// already read with it (no further system call): a burst costs one
-    /// wake-up. Each is a `MessageObject` (or the object sent), `None` for
-    /// the stop request.
-    #[pyo3(signature = (timeout = None))]
-    fn recv_many(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<Py<PyList>> {
-        let first = self.wait_one(py, timeout)?;
-        let list = PyList::empty(py);
-        list.append(object(py, first)?)?;
-        let more = py.detach(|| {
-            let mut intercom = lock(&self.inner);
-            let mut more = Vec::new();
-            while intercom.has_buffered() {
-                match intercom.try_recv() {
-                    Ok(msg) => more.push(msg),
-                    Err(_) => break,
-                }
-            }
-            more
-        });
-        for msg in more {
-            list.append(object(py, msg)?)?;
-        }
-        Ok(list.unbind())
-    }
-
     /// The backend's loop for a `MessageProcess` that does not override
     /// `readPipes__`, `handleBackPipe__` or `routeMainPipe__`: waits for
     /// commands and calls `process.c__<command>(**kwargs)` for each, in

@@ -1,5 +1,6 @@
 """The core's fault promises, from Python, on real processes."""
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -31,6 +32,21 @@ class Worker(MessageProcess):
 
     def c__exit(self, code=0):
         os._exit(code)
+
+
+@contextlib.contextmanager
+def ctrl_c_after(delay):
+    """SIGINT to this process from another thread after `delay` seconds."""
+    def interrupt():
+        time.sleep(delay)
+        os.kill(os.getpid(), signal.SIGINT)
+
+    t = threading.Thread(target=interrupt)
+    t.start()
+    try:
+        yield
+    finally:
+        t.join()
 
 
 @pytest.fixture
@@ -146,18 +162,9 @@ def test_blocking_calls_release_the_gil(worker):
 
 
 def test_ctrl_c_interrupts_a_blocked_recv(worker):
-    def interrupt():
-        time.sleep(0.2)
-        os.kill(os.getpid(), signal.SIGINT)
-
-    t = threading.Thread(target=interrupt)
-    t.start()
     started = time.monotonic()
-    try:
-        with pytest.raises(KeyboardInterrupt):
-            worker.getPipe().recv()
-    finally:
-        t.join()
+    with ctrl_c_after(0.2), pytest.raises(KeyboardInterrupt):
+        worker.getPipe().recv()
     assert time.monotonic() - started < 2
 
 
@@ -235,19 +242,10 @@ def test_ctrl_c_interrupts_a_send_blocked_on_a_full_socket(worker):
     worker.sendMessageToBack(MessageObject("hang"))  # stops reading
     assert worker.getPipe().recv(timeout=5)() == "hanging"
 
-    def interrupt():
-        time.sleep(0.3)
-        os.kill(os.getpid(), signal.SIGINT)
-
-    t = threading.Thread(target=interrupt)
-    t.start()
     started = time.monotonic()
-    try:
-        with pytest.raises(KeyboardInterrupt):
-            for _ in range(100000):
-                worker.sendMessageToBack(MessageObject("echo", pad=b"x" * 65536))
-    finally:
-        t.join()
+    with ctrl_c_after(0.3), pytest.raises(KeyboardInterrupt):
+        for _ in range(100000):
+            worker.sendMessageToBack(MessageObject("echo", pad=b"x" * 65536))
     assert time.monotonic() - started < 3
 
 

@@ -101,10 +101,6 @@ class BackPipe:
         """The next command; ``None`` is the frontend's stop request."""
         return self._intercom.recv(timeout)
 
-    def recv_many(self, timeout: float | None = None) -> list[Any]:
-        """The next command and every command that arrived with it."""
-        return self._intercom.recv_many(timeout)
-
     def drain(self) -> list[Any]:
         """Every command readable now, in order (``None``: stop request)."""
         return self._intercom.drain()

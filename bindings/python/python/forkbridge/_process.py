@@ -338,20 +338,27 @@ class MessageProcess:
                 break
 
     def routeMainPipe__(self, obj: Any) -> None:
-        if obj is None:
-            self.loop = False
-            return
-        if not isinstance(obj, MessageObject):
-            self.logger.warning("routeMainPipe : not a MessageObject: %r", obj)
-            return
-        method = getattr(self, "c__%s" % obj.command, None)
+        method = self._handler(obj)
         if method is None:
-            self._unknown(obj)
             return
         try:
             method(**obj.kwargs)
         except Exception as e:
             self._handler_failed(obj, e)
+
+    def _handler(self, obj: Any) -> Any:
+        """The ``c__`` method for ``obj``, or None once a stop request, a
+        stray object or an unknown command has been dealt with."""
+        if obj is None:
+            self.loop = False
+            return None
+        if not isinstance(obj, MessageObject):
+            self.logger.warning("routeMainPipe : not a MessageObject: %r", obj)
+            return None
+        method = getattr(self, "c__%s" % obj.command, None)
+        if method is None:
+            self._unknown(obj)
+        return method
 
     def _unknown(self, obj: MessageObject) -> None:
         method_name = "c__%s" % obj.command
@@ -372,7 +379,8 @@ class MessageProcess:
         if not self.report_errors or self.back_pipe is None:
             return
         try:
-            self.send_out__(self._error_message(kind, command, error))
+            # Not send_out__: the async class's is a coroutine.
+            self.back_pipe.send(self._error_message(kind, command, error))
         except Exception as e:  # the frontend is gone: nothing to tell
             self.logger.debug("could not report %s: %s", kind, e)
 
@@ -506,17 +514,8 @@ class AsyncBackMessageProcess(MessageProcess):
             await asyncio.wait(pending, timeout=self.task_grace)
 
     async def routeMainPipe__(self, obj: Any) -> None:  # type: ignore[override]
-        if obj is None:
-            self.loop = False
-            return
-        if not isinstance(obj, MessageObject):
-            self.logger.warning("routeMainPipe : not a MessageObject: %r", obj)
-            return
-        method_name = "c__%s" % obj.command
-        method = getattr(self, method_name, None)
+        method = self._handler(obj)
         if method is None:
-            self.logger.warning("routeMainPipe : no such method %s", method_name)
-            await self._report_async("unknown_command", obj.command, "no such method " + method_name)
             return
         try:
             result = method(**obj.kwargs)
@@ -524,9 +523,6 @@ class AsyncBackMessageProcess(MessageProcess):
                 await result
         except Exception as e:
             self._handler_failed(obj, e)
-
-    async def _report_async(self, kind: str, command: Any, error: str) -> None:
-        self._report(kind, command, error)
 
     async def asyncPre__(self) -> None:
         """Backend coroutine: runs in the loop before the first command."""
@@ -538,14 +534,6 @@ class AsyncBackMessageProcess(MessageProcess):
         """Backend coroutine: sends ``obj`` to the frontend."""
         assert self.back_pipe is not None, "send_out__ is a backend method"
         self.back_pipe.send(obj)
-
-    def _report(self, kind: str, command: Any, error: str) -> None:
-        if not self.report_errors or self.back_pipe is None:
-            return
-        try:
-            self.back_pipe.send(self._error_message(kind, command, error))
-        except Exception as e:
-            self.logger.debug("could not report %s: %s", kind, e)
 
     async def c__ping(self, lis: Any = []) -> None:  # type: ignore[override]  # noqa: B006
         print("c__ping:", lis)
