@@ -83,10 +83,10 @@ def test_a_late_set_does_not_wake_the_next_reservation():
 def test_index_helpers_and_str():
     eg = EventGroup(3)
     i, event = eg.reserve()
-    assert eg.asIndex(event) == i or eg.fromIndex(i) == event
+    assert eg.asIndex(event) == i
     assert eg.fromIndex(i) == event
     assert len(eg) == 3
-    assert "R" in str(eg) or "reserved" in str(eg).lower()
+    assert str(eg) == "<EventGroup: R0 f1 f2 >"
     eg.release_ind(i)
 
 

@@ -103,7 +103,7 @@ def test_the_backend_is_another_process(echo):
     assert echo.getPipe().recv(timeout=5) == echo.pid != os.getpid()
 
 
-def test_ping_pong(echo, capfd):
+def test_ping_pong(echo):
     echo.sendPing([4, 5])
     got = echo.getPipe().recv(timeout=5)
     assert got() == "pong" and got["lis"] == [1, 2, 3]
