@@ -95,7 +95,7 @@ fn to_value_at(obj: &Bound<'_, PyAny>, depth: usize) -> PyResult<Value> {
         return Ok(Value::Str(s.to_str()?.to_owned()));
     }
     if let Ok(b) = obj.cast_exact::<PyBytes>() {
-        return Ok(Value::Bytes(b.as_bytes().to_vec()));
+        return Ok(Value::Bytes(b.as_bytes().to_vec().into()));
     }
     if let Ok(list) = obj.cast_exact::<PyList>() {
         let mut items = Vec::with_capacity(list.len());
@@ -173,7 +173,7 @@ pub(crate) fn to_py(py: Python<'_>, value: Value) -> PyResult<Py<PyAny>> {
         Value::UInt(u) => u.into_pyobject(py)?.into_any().unbind(),
         Value::Float(f) => f.into_pyobject(py)?.into_any().unbind(),
         Value::Str(s) => PyString::new(py, &s).into_any().unbind(),
-        Value::Bytes(b) => PyBytes::new(py, &b).into_any().unbind(),
+        Value::Bytes(b) => PyBytes::new(py, b.as_slice()).into_any().unbind(),
         Value::List(items) => {
             let list = PyList::empty(py);
             for item in items {

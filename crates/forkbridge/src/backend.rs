@@ -538,6 +538,7 @@ impl LaneRings {
             tx: self.to_frontend.producer()?,
             threshold: self.threshold,
             sent: 0,
+            stalled: false,
         })
     }
 
@@ -548,6 +549,7 @@ impl LaneRings {
             rx: self.to_frontend.consumer()?,
             threshold: self.threshold,
             sent: 0,
+            stalled: false,
         })
     }
 }

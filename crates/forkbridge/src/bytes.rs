@@ -6,9 +6,18 @@
 //! `Vec` first only to copy them again while encoding doubles the cost of
 //! a large message. A lent buffer lets the encoder read them where they
 //! are: the program hands over an owner ([`LentBytes`]) that keeps the
-//! memory alive and unchanged for as long as the value exists. Received
-//! buffers are always owned.
+//! memory alive and unchanged for as long as the value exists.
+//!
+//! Received buffers are owned, except for large byte strings of a message
+//! that came through the shared-memory lane
+//! ([`large_messages`](crate::MessageProcessBuilder::large_messages)):
+//! those are lent by the lane's slot itself, read where the sender wrote
+//! them, and the slot goes back to the sender when the last value lending
+//! from it is dropped. Copying them out would cost as much as the sender's
+//! copy in; the price is that a program keeping such a value keeps a lane
+//! slot (see the builder's docs for what the sender does then).
 
+use std::cell::RefCell;
 use std::fmt;
 use std::sync::Arc;
 
@@ -70,6 +79,18 @@ impl Bytes {
     }
 }
 
+impl LentBytes for Vec<u8> {
+    fn as_bytes(&self) -> &[u8] {
+        self
+    }
+}
+
+impl LentBytes for Box<[u8]> {
+    fn as_bytes(&self) -> &[u8] {
+        self
+    }
+}
+
 impl From<Vec<u8>> for Bytes {
     fn from(v: Vec<u8>) -> Bytes {
         Bytes(Repr::Owned(v))
@@ -97,9 +118,87 @@ impl Serialize for Bytes {
     }
 }
 
+/// Byte strings at least this long are lent by the memory a message is
+/// decoded from, when that memory lends itself (see [`decode_lending`]);
+/// shorter ones are copied, so that small values never pin a slot.
+const LEND_MIN: usize = 4096;
+
+thread_local! {
+    /// The memory the message being decoded on this thread lies in, when it
+    /// may lend parts of itself.
+    static LENDER: RefCell<Option<Arc<dyn LentBytes>>> = const { RefCell::new(None) };
+}
+
+/// Runs `decode` (which decodes from `memory.as_bytes()`) so that the large
+/// byte strings it finds become views of `memory` instead of copies.
+#[cfg_attr(loom, allow(dead_code))]
+pub(crate) fn decode_lending<R>(memory: Arc<dyn LentBytes>, decode: impl FnOnce(&[u8]) -> R) -> R {
+    struct Reset(Option<Arc<dyn LentBytes>>);
+    impl Drop for Reset {
+        fn drop(&mut self) {
+            LENDER.with(|l| *l.borrow_mut() = self.0.take());
+        }
+    }
+    let _reset = Reset(LENDER.with(|l| l.borrow_mut().replace(memory.clone())));
+    decode(memory.as_bytes())
+}
+
+/// A part of a lending memory: `start..start + len` of `memory`.
+#[derive(Debug)]
+struct Part {
+    memory: Arc<dyn LentBytes>,
+    start: usize,
+    len: usize,
+}
+
+impl LentBytes for Part {
+    fn as_bytes(&self) -> &[u8] {
+        &self.memory.as_bytes()[self.start..self.start + self.len]
+    }
+}
+
+/// `part` as a view of the lending memory, if it lies inside it and is
+/// worth lending.
+fn lend(part: &[u8]) -> Option<Bytes> {
+    if part.len() < LEND_MIN {
+        return None;
+    }
+    LENDER.with(|l| {
+        let memory = l.borrow().clone()?;
+        let whole = memory.as_bytes();
+        let start = (part.as_ptr() as usize).checked_sub(whole.as_ptr() as usize)?;
+        (start.checked_add(part.len())? <= whole.len()).then(|| {
+            Bytes::lent(Arc::new(Part {
+                memory,
+                start,
+                len: part.len(),
+            }))
+        })
+    })
+}
+
 impl<'de> Deserialize<'de> for Bytes {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Bytes, D::Error> {
-        crate::serde_impl::bytes::deserialize(d).map(Bytes::from)
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = Bytes;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a byte string")
+            }
+            fn visit_borrowed_bytes<E: serde::de::Error>(self, v: &'de [u8]) -> Result<Bytes, E> {
+                Ok(lend(v).unwrap_or_else(|| Bytes::from(v.to_vec())))
+            }
+            fn visit_bytes<E: serde::de::Error>(self, v: &[u8]) -> Result<Bytes, E> {
+                Ok(Bytes::from(v.to_vec()))
+            }
+            fn visit_byte_buf<E: serde::de::Error>(self, v: Vec<u8>) -> Result<Bytes, E> {
+                Ok(Bytes::from(v))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, seq: A) -> Result<Bytes, A::Error> {
+                crate::serde_impl::bytes::from_seq(seq).map(Bytes::from)
+            }
+        }
+        d.deserialize_bytes(Visitor)
     }
 }
 

@@ -70,6 +70,10 @@ pub(crate) struct Lane {
     pub(crate) threshold: usize,
     /// Messages sent through the lane so far.
     pub(crate) sent: u64,
+    /// The last wait for a slot ran out: the reader keeps a slot (a
+    /// received value lends from it), so later messages take the socket at
+    /// once until a slot is free again, instead of waiting each time.
+    pub(crate) stalled: bool,
 }
 
 impl Lane {
@@ -77,9 +81,16 @@ impl Lane {
     /// both are busy (the reader is decoding); `false` sends it through the
     /// socket instead: too large for a slot, or no slot in time.
     fn try_send(&mut self, msg: &Message) -> bool {
-        let Ok(mut slot) = self.tx.acquire_timeout(LANE_WAIT) else {
+        let wait = if self.stalled {
+            Duration::ZERO
+        } else {
+            LANE_WAIT
+        };
+        let Ok(mut slot) = self.tx.acquire_timeout(wait) else {
+            self.stalled = true;
             return false;
         };
+        self.stalled = false;
         match postcard::to_slice(msg, &mut slot[..]) {
             Ok(used) => {
                 let len = used.len();
@@ -90,17 +101,26 @@ impl Lane {
     }
 
     /// The message the other end put in the lane before its marker.
+    ///
+    /// Its large byte strings are not copied out: they stay in the slot,
+    /// which is freed when the last of them is dropped.
     fn recv(&mut self) -> Result<Message> {
-        let slot = self.rx.try_recv().map_err(|e| {
+        let frame = self.rx.try_hold().map_err(|e| {
             Error::new(ErrorKind::Decode).with_source(format!("lane marker without a message: {e}"))
         })?;
-        postcard::from_bytes::<Message>(&slot)
-            .map_err(|e| Error::new(ErrorKind::Decode).with_source(e))
+        #[cfg(not(loom))]
+        let decoded = crate::bytes::decode_lending(std::sync::Arc::new(frame), |b| {
+            postcard::from_bytes::<Message>(b)
+        });
+        #[cfg(loom)]
+        let decoded = postcard::from_bytes::<Message>(&frame);
+        decoded.map_err(|e| Error::new(ErrorKind::Decode).with_source(e))
     }
 }
 
 /// How long a large message waits for a free lane slot before it takes the
-/// socket instead.
+/// socket instead (the reader is usually done with the slot sooner: it
+/// decodes without copying the payload out).
 const LANE_WAIT: Duration = Duration::from_millis(20);
 
 /// The bytes a message's strings and byte strings hold, roughly its size.

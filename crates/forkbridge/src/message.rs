@@ -145,9 +145,9 @@ impl Message {
         value: &T,
     ) -> Result<Message> {
         let mut bytes = crate::wire::fingerprint::<T>().to_le_bytes().to_vec();
-        bytes = postcard::to_extend(value, bytes)
+        crate::wire::append(value, &mut bytes)
             .map_err(|e| Error::new(ErrorKind::Encode).with_source(e))?;
-        self.set(name, Value::Bytes(bytes));
+        self.set(name, Value::Bytes(bytes.into()));
         Ok(self)
     }
 

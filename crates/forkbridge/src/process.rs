@@ -113,13 +113,25 @@ impl MessageProcessBuilder {
     /// Sends messages whose strings and byte strings hold at least
     /// `threshold` bytes through a shared-memory lane instead of the socket,
     /// transparently, both ways: the message is encoded straight into a
-    /// shared slot and decoded from it, and only a one-byte marker goes
-    /// through the socket, in order — so a huge message neither costs a
-    /// socket's worth of copies and wake-ups nor holds up small ones behind
-    /// it in the socket. Each direction has two slots of `slot_size` bytes
-    /// (address space only, until used); when both are busy, or a message
-    /// does not fit a slot, it simply takes the socket. Off by default: it
-    /// maps 4 slots per process.
+    /// shared slot, and only a one-byte marker goes through the socket, in
+    /// order — so a huge message neither costs a socket's worth of copies
+    /// and wake-ups nor holds up small ones behind it in the socket. Each
+    /// direction has two slots of `slot_size` bytes (address space only,
+    /// until used); when both are busy, or a message does not fit a slot,
+    /// it simply takes the socket. Off by default: it maps 4 slots per
+    /// process.
+    ///
+    /// The receiver does not copy large byte strings out of the slot: a
+    /// received [`Value::Bytes`](crate::Value::Bytes) of 4 KiB or more is
+    /// lent by the slot ([`Bytes::is_lent`](crate::Bytes::is_lent)), and
+    /// the slot goes back to the sender when the last value lending from it
+    /// is dropped. So the lane costs one copy in all, the sender's. A
+    /// program that keeps such values keeps their slots: the sender then
+    /// waits up to 20 ms for one, once, and sends through the socket until
+    /// a slot is free again. A value still held when its process forks is
+    /// never given back (a copy of it may be read in the child), so a
+    /// received message moved into a backend before `start` costs its lane
+    /// a slot for good; `Bytes::into_vec` makes an owned copy.
     pub fn large_messages(mut self, threshold: usize, slot_size: usize) -> Self {
         self.large = Some((threshold.max(1), slot_size.max(4096)));
         self

@@ -528,6 +528,30 @@ impl RingConsumer {
         }
     }
 
+    /// The next committed frame if there is one, held apart from this
+    /// consumer: the consumer moves on at once (the next call reads the
+    /// next frame) while the frame stays lent until the [`HeldFrame`] is
+    /// dropped. The producer still reuses slots in order, so a held frame
+    /// stalls it once it comes round to that slot. For the message lane,
+    /// whose received values lend from the slot (`Bytes`).
+    pub(crate) fn try_hold(&mut self) -> Result<HeldFrame> {
+        let inner = match self.recv_deadline(Some(Instant::now())) {
+            Err(e) if e.is_timeout() => return Err(Error::new(ErrorKind::Empty)),
+            Err(e) => return Err(e),
+            Ok(mut read) => read
+                .inner
+                .take()
+                .expect("BUG: a fresh slot without its guard"),
+        };
+        self.ring.mem.tail().fetch_add(1, Ordering::AcqRel);
+        Ok(HeldFrame {
+            inner: Some(inner),
+            ring: self.ring.clone(),
+            pid: self.pid,
+            forks: fork::forks(),
+        })
+    }
+
     /// Moves past the slot at `tail` (it is `FREE` now) and rings the
     /// producer's doorbell.
     fn advance(&self) {
@@ -601,6 +625,57 @@ impl fmt::Debug for ReadSlot<'_> {
             .field("slot", &self.slot())
             .field("len", &self.len())
             .finish()
+    }
+}
+
+/// A frame taken out of the ring's order by
+/// [`RingConsumer::try_hold`]; dropping it frees the slot.
+#[derive(Debug)]
+pub(crate) struct HeldFrame {
+    inner: Option<SlotRead>,
+    ring: FrameRing,
+    /// The reading process: a copy of this guard in a child made by fork
+    /// must not free a slot its parent is still reading.
+    pid: i32,
+    /// The reader's fork count when it took the frame: if it forked since,
+    /// a child may be reading a copy (a backend value moved into it), so
+    /// the parent must not free the slot either.
+    forks: u64,
+}
+
+impl Deref for HeldFrame {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        self.inner
+            .as_deref()
+            .expect("BUG: frame used after release")
+    }
+}
+
+// Under the model checker a slot's bytes are a tracked loom cell, not
+// shareable across threads; nothing there lends them.
+#[cfg(not(loom))]
+impl crate::LentBytes for HeldFrame {
+    fn as_bytes(&self) -> &[u8] {
+        self
+    }
+}
+
+impl Drop for HeldFrame {
+    fn drop(&mut self) {
+        let Some(inner) = self.inner.take() else {
+            return;
+        };
+        // A frame held across a fork is never freed: the copies cannot
+        // agree on who frees it last, and a slot lost is only a slower lane
+        // (the sender takes the socket), where a slot freed early is a
+        // frame overwritten under its reader.
+        if fork::getpid() == self.pid && fork::forks() == self.forks {
+            inner.release();
+            FrameRing::ring_bell(self.ring.mem.free_bell());
+        } else {
+            inner.abandon();
+        }
     }
 }
 

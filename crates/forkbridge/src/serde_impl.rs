@@ -25,16 +25,21 @@ pub(crate) mod bytes {
             fn visit_byte_buf<E: de::Error>(self, v: Vec<u8>) -> Result<Vec<u8>, E> {
                 Ok(v)
             }
-            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<u8>, A::Error> {
-                // Bounded by what the decoder already holds, never by a claimed size.
-                let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(4096));
-                while let Some(b) = seq.next_element()? {
-                    out.push(b);
-                }
-                Ok(out)
+            fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Vec<u8>, A::Error> {
+                from_seq(seq)
             }
         }
         d.deserialize_byte_buf(BytesVisitor)
+    }
+
+    /// Bytes given as a sequence of numbers (JSON, for one).
+    pub(crate) fn from_seq<'de, A: SeqAccess<'de>>(mut seq: A) -> Result<Vec<u8>, A::Error> {
+        // Bounded by what the decoder already holds, never by a claimed size.
+        let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(4096));
+        while let Some(b) = seq.next_element()? {
+            out.push(b);
+        }
+        Ok(out)
     }
 }
 

@@ -31,8 +31,8 @@ pub enum Value {
     Float(f64),
     /// A UTF-8 string.
     Str(String),
-    /// A byte string.
-    Bytes(#[serde(with = "crate::serde_impl::bytes")] Vec<u8>),
+    /// A byte string (owned, or lent: see [`Bytes`](crate::Bytes)).
+    Bytes(crate::Bytes),
     /// A list of values.
     List(#[serde(deserialize_with = "crate::serde_impl::nested::list")] Vec<Value>),
     /// A map, in insertion order.
@@ -132,7 +132,7 @@ impl Value {
     /// The bytes, if this is a byte string.
     pub fn as_bytes(&self) -> Option<&[u8]> {
         match self {
-            Value::Bytes(b) => Some(b),
+            Value::Bytes(b) => Some(b.as_slice()),
             _ => None,
         }
     }
@@ -176,7 +176,7 @@ impl fmt::Display for Value {
             Value::Str(s) => write_py_str(f, s),
             Value::Bytes(b) => {
                 f.write_str("b'")?;
-                for &byte in b {
+                for &byte in b.as_slice() {
                     match byte {
                         b'\\' => f.write_str("\\\\")?,
                         b'\'' => f.write_str("\\'")?,
@@ -318,12 +318,18 @@ impl From<String> for Value {
 
 impl From<&[u8]> for Value {
     fn from(v: &[u8]) -> Value {
-        Value::Bytes(v.to_vec())
+        Value::Bytes(v.to_vec().into())
     }
 }
 
 impl From<Vec<u8>> for Value {
     fn from(v: Vec<u8>) -> Value {
+        Value::Bytes(v.into())
+    }
+}
+
+impl From<crate::Bytes> for Value {
+    fn from(v: crate::Bytes) -> Value {
         Value::Bytes(v)
     }
 }
@@ -429,8 +435,19 @@ impl FromValue for Vec<u8> {
     const EXPECTED: &'static str = "bytes";
     fn from_value(value: &Value) -> Option<Self> {
         match value {
-            Value::Bytes(b) => Some(b.clone()),
+            Value::Bytes(b) => Some(b.as_slice().to_vec()),
             Value::List(items) | Value::Tuple(items) => items.iter().map(u8::from_value).collect(),
+            _ => None,
+        }
+    }
+}
+
+/// A byte string without a copy (a lent one stays lent).
+impl FromValue for crate::Bytes {
+    const EXPECTED: &'static str = "bytes";
+    fn from_value(value: &Value) -> Option<Self> {
+        match value {
+            Value::Bytes(b) => Some(b.clone()),
             _ => None,
         }
     }

@@ -10,7 +10,7 @@ use std::os::unix::net::UnixStream;
 use common::{error_field, mappings, open_fds, recv};
 use forkbridge::{
     Backend, BackendContext, ErrorKind, HandlerResult, Handlers, Message, MessageProcess,
-    SharedArray, SharedBuffer, message,
+    SharedArray, SharedBuffer, Value, message,
 };
 
 test_main!(
@@ -21,6 +21,7 @@ test_main!(
     buffers_leak_no_fd_or_mapping_on_either_side,
     a_backend_sends_a_buffer_back,
     large_messages_take_the_lane_in_order_both_ways,
+    received_large_bytes_are_read_in_the_slot_while_held,
     a_shaped_array_is_filled_by_the_backend,
 );
 
@@ -308,6 +309,98 @@ fn large_messages_take_the_lane_in_order_both_ways() {
         assert!(
             data.iter().enumerate().all(|(j, &b)| b == (i + j) as u8),
             "corrupt {i}"
+        );
+    }
+    assert!(p.stop().unwrap().success());
+}
+
+/// A backend that owns a copy of a message made in its parent and drops
+/// it on request: in the child, the copy is not the parent's to release.
+struct Holder {
+    held: Option<Message>,
+}
+
+impl Holder {
+    fn release(&mut self, ctx: &mut BackendContext, _: Message) -> HandlerResult {
+        self.held = None;
+        ctx.send(Message::new("released"))?;
+        Ok(())
+    }
+}
+
+impl Backend for Holder {
+    fn register(h: &mut Handlers<Self>) {
+        h.on("release", Self::release);
+    }
+}
+
+fn received_large_bytes_are_read_in_the_slot_while_held() {
+    let mut p = MessageProcess::builder("lane")
+        .large_messages(64 << 10, 2 << 20)
+        .build(common::Probe::default())
+        .unwrap();
+    p.start().unwrap();
+    let pattern =
+        |i: usize, len: usize| -> Vec<u8> { (0..len).map(|j| (i * 7 + j) as u8).collect() };
+    // Keep every echo: the first ones hold both of the backend's lane
+    // slots, so the later ones come back through the socket (after one
+    // short wait), intact and in order, while the held ones stay unchanged.
+    let mut kept = Vec::new();
+    for i in 0..8 {
+        p.send(message!("echo", i = i).with("data", pattern(i, 1 << 20)))
+            .unwrap();
+        kept.push(recv(&mut p));
+    }
+    let lent = |m: &Message| matches!(&m["data"], Value::Bytes(b) if b.is_lent());
+    assert!(lent(&kept[0]), "the first echo was copied out of the lane");
+    assert!(!lent(&kept[7]), "both slots are held: the socket took it");
+    for (i, m) in kept.iter().enumerate() {
+        assert_eq!(m.param::<usize>("i").unwrap(), i, "out of order");
+        assert!(
+            m["data"].as_bytes().unwrap() == pattern(i, 1 << 20),
+            "echo {i} changed"
+        );
+    }
+    // A message held across a fork: moved into a backend, so both the
+    // parent's copy (dropped by `start`) and the child's (dropped in a
+    // handler) go, in two processes. Neither may free the slot — the child
+    // may still read it when the parent drops — so the slot stays taken and
+    // the echoes below come through the socket. Had either copy freed it,
+    // they would come through the lane again.
+    let first = kept.remove(0);
+    let mut child = MessageProcess::new("holder", Holder { held: Some(first) }).unwrap();
+    child.start().unwrap();
+    child.send(Message::new("release")).unwrap();
+    assert_eq!(recv(&mut child).command(), "released");
+    assert!(child.stop().unwrap().success());
+    kept.clear(); // received before the fork, too: their slot is kept
+    for i in 8..12 {
+        p.send(message!("echo", i = i).with("data", pattern(i, 1 << 20)))
+            .unwrap();
+        let m = recv(&mut p);
+        assert!(!lent(&m), "echo {i} took a slot freed by a copy");
+        assert!(
+            m["data"].as_bytes().unwrap() == pattern(i, 1 << 20),
+            "echo {i} changed"
+        );
+    }
+    assert!(p.stop().unwrap().success());
+
+    // Without a fork, a dropped message frees its slot: the lane is used
+    // again.
+    let mut p = MessageProcess::builder("lane")
+        .large_messages(64 << 10, 2 << 20)
+        .build(common::Probe::default())
+        .unwrap();
+    p.start().unwrap();
+    for i in 0..6 {
+        p.send(message!("echo", i = i).with("data", pattern(i, 1 << 20)))
+            .unwrap();
+        let m = recv(&mut p);
+        assert!(lent(&m), "echo {i} not through the lane");
+        assert!(
+            m["data"].as_bytes().unwrap() == pattern(i, 1 << 20),
+            "echo {i} changed"
         );
     }
     assert!(p.stop().unwrap().success());

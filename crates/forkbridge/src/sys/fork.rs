@@ -27,6 +27,7 @@ pub(crate) enum Forked {
 /// the parent's. The parent's mask is restored at once; the child's is
 /// emptied by `child_setup`.
 pub(crate) fn fork() -> io::Result<Forked> {
+    FORKS.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
     // SAFETY: an all-zero `sigset_t` is a valid value for `sigfillset` to
     // initialise; `pthread_sigmask` reads `all` and writes the old mask into
     // `old`, both live locals.
@@ -58,6 +59,15 @@ pub(crate) fn fork() -> io::Result<Forked> {
 pub(crate) fn exit_now(code: i32) -> ! {
     // SAFETY: `_exit` is async-signal-safe and takes any status.
     unsafe { libc::_exit(code) }
+}
+
+/// How many times this process has forked (or tried to) through
+/// [`fork`]: a value made before a fork may have a copy in a child.
+static FORKS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// The number of forks this process has made so far (see `FORKS`).
+pub(crate) fn forks() -> u64 {
+    FORKS.load(std::sync::atomic::Ordering::SeqCst)
 }
 
 /// The process id of the caller.

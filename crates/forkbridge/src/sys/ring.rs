@@ -263,6 +263,7 @@ impl RingMemory {
             ring: self.clone(),
             slot,
             len: len as usize,
+            frees: true,
             #[cfg(loom)]
             access: Some(self.map.data[slot as usize].get()),
         }))
@@ -365,6 +366,8 @@ pub(crate) struct SlotRead {
     ring: Arc<RingMemory>,
     slot: u32,
     len: usize,
+    /// Whether dropping the guard frees the slot (see [`abandon`](SlotRead::abandon)).
+    frees: bool,
     /// Under the model checker: the tracked read access to the bytes.
     #[cfg(loom)]
     access: Option<loom::cell::ConstPtr<Box<[u8]>>>,
@@ -379,13 +382,22 @@ impl SlotRead {
     pub(crate) fn release(self) {
         drop(self);
     }
+
+    /// Lets go of the guard without freeing the slot: for a copy of the
+    /// guard that a fork left in a process that never read the slot (the
+    /// reader in the parent still does).
+    pub(crate) fn abandon(mut self) {
+        self.frees = false;
+    }
 }
 
 impl Drop for SlotRead {
     fn drop(&mut self) {
         #[cfg(loom)]
         drop(self.access.take());
-        self.ring.state(self.slot).store(FREE, Ordering::Release);
+        if self.frees {
+            self.ring.state(self.slot).store(FREE, Ordering::Release);
+        }
     }
 }
 
