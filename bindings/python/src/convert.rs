@@ -16,12 +16,12 @@ use std::sync::Arc;
 use forkbridge::Bytes;
 
 use crate::buffer::{LentView, ReceivedBuffer};
+use crate::message::MessageObject;
 use pyo3::buffer::PyBuffer;
 use pyo3::exceptions::PyValueError;
-use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
-use pyo3::types::{PyBool, PyBytes, PyDict, PyFloat, PyInt, PyList, PyString, PyTuple, PyType};
+use pyo3::types::{PyBool, PyBytes, PyDict, PyFloat, PyInt, PyList, PyString, PyTuple};
 
 /// The command of a message that carries one plain Python object (what
 /// `send_out__` sends when given something other than a `MessageObject`),
@@ -32,25 +32,6 @@ pub(crate) const OBJECT_COMMAND: &str = "__object__";
 const MAX_DEPTH: usize = 120;
 
 static PICKLE: PyOnceLock<(Py<PyAny>, Py<PyAny>)> = PyOnceLock::new();
-
-/// The package's `MessageObject` class, registered when the package loads.
-static MESSAGE_CLASS: PyOnceLock<Py<PyType>> = PyOnceLock::new();
-
-/// Registers `MessageObject` (called once by `forkbridge._message`).
-#[pyfunction(name = "_register_message_class")]
-pub(crate) fn register_message_class(cls: Bound<'_, PyType>) -> PyResult<()> {
-    let py = cls.py();
-    MESSAGE_CLASS
-        .set(py, cls.unbind())
-        .map_err(|_| PyValueError::new_err("MessageObject is registered already"))
-}
-
-fn message_class(py: Python<'_>) -> PyResult<&Bound<'_, PyType>> {
-    MESSAGE_CLASS
-        .get(py)
-        .map(|cls| cls.bind(py))
-        .ok_or_else(|| PyValueError::new_err("forkbridge._message was not imported"))
-}
 
 fn pickle(py: Python<'_>) -> PyResult<&(Py<PyAny>, Py<PyAny>)> {
     PICKLE.get_or_try_init(py, || {
@@ -239,12 +220,11 @@ pub(crate) fn message(command: &str, kwargs: Option<&Bound<'_, PyDict>>) -> PyRe
 /// What `send_out__` / `sendMessageToBack` send: a `MessageObject` with a
 /// string command as a message, anything else as an object message.
 pub(crate) fn any_message(obj: &Bound<'_, PyAny>) -> PyResult<Message> {
-    let py = obj.py();
-    if obj.get_type().is(message_class(py)?) {
-        let command = obj.getattr(intern!(py, "command"))?;
-        if let Ok(command) = command.cast_exact::<PyString>() {
-            let kwargs = obj.getattr(intern!(py, "kwargs"))?;
-            return message(command.to_str()?, Some(kwargs.cast::<PyDict>()?));
+    if let Ok(msg) = obj.cast_exact::<MessageObject>() {
+        let py = obj.py();
+        let msg = msg.borrow();
+        if let Ok(command) = msg.command.bind(py).cast_exact::<PyString>() {
+            return message(command.to_str()?, Some(msg.kwargs.bind(py)));
         }
     }
     object_message(obj)
@@ -283,18 +263,5 @@ pub(crate) fn to_object(py: Python<'_>, msg: Message) -> PyResult<Py<PyAny>> {
     for (k, v) in params {
         kwargs.set_item(k, to_py(py, v)?)?;
     }
-    message_object(py, command, kwargs)
-}
-
-/// A `MessageObject` with these fields, built without calling `__init__`.
-pub(crate) fn message_object(
-    py: Python<'_>,
-    command: String,
-    kwargs: Bound<'_, PyDict>,
-) -> PyResult<Py<PyAny>> {
-    let cls = message_class(py)?;
-    let obj = cls.call_method1(intern!(py, "__new__"), (cls,))?;
-    obj.setattr(intern!(py, "command"), command)?;
-    obj.setattr(intern!(py, "kwargs"), kwargs)?;
-    Ok(obj.unbind())
+    crate::message::message_object(py, command, kwargs)
 }

@@ -112,7 +112,7 @@ fn dispatch(py: Python<'_>, process: &Bound<'_, PyAny>, msg: Message) -> PyResul
     let method = match process.getattr(format!("c__{command}")) {
         Ok(method) => method,
         Err(e) if e.is_instance_of::<PyAttributeError>(py) => {
-            let msg = convert::message_object(py, command, kwargs)?;
+            let msg = crate::message::message_object(py, command, kwargs)?;
             process.call_method1(intern!(py, "_unknown"), (msg,))?;
             return Ok(());
         }
@@ -122,7 +122,7 @@ fn dispatch(py: Python<'_>, process: &Bound<'_, PyAny>, msg: Message) -> PyResul
         if !e.is_instance_of::<PyException>(py) {
             return Err(e);
         }
-        let msg = convert::message_object(py, command, kwargs)?;
+        let msg = crate::message::message_object(py, command, kwargs)?;
         process.call_method1(intern!(py, "_handler_failed"), (msg, e.value(py)))?;
     }
     Ok(())

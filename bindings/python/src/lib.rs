@@ -28,6 +28,7 @@ mod convert;
 mod errors;
 mod events;
 mod intercom;
+mod message;
 mod process;
 mod sys;
 
@@ -41,13 +42,13 @@ fn refresh_pid() {
 
 #[pymodule]
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<message::MessageObject>()?;
     m.add_class::<process::Process>()?;
     m.add_class::<intercom::Intercom>()?;
     m.add_class::<events::EventGroup>()?;
     m.add_class::<events::Event>()?;
     errors::register(m)?;
     m.add_function(wrap_pyfunction!(refresh_pid, m)?)?;
-    m.add_function(wrap_pyfunction!(convert::register_message_class, m)?)?;
     // A fork made by `os.fork` or `multiprocessing` must refresh the cached
     // pid too (see `sys::getpid`).
     sys::refresh_pid();

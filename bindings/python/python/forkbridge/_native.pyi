@@ -2,12 +2,42 @@
 
 from typing import Any, Callable, final
 
+from typing_extensions import disjoint_base
+
 OBJECT_COMMAND: str
 DEFAULT_MAX_FRAME: int
 
 class ForkbridgeError(Exception): ...
 class BackendGone(EOFError): ...
 class NotEnoughEvents(ForkbridgeError): ...
+
+@disjoint_base
+class MessageObject:
+    """A command plus keyword parameters, what crosses the intercom.
+
+    ``msg()`` returns the command and ``msg["key"]`` a parameter, as in
+    valkka-multiprocess::
+
+        msg = MessageObject("a-command", par1=1, par2=2)
+        msg()          # "a-command"
+        msg["par1"]    # 1
+
+    Parameters cross natively when they are ``None``, ``bool``, ``int``,
+    ``float``, ``str``, ``bytes``, ``list``, ``tuple`` or ``dict`` (so a Rust
+    end reads them), and pickled otherwise.
+    """
+
+    command: Any
+    kwargs: dict[str, Any]
+    def __new__(cls, command: Any, **kwargs: Any) -> MessageObject: ...
+    def __call__(self) -> Any: ...
+    def __getitem__(self, key: str, /) -> Any: ...
+    def get(self, key: str, default: Any = None) -> Any: ...
+    def __contains__(self, key: object, /) -> bool: ...
+    def __eq__(self, value: object, /) -> bool: ...
+    def __ne__(self, value: object, /) -> bool: ...
+    __hash__: None  # type: ignore[assignment]
+    def __reduce__(self) -> tuple[Any, ...]: ...
 
 @final
 class Intercom:
@@ -76,4 +106,3 @@ class EventGroup:
 
 def _refresh_pid() -> None: ...
 
-def _register_message_class(cls: type) -> None: ...

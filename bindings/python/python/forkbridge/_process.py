@@ -25,7 +25,7 @@ from typing import Any, ClassVar
 
 from . import _native
 from ._log import format_logger
-from ._message import MessageObject, _make
+from ._message import MessageObject, _rebuild
 from ._pipe import _RETURN, BackPipe, Duplex
 from ._select import safe_select
 
@@ -388,7 +388,7 @@ class MessageProcess:
         # The core's error report: its "command" parameter cannot go through
         # MessageObject's constructor, whose first argument has that name.
         params = {"kind": kind, "command": str(command), "error": error, "process": self.name}
-        return _make("error", params)
+        return _rebuild("error", params)
 
     def _goodbye(self) -> None:
         # valkka's sync backend sends None when it leaves; here it comes
