@@ -123,6 +123,18 @@ impl Process {
         self.send_message(py, msg)
     }
 
+    /// The seed's `sendMessageToBack`: `None` asks the backend to stop,
+    /// anything else is sent as `send_any` sends it. Bound to instances
+    /// whose class does not override the method, so a send costs no Python
+    /// frame.
+    fn send_message_to_back(&self, py: Python<'_>, message: &Bound<'_, PyAny>) -> PyResult<()> {
+        if message.is_none() {
+            self.request_stop(py)
+        } else {
+            self.send_any(py, message)
+        }
+    }
+
     /// The next object the backend sent: a `MessageObject`, or what it
     /// passed to `send_out__`, waiting up to `timeout` seconds (`None`: as
     /// long as it takes). Raises `TimeoutError`, or `BackendGone` (an

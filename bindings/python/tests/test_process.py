@@ -342,3 +342,30 @@ def test_backend_threads_are_joined_before_the_backend_exits(tmp_path):
     p.stop()  # the stop request comes first; the thread still finishes
     assert p.exitcode == 0
     assert marker.read_text() == "done"
+
+
+def test_send_message_to_back_none_stops_and_overrides_are_honoured():
+    # sendMessageToBack is bound to a native method per instance; None
+    # still asks the backend to stop, and a keyword argument still works.
+    p = Echo()
+    p.start()
+    p.sendMessageToBack(message=MessageObject("echo", n=1))
+    assert p.getPipe().recv(timeout=5)["n"] == 1
+    p.sendMessageToBack(None)
+    p.join(5)
+    assert p.exitcode == 0
+    p.stop()
+
+    sent = []
+
+    class Recording(Echo):
+        def sendMessageToBack(self, message):
+            sent.append(message)
+            super().sendMessageToBack(message)
+
+    q = Recording()
+    q.start()
+    q.sendMessageToBack(MessageObject("echo", n=2))
+    assert q.getPipe().recv(timeout=5)["n"] == 2
+    assert [m() for m in sent] == ["echo"]
+    q.stop()

@@ -124,6 +124,9 @@ class MessageProcess:
             spin=self.spin_before_sleep,
         )
         self._pipe = Duplex(self._native)
+        if type(self).sendMessageToBack is MessageProcess.sendMessageToBack:
+            # The method's native twin, bound here: no Python frame per send.
+            self.sendMessageToBack = self._native.send_message_to_back  # type: ignore[method-assign]
         self.back_pipe: BackPipe | None = None
         self._started = False
         self._exitcode: int | None = None
