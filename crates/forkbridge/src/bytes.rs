@@ -31,7 +31,22 @@ pub trait LentBytes: Send + Sync + fmt::Debug {
     fn as_bytes(&self) -> &[u8];
 }
 
-/// A byte buffer: owned (`Vec<u8>`), or lent by the program without a copy.
+/// A byte buffer: owned (`Vec<u8>`), or lent without a copy — by the
+/// program, or by the shared-memory slot a large message arrived in.
+///
+/// ```
+/// use std::sync::Arc;
+/// use forkbridge::{Bytes, Message};
+///
+/// // A frame the program keeps and sends many times: lent, not cloned.
+/// let frame = Arc::new(vec![7u8; 1 << 20]);
+/// let msg = Message::new("frame").with("data", Bytes::lent(frame.clone()));
+/// let data: Bytes = msg.param("data")?; // no copy either
+/// assert!(data.is_lent() && data.len() == 1 << 20);
+/// let owned: Vec<u8> = msg.param("data")?; // a copy
+/// assert_eq!(owned[0], 7);
+/// # Ok::<(), forkbridge::Error>(())
+/// ```
 #[derive(Clone)]
 pub struct Bytes(Repr);
 
