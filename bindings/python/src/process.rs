@@ -24,6 +24,7 @@ use std::time::{Duration, Instant};
 use forkbridge::{ErrorKind, Message, MessageProcess};
 use pyo3::exceptions::{PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
 
 use crate::SIGNAL_SLICE;
 use crate::convert;
@@ -86,9 +87,12 @@ impl Process {
         if let Some(threshold) = large_threshold {
             builder = builder.large_messages(threshold, large_slot);
         }
-        let inner = builder
+        let mut inner = builder
             .build_fn(move |intercom| child_main(&slot, intercom))
             .py_err()?;
+        // Timed receives wait in the read itself; `wait` uses them only
+        // while this is the program's one Python thread (see there).
+        inner.set_wait_in_read(true);
         Ok(Process {
             name,
             owner: sys::getpid(),
@@ -367,6 +371,38 @@ impl Process {
             let first = slice.is_zero();
             // Nothing read ahead and no spinning: straight to the poll.
             let skip = first && self.spin.is_zero() && !self.buffered.load(Ordering::Relaxed);
+            if skip && !writing && alone(py)? {
+                // The one Python thread: nobody else can want the lock, so
+                // the wait may hold it and block in the read itself (one
+                // syscall per message, not a poll and a read). A thread
+                // started meanwhile waits at most one slice for its send;
+                // the next round sees it and polls without the lock.
+                let slice = match deadline {
+                    Some(d) => d
+                        .saturating_duration_since(Instant::now())
+                        .min(SIGNAL_SLICE),
+                    None => SIGNAL_SLICE,
+                };
+                let result = py.detach(|| -> PyResult<forkbridge::Result<T>> {
+                    let mut inner = lock(&self.inner);
+                    let p = handle(&mut inner)?;
+                    let result = op(p, slice);
+                    self.note_buffered(p);
+                    Ok(result)
+                })?;
+                match result {
+                    Err(e) if e.is_timeout() => {}
+                    other => return other.py_err(),
+                }
+                py.check_signals()?;
+                if deadline.is_some_and(|d| Instant::now() >= d) {
+                    return Err(pyo3::exceptions::PyTimeoutError::new_err(format!(
+                        "process '{}': timed out",
+                        self.name
+                    )));
+                }
+                continue;
+            }
             let result = if skip {
                 None
             } else {
@@ -442,6 +478,17 @@ impl Drop for Process {
         // In the owner, the core handle's own `Drop` stops the backend
         // within its bound.
     }
+}
+
+/// Whether the calling thread is the program's only Python thread.
+fn alone(py: Python<'_>) -> PyResult<bool> {
+    static ACTIVE_COUNT: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+    let active_count = ACTIVE_COUNT.get_or_try_init(py, || {
+        py.import("threading")?
+            .getattr("active_count")
+            .map(Bound::unbind)
+    })?;
+    Ok(active_count.bind(py).call0()?.extract::<usize>()? <= 1)
 }
 
 /// The child's side: runs the Python callable given to `start`.

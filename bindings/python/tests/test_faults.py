@@ -168,6 +168,28 @@ def test_ctrl_c_interrupts_a_blocked_recv(worker):
     assert time.monotonic() - started < 2
 
 
+def test_ctrl_c_interrupts_a_recv_blocked_in_the_read(worker):
+    # The only Python thread blocks in the socket read itself (not in
+    # poll): SIGINT from another process must still end it.
+    assert threading.active_count() == 1
+    parent = os.getpid()
+    helper = os.fork()
+    if helper == 0:
+        time.sleep(0.2)
+        os.kill(parent, signal.SIGINT)
+        os._exit(0)
+    started = time.monotonic()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            worker.getPipe().recv()
+    finally:
+        os.waitpid(helper, 0)
+    assert time.monotonic() - started < 2
+    # The handle still works afterwards.
+    worker.sendMessageToBack(MessageObject("echo", after=True))
+    assert worker.getPipe().recv(timeout=5)["after"] is True
+
+
 PARENT = textwrap.dedent(
     """
     import sys, time

@@ -59,6 +59,8 @@ pub(crate) struct Conn<F: AsFd = OwnedFd> {
     /// Read no further than the end of the next frame (see
     /// [`set_frame_reads`](Conn::set_frame_reads)).
     frame_reads: bool,
+    /// The socket's `SO_RCVTIMEO` as last set here (zero: none).
+    recv_timeout: Duration,
 }
 
 /// One end of the shared-memory lane for large messages: a ring this end
@@ -156,6 +158,7 @@ impl<F: AsFd> Conn<F> {
             fds_buf: Vec::new(),
             lane: None,
             frame_reads: false,
+            recv_timeout: Duration::ZERO,
         }
     }
 
@@ -335,14 +338,38 @@ impl<F: AsFd> Conn<F> {
 
     /// Reads what the socket holds now (up to a budget) into the decoder.
     pub(crate) fn fill(&mut self) -> Result<Filled> {
-        self.read(false)
+        self.read(false, false)
     }
 
     /// Blocks until bytes (or end of stream) arrive, then reads like
     /// [`fill`](Conn::fill): one `recv(2)` where `poll` + `recv` would be
     /// two, for a loop that waits on nothing else.
     pub(crate) fn fill_wait(&mut self) -> Result<Filled> {
-        self.read(true)
+        self.set_recv_timeout(Duration::ZERO)?;
+        self.read(true, false)
+    }
+
+    /// As [`fill_wait`](Conn::fill_wait), giving up at `deadline`
+    /// (`Read(0)`): the wait is the `recv(2)` itself, bounded by the
+    /// socket's receive timeout, set only when it changes (to whole
+    /// milliseconds, so a loop of equal waits sets it once). `None` when
+    /// less than a millisecond is left: the caller polls instead.
+    pub(crate) fn fill_until(&mut self, deadline: Instant) -> Result<Option<Filled>> {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let millis = Duration::from_millis(left.as_millis().min(u128::from(u32::MAX)) as u64);
+        if millis.is_zero() {
+            return Ok(None);
+        }
+        self.set_recv_timeout(millis)?;
+        self.read(true, true).map(Some)
+    }
+
+    fn set_recv_timeout(&mut self, timeout: Duration) -> Result<()> {
+        if self.recv_timeout != timeout {
+            socket::set_recv_timeout(self.fd.as_fd(), timeout).map_err(Error::io)?;
+            self.recv_timeout = timeout;
+        }
+        Ok(())
     }
 
     /// Reads without blocking, again and again, for up to `spin`: whether
@@ -366,7 +393,10 @@ impl<F: AsFd> Conn<F> {
         }
     }
 
-    fn read(&mut self, mut wait: bool) -> Result<Filled> {
+    /// `wait`: the first `recv` blocks. `timed`: it is bounded by the
+    /// receive timeout, and a signal ends it (the caller recomputes what is
+    /// left of its deadline) instead of restarting the full timeout.
+    fn read(&mut self, mut wait: bool, timed: bool) -> Result<Filled> {
         if self.eof {
             return Ok(Filled::Eof);
         }
@@ -407,7 +437,8 @@ impl<F: AsFd> Conn<F> {
                     }
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted && !(wait && timed) => continue,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => break,
                 Err(e) if is_peer_gone(&e) => {
                     self.eof = true;
                     return Ok(Filled::Eof);

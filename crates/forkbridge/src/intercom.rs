@@ -271,11 +271,20 @@ impl Intercom {
             if self.conn.spin_fill(spin)? {
                 continue;
             }
-            let mut fds = [poll::PollFd::new(self.conn.as_fd(), poll::POLLIN)];
-            if poll::poll(&mut fds, deadline)? == 0 {
-                return Err(Error::new(ErrorKind::Timeout));
+            // The wait is the read itself (one syscall per message, not a
+            // poll and a read); the last sub-millisecond of a deadline is
+            // polled.
+            let filled = match deadline {
+                None => Some(self.conn.fill_wait()?),
+                Some(d) => self.conn.fill_until(d)?,
+            };
+            if filled.is_none() {
+                let mut fds = [poll::PollFd::new(self.conn.as_fd(), poll::POLLIN)];
+                if poll::poll(&mut fds, deadline)? == 0 {
+                    return Err(Error::new(ErrorKind::Timeout));
+                }
+                self.conn.fill()?;
             }
-            self.conn.fill()?;
         }
     }
 }

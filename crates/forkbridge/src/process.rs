@@ -328,6 +328,7 @@ impl MessageProcessBuilder {
             },
             inbox: VecDeque::new(),
             last_call: 0,
+            wait_in_read: false,
         })
     }
 }
@@ -414,6 +415,8 @@ pub struct MessageProcess {
     inbox: VecDeque<(Message, Vec<OwnedFd>)>,
     /// The id of the last typed call (ids start at 1; 0 means one-way).
     last_call: u64,
+    /// Timed waits block in the socket read (see `set_wait_in_read`).
+    wait_in_read: bool,
 }
 
 impl MessageProcess {
@@ -584,6 +587,20 @@ impl MessageProcess {
     /// be handed to a foreign `select`.
     pub fn set_frame_reads(&mut self, yes: bool) {
         self.conn.set_frame_reads(yes);
+    }
+
+    /// Makes the receives that wait with a timeout (`recv_timeout`,
+    /// `recv_with_fds`' timed forms, `call_timeout`) wait in the socket
+    /// read itself rather than in `poll(2)` and then read: one syscall per
+    /// message instead of two. The backend's pidfd is then looked at when
+    /// the wait ends empty, so a backend that died while a process it
+    /// forked keeps the socket open is seen at the end of the timeout
+    /// rather than at once (a backend that dies closes the socket, which
+    /// ends the read at once in every other case). For a caller that waits
+    /// in short slices anyway, as the Python binding does between its
+    /// signal checks. Waits without a timeout always poll.
+    pub fn set_wait_in_read(&mut self, yes: bool) {
+        self.wait_in_read = yes;
     }
 
     /// Alias of [`start`](MessageProcess::start) (the seed's `go`).
@@ -849,6 +866,17 @@ impl MessageProcess {
             // yet, and a read would only return `EAGAIN`.
             if deadline.is_some_and(|d| d <= Instant::now()) && self.fill()? != Filled::Read(0) {
                 continue;
+            }
+            if let (true, Some(d)) = (self.wait_in_read, deadline) {
+                let filled = self
+                    .conn
+                    .fill_until(d)
+                    .map_err(|e| e.with_process(&self.name))?;
+                // Empty: the timeout ran out (or a signal came); the poll
+                // below then looks at the pidfd for what time is left.
+                if !matches!(filled, None | Some(Filled::Read(0))) {
+                    continue;
+                }
             }
             self.wait_readable(deadline)?;
             self.fill()?;

@@ -22,6 +22,7 @@ test_main!(
     handle_fd_works_in_a_foreign_poll,
     large_messages_both_ways,
     try_recv_and_recv_timeout,
+    timed_waits_in_the_read_keep_their_time,
     misuse_before_and_after_start,
     both_sides_writing_at_once_do_not_deadlock,
     spinning_processes_answer_like_sleeping_ones,
@@ -218,6 +219,32 @@ fn try_recv_and_recv_timeout() {
     );
     assert_eq!(recv(&mut p).command(), "slept");
     p.stop().unwrap();
+}
+
+fn timed_waits_in_the_read_keep_their_time() {
+    // `set_wait_in_read`: the timed receive blocks in the socket read
+    // (bounded by the socket's receive timeout), not in poll. It delivers,
+    // times out neither early nor late, and a signal neither shortens nor
+    // stretches it.
+    let mut p = probe("read_waits");
+    p.set_wait_in_read(true);
+    p.send(message!("sleep", ms = 100)).unwrap();
+    assert!(
+        p.recv_timeout(Duration::from_millis(10))
+            .unwrap_err()
+            .is_timeout()
+    );
+    assert_eq!(
+        p.recv_timeout(Duration::from_secs(5)).unwrap().command(),
+        "slept"
+    );
+    common::assert_signal_loses_no_time(|timeout| p.recv_timeout(timeout).is_ok());
+    for i in 0..100 {
+        p.send(message!("echo", i = i)).unwrap();
+        let m = p.recv_timeout(Duration::from_secs(5)).unwrap();
+        assert_eq!(m.param::<i64>("i").unwrap(), i);
+    }
+    assert!(p.stop().unwrap().success());
 }
 
 fn misuse_before_and_after_start() {

@@ -3,10 +3,13 @@
 //! A stream socket rather than two pipes: one fd per side, full duplex,
 //! `MSG_NOSIGNAL` instead of `SIGPIPE`, and room for `SCM_RIGHTS` later. A
 //! stream rather than `SOCK_SEQPACKET`: no per-packet size limit, and the
-//! explicit length prefix of the wire format does the framing.
+//! explicit length prefix of the wire format does the framing. The price,
+//! measured on these machines: a small send costs ~0.75 µs in the kernel
+//! (an skb allocated and charged per call) where a pipe write costs ~0.5.
 
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::time::Duration;
 
 use super::syscall;
 
@@ -209,6 +212,26 @@ pub(crate) fn adopt_inherited(fd: RawFd) -> io::Result<OwnedFd> {
     // SAFETY: the fd is open (checked above) and, per this function's
     // contract, owned by nobody else in this process.
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Bounds how long a blocking `recv` on this socket waits (`SO_RCVTIMEO`;
+/// zero: no bound). It then fails with `EAGAIN`, and a signal always
+/// interrupts it (`EINTR`, even for handlers installed with `SA_RESTART`).
+pub(crate) fn set_recv_timeout(fd: BorrowedFd<'_>, timeout: Duration) -> io::Result<()> {
+    let tv = libc::timeval {
+        tv_sec: timeout.as_secs().try_into().unwrap_or(libc::time_t::MAX),
+        tv_usec: timeout.subsec_micros().into(),
+    };
+    // SAFETY: `setsockopt` reads `size_of::<timeval>()` bytes from `tv`, a
+    // live local; a bad fd is just an error.
+    syscall!(setsockopt(
+        fd.as_raw_fd(),
+        libc::SOL_SOCKET,
+        libc::SO_RCVTIMEO,
+        (&tv as *const libc::timeval).cast(),
+        std::mem::size_of::<libc::timeval>() as libc::socklen_t
+    ))
+    .map(drop)
 }
 
 /// Lets `fd` survive `exec` (clears close-on-exec).

@@ -21,6 +21,7 @@
 
 use std::collections::HashSet;
 use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use forkbridge::{Backend, BackendContext, HandlerResult, Handlers, Message, MessageProcess};
@@ -446,4 +447,59 @@ pub fn try_reap(pid: i32) -> bool {
 pub fn error_field(msg: &Message, field: &str) -> String {
     assert!(msg.is_error(), "expected an error message, got {msg}");
     msg.param::<String>(field).unwrap()
+}
+
+static SIGNALS: AtomicUsize = AtomicUsize::new(0);
+
+extern "C" fn count_signal(_: libc::c_int) {
+    SIGNALS.fetch_add(1, Ordering::SeqCst);
+}
+
+/// Installs a SIGUSR1 handler *without* SA_RESTART, so a blocking call is
+/// interrupted with EINTR; returns a guard that restores the default.
+pub fn with_sigusr1_handler<T>(f: impl FnOnce() -> T) -> T {
+    // SAFETY: the handler only touches an atomic (async-signal-safe); the
+    // sigaction struct is zeroed then filled before use.
+    unsafe {
+        let mut sa: libc::sigaction = std::mem::zeroed();
+        sa.sa_sigaction = count_signal as *const () as libc::sighandler_t;
+        sa.sa_flags = 0;
+        libc::sigemptyset(&mut sa.sa_mask);
+        libc::sigaction(libc::SIGUSR1, &sa, std::ptr::null_mut());
+    }
+    let out = f();
+    // SAFETY: restores the default disposition.
+    unsafe { libc::signal(libc::SIGUSR1, libc::SIG_DFL) };
+    out
+}
+
+/// Runs `wait` (a 300 ms bounded wait on something that never becomes
+/// ready) while a helper process sends us SIGUSR1 after 50 ms, and checks
+/// the signal arrived, the wait reported nothing ready, and took its whole
+/// time but no more than a bound.
+pub fn assert_signal_loses_no_time(wait: impl FnOnce(Duration) -> bool) {
+    let before = SIGNALS.load(Ordering::SeqCst);
+    let me = std::process::id() as i32;
+    let (ready, took) = with_sigusr1_handler(|| {
+        let helper = signal_later(me, libc::SIGUSR1, Duration::from_millis(50));
+        let t = Instant::now();
+        let ready = wait(Duration::from_millis(300));
+        let took = t.elapsed();
+        reap(helper);
+        (ready, took)
+    });
+    assert_eq!(
+        SIGNALS.load(Ordering::SeqCst),
+        before + 1,
+        "the signal arrived"
+    );
+    assert!(!ready, "nothing was ready");
+    assert!(
+        took >= Duration::from_millis(300),
+        "returned early after {took:?}"
+    );
+    assert!(
+        took < Duration::from_secs(2),
+        "lost the remaining time: {took:?}"
+    );
 }
