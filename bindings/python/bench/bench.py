@@ -9,6 +9,13 @@ Each figure is the median of alternating blocks (forkbridge, baseline,
 forkbridge, ...), so a drift of this noisy machine hits both alike. The
 frontend runs on CPU 0 and every backend pins itself to CPU 1 (when the
 machine has two), the placement the Rust harness uses.
+
+The process first frees one 8 MiB block: glibc then serves blocks below that
+size from its heap instead of a fresh mmap each (its dynamic mmap
+threshold), as it does in any program that has run for a while. Without it,
+valkka's frame path (a new 1 MiB pickle per frame) ran 2.5x slower or not
+depending on what earlier scenarios had happened to free (0.9 vs 2.3 GB/s),
+which made py_numpy_frames' ratio 4 or 11 by accident.
 """
 
 from __future__ import annotations
@@ -275,9 +282,17 @@ def report(name, unit, value, baseline, target, a, b, scale=1.0, labels=("forkbr
     )
 
 
+def warm_allocator() -> None:
+    """Frees one mmap-sized block so glibc raises its mmap threshold now
+    (see the module docs), whatever the scenarios run before."""
+    block = bytearray(8 << 20)
+    del block
+
+
 def main() -> None:
     wanted = [a for a in sys.argv[1:] if not a.startswith("--")]
     pin(FRONT_CPU)
+    warm_allocator()
     blocks = 3 if QUICK else 9
     k = 0.1 if QUICK else 1.0
     n_rt = int(2000 * k) or 1
