@@ -59,8 +59,9 @@ pub(crate) struct Conn<F: AsFd = OwnedFd> {
     /// Read no further than the end of the next frame (see
     /// [`set_frame_reads`](Conn::set_frame_reads)).
     frame_reads: bool,
-    /// The socket's `SO_RCVTIMEO` as last set here (zero: none).
-    recv_timeout: Duration,
+    /// The socket's `SO_RCVTIMEO` as last set here (zero: none); `None`
+    /// until set once (a socket inherited across `exec` may carry one).
+    recv_timeout: Option<Duration>,
 }
 
 /// One end of the shared-memory lane for large messages: a ring this end
@@ -158,7 +159,7 @@ impl<F: AsFd> Conn<F> {
             fds_buf: Vec::new(),
             lane: None,
             frame_reads: false,
-            recv_timeout: Duration::ZERO,
+            recv_timeout: None,
         }
     }
 
@@ -365,9 +366,9 @@ impl<F: AsFd> Conn<F> {
     }
 
     fn set_recv_timeout(&mut self, timeout: Duration) -> Result<()> {
-        if self.recv_timeout != timeout {
+        if self.recv_timeout != Some(timeout) {
             socket::set_recv_timeout(self.fd.as_fd(), timeout).map_err(Error::io)?;
-            self.recv_timeout = timeout;
+            self.recv_timeout = Some(timeout);
         }
         Ok(())
     }
