@@ -540,6 +540,18 @@ mod tests {
     }
 
     #[test]
+    fn an_abandoned_read_keeps_its_slot() {
+        let ring = Arc::new(RingMemory::new(1, 64).unwrap());
+        ring.try_write(0, 1).unwrap().commit(1);
+        ring.try_read(0, 2).unwrap().unwrap().abandon();
+        assert_eq!(ring.state(0).load(Ordering::Relaxed), READING);
+        assert!(
+            ring.try_write(0, 1).is_none(),
+            "a copy in another process gave it back"
+        );
+    }
+
+    #[test]
     fn states_only_move_by_the_protocol() {
         let ring = Arc::new(RingMemory::new(1, 64).unwrap());
         assert!(ring.try_read(0, 2).is_none(), "nothing committed");
@@ -599,6 +611,45 @@ mod loom_model {
                 assert_eq!(&r[..], &[frame, frame ^ 0xff]);
                 r.release();
             }
+            producer.join().unwrap();
+        });
+    }
+
+    /// The lane's pattern (`HeldFrame`): the reader keeps frame 0 while it
+    /// reads frame 1 and lets 1 go first; the writer, reusing slots in
+    /// order, must not touch slot 0 before it is let go, whatever the
+    /// interleaving.
+    #[test]
+    fn a_held_frame_is_not_overwritten_while_later_ones_pass() {
+        loom::model(|| {
+            let ring = Arc::new(RingMemory::new(2, 4).unwrap());
+            let producer_ring = ring.clone();
+            let producer = loom::thread::spawn(move || {
+                for frame in 0..3u8 {
+                    let slot = u32::from(frame % 2);
+                    let mut w = loop {
+                        match producer_ring.try_write(slot, 1) {
+                            Some(w) => break w,
+                            None => loom::thread::yield_now(),
+                        }
+                    };
+                    w[..2].copy_from_slice(&[frame, frame ^ 0xff]);
+                    w.commit(2);
+                }
+            });
+            let read = |slot: u32| loop {
+                match ring.try_read(slot, 2) {
+                    Some(r) => break r.unwrap(),
+                    None => loom::thread::yield_now(),
+                }
+            };
+            let held = read(0);
+            let next = read(1);
+            assert_eq!(&next[..], &[1, 0xfe]);
+            next.release();
+            assert_eq!(&held[..], &[0, 0xff], "the held frame changed");
+            held.release();
+            assert_eq!(&read(0)[..], &[2, 0xfd]);
             producer.join().unwrap();
         });
     }
