@@ -230,6 +230,31 @@ mod tests {
     }
 
     #[test]
+    fn decoding_from_lending_memory_lends_large_byte_strings_only() {
+        let msg = crate::Message::new("frame")
+            .with("big", vec![9u8; LEND_MIN])
+            .with("small", vec![1u8; 16])
+            .with("list", vec![crate::Value::from(vec![7u8; LEND_MIN + 1])]);
+        let memory: Arc<dyn LentBytes> = Arc::new(postcard::to_stdvec(&msg).unwrap());
+        let back: crate::Message =
+            decode_lending(memory.clone(), |b| postcard::from_bytes(b)).unwrap();
+        assert_eq!(back, msg);
+        let lent = |v: &crate::Value| matches!(v, crate::Value::Bytes(b) if b.is_lent());
+        assert!(lent(&back["big"]));
+        assert!(
+            !lent(&back["small"]),
+            "small values must not pin the memory"
+        );
+        assert!(lent(&back["list"].as_list().unwrap()[0]));
+        // The views keep the memory alive; outside `decode_lending` nothing lends.
+        drop(memory);
+        assert_eq!(back["big"].as_bytes().unwrap(), &[9u8; LEND_MIN][..]);
+        let again: crate::Message =
+            postcard::from_bytes(&postcard::to_stdvec(&msg).unwrap()).unwrap();
+        assert!(!lent(&again["big"]));
+    }
+
+    #[test]
     fn lent_and_owned_encode_alike_and_decode_owned() {
         let lent = Bytes::lent(Arc::new(Static(b"frame")));
         let owned = Bytes::from(b"frame".to_vec());
