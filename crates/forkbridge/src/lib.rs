@@ -142,7 +142,10 @@
 //! prepare for the fork (CPython's `PyOS_BeforeFork`/`AfterFork_*`).
 //! [`Value::Tuple`] and [`Value::Pickled`] carry Python's tuples and
 //! everything Python has no native form for; [`Bytes`] lets a large buffer
-//! be lent to a message and encoded once, without a copy first.
+//! be lent to a message and encoded once, without a copy first (and lends
+//! a large message's byte strings from the shared-memory slot it arrived
+//! in). [`MessageProcess::set_wait_in_read`] makes timed receives block in
+//! the socket read itself, for a caller that waits in short slices.
 //!
 //! # From valkka-multiprocess
 //!
