@@ -10,11 +10,11 @@
 //! subclassable.
 
 use pyo3::basic::CompareOp;
-use pyo3::exceptions::PyKeyError;
+use pyo3::exceptions::{PyKeyError, PyTypeError};
 use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
-use pyo3::types::{PyDict, PyTuple};
+use pyo3::types::{PyDict, PyTuple, PyType};
 
 /// A command plus keyword parameters, what crosses the intercom.
 ///
@@ -40,13 +40,46 @@ pub(crate) struct MessageObject {
 
 #[pymethods]
 impl MessageObject {
+    /// For `MessageObject` itself, the whole constructor (its `__init__`
+    /// then does nothing: the arguments are parsed once). For a subclass,
+    /// whose own `__init__` may take other arguments and call
+    /// `super().__init__(command, **kw)` as with the seed's class, the
+    /// fields are set here when the arguments look like a message's, and
+    /// (again) by `__init__`.
     #[new]
-    #[pyo3(signature = (command, **kwargs))]
-    fn new(py: Python<'_>, command: Py<PyAny>, kwargs: Option<Bound<'_, PyDict>>) -> Self {
-        MessageObject {
-            command,
-            kwargs: kwargs.map_or_else(|| PyDict::new(py).unbind(), Bound::unbind),
+    #[classmethod]
+    #[pyo3(signature = (*args, **kwargs), text_signature = "(command, **kwargs)")]
+    fn new(
+        cls: &Bound<'_, PyType>,
+        args: &Bound<'_, PyTuple>,
+        kwargs: Option<Bound<'_, PyDict>>,
+    ) -> PyResult<Self> {
+        let py = cls.py();
+        match fields(args, kwargs) {
+            Ok((command, kwargs)) => Ok(MessageObject { command, kwargs }),
+            Err(e) if cls.is(py.get_type::<MessageObject>()) => Err(e),
+            Err(_) => Ok(MessageObject {
+                command: py.None(),
+                kwargs: PyDict::new(py).unbind(),
+            }),
         }
+    }
+
+    /// See `__new__`.
+    #[pyo3(signature = (*args, **kwargs))]
+    fn __init__(
+        slf: &Bound<'_, Self>,
+        args: &Bound<'_, PyTuple>,
+        kwargs: Option<Bound<'_, PyDict>>,
+    ) -> PyResult<()> {
+        if slf.get_type().is(slf.py().get_type::<MessageObject>()) {
+            return Ok(());
+        }
+        let (command, kwargs) = fields(args, kwargs)?;
+        let mut this = slf.borrow_mut();
+        this.command = command;
+        this.kwargs = kwargs;
+        Ok(())
     }
 
     fn __call__(&self, py: Python<'_>) -> Py<PyAny> {
@@ -121,6 +154,39 @@ impl MessageObject {
         )?;
         PyTuple::new(py, [rebuild.clone_ref(py), args.into_any().unbind()])
     }
+}
+
+/// The fields of `MessageObject(command, **kwargs)` from a call's
+/// arguments (the command positional or by keyword).
+fn fields(
+    args: &Bound<'_, PyTuple>,
+    kwargs: Option<Bound<'_, PyDict>>,
+) -> PyResult<(Py<PyAny>, Py<PyDict>)> {
+    let py = args.py();
+    let keyword = match &kwargs {
+        Some(k) => k.get_item(intern!(py, "command"))?,
+        None => None,
+    };
+    let command = match (args.len(), keyword) {
+        (1, None) => args.get_item(0)?,
+        (0, Some(command)) => {
+            let rest = kwargs.as_ref().expect("a keyword came from it").copy()?;
+            rest.del_item(intern!(py, "command"))?;
+            return Ok((command.unbind(), rest.unbind()));
+        }
+        (1, Some(_)) => {
+            return Err(PyTypeError::new_err(
+                "MessageObject() got multiple values for argument 'command'",
+            ));
+        }
+        (n, _) => {
+            return Err(PyTypeError::new_err(format!(
+                "MessageObject() takes 1 positional argument (the command) but {n} were given"
+            )));
+        }
+    };
+    let kwargs = kwargs.unwrap_or_else(|| PyDict::new(py));
+    Ok((command.unbind(), kwargs.unbind()))
 }
 
 /// A `MessageObject` with these fields.

@@ -369,3 +369,39 @@ def test_send_message_to_back_none_stops_and_overrides_are_honoured():
     assert q.getPipe().recv(timeout=5)["n"] == 2
     assert [m() for m in sent] == ["echo"]
     q.stop()
+
+
+def test_message_object_behaves_as_the_seeds_class():
+    import pickle
+
+    m = MessageObject("cmd", a=1, b=[2])
+    assert m() == "cmd" and m["a"] == 1 and m.get("z", 5) == 5 and "b" in m
+    assert m == MessageObject("cmd", a=1, b=[2]) and m != MessageObject("cmd")
+    assert str(m) == "<MessageObject: cmd: {'a': 1, 'b': [2]}>"
+    assert pickle.loads(pickle.dumps(m)) == m
+    assert MessageObject(command="kw", a=1).kwargs == {"a": 1}
+    with pytest.raises(KeyError):
+        m["missing"]
+    with pytest.raises(TypeError):
+        hash(m)
+    for bad in (lambda: MessageObject(), lambda: MessageObject("a", "b"), lambda: MessageObject("a", command="b")):
+        with pytest.raises(TypeError):
+            bad()
+
+    # Subclasses written for the seed's pure-Python class keep working.
+    class Tagged(MessageObject):
+        def __init__(self, command, **kwargs):
+            super().__init__(command, **kwargs)
+            self.tag = "t"
+
+    class Fixed(MessageObject):
+        def __init__(self, x):
+            super().__init__("fixed", x=x)
+
+    class Plain(MessageObject):
+        pass
+
+    t, f, p = Tagged("tagged", a=1), Fixed(3), Plain("plain", z=1)
+    assert (t(), t["a"], t.tag) == ("tagged", 1, "t")
+    assert (f(), f.kwargs) == ("fixed", {"x": 3})
+    assert (p(), p.kwargs) == ("plain", {"z": 1})
