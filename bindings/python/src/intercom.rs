@@ -14,7 +14,7 @@ use pyo3::types::{PyDict, PyList};
 use crate::SIGNAL_SLICE;
 use crate::convert;
 use crate::errors::IntoPyResult;
-use crate::process::{lock, seconds};
+use crate::process::{lock, seconds, slice_left};
 
 /// The child's end: receive commands, send replies.
 #[pyclass(frozen, module = "forkbridge._native")]
@@ -39,10 +39,7 @@ impl Intercom {
             None => None,
         };
         loop {
-            let slice = deadline.map_or(SIGNAL_SLICE, |d| {
-                d.saturating_duration_since(Instant::now())
-                    .min(SIGNAL_SLICE)
-            });
+            let slice = slice_left(deadline).unwrap_or(Duration::ZERO);
             match py.detach(|| lock(&self.inner).recv_timeout(slice)) {
                 Err(e) if e.is_timeout() && deadline.is_none_or(|d| Instant::now() < d) => {
                     py.check_signals()?;

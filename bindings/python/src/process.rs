@@ -342,12 +342,15 @@ impl Process {
         self.buffered.store(p.has_buffered(), Ordering::Relaxed);
     }
 
-    /// Tries `op` (without waiting) whenever the intercom becomes readable
-    /// (or writable, for a send: `writing`), and once per slice, until it returns something other than a timeout or
-    /// `timeout` seconds have passed. The waiting happens in `poll` on the
-    /// raw fds *without* the lock, in slices of at most `SIGNAL_SLICE`
-    /// between which Python's signal handlers run: a thread blocked here
-    /// never holds up another thread's send.
+    /// Tries `op` whenever the intercom becomes readable (or writable, for
+    /// a send: `writing`), and once per slice, until it returns something
+    /// other than a timeout or `timeout` seconds have passed. Waits come in
+    /// slices of at most `SIGNAL_SLICE`, between which Python's signal
+    /// handlers run. A receive by the program's only Python thread waits in
+    /// the read itself, holding the lock (nobody else can want it: one
+    /// syscall per message instead of a poll and a read); otherwise the
+    /// wait is a `poll` on the raw fd *without* the lock, so a thread
+    /// blocked here never holds up another thread's send.
     fn wait<T: Send>(
         &self,
         py: Python<'_>,
@@ -359,7 +362,7 @@ impl Process {
             Some(t) => Some(Instant::now() + seconds(t)?),
             None => None,
         };
-        // The wait is on the intercom alone: a backend that dies closes it
+        // The poll is on the intercom alone: a backend that dies closes it
         // (end of stream). A backend whose own child still holds the socket
         // is seen dead by the try after each slice (the core looks at the
         // pidfd there); polling the pidfd too would cost a second wait
@@ -369,41 +372,15 @@ impl Process {
             // The first round only tries what is already read and waiting
             // (then the fd is quiet); later rounds wait for the fds first.
             let first = slice.is_zero();
-            // Nothing read ahead and no spinning: straight to the poll.
+            // Nothing read ahead and no spinning: straight to the wait.
             let skip = first && self.spin.is_zero() && !self.buffered.load(Ordering::Relaxed);
-            if skip && !writing && alone(py)? {
-                // The one Python thread: nobody else can want the lock, so
-                // the wait may hold it and block in the read itself (one
-                // syscall per message, not a poll and a read). A thread
-                // started meanwhile waits at most one slice for its send;
-                // the next round sees it and polls without the lock.
-                let slice = match deadline {
-                    Some(d) => d
-                        .saturating_duration_since(Instant::now())
-                        .min(SIGNAL_SLICE),
-                    None => SIGNAL_SLICE,
-                };
-                let result = py.detach(|| -> PyResult<forkbridge::Result<T>> {
-                    let mut inner = lock(&self.inner);
-                    let p = handle(&mut inner)?;
-                    let result = op(p, slice);
-                    self.note_buffered(p);
-                    Ok(result)
-                })?;
-                match result {
-                    Err(e) if e.is_timeout() => {}
-                    other => return other.py_err(),
-                }
-                py.check_signals()?;
-                if deadline.is_some_and(|d| Instant::now() >= d) {
-                    return Err(pyo3::exceptions::PyTimeoutError::new_err(format!(
-                        "process '{}': timed out",
-                        self.name
-                    )));
-                }
-                continue;
-            }
-            let result = if skip {
+            // Checked every round: a thread started meanwhile waits at most
+            // one slice for its send, then the next round polls.
+            let in_read = skip && !writing && alone(py)?;
+            let result = if in_read {
+                let left = slice_left(deadline).unwrap_or(Duration::ZERO);
+                Some(self.with(py, |p| Ok(op(p, left)))?)
+            } else if skip {
                 None
             } else {
                 py.detach(|| -> PyResult<Option<forkbridge::Result<T>>> {
@@ -430,22 +407,18 @@ impl Process {
                 Some(Err(e)) if e.is_timeout() => {}
                 Some(other) => return other.py_err(),
             }
-            if !first {
+            if !first || in_read {
                 py.check_signals()?;
             }
-            slice = match deadline {
-                Some(d) if Instant::now() >= d => {
-                    return Err(pyo3::exceptions::PyTimeoutError::new_err(format!(
-                        "process '{}': timed out",
-                        self.name
-                    )));
-                }
-                Some(d) => d
-                    .saturating_duration_since(Instant::now())
-                    .min(SIGNAL_SLICE)
-                    .max(Duration::from_micros(1)),
-                None => SIGNAL_SLICE,
-            };
+            slice = slice_left(deadline).ok_or_else(|| {
+                pyo3::exceptions::PyTimeoutError::new_err(format!(
+                    "process '{}': timed out",
+                    self.name
+                ))
+            })?;
+            if in_read {
+                slice = Duration::ZERO; // the next round reads again
+            }
         }
     }
 
@@ -477,6 +450,20 @@ impl Drop for Process {
         }
         // In the owner, the core handle's own `Drop` stops the backend
         // within its bound.
+    }
+}
+
+/// What is left of a wait until `deadline`, at most one signal slice (and
+/// never zero, which would mean "do not wait"); `None` once it has passed.
+pub(crate) fn slice_left(deadline: Option<Instant>) -> Option<Duration> {
+    match deadline {
+        Some(d) if Instant::now() >= d => None,
+        Some(d) => Some(
+            d.saturating_duration_since(Instant::now())
+                .min(SIGNAL_SLICE)
+                .max(Duration::from_micros(1)),
+        ),
+        None => Some(SIGNAL_SLICE),
     }
 }
 
