@@ -694,15 +694,6 @@ impl MessageProcess {
     /// As [`flush`](MessageProcess::flush), giving up after `timeout` with
     /// [`ErrorKind::Timeout`]; what was not written stays buffered.
     pub fn flush_timeout(&mut self, timeout: Duration) -> Result<()> {
-        if timeout.is_zero() && matches!(self.state, State::Running { .. }) {
-            // The common case of a caller that waits elsewhere (the Python
-            // binding, once per message): no clock read.
-            return match self.conn.try_flush() {
-                Ok(true) => Ok(()),
-                Ok(false) => Err(Error::new(ErrorKind::Timeout)),
-                Err(_) => self.flush_deadline(Some(Instant::now())),
-            };
-        }
         self.flush_deadline(Some(Instant::now() + timeout))
     }
 
