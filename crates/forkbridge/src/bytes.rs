@@ -213,6 +213,8 @@ impl<'de> Deserialize<'de> for Bytes {
                 crate::serde_impl::bytes::from_seq(seq).map(Bytes::from)
             }
         }
+        // Not `deserialize_byte_buf`: postcard answers that with an owned
+        // copy, and only borrowed bytes can be lent.
         d.deserialize_bytes(Visitor)
     }
 }

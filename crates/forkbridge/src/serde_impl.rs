@@ -3,33 +3,17 @@
 //! numbers) and ordered pairs as a map.
 
 pub(crate) mod bytes {
-    use std::fmt;
-
-    use serde::de::{self, SeqAccess, Visitor};
-    use serde::{Deserializer, Serializer};
+    use serde::de::SeqAccess;
+    use serde::{Deserialize, Deserializer, Serializer};
 
     pub(crate) fn serialize<S: Serializer>(bytes: &[u8], s: S) -> Result<S::Ok, S::Error> {
         s.serialize_bytes(bytes)
     }
 
+    /// One decoder for byte strings: [`Bytes`](crate::Bytes)' (a large one
+    /// decoded from lending memory is lent, then copied here).
     pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
-        struct BytesVisitor;
-        impl<'de> Visitor<'de> for BytesVisitor {
-            type Value = Vec<u8>;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a byte string")
-            }
-            fn visit_bytes<E: de::Error>(self, v: &[u8]) -> Result<Vec<u8>, E> {
-                Ok(v.to_vec())
-            }
-            fn visit_byte_buf<E: de::Error>(self, v: Vec<u8>) -> Result<Vec<u8>, E> {
-                Ok(v)
-            }
-            fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Vec<u8>, A::Error> {
-                from_seq(seq)
-            }
-        }
-        d.deserialize_byte_buf(BytesVisitor)
+        crate::Bytes::deserialize(d).map(crate::Bytes::into_vec)
     }
 
     /// Bytes given as a sequence of numbers (JSON, for one).
