@@ -272,12 +272,19 @@ fn a_backend_sends_a_buffer_back() {
     p.stop().unwrap();
 }
 
-fn large_messages_take_the_lane_in_order_both_ways() {
+/// A started echo backend whose messages of 64 KiB or more take a lane of
+/// `slot_size` slots.
+fn lane_echo(slot_size: usize) -> MessageProcess {
     let mut p = MessageProcess::builder("lane")
-        .large_messages(64 << 10, 4 << 20)
+        .large_messages(64 << 10, slot_size)
         .build(common::Probe::default())
         .unwrap();
     p.start().unwrap();
+    p
+}
+
+fn large_messages_take_the_lane_in_order_both_ways() {
+    let mut p = lane_echo(4 << 20);
     // Large (lane), small (socket), too large for a slot (socket), and a
     // burst of large ones while both slots are busy (socket): all echoed
     // back intact and in order.
@@ -335,11 +342,7 @@ impl Backend for Holder {
 }
 
 fn received_large_bytes_are_read_in_the_slot_while_held() {
-    let mut p = MessageProcess::builder("lane")
-        .large_messages(64 << 10, 2 << 20)
-        .build(common::Probe::default())
-        .unwrap();
-    p.start().unwrap();
+    let mut p = lane_echo(2 << 20);
     let pattern =
         |i: usize, len: usize| -> Vec<u8> { (0..len).map(|j| (i * 7 + j) as u8).collect() };
     // Keep every echo: the first ones hold both of the backend's lane
@@ -388,11 +391,7 @@ fn received_large_bytes_are_read_in_the_slot_while_held() {
 
     // Without a fork, a dropped message frees its slot: the lane is used
     // again.
-    let mut p = MessageProcess::builder("lane")
-        .large_messages(64 << 10, 2 << 20)
-        .build(common::Probe::default())
-        .unwrap();
-    p.start().unwrap();
+    let mut p = lane_echo(2 << 20);
     for i in 0..6 {
         p.send(message!("echo", i = i).with("data", pattern(i, 1 << 20)))
             .unwrap();
