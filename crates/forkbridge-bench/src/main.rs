@@ -708,7 +708,7 @@ fn shm_frames(scale: &Scale) -> Outcome {
 
         // Eight slots, not four: with four the producer keeps overwriting the
         // slot the consumer has just read and both cores fight over the same
-        // lines (4 slots: 12.8-14.8 GB/s here, 6-16 slots: 15-19 GB/s).
+        // lines (4 slots: 12.8-13.6 GB/s here, 6-16 slots: 15-19 GB/s).
         let ring = FrameRing::new(8, MIB).unwrap();
         let mut p = MessageProcess::new("drain", Drain { ring: ring.clone() }).unwrap();
         p.start().unwrap();

@@ -115,8 +115,8 @@ pub(crate) fn fingerprint<T: ?Sized>() -> u64 {
 }
 
 /// A postcard output that appends to a `Vec`, copying byte strings with
-/// one `memcpy` (postcard's own `to_extend` pushes them byte by byte
-/// through `Extend`, a third of the time of a large message).
+/// one `memcpy` (postcard's own `to_extend` pushes them through `Extend`
+/// byte by byte: a tenth of all samples in a profile of 4 MiB sends).
 struct Append<'a>(&'a mut Vec<u8>);
 
 impl postcard::ser_flavors::Flavor for Append<'_> {
