@@ -3,11 +3,15 @@
 //!
 //! A received numpy array's data arrives as an out-of-band pickle buffer
 //! (`Value::Pickled::buffers`). Turning it into `bytes` would copy a frame
-//! once more; instead the allocation is handed to this object, which
-//! exports it through the buffer protocol — writable, like a `bytearray` —
-//! and `pickle.loads(data, buffers=...)` lets numpy build the array on it.
-//! The array keeps this object alive, and it frees the memory when the last
-//! view is gone.
+//! once more; instead the memory is handed to this object, which exports
+//! it through the buffer protocol — writable, like a `bytearray` — and
+//! `pickle.loads(data, buffers=...)` lets numpy build the array on it. The
+//! memory is the decoder's allocation (the socket path) or, for a message
+//! that came through the shared-memory lane, the lane's slot itself: the
+//! frame is then read where the sender wrote it, and copying it out would
+//! have cost as much as the sender's copy in. The array keeps this object
+//! alive; when the last view is gone it frees the allocation or gives the
+//! slot back.
 //!
 //! `LentView` is the sending side's counterpart: an array's buffer lent to
 //! the message being encoded, so it is copied once, into the socket buffer
@@ -17,39 +21,67 @@
 use std::ffi::c_int;
 use std::fmt;
 
-use forkbridge::LentBytes;
+use forkbridge::{Bytes, LentBytes};
 use pyo3::buffer::PyBuffer;
 use pyo3::ffi;
 use pyo3::prelude::*;
 
-/// A heap allocation owned by Python through the buffer protocol.
+/// Received bytes owned by Python through the buffer protocol: a heap
+/// allocation (bytes that came through the socket), or a view of the
+/// shared-memory slot a large message arrived in (`Bytes` lent by the lane).
 #[pyclass(frozen, module = "forkbridge._native")]
 pub(crate) struct ReceivedBuffer {
+    /// Where the bytes start: the allocation, or the slot.
     ptr: *mut u8,
     len: usize,
+    /// For a slot: the value that keeps it this process's (the slot goes
+    /// back to the sender when this is dropped). `None`: `ptr` is ours.
+    lent: Option<Bytes>,
 }
 
-// SAFETY: the allocation is owned by this object alone; Rust never reads or
-// writes it after `new`, and Python reaches it only through buffer views,
-// whose concurrent use follows the same rules as a `bytearray`'s.
+// SAFETY: the bytes are this object's alone (an allocation made for it, or a
+// lane slot held for it, which the sender does not touch until it is
+// released); Rust never reads or writes them after `new`, and Python
+// reaches them only through buffer views, whose concurrent use follows the
+// same rules as a `bytearray`'s.
 unsafe impl Send for ReceivedBuffer {}
-// SAFETY: as above: no Rust code dereferences `ptr` through a shared
-// reference.
+// SAFETY: as above: no Rust code dereferences `ptr`.
 unsafe impl Sync for ReceivedBuffer {}
 
 impl ReceivedBuffer {
-    pub(crate) fn new(bytes: Vec<u8>) -> ReceivedBuffer {
-        let boxed = bytes.into_boxed_slice();
+    /// Takes `bytes` over without copying them: a lent value keeps lending
+    /// (its slot stays held while Python uses the buffer), an owned one
+    /// becomes the allocation.
+    pub(crate) fn new(bytes: Bytes) -> ReceivedBuffer {
+        if bytes.is_lent() {
+            return ReceivedBuffer {
+                // The only address taken from the lent value; no reference
+                // into the slot is kept.
+                ptr: bytes.as_slice().as_ptr().cast_mut(),
+                len: bytes.len(),
+                lent: Some(bytes),
+            };
+        }
+        let boxed = bytes.into_vec().into_boxed_slice();
         let len = boxed.len();
         ReceivedBuffer {
             ptr: Box::into_raw(boxed).cast::<u8>(),
             len,
+            lent: None,
         }
+    }
+
+    /// Whether the bytes are a view of a shared-memory slot.
+    pub(crate) fn is_shared(&self) -> bool {
+        self.lent.is_some()
     }
 }
 
 impl Drop for ReceivedBuffer {
     fn drop(&mut self) {
+        if self.lent.is_some() {
+            return; // dropping `lent` gives the slot back
+        }
         // SAFETY: `ptr`/`len` came from `Box::into_raw` of a boxed slice of
         // exactly `len` bytes in `new`, and are freed only here, once. Python
         // holds a reference to this object for every live buffer view
@@ -71,9 +103,13 @@ impl ReceivedBuffer {
     ) -> PyResult<()> {
         let this = slf.get();
         // SAFETY: `view` is valid (CPython's contract for getbufferproc);
-        // `ptr` points at `len` live bytes owned by `slf`, which
-        // `PyBuffer_FillInfo` keeps alive by storing a new reference to it
-        // in `view.obj`; the memory is writable (readonly = 0).
+        // `ptr` points at `len` live bytes that are `slf`'s alone (see the
+        // `Send` impl), which `PyBuffer_FillInfo` keeps alive by storing a
+        // new reference to `slf` in `view.obj`. They are writable
+        // (readonly = 0), as a received `bytearray` or numpy array is in
+        // valkka-multiprocess: an allocation of ours, or a slot mapping
+        // read-write that the sender leaves alone until `lent` is dropped;
+        // Rust holds no reference into either while views exist.
         let rc = unsafe {
             ffi::PyBuffer_FillInfo(
                 view,
@@ -88,6 +124,13 @@ impl ReceivedBuffer {
             return Err(PyErr::fetch(slf.py()));
         }
         Ok(())
+    }
+
+    /// Whether the bytes are a view of the shared-memory slot they arrived
+    /// in (a large message) rather than a private copy.
+    #[getter]
+    fn shared(&self) -> bool {
+        self.is_shared()
     }
 
     fn __len__(&self) -> usize {

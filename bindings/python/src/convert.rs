@@ -185,7 +185,7 @@ pub(crate) fn to_py(py: Python<'_>, value: Value) -> PyResult<Py<PyAny>> {
                 // Handed over without a copy: numpy builds the array on it.
                 let buffers = buffers
                     .into_iter()
-                    .map(|b| Py::new(py, ReceivedBuffer::new(b.into_vec())))
+                    .map(|b| Py::new(py, ReceivedBuffer::new(b)))
                     .collect::<PyResult<Vec<_>>>()?;
                 let kwargs = PyDict::new(py);
                 kwargs.set_item("buffers", buffers)?;

@@ -233,6 +233,40 @@ def test_numpy_arrays_cross(echo):
     assert (back == f).all() and back.shape == f.shape
 
 
+def received_buffer(array):
+    """The object that owns a received array's memory."""
+    base = array
+    while getattr(base, "base", None) is not None:
+        base = base.base
+    return base.obj if isinstance(base, memoryview) else base
+
+
+def test_lane_arrays_are_writable_views_that_stay_intact(echo):
+    np = pytest.importorskip("numpy")
+    # Kept arrays hold their slots: later frames must not overwrite them
+    # (the sender takes the socket while both slots are held).
+    kept = []
+    for i in range(6):
+        echo.sendMessageToBack(MessageObject("echo", a=np.full(1 << 18, i, dtype=np.float32)))
+        kept.append(echo.getPipe().recv(timeout=10)["a"])
+    assert received_buffer(kept[0]).shared and received_buffer(kept[1]).shared
+    assert not received_buffer(kept[-1]).shared  # came through the socket
+    for i, got in enumerate(kept):
+        assert got.dtype == np.float32 and got.shape == (1 << 18,)
+        assert (got == i).all(), i
+    kept[0][:] = -1.0  # the slot is the receiver's until the view is gone
+    assert (kept[0] == -1.0).all() and (kept[1] == 1).all()
+    del kept, got
+    # Slots given back: large frames take shared memory again, intact.
+    sent = echo._native.large_messages_sent
+    for i in range(4):
+        echo.sendMessageToBack(MessageObject("echo", a=np.full(1 << 18, 10 + i, dtype=np.float32)))
+        back = echo.getPipe().recv(timeout=10)["a"]
+        assert received_buffer(back).shared and (back == 10 + i).all()
+        del back
+    assert echo._native.large_messages_sent == sent + 4
+
+
 def test_frontend_handle_is_refused_in_the_child():
     class Nested(MessageProcess):
         def c__try(self):

@@ -90,7 +90,10 @@ class MessageProcess:
     stop_timeout: ClassVar[float] = 5.0
     kill_timeout: ClassVar[float] = 1.0
     #: Messages whose strings/bytes/pickles hold at least this many bytes go
-    #: through shared memory instead of the socket (None: never).
+    #: through shared memory instead of the socket (None: never). Their
+    #: numpy arrays and out-of-band buffers arrive as writable views of the
+    #: slot (no copy on receipt); keeping one keeps its slot, and later
+    #: large messages take the socket until a slot is free again.
     large_message_threshold: ClassVar[int | None] = 256 * 1024
     #: Largest message either side accepts, in bytes.
     max_message_size: ClassVar[int] = 256 * 1024 * 1024
