@@ -17,6 +17,7 @@ use forkbridge::Bytes;
 
 use crate::buffer::{LentView, ReceivedBuffer};
 use crate::message::MessageObject;
+use crate::ndarray;
 use pyo3::buffer::PyBuffer;
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
@@ -28,17 +29,24 @@ use pyo3::types::{PyBool, PyBytes, PyDict, PyFloat, PyInt, PyList, PyString, PyT
 /// in its parameter `"value"`.
 pub(crate) const OBJECT_COMMAND: &str = "__object__";
 
+/// The type name a pickled `numpy.ndarray` carries.
+const NDARRAY_TYPE: &str = "numpy.ndarray";
+
 /// Deeper nesting than the core's decoder accepts is refused when sending.
 const MAX_DEPTH: usize = 120;
 
-static PICKLE: PyOnceLock<(Py<PyAny>, Py<PyAny>)> = PyOnceLock::new();
+/// `pickle.dumps`, `pickle.loads`, `pickle.PickleBuffer`.
+type Pickle = (Py<PyAny>, Py<PyAny>, Py<PyAny>);
 
-fn pickle(py: Python<'_>) -> PyResult<&(Py<PyAny>, Py<PyAny>)> {
+static PICKLE: PyOnceLock<Pickle> = PyOnceLock::new();
+
+fn pickle(py: Python<'_>) -> PyResult<&Pickle> {
     PICKLE.get_or_try_init(py, || {
         let module = py.import("pickle")?;
         Ok((
             module.getattr("dumps")?.unbind(),
             module.getattr("loads")?.unbind(),
+            module.getattr("PickleBuffer")?.unbind(),
         ))
     })
 }
@@ -102,8 +110,31 @@ fn to_value_at(obj: &Bound<'_, PyAny>, depth: usize) -> PyResult<Value> {
     pickled(obj)
 }
 
+/// `buffer` (a `PickleBuffer`) lent to the message without a copy, if it
+/// is contiguous bytes.
+fn lent_buffer(buffer: &Bound<'_, PyAny>) -> PyResult<Option<Bytes>> {
+    let Ok(raw) = buffer.call_method0("raw") else {
+        return Ok(None); // not contiguous
+    };
+    let view = PyBuffer::<u8>::get(&raw)?;
+    Ok(LentView::new(view).map(|lent| Bytes::lent(Arc::new(lent))))
+}
+
 fn pickled(obj: &Bound<'_, PyAny>) -> PyResult<Value> {
     let py = obj.py();
+    let kind = ndarray::kind_of(obj)?;
+    if let Some(kind) = &kind
+        && let Some(data) = ndarray::cached(py, kind)?
+    {
+        let buffer = pickle(py)?.2.bind(py).call1((obj,))?;
+        if let Some(lent) = lent_buffer(&buffer)? {
+            return Ok(Value::Pickled {
+                type_name: NDARRAY_TYPE.to_owned(),
+                data,
+                buffers: vec![lent],
+            });
+        }
+    }
     let ty = obj.get_type();
     let type_name = format!("{}.{}", ty.module()?, ty.qualname()?);
     let dumps = pickle(py)?.0.bind(py);
@@ -116,18 +147,20 @@ fn pickled(obj: &Bound<'_, PyAny>) -> PyResult<Value> {
     let data = dumps.call((obj, 5), Some(&kwargs))?;
     let mut buffers = Vec::with_capacity(collected.len());
     for pickle_buffer in collected.iter() {
-        let raw = match pickle_buffer.call_method0("raw") {
-            Ok(raw) => raw,
-            // Not contiguous: let pickle copy it in-band instead.
-            Err(_) => return pickled_in_band(obj, type_name),
-        };
-        let view = PyBuffer::<u8>::get(&raw)?;
-        match LentView::new(view) {
-            Some(lent) => buffers.push(Bytes::lent(Arc::new(lent))),
+        match lent_buffer(&pickle_buffer)? {
+            Some(lent) => buffers.push(lent),
+            // Not contiguous bytes: let pickle copy it in-band instead.
             None => return pickled_in_band(obj, type_name),
         }
     }
-    let data = data.cast::<PyBytes>()?.as_bytes().to_vec();
+    let data = data.cast::<PyBytes>()?.as_bytes();
+    if let Some(kind) = kind
+        && buffers.len() == 1
+        && type_name == NDARRAY_TYPE
+    {
+        ndarray::remember(kind, data);
+    }
+    let data = data.to_vec();
     Ok(Value::Pickled {
         type_name,
         data,

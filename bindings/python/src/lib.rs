@@ -29,6 +29,7 @@ mod errors;
 mod events;
 mod intercom;
 mod message;
+mod ndarray;
 mod process;
 mod sys;
 

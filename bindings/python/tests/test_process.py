@@ -233,6 +233,49 @@ def test_numpy_arrays_cross(echo):
     assert (back == f).all() and back.shape == f.shape
 
 
+def test_numpy_arrays_of_every_kind_cross_again_and_again(echo):
+    # The second and later arrays of a kind skip pickle.dumps (the binding
+    # remembers the in-band part): they must still come back identical.
+    np = pytest.importorskip("numpy")
+    base = np.arange(60, dtype=np.float64).reshape(3, 4, 5)
+    readonly = np.arange(6, dtype=np.int16)
+    readonly.flags.writeable = False
+    arrays = [
+        base,
+        base + 1,  # same kind, other data
+        base.reshape(4, 3, 5),  # same dtype, other shape
+        np.asfortranarray(base),  # Fortran order
+        base.astype(">i4"),  # big-endian
+        base.astype(np.float32).reshape(6, 10),
+        np.array(7, dtype=np.uint8),  # 0-d
+        np.zeros((0, 3), dtype=np.float32),  # empty
+        readonly,
+        np.array([(1, 2.0)], dtype=[("a", "i4"), ("b", "f8")]),  # structured
+        np.array(["x", "yz"]),
+        np.zeros(3, dtype=np.dtype(np.float64, metadata={"unit": "m"})),  # metadata
+        np.zeros(3, dtype="(2,)f4"),  # subarray dtype
+        np.array(["2026-12-01"], dtype="datetime64[D]"),
+        np.array(["2026-12-01"], dtype="datetime64[s]"),  # equal str prefix, other unit
+        base[:, ::2],  # not contiguous
+        np.ma.masked_array([1, 2, 3], mask=[0, 1, 0]),  # a subclass
+    ]
+    for round_ in range(3):
+        for i, a in enumerate(arrays):
+            echo.sendMessageToBack(MessageObject("echo", a=a, i=i))
+            back = echo.getPipe().recv(timeout=10)
+            got = back["a"]
+            assert back["i"] == i
+            assert type(got) is type(a), (round_, i)
+            assert got.dtype == a.dtype and got.shape == a.shape, (round_, i)
+            assert np.array_equal(np.asarray(got), np.asarray(a)), (round_, i)
+            assert got.flags.f_contiguous == a.flags.f_contiguous, (round_, i)
+            assert got.flags.writeable == a.flags.writeable, (round_, i)
+            assert got.flags.c_contiguous == a.flags.c_contiguous or not a.flags.forc, (round_, i)
+            assert got.dtype.metadata == a.dtype.metadata, (round_, i)
+            if isinstance(a, np.ma.MaskedArray):
+                assert (got.mask == a.mask).all()
+
+
 def received_buffer(array):
     """The object that owns a received array's memory."""
     base = array
