@@ -211,18 +211,25 @@ pub(crate) fn to_py(py: Python<'_>, value: Value) -> PyResult<Py<PyAny>> {
         }
         Value::Pickled { data, buffers, .. } => {
             let loads = pickle(py)?.1.bind(py);
-            let data = PyBytes::new(py, &data);
             if buffers.is_empty() {
-                loads.call1((data,))?.unbind()
+                loads.call1((PyBytes::new(py, &data),))?.unbind()
             } else {
                 // Handed over without a copy: numpy builds the array on it.
+                let one = buffers.len() == 1;
                 let buffers = buffers
                     .into_iter()
                     .map(|b| Py::new(py, ReceivedBuffer::new(b)))
                     .collect::<PyResult<Vec<_>>>()?;
+                if one && let Some(array) = ndarray::rebuild(py, &data, buffers[0].bind(py))? {
+                    return Ok(array.unbind());
+                }
                 let kwargs = PyDict::new(py);
                 kwargs.set_item("buffers", buffers)?;
-                loads.call((data,), Some(&kwargs))?.unbind()
+                let obj = loads.call((PyBytes::new(py, &data),), Some(&kwargs))?;
+                if one && let Some(kind) = ndarray::kind_of(&obj)? {
+                    ndarray::learn(kind, &data);
+                }
+                obj.unbind()
             }
         }
         // `Value` may grow; a newer peer's value is an error, not a crash.
