@@ -32,7 +32,7 @@
 //! and dtype pickling differ between numpy versions; copying what numpy
 //! itself produced cannot drift).
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
@@ -54,8 +54,11 @@ struct Entry {
     data: Vec<u8>,
 }
 
+/// Entries are shared out of the lock: no Python code (a comparison, a
+/// destructor) ever runs while it is held, so a thread that releases the
+/// GIL inside one cannot deadlock with a thread waiting for the lock.
 struct Cache {
-    entries: Vec<Entry>,
+    entries: Vec<Arc<Entry>>,
     /// The entry a new kind replaces once the cache is full.
     next: usize,
 }
@@ -76,17 +79,20 @@ impl Cache {
         }
     }
 
-    fn insert(&mut self, kind: Kind, data: &[u8]) {
-        let entry = Entry {
+    /// Adds an entry; returns the one it replaced, for the caller to drop
+    /// after letting go of the lock.
+    fn insert(&mut self, kind: Kind, data: &[u8]) -> Option<Arc<Entry>> {
+        let entry = Arc::new(Entry {
             kind,
             data: data.to_vec(),
-        };
+        });
         if self.entries.len() < ENTRIES {
             self.entries.push(entry);
+            None
         } else {
             let at = self.next;
-            self.entries[at] = entry;
             self.next = (at + 1) % ENTRIES;
+            Some(std::mem::replace(&mut self.entries[at], entry))
         }
     }
 }
@@ -145,7 +151,8 @@ impl Kind {
 
 /// The remembered in-band pickle of arrays of `kind`, if any.
 pub(crate) fn cached(py: Python<'_>, kind: &Kind) -> PyResult<Option<Vec<u8>>> {
-    for entry in &lock(&SENT).entries {
+    let entries = lock(&SENT).entries.clone();
+    for entry in &entries {
         if entry.kind.same(py, kind)? {
             return Ok(Some(entry.data.clone()));
         }
@@ -156,16 +163,21 @@ pub(crate) fn cached(py: Python<'_>, kind: &Kind) -> PyResult<Option<Vec<u8>>> {
 /// Remembers `data`, the in-band pickle `pickle.dumps` made for an array of
 /// `kind` with its one buffer out of band.
 pub(crate) fn remember(kind: Kind, data: &[u8]) {
-    lock(&SENT).insert(kind, data);
+    let replaced = lock(&SENT).insert(kind, data);
+    drop(replaced);
 }
 
 /// Remembers that `pickle.loads` made an array of `kind` from the in-band
 /// pickle `data` and one buffer.
 pub(crate) fn learn(kind: Kind, data: &[u8]) {
-    let mut received = lock(&RECEIVED);
-    if !received.entries.iter().any(|e| e.data == data) {
-        received.insert(kind, data);
-    }
+    let replaced = {
+        let mut received = lock(&RECEIVED);
+        if received.entries.iter().any(|e| e.data == data) {
+            return; // `kind` is dropped after the lock
+        }
+        received.insert(kind, data)
+    };
+    drop(replaced);
 }
 
 /// The array the in-band pickle `data` makes of `buffer`, built without
@@ -175,27 +187,28 @@ pub(crate) fn rebuild<'py>(
     data: &[u8],
     buffer: &Bound<'py, PyAny>,
 ) -> PyResult<Option<Bound<'py, PyAny>>> {
-    let (dtype, shape, c_order, writeable) = {
-        let received = lock(&RECEIVED);
-        let Some(entry) = received.entries.iter().find(|e| e.data == data) else {
-            return Ok(None);
-        };
-        let k = &entry.kind;
-        (
-            k.dtype.clone_ref(py),
-            k.shape.clone_ref(py),
-            k.c_order,
-            k.writeable,
-        )
+    let found = lock(&RECEIVED)
+        .entries
+        .iter()
+        .find(|e| e.data == data)
+        .cloned();
+    let Some(entry) = found else {
+        return Ok(None);
     };
+    let Kind {
+        dtype,
+        shape,
+        c_order,
+        writeable,
+    } = &entry.kind;
     let frombuffer = FROMBUFFER.get_or_try_init(py, || {
         py.import("numpy")?.getattr("frombuffer").map(Bound::unbind)
     })?;
-    let flat = frombuffer.bind(py).call1((buffer, dtype))?;
+    let flat = frombuffer.bind(py).call1((buffer, dtype.bind(py)))?;
     let kwargs = PyDict::new(py);
-    kwargs.set_item("order", if c_order { "C" } else { "F" })?;
-    let array = flat.call_method("reshape", (shape,), Some(&kwargs))?;
-    if !writeable {
+    kwargs.set_item("order", if *c_order { "C" } else { "F" })?;
+    let array = flat.call_method("reshape", (shape.bind(py),), Some(&kwargs))?;
+    if !*writeable {
         array.getattr("flags")?.setattr("writeable", false)?;
     }
     Ok(Some(array))
