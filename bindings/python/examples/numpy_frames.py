@@ -1,7 +1,9 @@
 # numpy frames from a backend to the frontend. Arrays are pickled per value
-# (protocol 5), and a message this large travels through forkbridge's
-# shared-memory lane instead of the socket: no 1 MiB copies through the
-# kernel, and small messages are not held up behind it.
+# (protocol 5, the data out of band), and a message this large travels
+# through forkbridge's shared-memory lane instead of the socket: the backend
+# copies each frame once, into a slot, and the array the frontend receives is
+# a view of that slot (given back when the array is dropped); no 1 MiB copies
+# through the kernel, and small messages are not held up behind it.
 import time
 
 import numpy as np
