@@ -1,9 +1,10 @@
 # numpy frames from a backend to the frontend. Arrays are pickled per value
 # (protocol 5, the data out of band), and a message this large travels
-# through forkbridge's shared-memory lane instead of the socket: the backend
-# copies each frame once, into a slot, and the array the frontend receives is
-# a view of that slot (given back when the array is dropped); no 1 MiB copies
-# through the kernel, and small messages are not held up behind it.
+# through forkbridge's shared-memory lane instead of the socket: no 1 MiB
+# copies through the kernel, and small messages are not held up behind it.
+# This frontend is done with each frame before the next arrives, so it lets
+# received arrays be views of the slot they came in (lend_received_buffers):
+# each frame is copied once, by the backend, into shared memory.
 import time
 
 import numpy as np
@@ -12,6 +13,7 @@ from forkbridge import MessageObject, MessageProcess
 
 
 class Renderer(MessageProcess):
+    lend_received_buffers = True
 
     def c__render(self, count=0, shape=(512, 512), dtype="float32"):
         for i in range(count):

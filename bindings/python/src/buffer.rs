@@ -6,12 +6,15 @@
 //! once more; instead the memory is handed to this object, which exports
 //! it through the buffer protocol — writable, like a `bytearray` — and
 //! `pickle.loads(data, buffers=...)` lets numpy build the array on it. The
-//! memory is the decoder's allocation (the socket path) or, for a message
-//! that came through the shared-memory lane, the lane's slot itself: the
-//! frame is then read where the sender wrote it, and copying it out would
-//! have cost as much as the sender's copy in. The array keeps this object
-//! alive; when the last view is gone it frees the allocation or gives the
-//! slot back.
+//! memory is the decoder's allocation (the socket path, or a frame copied
+//! out of its shared-memory slot) or, when the process lends received
+//! buffers (`lend_received_buffers`), the lane's slot itself: the frame is
+//! then read where the sender wrote it, and copying it out would have cost
+//! as much as the sender's copy in. Lending is opt-in because the lane
+//! reuses its slots in order: one view kept for long sends every later
+//! large message through the socket. The array keeps this object alive;
+//! when the last view is gone it frees the allocation or gives the slot
+//! back.
 //!
 //! `LentView` is the sending side's counterpart: an array's buffer lent to
 //! the message being encoded, so it is copied once, into the socket buffer
@@ -49,11 +52,11 @@ unsafe impl Send for ReceivedBuffer {}
 unsafe impl Sync for ReceivedBuffer {}
 
 impl ReceivedBuffer {
-    /// Takes `bytes` over without copying them: a lent value keeps lending
-    /// (its slot stays held while Python uses the buffer), an owned one
-    /// becomes the allocation.
-    pub(crate) fn new(bytes: Bytes) -> ReceivedBuffer {
-        if bytes.is_lent() {
+    /// Takes `bytes` over: an owned value becomes the allocation; a lent
+    /// one keeps lending if `lend` (its slot stays held while Python uses
+    /// the buffer), else it is copied out and its slot given back at once.
+    pub(crate) fn new(bytes: Bytes, lend: bool) -> ReceivedBuffer {
+        if lend && bytes.is_lent() {
             return ReceivedBuffer {
                 // The only address taken from the lent value; no reference
                 // into the slot is kept.

@@ -179,7 +179,9 @@ fn pickled_in_band(obj: &Bound<'_, PyAny>, type_name: String) -> PyResult<Value>
 }
 
 /// `value` as a Python object (consumed: byte buffers move, not copy).
-pub(crate) fn to_py(py: Python<'_>, value: Value) -> PyResult<Py<PyAny>> {
+/// `lend`: out-of-band buffers that arrived in a shared-memory slot stay
+/// there, as views (see `ReceivedBuffer`); else they are copied out.
+pub(crate) fn to_py(py: Python<'_>, value: Value, lend: bool) -> PyResult<Py<PyAny>> {
     Ok(match value {
         Value::Null => py.None(),
         Value::Bool(b) => PyBool::new(py, b).to_owned().into_any().unbind(),
@@ -191,21 +193,21 @@ pub(crate) fn to_py(py: Python<'_>, value: Value) -> PyResult<Py<PyAny>> {
         Value::List(items) => {
             let list = PyList::empty(py);
             for item in items {
-                list.append(to_py(py, item)?)?;
+                list.append(to_py(py, item, lend)?)?;
             }
             list.into_any().unbind()
         }
         Value::Tuple(items) => {
             let items = items
                 .into_iter()
-                .map(|item| to_py(py, item))
+                .map(|item| to_py(py, item, lend))
                 .collect::<PyResult<Vec<_>>>()?;
             PyTuple::new(py, items)?.into_any().unbind()
         }
         Value::Map(entries) => {
             let dict = PyDict::new(py);
             for (k, v) in entries {
-                dict.set_item(to_py(py, k)?, to_py(py, v)?)?;
+                dict.set_item(to_py(py, k, lend)?, to_py(py, v, lend)?)?;
             }
             dict.into_any().unbind()
         }
@@ -218,7 +220,7 @@ pub(crate) fn to_py(py: Python<'_>, value: Value) -> PyResult<Py<PyAny>> {
                 let one = buffers.len() == 1;
                 let buffers = buffers
                     .into_iter()
-                    .map(|b| Py::new(py, ReceivedBuffer::new(b)))
+                    .map(|b| Py::new(py, ReceivedBuffer::new(b, lend)))
                     .collect::<PyResult<Vec<_>>>()?;
                 if one && let Some(array) = ndarray::rebuild(py, &data, buffers[0].bind(py))? {
                     return Ok(array.unbind());
@@ -291,17 +293,17 @@ pub(crate) fn object_message(obj: &Bound<'_, PyAny>) -> PyResult<Message> {
 
 /// A received message as what the Python side sees: a `MessageObject`, or
 /// the object an object message carries.
-pub(crate) fn to_object(py: Python<'_>, msg: Message) -> PyResult<Py<PyAny>> {
+pub(crate) fn to_object(py: Python<'_>, msg: Message, lend: bool) -> PyResult<Py<PyAny>> {
     let (command, params) = msg.into_parts();
     if command == OBJECT_COMMAND {
         return match params.into_iter().find(|(k, _)| k == "value") {
-            Some((_, value)) => to_py(py, value),
+            Some((_, value)) => to_py(py, value, lend),
             None => Ok(py.None()),
         };
     }
     let kwargs = PyDict::new(py);
     for (k, v) in params {
-        kwargs.set_item(k, to_py(py, v)?)?;
+        kwargs.set_item(k, to_py(py, v, lend)?)?;
     }
     crate::message::message_object(py, command, kwargs)
 }

@@ -21,13 +21,16 @@ use crate::process::{lock, seconds, slice_left};
 pub(crate) struct Intercom {
     fd: i32,
     inner: Mutex<forkbridge::Intercom>,
+    /// Received shared-memory buffers stay lent (see `convert::to_py`).
+    lend: bool,
 }
 
 impl Intercom {
-    pub(crate) fn new(inner: forkbridge::Intercom) -> Intercom {
+    pub(crate) fn new(inner: forkbridge::Intercom, lend: bool) -> Intercom {
         Intercom {
             fd: inner.as_raw_fd(),
             inner: Mutex::new(inner),
+            lend,
         }
     }
 
@@ -95,16 +98,16 @@ impl Intercom {
 }
 
 /// Runs one command on `process` (see `Intercom.serve`).
-fn dispatch(py: Python<'_>, process: &Bound<'_, PyAny>, msg: Message) -> PyResult<()> {
+fn dispatch(py: Python<'_>, process: &Bound<'_, PyAny>, msg: Message, lend: bool) -> PyResult<()> {
     if msg.command() == convert::OBJECT_COMMAND {
-        let obj = convert::to_object(py, msg)?;
+        let obj = convert::to_object(py, msg, lend)?;
         process.call_method1(intern!(py, "routeMainPipe__"), (obj,))?;
         return Ok(());
     }
     let (command, params) = msg.into_parts();
     let kwargs = PyDict::new(py);
     for (k, v) in params {
-        kwargs.set_item(k, convert::to_py(py, v)?)?;
+        kwargs.set_item(k, convert::to_py(py, v, lend)?)?;
     }
     let method = match process.getattr(format!("c__{command}")) {
         Ok(method) => method,
@@ -127,10 +130,10 @@ fn dispatch(py: Python<'_>, process: &Bound<'_, PyAny>, msg: Message) -> PyResul
 
 /// A received message as the backend's loop sees it: `None` for the stop
 /// request, else a `MessageObject` or the object sent.
-fn object(py: Python<'_>, msg: Option<Message>) -> PyResult<Py<PyAny>> {
+fn object(py: Python<'_>, msg: Option<Message>, lend: bool) -> PyResult<Py<PyAny>> {
     match msg {
         None => Ok(py.None()),
-        Some(msg) => convert::to_object(py, msg),
+        Some(msg) => convert::to_object(py, msg, lend),
     }
 }
 
@@ -139,7 +142,10 @@ impl Intercom {
     /// The intercom inherited through `exec` (see `forkbridge.serve`).
     #[staticmethod]
     fn from_env() -> PyResult<Intercom> {
-        Ok(Intercom::new(forkbridge::Intercom::from_env().py_err()?))
+        Ok(Intercom::new(
+            forkbridge::Intercom::from_env().py_err()?,
+            false,
+        ))
     }
 
     fn fileno(&self) -> i32 {
@@ -152,7 +158,7 @@ impl Intercom {
     #[pyo3(signature = (timeout = None))]
     fn recv(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<Py<PyAny>> {
         let msg = self.wait_one(py, timeout)?;
-        object(py, msg)
+        object(py, msg, self.lend)
     }
 
     /// The backend's loop for a `MessageProcess` that does not override
@@ -173,7 +179,7 @@ impl Intercom {
                     process.setattr(loop_attr, false)?;
                     return Ok(());
                 };
-                dispatch(py, process, msg)?;
+                dispatch(py, process, msg, self.lend)?;
                 if !process.getattr(loop_attr)?.is_truthy()? {
                     return Ok(());
                 }
@@ -207,7 +213,7 @@ impl Intercom {
         }
         let list = PyList::empty(py);
         for msg in messages {
-            list.append(object(py, msg)?)?;
+            list.append(object(py, msg, self.lend)?)?;
         }
         Ok(list.unbind())
     }

@@ -51,6 +51,8 @@ pub(crate) struct Process {
     fd_handed_out: AtomicBool,
     /// A message `poll` took off the socket, for the next `recv`.
     polled: Mutex<VecDeque<Message>>,
+    /// Received shared-memory buffers stay lent (see `convert::to_py`).
+    lend: bool,
     /// The callable the child runs, set by `start` just before the fork.
     child: ChildSlot,
 }
@@ -61,8 +63,10 @@ impl Process {
     #[pyo3(signature = (
         name, *, stop_timeout = 5.0, kill_timeout = 1.0,
         max_frame_size = DEFAULT_MAX_FRAME, large_threshold = None,
-        large_slot = 16 << 20, spin = 0.0
+        large_slot = 16 << 20, spin = 0.0, lend = false
     ))]
+    // Python's keyword-only signature, one argument per class attribute.
+    #[allow(clippy::too_many_arguments)]
     fn new(
         name: String,
         stop_timeout: f64,
@@ -71,6 +75,7 @@ impl Process {
         large_threshold: Option<usize>,
         large_slot: usize,
         spin: f64,
+        lend: bool,
     ) -> PyResult<Process> {
         let child: ChildSlot = Arc::new(Mutex::new(None));
         let slot = child.clone();
@@ -88,7 +93,7 @@ impl Process {
             builder = builder.large_messages(threshold, large_slot);
         }
         let mut inner = builder
-            .build_fn(move |intercom| child_main(&slot, intercom))
+            .build_fn(move |intercom| child_main(&slot, intercom, lend))
             .py_err()?;
         // Timed receives wait in the read itself; `wait` uses them only
         // while this is the program's one Python thread (see there).
@@ -102,6 +107,7 @@ impl Process {
             spin: seconds(spin)?,
             inner: Mutex::new(Some(inner)),
             polled: Mutex::new(VecDeque::new()),
+            lend,
             child,
         })
     }
@@ -154,7 +160,7 @@ impl Process {
             Some(msg) => msg,
             None => self.wait(py, timeout, false, |p, slice| p.recv_timeout(slice))?,
         };
-        convert::to_object(py, msg)
+        convert::to_object(py, msg, self.lend)
     }
 
     /// Whether `recv` would return (a message, or the end) within
@@ -479,12 +485,12 @@ fn alone(py: Python<'_>) -> PyResult<bool> {
 }
 
 /// The child's side: runs the Python callable given to `start`.
-fn child_main(slot: &Mutex<Option<Py<PyAny>>>, intercom: forkbridge::Intercom) -> i32 {
+fn child_main(slot: &Mutex<Option<Py<PyAny>>>, intercom: forkbridge::Intercom, lend: bool) -> i32 {
     Python::attach(|py| {
         let Some(run) = lock(slot).take() else {
             return 1;
         };
-        let intercom = match Py::new(py, Intercom::new(intercom)) {
+        let intercom = match Py::new(py, Intercom::new(intercom, lend)) {
             Ok(intercom) => intercom,
             Err(e) => {
                 e.print(py);

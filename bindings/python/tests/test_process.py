@@ -284,8 +284,26 @@ def received_buffer(array):
     return base.obj if isinstance(base, memoryview) else base
 
 
-def test_lane_arrays_are_writable_views_that_stay_intact(echo):
+class LendingEcho(Echo):
+    lend_received_buffers = True
+
+
+def test_lane_arrays_are_copied_out_by_default(echo):
     np = pytest.importorskip("numpy")
+    kept = []
+    for i in range(4):
+        echo.sendMessageToBack(MessageObject("echo", a=np.full(1 << 18, i, dtype=np.float32)))
+        kept.append(echo.getPipe().recv(timeout=10)["a"])
+    assert not any(received_buffer(a).shared for a in kept)
+    assert [int(a[0]) for a in kept] == [0, 1, 2, 3]
+    # Kept copies hold no slot: every frame took the lane.
+    assert echo._native.large_messages_sent == 4
+
+
+def test_lane_arrays_are_writable_views_that_stay_intact():
+    np = pytest.importorskip("numpy")
+    echo = LendingEcho()
+    echo.start()
     # Kept arrays hold their slots: later frames must not overwrite them
     # (the sender takes the socket while both slots are held).
     kept = []
@@ -308,6 +326,7 @@ def test_lane_arrays_are_writable_views_that_stay_intact(echo):
         assert received_buffer(back).shared and (back == 10 + i).all()
         del back
     assert echo._native.large_messages_sent == sent + 4
+    echo.stop()
 
 
 def test_frontend_handle_is_refused_in_the_child():

@@ -90,11 +90,16 @@ class MessageProcess:
     stop_timeout: ClassVar[float] = 5.0
     kill_timeout: ClassVar[float] = 1.0
     #: Messages whose strings/bytes/pickles hold at least this many bytes go
-    #: through shared memory instead of the socket (None: never). Their
-    #: numpy arrays and out-of-band buffers arrive as writable views of the
-    #: slot (no copy on receipt); keeping one keeps its slot, and later
-    #: large messages take the socket until a slot is free again.
+    #: through shared memory instead of the socket (None: never).
     large_message_threshold: ClassVar[int | None] = 256 * 1024
+    #: Received numpy arrays and buffers that came through shared memory
+    #: are writable views of the slot they arrived in instead of copies
+    #: (both ends of this process): one copy per frame instead of two. For
+    #: code that is done with each frame before the next few arrive: the
+    #: lane reuses its two slots in order, so a frame kept (say as the
+    #: previous one, to diff against) sends later large messages through
+    #: the socket until it is dropped. Off: frames are copied out at once.
+    lend_received_buffers: ClassVar[bool] = False
     #: Largest message either side accepts, in bytes.
     max_message_size: ClassVar[int] = 256 * 1024 * 1024
     #: Seconds both sides spin on the socket before sleeping when they wait
@@ -125,6 +130,7 @@ class MessageProcess:
             large_threshold=threshold,
             large_slot=max(16 << 20, 4 * (threshold or 0)),
             spin=self.spin_before_sleep,
+            lend=self.lend_received_buffers,
         )
         self._pipe = Duplex(self._native)
         if type(self).sendMessageToBack is MessageProcess.sendMessageToBack:
