@@ -122,9 +122,9 @@ fn lent_buffer(buffer: &Bound<'_, PyAny>) -> PyResult<Option<Bytes>> {
 
 fn pickled(obj: &Bound<'_, PyAny>) -> PyResult<Value> {
     let py = obj.py();
-    let kind = ndarray::kind_of(obj)?;
+    let kind = ndarray::kind_of(obj);
     if let Some(kind) = &kind
-        && let Some(data) = ndarray::cached(py, kind)?
+        && let Some(data) = ndarray::cached(py, kind)
     {
         let buffer = pickle(py)?.2.bind(py).call1((obj,))?;
         if let Some(lent) = lent_buffer(&buffer)? {
@@ -222,13 +222,14 @@ pub(crate) fn to_py(py: Python<'_>, value: Value, lend: bool) -> PyResult<Py<PyA
                     .into_iter()
                     .map(|b| Py::new(py, ReceivedBuffer::new(b, lend)))
                     .collect::<PyResult<Vec<_>>>()?;
-                if one && let Some(array) = ndarray::rebuild(py, &data, buffers[0].bind(py))? {
+                // A shortcut that fails leaves the error to pickle's own path.
+                if one && let Ok(Some(array)) = ndarray::rebuild(py, &data, buffers[0].bind(py)) {
                     return Ok(array.unbind());
                 }
                 let kwargs = PyDict::new(py);
                 kwargs.set_item("buffers", buffers)?;
                 let obj = loads.call((PyBytes::new(py, &data),), Some(&kwargs))?;
-                if one && let Some(kind) = ndarray::kind_of(&obj)? {
+                if one && let Some(kind) = ndarray::kind_of(&obj) {
                     ndarray::learn(kind, &data);
                 }
                 obj.unbind()

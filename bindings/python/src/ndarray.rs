@@ -106,8 +106,13 @@ static NDARRAY: PyOnceLock<Py<PyType>> = PyOnceLock::new();
 
 /// An exact `numpy.ndarray` whose pickle this module may remember: its
 /// kind, or `None` (any other object, a subclass, a structured dtype, an
-/// array neither C- nor Fortran-contiguous).
-pub(crate) fn kind_of(obj: &Bound<'_, PyAny>) -> PyResult<Option<Kind>> {
+/// array neither C- nor Fortran-contiguous). Never an error: anything odd
+/// only means the array takes pickle's own path.
+pub(crate) fn kind_of(obj: &Bound<'_, PyAny>) -> Option<Kind> {
+    try_kind_of(obj).ok().flatten()
+}
+
+fn try_kind_of(obj: &Bound<'_, PyAny>) -> PyResult<Option<Kind>> {
     let py = obj.py();
     let ty = obj.get_type();
     match NDARRAY.get(py) {
@@ -149,15 +154,14 @@ impl Kind {
     }
 }
 
-/// The remembered in-band pickle of arrays of `kind`, if any.
-pub(crate) fn cached(py: Python<'_>, kind: &Kind) -> PyResult<Option<Vec<u8>>> {
+/// The remembered in-band pickle of arrays of `kind`, if any (a comparison
+/// that raises is a miss).
+pub(crate) fn cached(py: Python<'_>, kind: &Kind) -> Option<Vec<u8>> {
     let entries = lock(&SENT).entries.clone();
-    for entry in &entries {
-        if entry.kind.same(py, kind)? {
-            return Ok(Some(entry.data.clone()));
-        }
-    }
-    Ok(None)
+    entries
+        .iter()
+        .find(|entry| entry.kind.same(py, kind).unwrap_or(false))
+        .map(|entry| entry.data.clone())
 }
 
 /// Remembers `data`, the in-band pickle `pickle.dumps` made for an array of
