@@ -654,27 +654,36 @@ fn typed_oneway(scale: &Scale) -> Outcome {
 }
 
 fn large_message(scale: &Scale) -> Outcome {
-    let (value, baseline) = large_messages(scale, "tick");
-    Outcome {
-        name: "large_message",
-        unit: "GB/s",
-        value,
-        baseline,
-        target: ">=5",
-        what: "4 MiB Message parameters to a backend through the shared-memory lane",
-        baseline_what: "the same messages through the socket",
-    }
+    large_message_outcome(
+        scale,
+        ("large_message", "tick", ">=5"),
+        "4 MiB Message parameters to a backend through the shared-memory lane",
+    )
 }
 
 fn large_message_read(scale: &Scale) -> Outcome {
-    let (value, baseline) = large_messages(scale, "read");
+    large_message_outcome(
+        scale,
+        ("large_message_read", "read", ">=1.0"),
+        "as large_message, but the handler reads every byte of each message (a receiver that works while the sender copies the next)",
+    )
+}
+
+/// `large_messages` as the scenario `name`, its messages handled by
+/// `command`.
+fn large_message_outcome(
+    scale: &Scale,
+    (name, command, target): (&'static str, &str, &'static str),
+    what: &'static str,
+) -> Outcome {
+    let (value, baseline) = large_messages(scale, command);
     Outcome {
-        name: "large_message_read",
+        name,
         unit: "GB/s",
         value,
         baseline,
-        target: ">=1.0",
-        what: "as large_message, but the handler reads every byte of each message (a receiver that works while the sender copies the next)",
+        target,
+        what,
         baseline_what: "the same messages through the socket",
     }
 }
