@@ -73,11 +73,6 @@ impl ReceivedBuffer {
             lent: None,
         }
     }
-
-    /// Whether the bytes are a view of a shared-memory slot.
-    pub(crate) fn is_shared(&self) -> bool {
-        self.lent.is_some()
-    }
 }
 
 impl Drop for ReceivedBuffer {
@@ -133,7 +128,7 @@ impl ReceivedBuffer {
     /// in (a large message) rather than a private copy.
     #[getter]
     fn shared(&self) -> bool {
-        self.is_shared()
+        self.lent.is_some()
     }
 
     fn __len__(&self) -> usize {
