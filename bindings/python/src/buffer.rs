@@ -10,9 +10,9 @@
 //! out of its shared-memory slot) or, when the process lends received
 //! buffers (`lend_received_buffers`), the lane's slot itself: the frame is
 //! then read where the sender wrote it, and copying it out would have cost
-//! as much as the sender's copy in. Lending is opt-in because the lane
-//! reuses its slots in order: one view kept for long sends every later
-//! large message through the socket. The array keeps this object alive;
+//! as much as the sender's copy in. Lending is opt-in because the lane has
+//! two slots each way: a program that keeps two views (frames collected in
+//! a list) sends every later large message through the socket. The array keeps this object alive;
 //! when the last view is gone it frees the allocation or gives the slot
 //! back.
 //!

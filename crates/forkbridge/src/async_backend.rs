@@ -587,7 +587,7 @@ async fn event_loop<B: AsyncBackend>(
                     answer_call(&mut ctx.conn, &ctx.name, &ctx.target, id, &command, outcome);
                 }
                 // The connection turns lane markers into messages.
-                Ok(Frame::Lane) => {}
+                Ok(Frame::Lane(_)) => {}
                 Ok(Frame::Reply { .. }) => {
                     log::debug!(target: &ctx.target, "ignoring a reply frame: backends make no calls");
                 }

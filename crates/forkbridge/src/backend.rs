@@ -504,7 +504,7 @@ pub(crate) struct ChildInfo {
     /// How long the loop spins on the socket before it sleeps.
     pub(crate) spin: std::time::Duration,
     /// The shared-memory lane for large messages, if asked for.
-    pub(crate) lane: Option<LaneRings>,
+    pub(crate) lane: Option<crate::lane::LaneRings>,
 }
 
 impl ChildInfo {
@@ -519,38 +519,6 @@ impl ChildInfo {
             }
         }
         conn
-    }
-}
-
-/// The two rings of a large-message lane and its threshold.
-#[derive(Debug, Clone)]
-pub(crate) struct LaneRings {
-    pub(crate) to_backend: crate::ring::FrameRing,
-    pub(crate) to_frontend: crate::ring::FrameRing,
-    pub(crate) threshold: usize,
-}
-
-impl LaneRings {
-    /// The backend's end: reads `to_backend`, writes `to_frontend`.
-    pub(crate) fn backend_end(&self) -> Result<crate::conn::Lane> {
-        Ok(crate::conn::Lane {
-            rx: self.to_backend.consumer()?,
-            tx: self.to_frontend.producer()?,
-            threshold: self.threshold,
-            sent: 0,
-            stalled: false,
-        })
-    }
-
-    /// The frontend's end: writes `to_backend`, reads `to_frontend`.
-    pub(crate) fn frontend_end(&self) -> Result<crate::conn::Lane> {
-        Ok(crate::conn::Lane {
-            tx: self.to_backend.producer()?,
-            rx: self.to_frontend.consumer()?,
-            threshold: self.threshold,
-            sent: 0,
-            stalled: false,
-        })
     }
 }
 
@@ -641,7 +609,7 @@ fn event_loop<B: Backend>(
                     flush_after_handler(ctx);
                 }
                 // The connection turns lane markers into messages.
-                Ok(Frame::Lane) => {}
+                Ok(Frame::Lane(_)) => {}
                 Ok(Frame::Reply { .. }) => {
                     log::debug!(target: &ctx.target, "ignoring a reply frame: backends make no calls");
                 }

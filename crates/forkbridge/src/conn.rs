@@ -15,6 +15,7 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::time::{Duration, Instant};
 
 use crate::error::{Error, ErrorKind, Result};
+use crate::lane::Lane;
 use crate::message::Message;
 use crate::sys::{poll, socket};
 use crate::wire::{self, Decoder, Frame};
@@ -63,68 +64,6 @@ pub(crate) struct Conn<F: AsFd = OwnedFd> {
     /// until set once (a socket inherited across `exec` may carry one).
     recv_timeout: Option<Duration>,
 }
-
-/// One end of the shared-memory lane for large messages: a ring this end
-/// writes and one it reads (see `MessageProcessBuilder::large_messages`).
-#[derive(Debug)]
-pub(crate) struct Lane {
-    pub(crate) tx: crate::ring::RingProducer,
-    pub(crate) rx: crate::ring::RingConsumer,
-    pub(crate) threshold: usize,
-    /// Messages sent through the lane so far.
-    pub(crate) sent: u64,
-    /// The last wait for a slot ran out: the reader keeps a slot (a
-    /// received value lends from it), so later messages take the socket at
-    /// once until a slot is free again, instead of waiting each time.
-    pub(crate) stalled: bool,
-}
-
-impl Lane {
-    /// Puts a large message in the lane, waiting a little for a slot if
-    /// both are busy (the reader is decoding); `false` sends it through the
-    /// socket instead: too large for a slot, or no slot in time.
-    fn try_send(&mut self, msg: &Message) -> bool {
-        let wait = if self.stalled {
-            Duration::ZERO
-        } else {
-            LANE_WAIT
-        };
-        let Ok(mut slot) = self.tx.acquire_timeout(wait) else {
-            self.stalled = true;
-            return false;
-        };
-        self.stalled = false;
-        match postcard::to_slice(msg, &mut slot[..]) {
-            Ok(used) => {
-                let len = used.len();
-                slot.commit(len).is_ok()
-            }
-            Err(_) => false, // larger than a slot: the socket takes it
-        }
-    }
-
-    /// The message the other end put in the lane before its marker.
-    ///
-    /// Its large byte strings are not copied out: they stay in the slot,
-    /// which is freed when the last of them is dropped.
-    fn recv(&mut self) -> Result<Message> {
-        let frame = self.rx.try_hold().map_err(|e| {
-            Error::new(ErrorKind::Decode).with_source(format!("lane marker without a message: {e}"))
-        })?;
-        #[cfg(not(loom))]
-        let decoded = crate::bytes::decode_lending(std::sync::Arc::new(frame), |b| {
-            postcard::from_bytes::<Message>(b)
-        });
-        #[cfg(loom)]
-        let decoded = postcard::from_bytes::<Message>(&frame);
-        decoded.map_err(|e| Error::new(ErrorKind::Decode).with_source(e))
-    }
-}
-
-/// How long a large message waits for a free lane slot before it takes the
-/// socket instead (the reader is usually done with the slot sooner: it
-/// decodes without copying the payload out).
-const LANE_WAIT: Duration = Duration::from_millis(20);
 
 /// The bytes a message's strings and byte strings hold, roughly its size.
 fn message_payload(msg: &Message) -> usize {
@@ -184,15 +123,14 @@ impl<F: AsFd> Conn<F> {
         if self
             .lane
             .as_ref()
-            .is_some_and(|l| message_payload(msg) >= l.threshold)
+            .is_some_and(|l| message_payload(msg) >= l.threshold())
         {
             // The reader frees slots as it meets our markers: put the ones
             // still buffered on the wire before waiting for a slot.
             let _ = self.try_flush();
             let lane = self.lane.as_mut().expect("checked above");
-            if lane.try_send(msg) {
-                lane.sent += 1;
-                wire::encode_lane(&mut self.out);
+            if let Some(slot) = lane.try_send(msg) {
+                wire::encode_lane(&mut self.out, slot);
                 return Ok(());
             }
         }
@@ -201,7 +139,7 @@ impl<F: AsFd> Conn<F> {
 
     /// Messages this end sent through the lane.
     pub(crate) fn lane_sent(&self) -> u64 {
-        self.lane.as_ref().map_or(0, |l| l.sent)
+        self.lane.as_ref().map_or(0, Lane::sent)
     }
 
     /// Adds the shared-memory lane for large messages (both ends call it
@@ -232,14 +170,14 @@ impl<F: AsFd> Conn<F> {
 
     /// A mark of the outgoing buffer's end, for [`unfeed`](Conn::unfeed).
     pub(crate) fn feed_mark(&self) -> (usize, u64) {
-        (self.out.len(), self.lane.as_ref().map_or(0, |l| l.sent))
+        (self.out.len(), self.lane.as_ref().map_or(0, Lane::sent))
     }
 
     /// Drops what was fed after `mark`, if none of it was written yet and
     /// none of it went through the lane (its slot is already published);
     /// returns whether it did.
     pub(crate) fn unfeed(&mut self, (mark, lane_sent): (usize, u64)) -> bool {
-        let lane_now = self.lane.as_ref().map_or(0, |l| l.sent);
+        let lane_now = self.lane.as_ref().map_or(0, Lane::sent);
         if lane_now == lane_sent && self.out_pos <= mark && mark <= self.out.len() {
             self.out.truncate(mark);
             true
@@ -458,8 +396,8 @@ impl<F: AsFd> Conn<F> {
     /// The next complete frame already read, if any.
     pub(crate) fn next_frame(&mut self) -> Option<Result<Frame>> {
         match self.decoder.next_frame() {
-            Some(Ok(Frame::Lane)) => Some(match &mut self.lane {
-                Some(lane) => lane.recv().map(Frame::Message),
+            Some(Ok(Frame::Lane(slot))) => Some(match &mut self.lane {
+                Some(lane) => lane.recv(slot).map(Frame::Message),
                 None => Err(Error::new(ErrorKind::Decode)
                     .with_source("a lane marker on a connection without a lane")),
             }),

@@ -247,7 +247,7 @@ impl Intercom {
                         self.conn.feed_reply(id, Err(&failure))?;
                         let _ = self.conn.try_flush();
                     }
-                    Frame::Reply { .. } | Frame::Lane => {}
+                    Frame::Reply { .. } | Frame::Lane(_) => {}
                 }
                 continue;
             }

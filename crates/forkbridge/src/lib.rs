@@ -210,6 +210,7 @@ mod event_group;
 #[doc(hidden)]
 pub mod fuzz;
 mod intercom;
+mod lane;
 mod logger;
 mod main_context;
 mod message;

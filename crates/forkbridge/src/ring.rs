@@ -373,6 +373,54 @@ impl RingProducer {
     }
 }
 
+impl RingProducer {
+    /// The slot the next acquire takes.
+    fn next_slot(&self) -> u32 {
+        let mem = &self.ring.mem;
+        (mem.head().load(Ordering::Acquire) % u64::from(mem.slots())) as u32
+    }
+
+    /// Whether the next slot is free now (only this producer takes it, so
+    /// an acquire right after succeeds).
+    pub(crate) fn is_free(&self) -> bool {
+        self.ring.mem.is(self.next_slot(), FREE)
+    }
+
+    /// Spins up to `budget`, never sleeping, until the next slot is free.
+    pub(crate) fn spin_until_free(&self, budget: Duration) -> bool {
+        let until = Instant::now() + budget;
+        loop {
+            if self.is_free() {
+                return true;
+            }
+            if Instant::now() >= until {
+                return false;
+            }
+            for _ in 0..64 {
+                std::hint::spin_loop();
+            }
+        }
+    }
+
+    /// Waits up to `timeout` (spinning, then sleeping on the doorbell) for
+    /// the next slot to be free, without taking it.
+    pub(crate) fn wait_free(&self, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        let mem = &self.ring.mem;
+        let slot = self.next_slot();
+        loop {
+            if mem.is(slot, FREE) {
+                return true;
+            }
+            if Instant::now() >= deadline {
+                return false;
+            }
+            self.ring
+                .wait_bell(mem.free_bell(), Some(deadline), || mem.is(slot, FREE));
+        }
+    }
+}
+
 impl Drop for RingProducer {
     fn drop(&mut self) {
         let _ = self.ring.mem.producer().compare_exchange(
@@ -532,8 +580,9 @@ impl RingConsumer {
     /// consumer: the consumer moves on at once (the next call reads the
     /// next frame) while the frame stays lent until the [`HeldFrame`] is
     /// dropped. The producer still reuses slots in order, so a held frame
-    /// stalls it once it comes round to that slot. For the message lane,
-    /// whose received values lend from the slot (`Bytes`).
+    /// stalls it once it comes round to that slot. For the message lane
+    /// (one-slot rings: `lane.rs`), whose received values lend from the
+    /// slot (`Bytes`).
     pub(crate) fn try_hold(&mut self) -> Result<HeldFrame> {
         let inner = match self.recv_deadline(Some(Instant::now())) {
             Err(e) if e.is_timeout() => return Err(Error::new(ErrorKind::Empty)),

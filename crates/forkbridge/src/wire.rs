@@ -11,8 +11,8 @@
 //!                   a reply type it was not built for, 0 = unchecked)
 //! kind 4  message   count:u8 | postcard(Message), with `count` fds sent
 //!   + fds           (SCM_RIGHTS) along with the frame's first byte
-//! kind 5  lane      (empty): the next message waits in the shared-memory
-//!                   lane (see `MessageProcessBuilder::large_messages`)
+//! kind 5  lane      slot:u8: the next message waits in this slot of the
+//!                   shared-memory lane (see `MessageProcessBuilder::large_messages`)
 //! kind 3  reply     id:varint | status:u8 | payload
 //!                   (status 0: postcard(return value);
 //!                    status 1: postcard((kind, message)) of a failure)
@@ -56,8 +56,8 @@ pub(crate) enum Frame {
     Message(Message),
     /// A message that came with this many fds (queued by the connection).
     MessageFds(Message, u8),
-    /// The next message is in the shared-memory lane.
-    Lane,
+    /// The next message is in this slot of the shared-memory lane.
+    Lane(u8),
     Stop,
     /// A typed command; `args` is the postcard encoding of its arguments.
     Call {
@@ -219,10 +219,10 @@ pub(crate) fn encode_message_fds(
     frame(out, &[KIND_MESSAGE_FDS, fds], max, |out| append(msg, out))
 }
 
-/// Appends a lane marker: the next message travels through shared memory.
-pub(crate) fn encode_lane(out: &mut Vec<u8>) {
-    out.extend_from_slice(&1u32.to_le_bytes());
-    out.push(KIND_LANE);
+/// Appends a lane marker: the next message is in `slot` of the lane.
+pub(crate) fn encode_lane(out: &mut Vec<u8>, slot: u8) {
+    out.extend_from_slice(&2u32.to_le_bytes());
+    out.extend_from_slice(&[KIND_LANE, slot]);
 }
 
 /// Appends a stop-request frame to `out`.
@@ -360,7 +360,7 @@ fn decode_frame(frame: &[u8]) -> Result<Frame> {
             },
             None => Err(Error::new(ErrorKind::Decode).with_source("empty fd frame")),
         },
-        KIND_LANE if body.is_empty() => Ok(Frame::Lane),
+        KIND_LANE if body.len() == 1 => Ok(Frame::Lane(body[0])),
         KIND_CONTROL if body == [CONTROL_STOP] => Ok(Frame::Stop),
         KIND_CALL => {
             let decoded = (|| {

@@ -21,6 +21,7 @@ test_main!(
     buffers_leak_no_fd_or_mapping_on_either_side,
     a_backend_sends_a_buffer_back,
     large_messages_take_the_lane_in_order_both_ways,
+    one_kept_value_leaves_the_lane_its_other_slot,
     received_large_bytes_are_read_in_the_slot_while_held,
     a_shaped_array_is_filled_by_the_backend,
 );
@@ -402,6 +403,36 @@ fn received_large_bytes_are_read_in_the_slot_while_held() {
             "echo {i} changed"
         );
     }
+    assert!(p.stop().unwrap().success());
+}
+
+fn one_kept_value_leaves_the_lane_its_other_slot() {
+    // A receiver that keeps one frame (the previous one, to compare with)
+    // and drops the rest: every frame still takes the lane, intact.
+    let mut p = lane_echo(2 << 20);
+    let frame = |i: usize| vec![i as u8; 1 << 20];
+    p.send(message!("echo", i = 0).with("data", frame(0)))
+        .unwrap();
+    let kept = recv(&mut p);
+    for i in 1..10 {
+        p.send(message!("echo", i = i).with("data", frame(i)))
+            .unwrap();
+        let m = recv(&mut p);
+        assert!(
+            matches!(&m["data"], Value::Bytes(b) if b.is_lent()),
+            "echo {i} took the socket"
+        );
+        assert!(
+            m["data"].as_bytes().unwrap() == frame(i),
+            "echo {i} changed"
+        );
+    }
+    assert!(
+        kept["data"].as_bytes().unwrap() == frame(0),
+        "the kept echo changed"
+    );
+    assert_eq!(p.large_messages_sent(), 10);
+    drop(kept);
     assert!(p.stop().unwrap().success());
 }
 

@@ -95,10 +95,10 @@ class MessageProcess:
     #: Received numpy arrays and buffers that came through shared memory
     #: are writable views of the slot they arrived in instead of copies
     #: (both ends of this process): one copy per frame instead of two. For
-    #: code that is done with each frame before the next few arrive: the
-    #: lane reuses its two slots in order, so a frame kept (say as the
-    #: previous one, to diff against) sends later large messages through
-    #: the socket until it is dropped. Off: frames are copied out at once.
+    #: code that is done with each frame soon: the lane has two slots each
+    #: way, so one frame kept (say the previous one, to diff against) leaves
+    #: it the other, but two kept send later large messages through the
+    #: socket until one is dropped. Off: frames are copied out at once.
     lend_received_buffers: ClassVar[bool] = False
     #: Largest message either side accepts, in bytes.
     max_message_size: ClassVar[int] = 256 * 1024 * 1024
