@@ -22,6 +22,7 @@ test_main!(
     a_backend_sends_a_buffer_back,
     large_messages_take_the_lane_in_order_both_ways,
     one_kept_value_leaves_the_lane_its_other_slot,
+    a_backend_killed_holding_lane_slots_is_disconnected,
     received_large_bytes_are_read_in_the_slot_while_held,
     a_shaped_array_is_filled_by_the_backend,
 );
@@ -434,6 +435,31 @@ fn one_kept_value_leaves_the_lane_its_other_slot() {
     assert_eq!(p.large_messages_sent(), 10);
     drop(kept);
     assert!(p.stop().unwrap().success());
+}
+
+fn a_backend_killed_holding_lane_slots_is_disconnected() {
+    // The backend is busy in a handler, so two large messages fill both
+    // its slots; it dies without freeing them. The sender is told, bounded,
+    // instead of waiting for a slot forever.
+    use std::os::unix::process::ExitStatusExt;
+    let mut p = lane_echo(2 << 20);
+    let pid = p.pid().unwrap();
+    p.send(message!("sleep", ms = 60_000)).unwrap();
+    for i in 0..2 {
+        p.send(message!("echo", i = i).with("data", vec![1u8; 1 << 20]))
+            .unwrap();
+    }
+    assert_eq!(p.large_messages_sent(), 2);
+    // SAFETY: plain integers; `pid` is our unreaped child.
+    unsafe { libc::kill(pid, libc::SIGKILL) };
+    assert!(common::wait_until(common::WAIT, || !common::alive(pid)));
+    let started = std::time::Instant::now();
+    let err = p
+        .send(message!("echo", i = 2).with("data", vec![1u8; 1 << 20]))
+        .unwrap_err();
+    assert!(err.is_disconnected(), "{err}");
+    assert!(started.elapsed() < common::WAIT, "waited for a dead reader");
+    assert_eq!(p.stop().unwrap().signal(), Some(libc::SIGKILL));
 }
 
 fn a_shaped_array_is_filled_by_the_backend() {
