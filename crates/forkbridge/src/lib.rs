@@ -115,7 +115,12 @@
 //! back-pressure; a dead peer is reported, its slot recovered. Memory made
 //! *after* the fork is a [`SharedBuffer`], sent to a running backend with
 //! [`MessageProcess::send_with_fds`] and taken there with
-//! [`BackendContext::take_fds`].
+//! [`BackendContext::take_fds`]. Without any of this, a large [`Message`]
+//! can take shared memory by itself:
+//! [`MessageProcessBuilder::large_messages`]`(threshold, slot_size)` sends
+//! messages holding at least `threshold` bytes through two slots each way,
+//! in order with the rest, and the receiver reads their byte strings where
+//! they landed.
 //!
 //! **The main process.** A [`MainContext`] names its four duties (start
 //! processes, start threads, run, close); [`run_main`] performs them in that
