@@ -79,6 +79,11 @@ impl Sink {
         Ok(())
     }
 
+    fn pause(&mut self, _: &mut BackendContext, msg: Message) -> HandlerResult {
+        std::thread::sleep(Duration::from_millis(msg.param("ms")?));
+        Ok(())
+    }
+
     fn report(&mut self, ctx: &mut BackendContext, _: Message) -> HandlerResult {
         ctx.send(Message::new("count").with("n", self.ticks))?;
         self.ticks = 0;
@@ -92,6 +97,7 @@ impl Backend for Sink {
             .on("tick", Self::tick)
             .on("read", Self::read)
             .on("report", Self::report)
+            .on("pause", Self::pause)
             .on("bounce", Self::bounce)
             .on("set_index", Self::set_index);
     }
@@ -700,7 +706,10 @@ fn large_messages(scale: &Scale, command: &str) -> (Vec<f64>, Vec<f64>) {
     let mut baseline = Vec::new();
     let rate = |p: &mut MessageProcess| {
         // Steady state: the first messages also fault in the pages of the
-        // socket buffers and of the lane's slots.
+        // socket buffers and of the lane's slots (~6 ms a slot here) — both
+        // slots: while the backend pauses, the second message finds the
+        // first slot busy and takes the other.
+        p.send(Message::new("pause").with("ms", 20u64)).unwrap();
         for _ in 0..2 {
             p.send(Message::new(command).with("data", Bytes::lent(payload.clone())))
                 .unwrap();
