@@ -123,7 +123,7 @@ impl<F: AsFd> Conn<F> {
         if self
             .lane
             .as_ref()
-            .is_some_and(|l| message_payload(msg) >= l.threshold())
+            .is_some_and(|l| l.takes(message_payload(msg)))
         {
             // The reader frees slots as it meets our markers: put the ones
             // still buffered on the wire before waiting for a slot.

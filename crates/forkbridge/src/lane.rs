@@ -92,6 +92,7 @@ pub(crate) struct Lane {
     tx: [RingProducer; SLOTS],
     rx: [RingConsumer; SLOTS],
     threshold: usize,
+    slot_size: usize,
     /// Messages sent through the lane so far.
     sent: u64,
     /// The slot written last.
@@ -113,6 +114,7 @@ impl Lane {
             tx: [tx[0].producer()?, tx[1].producer()?],
             rx: [rx[0].consumer()?, rx[1].consumer()?],
             threshold,
+            slot_size: tx[0].slot_size(),
             sent: 0,
             last: 0,
             copy_time: Duration::ZERO,
@@ -122,9 +124,12 @@ impl Lane {
         })
     }
 
-    /// Messages whose payload holds at least this many bytes take the lane.
-    pub(crate) fn threshold(&self) -> usize {
-        self.threshold
+    /// Whether a message whose strings and byte strings hold `payload`
+    /// bytes is for the lane: at least the threshold, and not more than a
+    /// slot (its encoding is larger still), so a message that cannot fit
+    /// never waits for a slot.
+    pub(crate) fn takes(&self, payload: usize) -> bool {
+        payload >= self.threshold && payload <= self.slot_size
     }
 
     /// Messages sent through the lane so far.
@@ -240,6 +245,10 @@ mod tests {
     fn the_sender_takes_the_slot_it_wrote_last_when_free_and_the_other_when_not() {
         let rings = LaneRings::new(1, 1 << 20).unwrap();
         let (mut front, mut back) = (rings.frontend_end().unwrap(), rings.backend_end().unwrap());
+        assert!(
+            front.takes(1 << 20) && !front.takes((1 << 20) + 1),
+            "more than a slot"
+        );
         // Read and dropped: the same slot again.
         assert_eq!(front.try_send(&large(1)), Some(0));
         assert_eq!(tag(&back.recv(0).unwrap()), 1);
