@@ -17,9 +17,12 @@
 //!    last copy, about what the warm copy saves;
 //! 3. otherwise the other slot, so a reader busy with one frame and a
 //!    sender copying the next work at the same time;
-//! 4. both busy: a wait of up to 20 ms for the older one, once; after a
-//!    wait that ran out, the socket at once until a slot is free again (the
-//!    reader keeps its values, which lend from their slots).
+//! 4. both busy: a wait of up to 20 ms for either, asleep on the doorbell
+//!    of the one that came free first last time (the older one for a
+//!    reader that works in order, the newer one for a reader that keeps a
+//!    reference frame for good); after a wait that ran out, the socket at
+//!    once until a slot is free again (the reader keeps its values, which
+//!    lend from their slots).
 //!
 //! A spin that ran out (a reader that works on its frames) is not tried
 //! again for 2, 4, ... 64 messages, so such a reader costs the sender one
@@ -46,6 +49,12 @@ pub(crate) const SLOTS: usize = 2;
 /// takes the socket instead (the reader is usually done sooner: it decodes
 /// without copying the payload out).
 const BUSY_WAIT: Duration = Duration::from_millis(20);
+
+/// The naps of a wait for either of two busy slots: the first, and the
+/// longest (how late a slot freed while the other's doorbell is watched
+/// can be noticed).
+const FIRST_NAP: Duration = Duration::from_micros(100);
+const MAX_NAP: Duration = Duration::from_millis(1);
 
 /// The longest spin for the slot written last, whatever a copy costs.
 const MAX_SPIN: Duration = Duration::from_micros(500);
@@ -102,6 +111,9 @@ pub(crate) struct Lane {
     /// Spins in a row that ran out, and the messages left before the next.
     misses: u32,
     skip: u32,
+    /// In the last wait for either busy slot, the newer one came free
+    /// first.
+    newer_frees_first: bool,
     /// The last wait for a busy slot ran out: later messages take the
     /// socket at once until a slot is free again, instead of waiting each
     /// time.
@@ -120,6 +132,7 @@ impl Lane {
             copy_time: Duration::ZERO,
             misses: 0,
             skip: 0,
+            newer_frees_first: false,
             stalled: false,
         })
     }
@@ -183,15 +196,34 @@ impl Lane {
         if self.stalled {
             return None;
         }
-        // Both busy: the older one is read first.
-        if self.tx[other].wait_free(BUSY_WAIT) {
-            return self.found(other);
+        self.wait_for_either()
+    }
+
+    /// Both slots busy: waits up to `BUSY_WAIT` for either, asleep on the
+    /// doorbell of the one that came free first last time — the older one
+    /// when the reader works through its frames in order, the newer one
+    /// when it keeps the older for good (a reference frame) — and looking
+    /// at the other between naps of at most `MAX_NAP`.
+    fn wait_for_either(&mut self) -> Option<usize> {
+        let (newer, older) = (self.last, 1 - self.last);
+        let deadline = Instant::now() + BUSY_WAIT;
+        let mut nap = FIRST_NAP;
+        loop {
+            let first = if self.newer_frees_first { newer } else { older };
+            for slot in [first, 1 - first] {
+                if self.tx[slot].is_free() {
+                    self.newer_frees_first = slot == newer;
+                    return self.found(slot);
+                }
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                self.stalled = true;
+                return None;
+            }
+            self.tx[first].wait_free(nap.min(deadline - now));
+            nap = (nap * 2).min(MAX_NAP);
         }
-        if self.tx[last].is_free() {
-            return self.found(last);
-        }
-        self.stalled = true;
-        None
     }
 
     fn found(&mut self, slot: usize) -> Option<usize> {
@@ -269,5 +301,31 @@ mod tests {
         assert_eq!(front.try_send(&large(7)), Some(0));
         assert_eq!(tag(&back.recv(0).unwrap()), 7);
         assert_eq!(front.sent(), 5);
+    }
+
+    #[test]
+    fn a_reader_that_keeps_the_older_frame_is_waited_for_on_the_newer() {
+        // The reader keeps its first frame for good and works on each new
+        // one for 2 ms: with both slots busy, the sender must notice the
+        // newer one freeing, not sleep out its wait on the kept one.
+        let rings = LaneRings::new(1, 1 << 20).unwrap();
+        let (mut front, mut back) = (rings.frontend_end().unwrap(), rings.backend_end().unwrap());
+        assert_eq!(front.try_send(&large(0)), Some(0));
+        let reference = back.recv(0).unwrap();
+        for i in 1..6 {
+            let slot = front.try_send(&large(i)).expect("both slots busy too long");
+            assert_eq!(slot, 1, "the kept slot was written");
+            let frame = back.recv(slot).unwrap();
+            let worker = std::thread::spawn(move || {
+                std::thread::sleep(Duration::from_millis(2));
+                assert_eq!(tag(&frame), i);
+            });
+            let t = Instant::now();
+            assert_eq!(front.try_send(&large(10 + i)), Some(1));
+            assert!(t.elapsed() < BUSY_WAIT, "waited out the kept slot");
+            worker.join().unwrap();
+            assert_eq!(tag(&back.recv(1).unwrap()), 10 + i);
+        }
+        assert_eq!(tag(&reference), 0, "the kept frame changed");
     }
 }
