@@ -333,6 +333,22 @@ def test_lane_arrays_are_writable_views_that_stay_intact(lending_echo):
     assert echo._native.large_messages_sent == sent + 4
 
 
+def test_a_kept_reference_frame_leaves_the_lane_its_other_slot(lending_echo):
+    np = pytest.importorskip("numpy")
+    echo = lending_echo
+    # Video code keeps a reference frame (a background to subtract) for
+    # good: the other slot carries every later frame, and none changes.
+    frames = []
+    for i in range(8):
+        echo.sendMessageToBack(MessageObject("echo", a=np.full(1 << 18, i, dtype=np.float32)))
+        frames.append(echo.getPipe().recv(timeout=10)["a"])
+        assert received_buffer(frames[-1]).shared, i
+        assert (frames[-1] == i).all() and (frames[0] == 0).all()
+        if i > 0:
+            del frames[-1]
+    del frames
+
+
 def test_frontend_handle_is_refused_in_the_child():
     class Nested(MessageProcess):
         def c__try(self):
