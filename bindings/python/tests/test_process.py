@@ -296,12 +296,15 @@ def lending_echo():
     p.stop()
 
 
-def test_lane_arrays_are_copied_out_by_default(echo):
+def echo_frame(echo, value):
+    """A 1 MiB float32 frame of `value`, echoed: the array received back."""
     np = pytest.importorskip("numpy")
-    kept = []
-    for i in range(4):
-        echo.sendMessageToBack(MessageObject("echo", a=np.full(1 << 18, i, dtype=np.float32)))
-        kept.append(echo.getPipe().recv(timeout=10)["a"])
+    echo.sendMessageToBack(MessageObject("echo", a=np.full(1 << 18, value, dtype=np.float32)))
+    return echo.getPipe().recv(timeout=10)["a"]
+
+
+def test_lane_arrays_are_copied_out_by_default(echo):
+    kept = [echo_frame(echo, i) for i in range(4)]
     assert not any(received_buffer(a).shared for a in kept)
     assert [int(a[0]) for a in kept] == [0, 1, 2, 3]
 
@@ -311,10 +314,7 @@ def test_lane_arrays_are_writable_views_that_stay_intact(lending_echo):
     echo = lending_echo
     # Kept arrays hold their slots: later frames must not overwrite them
     # (the sender takes the socket while both slots are held).
-    kept = []
-    for i in range(6):
-        echo.sendMessageToBack(MessageObject("echo", a=np.full(1 << 18, i, dtype=np.float32)))
-        kept.append(echo.getPipe().recv(timeout=10)["a"])
+    kept = [echo_frame(echo, i) for i in range(6)]
     assert received_buffer(kept[0]).shared and received_buffer(kept[1]).shared
     assert not received_buffer(kept[-1]).shared  # came through the socket
     for i, got in enumerate(kept):
@@ -326,22 +326,19 @@ def test_lane_arrays_are_writable_views_that_stay_intact(lending_echo):
     # Slots given back: large frames take shared memory again, intact.
     sent = echo._native.large_messages_sent
     for i in range(4):
-        echo.sendMessageToBack(MessageObject("echo", a=np.full(1 << 18, 10 + i, dtype=np.float32)))
-        back = echo.getPipe().recv(timeout=10)["a"]
+        back = echo_frame(echo, 10 + i)
         assert received_buffer(back).shared and (back == 10 + i).all()
         del back
     assert echo._native.large_messages_sent == sent + 4
 
 
 def test_a_kept_reference_frame_leaves_the_lane_its_other_slot(lending_echo):
-    np = pytest.importorskip("numpy")
     echo = lending_echo
     # Video code keeps a reference frame (a background to subtract) for
     # good: the other slot carries every later frame, and none changes.
     frames = []
     for i in range(8):
-        echo.sendMessageToBack(MessageObject("echo", a=np.full(1 << 18, i, dtype=np.float32)))
-        frames.append(echo.getPipe().recv(timeout=10)["a"])
+        frames.append(echo_frame(echo, i))
         assert received_buffer(frames[-1]).shared, i
         assert (frames[-1] == i).all() and (frames[0] == 0).all()
         if i > 0:
