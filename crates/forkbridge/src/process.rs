@@ -114,7 +114,7 @@ impl MessageProcessBuilder {
     /// Sends messages whose strings and byte strings hold at least
     /// `threshold` bytes through a shared-memory lane instead of the socket,
     /// transparently, both ways: the message is encoded straight into a
-    /// shared slot, and only a one-byte marker goes through the socket, in
+    /// shared slot, and only a small marker goes through the socket, in
     /// order — so a huge message neither costs a socket's worth of copies
     /// and wake-ups nor holds up small ones behind it in the socket. Each
     /// direction has two slots of `slot_size` bytes (address space only,
