@@ -350,10 +350,9 @@ impl RingProducer {
 
     fn acquire_deadline(&mut self, deadline: Option<Instant>) -> Result<WriteSlot<'_>> {
         let mem = &self.ring.mem;
-        let slots = u64::from(mem.slots());
         let mut liveness = Liveness::new();
         loop {
-            let slot = (mem.head().load(Ordering::Acquire) % slots) as u32;
+            let slot = self.next_slot();
             if let Some(inner) = mem.try_write(slot, self.pid) {
                 return Ok(WriteSlot {
                     inner: Some(inner),
@@ -371,9 +370,7 @@ impl RingProducer {
                 .wait_bell(mem.free_bell(), deadline, || mem.is(slot, FREE));
         }
     }
-}
 
-impl RingProducer {
     /// The slot the next acquire takes.
     fn next_slot(&self) -> u32 {
         let mem = &self.ring.mem;
