@@ -28,6 +28,11 @@
 //! again for 2, 4, ... 64 messages, so such a reader costs the sender one
 //! short spin per 64 frames, and a reader that becomes quick is noticed.
 //!
+//! Measured here (the bench's `large_message`, 4 MiB messages to an idle
+//! handler, the two builds run in turn): 4.7-9.8× the socket's GB/s
+//! against 4.0-4.4× for the FIFO ring below; with a handler that reads
+//! every byte (`large_message_read`) both keep 6-9×.
+//!
 //! Rejected: one FIFO ring of two slots (the earlier design) — the slots
 //! alternate, and a slot the reader keeps blocks the other behind it, so
 //! one kept value sends every later large message through the socket;
