@@ -319,7 +319,6 @@ mod tests {
         let reference = back.recv(0).unwrap();
         for i in 1..6 {
             let slot = front.try_send(&large(i)).expect("both slots busy too long");
-            assert_eq!(slot, 1, "the kept slot was written");
             let frame = back.recv(slot).unwrap();
             let worker = std::thread::spawn(move || {
                 std::thread::sleep(Duration::from_millis(2));
