@@ -3,8 +3,8 @@
 //!
 //! A received numpy array's data arrives as an out-of-band pickle buffer
 //! (`Value::Pickled::buffers`). Turning it into `bytes` would copy a frame
-//! once more; instead the memory is handed to this object, which exports
-//! it through the buffer protocol — writable, like a `bytearray` — and
+//! once more; instead the memory is handed to this object, which exports it
+//! through the buffer protocol — writable, like a `bytearray` — and
 //! `pickle.loads(data, buffers=...)` lets numpy build the array on it. The
 //! memory is the decoder's allocation (the socket path, or a frame copied
 //! out of its shared-memory slot) or, when the process lends received
@@ -12,9 +12,9 @@
 //! then read where the sender wrote it, and copying it out would have cost
 //! as much as the sender's copy in. Lending is opt-in because the lane has
 //! two slots each way: a program that keeps two views (frames collected in
-//! a list) sends every later large message through the socket. The array keeps this object alive;
-//! when the last view is gone it frees the allocation or gives the slot
-//! back.
+//! a list) sends every later large message through the socket. The array
+//! keeps this object alive; when the last view is gone it frees the
+//! allocation or gives the slot back.
 //!
 //! `LentView` is the sending side's counterpart: an array's buffer lent to
 //! the message being encoded, so it is copied once, into the socket buffer

@@ -122,10 +122,11 @@ fn lent_buffer(buffer: &Bound<'_, PyAny>) -> PyResult<Option<Bytes>> {
 
 fn pickled(obj: &Bound<'_, PyAny>) -> PyResult<Value> {
     let py = obj.py();
-    let kind = ndarray::kind_of(obj);
-    if let Some(kind) = &kind
-        && let Some(data) = ndarray::cached(py, kind)
-    {
+    // An array of a kind already remembered is not remembered again, even
+    // if its buffer takes pickle's own path below.
+    let mut kind = ndarray::kind_of(obj);
+    if let Some(data) = kind.as_ref().and_then(|k| ndarray::cached(py, k)) {
+        kind = None;
         let buffer = pickle(py)?.2.bind(py).call1((obj,))?;
         if let Some(lent) = lent_buffer(&buffer)? {
             return Ok(Value::Pickled {

@@ -30,7 +30,7 @@
 //!
 //! Measured here (the bench's `large_message`, 4 MiB messages to an idle
 //! handler, the two builds run in turn): 4.7-9.8× the socket's GB/s
-//! against 4.0-4.4× for the FIFO ring below; with a handler that reads
+//! against 4.0-4.35× for the FIFO ring below; with a handler that reads
 //! every byte (`large_message_read`) both keep 6-9×.
 //!
 //! Rejected: one FIFO ring of two slots (the earlier design) — the slots
@@ -46,8 +46,8 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::message::Message;
 use crate::ring::{FrameRing, RingConsumer, RingProducer};
 
-/// Slots per direction; a marker names one, so it must fit the marker's
-/// byte (`wire::encode_lane`).
+/// Slots per direction: two, the one written last and the other (the
+/// choice above); a marker names one in its byte (`wire::encode_lane`).
 pub(crate) const SLOTS: usize = 2;
 
 /// How long a large message waits for a slot when both are busy before it
