@@ -16,6 +16,12 @@ threshold), as it does in any program that has run for a while. Without it,
 valkka's frame path (a new 1 MiB pickle per frame) ran 2.5x slower or not
 depending on what earlier scenarios had happened to free (0.9 vs 2.3 GB/s),
 which made py_numpy_frames' ratio 4 or 11 by accident.
+
+Two scenarios print a second, informational line (``target=info``) with
+this machine's limit measured in the same run: ``py_start_stop_floor`` (a
+bare ``os.fork()`` whose child pins itself and ``_exit``s) and
+``py_numpy_frames_ceiling`` (one warm ``np.copyto`` of the frame);
+``py_roundtrip_spin`` is the round trip's work without the wake-ups.
 """
 
 from __future__ import annotations
@@ -250,6 +256,34 @@ def numpy_frames(lib: Lib, n: int) -> float:
         p.stop()
 
 
+def fork_floor(n: int) -> float:
+    """The least a start + stop can take here: a bare ``os.fork()`` whose
+    child does what the bench's ``preRun__`` does (pin itself) and
+    ``_exit``s, reaped with ``waitpid``."""
+    total = 0.0
+    for _ in range(n):
+        t0 = time.perf_counter()
+        pid = os.fork()
+        if pid == 0:
+            pin(BACK_CPU)
+            os._exit(0)
+        os.waitpid(pid, 0)
+        total += time.perf_counter() - t0
+    return total / n
+
+
+def memcpy_ceiling(n: int) -> float:
+    """GB/s of copying the bench's 1 MiB frame into one warm buffer: the
+    most any transport that copies a frame once can move."""
+    frame = np.random.default_rng(1).random(1 << 18, dtype=np.float32)
+    dst = np.empty_like(frame)
+    np.copyto(dst, frame)
+    t0 = time.perf_counter()
+    for _ in range(n):
+        np.copyto(dst, frame)
+    return n * frame.nbytes / (time.perf_counter() - t0) / 1e9
+
+
 def start_stop(lib: Lib, n: int) -> float:
     total = 0.0
     for _ in range(n):
@@ -266,11 +300,18 @@ def start_stop(lib: Lib, n: int) -> float:
 
 
 def alternate(ours: Callable[[], float], theirs: Callable[[], float], blocks: int):
-    a, b = [], []
+    (a, b), (m, base) = alternate_all([ours, theirs], blocks)
+    return m, base, a, b
+
+
+def alternate_all(bodies: list[Callable[[], float]], blocks: int):
+    """Runs the bodies in turn, ``blocks`` rounds; every block's figure and
+    the median of each body."""
+    runs: list[list[float]] = [[] for _ in bodies]
     for _ in range(blocks):
-        a.append(ours())
-        b.append(theirs())
-    return statistics.median(a), statistics.median(b), a, b
+        for body, run in zip(bodies, runs):
+            run.append(body())
+    return runs, [statistics.median(run) for run in runs]
 
 
 def report(name, unit, value, baseline, target, a, b, scale=1.0, labels=("forkbridge", "baseline")):
@@ -328,12 +369,24 @@ def main() -> None:
         report("py_oneway", "msgs/s", m, base, ">=5", a, b, 1.0, ("forkbridge", "valkka"))
     if want("py_start_stop"):
         n = int(50 * k) or 3
-        m, base, a, b = alternate(lambda: start_stop(FB, n), lambda: start_stop(VK, n), blocks)
+        (a, b, f), (m, base, floor) = alternate_all(
+            [lambda: start_stop(FB, n), lambda: start_stop(VK, n), lambda: fork_floor(n)], blocks
+        )
         report("py_start_stop", "ms", m, base, "<=0.70", a, b, 1e3, ("forkbridge", "valkka"))
+        # Informational: forkbridge against the bare fork; floor/valkka is
+        # the best ratio any library could reach in this run.
+        report("py_start_stop_floor", "ms", m, floor, "info", a, f, 1e3, ("forkbridge", "bare fork"))
+        print("  bare fork / valkka = %.3f" % (floor / base))
     if want("py_numpy_frames"):
         n = int(200 * k) or 5
-        m, base, a, b = alternate(lambda: numpy_frames(FB, n), lambda: numpy_frames(VK, n), blocks)
+        (a, b, c), (m, base, ceiling) = alternate_all(
+            [lambda: numpy_frames(FB, n), lambda: numpy_frames(VK, n), lambda: memcpy_ceiling(n)],
+            blocks,
+        )
         report("py_numpy_frames", "GB/s", m, base, ">=10", a, b, 1.0, ("forkbridge", "valkka"))
+        # Informational: one warm copy of the frame against valkka, the
+        # highest ratio a transport that copies each frame once can reach.
+        report("py_numpy_frames_ceiling", "GB/s", ceiling, base, "info", c, b, 1.0, ("memcpy", "valkka"))
 
 
 if __name__ == "__main__":
