@@ -503,8 +503,10 @@ async fn async_main<B: AsyncBackend>(
         }
     };
     let (tx, mut rx) = mpsc::channel(TASK_QUEUE);
+    let mut conn = info.intercom(afd.clone());
+    conn.lane_never_waits();
     let mut ctx = AsyncContext {
-        conn: info.intercom(afd.clone()),
+        conn,
         name: info.name,
         target: info.target,
         stop: false,

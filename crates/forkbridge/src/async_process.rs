@@ -82,12 +82,13 @@ impl MessageProcess {
     /// # Panics
     ///
     /// Outside a tokio runtime (tokio's own rule for registering fds).
-    pub fn into_async(self) -> Result<AsyncMessageProcess> {
+    pub fn into_async(mut self) -> Result<AsyncMessageProcess> {
         let Some(pidfd) = self.pidfd() else {
             return Err(Error::new(ErrorKind::NotStarted).with_process(self.name()));
         };
         let pidfd = async_fd::register(pidfd.try_clone_to_owned()?)?;
         let socket = async_fd::register(self.as_fd().try_clone_to_owned()?)?;
+        self.conn_mut().lane_never_waits();
         Ok(AsyncMessageProcess {
             inner: self,
             socket,

@@ -137,6 +137,15 @@ impl<F: AsFd> Conn<F> {
         wire::encode_message(&mut self.out, msg, self.max_frame)
     }
 
+    /// Makes the lane's sends never wait for a busy slot (an end that runs
+    /// on an async runtime).
+    #[cfg(feature = "tokio")]
+    pub(crate) fn lane_never_waits(&mut self) {
+        if let Some(lane) = &mut self.lane {
+            lane.never_wait();
+        }
+    }
+
     /// Messages this end sent through the lane.
     pub(crate) fn lane_sent(&self) -> u64 {
         self.lane.as_ref().map_or(0, Lane::sent)

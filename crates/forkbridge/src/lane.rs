@@ -24,6 +24,10 @@
 //!    once until a slot is free again (the reader keeps its values, which
 //!    lend from their slots).
 //!
+//! An async end (a tokio backend, an `AsyncMessageProcess`) never spins
+//! or waits: a wait there would block the runtime's thread and every task
+//! on it, so with both slots busy its message takes the socket at once.
+//!
 //! A spin that ran out (a reader that works on its frames) is not tried
 //! again for 2, 4, ... 64 messages, so such a reader costs the sender one
 //! short spin per 64 frames, and a reader that becomes quick is noticed.
@@ -123,6 +127,9 @@ pub(crate) struct Lane {
     /// socket at once until a slot is free again, instead of waiting each
     /// time.
     stalled: bool,
+    /// Whether a send may spin or wait for a busy slot (not on an async
+    /// end: see the module docs).
+    patient: bool,
 }
 
 impl Lane {
@@ -139,7 +146,15 @@ impl Lane {
             skip: 0,
             newer_frees_first: false,
             stalled: false,
+            patient: true,
         })
+    }
+
+    /// Makes sends take a free slot or the socket, never waiting for a
+    /// busy slot (for an end that runs on an async runtime).
+    #[cfg(any(feature = "tokio", all(test, not(loom))))]
+    pub(crate) fn never_wait(&mut self) {
+        self.patient = false;
     }
 
     /// Whether a message whose strings and byte strings hold `payload`
@@ -185,6 +200,9 @@ impl Lane {
         let (last, other) = (self.last, 1 - self.last);
         if self.tx[last].is_free() {
             return self.found(last);
+        }
+        if !self.patient {
+            return self.tx[other].is_free().then_some(other);
         }
         if self.skip > 0 {
             self.skip -= 1;
@@ -306,6 +324,24 @@ mod tests {
         assert_eq!(front.try_send(&large(7)), Some(0));
         assert_eq!(tag(&back.recv(0).unwrap()), 7);
         assert_eq!(front.sent(), 5);
+    }
+
+    #[test]
+    fn an_end_that_never_waits_takes_the_socket_at_once_when_both_slots_are_busy() {
+        let rings = LaneRings::new(1, 1 << 20).unwrap();
+        let (mut front, mut back) = (rings.frontend_end().unwrap(), rings.backend_end().unwrap());
+        front.never_wait();
+        assert_eq!(front.try_send(&large(1)), Some(0));
+        let kept = back.recv(0).unwrap();
+        assert_eq!(front.try_send(&large(2)), Some(1), "the free slot");
+        let kept_too = back.recv(1).unwrap();
+        assert_eq!(front.try_send(&large(3)), None);
+        // No spin ran out and no wait ran out: the choice never waited.
+        assert_eq!((front.misses, front.stalled), (0, false));
+        drop(kept);
+        assert_eq!(front.try_send(&large(4)), Some(0));
+        assert_eq!(tag(&back.recv(0).unwrap()), 4);
+        assert_eq!(tag(&kept_too), 2);
     }
 
     #[test]

@@ -134,10 +134,14 @@ impl MessageProcessBuilder {
     /// program that keeps such values keeps their slots: one kept value
     /// (the previous frame, to compare with) leaves the other slot to the
     /// lane; with both kept, the sender waits up to 20 ms for one, once,
-    /// and sends through the socket until a slot is free again. A value still held when its process forks is
-    /// never given back (a copy of it may be read in the child), so a
-    /// received message moved into a backend before `start` costs its lane
-    /// a slot for good; `Bytes::into_vec` makes an owned copy.
+    /// and sends through the socket until a slot is free again. An async
+    /// end (an `AsyncBackend`, an `AsyncMessageProcess`) never waits for a
+    /// slot, which would block its runtime's thread: with both busy, its
+    /// message takes the socket at once. A value still held when its
+    /// process forks is never given back (a copy of it may be read in the
+    /// child), so a received message moved into a backend before `start`
+    /// costs its lane a slot for good; `Bytes::into_vec` makes an owned
+    /// copy.
     pub fn large_messages(mut self, threshold: usize, slot_size: usize) -> Self {
         self.large = Some((threshold.max(1), slot_size.max(4096)));
         self

@@ -29,6 +29,7 @@ test_main!(
     async_recv_is_cancel_safe,
     async_frontend_sees_backend_death,
     starting_after_a_multi_thread_runtime_is_refused,
+    frames_past_two_kept_ones_take_the_socket_intact,
 );
 
 #[derive(Default)]
@@ -109,6 +110,14 @@ impl Worker {
         Ok(())
     }
 
+    /// Sends `n` frames of 1 MiB, frame `i` filled with byte `i`.
+    async fn frames(&mut self, ctx: &mut AsyncContext, msg: Message) -> HandlerResult {
+        for i in 0..msg.param::<u8>("n")? {
+            ctx.send(message!("frame", i = i).with("data", vec![i; 1 << 20]))?;
+        }
+        Ok(())
+    }
+
     async fn threads(&mut self, ctx: &mut AsyncContext, _: Message) -> HandlerResult {
         let n = std::fs::read_dir("/proc/self/task")?.count();
         ctx.send(message!("threads", n = n))?;
@@ -126,6 +135,7 @@ impl AsyncBackend for Worker {
             .on("exit", Self::exit)
             .on("threads", Self::threads)
             .on("burst", Self::burst)
+            .on("frames", Self::frames)
             .on("block", Self::block);
     }
 
@@ -149,6 +159,39 @@ fn start(worker: Worker) -> MessageProcess {
         .unwrap();
     p.start().unwrap();
     p
+}
+
+fn frames_past_two_kept_ones_take_the_socket_intact() {
+    // The frontend keeps the first two frames, which lend from both of the
+    // lane's slots: the async backend sends the rest through the socket at
+    // once (it never waits for a slot on its runtime's thread).
+    let mut p = MessageProcess::builder("async-frames")
+        .large_messages(64 << 10, 2 << 20)
+        .build_async(Worker::default())
+        .unwrap();
+    p.start().unwrap();
+    p.send(message!("frames", n = 5u8)).unwrap();
+    let frames: Vec<Message> = (0..5).map(|_| recv(&mut p)).collect();
+    for (i, frame) in frames.iter().enumerate() {
+        let data = frame["data"].as_bytes().unwrap();
+        assert!(
+            data.len() == 1 << 20 && data.iter().all(|&b| usize::from(b) == i),
+            "frame {i} changed"
+        );
+    }
+    let lent = |m: &Message| matches!(&m["data"], forkbridge::Value::Bytes(b) if b.is_lent());
+    assert!(
+        lent(&frames[0]) && lent(&frames[1]),
+        "the first two took the lane"
+    );
+    assert!(
+        !frames[2..].iter().any(lent),
+        "a frame waited for a kept slot"
+    );
+    drop(frames);
+    p.send(message!("sleep_reply", ms = 1)).unwrap();
+    assert_eq!(recv(&mut p).command(), "slept");
+    assert!(p.stop().unwrap().success());
 }
 
 fn async_handler_awaits_and_replies() {
