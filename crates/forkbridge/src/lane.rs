@@ -202,7 +202,11 @@ impl Lane {
             return self.found(last);
         }
         if !self.patient {
-            return self.tx[other].is_free().then_some(other);
+            return if self.tx[other].is_free() {
+                self.found(other)
+            } else {
+                None
+            };
         }
         if self.skip > 0 {
             self.skip -= 1;
