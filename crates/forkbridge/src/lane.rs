@@ -202,13 +202,8 @@ impl Lane {
             return self.found(last);
         }
         if !self.patient {
-            return if self.tx[other].is_free() {
-                self.found(other)
-            } else {
-                None
-            };
-        }
-        if self.skip > 0 {
+            // An async end: no spin, no wait (see the module docs).
+        } else if self.skip > 0 {
             self.skip -= 1;
         } else if self.tx[last].spin_until_free((self.copy_time / 4).min(MAX_SPIN)) {
             self.misses = 0;
@@ -220,7 +215,7 @@ impl Lane {
         if self.tx[other].is_free() {
             return self.found(other);
         }
-        if self.stalled {
+        if self.stalled || !self.patient {
             return None;
         }
         self.wait_for_either()
