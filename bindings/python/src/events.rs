@@ -6,7 +6,7 @@ use pyo3::prelude::*;
 
 use crate::SIGNAL_SLICE;
 use crate::errors::IntoPyResult;
-use crate::process::seconds;
+use crate::process::deadline_in;
 
 /// One process-shared event.
 #[pyclass(frozen, module = "forkbridge._native")]
@@ -46,7 +46,7 @@ impl Event {
     #[pyo3(signature = (timeout = None))]
     fn wait(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<bool> {
         let deadline = match timeout {
-            Some(t) => Some(std::time::Instant::now() + seconds(t)?),
+            Some(t) => deadline_in(t)?,
             None => None,
         };
         loop {

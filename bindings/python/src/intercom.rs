@@ -14,7 +14,7 @@ use pyo3::types::{PyDict, PyList};
 use crate::SIGNAL_SLICE;
 use crate::convert;
 use crate::errors::IntoPyResult;
-use crate::process::{lock, seconds, slice_left};
+use crate::process::{deadline_in, lock, slice_left};
 
 /// The child's end: receive commands, send replies.
 #[pyclass(frozen, module = "forkbridge._native")]
@@ -38,7 +38,7 @@ impl Intercom {
     /// seconds in slices that let Python's signal handlers run.
     fn wait_one(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<Option<Message>> {
         let deadline = match timeout {
-            Some(t) => Some(Instant::now() + seconds(t)?),
+            Some(t) => deadline_in(t)?,
             None => None,
         };
         loop {

@@ -365,7 +365,7 @@ impl Process {
         op: impl Fn(&mut MessageProcess, Duration) -> forkbridge::Result<T> + Send + Sync,
     ) -> PyResult<T> {
         let deadline = match timeout {
-            Some(t) => Some(Instant::now() + seconds(t)?),
+            Some(t) => deadline_in(t)?,
             None => None,
         };
         // The poll is on the intercom alone: a backend that dies closes it
@@ -528,8 +528,18 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 pub(crate) fn seconds(s: f64) -> PyResult<Duration> {
-    Duration::try_from_secs_f64(s.max(0.0))
-        .map_err(|_| PyValueError::new_err(format!("not a duration in seconds: {s}")))
+    if s.is_nan() {
+        return Err(PyValueError::new_err("a timeout cannot be NaN"));
+    }
+    // Negative is zero; one too long for a Duration (inf included) is no
+    // limit, as `threading` and `select` take it.
+    Ok(Duration::try_from_secs_f64(s.max(0.0)).unwrap_or(Duration::MAX))
+}
+
+/// The deadline `s` seconds from now; `None` (no limit) when it lies past
+/// what an `Instant` holds.
+pub(crate) fn deadline_in(s: f64) -> PyResult<Option<Instant>> {
+    Ok(Instant::now().checked_add(seconds(s)?))
 }
 
 /// `multiprocessing`'s exit code: the status, or minus the signal.

@@ -287,7 +287,10 @@ impl AsyncContext {
     }
 
     /// Sends a message to the frontend (the seed's `send_out__`). Buffered;
-    /// written when the handler returns, or once 64 KiB are buffered.
+    /// written when the handler returns, or once 64 KiB are buffered. What
+    /// a handler sent is on the wire before the next command is handled:
+    /// when the frontend is not reading, the loop waits (asynchronously,
+    /// reading the frontend's messages meanwhile) for room in the socket.
     ///
     /// # Errors
     ///
@@ -596,8 +599,15 @@ async fn event_loop<B: AsyncBackend>(
                 Ok(Frame::Stop) => return Ok(()),
                 Err(e) => ctx.report("decode", "", &e.to_string()),
             }
-            // What the handler sent goes out before the next one runs.
-            let _ = ctx.conn.try_flush();
+            // What the handler sent goes out before the next one runs (a
+            // gone frontend is noticed at the top of the loop).
+            if ctx.conn.has_pending_output() {
+                match ctx.flush().await {
+                    Ok(()) => {}
+                    Err(e) if e.is_disconnected() => {}
+                    Err(e) => log::warn!(target: &ctx.target, "flush after a handler failed: {e}"),
+                }
+            }
             if ctx.stop {
                 return Ok(());
             }

@@ -142,11 +142,11 @@ impl AsyncMessageProcess {
         A: serde::Serialize + ?Sized,
         R: serde::de::DeserializeOwned,
     {
-        let deadline = Instant::now() + timeout;
+        let deadline = after(timeout);
         let id = self
             .inner
             .feed_call(command, crate::wire::Fingerprints::of::<A, R>(), args)?;
-        self.flush_until(Some(deadline)).await?;
+        self.flush_until(deadline).await?;
         loop {
             match self
                 .inner
@@ -162,7 +162,7 @@ impl AsyncMessageProcess {
             tokio::select! {
                 ready = self.socket.readable() => ready?.clear_ready(),
                 ready = self.pidfd.readable() => ready?.clear_ready(),
-                () = tokio::time::sleep_until(deadline) => {
+                () = sleep_until(deadline) => {
                     return Err(Error::new(ErrorKind::Timeout).with_process(self.inner.name()));
                 }
             }
@@ -280,20 +280,20 @@ impl AsyncMessageProcess {
     /// As [`MessageProcess::stop`].
     pub async fn stop(&mut self) -> Result<ExitStatus> {
         let (stop_timeout, kill_timeout) = self.inner.stop_timeouts();
-        let deadline = Instant::now() + stop_timeout;
+        let deadline = after(stop_timeout);
         self.inner.queue_stop()?;
-        match self.flush_until(Some(deadline)).await {
+        match self.flush_until(deadline).await {
             Ok(()) => {}
             Err(e) => {
                 log::debug!(target: self.inner.log_target(), "stop request not delivered: {e}")
             }
         }
-        match self.join_until(Some(deadline)).await {
+        match self.join_until(deadline).await {
             Err(e) if e.is_timeout() => {}
             other => return other,
         }
         self.inner.signal(libc::SIGTERM);
-        match self.join_until(Some(Instant::now() + kill_timeout)).await {
+        match self.join_until(after(kill_timeout)).await {
             Err(e) if e.is_timeout() => {}
             other => return other,
         }
@@ -311,6 +311,11 @@ impl AsyncMessageProcess {
     pub fn into_inner(self) -> MessageProcess {
         self.inner
     }
+}
+
+/// `timeout` from now; `None` (no limit) past what an `Instant` holds.
+fn after(timeout: Duration) -> Option<Instant> {
+    Instant::now().checked_add(timeout)
 }
 
 /// Sleeps until `deadline`, or forever.

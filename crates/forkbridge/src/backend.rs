@@ -275,7 +275,11 @@ impl BackendContext {
     /// handler, not per message), when more than 64 KiB are buffered, or on
     /// [`flush`](BackendContext::flush). Call `flush` to deliver progress
     /// from a long-running handler. What a handler sent is on the wire before
-    /// the next handler runs, so a later crash of the process does not lose it.
+    /// the next handler runs, so a later crash of the process does not lose
+    /// it: when the frontend is not reading, the loop waits for room in the
+    /// socket (reading the frontend's messages meanwhile, so neither side
+    /// blocks the other) until the frontend reads, stops the process or goes
+    /// away.
     ///
     /// # Errors
     ///
@@ -722,12 +726,19 @@ fn dispatch<B: Backend>(
 
 /// Puts what a handler sent on the wire before the next handler runs, so a
 /// later handler that crashes the process (a segfault in a C library, an
-/// abort) cannot take earlier results with it. Non-blocking: if the
-/// frontend is not reading, the rest waits for the loop's next flush.
+/// abort) cannot take earlier results with it. If the frontend is not
+/// reading, this waits for room, reading its messages meanwhile (so two
+/// writers never deadlock). The wait ends when the frontend reads, stops
+/// the process (its stop is bounded), or goes away (the write fails at
+/// once, or the parent-death timer ends the process).
 fn flush_after_handler(ctx: &mut BackendContext) {
     if ctx.conn.has_pending_output() {
-        // A gone frontend is noticed at the top of the loop.
-        let _ = ctx.conn.try_flush();
+        match ctx.conn.flush(None, None) {
+            // A gone frontend is noticed at the top of the loop.
+            Ok(()) => {}
+            Err(e) if e.is_disconnected() => {}
+            Err(e) => log::warn!(target: &ctx.target, "flush after a handler failed: {e}"),
+        }
     }
 }
 

@@ -79,13 +79,26 @@ impl SharedBuffer {
     /// Maps a buffer received as an fd (from
     /// [`BackendContext::take_fds`](crate::BackendContext::take_fds)).
     ///
+    /// The memfd is sealed against shrinking first (if its maker did not
+    /// seal it; [`new`](SharedBuffer::new) does), so no process can cut it
+    /// short under this mapping: a file shrunk under a mapping raises
+    /// `SIGBUS` on the next read past its new end.
+    ///
     /// # Errors
     ///
-    /// [`ErrorKind::Io`] if the fd cannot be mapped shared (not a memfd or
-    /// a regular file), or is empty.
+    /// [`ErrorKind::InvalidArgument`] if the fd cannot be sealed so (a
+    /// regular file, a pipe, a memfd made without `MFD_ALLOW_SEALING`) or
+    /// is empty; [`ErrorKind::Io`] if it cannot be mapped.
     pub fn from_fd(fd: OwnedFd) -> Result<SharedBuffer> {
+        let file = MappedFile::open(fd).map_err(|e| {
+            if e.kind() == std::io::ErrorKind::InvalidInput {
+                Error::new(ErrorKind::InvalidArgument).with_source(e.to_string())
+            } else {
+                Error::io(e)
+            }
+        })?;
         Ok(SharedBuffer {
-            file: Arc::new(MappedFile::open(fd)?),
+            file: Arc::new(file),
         })
     }
 
@@ -136,6 +149,11 @@ impl SharedBuffer {
     ///
     /// [`ErrorKind::InvalidArgument`] if the range is outside the buffer.
     pub fn read_vec<T: bytemuck::Pod>(&self, offset: usize, count: usize) -> Result<Vec<T>> {
+        // The range is checked before anything is allocated for it.
+        let bytes = count.checked_mul(std::mem::size_of::<T>());
+        if bytes.is_none_or(|b| offset.checked_add(b).is_none_or(|end| end > self.len())) {
+            return Err(self.out_of_range(offset, bytes.unwrap_or(usize::MAX)));
+        }
         let mut values = vec![T::zeroed(); count];
         self.read_at(offset, bytemuck::cast_slice_mut(&mut values))?;
         Ok(values)

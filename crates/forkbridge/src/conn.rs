@@ -129,7 +129,7 @@ impl<F: AsFd> Conn<F> {
             // still buffered on the wire before waiting for a slot.
             let _ = self.try_flush();
             let lane = self.lane.as_mut().expect("checked above");
-            if let Some(slot) = lane.try_send(msg) {
+            if let Some(slot) = lane.try_send(msg, self.max_frame) {
                 wire::encode_lane(&mut self.out, slot);
                 return Ok(());
             }
@@ -198,6 +198,12 @@ impl<F: AsFd> Conn<F> {
     /// Encodes a stop request into the outgoing buffer.
     pub(crate) fn feed_stop(&mut self) {
         wire::encode_stop(&mut self.out);
+    }
+
+    /// Drops every byte waiting to be written (the peer is gone).
+    pub(crate) fn discard_output(&mut self) {
+        self.out.clear();
+        self.out_pos = 0;
     }
 
     /// Whether outgoing bytes wait to be written.
@@ -328,13 +334,13 @@ impl<F: AsFd> Conn<F> {
         if spin.is_zero() {
             return Ok(false);
         }
-        let until = Instant::now() + spin;
+        let until = crate::deadline::after(spin);
         loop {
             match self.fill()? {
                 Filled::Read(0) => {}
                 Filled::Read(_) | Filled::Eof => return Ok(true),
             }
-            if Instant::now() >= until {
+            if until.is_some_and(|u| Instant::now() >= u) {
                 return Ok(false);
             }
             std::hint::spin_loop();
@@ -406,7 +412,7 @@ impl<F: AsFd> Conn<F> {
     pub(crate) fn next_frame(&mut self) -> Option<Result<Frame>> {
         match self.decoder.next_frame() {
             Some(Ok(Frame::Lane(slot))) => Some(match &mut self.lane {
-                Some(lane) => lane.recv(slot).map(Frame::Message),
+                Some(lane) => lane.recv(slot, self.max_frame).map(Frame::Message),
                 None => Err(Error::new(ErrorKind::Decode)
                     .with_source("a lane marker on a connection without a lane")),
             }),

@@ -2,14 +2,22 @@
 //!
 //! # Design
 //!
-//! Each event is one 32-bit word in an anonymous `MAP_SHARED` mapping made
+//! Each event is one 64-bit word in an anonymous `MAP_SHARED` mapping made
 //! before the fork, so parent and children see the same word:
 //!
 //! ```text
 //! bit 0       set
 //! bits 1-15   number of processes sleeping in wait()
-//! bits 16-31  generation (bumped by EventGroup::reserve)
+//! bits 16-59  generation (bumped by EventGroup::reserve and release)
 //! ```
+//!
+//! The flag, the count and the generation change together, by one atomic
+//! operation on the word, which is what makes a set by a stale index
+//! impossible (see `EventGroup`). The futex sleeps on the word's low 32
+//! bits: every change of the word changes them (the flag, the count, or
+//! the generation's lowest bits, which any bump changes), so a sleeper
+//! never misses one. The generation's 44 bits wrap after 2^43
+//! reservations of one event: longer than any program runs.
 //!
 //! `set` is one compare-and-swap; it makes a `FUTEX_WAKE` system call only
 //! when the waiter count says somebody sleeps, so setting an event nobody
@@ -33,19 +41,24 @@
 //! A waiter killed while asleep leaves its count behind, which only costs
 //! later `set`s a needless wake-up call.
 
-use crate::sys::atomic::{AtomicU32, Ordering::SeqCst};
+use crate::sys::atomic::{AtomicU64, Ordering::SeqCst};
 use std::fmt;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::deadline;
 use crate::error::Result;
 use crate::sys::{eventfd, futex, shm::SharedWords};
 
-const SET: u32 = 1;
-const WAITER: u32 = 1 << 1;
-const WAITER_MASK: u32 = 0x7FFF << 1;
+const SET: u64 = 1;
+const WAITER: u64 = 1 << 1;
+const WAITER_MASK: u64 = 0x7FFF << 1;
 const GEN_SHIFT: u32 = 16;
+/// The generation's bits (44): what an `EventIndex` carries beside its
+/// slot.
+pub(crate) const GEN_BITS: u32 = 44;
+const GEN_MASK: u64 = (1 << GEN_BITS) - 1;
 
 /// Which mechanism backs an event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -150,7 +163,7 @@ impl Event {
     }
 
     #[inline]
-    fn word(&self) -> &AtomicU32 {
+    fn word(&self) -> &AtomicU64 {
         &self.store.words.words()[self.slot as usize]
     }
 
@@ -183,7 +196,7 @@ impl Event {
 
     /// After a 0→1 transition from `old`: mirror it on the eventfd and wake
     /// the sleepers, if any.
-    fn announce_set(&self, word: &AtomicU32, old: u32) {
+    fn announce_set(&self, word: &AtomicU64, old: u64) {
         if let Some(fd) = self.fd() {
             eventfd::signal(fd);
         }
@@ -194,11 +207,11 @@ impl Event {
 
     /// Sets the event if its generation is `generation` (or always, for
     /// `None`); returns whether it is set now.
-    pub(crate) fn set_if_generation(&self, generation: Option<u16>) -> bool {
+    pub(crate) fn set_if_generation(&self, generation: Option<u64>) -> bool {
         let word = self.word();
         let mut cur = word.load(SeqCst);
         loop {
-            if generation.is_some_and(|g| (cur >> GEN_SHIFT) as u16 != g) {
+            if generation.is_some_and(|g| generation_of(cur) != g) {
                 return false;
             }
             if cur & SET != 0 {
@@ -226,12 +239,12 @@ impl Event {
     }
 
     /// Starts a new generation: clear, and sets by older indices ignored.
-    pub(crate) fn renew(&self) -> u16 {
+    pub(crate) fn renew(&self) -> u64 {
         let word = self.word();
         let mut cur = word.load(SeqCst);
         loop {
-            let generation = ((cur >> GEN_SHIFT) as u16).wrapping_add(1);
-            let new = (u32::from(generation) << GEN_SHIFT) | (cur & WAITER_MASK);
+            let generation = generation_of(cur).wrapping_add(1) & GEN_MASK;
+            let new = (generation << GEN_SHIFT) | (cur & WAITER_MASK);
             match word.compare_exchange_weak(cur, new, SeqCst, SeqCst) {
                 Ok(old) => {
                     if old & SET != 0 {
@@ -246,8 +259,8 @@ impl Event {
         }
     }
 
-    pub(crate) fn generation(&self) -> u16 {
-        (self.word().load(SeqCst) >> GEN_SHIFT) as u16
+    pub(crate) fn generation(&self) -> u64 {
+        generation_of(self.word().load(SeqCst))
     }
 
     /// Whether the event is set.
@@ -269,7 +282,7 @@ impl Event {
     /// is set. Spurious wake-ups and signals neither end the wait early nor
     /// extend it.
     pub fn wait_timeout(&self, timeout: Duration) -> bool {
-        self.wait_deadline(Some(Instant::now() + timeout))
+        self.wait_deadline(deadline::after(timeout))
     }
 
     pub(crate) fn wait_deadline(&self, deadline: Option<Instant>) -> bool {
@@ -294,13 +307,19 @@ impl Event {
             {
                 continue;
             }
-            let woken = futex::wait(word, registered, deadline);
+            // The futex compares the low half (see the module docs).
+            let woken = futex::wait(word, registered as u32, deadline);
             word.fetch_sub(WAITER, SeqCst);
             if !woken {
                 return word.load(SeqCst) & SET != 0;
             }
         }
     }
+}
+
+/// The generation field of an event word.
+fn generation_of(word: u64) -> u64 {
+    (word >> GEN_SHIFT) & GEN_MASK
 }
 
 /// Handles to the same event are equal.

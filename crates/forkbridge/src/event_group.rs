@@ -16,27 +16,34 @@
 //! carries the event's *generation*, renewed on every reserve and release:
 //! a backend that sets an event late, after the frontend gave up waiting
 //! and released it, sets nothing ([`EventGroup::set`] returns `false`), so
-//! it can never wake a later request that reserved the same event.
+//! it can never wake a later request that reserved the same event. The
+//! generation has 44 bits and changes in the same atomic operation as the
+//! event's flag: a stale index would have to wait out 2^43 reservations of
+//! its event to match again.
 
 use std::collections::VecDeque;
 use std::fmt;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use crate::error::{Error, ErrorKind, Result};
-use crate::event::{Event, EventKind, EventStore};
+use crate::event::{Event, EventKind, EventStore, GEN_BITS};
 use crate::sync_index::SyncIndex;
 use crate::value::{FromValue, Value};
 
 /// Identifies a reserved event of an [`EventGroup`]; put it in a message.
 ///
-/// It converts to and from a [`Value`] (an integer holding the slot and the
-/// generation), so `msg.with("event", index)` and
-/// `msg.param::<EventIndex>("event")` carry it across.
+/// It converts to and from a [`Value`] (an integer holding the slot in its
+/// low 20 bits and the generation above them), so
+/// `msg.with("event", index)` and `msg.param::<EventIndex>("event")` carry
+/// it across.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct EventIndex {
     slot: u32,
-    generation: u16,
+    generation: u64,
 }
+
+/// The bits of an index's slot: a group holds at most 2^20 events.
+const SLOT_BITS: u32 = 64 - GEN_BITS;
 
 impl EventIndex {
     /// The event's position in its group, `0..len`.
@@ -45,7 +52,7 @@ impl EventIndex {
     }
 
     fn to_u64(self) -> u64 {
-        (u64::from(self.generation) << 32) | u64::from(self.slot)
+        (self.generation << SLOT_BITS) | u64::from(self.slot)
     }
 }
 
@@ -66,8 +73,8 @@ impl FromValue for EventIndex {
     fn from_value(value: &Value) -> Option<Self> {
         let raw = value.as_u64()?;
         Some(EventIndex {
-            slot: u32::try_from(raw & 0xFFFF_FFFF).ok()?,
-            generation: u16::try_from(raw >> 32).ok()?,
+            slot: (raw & ((1 << SLOT_BITS) - 1)) as u32,
+            generation: raw >> SLOT_BITS,
         })
     }
 }
@@ -131,11 +138,18 @@ impl EventGroup {
     /// # Errors
     ///
     /// [`ErrorKind::Io`] if the mapping or an eventfd cannot be made;
-    /// [`ErrorKind::InvalidArgument`] if `n` does not fit an index.
+    /// [`ErrorKind::InvalidArgument`] for more than 2^20 (1 048 576) events,
+    /// which an index cannot name.
     pub fn with_kind(n: usize, kind: EventKind) -> Result<EventGroup> {
-        let slots = u32::try_from(n).map_err(|_| {
-            Error::new(ErrorKind::InvalidArgument).with_source(format!("{n} events are too many"))
-        })?;
+        let slots = u32::try_from(n)
+            .ok()
+            .filter(|&s| s <= 1 << SLOT_BITS)
+            .ok_or_else(|| {
+                Error::new(ErrorKind::InvalidArgument).with_source(format!(
+                    "{n} events are too many (at most {})",
+                    1u32 << SLOT_BITS
+                ))
+            })?;
         Ok(EventGroup {
             store: EventStore::new(n, kind)?,
             list: Arc::new(Mutex::new(FreeList {
@@ -212,7 +226,12 @@ impl EventGroup {
     /// [`ErrorKind::NotReserved`] if the index is out of range, not
     /// reserved, or of an older reservation of the same event.
     pub fn release_index(&self, index: EventIndex) -> Result<()> {
-        let event = self.get(index.slot)?;
+        let event = self.get(index.slot).map_err(|_| {
+            Error::new(ErrorKind::NotReserved).with_source(format!(
+                "index {index} is out of range for a group of {}",
+                self.len()
+            ))
+        })?;
         if event.generation() != index.generation {
             return Err(Error::new(ErrorKind::NotReserved)
                 .with_source(format!("index {index} is of an earlier reservation")));

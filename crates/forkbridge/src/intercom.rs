@@ -24,6 +24,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::conn::{Conn, Filled};
+use crate::deadline;
 use crate::error::{Error, ErrorKind, Result};
 use crate::message::Message;
 use crate::sys::{poll, socket};
@@ -169,7 +170,7 @@ impl Intercom {
     /// flush).
     pub fn send_timeout(&mut self, msg: Message, timeout: Duration) -> Result<()> {
         self.conn.feed(&msg)?;
-        self.conn.flush(Some(Instant::now() + timeout), None)
+        self.conn.flush(deadline::after(timeout), None)
     }
 
     /// Queues `msg` without writing it; the next `send` or
@@ -186,7 +187,7 @@ impl Intercom {
     /// As [`flush`](Intercom::flush), giving up after `timeout` with
     /// [`ErrorKind::Timeout`]; what was not written stays queued.
     pub fn flush_timeout(&mut self, timeout: Duration) -> Result<()> {
-        self.conn.flush(Some(Instant::now() + timeout), None)
+        self.conn.flush(deadline::after(timeout), None)
     }
 
     /// Bytes queued and not yet written.
@@ -201,7 +202,7 @@ impl Intercom {
 
     /// The next message, waiting at most `timeout`.
     pub fn recv_timeout(&mut self, timeout: Duration) -> Result<Option<Message>> {
-        self.recv_deadline(Some(Instant::now() + timeout))
+        self.recv_deadline(deadline::after(timeout))
     }
 
     /// A message if one is ready now, else [`ErrorKind::Empty`].

@@ -172,12 +172,15 @@ impl Lane {
 
     /// Puts a large message in a slot (see the module docs for which) and
     /// returns the slot to name in the marker; `None` sends it through the
-    /// socket instead: too large for a slot, or no slot in time.
-    pub(crate) fn try_send(&mut self, msg: &Message) -> Option<u8> {
+    /// socket instead: too large for a slot or for `max_frame` (the socket
+    /// then refuses it, so the frame limit holds on both paths), or no slot
+    /// in time.
+    pub(crate) fn try_send(&mut self, msg: &Message, max_frame: usize) -> Option<u8> {
         let slot = self.choose()?;
         let start = Instant::now();
         let written = match self.tx[slot].acquire_timeout(Duration::ZERO) {
-            Ok(mut out) => match postcard::to_slice(msg, &mut out[..]) {
+            Ok(mut out) => match postcard::to_slice(msg, &mut out[..max_frame.min(self.slot_size)])
+            {
                 Ok(used) => {
                     let len = used.len();
                     out.commit(len).is_ok()
@@ -256,8 +259,10 @@ impl Lane {
     /// The message the other end put in `slot` before its marker.
     ///
     /// Its large byte strings are not copied out: they stay in the slot,
-    /// which is freed when the last of them is dropped.
-    pub(crate) fn recv(&mut self, slot: u8) -> Result<Message> {
+    /// which is freed when the last of them is dropped. A message larger
+    /// than `max_frame` is [`ErrorKind::FrameTooLarge`], as it would be on
+    /// the socket, and its slot is freed at once.
+    pub(crate) fn recv(&mut self, slot: u8, max_frame: usize) -> Result<Message> {
         let Some(rx) = self.rx.get_mut(usize::from(slot)) else {
             return Err(Error::new(ErrorKind::Decode)
                 .with_source(format!("a lane marker names slot {slot} of {SLOTS}")));
@@ -265,6 +270,12 @@ impl Lane {
         let frame = rx.try_hold().map_err(|e| {
             Error::new(ErrorKind::Decode).with_source(format!("lane marker without a message: {e}"))
         })?;
+        if frame.len() > max_frame {
+            return Err(Error::new(ErrorKind::FrameTooLarge {
+                len: frame.len(),
+                max: max_frame,
+            }));
+        }
         #[cfg(not(loom))]
         let decoded = crate::bytes::decode_lending(std::sync::Arc::new(frame), |b| {
             postcard::from_bytes::<Message>(b)
@@ -279,6 +290,8 @@ impl Lane {
 mod tests {
     use super::*;
 
+    const MAX: usize = crate::wire::DEFAULT_MAX_FRAME;
+
     fn large(tag: u8) -> Message {
         Message::new("large").with("data", vec![tag; 64 << 10])
     }
@@ -291,8 +304,31 @@ mod tests {
     fn a_marker_naming_no_slot_or_an_empty_one_is_a_decode_error() {
         let rings = LaneRings::new(1, 1 << 20).unwrap();
         let mut back = rings.backend_end().unwrap();
-        assert_eq!(*back.recv(2).unwrap_err().kind(), ErrorKind::Decode);
-        assert_eq!(*back.recv(0).unwrap_err().kind(), ErrorKind::Decode);
+        assert_eq!(*back.recv(2, MAX).unwrap_err().kind(), ErrorKind::Decode);
+        assert_eq!(*back.recv(0, MAX).unwrap_err().kind(), ErrorKind::Decode);
+    }
+
+    #[test]
+    fn the_frame_limit_holds_on_the_lane_both_ways() {
+        let rings = LaneRings::new(1, 1 << 20).unwrap();
+        let (mut front, mut back) = (rings.frontend_end().unwrap(), rings.backend_end().unwrap());
+        // 64 KiB of payload does not fit 32 KiB: the lane refuses it, every
+        // time (the socket then refuses it too), and no slot is used up.
+        for _ in 0..3 {
+            assert_eq!(front.try_send(&large(1), 32 << 10), None);
+        }
+        assert_eq!(front.sent(), 0);
+        // A receiver with a smaller limit than the sender's refuses the
+        // message and frees its slot.
+        assert_eq!(front.try_send(&large(2), MAX), Some(0));
+        let err = back.recv(0, 32 << 10).unwrap_err();
+        assert!(matches!(err.kind(), ErrorKind::FrameTooLarge { max, .. } if *max == 32 << 10));
+        assert_eq!(
+            front.try_send(&large(3), MAX),
+            Some(0),
+            "the slot came back"
+        );
+        assert_eq!(tag(&back.recv(0, MAX).unwrap()), 3);
     }
 
     #[test]
@@ -304,24 +340,24 @@ mod tests {
             "more than a slot"
         );
         // Read and dropped: the same slot again.
-        assert_eq!(front.try_send(&large(1)), Some(0));
-        assert_eq!(tag(&back.recv(0).unwrap()), 1);
-        assert_eq!(front.try_send(&large(2)), Some(0));
-        let kept = back.recv(0).unwrap();
+        assert_eq!(front.try_send(&large(1), MAX), Some(0));
+        assert_eq!(tag(&back.recv(0, MAX).unwrap()), 1);
+        assert_eq!(front.try_send(&large(2), MAX), Some(0));
+        let kept = back.recv(0, MAX).unwrap();
         // Kept: the other slot, then that one while the first stays kept.
-        assert_eq!(front.try_send(&large(3)), Some(1));
-        assert_eq!(tag(&back.recv(1).unwrap()), 3);
-        assert_eq!(front.try_send(&large(4)), Some(1));
-        let kept_too = back.recv(1).unwrap();
+        assert_eq!(front.try_send(&large(3), MAX), Some(1));
+        assert_eq!(tag(&back.recv(1, MAX).unwrap()), 3);
+        assert_eq!(front.try_send(&large(4), MAX), Some(1));
+        let kept_too = back.recv(1, MAX).unwrap();
         // Both kept: the socket, after one wait; then at once.
-        assert_eq!(front.try_send(&large(5)), None);
+        assert_eq!(front.try_send(&large(5), MAX), None);
         let t = Instant::now();
-        assert_eq!(front.try_send(&large(6)), None);
+        assert_eq!(front.try_send(&large(6), MAX), None);
         assert!(t.elapsed() < BUSY_WAIT, "waited again while stalled");
         assert_eq!((tag(&kept), tag(&kept_too)), (2, 4), "a kept frame changed");
         drop(kept);
-        assert_eq!(front.try_send(&large(7)), Some(0));
-        assert_eq!(tag(&back.recv(0).unwrap()), 7);
+        assert_eq!(front.try_send(&large(7), MAX), Some(0));
+        assert_eq!(tag(&back.recv(0, MAX).unwrap()), 7);
         assert_eq!(front.sent(), 5);
     }
 
@@ -330,16 +366,16 @@ mod tests {
         let rings = LaneRings::new(1, 1 << 20).unwrap();
         let (mut front, mut back) = (rings.frontend_end().unwrap(), rings.backend_end().unwrap());
         front.never_wait();
-        assert_eq!(front.try_send(&large(1)), Some(0));
-        let kept = back.recv(0).unwrap();
-        assert_eq!(front.try_send(&large(2)), Some(1), "the free slot");
-        let kept_too = back.recv(1).unwrap();
-        assert_eq!(front.try_send(&large(3)), None);
+        assert_eq!(front.try_send(&large(1), MAX), Some(0));
+        let kept = back.recv(0, MAX).unwrap();
+        assert_eq!(front.try_send(&large(2), MAX), Some(1), "the free slot");
+        let kept_too = back.recv(1, MAX).unwrap();
+        assert_eq!(front.try_send(&large(3), MAX), None);
         // No spin ran out and no wait ran out: the choice never waited.
         assert_eq!((front.misses, front.stalled), (0, false));
         drop(kept);
-        assert_eq!(front.try_send(&large(4)), Some(0));
-        assert_eq!(tag(&back.recv(0).unwrap()), 4);
+        assert_eq!(front.try_send(&large(4), MAX), Some(0));
+        assert_eq!(tag(&back.recv(0, MAX).unwrap()), 4);
         assert_eq!(tag(&kept_too), 2);
     }
 
@@ -350,20 +386,22 @@ mod tests {
         // newer one freeing, not sleep out its wait on the kept one.
         let rings = LaneRings::new(1, 1 << 20).unwrap();
         let (mut front, mut back) = (rings.frontend_end().unwrap(), rings.backend_end().unwrap());
-        assert_eq!(front.try_send(&large(0)), Some(0));
-        let reference = back.recv(0).unwrap();
+        assert_eq!(front.try_send(&large(0), MAX), Some(0));
+        let reference = back.recv(0, MAX).unwrap();
         for i in 1..6 {
-            let slot = front.try_send(&large(i)).expect("both slots busy too long");
-            let frame = back.recv(slot).unwrap();
+            let slot = front
+                .try_send(&large(i), MAX)
+                .expect("both slots busy too long");
+            let frame = back.recv(slot, MAX).unwrap();
             let worker = std::thread::spawn(move || {
                 std::thread::sleep(Duration::from_millis(2));
                 assert_eq!(tag(&frame), i);
             });
             let t = Instant::now();
-            assert_eq!(front.try_send(&large(10 + i)), Some(1));
+            assert_eq!(front.try_send(&large(10 + i), MAX), Some(1));
             assert!(t.elapsed() < BUSY_WAIT, "waited out the kept slot");
             worker.join().unwrap();
-            assert_eq!(tag(&back.recv(1).unwrap()), 10 + i);
+            assert_eq!(tag(&back.recv(1, MAX).unwrap()), 10 + i);
         }
         assert_eq!(tag(&reference), 0, "the kept frame changed");
     }

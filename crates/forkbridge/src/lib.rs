@@ -208,6 +208,7 @@ mod backend;
 mod buffer;
 mod bytes;
 mod conn;
+mod deadline;
 mod error;
 mod event;
 mod event_group;

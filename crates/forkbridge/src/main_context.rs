@@ -31,7 +31,7 @@ use std::os::fd::BorrowedFd;
 use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::process::MessageProcess;
@@ -305,12 +305,7 @@ impl<C: MainContext> MainThread<C> {
     /// running; `close` has not run).
     pub fn stop(self, timeout: Duration) -> Result<(C, Result<()>)> {
         self.shutdown.request();
-        let deadline = Instant::now() + timeout;
-        if self
-            .done
-            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
-            .is_err()
-        {
+        if self.done.recv_timeout(timeout).is_err() {
             return Err(Error::new(ErrorKind::Timeout)
                 .with_source("the main loop did not return; it keeps running"));
         }

@@ -40,6 +40,7 @@ use std::time::{Duration, Instant};
 
 use crate::backend::{self, Backend, ChildInfo};
 use crate::conn::{Conn, FLUSH_THRESHOLD, Filled};
+use crate::deadline;
 use crate::error::{Error, ErrorKind, Result};
 use crate::intercom::Intercom;
 use crate::lane::LaneRings;
@@ -523,7 +524,7 @@ impl MessageProcess {
         let close = registry::snapshot_without(backend_end.as_raw_fd());
         let setup = ChildSetup {
             parent: fork::getpid(),
-            parent_death_signal: fork::is_main_thread().then_some(libc::SIGTERM),
+            parent_death_signal: fork::is_main_thread().then(fork::parent_death_signal),
             ignore_sigint: self.config.ignore_sigint,
             keep_handlers: self.config.keep_signal_handlers,
             close: &close,
@@ -623,6 +624,7 @@ impl MessageProcess {
     /// [`ErrorKind::Disconnected`] if the backend is gone,
     /// [`ErrorKind::FrameTooLarge`] if the message exceeds the frame limit.
     pub fn send(&mut self, msg: Message) -> Result<()> {
+        self.refuse_if_gone()?;
         self.conn
             .feed(&msg)
             .map_err(|e| e.with_process(&self.name))?;
@@ -642,11 +644,14 @@ impl MessageProcess {
     /// [`ErrorKind::InvalidArgument`] for no fds or more than 16; as
     /// [`send`](MessageProcess::send) otherwise.
     pub fn send_with_fds(&mut self, msg: Message, fds: &[BorrowedFd<'_>]) -> Result<()> {
-        let watch = match &self.state {
-            State::Running { pidfd, .. } => Some(pidfd.as_fd()),
-            State::Idle { .. } => return Err(self.err(ErrorKind::NotStarted)),
-            _ => None,
+        if let State::Idle { .. } = self.state {
+            return Err(self.err(ErrorKind::NotStarted));
+        }
+        self.refuse_if_gone()?;
+        let State::Running { pidfd, .. } = &self.state else {
+            unreachable!("refused above");
         };
+        let watch = Some(pidfd.as_fd());
         match self.conn.send_with_fds(&msg, fds, None, watch) {
             Ok(()) => Ok(()),
             Err(e) if e.is_disconnected() => {
@@ -664,11 +669,12 @@ impl MessageProcess {
     /// bounded; one that was partly written stays buffered and goes out with
     /// a later flush (the stream must stay whole).
     pub fn send_timeout(&mut self, msg: Message, timeout: Duration) -> Result<()> {
+        self.refuse_if_gone()?;
         let mark = self.conn.feed_mark();
         self.conn
             .feed(&msg)
             .map_err(|e| e.with_process(&self.name))?;
-        let result = self.flush_deadline(Some(Instant::now() + timeout));
+        let result = self.flush_deadline(deadline::after(timeout));
         if result.as_ref().is_err_and(Error::is_timeout) {
             self.conn.unfeed(mark);
         }
@@ -678,6 +684,7 @@ impl MessageProcess {
     /// Appends a message to the send buffer without writing it (see
     /// "Sending" above); writes the buffer only once it holds 64 KiB.
     pub fn feed(&mut self, msg: Message) -> Result<()> {
+        self.refuse_if_gone()?;
         self.conn
             .feed(&msg)
             .map_err(|e| e.with_process(&self.name))?;
@@ -694,13 +701,14 @@ impl MessageProcess {
     /// that waits in slices, for a caller that must do something between
     /// them (an interpreter checking for Ctrl-C).
     pub fn queue(&mut self, msg: Message) -> Result<()> {
+        self.refuse_if_gone()?;
         self.conn.feed(&msg).map_err(|e| e.with_process(&self.name))
     }
 
     /// As [`flush`](MessageProcess::flush), giving up after `timeout` with
     /// [`ErrorKind::Timeout`]; what was not written stays buffered.
     pub fn flush_timeout(&mut self, timeout: Duration) -> Result<()> {
-        self.flush_deadline(Some(Instant::now() + timeout))
+        self.flush_deadline(deadline::after(timeout))
     }
 
     /// Writes every buffered message, waiting while the socket is full.
@@ -709,11 +717,14 @@ impl MessageProcess {
     }
 
     fn flush_deadline(&mut self, deadline: Option<Instant>) -> Result<()> {
-        let watch = match &self.state {
-            State::Idle { .. } => return Ok(()), // delivered by `start`
-            State::Running { pidfd, .. } => Some(pidfd.as_fd()),
-            State::Finished { .. } | State::Empty => None,
+        if let State::Idle { .. } = self.state {
+            return Ok(()); // delivered by `start`
+        }
+        self.refuse_if_gone()?;
+        let State::Running { pidfd, .. } = &self.state else {
+            unreachable!("refused above");
         };
+        let watch = Some(pidfd.as_fd());
         match self.conn.flush(deadline, watch) {
             Ok(()) => Ok(()),
             Err(e) if e.is_disconnected() => {
@@ -760,7 +771,7 @@ impl MessageProcess {
     /// As [`recv`](MessageProcess::recv), giving up after `timeout` with
     /// [`ErrorKind::Timeout`].
     pub fn recv_timeout(&mut self, timeout: Duration) -> Result<Message> {
-        self.recv_deadline(Some(Instant::now() + timeout))
+        self.recv_deadline(deadline::after(timeout))
     }
 
     /// A message if one is ready now, else [`ErrorKind::Empty`].
@@ -805,7 +816,7 @@ impl MessageProcess {
     /// empty for a message sent without. `recv` and its siblings close such
     /// fds.
     pub fn recv_with_fds(&mut self, timeout: Duration) -> Result<(Message, Vec<OwnedFd>)> {
-        self.recv_fds_deadline(Some(Instant::now() + timeout))
+        self.recv_fds_deadline(deadline::after(timeout))
     }
 
     /// The next frame from the backend, waiting until `deadline`; writes
@@ -902,9 +913,9 @@ impl MessageProcess {
         A: serde::Serialize + ?Sized,
         R: serde::de::DeserializeOwned,
     {
-        let deadline = Instant::now() + timeout;
+        let deadline = deadline::after(timeout);
         let id = self.feed_call(command, Fingerprints::of::<A, R>(), args)?;
-        let value = self.reply_deadline(id, Some(deadline))?;
+        let value = self.reply_deadline(id, deadline)?;
         decode_reply(&value, command).map_err(|e| e.with_process(&self.name))
     }
 
@@ -923,6 +934,7 @@ impl MessageProcess {
         command: &str,
         args: &A,
     ) -> Result<()> {
+        self.refuse_if_gone()?;
         self.conn
             .feed_call(0, command, Fingerprints::of::<A, ()>(), args)
             .map_err(|e| e.with_process(&self.name))?;
@@ -939,6 +951,12 @@ impl MessageProcess {
         types: Fingerprints,
         args: &A,
     ) -> Result<u64> {
+        // A call that fails must have no effect: before `start` it is not
+        // queued (a message is; a call's reply could never be waited for).
+        if let State::Idle { .. } = self.state {
+            return Err(self.err(ErrorKind::NotStarted));
+        }
+        self.refuse_if_gone()?;
         self.last_call += 1;
         let id = self.last_call;
         self.conn
@@ -1028,7 +1046,7 @@ impl MessageProcess {
     /// As [`join`](MessageProcess::join), giving up after `timeout` with
     /// [`ErrorKind::Timeout`] (the process keeps running).
     pub fn join_timeout(&mut self, timeout: Duration) -> Result<ExitStatus> {
-        self.join_deadline(Some(Instant::now() + timeout))
+        self.join_deadline(deadline::after(timeout))
     }
 
     fn join_deadline(&mut self, deadline: Option<Instant>) -> Result<ExitStatus> {
@@ -1071,8 +1089,8 @@ impl MessageProcess {
         let kill_timeout = self.config.kill_timeout;
         // The request and the wait share one bound: a backend stuck in a
         // handler with the socket full must not hold `stop` at the write.
-        let deadline = Instant::now() + stop_timeout;
-        match self.request_stop_deadline(Some(deadline.min(Instant::now() + STOP_SLICE))) {
+        let deadline = deadline::after(stop_timeout);
+        match self.request_stop_deadline(deadline::min_after(deadline, STOP_SLICE)) {
             Ok(()) => {}
             Err(e) if e.kind() == &ErrorKind::NotStarted => return Err(e),
             Err(e) => log::debug!(target: &self.target, "stop request not delivered: {e}"),
@@ -1084,7 +1102,7 @@ impl MessageProcess {
         if !signal::force_stop() {
             log::warn!(target: &self.target, "did not stop within {stop_timeout:?}: sending SIGTERM");
             self.signal(libc::SIGTERM);
-            match self.join_unless_forced(Instant::now() + kill_timeout) {
+            match self.join_unless_forced(deadline::after(kill_timeout)) {
                 Err(e) if e.is_timeout() => {}
                 other => return other,
             }
@@ -1130,12 +1148,11 @@ impl MessageProcess {
     /// Waits for the exit until `deadline`, in slices, giving up early (as
     /// a timeout) when a second Ctrl-C asks every stop to hurry (see
     /// [`MainContext`](crate::MainContext)).
-    fn join_unless_forced(&mut self, deadline: Instant) -> Result<ExitStatus> {
+    fn join_unless_forced(&mut self, deadline: Option<Instant>) -> Result<ExitStatus> {
         loop {
-            let slice = deadline.min(Instant::now() + STOP_SLICE);
-            match self.join_deadline(Some(slice)) {
+            match self.join_deadline(deadline::min_after(deadline, STOP_SLICE)) {
                 Err(e) if e.is_timeout() => {
-                    if signal::force_stop() || Instant::now() >= deadline {
+                    if signal::force_stop() || deadline.is_some_and(|d| Instant::now() >= d) {
                         return Err(e);
                     }
                 }
@@ -1159,6 +1176,24 @@ impl MessageProcess {
     }
 
     /// Waits until the child is reaped (bounded) to learn its status.
+    /// [`ErrorKind::Disconnected`] once the backend is known to be gone
+    /// (reaped, or its pidfd seen readable), dropping what waits to be
+    /// written: nobody will read it, and a socket that a process the
+    /// backend forked keeps open would take bytes until full, then block.
+    fn refuse_if_gone(&mut self) -> Result<()> {
+        let gone = match self.state {
+            State::Idle { .. } => false,
+            State::Running { exited, .. } => exited,
+            State::Finished { .. } | State::Empty => true,
+        };
+        if !gone {
+            return Ok(());
+        }
+        self.conn.discard_output();
+        self.settle(Some(Instant::now() + SETTLE_WAIT));
+        Err(self.disconnected())
+    }
+
     fn settle(&mut self, deadline: Option<Instant>) {
         if let State::Running { .. } = self.state {
             let _ = self.join_deadline(deadline);

@@ -33,14 +33,19 @@
 //!   get wrong); a waiter first spins briefly ([`FrameRing::with_spin`]),
 //!   then sleeps, and a doorbell makes a system call only when somebody
 //!   sleeps; a waiter also checks
-//!   every 50 ms that the process on the other side is alive, so the death
-//!   of the peer ends a wait with [`ErrorKind::Disconnected`] — after every
-//!   frame it committed has been read.
+//!   every 50 ms that the process on the other side is alive, so the end
+//!   of the peer's process ends a wait with [`ErrorKind::Disconnected`] —
+//!   after every frame it committed has been read. That holds however the
+//!   process ended: killed, or exited in order after dropping its role
+//!   (a dropped role keeps its last holder's pid, so the other side still
+//!   sees that process end; a live process that dropped its role may claim
+//!   it again, handler by handler, and is waited for meanwhile).
 //!
 //! Known limit: a role records a pid, so if the holder died and its pid was
 //! reused by an unrelated live process before the role is claimed again,
-//! the claim reports [`ErrorKind::RoleTaken`]. A zombie (dead, not yet
-//! reaped) counts as dead.
+//! the claim reports [`ErrorKind::RoleTaken`] (or, for a role dropped in
+//! order, the other side waits on as if for the new process). A zombie
+//! (dead, not yet reaped) counts as dead.
 //!
 //! Rejected: POSIX named shared memory (`shm_open`) — names outlive
 //! crashes and pile up in `/dev/shm` (the seed's docs tell users to clean it
@@ -52,6 +57,7 @@ use std::ops::{Deref, DerefMut};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::deadline;
 use crate::error::{Error, ErrorKind, Result};
 use crate::sys::ring::{FREE, READING, READY, RingMemory, SlotRead, SlotWrite, WRITING};
 use crate::sys::{fork, futex};
@@ -202,7 +208,7 @@ impl FrameRing {
         let me = fork::getpid();
         let mut holder = role.load(Ordering::Acquire);
         loop {
-            if holder != 0 && process_alive(holder) {
+            if holder > 0 && process_alive(holder) {
                 return Err(
                     Error::new(ErrorKind::RoleTaken).with_source(format!("held by pid {holder}"))
                 );
@@ -218,8 +224,8 @@ impl FrameRing {
     /// sleeps on `bell` until it rings, `deadline`, or a liveness period
     /// passes.
     fn wait_bell(&self, bell: &AtomicU32, deadline: Option<Instant>, ready: impl Fn() -> bool) {
-        let spin_until = Instant::now() + self.spin;
-        while Instant::now() < spin_until {
+        let spin_until = deadline::after(self.spin);
+        while spin_until.is_none_or(|s| Instant::now() < s) {
             for _ in 0..64 {
                 std::hint::spin_loop();
             }
@@ -292,10 +298,15 @@ impl Liveness {
     }
 
     /// Whether the role's holder is alive; a role nobody claimed yet counts
-    /// as alive (the other side may still be starting).
+    /// as alive (the other side may still be starting), and so does a role
+    /// released by a process that is still alive (it may claim it again,
+    /// handler by handler). A released role whose process has ended —
+    /// however it ended, an orderly exit included — is gone.
     fn alive(&self, role: &AtomicI32) -> bool {
-        let pid = role.load(Ordering::Acquire);
-        pid == 0 || process_alive(pid)
+        match role.load(Ordering::Acquire) {
+            0 => true,
+            pid => process_alive(pid.abs()),
+        }
     }
 }
 
@@ -327,8 +338,9 @@ impl RingProducer {
     ///
     /// # Errors
     ///
-    /// [`ErrorKind::Disconnected`] if the consumer died (a consumer that has
-    /// not claimed its role yet is waited for).
+    /// [`ErrorKind::Disconnected`] if the consumer's process ended, killed
+    /// or in order (a consumer that has not claimed its role yet is waited
+    /// for).
     pub fn acquire(&mut self) -> Result<WriteSlot<'_>> {
         self.acquire_deadline(None)
     }
@@ -345,7 +357,7 @@ impl RingProducer {
     /// As [`acquire`](RingProducer::acquire), giving up after `timeout`
     /// with [`ErrorKind::Timeout`].
     pub fn acquire_timeout(&mut self, timeout: Duration) -> Result<WriteSlot<'_>> {
-        self.acquire_deadline(Some(Instant::now() + timeout))
+        self.acquire_deadline(deadline::after(timeout))
     }
 
     fn acquire_deadline(&mut self, deadline: Option<Instant>) -> Result<WriteSlot<'_>> {
@@ -418,11 +430,14 @@ impl RingProducer {
     }
 }
 
+/// Releasing a role leaves the holder's pid behind, negated (see
+/// `Liveness::alive`): the other side learns that the role is free to
+/// claim, and still sees when the process that last held it ends.
 impl Drop for RingProducer {
     fn drop(&mut self) {
         let _ = self.ring.mem.producer().compare_exchange(
             self.pid,
-            0,
+            -self.pid,
             Ordering::AcqRel,
             Ordering::Relaxed,
         );
@@ -518,8 +533,9 @@ impl RingConsumer {
     ///
     /// # Errors
     ///
-    /// [`ErrorKind::Disconnected`] once the producer died and every frame it
-    /// committed has been read; [`ErrorKind::Decode`] if the producer
+    /// [`ErrorKind::Disconnected`] once the producer's process ended (killed,
+    /// or exited in order) and every frame it committed has been read;
+    /// [`ErrorKind::Decode`] if the producer
     /// recorded a length larger than the slot (the frame is skipped).
     pub fn recv(&mut self) -> Result<ReadSlot<'_>> {
         self.recv_deadline(None)
@@ -536,7 +552,7 @@ impl RingConsumer {
     /// As [`recv`](RingConsumer::recv), giving up after `timeout` with
     /// [`ErrorKind::Timeout`].
     pub fn recv_timeout(&mut self, timeout: Duration) -> Result<ReadSlot<'_>> {
-        self.recv_deadline(Some(Instant::now() + timeout))
+        self.recv_deadline(deadline::after(timeout))
     }
 
     fn recv_deadline(&mut self, deadline: Option<Instant>) -> Result<ReadSlot<'_>> {
@@ -607,11 +623,12 @@ impl RingConsumer {
     }
 }
 
+/// As for the producer: the pid stays behind, negated.
 impl Drop for RingConsumer {
     fn drop(&mut self) {
         let _ = self.ring.mem.consumer().compare_exchange(
             self.pid,
-            0,
+            -self.pid,
             Ordering::AcqRel,
             Ordering::Relaxed,
         );

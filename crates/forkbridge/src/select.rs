@@ -6,8 +6,9 @@
 //! ends the wait early with an empty result nor stretches it.
 
 use std::os::fd::BorrowedFd;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use crate::deadline;
 use crate::error::{Error, Result};
 use crate::sys::poll;
 
@@ -69,7 +70,7 @@ pub fn select(
     except: &[BorrowedFd<'_>],
     timeout: Option<Duration>,
 ) -> Result<Selected> {
-    let deadline = timeout.map(|t| Instant::now() + t);
+    let deadline = timeout.and_then(deadline::after);
     let mut fds: Vec<poll::PollFd> = Vec::with_capacity(read.len() + write.len() + except.len());
     fds.extend(read.iter().map(|fd| poll::PollFd::new(*fd, poll::POLLIN)));
     fds.extend(write.iter().map(|fd| poll::PollFd::new(*fd, poll::POLLOUT)));

@@ -8,8 +8,9 @@
 //! inside the block releases the event without waiting.
 
 use std::fmt;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use crate::deadline;
 use crate::error::{Error, ErrorKind, Result};
 use crate::event::Event;
 use crate::event_group::{EventGroup, EventIndex};
@@ -91,7 +92,7 @@ impl SyncIndex {
     /// [`ErrorKind::Timeout`] if the event was not set in time. A set that
     /// arrives later is ignored: the index's generation is then stale.
     pub fn wait_timeout(self, timeout: Duration) -> Result<()> {
-        if self.event.wait_deadline(Some(Instant::now() + timeout)) {
+        if self.event.wait_deadline(deadline::after(timeout)) {
             Ok(())
         } else {
             Err(Error::new(ErrorKind::Timeout))

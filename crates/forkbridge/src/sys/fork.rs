@@ -133,6 +133,10 @@ pub(crate) fn child_setup(setup: &ChildSetup<'_>) -> bool {
         )
     };
     reset_signals(setup.ignore_sigint, setup.keep_handlers);
+    if let Some(sig) = setup.parent_death_signal {
+        on_parent_death(sig);
+    }
+    unblock_signals();
     for &fd in setup.close {
         // SAFETY: the fds in `close` were owned by the parent's forkbridge
         // objects; in the child nothing owns its copies, so closing them
@@ -142,9 +146,78 @@ pub(crate) fn child_setup(setup: &ChildSetup<'_>) -> bool {
     true
 }
 
+/// How long a backend whose parent died may take to end in order (finish
+/// its handler, run `post_run`) before it is killed: under the one second
+/// in which a dead frontend's backends are promised to be gone.
+pub(crate) const ORPHAN_GRACE: std::time::Duration = std::time::Duration::from_millis(900);
+
+/// The parent-death signal: a real-time signal, so that no default action
+/// or handler of the program's own (`SIGTERM`, `SIGHUP`) is taken over.
+pub(crate) fn parent_death_signal() -> libc::c_int {
+    libc::SIGRTMAX()
+}
+
+/// Makes `sig` (the parent-death signal) arm a one-shot timer that sends
+/// `SIGKILL` after [`ORPHAN_GRACE`], instead of ending the process at
+/// once: the backend sees its parent's end of the socket close and ends
+/// in order — its handler finishes, `post_run` runs — and the timer bounds
+/// how long that may take (a handler stuck forever, or a socket that a
+/// process the parent forked keeps open).
+fn on_parent_death(sig: libc::c_int) {
+    // SAFETY: a zeroed sigaction is valid to fill; the handler is an
+    // `extern "C" fn(c_int)` making only system calls (async-signal-safe).
+    unsafe {
+        let mut action: libc::sigaction = std::mem::zeroed();
+        action.sa_sigaction = arm_orphan_timer as *const () as libc::sighandler_t;
+        action.sa_flags = libc::SA_RESTART;
+        libc::sigemptyset(&mut action.sa_mask);
+        libc::sigaction(sig, &action, std::ptr::null_mut());
+    }
+}
+
+/// The parent-death signal's handler (see [`on_parent_death`]): raw
+/// `timer_create` and `timer_settime` system calls, no allocation, no lock.
+extern "C" fn arm_orphan_timer(_: libc::c_int) {
+    // SAFETY: a zeroed sigevent is a valid value to fill.
+    let mut event: libc::sigevent = unsafe { std::mem::zeroed() };
+    event.sigev_notify = libc::SIGEV_SIGNAL;
+    event.sigev_signo = libc::SIGKILL;
+    let mut timer: libc::c_int = 0;
+    let grace = libc::itimerspec {
+        it_interval: libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        },
+        it_value: libc::timespec {
+            tv_sec: ORPHAN_GRACE.as_secs() as libc::time_t,
+            tv_nsec: ORPHAN_GRACE.subsec_nanos() as libc::c_long,
+        },
+    };
+    // SAFETY: `event`, `timer` and `grace` are live locals the kernel
+    // reads or writes; a failure leaves the process as it was (it then
+    // ends when its loop sees the parent's end of the socket close).
+    unsafe {
+        if libc::syscall(
+            libc::SYS_timer_create,
+            libc::CLOCK_MONOTONIC,
+            &mut event as *mut libc::sigevent,
+            &mut timer as *mut libc::c_int,
+        ) == 0
+        {
+            libc::syscall(
+                libc::SYS_timer_settime,
+                timer,
+                0,
+                &grace as *const libc::itimerspec,
+                std::ptr::null_mut::<libc::itimerspec>(),
+            );
+        }
+    }
+}
+
 /// Restores every signal disposition to its default (unless
-/// `keep_handlers`) and then empties the signal mask (blocked by `fork`
-/// until now), so the backend starts like a fresh program. `SIGPIPE` stays
+/// `keep_handlers`), so the backend starts like a fresh program; the mask
+/// (blocked by `fork` until now) is emptied by [`unblock_signals`]. `SIGPIPE` stays
 /// ignored as Rust's runtime sets it up (writes return `EPIPE` instead of
 /// killing).
 fn reset_signals(ignore_sigint: bool, keep_handlers: bool) {
@@ -167,6 +240,11 @@ fn reset_signals(ignore_sigint: bool, keep_handlers: bool) {
         // which is harmless and ignored.
         unsafe { libc::signal(sig, action) };
     }
+}
+
+/// Empties the signal mask: signals sent since the fork are delivered now,
+/// to the dispositions just set.
+fn unblock_signals() {
     // SAFETY: an all-zero `sigset_t` is a valid value to pass to `sigemptyset`,
     // which initialises it; `sigprocmask` reads it and writes nothing back
     // (null old set).

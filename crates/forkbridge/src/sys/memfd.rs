@@ -4,6 +4,15 @@
 //! left after a crash) and can be handed to a running process as an fd over
 //! the intercom (`SCM_RIGHTS`); the receiver maps the same pages.
 //!
+//! A mapping of a file that another process shrinks raises `SIGBUS` on the
+//! next access past the new end: a peer's mistake (or malice) would crash
+//! this process. So every buffer is sealed against shrinking
+//! (`F_SEAL_SHRINK`) before it is mapped: one made here is sealed at birth
+//! (its size is fixed for good: `F_SEAL_GROW` too); one received is sealed
+//! by the receiver if its maker did not, and refused if it cannot be
+//! sealed (a regular file, or a memfd made without `MFD_ALLOW_SEALING`).
+//! The size is read after the seal, so it cannot change under the mapping.
+//!
 //! Access is by copying in and out (`read_at` / `write_at`): no reference
 //! into memory another process may write at the same time is ever handed
 //! out, so this process's own borrows cannot be invalidated. Concurrent
@@ -36,17 +45,39 @@ impl MappedFile {
     pub(crate) fn create(len: usize) -> io::Result<MappedFile> {
         let name = c"forkbridge-buffer";
         // SAFETY: `name` is a NUL-terminated string; flags are plain ints.
-        let raw = syscall!(memfd_create(name.as_ptr(), libc::MFD_CLOEXEC))?;
+        let raw = syscall!(memfd_create(
+            name.as_ptr(),
+            libc::MFD_CLOEXEC | libc::MFD_ALLOW_SEALING
+        ))?;
         // SAFETY: `memfd_create` returned a new fd nobody else owns.
         let fd = unsafe { OwnedFd::from_raw_fd(raw) };
         let size = libc::off_t::try_from(len).map_err(|_| io::ErrorKind::InvalidInput)?;
         // SAFETY: plain integers on our own fd.
         syscall!(ftruncate(fd.as_raw_fd(), size))?;
+        // SAFETY: plain integers on our own fd.
+        syscall!(fcntl(
+            fd.as_raw_fd(),
+            libc::F_ADD_SEALS,
+            libc::F_SEAL_SHRINK | libc::F_SEAL_GROW
+        ))?;
         MappedFile::map(fd, len)
     }
 
-    /// Maps a received memfd (or any shared-mappable file) whole.
+    /// Maps a received memfd whole, after sealing it against shrinking if
+    /// its maker did not (see the module docs). `InvalidInput` if it cannot
+    /// be sealed.
     pub(crate) fn open(fd: OwnedFd) -> io::Result<MappedFile> {
+        // SAFETY: plain integers on an fd we own.
+        let seals = syscall!(fcntl(fd.as_raw_fd(), libc::F_GET_SEALS)).map_err(unsealable)?;
+        if seals & libc::F_SEAL_SHRINK == 0 {
+            // SAFETY: as above.
+            syscall!(fcntl(
+                fd.as_raw_fd(),
+                libc::F_ADD_SEALS,
+                libc::F_SEAL_SHRINK
+            ))
+            .map_err(unsealable)?;
+        }
         // SAFETY: a zeroed `stat` is a valid out-buffer for `fstat`.
         let mut st: libc::stat = unsafe { std::mem::zeroed() };
         // SAFETY: `st` is a writable stat buffer; `fd` is open.
@@ -119,6 +150,17 @@ impl MappedFile {
         }
         true
     }
+}
+
+/// The error for a file that cannot be sealed against shrinking.
+fn unsealable(e: io::Error) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::InvalidInput,
+        format!(
+            "not a memfd that can be sealed against shrinking ({e}): another process \
+             could shrink it under the mapping and crash this one"
+        ),
+    )
 }
 
 impl AsFd for MappedFile {

@@ -176,12 +176,13 @@ impl RingMemory {
         HEADER + SLOT_HEADER * slot as usize + off
     }
 
-    /// The pid holding the producer role (0: none).
+    /// The pid holding the producer role (0: never claimed; negative: the
+    /// pid of the process that released it).
     pub(crate) fn producer(&self) -> &AtomicI32 {
         self.i32_at(OFF_PRODUCER)
     }
 
-    /// The pid holding the consumer role (0: none).
+    /// The pid holding the consumer role (as for the producer).
     pub(crate) fn consumer(&self) -> &AtomicI32 {
         self.i32_at(OFF_CONSUMER)
     }

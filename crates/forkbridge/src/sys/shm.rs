@@ -1,6 +1,6 @@
 //! Anonymous `MAP_SHARED` mappings: memory a fork shares instead of copying.
 
-use super::atomic::AtomicU32;
+use super::atomic::AtomicU64;
 use std::io;
 use std::ptr::NonNull;
 
@@ -33,13 +33,13 @@ pub(crate) fn map_shared(len: usize) -> io::Result<NonNull<u8>> {
 #[cfg(not(loom))]
 #[derive(Debug)]
 pub(crate) struct SharedWords {
-    ptr: NonNull<AtomicU32>,
+    ptr: NonNull<AtomicU64>,
     len: usize,
     bytes: usize,
 }
 
 // SAFETY: the mapping is plain memory accessed only through atomics, so
-// sharing or sending the handle between threads is as safe as for `[AtomicU32]`.
+// sharing or sending the handle between threads is as safe as for `[AtomicU64]`.
 #[cfg(not(loom))]
 unsafe impl Send for SharedWords {}
 // SAFETY: as above.
@@ -48,21 +48,21 @@ unsafe impl Sync for SharedWords {}
 
 #[cfg(not(loom))]
 impl SharedWords {
-    /// Maps room for `len` 32-bit words (at least one page).
+    /// Maps room for `len` 64-bit words (at least one page).
     pub(crate) fn new(len: usize) -> io::Result<SharedWords> {
         let bytes = len
             .max(1)
-            .checked_mul(4)
+            .checked_mul(8)
             .ok_or(io::ErrorKind::InvalidInput)?;
-        let ptr = map_shared(bytes)?.cast::<AtomicU32>();
+        let ptr = map_shared(bytes)?.cast::<AtomicU64>();
         Ok(SharedWords { ptr, len, bytes })
     }
 
     /// The words.
-    pub(crate) fn words(&self) -> &[AtomicU32] {
-        // SAFETY: the mapping is page-aligned (so aligned for AtomicU32),
-        // `len * 4 <= bytes` long, zero-filled by the kernel (a valid
-        // AtomicU32 bit pattern), and lives until `self` is dropped, which
+    pub(crate) fn words(&self) -> &[AtomicU64] {
+        // SAFETY: the mapping is page-aligned (so aligned for AtomicU64),
+        // `len * 8 <= bytes` long, zero-filled by the kernel (a valid
+        // AtomicU64 bit pattern), and lives until `self` is dropped, which
         // the returned borrow cannot outlive. All access is atomic.
         unsafe { std::slice::from_raw_parts(self.ptr.as_ptr(), self.len) }
     }
@@ -82,18 +82,18 @@ impl Drop for SharedWords {
 #[cfg(loom)]
 #[derive(Debug)]
 pub(crate) struct SharedWords {
-    words: Vec<AtomicU32>,
+    words: Vec<AtomicU64>,
 }
 
 #[cfg(loom)]
 impl SharedWords {
     pub(crate) fn new(len: usize) -> io::Result<SharedWords> {
         Ok(SharedWords {
-            words: (0..len.max(1)).map(|_| AtomicU32::new(0)).collect(),
+            words: (0..len.max(1)).map(|_| AtomicU64::new(0)).collect(),
         })
     }
 
-    pub(crate) fn words(&self) -> &[AtomicU32] {
+    pub(crate) fn words(&self) -> &[AtomicU64] {
         &self.words[..]
     }
 }
