@@ -82,18 +82,24 @@ fn intercom_try_recv_and_timeout() {
                     .map_err(|e| e.kind().clone()),
                 Err(ErrorKind::Timeout)
             );
-            let _ = intercom.send(Message::new("checked").with("ok", empty && timed_out));
-            // The frontend closes without a stop request: end of stream.
-            match intercom.recv_timeout(Duration::from_secs(10)) {
-                Err(e) if e.is_disconnected() => 0,
+            // Duration::MAX means no limit, never an overflow panic.
+            let max = Duration::MAX;
+            let unbounded = intercom.send_timeout(Message::new("max"), max).is_ok()
+                && intercom.flush_timeout(max).is_ok();
+            let ok = empty && timed_out && unbounded;
+            let _ = intercom.send(Message::new("checked").with("ok", ok));
+            // The stop request ends the unbounded wait.
+            match intercom.recv_timeout(max) {
+                Ok(None) => 0,
                 _ => 1,
             }
         })
         .unwrap();
     p.start().unwrap();
+    assert_eq!(p.recv_timeout(WAIT).unwrap().command(), "max");
     let got = p.recv_timeout(WAIT).unwrap();
     assert!(got.param::<bool>("ok").unwrap());
-    assert!(p.stop().unwrap().code().is_some());
+    assert_eq!(p.stop().unwrap().code(), Some(0));
 }
 
 fn readable(fd: std::os::fd::BorrowedFd<'_>, ms: i32) -> bool {

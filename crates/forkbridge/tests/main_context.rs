@@ -234,7 +234,7 @@ impl MainContext for Pinger {
 fn run_as_thread_and_stop() {
     let thread = run_as_thread(Pinger::default()).unwrap();
     std::thread::sleep(Duration::from_millis(100));
-    let (pinger, result) = thread.stop(WAIT).unwrap();
+    let (pinger, result) = thread.stop(Duration::MAX).unwrap();
     result.unwrap();
     assert!(pinger.pongs > 0);
     assert!(pinger.closed);

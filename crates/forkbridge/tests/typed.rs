@@ -25,6 +25,7 @@ test_main!(
     dynamic_and_typed_handlers_live_side_by_side,
     async_backend_typed_commands,
     async_client_calls,
+    async_waits_take_duration_max,
 );
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -337,4 +338,25 @@ fn async_client_calls() {
         assert!(c.stop().await.unwrap().success());
     });
     let _ = MessageProcess::builder("unused"); // the builder stays usable beside clients
+}
+
+/// `Duration::MAX` means no limit in the async frontend's call and stop,
+/// as in the blocking one (`tests/edges.rs`).
+fn async_waits_take_duration_max() {
+    let mut p = MessageProcess::builder("patient")
+        .stop_timeout(Duration::MAX)
+        .kill_timeout(Duration::MAX)
+        .build(Detector::default())
+        .unwrap();
+    p.start().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let mut p = p.into_async().unwrap();
+        let frames: u64 = p.call("frames", &(), Duration::MAX).await.unwrap();
+        assert_eq!(frames, 0);
+        assert!(p.stop().await.unwrap().success());
+    });
 }
