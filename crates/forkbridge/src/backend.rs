@@ -106,9 +106,11 @@ pub trait Backend: Sized + Send + 'static {
     }
 
     /// Runs in the child after the loop, however it ended: a stop request,
-    /// [`BackendContext::request_stop`], or the frontend going away (the
-    /// seed's `postRun__`). Messages sent here reach the frontend before it
-    /// sees the process end.
+    /// [`BackendContext::request_stop`], or the frontend going away, even
+    /// killed (the seed's `postRun__`; see
+    /// [`MessageProcess::start`](crate::MessageProcess::start) for the
+    /// 900 ms bound on an orphaned backend). Messages sent here reach the
+    /// frontend before it sees the process end.
     fn post_run(&mut self, ctx: &mut BackendContext) {
         let _ = ctx;
     }

@@ -61,9 +61,12 @@
 //! frontend as an `"error"` message ([`Message::is_error`]); the loop keeps
 //! running. A backend that dies (exit, signal, `SIGKILL`, OOM) ends every
 //! wait of its frontend with [`ErrorKind::Disconnected`] and the exit status,
-//! after the messages it sent before dying. A frontend that dies, even by
-//! `SIGKILL`, takes its backends with it (parent-death signal and end of
-//! stream).
+//! after the messages it sent before dying, and every send after that with
+//! `Disconnected` at once. A frontend that dies, even by `SIGKILL`, takes
+//! its backends with it within a second: each sees the end of the stream
+//! and ends in order (`post_run` runs), or is killed if that takes longer
+//! (see [`MessageProcess::start`]). Every timeout takes `Duration::MAX` as
+//! "no limit".
 //!
 //! **Sending and receiving.** [`MessageProcess::send`] writes at once;
 //! [`MessageProcess::feed`] buffers for bursts, written by

@@ -189,7 +189,9 @@ impl MessageProcessBuilder {
     /// The largest frame either side accepts, in bytes (checked on the
     /// header, before allocating). Larger messages fail to send with
     /// [`ErrorKind::FrameTooLarge`]; larger incoming frames are skipped and
-    /// reported. Default: 64 MiB.
+    /// reported. The limit holds on every path, the
+    /// [large-message lane](MessageProcessBuilder::large_messages)'s
+    /// included. Default: 64 MiB.
     pub fn max_frame_size(mut self, bytes: usize) -> Self {
         self.max_frame_size = bytes.max(16);
         self
@@ -491,13 +493,21 @@ impl MessageProcess {
     /// Forks the backend (the seed's `start`).
     ///
     /// In the child: the process's name (first 15 bytes, as `ps` and `top`
-    /// show it), the parent-death signal (`SIGTERM`, armed when the fork
-    /// happens on the main thread: the kernel sends it when the forking
-    /// *thread* exits), a check that the parent is still alive, signal
+    /// show it), the parent-death signal (armed when the fork happens on
+    /// the main thread: the kernel sends it when the forking *thread*
+    /// exits), a check that the parent is still alive, signal
     /// dispositions and mask reset (`SIGINT` ignored if asked), the parent's
     /// other forkbridge fds closed; then `register`, `pre_run`, the loop,
     /// `post_run`, and `_exit` — the child never returns into the caller's
     /// frames, and a panic anywhere ends it with status 101.
+    ///
+    /// When the frontend dies (even by `SIGKILL`), the backend ends in
+    /// order: the handler it is in finishes, the loop sees the end of the
+    /// stream, `post_run` runs, and it exits. The parent-death signal (the
+    /// last real-time signal, `SIGRTMAX`, so that no handler of the
+    /// program's own is taken over) arms a timer that kills it with
+    /// `SIGKILL` if that takes more than 900 ms: a frontend's backends are
+    /// gone within a second of its death, whatever they were doing.
     ///
     /// # Errors
     ///
@@ -621,7 +631,10 @@ impl MessageProcess {
     ///
     /// # Errors
     ///
-    /// [`ErrorKind::Disconnected`] if the backend is gone,
+    /// [`ErrorKind::Disconnected`] if the backend is gone: at once, and
+    /// without queueing anything, once it is known to be (a receive
+    /// reported it, or its exit was seen); even a process the backend
+    /// forked that keeps the socket open cannot make a send block then;
     /// [`ErrorKind::FrameTooLarge`] if the message exceeds the frame limit.
     pub fn send(&mut self, msg: Message) -> Result<()> {
         self.refuse_if_gone()?;
@@ -904,6 +917,8 @@ impl MessageProcess {
     /// # Errors
     ///
     /// [`ErrorKind::Timeout`] (the reply, if it comes later, is dropped);
+    /// [`ErrorKind::NotStarted`] before `start`, without queueing the call
+    /// (a failed call has no effect, later either);
     /// [`ErrorKind::Disconnected`] if the backend died;
     /// [`ErrorKind::Remote`] if the handler failed, panicked, could not
     /// decode the arguments or does not exist; [`ErrorKind::Decode`] if the
