@@ -97,9 +97,9 @@ pub trait Backend: Sized + Send + 'static {
 
     /// Runs in the child before the loop (the seed's `preRun__`): load heavy
     /// libraries and models here, after the fork, and
-    /// [watch](BackendContext::watch) extra fds. An error is reported to the
-    /// frontend and the process exits with status 1 without running the loop
-    /// or `post_run`.
+    /// [watch](BackendContext::watch) extra fds. An error or a panic is
+    /// reported to the frontend and the process exits with status 1 without
+    /// running the loop or `post_run`.
     fn pre_run(&mut self, ctx: &mut BackendContext) -> HandlerResult {
         let _ = ctx;
         Ok(())
@@ -110,7 +110,8 @@ pub trait Backend: Sized + Send + 'static {
     /// killed (the seed's `postRun__`; see
     /// [`MessageProcess::start`](crate::MessageProcess::start) for the
     /// 900 ms bound on an orphaned backend). Messages sent here reach the
-    /// frontend before it sees the process end.
+    /// frontend before it sees the process end. A panic here is logged and
+    /// ends the process with status 1, after what it sent is flushed.
     fn post_run(&mut self, ctx: &mut BackendContext) {
         let _ = ctx;
     }

@@ -499,7 +499,10 @@ impl MessageProcess {
     /// dispositions and mask reset (`SIGINT` ignored if asked), the parent's
     /// other forkbridge fds closed; then `register`, `pre_run`, the loop,
     /// `post_run`, and `_exit` — the child never returns into the caller's
-    /// frames, and a panic anywhere ends it with status 101.
+    /// frames. A panic in a handler is reported and the loop goes on; one
+    /// in `pre_run` or `post_run` is reported and ends the process with
+    /// status 1; one anywhere else (`register`, a function backend) ends it
+    /// with status 101.
     ///
     /// When the frontend dies (even by `SIGKILL`), the backend ends in
     /// order: the handler it is in finishes, the loop sees the end of the
@@ -920,9 +923,11 @@ impl MessageProcess {
     /// [`ErrorKind::NotStarted`] before `start`, without queueing the call
     /// (a failed call has no effect, later either);
     /// [`ErrorKind::Disconnected`] if the backend died;
-    /// [`ErrorKind::Remote`] if the handler failed, panicked, could not
-    /// decode the arguments or does not exist; [`ErrorKind::Decode`] if the
-    /// reply is not an `R`.
+    /// [`ErrorKind::Remote`] if the handler failed, panicked or does not
+    /// exist, or if its argument or reply types are not `A` and `R` (the
+    /// call carries fingerprints of both, checked by the backend: kind
+    /// `"decode"`); [`ErrorKind::Decode`] if the reply's bytes do not
+    /// decode as an `R` (a backend that sent no fingerprints).
     pub fn call<A, R>(&mut self, command: &str, args: &A, timeout: Duration) -> Result<R>
     where
         A: serde::Serialize + ?Sized,

@@ -34,6 +34,7 @@ test_main!(
     frontend_sigkill_takes_backends_forked_from_a_thread_along,
     fork_with_threads_is_refused_unless_allowed,
     panic_outside_handlers_ends_child_with_101,
+    panics_in_pre_run_and_post_run_end_the_child_with_1,
 );
 
 fn handler_error_is_reported_and_loop_continues() {
@@ -386,4 +387,41 @@ fn panic_outside_handlers_ends_child_with_101() {
     assert_eq!(err.exit_status().unwrap().code(), Some(101));
     // Had the child unwound into this function, it would run the rest of
     // the test suite as a second copy; the harness would see its output.
+}
+
+/// Panics where they may be planted: `pre_run` (reported, no loop, no
+/// `post_run`) or `post_run` (what it sent still arrives).
+#[derive(Default)]
+struct PanicsAt {
+    pre_run: bool,
+}
+
+impl forkbridge::Backend for PanicsAt {
+    fn register(_: &mut forkbridge::Handlers<Self>) {}
+
+    fn pre_run(&mut self, _: &mut forkbridge::BackendContext) -> forkbridge::HandlerResult {
+        assert!(!self.pre_run, "no model file");
+        Ok(())
+    }
+
+    fn post_run(&mut self, ctx: &mut forkbridge::BackendContext) {
+        let _ = ctx.send(Message::new("bye"));
+        panic!("post_run broke");
+    }
+}
+
+fn panics_in_pre_run_and_post_run_end_the_child_with_1() {
+    let mut p = MessageProcess::new("pre", PanicsAt { pre_run: true }).unwrap();
+    p.start().unwrap();
+    let e = recv(&mut p);
+    assert_eq!(error_field(&e, "kind"), "pre_run");
+    assert!(error_field(&e, "error").contains("no model file"), "{e}");
+    let err = p.recv_timeout(WAIT).unwrap_err();
+    assert_eq!(err.exit_status().unwrap().code(), Some(1), "{err}");
+
+    let mut p = MessageProcess::new("post", PanicsAt::default()).unwrap();
+    p.start().unwrap();
+    p.request_stop().unwrap();
+    assert_eq!(recv(&mut p).command(), "bye");
+    assert_eq!(p.join_timeout(WAIT).unwrap().code(), Some(1));
 }

@@ -20,6 +20,8 @@ test_main!(
     fork_hooks_run_on_each_side,
     signal_handlers_are_kept_when_asked,
     tuples_and_pickled_values_cross_unchanged,
+    a_typed_call_to_a_function_backend_is_unknown_command,
+    a_function_backend_sees_its_frontend_go,
 );
 
 fn echo(mut intercom: Intercom) -> i32 {
@@ -237,4 +239,49 @@ fn tuples_and_pickled_values_cross_unchanged() {
     assert_eq!(tuple.to_string(), "(1, 'x')");
     assert_eq!(pickled.to_string(), "<pickled builtins.set, 9 bytes>");
     assert!(p.stop().unwrap().success());
+}
+
+fn a_typed_call_to_a_function_backend_is_unknown_command() {
+    let mut p = MessageProcess::builder("fn-typed").build_fn(echo).unwrap();
+    p.start().unwrap();
+    let t = std::time::Instant::now();
+    let err = p.call::<_, u64>("incr", &(), WAIT).unwrap_err();
+    assert!(
+        matches!(err.kind(), ErrorKind::Remote { kind, .. } if kind == "unknown_command"),
+        "{err}"
+    );
+    assert!(
+        t.elapsed() < Duration::from_secs(1),
+        "took {:?}",
+        t.elapsed()
+    );
+    // The loop goes on.
+    p.send(Message::new("hello")).unwrap();
+    assert_eq!(p.recv_timeout(WAIT).unwrap().command(), "echoed");
+    assert!(p.stop().unwrap().success());
+}
+
+fn a_function_backend_sees_its_frontend_go() {
+    let mut p = MessageProcess::builder("fn-orphan")
+        .build_fn(|mut intercom| match intercom.recv_timeout(WAIT) {
+            Err(e) if e.is_disconnected() => 0,
+            _ => 1,
+        })
+        .unwrap();
+    p.start().unwrap();
+    // The frontend's end goes away (as when its process dies): the
+    // backend's receive ends with Disconnected, not its timeout.
+    use std::os::fd::AsRawFd;
+    // SAFETY: shuts down our own socket end; the fd stays open and owned.
+    assert_eq!(
+        unsafe { libc::shutdown(p.as_fd().as_raw_fd(), libc::SHUT_RDWR) },
+        0
+    );
+    let t = std::time::Instant::now();
+    assert_eq!(p.join_timeout(WAIT).unwrap().code(), Some(0));
+    assert!(
+        t.elapsed() < Duration::from_secs(2),
+        "took {:?}",
+        t.elapsed()
+    );
 }
