@@ -11,7 +11,7 @@
 //! otherwise. `--quick` runs every scenario in well under two minutes; the
 //! full form is for people.
 
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, FromRawFd, OwnedFd};
 use std::time::{Duration, Instant};
 
 use forkbridge::{
@@ -122,6 +122,13 @@ impl Rng {
     fn below(&mut self, n: u64) -> u64 {
         self.next() % n.max(1)
     }
+
+    /// Puts `items` in a random order (Fisher–Yates).
+    fn shuffle<T>(&mut self, items: &mut [T]) {
+        for i in (1..items.len()).rev() {
+            items.swap(i, self.below(i as u64 + 1) as usize);
+        }
+    }
 }
 
 fn open_fds() -> usize {
@@ -130,6 +137,35 @@ fn open_fds() -> usize {
 
 fn mappings() -> usize {
     std::fs::read_to_string("/proc/self/maps").map_or(0, |s| s.lines().count())
+}
+
+/// Shared mappings only: forkbridge's rings, buffers, events and memfds
+/// are all `MAP_SHARED`, while private ones come and go with the allocator.
+fn shared_mappings() -> usize {
+    std::fs::read_to_string("/proc/self/maps").map_or(0, |s| {
+        s.lines()
+            .filter(|l| {
+                l.split_whitespace()
+                    .nth(1)
+                    .is_some_and(|p| p.ends_with('s'))
+            })
+            .count()
+    })
+}
+
+/// Pids of this process's children, zombies included.
+fn child_pids() -> Vec<i32> {
+    std::fs::read_dir("/proc/self/task")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|t| std::fs::read_to_string(t.path().join("children")).ok())
+        .flat_map(|s| {
+            s.split_whitespace()
+                .filter_map(|p| p.parse().ok())
+                .collect::<Vec<i32>>()
+        })
+        .collect()
 }
 
 fn children() -> usize {
@@ -199,6 +235,7 @@ struct Scale {
     stream_mib: u64,
     stops: u64,
     storm_ms: u64,
+    edges_ms: u64,
 }
 
 const FULL: Scale = Scale {
@@ -207,6 +244,7 @@ const FULL: Scale = Scale {
     stream_mib: 1024,
     stops: 30,
     storm_ms: 10_000,
+    edges_ms: 60_000,
 };
 
 const QUICK: Scale = Scale {
@@ -215,6 +253,7 @@ const QUICK: Scale = Scale {
     stream_mib: 64,
     stops: 3,
     storm_ms: 1_000,
+    edges_ms: 5_000,
 };
 
 /// Start/stop cycles of blocking and async backends, ended in four ways.
@@ -705,6 +744,797 @@ impl Backend for EventWaiter {
     }
 }
 
+/// The bound of every wait inside an `edges` round.
+const EDGE_WAIT: Duration = Duration::from_secs(5);
+
+/// The hard bound of one `edges` round, in seconds: a few edges wait
+/// without a limit on purpose (`Duration::MAX`, a ring's `recv()`), so a
+/// hang there would hang the suite; `alarm` ends it instead, naming the edge.
+const EDGE_ROUND_BOUND_SECS: u32 = 30;
+
+/// The edges the `edges` scenario mixes, each a check that says why it
+/// failed.
+const EDGES: &[(&str, EdgeCheck)] = &[
+    ("call_before_start", edge_call_before_start),
+    ("duration_max", edge_duration_max),
+    ("zero_durations", edge_zero_durations),
+    ("after_death", edge_after_death),
+    ("exit_vs_kill", edge_exit_vs_kill),
+    ("frame_limit", edge_frame_limit),
+    ("ring_roles", edge_ring_roles),
+    ("stale_index", edge_stale_index),
+    ("buffer_resize", edge_buffer_resize),
+    ("frontend_killed", edge_frontend_killed),
+];
+
+type EdgeCheck = fn(&mut EdgeState) -> Result<(), String>;
+
+/// What the edge rounds share: the random source, the event group whose
+/// generations climb over the whole run, and grandchildren to reap.
+struct EdgeState {
+    rng: Rng,
+    /// One group for the whole run, so a stale index is checked against
+    /// every later reservation (tens of thousands in the full run, past
+    /// where a 16-bit generation wrapped), with the index of its first
+    /// reservation.
+    group: Option<(forkbridge::EventGroup, forkbridge::EventIndex)>,
+    /// Plain grandchildren re-parented to us, killed if still alive after
+    /// the round and reaped.
+    strays: Vec<i32>,
+}
+
+/// The edge running now, for the hang guard's message.
+static EDGE_NOW: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+extern "C" fn on_edge_hang(_: libc::c_int) {
+    let name = EDGES
+        .get(EDGE_NOW.load(std::sync::atomic::Ordering::Relaxed))
+        .map_or("?", |e| e.0);
+    let parts: [&[u8]; 3] = [
+        b"\nedges: a round of ",
+        name.as_bytes(),
+        b" hung past its bound; the suite ends here\n",
+    ];
+    for part in parts {
+        // SAFETY: `write` is async-signal-safe and reads from static bytes.
+        unsafe { libc::write(2, part.as_ptr().cast(), part.len()) };
+    }
+    // SAFETY: `_exit` is async-signal-safe; our backends end with us (their
+    // parent-death signal), the suite fails with a status the test sees.
+    unsafe { libc::_exit(1) }
+}
+
+/// Returns `Err(why)` from an edge check unless `cond` holds.
+macro_rules! ensure {
+    ($cond:expr, $($why:tt)+) => {
+        if !$cond {
+            return Err(format!($($why)+));
+        }
+    };
+}
+
+/// Turns a failed operation into an edge failure naming it.
+trait OrFail<T> {
+    fn or_fail(self, what: &str) -> Result<T, String>;
+}
+
+impl<T, E: std::fmt::Display> OrFail<T> for Result<T, E> {
+    fn or_fail(self, what: &str) -> Result<T, String> {
+        self.map_err(|e| format!("{what}: {e}"))
+    }
+}
+
+/// The fixed edges, mixed at random for a fixed wall time: each round runs
+/// one on real processes and checks what the core promises there. The
+/// order is a sequence of shuffled decks, so every edge runs about as often
+/// as the others (in `--quick` too) while neighbours still vary. Leaked fds,
+/// shared mappings and leftover children count as failures.
+fn edges(scale: &Scale) -> Outcome {
+    // SAFETY: PR_SET_CHILD_SUBREAPER only sets a flag on this process, so
+    // the plain children a backend leaves and the orphans of a killed
+    // middle are re-parented to us and can be reaped.
+    unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
+    // SAFETY: the handler only writes static bytes and `_exit`s, both
+    // async-signal-safe.
+    unsafe {
+        libc::signal(
+            libc::SIGALRM,
+            on_edge_hang as *const () as libc::sighandler_t,
+        )
+    };
+    drop(MessageProcess::new("warm", EdgeWorker::default()));
+    let (fds, maps) = (open_fds(), shared_mappings());
+    let group = forkbridge::EventGroup::new(1).and_then(|g| {
+        let (stale, event) = g.reserve()?;
+        g.release(&event)?;
+        Ok((g, stale))
+    });
+    let mut state = EdgeState {
+        rng: Rng(10),
+        group: group.ok(),
+        strays: Vec::new(),
+    };
+    let mut tally = [(0u64, 0u64); EDGES.len()];
+    let mut deck: Vec<usize> = Vec::new();
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_millis(scale.edges_ms) {
+        if deck.is_empty() {
+            deck = (0..EDGES.len()).collect();
+            state.rng.shuffle(&mut deck);
+        }
+        let Some(i) = deck.pop() else { break };
+        let (name, check) = EDGES[i];
+        EDGE_NOW.store(i, std::sync::atomic::Ordering::Relaxed);
+        // SAFETY: `alarm` only arms a timer; its handler is installed above.
+        unsafe { libc::alarm(EDGE_ROUND_BOUND_SECS) };
+        let held = check(&mut state);
+        for pid in std::mem::take(&mut state.strays) {
+            let _ = reap_within(pid, Duration::ZERO);
+        }
+        tally[i].0 += 1;
+        if let Err(why) = held {
+            tally[i].1 += 1;
+            if tally[i].1 <= 3 {
+                eprintln!("  {name} failed: {why}");
+            }
+        }
+    }
+    // SAFETY: 0 disarms the timer; then SIGALRM gets its default action back.
+    unsafe {
+        libc::alarm(0);
+        libc::signal(libc::SIGALRM, libc::SIG_DFL);
+    }
+    drop(state);
+    let leftovers = child_pids();
+    for &pid in &leftovers {
+        kill(pid, libc::SIGKILL);
+        // SAFETY: reaps a child of ours that SIGKILL just ended; a null
+        // status is allowed.
+        unsafe { libc::waitpid(pid, std::ptr::null_mut(), 0) };
+    }
+    let leaked_fds = open_fds().saturating_sub(fds) as u64;
+    let leaked_maps = shared_mappings().saturating_sub(maps) as u64;
+    // SAFETY: as above; 0 turns the flag off again.
+    unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 0, 0, 0, 0) };
+    let rounds: u64 = tally.iter().map(|t| t.0).sum();
+    let failures: u64 = tally.iter().map(|t| t.1).sum();
+    let per_edge: Vec<String> = EDGES
+        .iter()
+        .zip(&tally)
+        .map(|((name, _), (n, failed))| format!("{name} {n}/{failed}"))
+        .collect();
+    Outcome::failures(
+        "edges",
+        failures + leftovers.len() as u64 + leaked_fds + leaked_maps,
+        format!(
+            "{rounds} rounds (rounds/failures): {}; {} children left, {leaked_fds} fds and {leaked_maps} shared mappings leaked",
+            per_edge.join(", "),
+            leftovers.len()
+        ),
+    )
+}
+
+/// A started [`EdgeWorker`] process.
+fn edge_process(name: &str) -> Result<MessageProcess, String> {
+    let mut p = MessageProcess::new(name, EdgeWorker::default()).or_fail("build")?;
+    p.start().or_fail("start")?;
+    Ok(p)
+}
+
+/// Stops `p`, which must end with success.
+fn stopped_ok(p: &mut MessageProcess) -> Result<(), String> {
+    let status = p.stop().or_fail("stop")?;
+    ensure!(status.success(), "stop gave {status}");
+    Ok(())
+}
+
+/// Checks that `op` fails with `Disconnected` within a second.
+fn disconnected_at_once<T: std::fmt::Debug>(
+    what: &str,
+    op: impl FnOnce() -> forkbridge::Result<T>,
+) -> Result<(), String> {
+    let t = Instant::now();
+    let result = op();
+    let took = t.elapsed();
+    match result {
+        Err(e) if e.is_disconnected() => {
+            ensure!(took < Duration::from_secs(1), "{what} took {took:?}");
+            Ok(())
+        }
+        other => Err(format!("{what} gave {other:?}, not Disconnected")),
+    }
+}
+
+/// The signal that ended the process a `Disconnected` error reports.
+fn signal_of(e: &forkbridge::Error) -> Option<i32> {
+    use std::os::unix::process::ExitStatusExt;
+    e.exit_status().and_then(|s| s.signal())
+}
+
+/// A call before `start` is `NotStarted` and has no effect: the first call
+/// after it counts 1.
+fn edge_call_before_start(s: &mut EdgeState) -> Result<(), String> {
+    let mut p = MessageProcess::new("unstarted", EdgeWorker::default()).or_fail("build")?;
+    for _ in 0..=s.rng.below(3) {
+        match p.call::<_, u64>("incr", &(), EDGE_WAIT) {
+            Err(e) if e.kind() == &forkbridge::ErrorKind::NotStarted => {}
+            other => return Err(format!("a call before start gave {other:?}")),
+        }
+    }
+    p.start().or_fail("start")?;
+    let n = p
+        .call::<_, u64>("incr", &(), EDGE_WAIT)
+        .or_fail("the first call after start")?;
+    ensure!(
+        n == 1,
+        "the first call after start returned {n}: a failed call ran"
+    );
+    stopped_ok(&mut p)
+}
+
+/// `Duration::MAX` means no limit, never an overflow: in receives, calls,
+/// and a stop or drop whose stop and kill timeouts are both `MAX`.
+fn edge_duration_max(s: &mut EdgeState) -> Result<(), String> {
+    let max = Duration::MAX;
+    let build = || {
+        MessageProcess::builder("patient")
+            .stop_timeout(max)
+            .kill_timeout(max)
+            .build(EdgeWorker::default())
+            .or_fail("build")
+    };
+    let mut p = build()?;
+    p.start().or_fail("start")?;
+    let n = s.rng.below(1 << 40);
+    let sent = if s.rng.below(2) == 0 {
+        p.send(message!("echo", n = n))
+    } else {
+        p.send_timeout(message!("echo", n = n), max)
+    };
+    sent.or_fail("send")?;
+    let echo = p.recv_timeout(max).or_fail("recv_timeout(MAX)")?;
+    ensure!(
+        echo.param::<u64>("n").ok() == Some(n),
+        "recv_timeout(MAX) gave {echo}"
+    );
+    let count = p
+        .call::<_, u64>("incr", &(), max)
+        .or_fail("call(.., MAX)")?;
+    ensure!(count == 1, "call(.., MAX) returned {count}");
+    stopped_ok(&mut p).map_err(|why| format!("with MAX timeouts: {why}"))?;
+    let mut q = build()?;
+    q.start().or_fail("start")?;
+    let pid = q.pid().ok_or("started without a pid")?;
+    drop(q);
+    ensure!(
+        !alive(pid) && !child_pids().contains(&pid),
+        "dropped with MAX timeouts, its backend {pid} remains"
+    );
+    Ok(())
+}
+
+/// Zero waits on an idle backend return at once: `Timeout`, `Empty`,
+/// `Timeout`.
+fn edge_zero_durations(s: &mut EdgeState) -> Result<(), String> {
+    let mut p = edge_process("idle")?;
+    let mut order = [0, 1, 2];
+    s.rng.shuffle(&mut order);
+    for check in order {
+        match check {
+            0 => match p.recv_timeout(Duration::ZERO) {
+                Err(e) if e.is_timeout() => {}
+                other => return Err(format!("recv_timeout(ZERO) gave {other:?}")),
+            },
+            1 => match p.try_recv() {
+                Err(e) if e.is_empty() => {}
+                other => return Err(format!("try_recv gave {other:?}")),
+            },
+            _ => match p.join_timeout(Duration::ZERO) {
+                Err(e) if e.is_timeout() => {}
+                other => return Err(format!("join_timeout(ZERO) gave {other:?}")),
+            },
+        }
+    }
+    stopped_ok(&mut p)
+}
+
+/// A backend exits with 5 while a plain child of its keeps the socket
+/// open: the exit is seen with its code, then every send, feed, call and
+/// cast is `Disconnected` at once instead of filling the socket and
+/// blocking. And the plain case: a send after SIGKILL.
+fn edge_after_death(s: &mut EdgeState) -> Result<(), String> {
+    let mut p = edge_process("leaver")?;
+    p.send(message!("leave_a_holder", ms = 300))
+        .or_fail("send")?;
+    let holder: i32 = p
+        .recv_timeout(EDGE_WAIT)
+        .or_fail("the holder's pid")?
+        .param("pid")
+        .or_fail("the holder's pid")?;
+    s.strays.push(holder);
+    match p.recv_timeout(EDGE_WAIT) {
+        Err(e) if e.is_disconnected() => {
+            let code = e.exit_status().and_then(|s| s.code());
+            ensure!(code == Some(5), "exit code {code:?}, not 5: {e}");
+        }
+        other => return Err(format!("recv after the exit gave {other:?}")),
+    }
+    // The holder keeps the socket open: nothing may fill it and block.
+    let big = || Message::new("big").with("data", vec![0u8; 64 << 10]);
+    let mut ops = vec![0u8; 8];
+    ops.extend([1, 2, 3]);
+    s.rng.shuffle(&mut ops);
+    for op in ops {
+        match op {
+            0 => disconnected_at_once("send of 64 KiB", || p.send(big()))?,
+            1 => disconnected_at_once("feed", || p.feed(big()))?,
+            2 => disconnected_at_once("call", || p.call::<_, u64>("incr", &(), EDGE_WAIT))?,
+            _ => disconnected_at_once("cast", || p.cast("incr", &()))?,
+        }
+    }
+    let code = p.stop().or_fail("stop after the exit")?.code();
+    ensure!(code == Some(5), "stop after the exit gave code {code:?}");
+    // The plain case: killed, then a send.
+    let mut q = edge_process("gone")?;
+    let pid = q.pid().ok_or("started without a pid")?;
+    kill(pid, libc::SIGKILL);
+    ensure!(
+        wait_until(Duration::from_secs(1), || !alive(pid)),
+        "{pid} alive 1 s after SIGKILL"
+    );
+    disconnected_at_once("send after SIGKILL", || q.send(Message::new("ping")))
+}
+
+/// An orderly stop succeeds, a SIGKILL shows as signal 9; neither leaves a
+/// child behind.
+fn edge_exit_vs_kill(s: &mut EdgeState) -> Result<(), String> {
+    let mut p = edge_process("orderly")?;
+    let pid = p.pid().ok_or("started without a pid")?;
+    stopped_ok(&mut p)?;
+    ensure!(
+        !alive(pid) && !child_pids().contains(&pid),
+        "stopped, {pid} remains"
+    );
+    let mut q = edge_process("killed")?;
+    let pid = q.pid().ok_or("started without a pid")?;
+    if s.rng.below(2) == 0 {
+        q.send(message!("echo", n = 1)).or_fail("send")?;
+        q.recv_timeout(EDGE_WAIT).or_fail("echo")?;
+    }
+    kill(pid, libc::SIGKILL);
+    match q.recv_timeout(EDGE_WAIT) {
+        Err(e) if e.is_disconnected() => {
+            ensure!(
+                signal_of(&e) == Some(libc::SIGKILL),
+                "killed, the status says {e}"
+            );
+        }
+        other => return Err(format!("recv after SIGKILL gave {other:?}")),
+    }
+    ensure!(
+        !alive(pid) && !child_pids().contains(&pid),
+        "killed, {pid} remains"
+    );
+    Ok(())
+}
+
+/// The frame limit holds on the large-message lane too: a 4 MiB message is
+/// `FrameTooLarge` every time and never counted as sent, while 1000 KiB
+/// crosses the lane intact.
+fn edge_frame_limit(s: &mut EdgeState) -> Result<(), String> {
+    let mut p = MessageProcess::builder("limited")
+        .max_frame_size(1 << 20)
+        .large_messages(64 << 10, 8 << 20)
+        .build(EdgeWorker::default())
+        .or_fail("build")?;
+    p.start().or_fail("start")?;
+    for i in 0..2 + s.rng.below(2) {
+        let sent = p.send(Message::new("echo").with("data", vec![1u8; 4 << 20]));
+        match sent {
+            Err(e) if matches!(e.kind(), forkbridge::ErrorKind::FrameTooLarge { max, .. } if *max == 1 << 20) =>
+                {}
+            other => return Err(format!("send {i} of 4 MiB gave {other:?}")),
+        }
+    }
+    let lane = p.large_messages_sent();
+    ensure!(
+        lane == 0,
+        "{lane} refused messages counted as sent by the lane"
+    );
+    let seed = s.rng.next() as usize;
+    let data: Vec<u8> = (0..1000 << 10)
+        .map(|i| (seed.wrapping_add(i * 7)) as u8)
+        .collect();
+    p.send(Message::new("echo").with("data", data.clone()))
+        .or_fail("send of 1000 KiB")?;
+    let echo = p.recv_timeout(EDGE_WAIT).or_fail("the echo of 1000 KiB")?;
+    ensure!(
+        echo["data"].as_bytes() == Some(&data[..]),
+        "the 1000 KiB echo came back altered"
+    );
+    let lane = p.large_messages_sent();
+    ensure!(lane == 1, "the lane counted {lane} messages, not 1");
+    stopped_ok(&mut p)
+}
+
+/// Frame `i` of a ring round: 1 to 64 bytes, each depending on the seed,
+/// the frame and its place, so a lost, repeated or torn frame shows.
+fn ring_frame(seed: u64, i: u64) -> Vec<u8> {
+    let len = 1 + (seed.wrapping_mul(i + 1) >> 7) % 64;
+    (0..len).map(|j| (seed ^ (i << 8) ^ j) as u8).collect()
+}
+
+/// A ring producer whose process exits in order after dropping its role:
+/// the consumer reads every committed frame, then a `recv()` without a
+/// timeout ends with `Disconnected` instead of waiting forever.
+fn edge_ring_roles(s: &mut EdgeState) -> Result<(), String> {
+    let slots = 2 + s.rng.below(7) as u32;
+    let n = 1 + s.rng.below(u64::from(slots));
+    let seed = s.rng.below(1 << 40);
+    let mut ring = forkbridge::FrameRing::new(slots, 64).or_fail("ring")?;
+    if s.rng.below(2) == 0 {
+        ring = ring.with_spin(Duration::ZERO);
+    }
+    let backend = EdgeWorker {
+        ring: Some(ring.clone()),
+        ..EdgeWorker::default()
+    };
+    let mut p = MessageProcess::new("producer", backend).or_fail("build")?;
+    p.start().or_fail("start")?;
+    let early = s.rng.below(2) == 0;
+    let mut consumer = if early {
+        Some(ring.consumer().or_fail("consumer before the producer")?)
+    } else {
+        None
+    };
+    p.send(message!("produce", n = n, seed = seed))
+        .or_fail("send")?;
+    let done = p.recv_timeout(EDGE_WAIT).or_fail("produced")?;
+    ensure!(done.command() == "produced", "the producer said {done}");
+    stopped_ok(&mut p)?;
+    let mut consumer = match consumer.take() {
+        Some(c) => c,
+        None => ring
+            .consumer()
+            .or_fail("consumer after the producer's exit")?,
+    };
+    for i in 0..n {
+        let frame = consumer
+            .recv_timeout(EDGE_WAIT)
+            .or_fail(&format!("frame {i} of {n}"))?;
+        ensure!(
+            frame[..] == ring_frame(seed, i)[..],
+            "frame {i} of {n} altered"
+        );
+    }
+    // No timeout: the promise is that it returns; the round's alarm bounds
+    // a hang.
+    let t = Instant::now();
+    let after = consumer.recv().map(|f| f.len());
+    let took = t.elapsed();
+    match after {
+        Err(e) if e.is_disconnected() => {
+            ensure!(took < Duration::from_secs(1), "recv took {took:?}");
+            Ok(())
+        }
+        other => Err(format!(
+            "recv after the producer's orderly exit gave {other:?}"
+        )),
+    }
+}
+
+/// An index of an earlier reservation never sets a later one, however many
+/// reservations came between (the group lives for the whole run).
+fn edge_stale_index(s: &mut EdgeState) -> Result<(), String> {
+    let EdgeState { rng, group, .. } = s;
+    let (group, stale) = group.as_ref().ok_or("no event group")?;
+    let mut previous = None;
+    for cycle in 0..200 + rng.below(800) {
+        let (index, event) = group.reserve().or_fail("reserve")?;
+        let held = stale_cycle(group, *stale, previous, index, &event, rng);
+        let released = if rng.below(2) == 0 {
+            group.release(&event)
+        } else {
+            group.release_index(index)
+        };
+        held.map_err(|why| format!("cycle {cycle}: {why}"))?;
+        released.or_fail("release")?;
+        previous = Some(index);
+    }
+    Ok(())
+}
+
+/// One reservation: sets by earlier indices fail and set nothing, a set by
+/// the current one (before, after or never) succeeds.
+fn stale_cycle(
+    group: &forkbridge::EventGroup,
+    stale: forkbridge::EventIndex,
+    previous: Option<forkbridge::EventIndex>,
+    index: forkbridge::EventIndex,
+    event: &forkbridge::Event,
+    rng: &mut Rng,
+) -> Result<(), String> {
+    let current = rng.below(3);
+    if current == 0 {
+        ensure!(
+            group.set(index).or_fail("set")?,
+            "set({index}) of the current reservation returned false"
+        );
+    }
+    for old in [Some(stale), previous].into_iter().flatten() {
+        ensure!(
+            !group.set(old).or_fail("set")?,
+            "set({old}) of an earlier reservation returned true"
+        );
+        ensure!(
+            current == 0 || !event.is_set(),
+            "set({old}) of an earlier reservation set the current event ({index})"
+        );
+    }
+    if current == 1 {
+        ensure!(
+            group.set(index).or_fail("set")?,
+            "set({index}) of the current reservation returned false"
+        );
+    }
+    ensure!(
+        event.is_set() == (current != 2),
+        "the event is {}set after {}",
+        if event.is_set() { "" } else { "not " },
+        if current == 2 {
+            "no set of its own"
+        } else {
+            "its own set"
+        }
+    );
+    Ok(())
+}
+
+/// The 16 bytes the backend writes at 512 KiB of a lent buffer.
+fn buffer_pattern(seed: u64) -> [u8; 16] {
+    let mut pattern = [0u8; 16];
+    pattern[..8].copy_from_slice(&seed.to_le_bytes());
+    pattern[8..].copy_from_slice(&(!seed).to_le_bytes());
+    pattern
+}
+
+/// A peer cannot shrink a buffer under its reader: `from_fd` seals the
+/// memfd, the backend's `ftruncate` fails, and a read past the would-be
+/// end succeeds (no SIGBUS). A count that overflows is `InvalidArgument`.
+fn edge_buffer_resize(s: &mut EdgeState) -> Result<(), String> {
+    let mut p = edge_process("shrinker")?;
+    let seed = s.rng.below(1 << 40);
+    p.send(message!("lend_buffer", seed = seed))
+        .or_fail("send")?;
+    let (msg, mut fds) = p.recv_with_fds(EDGE_WAIT).or_fail("the buffer")?;
+    ensure!(
+        msg.command() == "buffer" && fds.len() == 1,
+        "the backend sent {msg} with {} fds",
+        fds.len()
+    );
+    let fd = fds.pop().ok_or("no fd")?;
+    let buffer = forkbridge::SharedBuffer::from_fd(fd).or_fail("from_fd")?;
+    ensure!(
+        buffer.len() == 1 << 20,
+        "mapped {} bytes, not 1 MiB",
+        buffer.len()
+    );
+    p.send(Message::new("shrink_buffer")).or_fail("send")?;
+    let shrunk = p
+        .recv_timeout(EDGE_WAIT)
+        .or_fail("the shrink")?
+        .param::<bool>("shrunk")
+        .or_fail("the shrink")?;
+    ensure!(!shrunk, "the backend shrank the mapped buffer to 4 KiB");
+    let mut bytes = [0u8; 16];
+    buffer
+        .read_at(512 << 10, &mut bytes)
+        .or_fail("read_at(512 KiB)")?;
+    ensure!(bytes == buffer_pattern(seed), "read {bytes:?} at 512 KiB");
+    match buffer.read_vec::<u8>(0, usize::MAX) {
+        Err(e) if e.kind() == &forkbridge::ErrorKind::InvalidArgument => {}
+        other => {
+            return Err(format!(
+                "read_vec(0, usize::MAX) gave {:?}",
+                other.map(|v| v.len())
+            ));
+        }
+    }
+    stopped_ok(&mut p)
+}
+
+/// A backend whose frontend is SIGKILLed mid-handler ends in order by
+/// itself (an exit, not a signal) within a second.
+fn edge_frontend_killed(s: &mut EdgeState) -> Result<(), String> {
+    let mut middle = edge_process("middle")?;
+    let ms = 300 + s.rng.below(201);
+    middle
+        .send(message!("spawn_orphan", ms = ms))
+        .or_fail("send")?;
+    let orphan: i32 = middle
+        .recv_timeout(EDGE_WAIT)
+        .or_fail("the orphan's pid")?
+        .param("pid")
+        .or_fail("the orphan's pid")?;
+    s.strays.push(orphan);
+    std::thread::sleep(Duration::from_millis(s.rng.below(100)));
+    kill(middle.pid().ok_or("started without a pid")?, libc::SIGKILL);
+    let killed = Instant::now();
+    match middle.recv_timeout(EDGE_WAIT) {
+        Err(e) if e.is_disconnected() && signal_of(&e) == Some(libc::SIGKILL) => {}
+        other => return Err(format!("recv after the middle's SIGKILL gave {other:?}")),
+    }
+    let reaped = reap_within(orphan, Duration::from_secs(2));
+    let took = killed.elapsed();
+    s.strays.retain(|&pid| pid != orphan);
+    let status = reaped.map_err(|why| format!("the orphan {why}"))?;
+    ensure!(
+        took < Duration::from_secs(1),
+        "the orphan ended {took:?} after its frontend's SIGKILL"
+    );
+    ensure!(
+        libc::WIFEXITED(status),
+        "the orphan was killed, not ended in order: status {status:#x}"
+    );
+    Ok(())
+}
+
+/// Waits up to `bound` for `pid`, a child of ours (or about to become one,
+/// re-parented), to end by itself and reaps it: its wait status. Past the
+/// bound, kills and reaps it.
+fn reap_within(pid: i32, bound: Duration) -> Result<i32, &'static str> {
+    let deadline = Instant::now() + bound;
+    loop {
+        let mut status = 0;
+        // SAFETY: `status` is a live out-pointer; plain integers otherwise.
+        let r = unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) };
+        if r == pid {
+            return Ok(status);
+        }
+        if Instant::now() >= deadline {
+            if r < 0 {
+                return Err("never became a child of ours");
+            }
+            kill(pid, libc::SIGKILL);
+            // SAFETY: reaps our child that SIGKILL just ended; a null
+            // status is allowed.
+            unsafe { libc::waitpid(pid, std::ptr::null_mut(), 0) };
+            return Err("still ran past the bound (killed)");
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+/// Polls `cond` until it holds or `bound` passes; returns whether it held.
+fn wait_until(bound: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + bound;
+    while Instant::now() < deadline {
+        if cond() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    cond()
+}
+
+/// A backend for the `edges` scenario: a typed counter and the handlers
+/// that put each edge in place.
+#[derive(Default)]
+struct EdgeWorker {
+    count: u64,
+    ring: Option<forkbridge::FrameRing>,
+    orphan: Option<MessageProcess>,
+    buffer: Option<std::fs::File>,
+}
+
+impl EdgeWorker {
+    fn incr(&mut self, _: &mut BackendContext, (): ()) -> Result<u64, forkbridge::BoxError> {
+        self.count += 1;
+        Ok(self.count)
+    }
+
+    fn echo(&mut self, ctx: &mut BackendContext, msg: Message) -> HandlerResult {
+        ctx.send(msg)?;
+        Ok(())
+    }
+
+    fn sleep(&mut self, ctx: &mut BackendContext, msg: Message) -> HandlerResult {
+        std::thread::sleep(Duration::from_millis(msg.param("ms")?));
+        ctx.send(Message::new("slept"))?;
+        Ok(())
+    }
+
+    /// Forks a plain child that keeps the intercom open for `ms`, tells the
+    /// frontend its pid, then exits with status 5: the frontend must see
+    /// the death although the socket stays open.
+    fn leave_a_holder(&mut self, ctx: &mut BackendContext, msg: Message) -> HandlerResult {
+        let ms: u64 = msg.param("ms")?;
+        // SAFETY: the backend is single-threaded; the child only sleeps and
+        // `_exit`s.
+        let holder = unsafe { libc::fork() };
+        if holder == 0 {
+            std::thread::sleep(Duration::from_millis(ms));
+            // SAFETY: ends the holder without running anything of the
+            // backend's (no destructors, no atexit).
+            unsafe { libc::_exit(0) }
+        }
+        if holder < 0 {
+            return Err(std::io::Error::last_os_error().into());
+        }
+        ctx.send(Message::new("holder").with("pid", holder))?;
+        ctx.flush()?;
+        // SAFETY: ends the backend at once, with status 5.
+        unsafe { libc::_exit(5) }
+    }
+
+    /// Claims the producer role, commits `n` frames, drops the role.
+    fn produce(&mut self, ctx: &mut BackendContext, msg: Message) -> HandlerResult {
+        let ring = self.ring.as_ref().ok_or("no ring")?;
+        let seed: u64 = msg.param("seed")?;
+        let mut producer = ring.producer()?;
+        for i in 0..msg.param::<u64>("n")? {
+            let frame = ring_frame(seed, i);
+            let mut slot = producer.acquire_timeout(EDGE_WAIT)?;
+            slot[..frame.len()].copy_from_slice(&frame);
+            slot.commit(frame.len())?;
+        }
+        drop(producer);
+        ctx.send(Message::new("produced"))?;
+        Ok(())
+    }
+
+    /// Lends a new 1 MiB memfd that allows sealing but is not sealed, with
+    /// the seed's pattern at 512 KiB.
+    fn lend_buffer(&mut self, ctx: &mut BackendContext, msg: Message) -> HandlerResult {
+        use std::os::unix::fs::FileExt;
+        let flags = libc::MFD_CLOEXEC | libc::MFD_ALLOW_SEALING;
+        // SAFETY: a NUL-terminated name and plain flags.
+        let raw = unsafe { libc::memfd_create(c"soak-edge".as_ptr(), flags) };
+        if raw < 0 {
+            return Err(std::io::Error::last_os_error().into());
+        }
+        // SAFETY: a new fd nobody else owns.
+        let file = std::fs::File::from(unsafe { OwnedFd::from_raw_fd(raw) });
+        file.set_len(1 << 20)?;
+        file.write_all_at(&buffer_pattern(msg.param("seed")?), 512 << 10)?;
+        ctx.send_with_fds(Message::new("buffer"), &[file.as_fd()])?;
+        self.buffer = Some(file);
+        Ok(())
+    }
+
+    /// Tries to cut the lent buffer to 4 KiB; says whether it could.
+    fn shrink_buffer(&mut self, ctx: &mut BackendContext, _: Message) -> HandlerResult {
+        let file = self.buffer.take().ok_or("no buffer")?;
+        let shrunk = file.set_len(4096).is_ok();
+        ctx.send(Message::new("shrink").with("shrunk", shrunk))?;
+        Ok(())
+    }
+
+    /// Starts a backend of its own and leaves it in an `ms` handler.
+    fn spawn_orphan(&mut self, ctx: &mut BackendContext, msg: Message) -> HandlerResult {
+        let ms: u64 = msg.param("ms")?;
+        let mut orphan = MessageProcess::new("orphan", EdgeWorker::default())?;
+        orphan.start()?;
+        orphan.send(message!("sleep", ms = ms))?;
+        ctx.send(Message::new("orphan").with("pid", orphan.pid().unwrap_or(0)))?;
+        self.orphan = Some(orphan);
+        Ok(())
+    }
+}
+
+impl Backend for EdgeWorker {
+    fn register(h: &mut Handlers<Self>) {
+        h.typed("incr", Self::incr)
+            .on("echo", Self::echo)
+            .on("sleep", Self::sleep)
+            .on("leave_a_holder", Self::leave_a_holder)
+            .on("produce", Self::produce)
+            .on("lend_buffer", Self::lend_buffer)
+            .on("shrink_buffer", Self::shrink_buffer)
+            .on("spawn_orphan", Self::spawn_orphan);
+    }
+}
+
 type Scenario = fn(&Scale) -> Outcome;
 
 const SCENARIOS: &[(&str, Scenario)] = &[
@@ -715,6 +1545,7 @@ const SCENARIOS: &[(&str, Scenario)] = &[
     ("backpressure", backpressure),
     ("stop_bound", stop_bound),
     ("signals", signals),
+    ("edges", edges),
 ];
 
 fn main() {
