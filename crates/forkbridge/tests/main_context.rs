@@ -18,6 +18,7 @@ test_main!(
     sigint_and_sigterm_end_the_loop_and_everything_stops,
     a_second_signal_hurries_a_slow_close,
     run_as_thread_and_stop,
+    a_main_thread_that_does_not_return_in_time_is_a_timeout,
     wait_any_reports_messages_deaths_and_extra_fds,
 );
 
@@ -279,4 +280,54 @@ fn wait_any_reports_messages_deaths_and_extra_fds() {
     let ready = wait_any(&[&b], &[shutdown_like.fd().unwrap()], Some(WAIT)).unwrap();
     assert_eq!(ready.extra, [0]);
     b.stop().unwrap();
+}
+
+/// A loop that ignores the shutdown request for a while.
+#[derive(Debug)]
+struct Stubborn {
+    closed: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl MainContext for Stubborn {
+    fn start_processes(&mut self) -> forkbridge::Result<()> {
+        Ok(())
+    }
+
+    fn run(&mut self, _: &Shutdown) -> forkbridge::Result<()> {
+        std::thread::sleep(Duration::from_millis(500));
+        Ok(())
+    }
+
+    fn close(&mut self) {
+        self.closed.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+fn a_main_thread_that_does_not_return_in_time_is_a_timeout() {
+    let closed = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let thread = run_as_thread(Stubborn {
+        closed: closed.clone(),
+    })
+    .unwrap();
+    let t = Instant::now();
+    let err = thread.stop(Duration::from_millis(50)).unwrap_err();
+    assert!(err.is_timeout(), "{err}");
+    assert!(
+        t.elapsed() < Duration::from_millis(400),
+        "took {:?}",
+        t.elapsed()
+    );
+    assert!(
+        !closed.load(std::sync::atomic::Ordering::SeqCst),
+        "close ran"
+    );
+    // The loop keeps running and returns by itself; the next case must
+    // fork from a single thread again.
+    assert!(common::wait_until(WAIT, || {
+        std::fs::read_dir("/proc/self/task").unwrap().count() == 1
+    }));
+    assert!(
+        !closed.load(std::sync::atomic::Ordering::SeqCst),
+        "close ran later"
+    );
 }
