@@ -157,10 +157,10 @@ mod loom_model {
             let w2 = word.clone();
             let t = loom::thread::spawn(move || {
                 w2.store(1, Ordering::SeqCst);
-                super::wake_all(&w2);
+                super::wake_all(&*w2);
             });
             while word.load(Ordering::SeqCst) == 0 {
-                super::wait(&word, 0, None);
+                super::wait(&*word, 0, None);
             }
             t.join().unwrap();
         });
