@@ -25,6 +25,7 @@ test_main!(
     a_backend_killed_holding_lane_slots_is_disconnected,
     received_large_bytes_are_read_in_the_slot_while_held,
     a_shaped_array_is_filled_by_the_backend,
+    shapes_and_indices_are_checked_with_their_kind,
 );
 
 #[derive(Debug, Default)]
@@ -479,4 +480,28 @@ fn a_shaped_array_is_filled_by_the_backend() {
     let too_small = SharedBuffer::new(16).unwrap();
     assert!(SharedArray::<f32>::from_buffer(too_small, &[6, 9]).is_err());
     p.stop().unwrap();
+}
+
+fn shapes_and_indices_are_checked_with_their_kind() {
+    use forkbridge::{ErrorKind, SharedArray, SharedBuffer};
+    for shape in [&[][..], &[0], &[4, 0], &[usize::MAX, 2]] {
+        let err = SharedArray::<f32>::new(shape).unwrap_err();
+        assert_eq!(err.kind(), &ErrorKind::InvalidArgument, "{shape:?}");
+    }
+    let a = SharedArray::<u16>::new(&[2, 3]).unwrap();
+    let invalid = |r: forkbridge::Result<()>| r.unwrap_err().kind() == &ErrorKind::InvalidArgument;
+    assert!(invalid(a.set(&[2, 0], 1)), "row past the end");
+    assert!(invalid(a.set(&[0, 3], 1)), "column past the end");
+    assert!(invalid(a.set(&[0], 1)), "too few dimensions");
+    assert!(invalid(a.get(&[1, 2, 0]).map(drop)), "too many dimensions");
+    assert!(
+        invalid(a.write_range(&[1, 1], &[1, 2, 3])),
+        "a range past the end"
+    );
+    assert!(invalid(a.read_range(&[0, 0], 7).map(drop)), "7 of 6 values");
+    a.write_range(&[0, 0], &[1, 2, 3, 4, 5, 6]).unwrap();
+    assert_eq!(a.get(&[1, 0]).unwrap(), 4, "row-major");
+    let small = SharedBuffer::new(8).unwrap();
+    let err = SharedArray::<u64>::from_buffer(small, &[2]).unwrap_err();
+    assert_eq!(err.kind(), &ErrorKind::InvalidArgument);
 }

@@ -31,6 +31,7 @@ test_main!(
     select_has_no_fd_setsize_limit,
     select_reports_closed_fd_as_error,
     events_survive_many_cycles_without_leaks,
+    group_sizes_and_foreign_events_are_checked_with_their_kind,
 );
 
 /// A backend that sets, waits on and reports events.
@@ -436,4 +437,29 @@ fn events_survive_many_cycles_without_leaks() {
     assert_eq!(open_fds(), fds, "fds leaked");
     let grown = mappings().saturating_sub(maps);
     assert!(grown < 8, "mappings grew by {grown}");
+}
+
+fn group_sizes_and_foreign_events_are_checked_with_their_kind() {
+    let err = EventGroup::with_kind((1 << 20) + 1, EventKind::Futex).unwrap_err();
+    assert_eq!(err.kind(), &ErrorKind::InvalidArgument, "{err}");
+    let group = EventGroup::new(2).unwrap();
+    let other = EventGroup::new(2).unwrap();
+    let (_, foreign) = other.reserve().unwrap();
+    assert_eq!(
+        group.index_of(&foreign).unwrap_err().kind(),
+        &ErrorKind::InvalidArgument
+    );
+    assert_eq!(
+        group.release(&foreign).unwrap_err().kind(),
+        &ErrorKind::NotReserved
+    );
+    let lone = Event::new().unwrap();
+    assert_eq!(
+        group.index_of(&lone).unwrap_err().kind(),
+        &ErrorKind::InvalidArgument
+    );
+    assert_eq!(
+        group.get(2).unwrap_err().kind(),
+        &ErrorKind::InvalidArgument
+    );
 }

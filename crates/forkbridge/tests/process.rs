@@ -26,6 +26,7 @@ test_main!(
     misuse_before_and_after_start,
     both_sides_writing_at_once_do_not_deadlock,
     spinning_processes_answer_like_sleeping_ones,
+    a_registered_ping_and_a_later_registration_win,
 );
 
 fn ping_pong_echoes_parameters() {
@@ -293,5 +294,30 @@ fn spinning_processes_answer_like_sleeping_ones() {
     // Sleeping after the spin still wakes for a late message.
     p.send(message!("sleep", ms = 30)).unwrap();
     assert_eq!(recv(&mut p).command(), "slept");
+    assert!(p.stop().unwrap().success());
+}
+
+/// Registers its own `"ping"`, and `"twice"` two times.
+struct Overrides;
+
+impl forkbridge::Backend for Overrides {
+    fn register(h: &mut forkbridge::Handlers<Self>) {
+        h.on("ping", |_, ctx, _| Ok(ctx.send(Message::new("mine"))?))
+            .on("twice", |_, ctx, _| Ok(ctx.send(Message::new("first"))?))
+            .on("twice", |_, ctx, _| Ok(ctx.send(Message::new("second"))?));
+    }
+}
+
+fn a_registered_ping_and_a_later_registration_win() {
+    let mut p = MessageProcess::new("overrides", Overrides).unwrap();
+    p.start().unwrap();
+    p.send(Message::new("ping")).unwrap();
+    assert_eq!(recv(&mut p).command(), "mine", "the built-in pong answered");
+    p.send(Message::new("twice")).unwrap();
+    assert_eq!(
+        recv(&mut p).command(),
+        "second",
+        "the earlier registration ran"
+    );
     assert!(p.stop().unwrap().success());
 }

@@ -20,6 +20,8 @@ test_main!(
     producer_dying_mid_frame_is_seen_after_its_frames_are_read,
     commit_larger_than_the_slot_is_refused,
     rings_leak_no_mapping_or_fd_and_leave_nothing_in_dev_shm,
+    a_dropped_write_slot_publishes_nothing,
+    ring_sizes_and_typed_views_are_checked_with_their_kind,
 );
 
 /// A backend that plays either role.
@@ -267,4 +269,47 @@ fn rings_leak_no_mapping_or_fd_and_leave_nothing_in_dev_shm() {
     let grown = mappings().saturating_sub(maps);
     assert!(grown < 8, "mappings grew by {grown}");
     assert_eq!(dev_shm_entries(), shm, "files left in /dev/shm");
+}
+
+fn a_dropped_write_slot_publishes_nothing() {
+    let ring = FrameRing::new(2, 64).unwrap();
+    let mut producer = ring.producer().unwrap();
+    let mut consumer = ring.consumer().unwrap();
+    let mut slot = producer.acquire().unwrap();
+    let first = slot.slot();
+    slot[..4].copy_from_slice(b"lost");
+    drop(slot);
+    assert_eq!(ring.pending(), 0);
+    assert_eq!(consumer.try_recv().unwrap_err().kind(), &ErrorKind::Empty);
+    // The same slot is lent again, and what is committed there arrives.
+    let mut slot = producer.acquire().unwrap();
+    assert_eq!(slot.slot(), first);
+    slot[..4].copy_from_slice(b"kept");
+    slot.commit(4).unwrap();
+    assert_eq!(&consumer.try_recv().unwrap()[..], b"kept");
+}
+
+fn ring_sizes_and_typed_views_are_checked_with_their_kind() {
+    for (slots, size) in [(0, 64), (1, 0), (u32::MAX, usize::MAX / 2)] {
+        let err = FrameRing::new(slots, size).unwrap_err();
+        assert_eq!(err.kind(), &ErrorKind::InvalidArgument, "{slots} x {size}");
+    }
+    // Slots start on 64-byte boundaries, whatever their size.
+    let ring = FrameRing::new(3, 100).unwrap();
+    let mut producer = ring.producer().unwrap();
+    let mut consumer = ring.consumer().unwrap();
+    for _ in 0..3 {
+        let mut slot = producer.acquire().unwrap();
+        assert_eq!(slot.as_ptr() as usize % 64, 0, "slot {}", slot.slot());
+        // 100 bytes are not a whole number of u64s.
+        let err = slot.cast_mut::<u64>().unwrap_err();
+        assert_eq!(err.kind(), &ErrorKind::InvalidArgument);
+        assert_eq!(slot.cast_mut::<u32>().unwrap().len(), 25);
+        slot.commit(6).unwrap();
+        let frame = consumer.recv_timeout(WAIT).unwrap();
+        assert_eq!(
+            frame.cast::<u32>().unwrap_err().kind(),
+            &ErrorKind::InvalidArgument
+        );
+    }
 }
