@@ -273,10 +273,8 @@ fn a_function_backend_sees_its_frontend_go() {
     // backend's receive ends with Disconnected, not its timeout.
     use std::os::fd::AsRawFd;
     // SAFETY: shuts down our own socket end; the fd stays open and owned.
-    assert_eq!(
-        unsafe { libc::shutdown(p.as_fd().as_raw_fd(), libc::SHUT_RDWR) },
-        0
-    );
+    let shut = unsafe { libc::shutdown(p.as_fd().as_raw_fd(), libc::SHUT_RDWR) };
+    assert_eq!(shut, 0);
     let t = std::time::Instant::now();
     assert_eq!(p.join_timeout(WAIT).unwrap().code(), Some(0));
     assert!(
