@@ -22,6 +22,7 @@ test_main!(
     tuples_and_pickled_values_cross_unchanged,
     a_typed_call_to_a_function_backend_is_unknown_command,
     a_function_backend_sees_its_frontend_go,
+    format_logger_writes_one_seed_line_per_record,
 );
 
 fn echo(mut intercom: Intercom) -> i32 {
@@ -282,4 +283,28 @@ fn a_function_backend_sees_its_frontend_go() {
         "took {:?}",
         t.elapsed()
     );
+}
+
+fn format_logger_writes_one_seed_line_per_record() {
+    use std::io::Read;
+    use std::os::fd::AsRawFd;
+    let (mut read, write) = std::io::pipe().unwrap();
+    let mut p = MessageProcess::builder("logger")
+        .build_fn(move |_| {
+            // SAFETY: points this child's stderr at the pipe; plain fds.
+            unsafe { libc::dup2(write.as_raw_fd(), 2) };
+            drop(write);
+            let first = forkbridge::format_logger(log::LevelFilter::Info);
+            // A second call keeps the installed logger and says so.
+            let second = forkbridge::format_logger(log::LevelFilter::Info);
+            log::info!(target: "Worker.logger", "hello");
+            log::debug!(target: "Worker.logger", "below the level");
+            if first && !second { 0 } else { 1 }
+        })
+        .unwrap();
+    p.start().unwrap();
+    assert_eq!(p.join_timeout(WAIT).unwrap().code(), Some(0));
+    let mut text = String::new();
+    read.read_to_string(&mut text).unwrap();
+    assert_eq!(text, "Worker.logger - INFO - hello\n");
 }
