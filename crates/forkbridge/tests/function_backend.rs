@@ -23,6 +23,7 @@ test_main!(
     a_typed_call_to_a_function_backend_is_unknown_command,
     a_function_backend_sees_its_frontend_go,
     format_logger_writes_one_seed_line_per_record,
+    sigint_is_ignored_when_asked_even_with_kept_handlers,
 );
 
 fn echo(mut intercom: Intercom) -> i32 {
@@ -307,4 +308,29 @@ fn format_logger_writes_one_seed_line_per_record() {
     let mut text = String::new();
     read.read_to_string(&mut text).unwrap();
     assert_eq!(text, "Worker.logger - INFO - hello\n");
+}
+
+fn sigint_is_ignored_when_asked_even_with_kept_handlers() {
+    // SAFETY: the handler only touches an atomic (async-signal-safe).
+    unsafe { libc::signal(libc::SIGINT, on_usr1 as *const () as libc::sighandler_t) };
+    let mut p = MessageProcess::builder("sigint")
+        .keep_signal_handlers(true)
+        .ignore_sigint(true)
+        .build_fn(|_| {
+            let before = USR1.load(Ordering::SeqCst);
+            // SAFETY: raising a signal at ourselves has no preconditions.
+            unsafe { libc::raise(libc::SIGINT) };
+            // The kept handler would have counted it.
+            if USR1.load(Ordering::SeqCst) == before {
+                0
+            } else {
+                4
+            }
+        })
+        .unwrap();
+    p.start().unwrap();
+    let status = p.join_timeout(WAIT).unwrap();
+    // SAFETY: restores the default disposition.
+    unsafe { libc::signal(libc::SIGINT, libc::SIG_DFL) };
+    assert_eq!(status.code(), Some(0), "{status}");
 }
