@@ -2,13 +2,14 @@
 
 mod common;
 
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::os::unix::process::ExitStatusExt;
 use std::time::{Duration, Instant};
 
 use common::{WAIT, alive, become_subreaper, error_field, open_fds, recv, try_reap, wait_until};
 use forkbridge::{
-    AsyncBackend, AsyncContext, AsyncHandlers, Backend, BackendContext, ErrorKind, HandlerResult,
-    Handlers, Message, MessageProcess, RuntimeFlavor, message,
+    AsyncBackend, AsyncContext, AsyncHandlers, Backend, BackendContext, BoxError, ErrorKind,
+    HandlerResult, Handlers, Intercom, Message, MessageProcess, RuntimeFlavor, message,
 };
 
 test_main!(
@@ -30,12 +31,22 @@ test_main!(
     async_frontend_sees_backend_death,
     starting_after_a_multi_thread_runtime_is_refused,
     frames_past_two_kept_ones_take_the_socket_intact,
+    an_async_crash_loses_nothing_that_earlier_handlers_sent,
+    an_async_backend_ends_in_order_when_its_frontend_is_killed,
+    async_flush_reads_while_it_waits_so_two_writers_never_deadlock,
+    async_stop_escalates_to_sigkill_without_blocking_the_runtime,
+    a_dropped_async_send_leaves_its_message_for_the_next_flush_or_send,
+    a_dropped_async_call_loses_no_message_and_its_late_reply_is_dropped,
+    async_recv_timeout_times_out_and_into_async_needs_a_started_process,
+    the_default_runtime_is_current_thread_and_runs_commands_in_order,
 );
 
 #[derive(Default)]
 struct Worker {
     served: u64,
     fail_pre_run: bool,
+    /// A pipe end `post_run` writes "post_run" to.
+    marker: Option<OwnedFd>,
 }
 
 impl Worker {
@@ -118,6 +129,39 @@ impl Worker {
         Ok(())
     }
 
+    async fn big(&mut self, ctx: &mut AsyncContext, msg: Message) -> HandlerResult {
+        let n: usize = msg.param("n")?;
+        ctx.send(Message::new("big").with("data", vec![0xA5u8; n]))?;
+        Ok(())
+    }
+
+    async fn abort(&mut self, _: &mut AsyncContext, _: Message) -> HandlerResult {
+        std::process::abort();
+    }
+
+    /// Says which message it got and how much data came with it.
+    async fn note(&mut self, ctx: &mut AsyncContext, msg: Message) -> HandlerResult {
+        let seq: u64 = msg.param("seq")?;
+        let len = msg["data"].as_bytes().ok_or("no data")?.len();
+        ctx.send(message!("noted", seq = seq, len = len))?;
+        Ok(())
+    }
+
+    /// A typed call that reports three steps of progress before it
+    /// sleeps `ms` and returns `tag * 10`.
+    async fn work(
+        &mut self,
+        ctx: &mut AsyncContext,
+        (tag, ms): (u64, u64),
+    ) -> Result<u64, BoxError> {
+        for step in 0..3u64 {
+            ctx.send(message!("progress", tag = tag, step = step))?;
+            ctx.flush().await?;
+        }
+        tokio::time::sleep(Duration::from_millis(ms)).await;
+        Ok(tag * 10)
+    }
+
     async fn threads(&mut self, ctx: &mut AsyncContext, _: Message) -> HandlerResult {
         let n = std::fs::read_dir("/proc/self/task")?.count();
         ctx.send(message!("threads", n = n))?;
@@ -136,7 +180,11 @@ impl AsyncBackend for Worker {
             .on("threads", Self::threads)
             .on("burst", Self::burst)
             .on("frames", Self::frames)
-            .on("block", Self::block);
+            .on("block", Self::block)
+            .on("big", Self::big)
+            .on("abort", Self::abort)
+            .on("note", Self::note)
+            .typed("work", Self::work);
     }
 
     async fn pre_run(&mut self, _: &mut AsyncContext) -> HandlerResult {
@@ -147,6 +195,10 @@ impl AsyncBackend for Worker {
     }
 
     async fn post_run(&mut self, ctx: &mut AsyncContext) {
+        if let Some(marker) = &self.marker {
+            // SAFETY: writes from a live local to our own pipe end.
+            unsafe { libc::write(marker.as_raw_fd(), b"post_run".as_ptr().cast(), 8) };
+        }
         let running = ctx.tasks_running();
         let _ = ctx.send(message!("bye", served = self.served, running = running));
     }
@@ -339,6 +391,8 @@ fn backend_exit_and_sigkill_are_disconnected() {
 #[derive(Default)]
 struct Middle {
     child: Option<MessageProcess>,
+    /// Handed to the async backend `spawn_orphan` starts.
+    marker: Option<OwnedFd>,
 }
 
 impl Backend for Middle {
@@ -351,6 +405,22 @@ impl Backend for Middle {
                 p.send(Message::new("ping"))?;
                 p.recv_timeout(WAIT)?;
                 ctx.send(message!("spawned", pid = p.pid().unwrap_or(0)))?;
+                m.child = Some(p);
+                Ok(())
+            },
+        )
+        .on(
+            "spawn_orphan",
+            |m: &mut Middle, ctx: &mut BackendContext, _: Message| {
+                let orphan = Worker {
+                    marker: m.marker.take(),
+                    ..Worker::default()
+                };
+                let mut p = MessageProcess::builder("orphan").build_async(orphan)?;
+                p.start()?;
+                // Leaves it in a 500 ms handler.
+                p.send(message!("sleep_reply", ms = 500u64))?;
+                ctx.send(message!("orphan", pid = p.pid().unwrap_or(0)))?;
                 m.child = Some(p);
                 Ok(())
             },
@@ -531,4 +601,371 @@ fn starting_after_a_multi_thread_runtime_is_refused() {
     // Once the runtime is gone, starting works again.
     p.start().unwrap();
     p.stop().unwrap();
+}
+
+fn current_thread() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+fn an_async_crash_loses_nothing_that_earlier_handlers_sent() {
+    let mut p = start(Worker::default());
+    // 27 handlers each send 8 KiB while the frontend does not read: more
+    // than the socket holds, so the loop must wait for room after each.
+    for _ in 0..27 {
+        p.send(message!("big", n = 8192usize)).unwrap();
+    }
+    p.send(Message::new("abort")).unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    for i in 0..27 {
+        let msg = p
+            .recv_timeout(WAIT)
+            .unwrap_or_else(|e| panic!("message {i} of 27 lost: {e}"));
+        assert_eq!(msg.command(), "big");
+        assert_eq!(msg["data"].as_bytes().unwrap().len(), 8192);
+    }
+    let err = p.recv_timeout(WAIT).unwrap_err();
+    assert_eq!(
+        err.exit_status().unwrap().signal(),
+        Some(libc::SIGABRT),
+        "{err}"
+    );
+}
+
+fn an_async_backend_ends_in_order_when_its_frontend_is_killed() {
+    become_subreaper();
+    let mut fds = [0; 2];
+    // SAFETY: `fds` is a writable array of two ints.
+    assert_eq!(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) }, 0);
+    // SAFETY: `pipe2` returned two new fds owned by nobody else.
+    let (read, write) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+    let mut middle = MessageProcess::new(
+        "middle",
+        Middle {
+            marker: Some(write),
+            ..Middle::default()
+        },
+    )
+    .unwrap();
+    middle.start().unwrap();
+    middle.send(Message::new("spawn_orphan")).unwrap();
+    let orphan: i32 = recv(&mut middle).param("pid").unwrap();
+    // The orphan is in its 500 ms handler when its frontend is killed.
+    std::thread::sleep(Duration::from_millis(50));
+    // SAFETY: plain integers; `middle` is our unreaped child.
+    unsafe { libc::kill(middle.pid().unwrap(), libc::SIGKILL) };
+    let t = Instant::now();
+    let mut status = 0;
+    let ended = wait_until(Duration::from_secs(2), || {
+        // SAFETY: `status` is a live out-pointer; the orphan is ours now.
+        unsafe { libc::waitpid(orphan, &mut status, libc::WNOHANG) == orphan }
+    });
+    assert!(ended, "the orphan still runs after {:?}", t.elapsed());
+    assert!(
+        t.elapsed() < Duration::from_secs(1),
+        "took {:?}",
+        t.elapsed()
+    );
+    assert!(
+        libc::WIFEXITED(status),
+        "killed, not ended in order: {status:#x}"
+    );
+    let mut buf = [0u8; 16];
+    // SAFETY: reads into a live local buffer from our own pipe end; every
+    // write end is closed by now, so it cannot block.
+    let n = unsafe { libc::read(read.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
+    assert_eq!(
+        &buf[..n.max(0) as usize],
+        b"post_run",
+        "post_run did not run"
+    );
+    let err = middle.recv_timeout(WAIT).unwrap_err();
+    assert_eq!(err.exit_status().unwrap().signal(), Some(libc::SIGKILL));
+}
+
+/// Writes all of `bytes` to `fd`, waiting for room without ever reading:
+/// a peer that does not read while it waits for room.
+fn write_without_reading(fd: BorrowedFd<'_>, mut bytes: &[u8]) -> std::io::Result<()> {
+    while !bytes.is_empty() {
+        let mut pfd = libc::pollfd {
+            fd: fd.as_raw_fd(),
+            events: libc::POLLOUT,
+            revents: 0,
+        };
+        // SAFETY: one live pollfd; a bounded wait.
+        match unsafe { libc::poll(&mut pfd, 1, WAIT.as_millis() as i32) } {
+            0 => return Err(std::io::ErrorKind::TimedOut.into()),
+            n if n < 0 => return Err(std::io::Error::last_os_error()),
+            _ => {}
+        }
+        // SAFETY: sends from a live slice; MSG_NOSIGNAL turns a gone peer
+        // into EPIPE instead of SIGPIPE.
+        let n = unsafe {
+            libc::send(
+                fd.as_raw_fd(),
+                bytes.as_ptr().cast(),
+                bytes.len(),
+                libc::MSG_NOSIGNAL,
+            )
+        };
+        if n < 0 {
+            let e = std::io::Error::last_os_error();
+            if e.kind() != std::io::ErrorKind::WouldBlock
+                && e.kind() != std::io::ErrorKind::Interrupted
+            {
+                return Err(e);
+            }
+            continue;
+        }
+        bytes = &bytes[n as usize..];
+    }
+    Ok(())
+}
+
+/// Echoes every message back as a raw message frame (length, kind 0, the
+/// postcard body) written without reading meanwhile; so the frontend's
+/// socket stays full until the frontend itself reads.
+fn stubborn_echo(mut intercom: Intercom) -> i32 {
+    use std::os::fd::AsFd;
+    while let Ok(Some(msg)) = intercom.recv() {
+        let mut reply = Message::new("echo");
+        for (k, v) in msg.params() {
+            reply.set(k, v.clone());
+        }
+        let body = postcard::to_stdvec(&reply).expect("a message encodes");
+        let mut frame = u32::try_from(body.len() + 1)
+            .unwrap()
+            .to_le_bytes()
+            .to_vec();
+        frame.push(0);
+        frame.extend_from_slice(&body);
+        if write_without_reading(intercom.as_fd(), &frame).is_err() {
+            return 1;
+        }
+    }
+    0
+}
+
+fn async_flush_reads_while_it_waits_so_two_writers_never_deadlock() {
+    const N: u64 = 128;
+    let mut p = MessageProcess::builder("stubborn")
+        .build_fn(stubborn_echo)
+        .unwrap();
+    p.start().unwrap();
+    let rt = current_thread();
+    rt.block_on(async {
+        let mut p = p.into_async().unwrap();
+        // 8 MiB of echoes without receiving: the backend stops reading once
+        // the frontend's socket is full, so the sends finish only if the
+        // frontend's flush reads the echoes while it waits for room.
+        let sent = tokio::time::timeout(WAIT, async {
+            for i in 0..N {
+                p.send(message!("echo", i = i).with("data", vec![i as u8; 64 << 10]))
+                    .await?;
+            }
+            Ok::<_, forkbridge::Error>(())
+        })
+        .await;
+        sent.expect("the two writers deadlocked").unwrap();
+        for i in 0..N {
+            let echo = tokio::time::timeout(WAIT, p.recv())
+                .await
+                .expect("an echo within the bound")
+                .unwrap();
+            assert_eq!(echo.param::<u64>("i").unwrap(), i, "lost or reordered");
+            let data = echo["data"].as_bytes().unwrap();
+            assert!(data.len() == 64 << 10 && data.iter().all(|&b| b == i as u8));
+        }
+        let status = tokio::time::timeout(WAIT, p.stop()).await.unwrap().unwrap();
+        assert!(status.success(), "{status:?}");
+    });
+    shut_down(rt);
+}
+
+fn async_stop_escalates_to_sigkill_without_blocking_the_runtime() {
+    let mut p = MessageProcess::builder("stuck-blocking")
+        .stop_timeout(Duration::from_millis(200))
+        .kill_timeout(Duration::from_millis(200))
+        .build(common::Probe::default())
+        .unwrap();
+    p.start().unwrap();
+    p.send(Message::new("ignore_term_and_block")).unwrap();
+    assert_eq!(recv(&mut p).command(), "blocking");
+    let rt = current_thread();
+    rt.block_on(async {
+        let mut p = p.into_async().unwrap();
+        let t = Instant::now();
+        // The runtime's only thread must stay free during the ≥ 400 ms the
+        // escalation takes: a 100 ms ticker beside it finishes first.
+        let ticker = async {
+            for _ in 0..5 {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            Instant::now()
+        };
+        let stop = async {
+            let status = tokio::time::timeout(WAIT, p.stop()).await;
+            (status, Instant::now())
+        };
+        let (ticked, (status, stopped)) = tokio::join!(ticker, stop);
+        let status = status.expect("stop returned").unwrap();
+        assert_eq!(status.signal(), Some(libc::SIGKILL), "{status:?}");
+        assert!(
+            t.elapsed() < Duration::from_secs(3),
+            "stop took {:?}",
+            t.elapsed()
+        );
+        assert!(ticked < stopped, "stop blocked the runtime");
+    });
+    shut_down(rt);
+}
+
+fn a_dropped_async_send_leaves_its_message_for_the_next_flush_or_send() {
+    let p = start(Worker::default());
+    let rt = current_thread();
+    rt.block_on(async {
+        let mut p = p.into_async().unwrap();
+        for (seq, by_flush) in [(1u64, true), (2, false)] {
+            // The backend sleeps, not reading: an 8 MiB send cannot finish
+            // within 1 ms, and its future is dropped half-written.
+            p.send(message!("sleep_reply", ms = 300u64)).await.unwrap();
+            let big = message!("note", seq = seq).with("data", vec![7u8; 8 << 20]);
+            let cut = tokio::select! {
+                biased;
+                r = p.send(big) => {
+                    r.unwrap();
+                    false
+                }
+                () = tokio::time::sleep(Duration::from_millis(1)) => true,
+            };
+            assert!(cut, "the send finished while the backend slept");
+            let small = message!("note", seq = seq + 100).with("data", vec![1u8; 3]);
+            if by_flush {
+                tokio::time::timeout(WAIT, p.flush())
+                    .await
+                    .unwrap()
+                    .unwrap();
+                p.send(small).await.unwrap();
+            } else {
+                tokio::time::timeout(WAIT, p.send(small))
+                    .await
+                    .unwrap()
+                    .unwrap();
+            }
+            let mut got = Vec::new();
+            for _ in 0..3 {
+                let m = p.recv_timeout(WAIT).await.unwrap();
+                if m.command() == "noted" {
+                    got.push((
+                        m.param::<u64>("seq").unwrap(),
+                        m.param::<u64>("len").unwrap(),
+                    ));
+                } else {
+                    assert_eq!(m.command(), "slept");
+                }
+            }
+            assert_eq!(got, [(seq, 8 << 20), (seq + 100, 3)], "by_flush {by_flush}");
+        }
+        let err = p
+            .recv_timeout(Duration::from_millis(300))
+            .await
+            .unwrap_err();
+        assert_eq!(
+            err.kind(),
+            &ErrorKind::Timeout,
+            "a message came twice: {err}"
+        );
+        assert!(p.stop().await.unwrap().success());
+    });
+    shut_down(rt);
+}
+
+fn a_dropped_async_call_loses_no_message_and_its_late_reply_is_dropped() {
+    let p = start(Worker::default());
+    let rt = current_thread();
+    rt.block_on(async {
+        let mut p = p.into_async().unwrap();
+        // The call reads the progress messages while it waits for its
+        // reply, then is dropped before the reply comes.
+        tokio::select! {
+            r = p.call::<_, u64>("work", &(1u64, 300u64), WAIT) => {
+                panic!("the call ended before it was dropped: {r:?}");
+            }
+            () = tokio::time::sleep(Duration::from_millis(100)) => {}
+        }
+        for step in 0..3u64 {
+            let m = p.recv_timeout(WAIT).await.unwrap();
+            assert_eq!(m.command(), "progress");
+            assert_eq!(m.param::<u64>("tag").unwrap(), 1);
+            assert_eq!(m.param::<u64>("step").unwrap(), step);
+        }
+        // The late reply (10) arrives while this call waits: it is dropped.
+        let value = p.call::<_, u64>("work", &(2u64, 0u64), WAIT).await.unwrap();
+        assert_eq!(value, 20, "a later call got the dropped call's reply");
+        for step in 0..3u64 {
+            let m = p.recv_timeout(WAIT).await.unwrap();
+            assert_eq!(m.command(), "progress");
+            assert_eq!(m.param::<u64>("tag").unwrap(), 2);
+            assert_eq!(m.param::<u64>("step").unwrap(), step);
+        }
+        let err = p
+            .recv_timeout(Duration::from_millis(300))
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind(), &ErrorKind::Timeout, "{err}");
+        assert!(p.stop().await.unwrap().success());
+    });
+    shut_down(rt);
+}
+
+fn async_recv_timeout_times_out_and_into_async_needs_a_started_process() {
+    let p = start(Worker::default());
+    let unstarted = MessageProcess::builder("never-started")
+        .build_async(Worker::default())
+        .unwrap();
+    let rt = current_thread();
+    rt.block_on(async {
+        let err = unstarted.into_async().unwrap_err();
+        assert_eq!(err.kind(), &ErrorKind::NotStarted, "{err}");
+        let mut p = p.into_async().unwrap();
+        let t = Instant::now();
+        let err = p
+            .recv_timeout(Duration::from_millis(200))
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind(), &ErrorKind::Timeout, "{err}");
+        assert!(
+            t.elapsed() >= Duration::from_millis(200),
+            "returned early after {:?}",
+            t.elapsed()
+        );
+        // Nothing was lost to the timeout: the backend still answers.
+        p.send(Message::new("ping")).await.unwrap();
+        assert_eq!(p.recv_timeout(WAIT).await.unwrap().command(), "pong");
+        assert!(p.stop().await.unwrap().success());
+    });
+    shut_down(rt);
+}
+
+fn the_default_runtime_is_current_thread_and_runs_commands_in_order() {
+    let mut p = MessageProcess::builder("defaults")
+        .build_async(Worker::default())
+        .unwrap();
+    p.start().unwrap();
+    // Answered from inside the loop: the runtime is built and running.
+    p.send(Message::new("ping")).unwrap();
+    assert_eq!(recv(&mut p).command(), "pong");
+    let pid = p.pid().unwrap();
+    let threads = std::fs::read_dir(format!("/proc/{pid}/task"))
+        .unwrap()
+        .count();
+    assert_eq!(threads, 1, "the child runs {threads} threads");
+    // A slow command then a fast one: handled one after the other.
+    p.send(message!("sleep_reply", ms = 300u64)).unwrap();
+    p.send(message!("sleep_reply", ms = 1u64)).unwrap();
+    assert_eq!(recv(&mut p).param::<u64>("ms").unwrap(), 300);
+    assert_eq!(recv(&mut p).param::<u64>("ms").unwrap(), 1);
+    assert!(p.stop().unwrap().success());
 }
