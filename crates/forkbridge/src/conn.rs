@@ -52,10 +52,14 @@ pub(crate) struct Conn<F: AsFd = OwnedFd> {
     max_frame: usize,
     read_chunk: usize,
     eof: bool,
-    /// Fds received with the bytes read so far, in order; each
-    /// `MessageFds` frame takes its count from the front.
-    fds_in: VecDeque<OwnedFd>,
+    /// Fds received and not yet matched to a frame, each with the stream
+    /// offset of a byte of the frame that carried them.
+    fds_in: VecDeque<(u64, OwnedFd)>,
     fds_buf: Vec<OwnedFd>,
+    /// The fds of the frame decoded last, if it announces fds.
+    frame_fds: Vec<OwnedFd>,
+    /// Bytes read from the socket so far (the stream offset of the next).
+    received: u64,
     lane: Option<Lane>,
     /// Read no further than the end of the next frame (see
     /// [`set_frame_reads`](Conn::set_frame_reads)).
@@ -96,6 +100,8 @@ impl<F: AsFd> Conn<F> {
             eof: false,
             fds_in: VecDeque::new(),
             fds_buf: Vec::new(),
+            frame_fds: Vec::new(),
+            received: 0,
             lane: None,
             frame_reads: false,
             recv_timeout: None,
@@ -371,7 +377,17 @@ impl<F: AsFd> Conn<F> {
                 wait,
                 &mut self.fds_buf,
             );
-            self.fds_in.extend(self.fds_buf.drain(..));
+            if let Ok(n @ 1..) = res {
+                // The kernel ends a read right after the bytes that carried
+                // fds (and hands them over with the first read to touch
+                // those bytes), so they belong to the frame holding the
+                // read's last byte.
+                let at = self.received + n as u64 - 1;
+                self.fds_in
+                    .extend(self.fds_buf.drain(..).map(|fd| (at, fd)));
+                self.received += n as u64;
+            }
+            self.fds_buf.clear();
             match res {
                 Ok(0) => {
                     self.eof = true;
@@ -409,30 +425,50 @@ impl<F: AsFd> Conn<F> {
     }
 
     /// The next complete frame already read, if any.
+    ///
+    /// The fds that came with its bytes are kept for
+    /// [`take_fds`](Conn::take_fds) if it is a frame that announces fds;
+    /// any others (a peer that attached fds to a plain frame, or to bytes
+    /// that were skipped) are closed here, so they neither pile up nor
+    /// reach a later message.
     pub(crate) fn next_frame(&mut self) -> Option<Result<Frame>> {
-        match self.decoder.next_frame() {
-            Some(Ok(Frame::Lane(slot))) => Some(match &mut self.lane {
+        let frame = self.decoder.next_frame()?;
+        let span = self.decoder.last_frame();
+        let wants_fds = matches!(frame, Ok(Frame::MessageFds(..)));
+        self.frame_fds.clear();
+        while self.fds_in.front().is_some_and(|(at, _)| *at < span.end) {
+            if let Some((at, fd)) = self.fds_in.pop_front() {
+                if wants_fds && at >= span.start {
+                    self.frame_fds.push(fd);
+                }
+            }
+        }
+        Some(match frame {
+            Ok(Frame::Lane(slot)) => match &mut self.lane {
                 Some(lane) => lane.recv(slot, self.max_frame).map(Frame::Message),
                 None => Err(Error::new(ErrorKind::Decode)
                     .with_source("a lane marker on a connection without a lane")),
-            }),
+            },
             other => other,
-        }
+        })
     }
 
-    /// The `count` fds a `MessageFds` frame announced, in order.
+    /// The `count` fds the `MessageFds` frame just decoded announced, in
+    /// order.
     ///
     /// # Errors
     ///
-    /// [`ErrorKind::Decode`] if fewer arrived (a peer that lied about them).
+    /// [`ErrorKind::Decode`] if its bytes carried another number of fds (a
+    /// peer that lied about them); they are closed.
     pub(crate) fn take_fds(&mut self, count: u8) -> Result<Vec<OwnedFd>> {
-        let count = usize::from(count);
-        if self.fds_in.len() < count {
-            self.fds_in.clear();
-            return Err(Error::new(ErrorKind::Decode)
-                .with_source("a frame announced more fds than arrived"));
+        let fds = std::mem::take(&mut self.frame_fds);
+        if fds.len() != usize::from(count) {
+            return Err(Error::new(ErrorKind::Decode).with_source(format!(
+                "a frame announced {count} fds and carried {}",
+                fds.len()
+            )));
         }
-        Ok(self.fds_in.drain(..count).collect())
+        Ok(fds)
     }
 
     /// Sends a message with fds attached, after everything buffered before

@@ -248,6 +248,10 @@ pub(crate) struct Decoder {
     pos: usize,
     skip: usize,
     max: usize,
+    /// The stream offset of `buf[pos]`: bytes decoded or skipped so far.
+    consumed: u64,
+    /// The stream offset where the frame returned last began.
+    frame_start: u64,
 }
 
 impl Decoder {
@@ -257,7 +261,20 @@ impl Decoder {
             pos: 0,
             skip: 0,
             max,
+            consumed: 0,
+            frame_start: 0,
         }
+    }
+
+    /// The stream offsets the frame returned last spans, `start..end`
+    /// (for a frame too large, its header only).
+    pub(crate) fn last_frame(&self) -> std::ops::Range<u64> {
+        self.frame_start..self.consumed
+    }
+
+    fn advance(&mut self, n: usize) {
+        self.pos += n;
+        self.consumed += n as u64;
     }
 
     /// The buffer to append received bytes to. Consumed bytes are dropped
@@ -316,7 +333,7 @@ impl Decoder {
     pub(crate) fn next_frame(&mut self) -> Option<Result<Frame>> {
         if self.skip > 0 {
             let n = self.skip.min(self.buf.len() - self.pos);
-            self.pos += n;
+            self.advance(n);
             self.skip -= n;
             if self.skip > 0 {
                 return None;
@@ -328,7 +345,8 @@ impl Decoder {
         }
         let len = u32::from_le_bytes([avail[0], avail[1], avail[2], avail[3]]) as usize;
         if len > self.max {
-            self.pos += LEN_BYTES;
+            self.frame_start = self.consumed;
+            self.advance(LEN_BYTES);
             self.skip = len;
             return Some(Err(Error::new(ErrorKind::FrameTooLarge {
                 len,
@@ -338,9 +356,10 @@ impl Decoder {
         if avail.len() < LEN_BYTES + len {
             return None;
         }
-        let frame = &avail[LEN_BYTES..LEN_BYTES + len];
-        self.pos += LEN_BYTES + len;
-        Some(decode_frame(frame))
+        self.frame_start = self.consumed;
+        let start = self.pos + LEN_BYTES;
+        self.advance(LEN_BYTES + len);
+        Some(decode_frame(&self.buf[start..start + len]))
     }
 }
 

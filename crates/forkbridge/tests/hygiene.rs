@@ -28,6 +28,7 @@ test_main!(
     set_ignore_sigint_works_before_start_and_is_refused_after,
     send_with_fds_refuses_17_fds_and_none,
     a_worker_inherits_no_pidfd_of_another_worker,
+    stray_fds_neither_pile_up_nor_reach_a_later_message,
 );
 
 /// The backend of these cases.
@@ -470,4 +471,127 @@ fn a_worker_inherits_no_pidfd_of_another_worker() {
     assert_eq!(pidfds(a.pid().unwrap()), 0, "worker A holds a pidfd");
     assert!(b.stop().unwrap().success());
     assert!(a.stop().unwrap().success());
+}
+
+/// One frame: length, `kind`, `head` (the fd count of kind 4), message.
+fn raw_frame(kind: u8, head: &[u8], msg: &Message) -> Vec<u8> {
+    let body = postcard::to_stdvec(msg).unwrap();
+    let len = (1 + head.len() + body.len()) as u32;
+    let mut frame = len.to_le_bytes().to_vec();
+    frame.push(kind);
+    frame.extend_from_slice(head);
+    frame.extend_from_slice(&body);
+    frame
+}
+
+/// Writes `frame` with `fds` attached (`SCM_RIGHTS`), whatever the frame
+/// announces: what a buggy backend could do on its raw socket.
+fn send_raw(socket: BorrowedFd<'_>, frame: &[u8], fds: &[BorrowedFd<'_>]) {
+    let raw: Vec<libc::c_int> = fds.iter().map(|f| f.as_raw_fd()).collect();
+    let payload = std::mem::size_of_val(raw.as_slice()) as u32;
+    let mut control = [0u64; 8];
+    let mut iov = libc::iovec {
+        iov_base: frame.as_ptr() as *mut libc::c_void,
+        iov_len: frame.len(),
+    };
+    // SAFETY: a zeroed msghdr is a valid empty header, filled in below.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control.as_mut_ptr().cast();
+    // SAFETY: `CMSG_SPACE` only computes a size.
+    msg.msg_controllen = unsafe { libc::CMSG_SPACE(payload) } as _;
+    assert!(msg.msg_controllen <= std::mem::size_of_val(&control));
+    // SAFETY: the control buffer holds one header and its fds (checked
+    // above); `sendmsg` only reads `frame` through the iovec and the
+    // socket is blocking, so it writes the whole small frame.
+    let n = unsafe {
+        let cmsg = libc::CMSG_FIRSTHDR(&msg);
+        (*cmsg).cmsg_level = libc::SOL_SOCKET;
+        (*cmsg).cmsg_type = libc::SCM_RIGHTS;
+        (*cmsg).cmsg_len = libc::CMSG_LEN(payload) as _;
+        std::ptr::copy_nonoverlapping(raw.as_ptr(), libc::CMSG_DATA(cmsg).cast(), raw.len());
+        libc::sendmsg(socket.as_raw_fd(), &msg, libc::MSG_NOSIGNAL)
+    };
+    assert_eq!(
+        n,
+        frame.len() as isize,
+        "{}",
+        std::io::Error::last_os_error()
+    );
+}
+
+fn inode(fd: BorrowedFd<'_>) -> u64 {
+    // SAFETY: a zeroed stat is a valid out-buffer for `fstat`.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: `st` is a live out-pointer; `fd` is open.
+    assert_eq!(unsafe { libc::fstat(fd.as_raw_fd(), &mut st) }, 0);
+    st.st_ino
+}
+
+fn stray_fds_neither_pile_up_nor_reach_a_later_message() {
+    let mut p = MessageProcess::builder("stray")
+        .build_fn(|mut intercom| {
+            let _ = intercom.send(Message::new("ready"));
+            if !matches!(intercom.recv(), Ok(Some(_))) {
+                return 2;
+            }
+            let (r, w) = std::io::pipe().unwrap();
+            for i in 0..200u64 {
+                let frame = raw_frame(0, &[], &message!("plain", i = i));
+                send_raw(intercom.as_fd(), &frame, &[r.as_fd(), w.as_fd()]);
+            }
+            // A frame that announces one fd and carries two, then one
+            // that carries its own.
+            let (x, y, z) = (
+                std::io::pipe().unwrap(),
+                std::io::pipe().unwrap(),
+                std::io::pipe().unwrap(),
+            );
+            let first = message!("first", ino = inode(x.0.as_fd()));
+            send_raw(
+                intercom.as_fd(),
+                &raw_frame(4, &[1], &first),
+                &[x.0.as_fd(), y.0.as_fd()],
+            );
+            let second = message!("second", ino = inode(z.0.as_fd()));
+            send_raw(
+                intercom.as_fd(),
+                &raw_frame(4, &[1], &second),
+                &[z.0.as_fd()],
+            );
+            while let Ok(Some(_)) = intercom.recv() {}
+            0
+        })
+        .unwrap();
+    p.start().unwrap();
+    assert_eq!(recv(&mut p).command(), "ready");
+    let before = common::open_fds();
+    p.send(Message::new("go")).unwrap();
+    for i in 0..200u64 {
+        let msg = recv(&mut p);
+        assert_eq!(
+            (msg.command(), msg.param::<u64>("i").unwrap()),
+            ("plain", i)
+        );
+    }
+    let after = common::open_fds();
+    // A frame whose bytes carried another number of fds than it announced
+    // is a decode error, and its fds are closed.
+    let err = p.recv_with_fds(WAIT).unwrap_err();
+    assert_eq!(err.kind(), &ErrorKind::Decode, "{err}");
+    let (second, fds) = p.recv_with_fds(WAIT).unwrap();
+    assert_eq!(second.command(), "second");
+    assert_eq!(fds.len(), 1);
+    let got = inode(fds[0].as_fd());
+    let want = second.param::<u64>("ino").unwrap();
+    drop(fds);
+    assert_eq!(
+        common::open_fds(),
+        before,
+        "the lying frame's fds stayed open"
+    );
+    assert!(p.stop().unwrap().success());
+    assert_eq!(after, before, "stray fds piled up in the frontend");
+    assert_eq!(got, want, "the second message got another frame's fd");
 }
