@@ -2,7 +2,7 @@
 
 mod common;
 
-use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::process::ExitStatusExt;
 use std::time::{Duration, Instant};
 
@@ -636,15 +636,11 @@ fn an_async_crash_loses_nothing_that_earlier_handlers_sent() {
 
 fn an_async_backend_ends_in_order_when_its_frontend_is_killed() {
     become_subreaper();
-    let mut fds = [0; 2];
-    // SAFETY: `fds` is a writable array of two ints.
-    assert_eq!(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) }, 0);
-    // SAFETY: `pipe2` returned two new fds owned by nobody else.
-    let (read, write) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+    let (mut read, write) = std::io::pipe().unwrap();
     let mut middle = MessageProcess::new(
         "middle",
         Middle {
-            marker: Some(write),
+            marker: Some(write.into()),
             ..Middle::default()
         },
     )
@@ -654,35 +650,7 @@ fn an_async_backend_ends_in_order_when_its_frontend_is_killed() {
     let orphan: i32 = recv(&mut middle).param("pid").unwrap();
     // The orphan is in its 500 ms handler when its frontend is killed.
     std::thread::sleep(Duration::from_millis(50));
-    // SAFETY: plain integers; `middle` is our unreaped child.
-    unsafe { libc::kill(middle.pid().unwrap(), libc::SIGKILL) };
-    let t = Instant::now();
-    let mut status = 0;
-    let ended = wait_until(Duration::from_secs(2), || {
-        // SAFETY: `status` is a live out-pointer; the orphan is ours now.
-        unsafe { libc::waitpid(orphan, &mut status, libc::WNOHANG) == orphan }
-    });
-    assert!(ended, "the orphan still runs after {:?}", t.elapsed());
-    assert!(
-        t.elapsed() < Duration::from_secs(1),
-        "took {:?}",
-        t.elapsed()
-    );
-    assert!(
-        libc::WIFEXITED(status),
-        "killed, not ended in order: {status:#x}"
-    );
-    let mut buf = [0u8; 16];
-    // SAFETY: reads into a live local buffer from our own pipe end; every
-    // write end is closed by now, so it cannot block.
-    let n = unsafe { libc::read(read.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
-    assert_eq!(
-        &buf[..n.max(0) as usize],
-        b"post_run",
-        "post_run did not run"
-    );
-    let err = middle.recv_timeout(WAIT).unwrap_err();
-    assert_eq!(err.exit_status().unwrap().signal(), Some(libc::SIGKILL));
+    common::kill_frontend_and_expect_an_orderly_end(&mut middle, orphan, &mut read);
 }
 
 /// Writes all of `bytes` to `fd`, waiting for room without ever reading:

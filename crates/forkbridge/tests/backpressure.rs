@@ -38,34 +38,16 @@ const CHUNK: usize = 64 << 10;
 struct Stall;
 
 impl Stall {
-    /// Forks a plain child that keeps the socket open and tells the
-    /// frontend its pid.
-    fn fork_holder(ctx: &mut BackendContext) -> HandlerResult {
-        // SAFETY: the backend is single-threaded; the child only sleeps and
-        // `_exit`s.
-        let holder = match unsafe { libc::fork() } {
-            0 => {
-                std::thread::sleep(Duration::from_secs(30));
-                // SAFETY: ends the holder without running anything else.
-                unsafe { libc::_exit(0) }
-            }
-            pid => pid,
-        };
-        ctx.send(Message::new("holder").with("pid", holder))?;
-        ctx.flush()?;
-        Ok(())
-    }
-
     /// Leaves a holder, then sleeps `ms` without reading.
     fn hold_and_sleep(&mut self, ctx: &mut BackendContext, msg: Message) -> HandlerResult {
-        Self::fork_holder(ctx)?;
+        common::fork_holder(ctx)?;
         std::thread::sleep(Duration::from_millis(msg.param("ms")?));
         Ok(())
     }
 
     /// Leaves a holder, then exits with `code` at once.
     fn hold_and_exit(&mut self, ctx: &mut BackendContext, msg: Message) -> HandlerResult {
-        Self::fork_holder(ctx)?;
+        common::fork_holder(ctx)?;
         let code: i32 = msg.param("code")?;
         // SAFETY: ends the backend at once.
         unsafe { libc::_exit(code) }

@@ -9,7 +9,7 @@ use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::process::ExitStatusExt;
 use std::time::{Duration, Instant};
 
-use common::{WAIT, become_subreaper, probe, reap, recv, wait_until};
+use common::{WAIT, become_subreaper, probe, reap, recv};
 use forkbridge::{
     Backend, BackendContext, BoxError, ErrorKind, Event, EventGroup, EventKind, FrameRing,
     HandlerResult, Handlers, Message, MessageProcess, SharedBuffer, SyncIndex, message, select,
@@ -51,18 +51,7 @@ impl Edge {
     /// Forks a plain child that keeps the intercom open, tells the
     /// frontend its pid, then exits with status 5.
     fn leave_a_holder(&mut self, ctx: &mut BackendContext, _: Message) -> HandlerResult {
-        // SAFETY: the backend is single-threaded; the child only sleeps
-        // and `_exit`s.
-        let holder = match unsafe { libc::fork() } {
-            0 => {
-                std::thread::sleep(Duration::from_secs(30));
-                // SAFETY: ends the helper without running anything else.
-                unsafe { libc::_exit(0) }
-            }
-            pid => pid,
-        };
-        ctx.send(Message::new("holder").with("pid", holder))?;
-        ctx.flush()?;
+        common::fork_holder(ctx)?;
         // SAFETY: ends the backend at once.
         unsafe { libc::_exit(5) }
     }
@@ -313,13 +302,9 @@ fn every_operation_after_death_is_disconnected_at_once() {
 
 fn post_run_runs_when_the_frontend_is_killed() {
     become_subreaper();
-    let mut fds = [0; 2];
-    // SAFETY: `fds` is a writable array of two ints.
-    assert_eq!(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) }, 0);
-    // SAFETY: `pipe2` returned two new fds owned by nobody else.
-    let (read, write) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+    let (mut read, write) = std::io::pipe().unwrap();
     let middle_backend = Edge {
-        marker: Some(write),
+        marker: Some(write.into()),
         ..Edge::default()
     };
     let mut middle = MessageProcess::new("middle", middle_backend).unwrap();
@@ -328,30 +313,7 @@ fn post_run_runs_when_the_frontend_is_killed() {
     let orphan: i32 = recv(&mut middle).param("pid").unwrap();
     // The orphan is in its 500 ms handler when its frontend is killed.
     std::thread::sleep(Duration::from_millis(50));
-    // SAFETY: plain integers; `middle` is our unreaped child.
-    unsafe { libc::kill(middle.pid().unwrap(), libc::SIGKILL) };
-    let t = Instant::now();
-    let mut status = 0;
-    let ended = wait_until(Duration::from_secs(2), || {
-        // SAFETY: `status` is a live out-pointer; the orphan is ours now.
-        unsafe { libc::waitpid(orphan, &mut status, libc::WNOHANG) == orphan }
-    });
-    assert!(ended, "the orphan still runs after {:?}", t.elapsed());
-    assert!(
-        t.elapsed() < Duration::from_secs(1),
-        "took {:?}",
-        t.elapsed()
-    );
-    assert!(
-        libc::WIFEXITED(status),
-        "killed, not ended in order: {status:#x}"
-    );
-    let mut buf = [0u8; 16];
-    // SAFETY: reads into a live local buffer from our own pipe end.
-    let n = unsafe { libc::read(read.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
-    assert_eq!(&buf[..n.max(0) as usize], b"post_run");
-    let err = middle.recv_timeout(WAIT).unwrap_err();
-    assert_eq!(err.exit_status().unwrap().signal(), Some(libc::SIGKILL));
+    common::kill_frontend_and_expect_an_orderly_end(&mut middle, orphan, &mut read);
 }
 
 fn the_frame_limit_holds_on_the_lane_both_ways() {

@@ -503,3 +503,60 @@ pub fn assert_signal_loses_no_time(wait: impl FnOnce(Duration) -> bool) {
         "lost the remaining time: {took:?}"
     );
 }
+
+/// Forks a plain child of the backend that keeps the intercom open (it
+/// inherits the socket, as a process a C library starts would) and tells
+/// the frontend its pid in a `"holder"` message; the child sleeps 30 s.
+/// Only the backend's pidfd then tells the frontend that the backend died.
+pub fn fork_holder(ctx: &mut BackendContext) -> HandlerResult {
+    // SAFETY: the backend is single-threaded; the child only sleeps and
+    // `_exit`s.
+    let holder = match unsafe { libc::fork() } {
+        0 => {
+            std::thread::sleep(Duration::from_secs(30));
+            // SAFETY: ends the holder without running anything else.
+            unsafe { libc::_exit(0) }
+        }
+        pid => pid,
+    };
+    ctx.send(Message::new("holder").with("pid", holder))?;
+    ctx.flush()?;
+    Ok(())
+}
+
+/// Kills `middle`, the frontend of `orphan` (a backend busy in a handler,
+/// whose `post_run` writes `post_run` to the pipe `marker` reads), and
+/// checks that the orphan ends in order: by itself, within a second, with
+/// a normal exit, after `post_run` ran. Needs [`become_subreaper`].
+pub fn kill_frontend_and_expect_an_orderly_end(
+    middle: &mut MessageProcess,
+    orphan: i32,
+    marker: &mut std::io::PipeReader,
+) {
+    use std::io::Read;
+    use std::os::unix::process::ExitStatusExt;
+    // SAFETY: plain integers; `middle` is our unreaped child.
+    unsafe { libc::kill(middle.pid().unwrap(), libc::SIGKILL) };
+    let t = Instant::now();
+    let mut status = 0;
+    let ended = wait_until(Duration::from_secs(2), || {
+        // SAFETY: `status` is a live out-pointer; the orphan is ours now.
+        unsafe { libc::waitpid(orphan, &mut status, libc::WNOHANG) == orphan }
+    });
+    assert!(ended, "the orphan still runs after {:?}", t.elapsed());
+    assert!(
+        t.elapsed() < Duration::from_secs(1),
+        "took {:?}",
+        t.elapsed()
+    );
+    assert!(
+        libc::WIFEXITED(status),
+        "killed, not ended in order: {status:#x}"
+    );
+    // Every write end is closed by now: the read ends at once.
+    let mut text = String::new();
+    marker.read_to_string(&mut text).unwrap();
+    assert_eq!(text, "post_run", "post_run did not run");
+    let err = middle.recv_timeout(WAIT).unwrap_err();
+    assert_eq!(err.exit_status().unwrap().signal(), Some(libc::SIGKILL));
+}
