@@ -36,7 +36,18 @@ pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
 
 /// A core error as the Python exception a Python user expects.
 pub(crate) fn to_py(e: Error) -> PyErr {
-    let text = e.to_string();
+    // The core's Display names what failed; its sources say why ("not
+    // started as a backend"): Python gets both in one message.
+    let mut text = e.to_string();
+    let mut source = std::error::Error::source(&e);
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
     match e.kind() {
         ErrorKind::Disconnected => BackendGone::new_err(text),
         ErrorKind::Timeout => PyTimeoutError::new_err(text),

@@ -205,23 +205,30 @@ impl Process {
     }
 
     /// Bounded stop (request → TERM → KILL → reap); the exit code as
-    /// `multiprocessing` reports it (negative: killed by that signal).
+    /// `multiprocessing` reports it (negative: killed by that signal), or
+    /// `None` if something else reaped the backend (SIGCHLD ignored,
+    /// another handler): it is gone, which is what a stop is for.
     fn stop(&self, py: Python<'_>) -> PyResult<Option<i32>> {
         self.with(py, |p| match p.stop() {
             Ok(status) => Ok(Some(exit_code(status))),
             Err(e) if matches!(e.kind(), ErrorKind::NotStarted) => Ok(None),
+            Err(e) if e.is_disconnected() && e.exit_status().is_none() => Ok(None),
             Err(e) => Err(crate::errors::to_py(e)),
         })
     }
 
     /// Waits up to `timeout` seconds for the backend to end; its exit code,
-    /// or `None` if it is still running (or never started).
+    /// or `None` if it is still running, never started, or was reaped by
+    /// something else (its exit code is then unknown).
     #[pyo3(signature = (timeout = None))]
     fn join(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<Option<i32>> {
         self.check_owner()?;
         match self.wait(py, timeout, false, |p, slice| p.join_timeout(slice)) {
             Ok(status) => Ok(Some(exit_code(status))),
             Err(e) if e.is_instance_of::<pyo3::exceptions::PyTimeoutError>(py) => Ok(None),
+            // `join` returns a status whenever it has one: a disconnection
+            // means the child was reaped elsewhere.
+            Err(e) if e.is_instance_of::<crate::errors::BackendGone>(py) => Ok(None),
             Err(e) => {
                 // Not started: `multiprocessing` asserts; we answer "no code".
                 if py.detach(|| self.exitcode_now()).is_none() && !self.started(py) {

@@ -299,3 +299,35 @@ def test_backend_death_is_seen_while_its_child_holds_the_socket():
         if grandchild:
             os.kill(grandchild, signal.SIGKILL)
         p.stop()
+
+
+def test_stop_and_join_return_when_something_else_reaped_the_backend():
+    # With SIGCHLD ignored the kernel reaps children itself: the exit code
+    # is unknown, the backend is gone, and a clean-up loop goes on.
+    old = signal.signal(signal.SIGCHLD, signal.SIG_IGN)
+    try:
+        workers = [Worker(f"reaped-{i}") for i in range(3)]
+        for w in workers:
+            w.start()
+        for w in workers:
+            w.stop()
+        assert [w.exitcode for w in workers] == [None] * 3
+        assert not any(w.is_alive() for w in workers)
+        w = Worker("joined")
+        w.start()
+        w.requestStop()
+        w.join(5)
+        assert w.exitcode is None and not w.is_alive()
+        w.stop()
+    finally:
+        signal.signal(signal.SIGCHLD, old)
+
+
+def test_errors_keep_the_reason_the_core_gave():
+    from forkbridge import serve
+
+    # No frontend started this process: the core says so, and Python
+    # hears the reason, not only "invalid argument".
+    assert "FORKBRIDGE_FD" not in os.environ
+    with pytest.raises(ValueError, match="FORKBRIDGE_FD is not set"):
+        serve(Worker("orphan"))

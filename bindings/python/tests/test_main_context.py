@@ -1,5 +1,6 @@
 """MainContext: processes before threads, bounded stopThread."""
 
+import sys
 import time
 
 import pytest
@@ -78,3 +79,15 @@ def test_stop_thread_is_bounded_with_a_call_that_never_returns():
     assert time.monotonic() - started < 0.9
     assert all(w.exitcode == 0 for w in m.workers)
     m._thread.join()
+
+
+@pytest.mark.parametrize("timeout", [float("inf"), 1e18, sys.maxsize])
+def test_stop_thread_takes_a_timeout_with_no_limit_and_closes(timeout):
+    class Patient(Manager):
+        thread_join_timeout = timeout
+
+    m = Patient()
+    m.runAsThread()
+    m.stopThread()  # __call__ reads aux_pipe_read: it returns at once
+    assert not m._thread.is_alive()
+    assert all(w.exitcode == 0 for w in m.workers), "close() did not run"

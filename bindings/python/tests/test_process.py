@@ -3,10 +3,11 @@
 import enum
 import os
 import select
+import sys
 
 import pytest
 
-from forkbridge import BackendGone, MessageObject, MessageProcess
+from forkbridge import BackendGone, EventGroup, MessageObject, MessageProcess, SyncIndex, safe_select
 
 
 class Color(enum.IntEnum):
@@ -518,3 +519,36 @@ def test_message_object_behaves_as_the_seeds_class():
     assert (t(), t["a"], t.tag) == ("tagged", 1, "t")
     assert (f(), f.kwargs) == ("fixed", {"x": 3})
     assert (p(), p.kwargs) == ("plain", {"z": 1})
+
+
+@pytest.mark.parametrize("huge", [sys.maxsize, float(sys.maxsize), float("inf"), 1e300])
+def test_a_huge_timeout_means_no_limit_in_every_wait(huge):
+    class Patient(Echo):
+        stop_timeout = huge
+        kill_timeout = huge
+
+    p = Patient("patient")
+    p.start()
+    try:
+        pipe = p.getPipe()
+        p.sendMessageToBack(MessageObject("echo", x=1))
+        assert safe_select([pipe], [], [], huge)[0] == [pipe]
+        assert pipe.poll(huge)
+        assert pipe.recv(huge)["x"] == 1
+        p.sendMessageToBack(MessageObject("give_back", value=7))
+        assert p.returnFromBack(huge) == 7
+        group = EventGroup(1)
+        with SyncIndex(group, timeout=huge) as i:
+            assert group.set(i)
+        i, event = group.reserve()
+        event.set()
+        assert event.wait(huge)
+        group.release(event)
+    finally:
+        p.stop()
+    assert p.exitcode == 0
+    q = Patient("joined")
+    q.start()
+    q.requestStop()
+    q.join(huge)
+    assert q.exitcode == 0

@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import threading
-import time
 
 
 from ._log import format_logger
@@ -86,15 +85,21 @@ class MainContext:
         ``thread_join_timeout`` s for it, then calls ``close()``."""
         self.logger.critical("stopping thread")
         self.aux_pipe_write.send(None)
-        if self._thread is not None:
-            deadline = time.monotonic() + self.thread_join_timeout
-            self._thread.join(self.thread_join_timeout)
-            if self._thread.is_alive() and time.monotonic() >= deadline:
-                self.logger.error(
-                    "__call__ did not return within %s s (does it read aux_pipe_read?)",
-                    self.thread_join_timeout,
-                )
-        self.close()
+        try:
+            if self._thread is not None:
+                # `threading` refuses timeouts past TIMEOUT_MAX (`inf`,
+                # 1e18): those mean "as long as it takes".
+                timeout: float | None = self.thread_join_timeout
+                if timeout is None or not timeout < threading.TIMEOUT_MAX:
+                    timeout = None
+                self._thread.join(timeout)
+                if self._thread.is_alive():
+                    self.logger.error(
+                        "__call__ did not return within %s s (does it read aux_pipe_read?)",
+                        self.thread_join_timeout,
+                    )
+        finally:
+            self.close()
         self.logger.critical("thread stopped")
 
 

@@ -200,7 +200,10 @@ class MessageProcess:
     def stop(self) -> None:
         """Stops the backend and waits for it, within a bound: the stop
         request, then SIGTERM after ``stop_timeout`` s, then SIGKILL after
-        ``kill_timeout`` s. A second call returns at once."""
+        ``kill_timeout`` s. A second call returns at once. If something
+        else reaped the backend (SIGCHLD set to ``SIG_IGN``, another
+        handler calling ``waitpid``), it returns too, with ``exitcode``
+        left ``None`` (unknown)."""
         code = self._native.stop()
         if code is not None:
             self._exitcode = code
@@ -231,6 +234,9 @@ class MessageProcess:
     # ---- multiprocessing.Process names ---------------------------------
 
     def join(self, timeout: float | None = None) -> None:
+        """Waits up to ``timeout`` s (``None``: as long as it takes) for the
+        backend to end; ``exitcode`` says how, or stays ``None`` if it still
+        runs or something else reaped it."""
         code = self._native.join(timeout)
         if code is not None:
             self._exitcode = code

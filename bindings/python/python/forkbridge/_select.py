@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import math
 import select
+import time
 from typing import Any, Sequence
 
 _READ = select.POLLIN | select.POLLPRI | select.POLLHUP | select.POLLERR
@@ -38,8 +40,7 @@ def safe_select(
             masks[fd] = masks.get(fd, 0) | mask
     for fd, mask in masks.items():
         poller.register(fd, mask)
-    ms = None if timeout is None else max(0, int(timeout * 1000 + 0.999))
-    ready = dict(poller.poll(ms))
+    ready = dict(_poll(poller, timeout))
     if not ready:
         return [], [], []
     out: tuple[list[Any], list[Any], list[Any]] = ([], [], [])
@@ -48,3 +49,23 @@ def safe_select(
             if ready.get(_fd(obj), 0) & mask:
                 result.append(obj)
     return out
+
+
+# poll(2) takes at most this many milliseconds (a C int): about 24.8 days.
+_POLL_MAX_MS = 2**31 - 1
+
+
+def _poll(poller: select.poll, timeout: float | None) -> list[tuple[int, int]]:
+    """``poller.poll`` for ``timeout`` seconds, however long: ``None`` and
+    ``inf`` wait as long as it takes (as ``select.select`` does), longer
+    waits than ``poll(2)`` takes are waited in pieces, NaN is an error."""
+    if timeout is None or timeout == math.inf:
+        return poller.poll(None)
+    if math.isnan(timeout):
+        raise ValueError("safe_select: the timeout is NaN")
+    deadline = time.monotonic() + max(0.0, float(timeout))
+    while True:
+        left_ms = (deadline - time.monotonic()) * 1000
+        ready = poller.poll(max(0, min(_POLL_MAX_MS, math.ceil(left_ms))))
+        if ready or left_ms <= _POLL_MAX_MS:
+            return ready
