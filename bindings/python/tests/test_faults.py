@@ -331,3 +331,31 @@ def test_errors_keep_the_reason_the_core_gave():
     assert "FORKBRIDGE_FD" not in os.environ
     with pytest.raises(ValueError, match="FORKBRIDGE_FD is not set"):
         serve(Worker("orphan"))
+
+
+def test_max_message_size_holds_on_the_shared_memory_lane_both_ways():
+    class Limited(Worker):
+        max_message_size = 1 << 20
+        large_message_threshold = 64 << 10
+
+        def c__big(self, n=0):
+            try:
+                self.send_out__(MessageObject("big", data=b"x" * n))
+            except ValueError as e:
+                self.send_out__(MessageObject("refused", error=str(e)))
+
+    p = Limited("limited")
+    p.start()
+    try:
+        for _ in range(3):
+            with pytest.raises(ValueError, match="exceeds the maximum"):
+                p.sendMessageToBack(MessageObject("echo", data=b"y" * (2 << 20)))
+        # Under the limit, through the lane, it crosses.
+        p.sendMessageToBack(MessageObject("echo", data=b"z" * (900 << 10)))
+        assert len(p.getPipe().recv(10)["data"]) == 900 << 10
+        p.sendMessageToBack(MessageObject("big", n=2 << 20))
+        reply = p.getPipe().recv(10)
+        assert reply() == "refused" and "exceeds the maximum" in reply["error"]
+    finally:
+        p.stop()
+    assert p.exitcode == 0
