@@ -39,6 +39,10 @@ test_main!(
     a_dropped_async_call_loses_no_message_and_its_late_reply_is_dropped,
     async_recv_timeout_times_out_and_into_async_needs_a_started_process,
     the_default_runtime_is_current_thread_and_runs_commands_in_order,
+    request_stop_ends_the_loop_after_the_handler_and_post_run_runs,
+    take_fds_gives_the_fds_sent_in_order_and_closes_the_rest,
+    a_task_sender_is_disconnected_once_the_loop_has_ended,
+    a_handler_send_over_the_frame_limit_is_frame_too_large,
 );
 
 #[derive(Default)]
@@ -935,5 +939,225 @@ fn the_default_runtime_is_current_thread_and_runs_commands_in_order() {
     p.send(message!("sleep_reply", ms = 1u64)).unwrap();
     assert_eq!(recv(&mut p).param::<u64>("ms").unwrap(), 300);
     assert_eq!(recv(&mut p).param::<u64>("ms").unwrap(), 1);
+    assert!(p.stop().unwrap().success());
+}
+
+/// An async backend for the context's smaller promises.
+#[derive(Default)]
+struct Chores {
+    /// A pipe end a blocking task reports to after the loop ended.
+    marker: Option<OwnedFd>,
+}
+
+impl Chores {
+    async fn stop_me(&mut self, ctx: &mut AsyncContext, _: Message) -> HandlerResult {
+        ctx.request_stop();
+        // The handler still runs to its end, and what it sent goes out.
+        tokio::task::yield_now().await;
+        ctx.send(Message::new("stopping"))?;
+        Ok(())
+    }
+
+    async fn echo(&mut self, ctx: &mut AsyncContext, _: Message) -> HandlerResult {
+        ctx.send(Message::new("echoed"))?;
+        Ok(())
+    }
+
+    /// Writes its position into each fd it got (pipe write ends).
+    async fn take(&mut self, ctx: &mut AsyncContext, _: Message) -> HandlerResult {
+        use std::io::Write;
+        let fds = ctx.take_fds();
+        let again = ctx.take_fds().len();
+        for (i, fd) in fds.iter().enumerate() {
+            std::fs::File::from(fd.try_clone()?).write_all(i.to_string().as_bytes())?;
+        }
+        ctx.send(message!("took", n = fds.len(), again = again))?;
+        Ok(())
+    }
+
+    /// Leaves its fds where they are.
+    async fn ignore(&mut self, ctx: &mut AsyncContext, _: Message) -> HandlerResult {
+        ctx.send(Message::new("ignored"))?;
+        Ok(())
+    }
+
+    /// Starts a blocking task that sends ticks through a `TaskSender`
+    /// until a send fails, then reports through the marker pipe whether
+    /// that send and a `blocking_send` after it were `Disconnected`.
+    async fn outlive(&mut self, ctx: &mut AsyncContext, _: Message) -> HandlerResult {
+        use std::io::Write;
+        let out = ctx.sender();
+        let mut marker = std::fs::File::from(self.marker.take().ok_or("no marker")?);
+        let handle = tokio::runtime::Handle::current();
+        tokio::task::spawn_blocking(move || {
+            let failed = loop {
+                if let Err(e) = handle.block_on(out.send(Message::new("tick"))) {
+                    break e;
+                }
+                std::thread::sleep(Duration::from_millis(5));
+            };
+            let again = out.blocking_send(Message::new("tick"));
+            let _ = write!(
+                marker,
+                "{} {}",
+                failed.is_disconnected(),
+                again.is_err_and(|e| e.is_disconnected())
+            );
+        });
+        ctx.send(Message::new("outliving"))?;
+        Ok(())
+    }
+
+    /// Sends `n` bytes (over the 4 KiB limit): reports whether the refusal
+    /// was `FrameTooLarge`, then sends it again with `?`.
+    async fn oversize(&mut self, ctx: &mut AsyncContext, msg: Message) -> HandlerResult {
+        let big = Message::new("huge").with("data", vec![7u8; msg.param::<usize>("n")?]);
+        ctx.send(Message::new("before"))?;
+        let err = ctx.send(big.clone()).expect_err("sent over the limit");
+        let too_large = matches!(err.kind(), ErrorKind::FrameTooLarge { max: 4096, .. });
+        ctx.send(message!("refused", too_large = too_large))?;
+        ctx.send(big)?;
+        Ok(())
+    }
+}
+
+impl AsyncBackend for Chores {
+    fn register(h: &mut AsyncHandlers<Self>) {
+        h.on("stop_me", Self::stop_me)
+            .on("echo", Self::echo)
+            .on("take", Self::take)
+            .on("ignore", Self::ignore)
+            .on("outlive", Self::outlive)
+            .on("oversize", Self::oversize);
+    }
+
+    async fn post_run(&mut self, ctx: &mut AsyncContext) {
+        let _ = ctx.send(Message::new("bye"));
+    }
+}
+
+fn chores(chores: Chores) -> MessageProcess {
+    let mut p = MessageProcess::builder("chores")
+        .max_frame_size(4096)
+        .build_async(chores)
+        .unwrap();
+    p.start().unwrap();
+    p
+}
+
+/// Reads `reader` to its end, which must come within [`WAIT`] (every
+/// write end closed).
+fn read_to_end_within(reader: std::io::PipeReader) -> String {
+    use std::io::Read;
+    let fd = OwnedFd::from(reader);
+    let mut pfd = libc::pollfd {
+        fd: fd.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    let deadline = Instant::now() + WAIT;
+    let mut text = Vec::new();
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        // SAFETY: one live pollfd; a bounded wait.
+        let n = unsafe { libc::poll(&mut pfd, 1, left.as_millis() as i32) };
+        assert!(
+            n > 0,
+            "no end of the pipe within the bound: a write end is open"
+        );
+        let mut buf = [0u8; 256];
+        match std::fs::File::from(fd.try_clone().unwrap())
+            .read(&mut buf)
+            .unwrap()
+        {
+            0 => return String::from_utf8(text).unwrap(),
+            k => text.extend_from_slice(&buf[..k]),
+        }
+    }
+}
+
+fn request_stop_ends_the_loop_after_the_handler_and_post_run_runs() {
+    let mut p = chores(Chores::default());
+    // Both commands arrive in one write: the loop must end between them.
+    p.feed(Message::new("stop_me")).unwrap();
+    p.send(Message::new("echo")).unwrap();
+    assert_eq!(recv(&mut p).command(), "stopping");
+    assert_eq!(recv(&mut p).command(), "bye", "post_run did not run next");
+    let err = p.recv_timeout(WAIT).unwrap_err();
+    assert!(err.is_disconnected(), "the loop went on: {err}");
+    assert!(err.exit_status().unwrap().success(), "{err}");
+    assert!(p.stop().unwrap().success());
+}
+
+fn take_fds_gives_the_fds_sent_in_order_and_closes_the_rest() {
+    use std::os::fd::AsFd;
+    let mut p = chores(Chores::default());
+    let (first, first_w) = std::io::pipe().unwrap();
+    let (second, second_w) = std::io::pipe().unwrap();
+    p.send_with_fds(Message::new("take"), &[first_w.as_fd(), second_w.as_fd()])
+        .unwrap();
+    drop((first_w, second_w));
+    let took = recv(&mut p);
+    assert_eq!(took.command(), "took", "{took}");
+    assert_eq!(took.param::<u64>("n").unwrap(), 2);
+    assert_eq!(took.param::<u64>("again").unwrap(), 0, "taken twice");
+    assert_eq!(read_to_end_within(first), "0");
+    assert_eq!(read_to_end_within(second), "1");
+    // Without fds: none to take.
+    p.send(Message::new("take")).unwrap();
+    assert_eq!(recv(&mut p).param::<u64>("n").unwrap(), 0);
+    // Fds the handler leaves are closed once it returns: the pipe ends.
+    let (left, left_w) = std::io::pipe().unwrap();
+    p.send_with_fds(Message::new("ignore"), &[left_w.as_fd()])
+        .unwrap();
+    drop(left_w);
+    assert_eq!(recv(&mut p).command(), "ignored");
+    assert_eq!(read_to_end_within(left), "");
+    assert!(p.stop().unwrap().success());
+}
+
+fn a_task_sender_is_disconnected_once_the_loop_has_ended() {
+    let (read, write) = std::io::pipe().unwrap();
+    let mut p = chores(Chores {
+        marker: Some(write.into()),
+    });
+    p.send(Message::new("outlive")).unwrap();
+    // While the loop runs, the task's sends go through.
+    let (mut outliving, mut ticks) = (false, 0);
+    while !outliving || ticks == 0 {
+        match recv(&mut p).command() {
+            "outliving" => outliving = true,
+            "tick" => ticks += 1,
+            other => panic!("unexpected {other}"),
+        }
+    }
+    assert!(p.stop().unwrap().success());
+    assert_eq!(
+        read_to_end_within(read),
+        "true true",
+        "send and blocking_send after the loop ended"
+    );
+}
+
+fn a_handler_send_over_the_frame_limit_is_frame_too_large() {
+    let mut p = chores(Chores::default());
+    p.send(message!("oversize", n = 8192usize)).unwrap();
+    assert_eq!(recv(&mut p).command(), "before");
+    let refused = recv(&mut p);
+    assert_eq!(refused.command(), "refused", "{refused}");
+    assert!(
+        refused.param::<bool>("too_large").unwrap(),
+        "not FrameTooLarge"
+    );
+    let e = recv(&mut p);
+    assert_eq!(error_field(&e, "kind"), "handler_error");
+    assert_eq!(error_field(&e, "command"), "oversize");
+    assert!(
+        error_field(&e, "error").contains("exceeds the maximum of 4096"),
+        "{e}"
+    );
+    // Nothing of the refused message reached the wire: the stream is whole.
+    p.send(Message::new("echo")).unwrap();
+    assert_eq!(recv(&mut p).command(), "echoed");
     assert!(p.stop().unwrap().success());
 }

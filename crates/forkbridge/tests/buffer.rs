@@ -26,6 +26,7 @@ test_main!(
     received_large_bytes_are_read_in_the_slot_while_held,
     a_shaped_array_is_filled_by_the_backend,
     shapes_and_indices_are_checked_with_their_kind,
+    buffers_leave_nothing_in_dev_shm_on_either_side,
 );
 
 #[derive(Debug, Default)]
@@ -504,4 +505,59 @@ fn shapes_and_indices_are_checked_with_their_kind() {
     let small = SharedBuffer::new(8).unwrap();
     let err = SharedArray::<u64>::from_buffer(small, &[2]).unwrap_err();
     assert_eq!(err.kind(), &ErrorKind::InvalidArgument);
+}
+
+/// The names in `/dev/shm`.
+fn dev_shm_names() -> std::collections::BTreeSet<String> {
+    std::fs::read_dir("/dev/shm")
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn buffers_leave_nothing_in_dev_shm_on_either_side() {
+    // A buffer unlinked at once would not show in `/dev/shm` either, but
+    // its fd would still point there: check both, in both processes, while
+    // the buffers live and after they are gone.
+    let before = dev_shm_names();
+    let mut p = start();
+    let pid = p.pid().unwrap();
+    let mut mine = Vec::new();
+    for i in 0..10 {
+        let buffer = SharedBuffer::new(64 << 10).unwrap();
+        p.send_with_fds(
+            message!("attach", tag = "kept", keep = true),
+            &[buffer.fd()],
+        )
+        .unwrap();
+        assert_eq!(recv(&mut p).command(), "attached", "buffer {i}");
+        mine.push(buffer);
+        p.send(message!("make", len = 4096)).unwrap();
+        let (msg, mut fds) = p.recv_with_fds(common::WAIT).unwrap();
+        assert_eq!((msg.command(), fds.len()), ("made", 1));
+        mine.push(SharedBuffer::from_fd(fds.pop().unwrap()).unwrap());
+    }
+    let shm_links = |pid: i32| common::fd_links(pid, "/dev/shm");
+    let memfds = |pid: i32| common::fd_links(pid, "/memfd:").len();
+    assert_eq!(shm_links(pid), Vec::<String>::new(), "backend");
+    assert_eq!(shm_links(std::process::id() as i32), Vec::<String>::new());
+    assert!(memfds(pid) >= 10, "the backend holds no memfd");
+    assert!(memfds(std::process::id() as i32) >= 20, "we hold no memfd");
+    let during: Vec<String> = dev_shm_names().difference(&before).cloned().collect();
+    assert_eq!(during, Vec::<String>::new(), "named while alive");
+    p.send(Message::new("drop_all")).unwrap();
+    assert_eq!(recv(&mut p).command(), "dropped");
+    assert_eq!(memfds(pid), 0, "the backend kept a buffer's fd");
+    drop(mine);
+    assert!(p.stop().unwrap().success());
+    assert_eq!(
+        memfds(std::process::id() as i32),
+        0,
+        "we kept a buffer's fd"
+    );
+    let after: Vec<String> = dev_shm_names().difference(&before).cloned().collect();
+    assert_eq!(after, Vec::<String>::new(), "left in /dev/shm");
 }

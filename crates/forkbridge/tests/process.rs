@@ -27,6 +27,7 @@ test_main!(
     both_sides_writing_at_once_do_not_deadlock,
     spinning_processes_answer_like_sleeping_ones,
     a_registered_ping_and_a_later_registration_win,
+    build_at_the_fd_limit_is_an_io_error_and_leaks_nothing,
 );
 
 fn ping_pong_echoes_parameters() {
@@ -319,5 +320,69 @@ fn a_registered_ping_and_a_later_registration_win() {
         "second",
         "the earlier registration ran"
     );
+    assert!(p.stop().unwrap().success());
+}
+
+/// Whether fd number `fd` is open here (`F_GETFD` allocates nothing).
+fn fd_is_open(fd: i32) -> bool {
+    // SAFETY: F_GETFD only reads the descriptor's flags; a closed number
+    // fails with EBADF.
+    unsafe { libc::fcntl(fd, libc::F_GETFD) != -1 }
+}
+
+fn build_at_the_fd_limit_is_an_io_error_and_leaks_nothing() {
+    // The soft limit bounds fd *numbers*: set it just above the lowest free
+    // number, so exactly one more fd can be opened and a socketpair (two)
+    // cannot. (The count of open fds + 1 could leave more room when the
+    // numbers have holes.)
+    let free: Vec<i32> = (0..4096).filter(|&fd| !fd_is_open(fd)).take(2).collect();
+    let some_fd = (0..4096).find(|&fd| fd_is_open(fd)).unwrap();
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: `limit` is a valid out-pointer.
+    let got = unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) };
+    assert_eq!(got, 0);
+    let saved = limit;
+    let (fds, maps) = (common::open_fds(), common::mappings());
+    let tight = libc::rlimit {
+        rlim_cur: free[1] as libc::rlim_t,
+        rlim_max: saved.rlim_max,
+    };
+    // SAFETY: lowers only the soft limit of this process, restored below.
+    assert_eq!(unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &tight) }, 0);
+    // Nothing below may open an fd until the limit is restored (no
+    // formatting of errors into files, no /proc reads).
+    // SAFETY: duplicates an open fd and closes the copy again.
+    let (one, two) = unsafe {
+        let one = libc::dup(some_fd);
+        let two = libc::dup(some_fd);
+        libc::close(one);
+        (one, two)
+    };
+    let plain = MessageProcess::new("at-the-limit", Probe::default()).map(drop);
+    // The lane's rings are mapped before the socketpair fails.
+    let lane = MessageProcess::builder("at-the-limit")
+        .large_messages(64 << 10, 1 << 20)
+        .build(Probe::default())
+        .map(drop);
+    // SAFETY: restores the limit saved above.
+    assert_eq!(unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &saved) }, 0);
+    assert!(one >= 0 && two == -1, "the limit leaves room for one fd");
+    for (what, result) in [("plain", plain), ("lane", lane)] {
+        let err = result.expect_err(what);
+        assert_eq!(err.kind(), &ErrorKind::Io, "{what}: {err}");
+        let errno = std::error::Error::source(&err)
+            .and_then(|s| s.downcast_ref::<std::io::Error>())
+            .and_then(std::io::Error::raw_os_error);
+        assert_eq!(errno, Some(libc::EMFILE), "{what}: {err:?}");
+    }
+    assert_eq!(common::open_fds(), fds, "an fd leaked");
+    assert_eq!(common::mappings(), maps, "a mapping leaked");
+    // With room again, the same build works.
+    let mut p = probe("after-the-limit");
+    p.send(Message::new("ping")).unwrap();
+    assert_eq!(recv(&mut p).command(), "pong");
     assert!(p.stop().unwrap().success());
 }

@@ -26,6 +26,8 @@ test_main!(
     async_backend_typed_commands,
     async_client_calls,
     async_waits_take_duration_max,
+    a_renamed_command_is_called_by_its_wire_name,
+    a_skipped_method_makes_no_command,
 );
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -359,4 +361,82 @@ fn async_waits_take_duration_max() {
         assert_eq!(frames, 0);
         assert!(p.stop().await.unwrap().success());
     });
+}
+
+/// A backend whose commands are renamed or left out.
+#[derive(Debug, Default)]
+pub struct Divider {
+    divisions: u64,
+}
+
+#[forkbridge::handlers]
+impl Divider {
+    /// Divides, refusing zero; on the wire as `checkedDiv`.
+    #[forkbridge(command = "checkedDiv")]
+    pub fn checked_div(&mut self, a: i64, b: i64) -> Result<i64, String> {
+        self.divisions += 1;
+        a.checked_div(b).ok_or_else(|| format!("{a} / {b}"))
+    }
+
+    /// A handler-shaped method kept out of the table.
+    #[forkbridge(skip)]
+    pub fn divisions(&mut self) -> u64 {
+        self.divisions
+    }
+
+    /// How many divisions were made (a command under its own name).
+    pub fn count(&mut self) -> u64 {
+        self.divisions
+    }
+}
+
+fn divider() -> DividerClient {
+    let mut client = DividerClient::start("divider", Divider::default()).unwrap();
+    client.set_timeout(WAIT);
+    client
+}
+
+fn a_renamed_command_is_called_by_its_wire_name() {
+    let mut d = divider();
+    // By hand, under the name the attribute gave it.
+    assert_eq!(
+        d.call::<_, i64>("checkedDiv", &(84i64, 2i64), WAIT)
+            .unwrap(),
+        42
+    );
+    let err = d
+        .call::<_, i64>("checkedDiv", &(1i64, 0i64), WAIT)
+        .unwrap_err();
+    assert!(
+        matches!(err.kind(), ErrorKind::Remote { kind, message }
+            if kind == "handler_error" && message == "1 / 0"),
+        "{err}"
+    );
+    // The Rust name is not a command.
+    let err = d
+        .call::<_, i64>("checked_div", &(84i64, 2i64), WAIT)
+        .unwrap_err();
+    assert!(
+        matches!(err.kind(), ErrorKind::Remote { kind, .. } if kind == "unknown_command"),
+        "{err}"
+    );
+    // The generated client uses the wire name too.
+    assert_eq!(d.checked_div(9, 3).unwrap(), 3);
+    assert_eq!(d.count().unwrap(), 3);
+    assert!(d.stop().unwrap().success());
+}
+
+fn a_skipped_method_makes_no_command() {
+    let mut d = divider();
+    let err = d.call::<_, u64>("divisions", &(), WAIT).unwrap_err();
+    assert!(
+        matches!(err.kind(), ErrorKind::Remote { kind, .. } if kind == "unknown_command"),
+        "{err}"
+    );
+    // It stays an ordinary method of the backend.
+    let mut local = Divider::default();
+    local.checked_div(4, 2).unwrap();
+    assert_eq!(local.divisions(), 1);
+    assert_eq!(d.count().unwrap(), 0);
+    assert!(d.stop().unwrap().success());
 }
