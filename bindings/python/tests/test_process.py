@@ -4,6 +4,7 @@ import enum
 import os
 import select
 import sys
+import time
 
 import pytest
 
@@ -552,3 +553,50 @@ def test_a_huge_timeout_means_no_limit_in_every_wait(huge):
     q.requestStop()
     q.join(huge)
     assert q.exitcode == 0
+
+
+class Chatty(Echo):
+    def c__chatter(self, n=0, every=0.1):
+        for i in range(n):
+            self.send_out__(MessageObject("noise", i=i))
+            time.sleep(every)
+
+    def c__late(self, after=0.0, value=None):
+        time.sleep(after)
+        self.return_out__(value)
+
+
+def test_return_from_back_timeout_bounds_the_whole_wait():
+    p = Chatty("chatty")
+    p.start()
+    try:
+        # Unrelated messages keep arriving, one every 0.1 s, for 3 s.
+        p.sendMessageToBack(MessageObject("chatter", n=30, every=0.1))
+        started = time.monotonic()
+        with pytest.raises(TimeoutError):
+            p.returnFromBack(timeout=0.5)
+        took = time.monotonic() - started
+        assert 0.5 <= took < 1.5, took
+        # What arrived meanwhile is kept for recv(), in order.
+        assert p.getPipe().recv(5)["i"] == 0
+    finally:
+        p.stop()
+
+
+def test_a_late_return_value_does_not_make_poll_say_recv_would_return():
+    p = Chatty("late")
+    p.start()
+    try:
+        p.sendMessageToBack(MessageObject("late", after=0.4, value=7))
+        with pytest.raises(TimeoutError):
+            p.returnFromBack(timeout=0.1)
+        time.sleep(0.6)  # the late value is in the socket now
+        pipe = p.getPipe()
+        assert not pipe.poll(0.2), "poll said recv would return"
+        with pytest.raises(TimeoutError):
+            pipe.recv(0.2)
+        assert p.returnFromBack(timeout=5) == 7
+        p.sendMessageToBack(MessageObject("echo", x=1))
+        assert pipe.poll(5) and pipe.recv(0)["x"] == 1
+    finally:
+        p.stop()

@@ -12,6 +12,7 @@ message stranded in a buffer.
 from __future__ import annotations
 
 import collections
+import time
 from typing import TYPE_CHECKING, Any
 
 from . import _native
@@ -21,6 +22,24 @@ if TYPE_CHECKING:
     from ._process import MessageProcess
 
 _RETURN = "__return__"
+
+
+def _is_return(obj: Any) -> bool:
+    return obj.__class__ is MessageObject and obj.command == _RETURN
+
+
+def _deadline(timeout: float | None) -> float | None:
+    """When a wait of ``timeout`` seconds ends (``None``: never)."""
+    if timeout is None:
+        return None
+    if timeout != timeout:
+        raise ValueError("a timeout cannot be NaN")
+    return time.monotonic() + max(0.0, timeout)
+
+
+def _left(deadline: float | None) -> float | None:
+    """What is left of a wait until ``deadline``."""
+    return None if deadline is None else max(0.0, deadline - time.monotonic())
 
 
 class Duplex:
@@ -54,23 +73,45 @@ class Duplex:
     def recv(self, timeout: float | None = None) -> Any:
         if self._stash:
             return self._stash.popleft()
+        deadline = _deadline(timeout)
         while True:
-            obj = self._native.recv(timeout)
-            if obj.__class__ is not MessageObject or obj.command != _RETURN:
+            obj = self._native.recv(_left(deadline))
+            if not _is_return(obj):
                 return obj
             self._returns.append(obj.kwargs.get("value"))
 
     def _recv_return(self, timeout: float | None = None) -> Any:
+        # The timeout bounds the whole wait, however many other objects
+        # arrive meanwhile (they stay for recv()).
         if self._returns:
             return self._returns.popleft()
+        deadline = _deadline(timeout)
         while True:
-            obj = self._native.recv(timeout)
-            if obj.__class__ is MessageObject and obj.command == _RETURN:
+            obj = self._native.recv(_left(deadline))
+            if _is_return(obj):
                 return obj.kwargs.get("value")
             self._stash.append(obj)
 
     def poll(self, timeout: float | None = 0.0) -> bool:
-        return bool(self._stash) or self._native.poll(timeout)
+        """Whether ``recv()`` would return within ``timeout`` seconds (an
+        object, or ``BackendGone``). A ``return_out__`` value that arrives
+        meanwhile is kept for ``returnFromBack`` and does not count: only
+        ``returnFromBack`` returns it. (The fd, for ``select``, is readable
+        for such a value too: call ``poll()`` before a ``recv()`` that must
+        not wait.)"""
+        if self._stash:
+            return True
+        deadline = _deadline(timeout)
+        while self._native.poll(_left(deadline)):
+            try:
+                obj = self._native.recv(0.0)
+            except _native.BackendGone:
+                return True
+            if not _is_return(obj):
+                self._stash.append(obj)
+                return True
+            self._returns.append(obj.kwargs.get("value"))
+        return False
 
     def send(self, obj: Any) -> None:
         """Sends ``obj`` to the backend (as ``sendMessageToBack``)."""
