@@ -424,7 +424,8 @@ impl TaskSender {
     /// # Errors
     ///
     /// [`ErrorKind::Disconnected`](crate::ErrorKind::Disconnected) once the
-    /// loop has ended.
+    /// backend is ending: after `post_run` (a message sent from `post_run`
+    /// itself still arrives, after `post_run`'s own).
     pub async fn send(&self, msg: Message) -> Result<()> {
         self.tx
             .send(msg)

@@ -338,6 +338,7 @@ impl MessageProcessBuilder {
             inbox: VecDeque::new(),
             last_call: 0,
             wait_in_read: false,
+            stop_requested: false,
         })
     }
 }
@@ -426,6 +427,9 @@ pub struct MessageProcess {
     last_call: u64,
     /// Timed waits block in the socket read (see `set_wait_in_read`).
     wait_in_read: bool,
+    /// A stop request was queued (it is queued once: the backend stops at
+    /// the first).
+    stop_requested: bool,
 }
 
 impl MessageProcess {
@@ -759,13 +763,25 @@ impl MessageProcess {
         self.request_stop_deadline(None)
     }
 
+    /// As [`request_stop`](MessageProcess::request_stop), giving up after
+    /// `timeout` with [`ErrorKind::Timeout`] while the socket is full; the
+    /// request stays queued, and a later call or flush goes on writing it
+    /// (one request however many calls). For a caller that must do
+    /// something between slices of the wait (an interpreter checking for
+    /// Ctrl-C).
+    pub fn request_stop_timeout(&mut self, timeout: Duration) -> Result<()> {
+        self.request_stop_deadline(deadline::after(timeout))
+    }
+
     fn request_stop_deadline(&mut self, deadline: Option<Instant>) -> Result<()> {
         match self.state {
             State::Running { .. } => {}
             State::Idle { .. } => return Err(self.err(ErrorKind::NotStarted)),
             _ => return Ok(()),
         }
-        self.conn.feed_stop();
+        if !std::mem::replace(&mut self.stop_requested, true) {
+            self.conn.feed_stop();
+        }
         match self.flush_deadline(deadline) {
             Err(e) if e.is_disconnected() => Ok(()),
             other => other,
@@ -1149,7 +1165,9 @@ impl MessageProcess {
     pub(crate) fn queue_stop(&mut self) -> Result<()> {
         match self.state {
             State::Running { .. } => {
-                self.conn.feed_stop();
+                if !std::mem::replace(&mut self.stop_requested, true) {
+                    self.conn.feed_stop();
+                }
                 Ok(())
             }
             State::Idle { .. } => Err(self.err(ErrorKind::NotStarted)),

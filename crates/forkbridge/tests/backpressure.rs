@@ -26,6 +26,7 @@ test_main!(
     a_partly_written_send_timeout_stays_buffered_and_the_stream_stays_whole,
     queue_writes_nothing_and_flush_timeout_keeps_the_rest_buffered,
     a_bad_frame_from_the_backend_is_reported_and_skipped,
+    request_stop_timeout_gives_up_and_the_request_goes_out_later,
 );
 
 /// 64 KiB: the size of the messages that fill sockets here.
@@ -532,4 +533,26 @@ fn a_bad_frame_from_the_backend_is_reported_and_skipped() {
     assert_eq!(recv(&mut p).command(), "after");
     assert!(p.is_alive());
     assert!(p.stop().unwrap().success());
+}
+
+fn request_stop_timeout_gives_up_and_the_request_goes_out_later() {
+    let mut p = napping("stop-later", 1000);
+    // Fill the socket: the stop request cannot be written while it naps.
+    for i in 0..16 {
+        p.queue(big_echo(i)).unwrap();
+    }
+    let t = std::time::Instant::now();
+    let err = p.request_stop_timeout(Duration::from_millis(20)).unwrap_err();
+    assert!(err.is_timeout(), "{err}");
+    assert!(t.elapsed() < Duration::from_secs(1), "took {:?}", t.elapsed());
+    // Calling again goes on writing the same request: the backend handles
+    // everything queued before it, then stops.
+    let watchdog = Watchdog::arm(&p);
+    p.request_stop_timeout(WAIT).unwrap();
+    assert_eq!(recv(&mut p).command(), "woke");
+    for i in 0..16 {
+        assert_echo_of(&recv(&mut p), i, CHUNK);
+    }
+    assert!(p.join_timeout(WAIT).unwrap().success());
+    drop(watchdog);
 }

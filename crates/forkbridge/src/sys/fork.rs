@@ -225,7 +225,11 @@ fn reset_signals(ignore_sigint: bool, keep_handlers: bool) {
         // SAFETY: installing SIG_IGN involves no handler code.
         unsafe { libc::signal(libc::SIGINT, libc::SIG_IGN) };
     }
-    let reset = if keep_handlers { 0 } else { libc::SIGRTMAX() + 1 };
+    let reset = if keep_handlers {
+        0
+    } else {
+        libc::SIGRTMAX() + 1
+    };
     for sig in 1..reset {
         if sig == libc::SIGKILL || sig == libc::SIGSTOP {
             continue;
