@@ -21,7 +21,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use forkbridge::{ErrorKind, Message, MessageProcess};
+use forkbridge::{Message, MessageProcess};
 use pyo3::exceptions::{PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
@@ -34,6 +34,9 @@ use crate::sys::{self, PythonForkHooks};
 
 pub(crate) const DEFAULT_MAX_FRAME: usize = 64 << 20;
 
+/// How long `stop` waits for a backend it killed to be reaped.
+const KILL_REAP: Duration = Duration::from_secs(5);
+
 type ChildSlot = Arc<Mutex<Option<Py<PyAny>>>>;
 
 /// The native half of a `MessageProcess` (frontend side).
@@ -45,6 +48,10 @@ pub(crate) struct Process {
     inner: Mutex<Option<MessageProcess>>,
     /// `spin_before_sleep`: a wait first spins this long under the lock.
     spin: Duration,
+    /// `stop`'s bounds in seconds: for the stop request and the backend's
+    /// end, then after SIGTERM.
+    stop_timeout: f64,
+    kill_timeout: f64,
     /// Whether messages may wait in the handle (see `note_buffered`).
     buffered: AtomicBool,
     /// Whether `fileno` was called (see there).
@@ -105,6 +112,8 @@ impl Process {
             fd_handed_out: AtomicBool::new(false),
             buffered: AtomicBool::new(false),
             spin: seconds(spin)?,
+            stop_timeout,
+            kill_timeout,
             inner: Mutex::new(Some(inner)),
             polled: Mutex::new(VecDeque::new()),
             lend,
@@ -208,13 +217,27 @@ impl Process {
     /// `multiprocessing` reports it (negative: killed by that signal), or
     /// `None` if something else reaped the backend (SIGCHLD ignored,
     /// another handler): it is gone, which is what a stop is for.
+    ///
+    /// Every wait comes in slices between which Python's signal handlers
+    /// run (as `join`'s do). An exception one raises (Ctrl-C's
+    /// `KeyboardInterrupt`) does not wait out the bounds: the backend is
+    /// killed at once (`SIGKILL`) and reaped, then the exception goes on.
     fn stop(&self, py: Python<'_>) -> PyResult<Option<i32>> {
-        self.with(py, |p| match p.stop() {
-            Ok(status) => Ok(Some(exit_code(status))),
-            Err(e) if matches!(e.kind(), ErrorKind::NotStarted) => Ok(None),
-            Err(e) if e.is_disconnected() && e.exit_status().is_none() => Ok(None),
-            Err(e) => Err(crate::errors::to_py(e)),
-        })
+        self.check_owner()?;
+        if !self.started(py) {
+            return Ok(None);
+        }
+        match self.stop_in_slices(py) {
+            Err(e) if !e.is_instance_of::<pyo3::exceptions::PyTimeoutError>(py) => {
+                self.with(py, |p| {
+                    kill_if_alive(p, libc::SIGKILL);
+                    let _ = p.join_timeout(KILL_REAP);
+                    Ok(())
+                })?;
+                Err(e)
+            }
+            other => other,
+        }
     }
 
     /// Waits up to `timeout` seconds for the backend to end; its exit code,
@@ -435,6 +458,51 @@ impl Process {
         }
     }
 
+    /// `stop`'s steps, each wait in slices (see `wait`): the request and
+    /// the backend's end share `stop_timeout`; then SIGTERM and
+    /// `kill_timeout`; then SIGKILL and a bounded reap.
+    fn stop_in_slices(&self, py: Python<'_>) -> PyResult<Option<i32>> {
+        let deadline = deadline_in(self.stop_timeout)?;
+        // What is left of the deadline, in seconds (`None`: no limit).
+        let left = |d: Option<Instant>| {
+            d.map(|d| d.saturating_duration_since(Instant::now()).as_secs_f64())
+        };
+        match self.wait(py, left(deadline), true, |p, slice| {
+            p.request_stop_timeout(slice)
+        }) {
+            Ok(()) => {}
+            Err(e) if e.is_instance_of::<pyo3::exceptions::PyTimeoutError>(py) => {}
+            Err(e) => return Err(e),
+        }
+        let steps = [
+            (left(deadline), Some(libc::SIGTERM)),
+            (Some(self.kill_timeout), Some(libc::SIGKILL)),
+            (Some(KILL_REAP.as_secs_f64()), None),
+        ];
+        for (bound, then) in steps {
+            if let Some(code) = self.join(py, bound)? {
+                return Ok(Some(code));
+            }
+            if !py.detach(|| {
+                lock(&self.inner)
+                    .as_mut()
+                    .is_some_and(MessageProcess::is_alive)
+            }) {
+                return Ok(None); // reaped elsewhere
+            }
+            if let Some(sig) = then {
+                self.with(py, |p| {
+                    kill_if_alive(p, sig);
+                    Ok(())
+                })?;
+            }
+        }
+        Err(pyo3::exceptions::PyTimeoutError::new_err(format!(
+            "process '{}': still running after SIGKILL",
+            self.name
+        )))
+    }
+
     fn exitcode_now(&self) -> Option<i32> {
         let mut inner = lock(&self.inner);
         let p = inner.as_mut()?;
@@ -556,4 +624,12 @@ fn exit_code(status: std::process::ExitStatus) -> i32 {
         .code()
         .or_else(|| status.signal().map(|s| -s))
         .unwrap_or(-1)
+}
+
+/// Sends `sig` to the backend if it is still running (a reaped backend's
+/// pid may be another process's by now).
+fn kill_if_alive(p: &mut MessageProcess, sig: i32) {
+    if let (true, Some(pid)) = (p.is_alive(), p.pid()) {
+        let _ = sys::kill(pid, sig);
+    }
 }

@@ -359,3 +359,23 @@ def test_max_message_size_holds_on_the_shared_memory_lane_both_ways():
     finally:
         p.stop()
     assert p.exitcode == 0
+
+
+def test_ctrl_c_during_a_slow_stop_kills_the_backend_and_raises_at_once():
+    class Slow(Worker):
+        stop_timeout = 3.0
+        kill_timeout = 3.0
+
+    p = Slow("slow")
+    p.start()
+    p.sendMessageToBack(MessageObject("hang"))  # ignores SIGTERM, never returns
+    assert p.getPipe().recv(10)() == "hanging"
+    started = time.monotonic()
+    with ctrl_c_after(0.3), pytest.raises(KeyboardInterrupt):
+        p.stop()
+    took = time.monotonic() - started
+    assert took < 1.5, "Ctrl-C was held %.1f s" % took
+    # The backend did not outlive the interrupted stop: killed and reaped.
+    assert not p.is_alive()
+    assert p.exitcode == -signal.SIGKILL
+    p.stop()  # a second stop returns at once

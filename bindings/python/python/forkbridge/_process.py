@@ -203,7 +203,9 @@ class MessageProcess:
         ``kill_timeout`` s. A second call returns at once. If something
         else reaped the backend (SIGCHLD set to ``SIG_IGN``, another
         handler calling ``waitpid``), it returns too, with ``exitcode``
-        left ``None`` (unknown)."""
+        left ``None`` (unknown). Ctrl-C during the wait is not held for the
+        bounds: the backend is killed at once (SIGKILL) and reaped, and
+        ``KeyboardInterrupt`` is raised."""
         code = self._native.stop()
         if code is not None:
             self._exitcode = code
