@@ -120,6 +120,22 @@ def test_sync_index_timeout():
     eg.reserve()  # both free again
 
 
+def test_sync_index_left_early_without_an_exception_waits_like_a_normal_end():
+    # `return` inside the block looks like a normal end: the documented
+    # remedy is the timeout, and the event comes back either way.
+    eg = EventGroup(1)
+
+    def leave_early():
+        with SyncIndex(eg, timeout=0.2):
+            return "early"
+
+    started = time.monotonic()
+    with pytest.raises(TimeoutError):
+        leave_early()
+    assert time.monotonic() - started >= 0.2
+    eg.reserve()  # released
+
+
 def test_pollable_events_work_with_select():
     eg = EventGroup(2, pollable=True)
     i, event = eg.reserve()

@@ -123,10 +123,13 @@ class SyncIndex:
         with SyncIndex(self.event_group) as i:
             self.sendMessageToBack(MessageObject("ping", event_index=i))
 
-    The wait happens when the block ends normally. If the block raises (or
-    returns before sending), the event is released at once and the error
-    propagates: nobody will set it (valkka's waits forever). With
-    ``timeout`` (seconds) a wait that runs out raises ``TimeoutError``.
+    The wait happens when the block ends normally. If the block raises, the
+    event is released at once and the error propagates: nobody will set it
+    (valkka's waits forever). A block left early without an exception
+    (``return``, ``break``, ``continue``) cannot be told from one that sent
+    its request, so it waits like a normal end: give a ``timeout``
+    (seconds) where that can happen; a wait that runs out raises
+    ``TimeoutError``, and the event is released either way.
     """
 
     def __init__(self, event_group: EventGroup, timeout: float | None = None) -> None:
