@@ -1,11 +1,12 @@
 //! `Intercom`: the backend's end of the intercom, given to the Python
 //! child's bootstrap (the seed's `back_pipe`).
 
+use std::collections::VecDeque;
 use std::os::fd::AsRawFd;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use forkbridge::Message;
+use forkbridge::{ErrorKind, Message};
 use pyo3::exceptions::{PyAttributeError, PyException};
 use pyo3::intern;
 use pyo3::prelude::*;
@@ -20,57 +21,97 @@ use crate::process::{deadline_in, lock, slice_left};
 #[pyclass(frozen, module = "forkbridge._native")]
 pub(crate) struct Intercom {
     fd: i32,
-    inner: Mutex<forkbridge::Intercom>,
+    inner: Mutex<Inner>,
     /// Received shared-memory buffers stay lent (see `convert::to_py`).
     lend: bool,
+}
+
+/// What one receive got: a command, the stop request (`None`), or a
+/// frame that did not decode (`Err`; the core skipped it, the stream goes
+/// on).
+type Received = forkbridge::Result<Option<Message>>;
+
+struct Inner {
+    intercom: forkbridge::Intercom,
+    /// Frames read ahead (`read_ahead`) and not taken yet, oldest first;
+    /// every one is older than what the core still buffers. Receives take
+    /// from here first, so commands are taken one at a time, in order, by
+    /// the loop or by a handler's `recv`: whoever takes one, the other does
+    /// not see it again.
+    ready: VecDeque<Received>,
+}
+
+/// Whether `e` is about one frame only: the core skipped it and the next
+/// frame decodes. Anything else ends (or broke) the stream.
+fn is_frame_fault(e: &forkbridge::Error) -> bool {
+    matches!(
+        e.kind(),
+        ErrorKind::Decode | ErrorKind::FrameTooLarge { .. }
+    )
+}
+
+impl Inner {
+    /// A frame already read, without a syscall: the oldest read ahead,
+    /// else one the core holds complete in its buffer.
+    fn take_read(&mut self) -> Option<Received> {
+        if let Some(got) = self.ready.pop_front() {
+            return Some(got);
+        }
+        if !self.intercom.has_buffered() {
+            return None;
+        }
+        match self.intercom.try_recv() {
+            Err(e) if e.is_empty() => None,
+            got => Some(got),
+        }
+    }
+
+    /// Moves every frame readable now into `ready`, without making Python
+    /// values of them. `Err` is what ends the stream (the frontend gone,
+    /// after everything it sent): the next receive meets it again.
+    fn read_ahead(&mut self) -> forkbridge::Result<()> {
+        loop {
+            match self.intercom.try_recv() {
+                Err(e) if e.is_empty() => return Ok(()),
+                Err(e) if !is_frame_fault(&e) => return Err(e),
+                got => self.ready.push_back(got),
+            }
+        }
+    }
 }
 
 impl Intercom {
     pub(crate) fn new(inner: forkbridge::Intercom, lend: bool) -> Intercom {
         Intercom {
             fd: inner.as_raw_fd(),
-            inner: Mutex::new(inner),
+            inner: Mutex::new(Inner {
+                intercom: inner,
+                ready: VecDeque::new(),
+            }),
             lend,
         }
     }
 
-    /// The next message (`None`: stop request), waiting up to `timeout`
-    /// seconds in slices that let Python's signal handlers run.
-    fn wait_one(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<Option<Message>> {
-        let deadline = match timeout {
-            Some(t) => deadline_in(t)?,
-            None => None,
+    /// The next frame: one already read if there is one (taken without
+    /// releasing the GIL, so a burst costs one wait), else waited for up
+    /// to `deadline` in slices that let Python's signal handlers run.
+    /// Raises for what ends the stream; a frame that did not decode is an
+    /// `Err` inside.
+    fn next_frame(&self, py: Python<'_>, deadline: Option<Instant>) -> PyResult<Received> {
+        let settle = |got: Received| match got {
+            Err(e) if !is_frame_fault(&e) => Err(crate::errors::to_py(e)),
+            got => Ok(got),
         };
+        if let Some(got) = lock(&self.inner).take_read() {
+            return settle(got);
+        }
         loop {
             let slice = slice_left(deadline).unwrap_or(Duration::ZERO);
-            match py.detach(|| lock(&self.inner).recv_timeout(slice)) {
+            match py.detach(|| lock(&self.inner).intercom.recv_timeout(slice)) {
                 Err(e) if e.is_timeout() && deadline.is_none_or(|d| Instant::now() < d) => {
                     py.check_signals()?;
                 }
-                other => return other.py_err(),
-            }
-        }
-    }
-
-    /// The next message and every one already read with it, in one
-    /// release of the GIL.
-    fn wait_batch(&self, py: Python<'_>) -> PyResult<Vec<Option<Message>>> {
-        loop {
-            let got = py.detach(|| {
-                let mut intercom = lock(&self.inner);
-                let first = intercom.recv_timeout(SIGNAL_SLICE)?;
-                let mut batch = vec![first];
-                while intercom.has_buffered() {
-                    match intercom.try_recv() {
-                        Ok(msg) => batch.push(msg),
-                        Err(_) => break,
-                    }
-                }
-                Ok::<_, forkbridge::Error>(batch)
-            });
-            match got {
-                Err(e) if e.is_timeout() => py.check_signals()?,
-                other => return other.py_err(),
+                got => return settle(got),
             }
         }
     }
@@ -80,14 +121,14 @@ impl Intercom {
         // and written at once if the socket takes it; only a full socket
         // makes us release the GIL and wait, in slices that let signals in.
         let sent = {
-            let mut intercom = lock(&self.inner);
-            intercom.feed(msg).py_err()?;
-            intercom.flush_timeout(Duration::ZERO)
+            let mut inner = lock(&self.inner);
+            inner.intercom.feed(msg).py_err()?;
+            inner.intercom.flush_timeout(Duration::ZERO)
         };
         match sent {
             Err(e) if e.is_timeout() => loop {
                 py.check_signals()?;
-                match py.detach(|| lock(&self.inner).flush_timeout(SIGNAL_SLICE)) {
+                match py.detach(|| lock(&self.inner).intercom.flush_timeout(SIGNAL_SLICE)) {
                     Err(e) if e.is_timeout() => continue,
                     other => return other.py_err(),
                 }
@@ -153,11 +194,17 @@ impl Intercom {
     }
 
     /// The next command, waiting up to `timeout` seconds (`None`: as long
-    /// as it takes); `None` is the stop request. Raises `TimeoutError`, or
+    /// as it takes); `None` is the stop request. Commands the loop has
+    /// read already come first, in order: a handler gets the one after its
+    /// own, and the loop does not run it again. Raises `TimeoutError`, or
     /// `BackendGone` (an `EOFError`) when the frontend is gone.
     #[pyo3(signature = (timeout = None))]
     fn recv(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<Py<PyAny>> {
-        let msg = self.wait_one(py, timeout)?;
+        let deadline = match timeout {
+            Some(t) => deadline_in(t)?,
+            None => None,
+        };
+        let msg = self.next_frame(py, deadline)?.py_err()?;
         object(py, msg, self.lend)
     }
 
@@ -166,23 +213,22 @@ impl Intercom {
     /// commands and calls `process.c__<command>(**kwargs)` for each, in
     /// order, until the stop request (or a handler sets `process.loop`
     /// false). The same semantics as the Python loop, without a Python
-    /// frame or a `MessageObject` per command. Unknown commands go to
-    /// `process._unknown(msg)`, handler exceptions to
+    /// frame or a `MessageObject` per command. Commands are taken one at a
+    /// time, so a handler's `recv` gets the next one. Unknown commands go
+    /// to `process._unknown(msg)`, handler exceptions to
     /// `process._handler_failed(msg, exc)`; `BaseException`s
     /// (`KeyboardInterrupt`, `SystemExit`) propagate, as do a vanished
     /// frontend (`BackendGone`) and signals.
     fn serve(&self, py: Python<'_>, process: &Bound<'_, PyAny>) -> PyResult<()> {
         let loop_attr = intern!(py, "loop");
         loop {
-            for msg in self.wait_batch(py)? {
-                let Some(msg) = msg else {
-                    process.setattr(loop_attr, false)?;
-                    return Ok(());
-                };
-                dispatch(py, process, msg, self.lend)?;
-                if !process.getattr(loop_attr)?.is_truthy()? {
-                    return Ok(());
-                }
+            let Some(msg) = self.next_frame(py, None)?.py_err()? else {
+                process.setattr(loop_attr, false)?;
+                return Ok(());
+            };
+            dispatch(py, process, msg, self.lend)?;
+            if !process.getattr(loop_attr)?.is_truthy()? {
+                return Ok(());
             }
         }
     }
@@ -197,31 +243,37 @@ impl Intercom {
     /// in order; a `None` entry is the stop request. Raises `BackendGone`
     /// only when nothing was read and the frontend is gone.
     fn drain(&self, py: Python<'_>) -> PyResult<Py<PyList>> {
-        let (messages, end) = py.detach(|| {
-            let mut intercom = lock(&self.inner);
-            let mut messages = Vec::new();
-            loop {
-                match intercom.try_recv() {
-                    Ok(msg) => messages.push(msg),
-                    Err(e) if e.is_empty() => return (messages, None),
-                    Err(e) => return (messages, Some(e)),
-                }
-            }
+        let (got, end) = py.detach(|| {
+            let mut inner = lock(&self.inner);
+            let end = inner.read_ahead().err();
+            (std::mem::take(&mut inner.ready), end)
         });
-        if let (true, Some(e)) = (messages.is_empty(), end) {
+        if let (true, Some(e)) = (got.is_empty(), end) {
             return Err(crate::errors::to_py(e));
         }
         let list = PyList::empty(py);
-        for msg in messages {
-            list.append(object(py, msg, self.lend)?)?;
+        for msg in got {
+            list.append(object(py, msg.py_err()?, self.lend)?)?;
         }
         Ok(list.unbind())
+    }
+
+    /// Reads every frame readable now into the queue receives take from
+    /// first, without making Python values of them, so the fd stops
+    /// looking readable (for a loop that waits on it while a handler
+    /// runs). Returns false once the frontend is gone (or the stream
+    /// failed): receives raise that after the commands read before.
+    fn read_ahead(&self, py: Python<'_>) -> bool {
+        py.detach(|| lock(&self.inner).read_ahead().is_ok())
     }
 
     /// Whether a command is already read and waiting (the fd may then look
     /// idle).
     fn has_buffered(&self, py: Python<'_>) -> bool {
-        py.detach(|| lock(&self.inner).has_buffered())
+        py.detach(|| {
+            let inner = lock(&self.inner);
+            !inner.ready.is_empty() || inner.intercom.has_buffered()
+        })
     }
 
     fn __repr__(&self) -> String {

@@ -11,7 +11,14 @@ import time
 
 import pytest
 
-from forkbridge import BackendGone, ForkWithThreadsError, MessageObject, MessageProcess
+from forkbridge import (
+    AsyncBackMessageProcess,
+    BackendGone,
+    ForkWithThreadsError,
+    MessageObject,
+    MessageProcess,
+    safe_select,
+)
 
 
 class Worker(MessageProcess):
@@ -379,3 +386,72 @@ def test_ctrl_c_during_a_slow_stop_kills_the_backend_and_raises_at_once():
     assert not p.is_alive()
     assert p.exitcode == -signal.SIGKILL
     p.stop()  # a second stop returns at once
+
+
+# ---- how every Python loop reads commands ----------------------------------
+
+
+class Reader:
+    """Handlers for every loop variant below (plain functions that send
+    through back_pipe, so the asyncio backend runs them too)."""
+
+    stop_timeout = 1.0
+    kill_timeout = 0.5
+
+    def c__nap(self, seconds=0.3):
+        # Keeps the backend busy so that what is sent next arrives together
+        # and is read in one go.
+        time.sleep(seconds)
+
+    def c__echo(self, **kwargs):
+        self.back_pipe.send(MessageObject("echoed", **kwargs))
+
+    def c__pair(self):
+        # A command whose argument is the command after it.
+        nxt = self.back_pipe.recv(timeout=2)
+        self.back_pipe.send(MessageObject("paired", next=nxt(), kwargs=nxt.kwargs))
+
+
+class NativeLoop(Reader, MessageProcess):
+    pass
+
+
+class ListeningLoop(Reader, MessageProcess):
+    def __init__(self, name):
+        super().__init__(name)
+        self.listening = True
+
+
+class OwnSelectLoop(Reader, MessageProcess):
+    def readPipes__(self, timeout):
+        if safe_select([self.back_pipe], [], [], timeout)[0]:
+            self.handleBackPipe__(self.back_pipe)
+
+
+class AsyncLoop(Reader, AsyncBackMessageProcess):
+    pass
+
+
+@pytest.fixture(params=[NativeLoop, ListeningLoop, OwnSelectLoop, AsyncLoop])
+def reader(request):
+    p = request.param(request.param.__name__)
+    p.start()
+    yield p
+    p.stop()
+    assert p.exitcode == 0
+
+
+def test_a_handler_takes_the_next_command_even_if_the_loop_read_it_already(reader):
+    reader.sendMessageToBack(MessageObject("nap"))
+    # Read by the loop in one go, after the nap: "pair" takes "echo" as
+    # its argument, and "echo" must not run on its own as well.
+    reader.sendMessageToBack(MessageObject("pair"))
+    reader.sendMessageToBack(MessageObject("echo", seq=1))
+    reader.sendMessageToBack(MessageObject("echo", seq=2))
+    got = reader.getPipe().recv(timeout=5)
+    assert got() == "paired", got
+    assert got["next"] == "echo" and got["kwargs"] == {"seq": 1}
+    got = reader.getPipe().recv(timeout=5)
+    assert got() == "echoed" and got["seq"] == 2, got
+    reader.sendMessageToBack(MessageObject("echo", seq=3))
+    assert reader.getPipe().recv(timeout=5)["seq"] == 3

@@ -139,7 +139,11 @@ class BackPipe:
         return self._intercom.fileno()
 
     def recv(self, timeout: float | None = None) -> Any:
-        """The next command; ``None`` is the frontend's stop request."""
+        """The next command, waiting up to ``timeout`` seconds (``None``: as
+        long as it takes; then ``TimeoutError``); ``None`` is the
+        frontend's stop request. In a handler, that is the command sent
+        after the handler's own, even when the loop has read it already:
+        the loop then does not run it."""
         return self._intercom.recv(timeout)
 
     def drain(self) -> list[Any]:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import atexit
-import collections
 import inspect
 import logging
 import os
@@ -345,17 +344,19 @@ class MessageProcess:
 
     def handleBackPipe__(self, p: BackPipe) -> None:
         """Runs every command readable now (so none waits unseen in a
-        buffer); the frontend's end stops the loop."""
-        try:
-            objs = p.drain()
-        except EOFError:
-            self.logger.debug("frontend gone: leaving")
-            self.loop = False
-            return
-        for obj in objs:
+        buffer), one at a time: a handler that calls ``p.recv()`` takes the
+        next one, which the loop then does not run. The frontend's end
+        stops the loop."""
+        while self.loop:
+            try:
+                obj = p.recv(0)
+            except TimeoutError:
+                return
+            except EOFError:
+                self.logger.debug("frontend gone: leaving")
+                self.loop = False
+                return
             self.routeMainPipe__(obj)
-            if not self.loop:
-                break
 
     def routeMainPipe__(self, obj: Any) -> None:
         method = self._handler(obj)
@@ -487,21 +488,20 @@ class AsyncBackMessageProcess(MessageProcess):
         loop = asyncio.get_running_loop()
         back_pipe = self.back_pipe
         fd = back_pipe.fileno()
-        # Commands read but not yet run, and the future the loop below
-        # sleeps on when there are none (lighter than an asyncio.Queue).
-        pending: collections.deque[Any] = collections.deque()
+        intercom = back_pipe._intercom
+        # The future the loop below sleeps on when no command is ready.
         waiter: list[asyncio.Future[None] | None] = [None]
 
         def readable() -> None:
-            try:
-                objs = back_pipe.drain()
-            except EOFError:
-                objs = [None]
-            if objs:
-                pending.extend(objs)
-                w = waiter[0]
-                if w is not None and not w.done():
-                    w.set_result(None)
+            # What arrived is read into the intercom's queue (not run), so
+            # the fd stops looking readable while a handler is awaited; the
+            # loop below, or a handler's back_pipe.recv(), takes the
+            # commands from there one at a time.
+            if not intercom.read_ahead():
+                loop.remove_reader(fd)  # the frontend is gone: recv says so
+            w = waiter[0]
+            if w is not None and not w.done():
+                w.set_result(None)
 
         loop.add_reader(fd, readable)
         try:
@@ -510,11 +510,15 @@ class AsyncBackMessageProcess(MessageProcess):
             except Exception as e:
                 self.logger.critical("asyncPre__ failed with %s\n%s", e, traceback.format_exc())
             while True:
-                while not pending:
+                try:
+                    obj = back_pipe.recv(0)
+                except TimeoutError:
                     sleep: asyncio.Future[None] = loop.create_future()
                     waiter[0] = sleep
                     await sleep
-                obj = pending.popleft()
+                    continue
+                except EOFError:
+                    break
                 if obj is None:
                     break
                 await self.routeMainPipe__(obj)
