@@ -36,9 +36,12 @@ class EventGroup:
     ``select``. Any other class with ``set`` / ``clear`` / ``wait`` (such as
     libValkka's ``EventFd``) is instantiated ``n`` times and used as is.
 
-    Indices are ints that also encode a generation: a backend that sets an
-    event after the frontend released it sets nothing (``set`` returns
-    False), so a late answer never wakes the next request. Releasing twice,
+    With the default class, indices are ints that also encode a generation:
+    a backend that sets an event after the frontend released it sets
+    nothing (``set`` returns False), so a late answer never wakes the next
+    request. With another class the index is the event's position and
+    ``set`` sets whichever reservation holds it now, as in
+    valkka-multiprocess. Releasing twice,
     or an index never reserved, raises ``ValueError``; exhaustion raises
     ``NotEnoughEvents`` (an ``Exception``).
     """
