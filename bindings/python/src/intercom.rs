@@ -6,7 +6,7 @@ use std::os::fd::AsRawFd;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use forkbridge::{ErrorKind, Message};
+use forkbridge::{ErrorKind, Message, Value};
 use pyo3::exceptions::{PyAttributeError, PyException};
 use pyo3::intern;
 use pyo3::prelude::*;
@@ -138,18 +138,74 @@ impl Intercom {
     }
 }
 
+/// Why a received command cannot be run: a value in it does not load here
+/// (a pickle of a class this process lacks, or whose loader raises). It is
+/// reported as the handler's exception would be; the loop goes on.
+struct Unreadable {
+    command: String,
+    error: String,
+}
+
+impl Unreadable {
+    /// Hands the report to `fault` (the process's `_unreadable`).
+    fn report(self, fault: &Bound<'_, PyAny>) -> PyResult<()> {
+        fault.call1(("handler_error", self.command, self.error))?;
+        Ok(())
+    }
+}
+
+/// `value` as a Python object, or why it does not load (`what` names it in
+/// the report). A `BaseException` that is not an `Exception` (Ctrl-C in a
+/// slow load) propagates.
+fn load(
+    py: Python<'_>,
+    value: Value,
+    lend: bool,
+    command: &str,
+    what: impl FnOnce() -> String,
+) -> PyResult<Result<Py<PyAny>, Unreadable>> {
+    match convert::to_py(py, value, lend) {
+        Ok(obj) => Ok(Ok(obj)),
+        Err(e) if e.is_instance_of::<PyException>(py) => Ok(Err(Unreadable {
+            command: command.to_owned(),
+            error: format!("cannot load {}: {e}", what()),
+        })),
+        Err(e) => Err(e),
+    }
+}
+
+/// A command's parameters as keyword arguments, or why one does not load.
+fn kwargs<'py>(
+    py: Python<'py>,
+    command: &str,
+    params: Vec<(String, Value)>,
+    lend: bool,
+) -> PyResult<Result<Bound<'py, PyDict>, Unreadable>> {
+    let kwargs = PyDict::new(py);
+    for (k, v) in params {
+        match load(py, v, lend, command, || format!("parameter '{k}'"))? {
+            Ok(v) => kwargs.set_item(k, v)?,
+            Err(unreadable) => return Ok(Err(unreadable)),
+        }
+    }
+    Ok(Ok(kwargs))
+}
+
 /// Runs one command on `process` (see `Intercom.serve`).
 fn dispatch(py: Python<'_>, process: &Bound<'_, PyAny>, msg: Message, lend: bool) -> PyResult<()> {
+    let unreadable = |u: Unreadable| u.report(&process.getattr(intern!(py, "_unreadable"))?);
     if msg.command() == convert::OBJECT_COMMAND {
-        let obj = convert::to_object(py, msg, lend)?;
-        process.call_method1(intern!(py, "routeMainPipe__"), (obj,))?;
+        match object(py, Some(msg), lend)? {
+            Ok(obj) => process.call_method1(intern!(py, "routeMainPipe__"), (obj,))?,
+            Err(u) => return unreadable(u),
+        };
         return Ok(());
     }
     let (command, params) = msg.into_parts();
-    let kwargs = PyDict::new(py);
-    for (k, v) in params {
-        kwargs.set_item(k, convert::to_py(py, v, lend)?)?;
-    }
+    let kwargs = match kwargs(py, &command, params, lend)? {
+        Ok(kwargs) => kwargs,
+        Err(u) => return unreadable(u),
+    };
     let method = match process.getattr(format!("c__{command}")) {
         Ok(method) => method,
         Err(e) if e.is_instance_of::<PyAttributeError>(py) => {
@@ -170,12 +226,27 @@ fn dispatch(py: Python<'_>, process: &Bound<'_, PyAny>, msg: Message, lend: bool
 }
 
 /// A received message as the backend's loop sees it: `None` for the stop
-/// request, else a `MessageObject` or the object sent.
-fn object(py: Python<'_>, msg: Option<Message>, lend: bool) -> PyResult<Py<PyAny>> {
-    match msg {
-        None => Ok(py.None()),
-        Some(msg) => convert::to_object(py, msg, lend),
+/// request, else a `MessageObject` or the object sent; or why it does not
+/// load.
+fn object(
+    py: Python<'_>,
+    msg: Option<Message>,
+    lend: bool,
+) -> PyResult<Result<Py<PyAny>, Unreadable>> {
+    let Some(msg) = msg else {
+        return Ok(Ok(py.None()));
+    };
+    let (command, params) = msg.into_parts();
+    if command == convert::OBJECT_COMMAND {
+        return match params.into_iter().find(|(k, _)| k == "value") {
+            Some((_, value)) => load(py, value, lend, "", || "the object sent".into()),
+            None => Ok(Ok(py.None())),
+        };
     }
+    Ok(match kwargs(py, &command, params, lend)? {
+        Ok(kwargs) => Ok(crate::message::message_object(py, command, kwargs)?),
+        Err(unreadable) => Err(unreadable),
+    })
 }
 
 #[pymethods]
@@ -196,16 +267,28 @@ impl Intercom {
     /// The next command, waiting up to `timeout` seconds (`None`: as long
     /// as it takes); `None` is the stop request. Commands the loop has
     /// read already come first, in order: a handler gets the one after its
-    /// own, and the loop does not run it again. Raises `TimeoutError`, or
+    /// own, and the loop does not run it again. A command with a value
+    /// that does not load here goes to `fault(kind, command, error)` (the
+    /// process's `_unreadable`) and is skipped. Raises `TimeoutError`, or
     /// `BackendGone` (an `EOFError`) when the frontend is gone.
-    #[pyo3(signature = (timeout = None))]
-    fn recv(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<Py<PyAny>> {
+    #[pyo3(signature = (fault, timeout = None))]
+    fn recv(
+        &self,
+        py: Python<'_>,
+        fault: &Bound<'_, PyAny>,
+        timeout: Option<f64>,
+    ) -> PyResult<Py<PyAny>> {
         let deadline = match timeout {
             Some(t) => deadline_in(t)?,
             None => None,
         };
-        let msg = self.next_frame(py, deadline)?.py_err()?;
-        object(py, msg, self.lend)
+        loop {
+            let msg = self.next_frame(py, deadline)?.py_err()?;
+            match object(py, msg, self.lend)? {
+                Ok(obj) => return Ok(obj),
+                Err(unreadable) => unreadable.report(fault)?,
+            }
+        }
     }
 
     /// The backend's loop for a `MessageProcess` that does not override
@@ -216,7 +299,9 @@ impl Intercom {
     /// frame or a `MessageObject` per command. Commands are taken one at a
     /// time, so a handler's `recv` gets the next one. Unknown commands go
     /// to `process._unknown(msg)`, handler exceptions to
-    /// `process._handler_failed(msg, exc)`; `BaseException`s
+    /// `process._handler_failed(msg, exc)`, commands with a value that does
+    /// not load here to `process._unreadable(kind, command, error)`;
+    /// `BaseException`s
     /// (`KeyboardInterrupt`, `SystemExit`) propagate, as do a vanished
     /// frontend (`BackendGone`) and signals.
     fn serve(&self, py: Python<'_>, process: &Bound<'_, PyAny>) -> PyResult<()> {
@@ -240,9 +325,11 @@ impl Intercom {
     }
 
     /// Every command that can be read now without waiting (possibly none),
-    /// in order; a `None` entry is the stop request. Raises `BackendGone`
-    /// only when nothing was read and the frontend is gone.
-    fn drain(&self, py: Python<'_>) -> PyResult<Py<PyList>> {
+    /// in order; a `None` entry is the stop request. Commands with a value
+    /// that does not load go to `fault` as they are read (see `recv`) and
+    /// are left out. Raises `BackendGone` only when nothing was read and
+    /// the frontend is gone.
+    fn drain(&self, py: Python<'_>, fault: &Bound<'_, PyAny>) -> PyResult<Py<PyList>> {
         let (got, end) = py.detach(|| {
             let mut inner = lock(&self.inner);
             let end = inner.read_ahead().err();
@@ -253,7 +340,10 @@ impl Intercom {
         }
         let list = PyList::empty(py);
         for msg in got {
-            list.append(object(py, msg.py_err()?, self.lend)?)?;
+            match object(py, msg.py_err()?, self.lend)? {
+                Ok(obj) => list.append(obj)?,
+                Err(unreadable) => unreadable.report(fault)?,
+            }
         }
         Ok(list.unbind())
     }

@@ -388,7 +388,7 @@ def test_ctrl_c_during_a_slow_stop_kills_the_backend_and_raises_at_once():
     p.stop()  # a second stop returns at once
 
 
-# ---- how every Python loop reads commands ----------------------------------
+# ---- how every Python loop reads commands, and what it cannot read ---------
 
 
 class Reader:
@@ -455,3 +455,39 @@ def test_a_handler_takes_the_next_command_even_if_the_loop_read_it_already(reade
     assert got() == "echoed" and got["seq"] == 2, got
     reader.sendMessageToBack(MessageObject("echo", seq=3))
     assert reader.getPipe().recv(timeout=5)["seq"] == 3
+
+
+def _explode():
+    raise RuntimeError("this object cannot be loaded")
+
+
+class Unloadable:
+    """Pickles fine; unpickling it raises."""
+
+    def __reduce__(self):
+        return (_explode, ())
+
+
+def test_a_value_the_backend_cannot_unpickle_is_a_handler_error_and_the_loop_goes_on(reader):
+    # A class made after the fork: the backend has no such attribute.
+    late = type("LateClass", (), {"__module__": __name__})
+    globals()["LateClass"] = late
+    try:
+        reader.sendMessageToBack(MessageObject("nap"))
+        reader.sendMessageToBack(MessageObject("echo", seq=1))
+        reader.sendMessageToBack(MessageObject("echo", seq=2, value=late()))
+        reader.sendMessageToBack(MessageObject("echo", seq=3, value=Unloadable()))
+        reader.sendMessageToBack(Unloadable())  # not a MessageObject
+        reader.sendMessageToBack(MessageObject("echo", seq=4))
+        got = [reader.getPipe().recv(timeout=5) for _ in range(5)]
+    finally:
+        del globals()["LateClass"]
+    assert got[0]() == "echoed" and got[0]["seq"] == 1
+    for err in got[1:4]:
+        assert err() == "error" and err["kind"] == "handler_error", err
+        assert err["process"] == reader.name
+    assert got[1]["command"] == "echo" and "LateClass" in got[1]["error"]
+    assert got[2]["command"] == "echo"
+    assert "RuntimeError: this object cannot be loaded" in got[2]["error"]
+    assert "RuntimeError: this object cannot be loaded" in got[3]["error"]
+    assert got[4]() == "echoed" and got[4]["seq"] == 4

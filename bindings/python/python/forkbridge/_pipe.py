@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import collections
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 from . import _native
 from ._message import MessageObject
@@ -122,12 +122,21 @@ class Duplex:
 
 
 class BackPipe:
-    """The backend's end (``self.back_pipe`` in the child)."""
+    """The backend's end (``self.back_pipe`` in the child).
 
-    __slots__ = ("_intercom",)
+    A command it receives with a value that does not load here (a pickle of
+    a class this process lacks, or whose loader raises) is reported to the
+    frontend like a handler's exception and skipped.
+    """
 
-    def __init__(self, intercom: _native.Intercom) -> None:
+    __slots__ = ("_intercom", "_fault")
+
+    def __init__(
+        self, intercom: _native.Intercom, fault: Callable[[str, str, str], None]
+    ) -> None:
         self._intercom = intercom
+        # Called with (kind, command, error) for each command skipped.
+        self._fault = fault
 
     def fileno(self) -> int:
         return self._intercom.fileno()
@@ -144,11 +153,13 @@ class BackPipe:
         frontend's stop request. In a handler, that is the command sent
         after the handler's own, even when the loop has read it already:
         the loop then does not run it."""
-        return self._intercom.recv(timeout)
+        return self._intercom.recv(self._fault, timeout)
 
     def drain(self) -> list[Any]:
-        """Every command readable now, in order (``None``: stop request)."""
-        return self._intercom.drain()
+        """Every command readable now, in order (``None``: stop request).
+        Commands that cannot be read are reported as they are read, before
+        the ones before them in the list run, and left out."""
+        return self._intercom.drain(self._fault)
 
     def poll(self, timeout: float | None = 0.0) -> bool:
         if self._intercom.has_buffered():

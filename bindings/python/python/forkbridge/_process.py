@@ -76,9 +76,11 @@ class MessageProcess:
         p.stop()
 
     A command ``X`` runs the backend method ``c__X(**kwargs)``. An exception
-    there, or an unknown command, is logged on ``self.logger`` and reported
-    to the frontend as ``MessageObject("error", kind=..., command=...,
-    error=..., process=...)``; the backend keeps running.
+    there, an unknown command, or a parameter the backend cannot unpickle
+    (a class defined after ``start()``, a loader that raises) is logged on
+    ``self.logger`` and reported to the frontend as ``MessageObject("error",
+    kind=..., command=..., error=..., process=...)``; the backend keeps
+    running.
     """
 
     #: Seconds ``readPipes__`` waits per call when ``listening`` is False
@@ -269,7 +271,7 @@ class MessageProcess:
         """The child's entry point: ``run()`` with multiprocessing's exit
         rules; the native side then calls ``_exit``."""
         _live.clear()
-        self.back_pipe = BackPipe(intercom)
+        self.back_pipe = BackPipe(intercom, self._unreadable)
         code = 0
         try:
             _stdin_from_devnull()
@@ -395,6 +397,18 @@ class MessageProcess:
             "".join(traceback.format_exception(e)),
         )
         self._report("handler_error", obj.command, "%s: %s" % (type(e).__name__, e))
+
+    def _unreadable(self, kind: str, command: str, error: str) -> None:
+        """A command the loop could not read, logged and reported like a
+        handler's exception: one with a value that does not load here
+        (``kind`` "handler_error"; a pickle of a class made after the fork,
+        or whose loader raises; ``command`` is empty for an object that is
+        not a ``MessageObject``). The loop goes on."""
+        if command:
+            self.logger.error("routeMainPipe : c__%s: %s", command, error)
+        else:
+            self.logger.error("routeMainPipe : %s", error)
+        self._report(kind, command, error)
 
     def _report(self, kind: str, command: Any, error: str) -> None:
         if not self.report_errors or self.back_pipe is None:
