@@ -34,12 +34,12 @@ pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     Ok(())
 }
 
-/// A core error as the Python exception a Python user expects.
-pub(crate) fn to_py(e: Error) -> PyErr {
+/// A core error's text with its causes.
+pub(crate) fn text(e: &Error) -> String {
     // The core's Display names what failed; its sources say why ("not
     // started as a backend"): Python gets both in one message.
     let mut text = e.to_string();
-    let mut source = std::error::Error::source(&e);
+    let mut source = std::error::Error::source(e);
     while let Some(cause) = source {
         let cause_text = cause.to_string();
         if !text.contains(&cause_text) {
@@ -48,6 +48,12 @@ pub(crate) fn to_py(e: Error) -> PyErr {
         }
         source = cause.source();
     }
+    text
+}
+
+/// A core error as the Python exception a Python user expects.
+pub(crate) fn to_py(e: Error) -> PyErr {
+    let text = text(&e);
     match e.kind() {
         ErrorKind::Disconnected => BackendGone::new_err(text),
         ErrorKind::Timeout => PyTimeoutError::new_err(text),

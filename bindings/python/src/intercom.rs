@@ -139,17 +139,29 @@ impl Intercom {
 }
 
 /// Why a received command cannot be run: a value in it does not load here
-/// (a pickle of a class this process lacks, or whose loader raises). It is
-/// reported as the handler's exception would be; the loop goes on.
+/// (a pickle of a class this process lacks, or whose loader raises; kind
+/// `handler_error`, reported as the handler's exception would be), or its
+/// frame does not decode or is over the limit (kind `decode`, no command,
+/// as a Rust backend reports it). The loop goes on.
 struct Unreadable {
+    kind: &'static str,
     command: String,
     error: String,
 }
 
 impl Unreadable {
+    /// A frame the core skipped (see `is_frame_fault`).
+    fn frame(e: &forkbridge::Error) -> Unreadable {
+        Unreadable {
+            kind: "decode",
+            command: String::new(),
+            error: crate::errors::text(e),
+        }
+    }
+
     /// Hands the report to `fault` (the process's `_unreadable`).
     fn report(self, fault: &Bound<'_, PyAny>) -> PyResult<()> {
-        fault.call1(("handler_error", self.command, self.error))?;
+        fault.call1((self.kind, self.command, self.error))?;
         Ok(())
     }
 }
@@ -167,6 +179,7 @@ fn load(
     match convert::to_py(py, value, lend) {
         Ok(obj) => Ok(Ok(obj)),
         Err(e) if e.is_instance_of::<PyException>(py) => Ok(Err(Unreadable {
+            kind: "handler_error",
             command: command.to_owned(),
             error: format!("cannot load {}: {e}", what()),
         })),
@@ -195,7 +208,7 @@ fn kwargs<'py>(
 fn dispatch(py: Python<'_>, process: &Bound<'_, PyAny>, msg: Message, lend: bool) -> PyResult<()> {
     let unreadable = |u: Unreadable| u.report(&process.getattr(intern!(py, "_unreadable"))?);
     if msg.command() == convert::OBJECT_COMMAND {
-        match object(py, Some(msg), lend)? {
+        match object(py, Ok(Some(msg)), lend)? {
             Ok(obj) => process.call_method1(intern!(py, "routeMainPipe__"), (obj,))?,
             Err(u) => return unreadable(u),
         };
@@ -225,16 +238,14 @@ fn dispatch(py: Python<'_>, process: &Bound<'_, PyAny>, msg: Message, lend: bool
     Ok(())
 }
 
-/// A received message as the backend's loop sees it: `None` for the stop
-/// request, else a `MessageObject` or the object sent; or why it does not
-/// load.
-fn object(
-    py: Python<'_>,
-    msg: Option<Message>,
-    lend: bool,
-) -> PyResult<Result<Py<PyAny>, Unreadable>> {
-    let Some(msg) = msg else {
-        return Ok(Ok(py.None()));
+/// A received frame as the backend's loop sees it: `None` for the stop
+/// request, else a `MessageObject` or the object sent; or why it cannot
+/// be read.
+fn object(py: Python<'_>, got: Received, lend: bool) -> PyResult<Result<Py<PyAny>, Unreadable>> {
+    let msg = match got {
+        Ok(Some(msg)) => msg,
+        Ok(None) => return Ok(Ok(py.None())),
+        Err(e) => return Ok(Err(Unreadable::frame(&e))),
     };
     let (command, params) = msg.into_parts();
     if command == convert::OBJECT_COMMAND {
@@ -267,9 +278,10 @@ impl Intercom {
     /// The next command, waiting up to `timeout` seconds (`None`: as long
     /// as it takes); `None` is the stop request. Commands the loop has
     /// read already come first, in order: a handler gets the one after its
-    /// own, and the loop does not run it again. A command with a value
-    /// that does not load here goes to `fault(kind, command, error)` (the
-    /// process's `_unreadable`) and is skipped. Raises `TimeoutError`, or
+    /// own, and the loop does not run it again. A frame that does not
+    /// decode (or is over the limit) and a command with a value that does
+    /// not load here go to `fault(kind, command, error)` (the process's
+    /// `_unreadable`) and are skipped. Raises `TimeoutError`, or
     /// `BackendGone` (an `EOFError`) when the frontend is gone.
     #[pyo3(signature = (fault, timeout = None))]
     fn recv(
@@ -283,8 +295,8 @@ impl Intercom {
             None => None,
         };
         loop {
-            let msg = self.next_frame(py, deadline)?.py_err()?;
-            match object(py, msg, self.lend)? {
+            let got = self.next_frame(py, deadline)?;
+            match object(py, got, self.lend)? {
                 Ok(obj) => return Ok(obj),
                 Err(unreadable) => unreadable.report(fault)?,
             }
@@ -299,17 +311,26 @@ impl Intercom {
     /// frame or a `MessageObject` per command. Commands are taken one at a
     /// time, so a handler's `recv` gets the next one. Unknown commands go
     /// to `process._unknown(msg)`, handler exceptions to
-    /// `process._handler_failed(msg, exc)`, commands with a value that does
-    /// not load here to `process._unreadable(kind, command, error)`;
+    /// `process._handler_failed(msg, exc)`, frames that do not decode and
+    /// commands with a value that does not load here to
+    /// `process._unreadable(kind, command, error)`;
     /// `BaseException`s
     /// (`KeyboardInterrupt`, `SystemExit`) propagate, as do a vanished
     /// frontend (`BackendGone`) and signals.
     fn serve(&self, py: Python<'_>, process: &Bound<'_, PyAny>) -> PyResult<()> {
         let loop_attr = intern!(py, "loop");
         loop {
-            let Some(msg) = self.next_frame(py, None)?.py_err()? else {
-                process.setattr(loop_attr, false)?;
-                return Ok(());
+            let msg = match self.next_frame(py, None)? {
+                Ok(Some(msg)) => msg,
+                Ok(None) => {
+                    process.setattr(loop_attr, false)?;
+                    return Ok(());
+                }
+                Err(e) => {
+                    let fault = process.getattr(intern!(py, "_unreadable"))?;
+                    Unreadable::frame(&e).report(&fault)?;
+                    continue;
+                }
             };
             dispatch(py, process, msg, self.lend)?;
             if !process.getattr(loop_attr)?.is_truthy()? {
@@ -325,8 +346,8 @@ impl Intercom {
     }
 
     /// Every command that can be read now without waiting (possibly none),
-    /// in order; a `None` entry is the stop request. Commands with a value
-    /// that does not load go to `fault` as they are read (see `recv`) and
+    /// in order; a `None` entry is the stop request. Frames and commands
+    /// that cannot be read go to `fault` as they are read (see `recv`) and
     /// are left out. Raises `BackendGone` only when nothing was read and
     /// the frontend is gone.
     fn drain(&self, py: Python<'_>, fault: &Bound<'_, PyAny>) -> PyResult<Py<PyList>> {
@@ -340,7 +361,7 @@ impl Intercom {
         }
         let list = PyList::empty(py);
         for msg in got {
-            match object(py, msg.py_err()?, self.lend)? {
+            match object(py, msg, self.lend)? {
                 Ok(obj) => list.append(obj)?,
                 Err(unreadable) => unreadable.report(fault)?,
             }

@@ -391,12 +391,19 @@ def test_ctrl_c_during_a_slow_stop_kills_the_backend_and_raises_at_once():
 # ---- how every Python loop reads commands, and what it cannot read ---------
 
 
+LIMIT = 64 << 10
+
+
 class Reader:
     """Handlers for every loop variant below (plain functions that send
     through back_pipe, so the asyncio backend runs them too)."""
 
     stop_timeout = 1.0
     kill_timeout = 0.5
+    #: Small, so that a frame over it is cheap to write (and no frame
+    #: takes the shared-memory lane).
+    max_message_size = LIMIT
+    large_message_threshold = None
 
     def c__nap(self, seconds=0.3):
         # Keeps the backend busy so that what is sent next arrives together
@@ -491,3 +498,66 @@ def test_a_value_the_backend_cannot_unpickle_is_a_handler_error_and_the_loop_goe
     assert "RuntimeError: this object cannot be loaded" in got[2]["error"]
     assert "RuntimeError: this object cannot be loaded" in got[3]["error"]
     assert got[4]() == "echoed" and got[4]["seq"] == 4
+
+
+def _frame(kind, body):
+    """A raw frame as wire.rs lays it out: length (kind + body, u32 LE),
+    kind, body."""
+    return (1 + len(body)).to_bytes(4, "little") + bytes([kind]) + body
+
+
+BAD_FRAMES = [
+    _frame(0, b"\xff\xff"),  # a message body that does not decode
+    _frame(99, b"\x00"),  # an unknown kind
+    _frame(1, b"\x09"),  # an unknown control code
+    (0).to_bytes(4, "little"),  # an empty frame
+    (LIMIT + 1).to_bytes(4, "little") + bytes(LIMIT + 1),  # over the limit
+]
+
+
+def _write_raw(p, data):
+    """Writes bytes on the frontend's end of the socket (non-blocking),
+    as a buggy peer would."""
+    fd = p.getPipe().fileno()
+    view = memoryview(data)
+    deadline = time.monotonic() + 5
+    while view:
+        assert time.monotonic() < deadline, "the backend does not read"
+        safe_select([], [fd], [], 1)
+        try:
+            view = view[os.write(fd, view) :]
+        except BlockingIOError:
+            pass
+
+
+def _is_bad_frame_report(err, name):
+    return (
+        err() == "error"
+        and err["kind"] == "decode"
+        and err["command"] == ""
+        and err["process"] == name
+        and ("malformed frame" in err["error"] or "exceeds the maximum" in err["error"])
+    )
+
+
+def test_a_malformed_or_oversized_frame_is_reported_and_the_loop_goes_on(reader):
+    pipe = reader.getPipe()
+    for seq, bad in enumerate(BAD_FRAMES):
+        # The bad frame and the command after it arrive during the nap and
+        # are read together: that command must still run, without waiting
+        # for another one.
+        reader.sendMessageToBack(MessageObject("nap", seconds=0.2))
+        _write_raw(reader, bad)
+        reader.sendMessageToBack(MessageObject("echo", seq=seq))
+        err = pipe.recv(timeout=5)
+        assert _is_bad_frame_report(err, reader.name), (bad[:8], err)
+        got = pipe.recv(timeout=5)
+        assert got() == "echoed" and got["seq"] == seq, (bad[:8], got)
+    # A handler's own recv skips (and reports) a bad frame too.
+    reader.sendMessageToBack(MessageObject("nap", seconds=0.2))
+    reader.sendMessageToBack(MessageObject("pair"))
+    _write_raw(reader, BAD_FRAMES[0])
+    reader.sendMessageToBack(MessageObject("echo", seq="next"))
+    assert _is_bad_frame_report(pipe.recv(timeout=5), reader.name)
+    got = pipe.recv(timeout=5)
+    assert got() == "paired" and got["kwargs"] == {"seq": "next"}, got

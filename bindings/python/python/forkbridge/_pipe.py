@@ -126,7 +126,8 @@ class BackPipe:
 
     A command it receives with a value that does not load here (a pickle of
     a class this process lacks, or whose loader raises) is reported to the
-    frontend like a handler's exception and skipped.
+    frontend like a handler's exception and skipped; so is a frame that is
+    malformed or over the size limit.
     """
 
     __slots__ = ("_intercom", "_fault")

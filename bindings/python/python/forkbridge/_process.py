@@ -76,11 +76,11 @@ class MessageProcess:
         p.stop()
 
     A command ``X`` runs the backend method ``c__X(**kwargs)``. An exception
-    there, an unknown command, or a parameter the backend cannot unpickle
-    (a class defined after ``start()``, a loader that raises) is logged on
-    ``self.logger`` and reported to the frontend as ``MessageObject("error",
-    kind=..., command=..., error=..., process=...)``; the backend keeps
-    running.
+    there, an unknown command, a parameter the backend cannot unpickle (a
+    class defined after ``start()``, a loader that raises), or a frame that
+    is malformed or over ``max_message_size`` is logged on ``self.logger``
+    and reported to the frontend as ``MessageObject("error", kind=...,
+    command=..., error=..., process=...)``; the backend keeps running.
     """
 
     #: Seconds ``readPipes__`` waits per call when ``listening`` is False
@@ -399,11 +399,14 @@ class MessageProcess:
         self._report("handler_error", obj.command, "%s: %s" % (type(e).__name__, e))
 
     def _unreadable(self, kind: str, command: str, error: str) -> None:
-        """A command the loop could not read, logged and reported like a
-        handler's exception: one with a value that does not load here
-        (``kind`` "handler_error"; a pickle of a class made after the fork,
-        or whose loader raises; ``command`` is empty for an object that is
-        not a ``MessageObject``). The loop goes on."""
+        """A command the loop could not read, logged and reported to the
+        frontend: one with a value that does not load here (``kind``
+        "handler_error", as if its handler had raised: a pickle of a class
+        made after the fork, or whose loader raises; ``command`` is empty
+        for an object that is not a ``MessageObject``), or a frame that does
+        not decode or is over ``max_message_size`` ("decode", no command,
+        as a Rust backend reports it). The loop goes on with the next
+        command."""
         if command:
             self.logger.error("routeMainPipe : c__%s: %s", command, error)
         else:
