@@ -262,13 +262,15 @@ fn object(py: Python<'_>, got: Received, lend: bool) -> PyResult<Result<Py<PyAny
 
 #[pymethods]
 impl Intercom {
-    /// The intercom inherited through `exec` (see `forkbridge.serve`).
+    /// The intercom inherited through `exec` (see `forkbridge.serve`),
+    /// taking and sending frames of up to `max_frame_size` bytes (the
+    /// served class's `max_message_size`).
     #[staticmethod]
-    fn from_env() -> PyResult<Intercom> {
-        Ok(Intercom::new(
-            forkbridge::Intercom::from_env().py_err()?,
-            false,
-        ))
+    #[pyo3(signature = (max_frame_size = crate::process::DEFAULT_MAX_FRAME))]
+    fn from_env(max_frame_size: usize) -> PyResult<Intercom> {
+        let mut intercom = forkbridge::Intercom::from_env().py_err()?;
+        intercom.set_max_frame_size(max_frame_size);
+        Ok(Intercom::new(intercom, false))
     }
 
     fn fileno(&self) -> i32 {

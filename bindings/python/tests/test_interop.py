@@ -78,3 +78,46 @@ def test_a_killed_rust_backend_is_seen():
         p.getPipe().recv(timeout=10)
     p.stop()
     assert p.exitcode == -signal.SIGKILL
+
+
+SERVED = """
+import sys
+from forkbridge import MessageObject, MessageProcess, serve
+
+class Sizer(MessageProcess):
+    max_message_size = int(sys.argv[1])
+
+    def c__size(self, data=b""):
+        self.send_out__(MessageObject("size", n=len(data)))
+
+serve(Sizer("sizer"))
+"""
+
+
+class BigProgram(ProgramProcess):
+    max_message_size = 256 << 20
+    stop_timeout = 2.0
+
+
+@pytest.mark.parametrize("limit", [256 << 20, 1 << 20])
+def test_a_served_python_backend_takes_its_class_max_message_size(tmp_path, limit):
+    script = tmp_path / "served.py"
+    script.write_text(SERVED)
+    p = BigProgram("served", [sys.executable, str(script), str(limit)])
+    p.start()
+    try:
+        pipe = p.getPipe()
+        data = b"x" * (70 << 20)  # over the core's 64 MiB default
+        p.sendMessageToBack(MessageObject("size", data=data))
+        if limit > len(data):
+            assert pipe.recv(timeout=30)["n"] == len(data)
+        else:
+            # Over the served class's limit: reported, and the loop goes on.
+            err = pipe.recv(timeout=30)
+            assert err() == "error" and err["kind"] == "decode", err
+            assert "exceeds the maximum of %d bytes" % limit in err["error"]
+        p.sendMessageToBack(MessageObject("size", data=b"small"))
+        assert pipe.recv(timeout=10)["n"] == 5
+    finally:
+        p.stop()
+    assert p.exitcode == 0

@@ -118,6 +118,13 @@ impl<F: AsFd> Conn<F> {
         self.frame_reads = yes;
     }
 
+    /// Changes the largest frame sent or accepted (see
+    /// [`Intercom::set_max_frame_size`](crate::Intercom::set_max_frame_size)).
+    pub(crate) fn set_max_frame(&mut self, max: usize) {
+        self.max_frame = max;
+        self.decoder.set_max(max);
+    }
+
     /// What owns the socket.
     #[cfg(feature = "tokio")]
     pub(crate) fn owner(&self) -> &F {

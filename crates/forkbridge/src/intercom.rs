@@ -102,6 +102,10 @@ impl Intercom {
     ///
     /// [`ErrorKind::InvalidArgument`] if the variable is missing, not a
     /// number, or not an open stream socket.
+    ///
+    /// The frame limit is the default, 64 MiB: the frontend's does not
+    /// cross `exec`. A program whose frontend sends larger messages sets it
+    /// with [`set_max_frame_size`](Intercom::set_max_frame_size).
     pub fn from_env() -> Result<Intercom> {
         let invalid = |why: String| Error::new(ErrorKind::InvalidArgument).with_source(why);
         let value = std::env::var(INTERCOM_FD_ENV).map_err(|_| {
@@ -146,6 +150,20 @@ impl Intercom {
         let fd = self.conn.as_fd().as_raw_fd();
         let err = command.env(INTERCOM_FD_ENV, fd.to_string()).exec();
         Error::io(err)
+    }
+
+    /// Sets the largest frame this end accepts and sends, in bytes (at
+    /// least 16), as
+    /// [`MessageProcessBuilder::max_frame_size`](crate::MessageProcessBuilder::max_frame_size)
+    /// does for both ends of a forked process. A forked backend starts
+    /// with its builder's limit; a backend program adopted with
+    /// [`from_env`](Intercom::from_env) starts with the default, 64 MiB,
+    /// and sets the limit its frontend uses here. A larger incoming frame
+    /// is skipped and reported by the receive that meets it
+    /// ([`ErrorKind::FrameTooLarge`]; the next one decodes); a larger
+    /// message fails to send with the same kind.
+    pub fn set_max_frame_size(&mut self, bytes: usize) {
+        self.conn.set_max_frame(bytes.max(16));
     }
 
     /// The process name given to the builder.

@@ -266,6 +266,11 @@ impl Decoder {
         }
     }
 
+    /// Changes the largest frame accepted from the next header on.
+    pub(crate) fn set_max(&mut self, max: usize) {
+        self.max = max;
+    }
+
     /// The stream offsets the frame returned last spans, `start..end`
     /// (for a frame too large, its header only).
     pub(crate) fn last_frame(&self) -> std::ops::Range<u64> {

@@ -24,6 +24,7 @@ test_main!(
     a_function_backend_sees_its_frontend_go,
     format_logger_writes_one_seed_line_per_record,
     sigint_is_ignored_when_asked_even_with_kept_handlers,
+    set_max_frame_size_bounds_what_the_intercom_takes_and_sends,
 );
 
 fn echo(mut intercom: Intercom) -> i32 {
@@ -333,4 +334,58 @@ fn sigint_is_ignored_when_asked_even_with_kept_handlers() {
     // SAFETY: restores the default disposition.
     unsafe { libc::signal(libc::SIGINT, libc::SIG_DFL) };
     assert_eq!(status.code(), Some(0), "{status}");
+}
+
+fn set_max_frame_size_bounds_what_the_intercom_takes_and_sends() {
+    fn big() -> Message {
+        Message::new("big").with("data", vec![7u8; 100 << 10])
+    }
+    let mut p = MessageProcess::builder("fn-limit")
+        .max_frame_size(1 << 20)
+        .build_fn(|mut intercom| {
+            intercom.set_max_frame_size(64 << 10);
+            // Over the new limit: skipped and reported, the next one decodes.
+            let skipped = matches!(
+                intercom.recv_timeout(WAIT).map_err(|e| e.kind().clone()),
+                Err(ErrorKind::FrameTooLarge { max: 65536, .. })
+            );
+            let next = matches!(
+                intercom.recv_timeout(WAIT),
+                Ok(Some(m)) if m.command() == "small"
+            );
+            let refused = matches!(
+                intercom.send(big()).map_err(|e| e.kind().clone()),
+                Err(ErrorKind::FrameTooLarge { max: 65536, .. })
+            );
+            // Raised again: a frame that may already wait in the buffer
+            // is read under the new limit, and sends take it too.
+            intercom.set_max_frame_size(1 << 20);
+            let raised = match intercom.recv_timeout(WAIT) {
+                Ok(Some(m)) => m["data"].as_bytes().map(<[u8]>::len) == Some(100 << 10),
+                _ => false,
+            };
+            let sent = intercom.send(big()).is_ok();
+            let report = Message::new("checked")
+                .with("skipped", skipped)
+                .with("next", next)
+                .with("refused", refused)
+                .with("raised", raised)
+                .with("sent", sent);
+            let _ = intercom.send(report);
+            match intercom.recv_timeout(WAIT) {
+                Ok(None) => 0,
+                _ => 1,
+            }
+        })
+        .unwrap();
+    p.start().unwrap();
+    p.send(big()).unwrap();
+    p.send(Message::new("small")).unwrap();
+    p.send(big()).unwrap();
+    assert_eq!(p.recv_timeout(WAIT).unwrap().command(), "big");
+    let got = p.recv_timeout(WAIT).unwrap();
+    for check in ["skipped", "next", "refused", "raised", "sent"] {
+        assert!(got.param::<bool>(check).unwrap(), "{check}: {got:?}");
+    }
+    assert_eq!(p.stop().unwrap().code(), Some(0));
 }

@@ -597,7 +597,10 @@ class ProgramProcess(MessageProcess):
 
     Values the program cannot read natively arrive there as opaque pickles.
     Large messages go through the socket (a shared mapping does not survive
-    ``exec``).
+    ``exec``). The message size limit does not cross ``exec`` either: the
+    program sets its own (a Python one served with ``serve`` takes its
+    class's ``max_message_size``; a Rust one has 64 MiB unless it calls
+    ``Intercom::set_max_frame_size``), and reports a larger message.
     """
 
     large_message_threshold = None
@@ -631,8 +634,12 @@ def serve(process: MessageProcess) -> None:
 
         if __name__ == "__main__":
             serve(Squarer("squarer"))
+
+    The backend takes and sends messages of up to its class's
+    ``max_message_size``, as a forked one does (give the frontend the same
+    limit); a larger one from the frontend is reported and skipped.
     """
-    intercom = _native.Intercom.from_env()
+    intercom = _native.Intercom.from_env(process.max_message_size)
     code = process._bootstrap(intercom)
     sys.exit(code)
 
