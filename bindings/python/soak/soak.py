@@ -233,11 +233,193 @@ def stream_integrity() -> tuple[int, str]:
     )
 
 
+def _explode() -> None:
+    raise RuntimeError("this object does not load")
+
+
+class Unloadable:
+    """Pickles fine; unpickling it raises (a class whose loader fails)."""
+
+    def __reduce__(self) -> tuple[Any, tuple[()]]:
+        return (_explode, ())
+
+
+class EdgeWorker(Worker):
+    max_message_size = 1 << 20
+    large_message_threshold = 64 << 10
+
+    def c__give_back(self, value: Any = None, after: float = 0.0) -> None:
+        time.sleep(after)
+        self.return_out__(value)
+
+
+def _frame(kind: int, body: bytes) -> bytes:
+    """A raw frame as the wire carries it: length, kind, body."""
+    return (1 + len(body)).to_bytes(4, "little") + bytes([kind]) + body
+
+
+def _answers(p: MessageProcess, i: int, timeout: float = 5.0) -> bool:
+    """Whether the backend answers a ping, skipping error reports."""
+    p.sendMessageToBack(MessageObject("ping", i=i))
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        msg = p.getPipe().recv(timeout=max(0.0, deadline - time.monotonic()))
+        if msg() == "pong":
+            return bool(msg["i"] == i)
+    return False
+
+
+def _edge_garbage(p: MessageProcess, rng: random.Random, i: int) -> bool:
+    raw = rng.choice(
+        [
+            _frame(0, b"\xff\xff"),  # a message that does not decode
+            _frame(99, b"\x00"),  # an unknown kind
+            _frame(0, rng.randbytes(rng.randint(0, 32))),
+        ]
+    )
+    os.write(p.getPipe().fileno(), raw)
+    err = p.getPipe().recv(timeout=5)
+    return bool(err() == "error") and _answers(p, i)
+
+
+def _edge_unpicklable(p: MessageProcess, rng: random.Random, i: int) -> bool:
+    p.sendMessageToBack(MessageObject("echo", seq=i, payload=Unloadable()))
+    err = p.getPipe().recv(timeout=5)
+    return bool(err() == "error") and _answers(p, i)
+
+
+def _edge_huge_timeouts(p: MessageProcess, rng: random.Random, i: int) -> bool:
+    huge = rng.choice([sys.maxsize, float(sys.maxsize), float("inf"), 1e300])
+    p.sendMessageToBack(MessageObject("ping", i=i))
+    ok = p.getPipe().poll(huge) and p.getPipe().recv(huge)["i"] == i
+    p.sendMessageToBack(MessageObject("give_back", value=i))
+    return bool(ok and p.returnFromBack(huge) == i)
+
+
+def _edge_zero_timeouts(p: MessageProcess, rng: random.Random, i: int) -> bool:
+    t = rng.choice([0, 0.0, -1.0, -1e300])
+    if p.getPipe().poll(t):
+        return False
+    try:
+        p.getPipe().recv(t)
+        return False
+    except TimeoutError:
+        return _answers(p, i)
+
+
+def _edge_too_large(p: MessageProcess, rng: random.Random, i: int) -> bool:
+    try:
+        p.sendMessageToBack(MessageObject("echo", seq=i, payload=b"x" * (2 << 20)))
+        return False
+    except ValueError:
+        return _answers(p, i)
+
+
+def _edge_late_return(p: MessageProcess, rng: random.Random, i: int) -> bool:
+    p.sendMessageToBack(MessageObject("give_back", value=i, after=0.05))
+    try:
+        p.returnFromBack(timeout=0.01)
+        return False
+    except TimeoutError:
+        pass
+    time.sleep(0.1)
+    # Only a return value waits: recv would not return.
+    if p.getPipe().poll(0.05):
+        return False
+    return bool(p.returnFromBack(timeout=5) == i) and _answers(p, i)
+
+
+def _edge_kill(rng: random.Random, i: int) -> bool:
+    p = EdgeWorker("edge-kill-%d" % i)
+    p.start()
+    threading.Timer(rng.uniform(0.0, 0.02), os.kill, (p.pid or 0, signal.SIGKILL)).start()
+    try:
+        while True:
+            _answers(p, i)
+    except BackendGone:
+        pass
+    except Exception:
+        return False
+    p.stop()
+    return p.exitcode == -signal.SIGKILL
+
+
+def _edge_ctrl_c(rng: random.Random, i: int) -> bool:
+    p = EdgeWorker("edge-int-%d" % i)
+    p.start()
+    where = rng.choice(["recv", "stop"])
+    if where == "stop":
+        p.sendMessageToBack(MessageObject("hang", how="ignore_term"))
+        p.getPipe().recv(timeout=5)
+    timer = threading.Timer(0.05, os.kill, (os.getpid(), signal.SIGINT))
+    started = time.monotonic()
+    timer.start()
+    try:
+        if where == "recv":
+            p.getPipe().recv()
+        else:
+            p.stop()
+        ok = False
+    except KeyboardInterrupt:
+        ok = time.monotonic() - started < 1.0
+    timer.join()
+    if where == "recv":
+        ok = ok and _answers(p, i)
+    p.stop()
+    return ok and not p.is_alive()
+
+
+def edges() -> tuple[int, str]:
+    """A minute (5 s quick) of the edges mixed at random: garbage frames,
+    unpicklable values, huge and zero timeouts, messages over the limit,
+    late return values, kills and Ctrl-C, on one long-lived backend and on
+    fresh ones."""
+    seconds = 5.0 if QUICK else 60.0
+    rng = random.Random(11)
+    before_children = children()
+    shared: dict[str, Callable[[MessageProcess, random.Random, int], bool]] = {
+        "garbage": _edge_garbage,
+        "unpicklable": _edge_unpicklable,
+        "huge_timeouts": _edge_huge_timeouts,
+        "zero_timeouts": _edge_zero_timeouts,
+        "too_large": _edge_too_large,
+        "late_return": _edge_late_return,
+    }
+    fresh: dict[str, Callable[[random.Random, int], bool]] = {
+        "kill": _edge_kill,
+        "ctrl_c": _edge_ctrl_c,
+    }
+    counts = {name: [0, 0] for name in [*shared, *fresh]}
+    p = EdgeWorker("edges")
+    p.start()
+    end = time.monotonic() + seconds
+    i = 0
+    while time.monotonic() < end:
+        name = rng.choice(list(counts))
+        try:
+            ok = shared[name](p, rng, i) if name in shared else fresh[name](rng, i)
+        except Exception:
+            ok = False
+        counts[name][0] += 1
+        counts[name][1] += not ok
+        i += 1
+    p.stop()
+    left = children() - before_children
+    failures = sum(f for _, f in counts.values()) + len(left)
+    detail = "%d rounds: %s; children left %d" % (
+        i,
+        ", ".join("%s %d/%d" % (n, r, f) for n, (r, f) in counts.items()),
+        len(left),
+    )
+    return failures, detail
+
+
 SCENARIOS = {
     "py_cycles": cycles,
     "py_backend_kill": backend_kill,
     "py_stop_bound": stop_bound,
     "py_stream_integrity": stream_integrity,
+    "py_edges": edges,
 }
 
 

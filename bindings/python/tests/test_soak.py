@@ -13,4 +13,4 @@ def test_soak_quick():
     )
     print(proc.stdout)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert proc.stdout.count("RESULT") == 4
+    assert proc.stdout.count("RESULT") == 5

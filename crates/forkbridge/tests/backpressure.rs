@@ -542,9 +542,15 @@ fn request_stop_timeout_gives_up_and_the_request_goes_out_later() {
         p.queue(big_echo(i)).unwrap();
     }
     let t = std::time::Instant::now();
-    let err = p.request_stop_timeout(Duration::from_millis(20)).unwrap_err();
+    let err = p
+        .request_stop_timeout(Duration::from_millis(20))
+        .unwrap_err();
     assert!(err.is_timeout(), "{err}");
-    assert!(t.elapsed() < Duration::from_secs(1), "took {:?}", t.elapsed());
+    assert!(
+        t.elapsed() < Duration::from_secs(1),
+        "took {:?}",
+        t.elapsed()
+    );
     // Calling again goes on writing the same request: the backend handles
     // everything queued before it, then stops.
     let watchdog = Watchdog::arm(&p);
