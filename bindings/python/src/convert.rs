@@ -292,20 +292,3 @@ pub(crate) fn lends(msg: &Message) -> bool {
 pub(crate) fn object_message(obj: &Bound<'_, PyAny>) -> PyResult<Message> {
     Ok(Message::new(OBJECT_COMMAND).with("value", to_value(obj)?))
 }
-
-/// A received message as what the Python side sees: a `MessageObject`, or
-/// the object an object message carries.
-pub(crate) fn to_object(py: Python<'_>, msg: Message, lend: bool) -> PyResult<Py<PyAny>> {
-    let (command, params) = msg.into_parts();
-    if command == OBJECT_COMMAND {
-        return match params.into_iter().find(|(k, _)| k == "value") {
-            Some((_, value)) => to_py(py, value, lend),
-            None => Ok(py.None()),
-        };
-    }
-    let kwargs = PyDict::new(py);
-    for (k, v) in params {
-        kwargs.set_item(k, to_py(py, v, lend)?)?;
-    }
-    crate::message::message_object(py, command, kwargs)
-}

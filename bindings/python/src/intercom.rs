@@ -43,7 +43,7 @@ struct Inner {
 
 /// Whether `e` is about one frame only: the core skipped it and the next
 /// frame decodes. Anything else ends (or broke) the stream.
-fn is_frame_fault(e: &forkbridge::Error) -> bool {
+pub(crate) fn is_frame_fault(e: &forkbridge::Error) -> bool {
     matches!(
         e.kind(),
         ErrorKind::Decode | ErrorKind::FrameTooLarge { .. }
@@ -142,11 +142,14 @@ impl Intercom {
 /// (a pickle of a class this process lacks, or whose loader raises; kind
 /// `handler_error`, reported as the handler's exception would be), or its
 /// frame does not decode or is over the limit (kind `decode`, no command,
-/// as a Rust backend reports it). The loop goes on.
-struct Unreadable {
+/// as a Rust backend reports it). The loop goes on. (The frontend raises
+/// it instead: see `Process.recv`.)
+pub(crate) struct Unreadable {
     kind: &'static str,
-    command: String,
-    error: String,
+    pub(crate) command: String,
+    pub(crate) error: String,
+    /// The loader's exception.
+    pub(crate) cause: Option<PyErr>,
 }
 
 impl Unreadable {
@@ -156,6 +159,7 @@ impl Unreadable {
             kind: "decode",
             command: String::new(),
             error: crate::errors::text(e),
+            cause: None,
         }
     }
 
@@ -182,6 +186,7 @@ fn load(
             kind: "handler_error",
             command: command.to_owned(),
             error: format!("cannot load {}: {e}", what()),
+            cause: Some(e),
         })),
         Err(e) => Err(e),
     }
@@ -238,10 +243,14 @@ fn dispatch(py: Python<'_>, process: &Bound<'_, PyAny>, msg: Message, lend: bool
     Ok(())
 }
 
-/// A received frame as the backend's loop sees it: `None` for the stop
-/// request, else a `MessageObject` or the object sent; or why it cannot
-/// be read.
-fn object(py: Python<'_>, got: Received, lend: bool) -> PyResult<Result<Py<PyAny>, Unreadable>> {
+/// A received frame as Python sees it (in the backend's loop, and in
+/// `Process.recv`): `None` for the stop request, else a `MessageObject` or
+/// the object sent; or why it cannot be read.
+pub(crate) fn object(
+    py: Python<'_>,
+    got: Received,
+    lend: bool,
+) -> PyResult<Result<Py<PyAny>, Unreadable>> {
     let msg = match got {
         Ok(Some(msg)) => msg,
         Ok(None) => return Ok(Ok(py.None())),

@@ -28,8 +28,8 @@ use pyo3::sync::PyOnceLock;
 
 use crate::SIGNAL_SLICE;
 use crate::convert;
-use crate::errors::IntoPyResult;
-use crate::intercom::Intercom;
+use crate::errors::{self, IntoPyResult};
+use crate::intercom::{self, Intercom, Unreadable};
 use crate::sys::{self, PythonForkHooks};
 
 pub(crate) const DEFAULT_MAX_FRAME: usize = 64 << 20;
@@ -56,8 +56,9 @@ pub(crate) struct Process {
     buffered: AtomicBool,
     /// Whether `fileno` was called (see there).
     fd_handed_out: AtomicBool,
-    /// A message `poll` took off the socket, for the next `recv`.
-    polled: Mutex<VecDeque<Message>>,
+    /// A message `poll` took off the socket, for the next `recv`, or a
+    /// frame it skipped (see `recv_frame`).
+    polled: Mutex<VecDeque<forkbridge::Result<Message>>>,
     /// Received shared-memory buffers stay lent (see `convert::to_py`).
     lend: bool,
     /// The callable the child runs, set by `start` just before the fork.
@@ -158,18 +159,37 @@ impl Process {
     /// passed to `send_out__`, waiting up to `timeout` seconds (`None`: as
     /// long as it takes). Raises `TimeoutError`, or `BackendGone` (an
     /// `EOFError`) once the backend has ended and every message it sent
-    /// was read.
+    /// was read. A message that cannot be read here (a frame that does not
+    /// decode or is over the limit, a value that does not unpickle) is
+    /// skipped and raised as `UnreadableMessage`: the next call returns
+    /// the one after it, as the Rust frontend's `recv` does.
     #[pyo3(signature = (timeout = None))]
     fn recv(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<Py<PyAny>> {
         self.check_owner()?;
         // Held only for a push or a pop, never across a wait: no need to
         // release the GIL around it.
         let polled = lock(&self.polled).pop_front();
-        let msg = match polled {
-            Some(msg) => msg,
-            None => self.wait(py, timeout, false, |p, slice| p.recv_timeout(slice))?,
+        let got = match polled {
+            Some(got) => got,
+            None => self.wait(py, timeout, false, recv_frame)?,
         };
-        convert::to_object(py, msg, self.lend)
+        let unreadable = |u: Unreadable| {
+            let text = if u.command.is_empty() && u.cause.is_none() {
+                u.error // the core's text names the process
+            } else if u.command.is_empty() {
+                format!("process '{}': {}", self.name, u.error)
+            } else {
+                format!(
+                    "process '{}': message '{}': {}",
+                    self.name, u.command, u.error
+                )
+            };
+            errors::unreadable(py, text, &u.command, u.cause)
+        };
+        match intercom::object(py, got.map(Some), self.lend)? {
+            Ok(obj) => Ok(obj),
+            Err(u) => Err(unreadable(u)),
+        }
     }
 
     /// Whether `recv` would return (a message, or the end) within
@@ -180,9 +200,9 @@ impl Process {
         if !lock(&self.polled).is_empty() {
             return Ok(true);
         }
-        match self.wait(py, timeout, false, |p, slice| p.recv_timeout(slice)) {
-            Ok(msg) => {
-                lock(&self.polled).push_back(msg);
+        match self.wait(py, timeout, false, recv_frame) {
+            Ok(got) => {
+                lock(&self.polled).push_back(got);
                 Ok(true)
             }
             Err(e) if e.is_instance_of::<pyo3::exceptions::PyTimeoutError>(py) => Ok(false),
@@ -531,6 +551,18 @@ impl Drop for Process {
         }
         // In the owner, the core handle's own `Drop` stops the backend
         // within its bound.
+    }
+}
+
+/// The next frame, or one the core skipped (it does not decode or is over
+/// the limit: the stream goes on, and `recv` raises it in its turn).
+fn recv_frame(
+    p: &mut MessageProcess,
+    slice: Duration,
+) -> forkbridge::Result<forkbridge::Result<Message>> {
+    match p.recv_timeout(slice) {
+        Err(e) if intercom::is_frame_fault(&e) => Ok(Err(e)),
+        got => got.map(Ok),
     }
 }
 

@@ -20,8 +20,9 @@ the forked backend, plain methods in the frontend::
 
 Faults are typed and bounded: an exception in ``c__double`` comes back as a
 ``MessageObject("error", ...)`` and the backend goes on; a dead backend
-makes ``recv`` raise ``BackendGone`` (an ``EOFError``); ``stop()`` escalates
-to SIGTERM and SIGKILL. ``AsyncBackMessageProcess`` runs asyncio in the
+makes ``recv`` raise ``BackendGone`` (an ``EOFError``), and a message the
+frontend cannot read ``UnreadableMessage`` (the next ``recv`` goes on);
+``stop()`` escalates to SIGTERM and SIGKILL. ``AsyncBackMessageProcess`` runs asyncio in the
 backend, ``EventGroup`` / ``SyncIndex`` synchronise through events made
 before the fork, ``MainContext`` starts processes before threads, and
 ``ProgramProcess`` / ``serve`` connect backends written in other languages.
@@ -32,7 +33,13 @@ differently, and why.
 from ._context import MainContext
 from ._log import exclog, exclogmsg
 from ._message import MessageObject
-from ._native import BackendGone, Event, ForkbridgeError, NotEnoughEvents
+from ._native import (
+    BackendGone,
+    Event,
+    ForkbridgeError,
+    NotEnoughEvents,
+    UnreadableMessage,
+)
 from ._pipe import BackPipe, Duplex
 from ._process import (
     AsyncBackMessageProcess,
@@ -61,6 +68,7 @@ __all__ = [
     "NotEnoughEvents",
     "ProgramProcess",
     "SyncIndex",
+    "UnreadableMessage",
     "exclog",
     "exclogmsg",
     "safe_select",

@@ -11,6 +11,9 @@ class ForkbridgeError(Exception): ...
 class BackendGone(EOFError): ...
 class NotEnoughEvents(ForkbridgeError): ...
 
+class UnreadableMessage(ForkbridgeError, ValueError):
+    command: str
+
 @disjoint_base
 class MessageObject:
     """A command plus keyword parameters, what crosses the intercom.

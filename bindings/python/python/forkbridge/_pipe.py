@@ -28,6 +28,24 @@ def _is_return(obj: Any) -> bool:
     return obj.__class__ is MessageObject and obj.command == _RETURN
 
 
+class _Unread:
+    """An ``UnreadableMessage`` read ahead, for its reader to raise in turn
+    (``recv()``, or ``returnFromBack()`` for a ``return_out__`` value)."""
+
+    __slots__ = ("error",)
+
+    def __init__(self, error: _native.UnreadableMessage) -> None:
+        self.error = error
+
+
+def _take(queue: collections.deque[Any]) -> Any:
+    """The oldest entry of ``queue``, raised if it is an unreadable one."""
+    obj = queue.popleft()
+    if obj.__class__ is _Unread:
+        raise obj.error
+    return obj
+
+
 def _deadline(timeout: float | None) -> float | None:
     """When a wait of ``timeout`` seconds ends (``None``: never)."""
     if timeout is None:
@@ -50,6 +68,17 @@ class Duplex:
     as long as it takes, or up to ``timeout`` seconds (then ``TimeoutError``).
     When the backend has ended and everything it sent was read, ``recv()``
     raises ``BackendGone``, an ``EOFError`` (valkka's pipe blocks forever).
+
+    A message that cannot be read here is skipped and raised in its turn as
+    ``UnreadableMessage`` (a ``ForkbridgeError`` and a ``ValueError``): a
+    frame that does not decode or is over ``max_message_size``, or an
+    object that does not unpickle in this process (its loader's exception
+    is the ``__cause__``). The next ``recv()`` returns the message after
+    it, as the Rust frontend's ``recv`` does; nothing else is lost.
+    ``poll()`` counts it as something ``recv()`` would return (it raises
+    it). A ``return_out__`` value that does not load is raised by
+    ``returnFromBack()`` instead, in its turn; a frame that does not decode
+    cannot be told to be one, so it goes to ``recv()``.
     """
 
     __slots__ = ("_native", "_stash", "_returns", "__weakref__")
@@ -72,10 +101,16 @@ class Duplex:
 
     def recv(self, timeout: float | None = None) -> Any:
         if self._stash:
-            return self._stash.popleft()
+            return _take(self._stash)
         deadline = _deadline(timeout)
         while True:
-            obj = self._native.recv(_left(deadline))
+            try:
+                obj = self._native.recv(_left(deadline))
+            except _native.UnreadableMessage as e:
+                if e.command != _RETURN:
+                    raise
+                self._returns.append(_Unread(e))
+                continue
             if not _is_return(obj):
                 return obj
             self._returns.append(obj.kwargs.get("value"))
@@ -84,17 +119,23 @@ class Duplex:
         # The timeout bounds the whole wait, however many other objects
         # arrive meanwhile (they stay for recv()).
         if self._returns:
-            return self._returns.popleft()
+            return _take(self._returns)
         deadline = _deadline(timeout)
         while True:
-            obj = self._native.recv(_left(deadline))
+            try:
+                obj = self._native.recv(_left(deadline))
+            except _native.UnreadableMessage as e:
+                if e.command == _RETURN:
+                    raise
+                self._stash.append(_Unread(e))
+                continue
             if _is_return(obj):
                 return obj.kwargs.get("value")
             self._stash.append(obj)
 
     def poll(self, timeout: float | None = 0.0) -> bool:
         """Whether ``recv()`` would return within ``timeout`` seconds (an
-        object, or ``BackendGone``). A ``return_out__`` value that arrives
+        object, or ``BackendGone`` or ``UnreadableMessage``). A ``return_out__`` value that arrives
         meanwhile is kept for ``returnFromBack`` and does not count: only
         ``returnFromBack`` returns it. (The fd, for ``select``, is readable
         for such a value too: call ``poll()`` before a ``recv()`` that must
@@ -107,6 +148,12 @@ class Duplex:
                 obj = self._native.recv(0.0)
             except _native.BackendGone:
                 return True
+            except _native.UnreadableMessage as e:
+                if e.command != _RETURN:
+                    self._stash.append(_Unread(e))
+                    return True
+                self._returns.append(_Unread(e))
+                continue
             if not _is_return(obj):
                 self._stash.append(obj)
                 return True

@@ -221,8 +221,12 @@ class MessageProcess:
         self.sendMessageToBack(MessageObject("ping", lis=lis))
 
     def returnFromBack(self, timeout: float | None = None) -> Any:
-        """The next value the backend sent with ``return_out__`` (other
-        objects that arrive meanwhile stay for ``getPipe().recv()``)."""
+        """The next value the backend sent with ``return_out__``, waiting up
+        to ``timeout`` s (``None``: as long as it takes; then
+        ``TimeoutError``). Other objects that arrive meanwhile stay for
+        ``getPipe().recv()``, and so does a message it cannot read. A value
+        that does not unpickle here raises ``UnreadableMessage`` and is
+        skipped: the next call returns the next value."""
         return self._pipe._recv_return(timeout)
 
     @classmethod
