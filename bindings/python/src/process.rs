@@ -400,7 +400,8 @@ impl Process {
 
     /// Tries `op` whenever the intercom becomes readable (or writable, for
     /// a send: `writing`), and once per slice, until it returns something
-    /// other than a timeout or `timeout` seconds have passed. Waits come in
+    /// other than a timeout or `timeout` seconds have passed (one of zero
+    /// or less tries once, without waiting). Waits come in
     /// slices of at most `SIGNAL_SLICE`, between which Python's signal
     /// handlers run. A receive by the program's only Python thread waits in
     /// the read itself, holding the lock (nobody else can want it: one
@@ -424,10 +425,18 @@ impl Process {
         // pidfd there); polling the pidfd too would cost a second wait
         // queue per message.
         let mut slice = Duration::ZERO;
+        // The first round only tries what is already read and waiting
+        // (then the fd is quiet); later rounds wait for the fds first.
+        let mut first = true;
+        // Spin mode: first rounds spin on the socket, a signal slice at a
+        // time, while `spin` lasts (`None`: it never ends).
+        let spin_end = Instant::now().checked_add(self.spin);
+        let spin_left = || {
+            spin_end.map_or(Duration::MAX, |e| {
+                e.saturating_duration_since(Instant::now())
+            })
+        };
         loop {
-            // The first round only tries what is already read and waiting
-            // (then the fd is quiet); later rounds wait for the fds first.
-            let first = slice.is_zero();
             // Nothing read ahead and no spinning: straight to the wait.
             let skip = first && self.spin.is_zero() && !self.buffered.load(Ordering::Relaxed);
             // Checked every round: a thread started meanwhile waits at most
@@ -440,15 +449,16 @@ impl Process {
                 None
             } else {
                 py.detach(|| -> PyResult<Option<forkbridge::Result<T>>> {
-                    if !first {
+                    if !first && !slice.is_zero() {
                         sys::poll_fd(self.fd, writing, slice);
                     }
                     let mut inner = lock(&self.inner);
                     let p = handle(&mut inner)?;
                     let wait = if first {
                         // Spin mode: the core spins on the socket this long.
-                        deadline.map_or(self.spin, |d| {
-                            self.spin.min(d.saturating_duration_since(Instant::now()))
+                        let wait = spin_left().min(SIGNAL_SLICE);
+                        deadline.map_or(wait, |d| {
+                            wait.min(d.saturating_duration_since(Instant::now()))
                         })
                     } else {
                         Duration::ZERO
@@ -458,23 +468,32 @@ impl Process {
                     Ok(Some(result))
                 })?
             };
+            let tried = result.is_some();
             match result {
                 None => {}
                 Some(Err(e)) if e.is_timeout() => {}
                 Some(other) => return other.py_err(),
             }
-            if !first || in_read {
+            if tried {
                 py.check_signals()?;
             }
-            slice = slice_left(deadline).ok_or_else(|| {
-                pyo3::exceptions::PyTimeoutError::new_err(format!(
-                    "process '{}': timed out",
-                    self.name
-                ))
-            })?;
-            if in_read {
-                slice = Duration::ZERO; // the next round reads again
-            }
+            slice = match slice_left(deadline) {
+                Some(slice) => slice,
+                // "Do not wait" is not "do not look": a deadline that
+                // passed before anything was tried (a timeout of zero or
+                // less while other Python threads live) gets one try,
+                // without waiting.
+                None if !tried => Duration::ZERO,
+                None => {
+                    return Err(pyo3::exceptions::PyTimeoutError::new_err(format!(
+                        "process '{}': timed out",
+                        self.name
+                    )));
+                }
+            };
+            // After a read in the read, the next round reads again; after a
+            // spin, it spins again while the spin lasts.
+            first = in_read || (first && !self.spin.is_zero() && !spin_left().is_zero());
         }
     }
 

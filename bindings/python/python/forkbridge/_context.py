@@ -30,8 +30,10 @@ class MainContext:
             def __call__(self): ...
     """
 
-    #: Seconds stopThread() waits for __call__ to return.
-    thread_join_timeout: float = 10.0
+    #: Seconds stopThread() waits for __call__ to return (``None`` or
+    #: ``inf``: as long as it takes; zero or less: not at all; NaN:
+    #: ``ValueError``).
+    thread_join_timeout: float | None = 10.0
 
     def __init__(self) -> None:
         self.logger = logging.getLogger(type(self).__name__)
@@ -83,13 +85,17 @@ class MainContext:
         """Ends a ``runAsThread`` run: sends ``None`` on ``aux_pipe_write``
         (your ``__call__`` should select on ``aux_pipe_read``), waits at most
         ``thread_join_timeout`` s for it, then calls ``close()``."""
+        timeout: float | None = self.thread_join_timeout
+        if timeout is not None and timeout != timeout:
+            # Refused before anything is done (it used to wait forever).
+            raise ValueError("thread_join_timeout cannot be NaN")
         self.logger.critical("stopping thread")
         self.aux_pipe_write.send(None)
         try:
             if self._thread is not None:
                 # `threading` refuses timeouts past TIMEOUT_MAX (`inf`,
-                # 1e18): those mean "as long as it takes".
-                timeout: float | None = self.thread_join_timeout
+                # 1e18): those mean "as long as it takes"; zero or less
+                # does not wait.
                 if timeout is None or not timeout < threading.TIMEOUT_MAX:
                     timeout = None
                 self._thread.join(timeout)

@@ -100,9 +100,9 @@ class Duplex:
         return self._native.fileno()
 
     def recv(self, timeout: float | None = None) -> Any:
+        deadline = _deadline(timeout)  # a NaN raises whatever is ready
         if self._stash:
             return _take(self._stash)
-        deadline = _deadline(timeout)
         while True:
             try:
                 obj = self._native.recv(_left(deadline))
@@ -118,9 +118,9 @@ class Duplex:
     def _recv_return(self, timeout: float | None = None) -> Any:
         # The timeout bounds the whole wait, however many other objects
         # arrive meanwhile (they stay for recv()).
+        deadline = _deadline(timeout)
         if self._returns:
             return _take(self._returns)
-        deadline = _deadline(timeout)
         while True:
             try:
                 obj = self._native.recv(_left(deadline))
@@ -140,9 +140,9 @@ class Duplex:
         ``returnFromBack`` returns it. (The fd, for ``select``, is readable
         for such a value too: call ``poll()`` before a ``recv()`` that must
         not wait.)"""
+        deadline = _deadline(timeout)
         if self._stash:
             return True
-        deadline = _deadline(timeout)
         while self._native.poll(_left(deadline)):
             try:
                 obj = self._native.recv(0.0)
@@ -210,6 +210,9 @@ class BackPipe:
         return self._intercom.drain(self._fault)
 
     def poll(self, timeout: float | None = 0.0) -> bool:
+        """Whether ``recv()`` would return within ``timeout`` seconds
+        (``None``: as long as it takes)."""
+        _deadline(timeout)  # a NaN raises whatever is ready
         if self._intercom.has_buffered():
             return True
         from ._select import safe_select

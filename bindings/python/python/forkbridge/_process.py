@@ -84,10 +84,13 @@ class MessageProcess:
     """
 
     #: Seconds ``readPipes__`` waits per call when ``listening`` is False
-    #: (only used when ``readPipes__`` or ``run`` is overridden).
+    #: (only used when ``readPipes__`` or ``run`` is overridden; ``inf``:
+    #: until a command arrives; zero or less: not at all).
     timeout: ClassVar[float] = 1.0
     #: ``stop()``: seconds for the backend to finish after the stop request
-    #: before SIGTERM, then seconds after SIGTERM before SIGKILL.
+    #: before SIGTERM, then seconds after SIGTERM before SIGKILL (zero or
+    #: less: at once; ``inf``, ``sys.maxsize``: no limit; NaN:
+    #: ``ValueError`` when the process is made).
     stop_timeout: ClassVar[float] = 5.0
     kill_timeout: ClassVar[float] = 1.0
     #: Messages whose strings/bytes/pickles hold at least this many bytes go
@@ -106,7 +109,8 @@ class MessageProcess:
     #: Seconds both sides spin on the socket before sleeping when they wait
     #: (0: never). A request and its reply then skip two sleeps and
     #: wake-ups (~25 µs each on VMs) at the price of a busy CPU while
-    #: waiting; bursts stop costing a wake-up per message.
+    #: waiting; bursts stop costing a wake-up per message. However long
+    #: (``inf``: never sleep), a spinning wait still lets Ctrl-C in.
     spin_before_sleep: ClassVar[float] = 0.0
     #: Fork even when other Python threads are alive (see ForkWithThreadsError).
     allow_threads: ClassVar[bool] = False
@@ -150,9 +154,16 @@ class MessageProcess:
     def start(self, allow_threads: bool | None = None) -> None:
         """Forks the backend. Raises ``ForkWithThreadsError`` when other
         Python threads are alive (unless allowed), ``RuntimeError`` when
-        started twice or at interpreter shutdown."""
+        started twice or at interpreter shutdown, ``ValueError`` when a
+        wait the backend makes (``timeout``, ``task_grace``) is NaN."""
         if self._started:
             raise RuntimeError("cannot start a process twice")
+        for name in ("timeout", "task_grace"):
+            # Refused here rather than in the backend, where it would end
+            # the loop (timeout) or not wait at all (task_grace).
+            seconds = getattr(self, name, None)
+            if seconds is not None and seconds != seconds:
+                raise ValueError("%s: %s cannot be NaN" % (self.pre, name))
         if sys.is_finalizing():
             raise RuntimeError("cannot fork at interpreter shutdown")
         allow = self.allow_threads if allow_threads is None else allow_threads

@@ -132,10 +132,14 @@ class SyncIndex:
     (``return``, ``break``, ``continue``) cannot be told from one that sent
     its request, so it waits like a normal end: give a ``timeout``
     (seconds) where that can happen; a wait that runs out raises
-    ``TimeoutError``, and the event is released either way.
+    ``TimeoutError``, and the event is released either way. A timeout of
+    zero or less does not wait (the event must be set already); ``inf``
+    waits as long as ``None`` does; NaN raises ``ValueError`` here.
     """
 
     def __init__(self, event_group: EventGroup, timeout: float | None = None) -> None:
+        if timeout is not None and timeout != timeout:
+            raise ValueError("SyncIndex: the timeout cannot be NaN")
         self.event_group = event_group
         self.timeout = timeout
         self.event: Any = None
