@@ -9,7 +9,7 @@
 //! the stdlib's repairs: `threading`, `random`'s reseed, `logging`'s handler
 //! locks, asyncio's loop). A bare `fork` skips all of that, and the child of
 //! a process whose other thread held the import lock deadlocks on its first
-//! `import` (measured: `research/python-binding.md` §1). The GIL must be
+//! `import`. The GIL must be
 //! held across the whole bracket, by this thread: `start` never releases it
 //! around the fork.
 #![allow(unsafe_code)]

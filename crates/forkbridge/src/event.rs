@@ -19,10 +19,9 @@
 //! never misses one. The generation's 44 bits wrap after 2^43
 //! reservations of one event: longer than any program runs.
 //!
-//! `set` is one compare-and-swap; it makes a `FUTEX_WAKE` system call only
-//! when the waiter count says somebody sleeps, so setting an event nobody
-//! waits on costs a few nanoseconds, not a syscall (research/limits.md:
-//! 4.7 ns against 252 ns). A thousand events are one page, not a thousand
+//! `set` is one atomic read-modify-write; it makes a `FUTEX_WAKE` system
+//! call only when the waiter count says somebody sleeps, so setting an
+//! event nobody waits on costs an atomic instruction, not a syscall. A thousand events are one page, not a thousand
 //! fds. `wait` registers in the count, sleeps in `FUTEX_WAIT` on the word's
 //! exact value, and loops on spurious wake-ups; a timeout is a deadline, so
 //! signals never stretch or shorten it.

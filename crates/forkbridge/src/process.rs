@@ -3,10 +3,11 @@
 //!
 //! # Design
 //!
-//! One `AF_UNIX SOCK_STREAM` socketpair per process carries frames both ways
-//! (`research/rust-peers.md` §6: every blocking primitive costs the same
-//! cross-CPU wake-up here, so the choice rests on features: duplex, one fd
-//! per side, no `SIGPIPE`, fd passing later). The frontend's end is
+//! One `AF_UNIX SOCK_STREAM` socketpair per process carries frames both ways.
+//! Pipes, eventfds and futexes all cost the same cross-CPU wake-up per
+//! message (the bench's raw baselines measure them), so the choice rests on
+//! features: duplex, one fd per side, no `SIGPIPE`, fds passed with a
+//! frame. The frontend's end is
 //! buffered and never blocks the caller longer than asked; a pidfd for the child sits in the same `poll`
 //! as the socket, so the death of the backend ends every wait at once with
 //! [`ErrorKind::Disconnected`] carrying the exit status, after every message

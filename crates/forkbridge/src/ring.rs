@@ -4,9 +4,9 @@
 //! # Design
 //!
 //! The seed's users put video frames and numpy arrays in shared memory and
-//! send only an index through the pipe; a pipe moves 1 MiB at ~1.2 GB/s on
-//! these machines, a shared ring ~50 GB/s (`research/limits.md`). A
-//! `FrameRing` is that pattern, made safe:
+//! send only an index through the pipe: a pipe copies every byte twice
+//! through the kernel, a shared ring not at all (the bench's `shm_frames`
+//! measures the difference). A `FrameRing` is that pattern, made safe:
 //!
 //! - one anonymous `MAP_SHARED` mapping made before the fork: nothing named,
 //!   nothing left in `/dev/shm` when a process crashes;
