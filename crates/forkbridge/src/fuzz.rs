@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use crate::Message;
 use crate::backend::decode_args;
 use crate::process::decode_reply;
-use crate::wire::{self, Decoder, Fingerprints, Frame, LEN_BYTES};
+use crate::protocol::wire::{self, Decoder, Fingerprints, Frame, LEN_BYTES};
 
 /// Feeds `data` through the stream decoder the way a socket would.
 ///

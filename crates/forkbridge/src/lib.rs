@@ -203,61 +203,47 @@
 #[allow(unsafe_code)] // The only module with syscalls; see its docs.
 mod sys;
 
-#[cfg(feature = "tokio")]
-mod async_backend;
-#[cfg(feature = "tokio")]
-mod async_process;
+// The layers, lowest first; a module names only modules of its own layer
+// or of layers below it (`checks/layers` enforces it).
+mod app;
 mod backend;
-mod buffer;
-mod bytes;
-mod conn;
+mod data;
 mod deadline;
 mod error;
-mod event;
-mod event_group;
 #[cfg(any(fuzzing, test))]
 #[doc(hidden)]
 pub mod fuzz;
-mod intercom;
-mod lane;
-mod logger;
-mod main_context;
-mod message;
 mod process;
-mod registry;
-mod ring;
-mod select;
-mod serde_impl;
-mod sync_index;
-mod value;
-mod wire;
+mod protocol;
+mod shm;
+mod transport;
 
+pub use crate::app::logger::format_logger;
+pub use crate::app::main_context::{
+    MainContext, MainThread, Outcome, ReadySet, Shutdown, run_as_thread, run_main, wait_any,
+};
+pub use crate::app::select::{Selected, select};
 #[cfg(feature = "tokio")]
-pub use crate::async_backend::{
+pub use crate::backend::tokio::{
     AsyncBackend, AsyncContext, AsyncHandlerFn, AsyncHandlers, AsyncTypedHandlerFn, RuntimeFlavor,
     TaskSender,
 };
-#[cfg(feature = "tokio")]
-pub use crate::async_process::AsyncMessageProcess;
 pub use crate::backend::{
     Backend, BackendContext, BoxError, HandlerResult, Handlers, Interest, Ready, SourceId,
 };
-pub use crate::buffer::{SharedArray, SharedBuffer};
-pub use crate::bytes::{Bytes, LentBytes};
+pub use crate::data::bytes::{Bytes, LentBytes};
+pub use crate::data::message::Message;
+pub use crate::data::value::{FromValue, Value};
 pub use crate::error::{Error, ErrorKind, Result};
-pub use crate::event::{Event, EventKind};
-pub use crate::event_group::{EventGroup, EventIndex};
-pub use crate::intercom::{INTERCOM_FD_ENV, Intercom};
-pub use crate::logger::format_logger;
-pub use crate::main_context::{
-    MainContext, MainThread, Outcome, ReadySet, Shutdown, run_as_thread, run_main, wait_any,
-};
-pub use crate::message::Message;
+#[cfg(feature = "tokio")]
+pub use crate::process::tokio::AsyncMessageProcess;
 pub use crate::process::{ForkHooks, MessageProcess, MessageProcessBuilder};
-pub use crate::ring::{FrameRing, ReadSlot, RingConsumer, RingProducer, WriteSlot};
-pub use crate::select::{Selected, select};
-pub use crate::sync_index::SyncIndex;
-pub use crate::value::{FromValue, Value};
+pub use crate::shm::buffer::{SharedArray, SharedBuffer};
+pub use crate::shm::event::{Event, EventKind};
+pub use crate::shm::event_group::{EventGroup, EventIndex};
+pub use crate::shm::ring::{FrameRing, ReadSlot, RingConsumer, RingProducer, WriteSlot};
+pub use crate::shm::sync_index::SyncIndex;
+pub use crate::transport::intercom::{INTERCOM_FD_ENV, Intercom};
 
 /// Makes typed commands from one definition: each `&mut self` method of the
 /// `impl` block becomes a backend handler for the command of the same name,

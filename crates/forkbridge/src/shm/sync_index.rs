@@ -12,8 +12,8 @@ use std::time::Duration;
 
 use crate::deadline;
 use crate::error::{Error, ErrorKind, Result};
-use crate::event::Event;
-use crate::event_group::{EventGroup, EventIndex};
+use crate::shm::event::Event;
+use crate::shm::event_group::{EventGroup, EventIndex};
 
 /// A reserved event for one request/acknowledge exchange.
 ///

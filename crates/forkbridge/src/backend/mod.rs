@@ -30,6 +30,9 @@
 //! | `error` | the error's text or the panic message |
 //! | `process` | the process name |
 
+#[cfg(feature = "tokio")]
+pub(crate) mod tokio;
+
 use std::any::Any;
 use std::collections::HashMap;
 use std::fmt;
@@ -40,11 +43,11 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::conn::{Conn, FLUSH_THRESHOLD};
+use crate::data::message::Message;
 use crate::error::Result;
-use crate::message::Message;
+use crate::protocol::wire::{Failure, Fingerprints, Frame, fingerprint};
 use crate::sys::{fork, poll};
-use crate::wire::{Failure, Fingerprints, Frame, fingerprint};
+use crate::transport::conn::{Conn, FLUSH_THRESHOLD};
 
 /// The command of error reports.
 pub(crate) const ERROR_COMMAND: &str = "error";
@@ -511,7 +514,7 @@ pub(crate) struct ChildInfo {
     /// How long the loop spins on the socket before it sleeps.
     pub(crate) spin: std::time::Duration,
     /// The shared-memory lane for large messages, if asked for.
-    pub(crate) lane: Option<crate::lane::LaneRings>,
+    pub(crate) lane: Option<crate::transport::lane::LaneRings>,
 }
 
 impl ChildInfo {

@@ -46,9 +46,9 @@
 
 use std::time::{Duration, Instant};
 
+use crate::data::message::Message;
 use crate::error::{Error, ErrorKind, Result};
-use crate::message::Message;
-use crate::ring::{FrameRing, RingConsumer, RingProducer};
+use crate::shm::ring::{FrameRing, RingConsumer, RingProducer};
 
 /// Slots per direction: two, the one written last and the other (the
 /// choice above); a marker names one in its byte (`wire::encode_lane`).
@@ -277,7 +277,7 @@ impl Lane {
             }));
         }
         #[cfg(not(loom))]
-        let decoded = crate::bytes::decode_lending(std::sync::Arc::new(frame), |b| {
+        let decoded = crate::data::bytes::decode_lending(std::sync::Arc::new(frame), |b| {
             postcard::from_bytes::<Message>(b)
         });
         #[cfg(loom)]
@@ -290,7 +290,7 @@ impl Lane {
 mod tests {
     use super::*;
 
-    const MAX: usize = crate::wire::DEFAULT_MAX_FRAME;
+    const MAX: usize = crate::protocol::wire::DEFAULT_MAX_FRAME;
 
     fn large(tag: u8) -> Message {
         Message::new("large").with("data", vec![tag; 64 << 10])

@@ -25,10 +25,10 @@ use std::collections::VecDeque;
 use std::fmt;
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use crate::data::value::{FromValue, Value};
 use crate::error::{Error, ErrorKind, Result};
-use crate::event::{Event, EventKind, EventStore, GEN_BITS};
-use crate::sync_index::SyncIndex;
-use crate::value::{FromValue, Value};
+use crate::shm::event::{Event, EventKind, EventStore, GEN_BITS};
+use crate::shm::sync_index::SyncIndex;
 
 /// Identifies a reserved event of an [`EventGroup`]; put it in a message.
 ///

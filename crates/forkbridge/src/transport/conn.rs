@@ -14,11 +14,11 @@ use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::time::{Duration, Instant};
 
+use crate::data::message::Message;
 use crate::error::{Error, ErrorKind, Result};
-use crate::lane::Lane;
-use crate::message::Message;
+use crate::protocol::wire::{self, Decoder, Frame};
 use crate::sys::{poll, socket};
-use crate::wire::{self, Decoder, Frame};
+use crate::transport::lane::Lane;
 
 /// Above this many buffered outgoing bytes, `feed` flushes.
 pub(crate) const FLUSH_THRESHOLD: usize = 64 << 10;

@@ -26,8 +26,8 @@ use std::time::Duration;
 use tokio::io::unix::AsyncFd;
 use tokio::time::Instant;
 
+use crate::data::message::Message;
 use crate::error::{Error, ErrorKind, Result};
-use crate::message::Message;
 use crate::process::MessageProcess;
 use crate::sys::async_fd;
 
@@ -143,9 +143,11 @@ impl AsyncMessageProcess {
         R: serde::de::DeserializeOwned,
     {
         let deadline = after(timeout);
-        let id = self
-            .inner
-            .feed_call(command, crate::wire::Fingerprints::of::<A, R>(), args)?;
+        let id = self.inner.feed_call(
+            command,
+            crate::protocol::wire::Fingerprints::of::<A, R>(),
+            args,
+        )?;
         self.flush_until(deadline).await?;
         loop {
             match self
@@ -177,7 +179,12 @@ impl AsyncMessageProcess {
     ) -> Result<()> {
         self.inner
             .conn_mut()
-            .feed_call(0, command, crate::wire::Fingerprints::of::<A, ()>(), args)
+            .feed_call(
+                0,
+                command,
+                crate::protocol::wire::Fingerprints::of::<A, ()>(),
+                args,
+            )
             .map_err(|e| e.with_process(self.inner.name()))?;
         self.flush().await
     }
@@ -228,7 +235,7 @@ impl AsyncMessageProcess {
                 ready = self.socket.writable() => ready?.clear_ready(),
                 ready = self.socket.readable() => {
                     let mut guard = ready?;
-                    if self.inner.conn_mut().fill()? == crate::conn::Filled::Read(0) {
+                    if self.inner.conn_mut().fill()? == crate::transport::conn::Filled::Read(0) {
                         guard.clear_ready();
                     }
                 }
@@ -263,7 +270,7 @@ impl AsyncMessageProcess {
                 ready = self.socket.readable() => {
                     let mut guard = ready?;
                     let conn = self.inner.conn_mut();
-                    if conn.is_eof() || conn.fill()? == crate::conn::Filled::Read(0) {
+                    if conn.is_eof() || conn.fill()? == crate::transport::conn::Filled::Read(0) {
                         guard.clear_ready();
                     }
                 }

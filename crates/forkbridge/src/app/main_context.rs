@@ -33,10 +33,10 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+use crate::app::select::select;
 use crate::error::{Error, ErrorKind, Result};
 use crate::process::MessageProcess;
-use crate::registry;
-use crate::select::select;
+use crate::process::registry;
 use crate::sys::signal::{self, ShutdownSignals};
 
 /// The four duties of a program's main process (the seed's `MainContext`).

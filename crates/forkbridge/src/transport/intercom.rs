@@ -23,12 +23,12 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use crate::conn::{Conn, Filled};
+use crate::data::message::Message;
 use crate::deadline;
 use crate::error::{Error, ErrorKind, Result};
-use crate::message::Message;
+use crate::protocol::wire::{Failure, Frame};
 use crate::sys::{poll, socket};
-use crate::wire::{Failure, Frame};
+use crate::transport::conn::{Conn, Filled};
 
 /// The child's end of the intercom, given to a function backend (see
 /// [`MessageProcessBuilder::build_fn`](crate::MessageProcessBuilder::build_fn)).
@@ -128,7 +128,7 @@ impl Intercom {
             .map_err(|e| invalid(format!("{INTERCOM_FD_ENV}={fd}: {e}")))?;
         let name = std::env::args().next().unwrap_or_default();
         Ok(Intercom::new(
-            Conn::new(fd, crate::wire::DEFAULT_MAX_FRAME),
+            Conn::new(fd, crate::protocol::wire::DEFAULT_MAX_FRAME),
             name,
             Duration::ZERO,
         ))

@@ -210,7 +210,7 @@ impl<'de> Deserialize<'de> for Bytes {
                 Ok(Bytes::from(v))
             }
             fn visit_seq<A: serde::de::SeqAccess<'de>>(self, seq: A) -> Result<Bytes, A::Error> {
-                crate::serde_impl::bytes::from_seq(seq).map(Bytes::from)
+                crate::data::serde_helpers::bytes::from_seq(seq).map(Bytes::from)
             }
         }
         // Not `deserialize_byte_buf`: postcard answers that with an owned

@@ -47,11 +47,11 @@ use crate::backend::{
     BoxError, ChildInfo, HandlerResult, answer_call, decode_args, panic_message, pong, report,
     unknown_typed,
 };
-use crate::conn::{Conn, FLUSH_THRESHOLD, Filled};
+use crate::data::message::Message;
 use crate::error::{Error, Result};
-use crate::message::Message;
+use crate::protocol::wire::{Failure, Fingerprints, Frame};
 use crate::sys::async_fd;
-use crate::wire::{Failure, Fingerprints, Frame};
+use crate::transport::conn::{Conn, FLUSH_THRESHOLD, Filled};
 
 type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + 'a>>;
 type AsyncHandler<B> =

@@ -34,18 +34,18 @@ pub enum Value {
     /// A byte string (owned, or lent: see [`Bytes`](crate::Bytes)).
     Bytes(crate::Bytes),
     /// A list of values.
-    List(#[serde(deserialize_with = "crate::serde_impl::nested::list")] Vec<Value>),
+    List(#[serde(deserialize_with = "crate::data::serde_helpers::nested::list")] Vec<Value>),
     /// A map, in insertion order.
     Map(
         #[serde(
-            serialize_with = "crate::serde_impl::pairs::serialize",
-            deserialize_with = "crate::serde_impl::nested::map"
+            serialize_with = "crate::data::serde_helpers::pairs::serialize",
+            deserialize_with = "crate::data::serde_helpers::nested::map"
         )]
         Vec<(Value, Value)>,
     ),
     /// A tuple: a list that a Python end gets back as a `tuple`.
     /// [`as_list`](Value::as_list) and the list conversions accept it.
-    Tuple(#[serde(deserialize_with = "crate::serde_impl::nested::list")] Vec<Value>),
+    Tuple(#[serde(deserialize_with = "crate::data::serde_helpers::nested::list")] Vec<Value>),
     /// A Python object of a type with no native variant (a `set`, a class
     /// instance, a numpy array…), pickled by the Python end that sent it.
     /// Only a Python end can read it; Rust code can forward it unchanged.
@@ -54,7 +54,7 @@ pub enum Value {
         /// (`"numpy.ndarray"`).
         type_name: String,
         /// The pickle (protocol 5).
-        #[serde(with = "crate::serde_impl::bytes")]
+        #[serde(with = "crate::data::serde_helpers::bytes")]
         data: Vec<u8>,
         /// Its out-of-band buffers (protocol 5's `PickleBuffer`s: a numpy
         /// array's data travels here, not copied into `data`, and may be

@@ -33,8 +33,8 @@
 //! costs well under a microsecond, a cross-process wake-up tens of them
 //! (the bench's `roundtrip` and its raw baseline show the wake-up).
 
+use crate::data::message::Message;
 use crate::error::{Error, ErrorKind, Result};
-use crate::message::Message;
 
 pub(crate) const LEN_BYTES: usize = 4;
 const KIND_MESSAGE: u8 = 0;

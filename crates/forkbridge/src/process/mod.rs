@@ -30,6 +30,10 @@
 //! held — Python's `os.fork` only warns, glibc's `malloc` is fork-safe, but a
 //! `Mutex` of your own or a runtime's is not.
 
+pub(crate) mod registry;
+#[cfg(feature = "tokio")]
+pub(crate) mod tokio;
+
 use std::collections::VecDeque;
 use std::fmt;
 use std::io::Write;
@@ -40,17 +44,16 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::backend::{self, Backend, ChildInfo};
-use crate::conn::{Conn, FLUSH_THRESHOLD, Filled};
+use crate::data::message::Message;
 use crate::deadline;
 use crate::error::{Error, ErrorKind, Result};
-use crate::intercom::Intercom;
-use crate::lane::LaneRings;
-use crate::message::Message;
-use crate::registry;
+use crate::protocol::wire::{DEFAULT_MAX_FRAME, Fingerprints, Frame};
 use crate::sys::fork::{self, ChildSetup, Forked};
 use crate::sys::pidfd::{self, Reap};
 use crate::sys::{poll, signal, socket};
-use crate::wire::{DEFAULT_MAX_FRAME, Fingerprints, Frame};
+use crate::transport::conn::{Conn, FLUSH_THRESHOLD, Filled};
+use crate::transport::intercom::Intercom;
+use crate::transport::lane::LaneRings;
 
 /// How often a stop checks whether it was asked to hurry.
 const STOP_SLICE: Duration = Duration::from_millis(100);
@@ -92,7 +95,7 @@ pub struct MessageProcessBuilder {
     keep_signal_handlers: bool,
     frame_reads: bool,
     #[cfg(feature = "tokio")]
-    async_config: crate::async_backend::AsyncConfig,
+    async_config: crate::backend::tokio::AsyncConfig,
 }
 
 /// Code to run around the fork, for a runtime embedded in the program that
@@ -283,7 +286,7 @@ impl MessageProcessBuilder {
         let target = format!("{}.{}", short_type_name::<B>(), self.name);
         let config = self.async_config;
         self.build_with(target, move |fd, info| {
-            crate::async_backend::run(backend, fd, info, config)
+            crate::backend::tokio::run(backend, fd, info, config)
         })
     }
 

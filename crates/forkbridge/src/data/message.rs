@@ -7,8 +7,8 @@ use std::ops::Index;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
+use crate::data::value::{FromValue, Value, write_py_map, write_py_str};
 use crate::error::{Error, ErrorKind, Result};
-use crate::value::{FromValue, Value, write_py_map, write_py_str};
 
 /// A command name plus named parameters of dynamic [`Value`]s.
 ///
@@ -33,7 +33,7 @@ use crate::value::{FromValue, Value, write_py_map, write_py_str};
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Message {
     command: String,
-    #[serde(with = "crate::serde_impl::pairs")]
+    #[serde(with = "crate::data::serde_helpers::pairs")]
     params: Vec<(String, Value)>,
 }
 
@@ -144,8 +144,10 @@ impl Message {
         name: impl Into<String>,
         value: &T,
     ) -> Result<Message> {
-        let mut bytes = crate::wire::fingerprint::<T>().to_le_bytes().to_vec();
-        crate::wire::append(value, &mut bytes)
+        let mut bytes = crate::protocol::wire::fingerprint::<T>()
+            .to_le_bytes()
+            .to_vec();
+        crate::protocol::wire::append(value, &mut bytes)
             .map_err(|e| Error::new(ErrorKind::Encode).with_source(e))?;
         self.set(name, Value::Bytes(bytes.into()));
         Ok(self)
@@ -173,7 +175,7 @@ impl Message {
         })?;
         let bytes = value.as_bytes().ok_or_else(|| wrong(value.type_name()))?;
         let (fp, body) = bytes.split_at_checked(8).ok_or_else(|| wrong("bytes"))?;
-        if fp != crate::wire::fingerprint::<T>().to_le_bytes() {
+        if fp != crate::protocol::wire::fingerprint::<T>().to_le_bytes() {
             return Err(wrong("a typed value of another type"));
         }
         postcard::from_bytes(body).map_err(|e| Error::new(ErrorKind::Decode).with_source(e))

@@ -1,0 +1,4 @@
+//! The protocol between a frontend and its backend: frames on the stream,
+//! the typed-call encoding and fault reports. Pure: no I/O.
+
+pub(crate) mod wire;
