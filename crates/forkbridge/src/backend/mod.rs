@@ -43,14 +43,12 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::data::message::Message;
+use crate::data::codec::fingerprint;
+use crate::data::message::{ERROR_COMMAND, Message};
 use crate::error::Result;
-use crate::protocol::wire::{Failure, Fingerprints, Frame, fingerprint};
+use crate::protocol::wire::{Failure, Fingerprints, Frame};
 use crate::sys::{fork, poll};
 use crate::transport::conn::{Conn, FLUSH_THRESHOLD};
-
-/// The command of error reports.
-pub(crate) const ERROR_COMMAND: &str = "error";
 
 /// Any error a handler can return with `?`.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;

@@ -10,6 +10,9 @@ use serde::{Deserialize, Serialize};
 use crate::data::value::{FromValue, Value, write_py_map, write_py_str};
 use crate::error::{Error, ErrorKind, Result};
 
+/// The command of a backend's error report (see [`Backend`](crate::Backend)).
+pub(crate) const ERROR_COMMAND: &str = "error";
+
 /// A command name plus named parameters of dynamic [`Value`]s.
 ///
 /// This is what crosses the fork: the frontend sends one, the backend
@@ -144,10 +147,10 @@ impl Message {
         name: impl Into<String>,
         value: &T,
     ) -> Result<Message> {
-        let mut bytes = crate::protocol::wire::fingerprint::<T>()
+        let mut bytes = crate::data::codec::fingerprint::<T>()
             .to_le_bytes()
             .to_vec();
-        crate::protocol::wire::append(value, &mut bytes)
+        crate::data::codec::append(value, &mut bytes)
             .map_err(|e| Error::new(ErrorKind::Encode).with_source(e))?;
         self.set(name, Value::Bytes(bytes.into()));
         Ok(self)
@@ -175,7 +178,7 @@ impl Message {
         })?;
         let bytes = value.as_bytes().ok_or_else(|| wrong(value.type_name()))?;
         let (fp, body) = bytes.split_at_checked(8).ok_or_else(|| wrong("bytes"))?;
-        if fp != crate::protocol::wire::fingerprint::<T>().to_le_bytes() {
+        if fp != crate::data::codec::fingerprint::<T>().to_le_bytes() {
             return Err(wrong("a typed value of another type"));
         }
         postcard::from_bytes(body).map_err(|e| Error::new(ErrorKind::Decode).with_source(e))
@@ -184,7 +187,7 @@ impl Message {
     /// Whether this is an error report from a backend (command `"error"`;
     /// see [`Backend`](crate::Backend) for its parameters).
     pub fn is_error(&self) -> bool {
-        self.command == crate::backend::ERROR_COMMAND
+        self.command == ERROR_COMMAND
     }
 }
 

@@ -3,6 +3,7 @@
 //! forms. Pure: no I/O, no knowledge of frames or processes.
 
 pub(crate) mod bytes;
+pub(crate) mod codec;
 pub(crate) mod message;
 pub(crate) mod serde_helpers;
 pub(crate) mod value;

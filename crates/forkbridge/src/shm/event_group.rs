@@ -28,7 +28,6 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use crate::data::value::{FromValue, Value};
 use crate::error::{Error, ErrorKind, Result};
 use crate::shm::event::{Event, EventKind, EventStore, GEN_BITS};
-use crate::shm::sync_index::SyncIndex;
 
 /// Identifies a reserved event of an [`EventGroup`]; put it in a message.
 ///
@@ -194,15 +193,6 @@ impl EventGroup {
         let event = Event::in_store(self.store.clone(), slot);
         let generation = event.renew();
         Ok((EventIndex { slot, generation }, event))
-    }
-
-    /// Reserves an event for one request; see [`SyncIndex`].
-    ///
-    /// # Errors
-    ///
-    /// As [`reserve`](EventGroup::reserve).
-    pub fn sync_index(&self) -> Result<SyncIndex> {
-        SyncIndex::new(self)
     }
 
     /// Returns a reserved event to the group.

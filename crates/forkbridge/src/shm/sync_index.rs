@@ -54,6 +54,19 @@ pub struct SyncIndex {
     event: Event,
 }
 
+// Here rather than in `event_group.rs`: the group does not need to know
+// the guard, the guard needs the group.
+impl EventGroup {
+    /// Reserves an event for one request; see [`SyncIndex`].
+    ///
+    /// # Errors
+    ///
+    /// As [`reserve`](EventGroup::reserve).
+    pub fn sync_index(&self) -> Result<SyncIndex> {
+        SyncIndex::new(self)
+    }
+}
+
 impl SyncIndex {
     /// Reserves an event of `group`.
     ///
