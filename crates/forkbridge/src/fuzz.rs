@@ -14,8 +14,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::Message;
-use crate::backend::decode_args;
-use crate::process::decode_reply;
+use crate::protocol::call::{decode_args, decode_reply};
 use crate::protocol::wire::{self, Decoder, Fingerprints, Frame, LEN_BYTES};
 
 /// Feeds `data` through the stream decoder the way a socket would.

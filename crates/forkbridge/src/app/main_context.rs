@@ -352,7 +352,7 @@ pub fn wait_any(
     let buffered: Vec<usize> = processes
         .iter()
         .enumerate()
-        .filter(|(_, p)| p.has_buffered_message())
+        .filter(|(_, p)| p.has_buffered())
         .map(|(i, _)| i)
         .collect();
     let timeout = if buffered.is_empty() {

@@ -43,9 +43,9 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::data::codec::fingerprint;
 use crate::data::message::{ERROR_COMMAND, Message};
 use crate::error::Result;
+use crate::protocol::call::decode_args;
 use crate::protocol::wire::{Failure, Fingerprints, Frame};
 use crate::sys::{fork, poll};
 use crate::transport::conn::{Conn, FLUSH_THRESHOLD};
@@ -416,38 +416,6 @@ pub(crate) fn report<F: AsFd>(
         .with("process", name);
     if let Err(e) = conn.feed(&msg) {
         log::error!(target: target, "could not report the error: {e}");
-    }
-}
-
-/// Decodes a typed call's arguments, refusing a call made for other
-/// argument or reply types (see `wire::Fingerprints`) and trailing bytes.
-pub(crate) fn decode_args<A: DeserializeOwned, R>(
-    command: &str,
-    types: Fingerprints,
-    args: &[u8],
-) -> Result<A, Failure> {
-    let mismatch = |what: &str, expected: &str| Failure {
-        kind: "decode".into(),
-        message: format!(
-            "'{command}' was called with other {what} types than its handler's ({expected})"
-        ),
-    };
-    if types.args != 0 && types.args != fingerprint::<A>() {
-        return Err(mismatch("argument", std::any::type_name::<A>()));
-    }
-    if types.reply != 0 && types.reply != fingerprint::<R>() {
-        return Err(mismatch("reply", std::any::type_name::<R>()));
-    }
-    match postcard::take_from_bytes::<A>(args) {
-        Ok((value, [])) => Ok(value),
-        Ok(_) => Err(Failure {
-            kind: "decode".into(),
-            message: format!("arguments of '{command}' have trailing bytes"),
-        }),
-        Err(e) => Err(Failure {
-            kind: "decode".into(),
-            message: format!("arguments of '{command}' do not decode: {e}"),
-        }),
     }
 }
 

@@ -44,11 +44,11 @@ use tokio::sync::mpsc;
 use tokio::task::{Id, JoinError, JoinSet};
 
 use crate::backend::{
-    BoxError, ChildInfo, HandlerResult, answer_call, decode_args, panic_message, pong, report,
-    unknown_typed,
+    BoxError, ChildInfo, HandlerResult, answer_call, panic_message, pong, report, unknown_typed,
 };
 use crate::data::message::Message;
 use crate::error::{Error, Result};
+use crate::protocol::call::decode_args;
 use crate::protocol::wire::{Failure, Fingerprints, Frame};
 use crate::sys::async_fd;
 use crate::transport::conn::{Conn, FLUSH_THRESHOLD, Filled};

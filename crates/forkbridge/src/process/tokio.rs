@@ -28,8 +28,9 @@ use tokio::time::Instant;
 
 use crate::data::message::Message;
 use crate::error::{Error, ErrorKind, Result};
-use crate::process::MessageProcess;
+use crate::process::{MessageProcess, SETTLE_WAIT};
 use crate::sys::async_fd;
+use crate::transport::conn::Conn;
 
 /// A started [`MessageProcess`] driven from async code.
 ///
@@ -155,7 +156,7 @@ impl AsyncMessageProcess {
                 .reply_deadline(id, Some(std::time::Instant::now()))
             {
                 Ok(value) => {
-                    return crate::process::decode_reply(&value, command)
+                    return crate::protocol::call::decode_reply(&value, command)
                         .map_err(|e| e.with_process(self.inner.name()));
                 }
                 Err(e) if e.is_timeout() => {}
@@ -338,5 +339,20 @@ impl fmt::Debug for AsyncMessageProcess {
         f.debug_tuple("AsyncMessageProcess")
             .field(&self.inner)
             .finish()
+    }
+}
+
+// What the async frontend needs of the blocking handle it wraps.
+impl MessageProcess {
+    /// The intercom, for the async frontend.
+    pub(crate) fn conn_mut(&mut self) -> &mut Conn {
+        &mut self.conn
+    }
+
+    /// The error a write to a gone backend returns, after collecting its
+    /// exit status (bounded).
+    pub(crate) fn disconnected_error(&mut self) -> Error {
+        self.settle(Some(std::time::Instant::now() + SETTLE_WAIT));
+        self.disconnected()
     }
 }

@@ -1,0 +1,329 @@
+//! [`MessageProcessBuilder`]: the settings of a process before it exists,
+//! and the [`ForkHooks`] a program adds around the fork.
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::backend::{self, Backend, ChildInfo};
+use crate::error::Result;
+use crate::protocol::wire::DEFAULT_MAX_FRAME;
+use crate::sys::socket;
+use crate::transport::conn::Conn;
+use crate::transport::intercom::Intercom;
+use crate::transport::lane::LaneRings;
+
+use super::{Config, Entry, MessageProcess, State, front_raw, registry, short_type_name};
+
+/// Configures a [`MessageProcess`] before it is created.
+///
+/// ```
+/// use std::time::Duration;
+/// # use forkbridge::{Backend, Handlers, MessageProcess};
+/// # struct Worker;
+/// # impl Backend for Worker { fn register(_: &mut Handlers<Self>) {} }
+///
+/// let process = MessageProcess::builder("worker-1")
+///     .ignore_sigint(true)
+///     .stop_timeout(Duration::from_secs(2))
+///     .build(Worker)?;
+/// # Ok::<(), forkbridge::Error>(())
+/// ```
+
+#[derive(Debug, Clone)]
+pub struct MessageProcessBuilder {
+    name: String,
+    ignore_sigint: bool,
+    allow_threads: bool,
+    stop_timeout: Duration,
+    kill_timeout: Duration,
+    max_frame_size: usize,
+    spin: Duration,
+    large: Option<(usize, usize)>,
+    hooks: Option<Arc<dyn ForkHooks>>,
+    keep_signal_handlers: bool,
+    frame_reads: bool,
+    #[cfg(feature = "tokio")]
+    async_config: crate::backend::tokio::AsyncConfig,
+}
+
+/// Code to run around the fork, for a runtime embedded in the program that
+/// must prepare for it (the Python binding calls `PyOS_BeforeFork` and its
+/// siblings here). Each method runs on the thread that calls
+/// [`MessageProcess::start`].
+///
+/// `after_fork_child` runs in the child right after forkbridge's own setup
+/// (parent-death signal, signals, fds) and before the backend; the fork's
+/// rules apply to it (see [`MessageProcess`]).
+pub trait ForkHooks: Send + Sync + fmt::Debug {
+    /// In the parent, just before `fork(2)`.
+    fn before_fork(&self) {}
+    /// In the child, before the backend runs.
+    fn after_fork_child(&self) {}
+    /// In the parent, just after `fork(2)`, whether it succeeded or not.
+    fn after_fork_parent(&self) {}
+}
+
+impl MessageProcessBuilder {
+    /// Sends messages whose strings and byte strings hold at least
+    /// `threshold` bytes through a shared-memory lane instead of the socket,
+    /// transparently, both ways: the message is encoded straight into a
+    /// shared slot, and only a small marker goes through the socket, in
+    /// order — so a huge message neither costs a socket's worth of copies
+    /// and wake-ups nor holds up small ones behind it in the socket. Each
+    /// direction has two slots of `slot_size` bytes (address space only,
+    /// until used). The sender writes the slot it wrote last again when the
+    /// receiver is done with it (its cache lines are still warm: ~30%
+    /// faster for 4 MiB here), waiting for it a fraction of a copy's time
+    /// if the receiver is usually that quick, and the other slot when the
+    /// receiver is still working on a frame, so the two overlap. When both
+    /// are busy, or a message does not fit a slot, it takes the socket.
+    /// Off by default: it maps 4 slots per process.
+    ///
+    /// The receiver does not copy large byte strings out of the slot: a
+    /// received [`Value::Bytes`](crate::Value::Bytes) of 4 KiB or more is
+    /// lent by the slot ([`Bytes::is_lent`](crate::Bytes::is_lent)), and
+    /// the slot goes back to the sender when the last value lending from it
+    /// is dropped. So the lane costs one copy in all, the sender's. A
+    /// program that keeps such values keeps their slots: one kept value
+    /// (the previous frame, to compare with) leaves the other slot to the
+    /// lane; with both kept, the sender waits up to 20 ms for one, once,
+    /// and sends through the socket until a slot is free again. An async
+    /// end (an `AsyncBackend`, an `AsyncMessageProcess`) never waits for a
+    /// slot, which would block its runtime's thread: with both busy, its
+    /// message takes the socket at once. A value still held when its
+    /// process forks is never given back (a copy of it may be read in the
+    /// child), so a received message moved into a backend before `start`
+    /// costs its lane a slot for good; `Bytes::into_vec` makes an owned
+    /// copy.
+    pub fn large_messages(mut self, threshold: usize, slot_size: usize) -> Self {
+        self.large = Some((threshold.max(1), slot_size.max(4096)));
+        self
+    }
+
+    /// Spin up to `spin` on the socket before sleeping, on both sides (the
+    /// frontend's receives and the blocking backend's loop). A request and
+    /// its reply then cost a few microseconds instead of two sleeps and
+    /// wake-ups (~50 µs on these VMs), at the price of a busy CPU for up to
+    /// `spin` whenever either side waits. Default: zero (never spin).
+    pub fn spin_before_sleep(mut self, spin: Duration) -> Self {
+        self.spin = spin;
+        self
+    }
+
+    /// The backend ignores `SIGINT` (the seed's `ignoreSIGINT`), so a
+    /// Ctrl-C in the terminal reaches only the parent, which then stops its
+    /// processes in order. Default: `false` (Ctrl-C kills the backend too).
+    pub fn ignore_sigint(mut self, yes: bool) -> Self {
+        self.ignore_sigint = yes;
+        self
+    }
+
+    /// Fork even if the process has other threads. See the module docs of
+    /// [`MessageProcess`] for what can go wrong. Default: `false`.
+    pub fn allow_threads(mut self, yes: bool) -> Self {
+        self.allow_threads = yes;
+        self
+    }
+
+    /// How long [`stop`](MessageProcess::stop) waits for the backend to
+    /// finish after the stop request before sending `SIGTERM`. Default: 5 s.
+    pub fn stop_timeout(mut self, timeout: Duration) -> Self {
+        self.stop_timeout = timeout;
+        self
+    }
+
+    /// How long `stop` waits after `SIGTERM` before `SIGKILL`. Default: 1 s.
+    pub fn kill_timeout(mut self, timeout: Duration) -> Self {
+        self.kill_timeout = timeout;
+        self
+    }
+
+    /// The largest frame either side accepts, in bytes (checked on the
+    /// header, before allocating). Larger messages fail to send with
+    /// [`ErrorKind::FrameTooLarge`]; larger incoming frames are skipped and
+    /// reported. The limit holds on every path, the
+    /// [large-message lane](MessageProcessBuilder::large_messages)'s
+    /// included. Default: 64 MiB.
+    pub fn max_frame_size(mut self, bytes: usize) -> Self {
+        self.max_frame_size = bytes.max(16);
+        self
+    }
+
+    /// Which tokio runtime an async backend builds in the child. Default:
+    /// [`RuntimeFlavor::CurrentThread`](crate::RuntimeFlavor::CurrentThread).
+    #[cfg(feature = "tokio")]
+    pub fn runtime(mut self, flavor: crate::RuntimeFlavor) -> Self {
+        self.async_config.flavor = flavor;
+        self
+    }
+
+    /// How long an async backend's background tasks may run on after a stop
+    /// request before they are cancelled. Default: 1 s. Keep it below
+    /// [`stop_timeout`](MessageProcessBuilder::stop_timeout).
+    #[cfg(feature = "tokio")]
+    pub fn task_grace(mut self, grace: Duration) -> Self {
+        self.async_config.grace = grace;
+        self
+    }
+
+    /// Runs `hooks` around the fork (see [`ForkHooks`]).
+    pub fn fork_hooks(mut self, hooks: Arc<dyn ForkHooks>) -> Self {
+        self.hooks = Some(hooks);
+        self
+    }
+
+    /// The child keeps the parent's signal handlers instead of starting with
+    /// the default dispositions (`SIGINT` is still ignored if asked). For an
+    /// embedded interpreter whose handlers the backend relies on (Python's
+    /// `KeyboardInterrupt`). Default: `false`.
+    pub fn keep_signal_handlers(mut self, yes: bool) -> Self {
+        self.keep_signal_handlers = yes;
+        self
+    }
+
+    /// The frontend reads one frame per `recv(2)` pair (its length, then the
+    /// rest) instead of everything the socket holds, so a message never
+    /// waits in the handle while its fd looks idle: a program may `select`
+    /// on the fd and read one message per wake-up, as Python's
+    /// `multiprocessing` users do. Costs a second syscall per message on
+    /// bursts. (While a send waits for room it still reads ahead, so that
+    /// two writers never deadlock.) Default: `false`.
+    pub fn frame_reads(mut self, yes: bool) -> Self {
+        self.frame_reads = yes;
+        self
+    }
+
+    /// Creates a process whose backend is the function `run`, called in the
+    /// child with its end of the intercom; its return value is the exit
+    /// status. For a backend that runs its own loop (see [`Intercom`]);
+    /// everything else — fork, setup, stop bound, faults — is as with
+    /// [`build`](MessageProcessBuilder::build).
+    ///
+    /// # Errors
+    ///
+    /// As [`build`](MessageProcessBuilder::build).
+    pub fn build_fn<F>(self, run: F) -> Result<MessageProcess>
+    where
+        F: FnOnce(Intercom) -> i32 + Send + 'static,
+    {
+        let target = self.name.clone();
+        self.build_with(target, move |fd, info| {
+            let (name, spin) = (info.name.clone(), info.spin);
+            run(Intercom::new(info.intercom(fd), name, spin))
+        })
+    }
+
+    /// Creates the process (and its intercom) without starting it.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::Io`] if the socketpair cannot be created (fd limit).
+    pub fn build<B: Backend>(self, backend: B) -> Result<MessageProcess> {
+        let target = format!("{}.{}", short_type_name::<B>(), self.name);
+        self.build_with(target, move |fd, info| backend::run(backend, fd, info))
+    }
+
+    /// Creates a process whose backend is async, on a tokio runtime built in
+    /// the child (see [`AsyncBackend`](crate::AsyncBackend)).
+    ///
+    /// # Errors
+    ///
+    /// As [`build`](MessageProcessBuilder::build).
+    #[cfg(feature = "tokio")]
+    pub fn build_async<B: crate::AsyncBackend>(self, backend: B) -> Result<MessageProcess> {
+        let target = format!("{}.{}", short_type_name::<B>(), self.name);
+        let config = self.async_config;
+        self.build_with(target, move |fd, info| {
+            crate::backend::tokio::run(backend, fd, info, config)
+        })
+    }
+
+    pub(super) fn build_with(
+        self,
+        target: String,
+        run: impl FnOnce(OwnedFd, ChildInfo) -> i32 + Send + 'static,
+    ) -> Result<MessageProcess> {
+        let lane = match self.large {
+            Some((threshold, slot_size)) => Some(LaneRings::new(threshold, slot_size)?),
+            None => None,
+        };
+        let (front, back) = socket::socketpair()?;
+        registry::add(front.as_raw_fd());
+        registry::add(back.as_raw_fd());
+        let mut conn = Conn::new(front, self.max_frame_size);
+        conn.set_frame_reads(self.frame_reads);
+        if let Some(rings) = &lane {
+            match rings.frontend_end() {
+                Ok(end) => conn.set_lane(end),
+                Err(e) => {
+                    registry::remove(front_raw(&conn));
+                    registry::remove(back.as_raw_fd());
+                    return Err(e);
+                }
+            }
+        }
+        let info = ChildInfo {
+            name: self.name.clone(),
+            target: target.clone(),
+            max_frame: self.max_frame_size,
+            spin: self.spin,
+            lane,
+        };
+        let entry: Entry = Box::new(move |fd| run(fd, info));
+        Ok(MessageProcess {
+            name: self.name,
+            target,
+            config: Config {
+                spin: self.spin,
+                ignore_sigint: self.ignore_sigint,
+                allow_threads: self.allow_threads,
+                stop_timeout: self.stop_timeout,
+                kill_timeout: self.kill_timeout,
+                keep_signal_handlers: self.keep_signal_handlers,
+            },
+            hooks: self.hooks,
+            conn,
+            state: State::Idle {
+                entry,
+                backend_end: back,
+            },
+            inbox: VecDeque::new(),
+            last_call: 0,
+            wait_in_read: false,
+            stop_requested: false,
+        })
+    }
+}
+
+impl MessageProcess {
+    /// A builder with the default settings and this name.
+    pub fn builder(name: impl Into<String>) -> MessageProcessBuilder {
+        MessageProcessBuilder {
+            name: name.into(),
+            ignore_sigint: false,
+            allow_threads: false,
+            stop_timeout: Duration::from_secs(5),
+            kill_timeout: Duration::from_secs(1),
+            max_frame_size: DEFAULT_MAX_FRAME,
+            spin: Duration::ZERO,
+            large: None,
+            hooks: None,
+            keep_signal_handlers: false,
+            frame_reads: false,
+            #[cfg(feature = "tokio")]
+            async_config: Default::default(),
+        }
+    }
+
+    /// Creates a process with default settings; `start` forks it.
+    ///
+    /// # Errors
+    ///
+    /// As [`MessageProcessBuilder::build`].
+    pub fn new<B: Backend>(name: impl Into<String>, backend: B) -> Result<MessageProcess> {
+        MessageProcess::builder(name).build(backend)
+    }
+}

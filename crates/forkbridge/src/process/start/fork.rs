@@ -1,0 +1,115 @@
+//! The fork start method: the child is a copy of the caller, made by
+//! `fork(2)` on the caller's thread.
+//!
+//! The copy is why it is fast and why it has rules. Only the forking thread
+//! exists in the child, so a lock another thread held stays held there:
+//! with more than one thread it refuses (`ForkWithThreads`) unless the
+//! program opted in. Buffered stdio would be written twice, so it is
+//! flushed first. The child resets what it inherited (signal dispositions
+//! and mask, the registry's fds, its name) before the backend's entry runs
+//! (see `sys::fork::child_setup`).
+
+use std::io::Write;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::time::Instant;
+
+use crate::error::{Error, ErrorKind};
+use crate::process::builder::ForkHooks;
+use crate::sys::fork::{self, ChildSetup, Forked};
+use crate::sys::pidfd;
+
+use super::super::lifecycle::wait_reap;
+use super::super::{Config, Entry, KILL_WAIT, registry};
+use super::{Failed, Started};
+
+/// Forks the backend; the child runs `entry` with `backend_end` and exits.
+pub(in crate::process) fn start(
+    name: &str,
+    config: &Config,
+    hooks: Option<&dyn ForkHooks>,
+    entry: Entry,
+    backend_end: OwnedFd,
+) -> Result<Started, Failed> {
+    if !config.allow_threads {
+        let refused = match fork::thread_count() {
+            Ok(threads) if threads > 1 => Some(Error::new(ErrorKind::ForkWithThreads { threads })),
+            Ok(_) => None,
+            Err(e) => Some(Error::io(e)),
+        };
+        if let Some(error) = refused {
+            return Err(Failed::NotStarted {
+                error,
+                entry,
+                backend_end,
+            });
+        }
+    }
+    // A buffer copied into the child would be written twice.
+    let _ = std::io::stdout().flush();
+    let _ = std::io::stderr().flush();
+    let close = registry::snapshot_without(backend_end.as_raw_fd());
+    let setup = ChildSetup {
+        parent: fork::getpid(),
+        parent_death_signal: fork::is_main_thread().then(fork::parent_death_signal),
+        ignore_sigint: config.ignore_sigint,
+        keep_handlers: config.keep_signal_handlers,
+        close: &close,
+        comm: fork::comm(name),
+    };
+    if let Some(hooks) = hooks {
+        hooks.before_fork();
+    }
+    let forked = fork::fork();
+    if let (Some(hooks), Ok(Forked::Parent(_)) | Err(_)) = (hooks, &forked) {
+        hooks.after_fork_parent();
+    }
+    let pid = match forked {
+        Ok(Forked::Child) => child_main(&setup, hooks, entry, backend_end),
+        Ok(Forked::Parent(pid)) => pid,
+        Err(e) => {
+            return Err(Failed::NotStarted {
+                error: Error::io(e),
+                entry,
+                backend_end,
+            });
+        }
+    };
+    registry::remove(backend_end.as_raw_fd());
+    drop(backend_end);
+    // The backend value's parent copy: the child owns the real one now.
+    drop(entry);
+    match pidfd::pidfd_open(pid) {
+        Ok(pidfd) => Ok(Started { pid, pidfd }),
+        Err(e) => {
+            let _ = fork::kill(pid, libc::SIGKILL);
+            let _ = wait_reap(pid, None, Some(Instant::now() + KILL_WAIT));
+            Err(Failed::Lost {
+                error: Error::io(e),
+                pid,
+            })
+        }
+    }
+}
+
+/// The child's side of `start`. Never returns.
+fn child_main(
+    setup: &ChildSetup<'_>,
+    hooks: Option<&dyn ForkHooks>,
+    entry: Entry,
+    backend_end: OwnedFd,
+) -> ! {
+    if !fork::child_setup(setup) {
+        fork::exit_now(1);
+    }
+    if let Some(hooks) = hooks {
+        hooks.after_fork_child();
+    }
+    // From here on this process is a parent too: the processes its backend
+    // starts must close this intercom end (and nothing the list held in the
+    // parent, whose numbers are free here).
+    registry::reset_in_child(backend_end.as_raw_fd());
+    let code = catch_unwind(AssertUnwindSafe(|| entry(backend_end))).unwrap_or(101);
+    let _ = catch_unwind(|| std::io::stdout().flush());
+    fork::exit_now(code)
+}
