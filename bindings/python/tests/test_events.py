@@ -1,5 +1,6 @@
 """EventGroup, SyncIndex and safe_select."""
 
+import errno
 import multiprocessing
 import os
 import select
@@ -171,6 +172,22 @@ def test_safe_select_takes_high_fds_and_returns_the_objects():
     finally:
         for fd in (r, w, high):
             os.close(fd)
+
+
+def test_safe_select_raises_for_a_closed_fd_as_select_does():
+    r, w = os.pipe()
+    os.close(r)
+    try:
+        for lists in (([r], [], []), ([], [r], []), ([], [], [r])):
+            started = time.monotonic()
+            with pytest.raises(OSError) as caught:
+                safe_select(*lists, 5)
+            assert caught.value.errno == errno.EBADF
+            assert time.monotonic() - started < 2
+        with pytest.raises(ValueError):
+            safe_select([-1], [], [], 0)
+    finally:
+        os.close(w)
 
 
 def test_safe_select_survives_a_signal_whose_handler_returns():
