@@ -104,6 +104,7 @@ def test_sync_index_yields_the_same_numbers(kind):
             eg.set(i)
     assert got == [0, 1, 2, 0, 1, 2, 0]
     assert all(type(i) is int for i in got)
+    assert SyncIndex(eg).eg is eg  # valkka's attribute name
 
 
 @pytest.mark.parametrize("kind", KINDS)

@@ -580,7 +580,7 @@ class Context(MainContext):
 def test_stop_thread_waits_for_call_only_when_asked(t, linger):
     ctx = Context(linger, t)
     ctx.runAsThread()
-    thread = ctx._thread
+    thread = ctx.thread
     try:
         result, took = timed(ctx.stopThread)
         k = kind(t)

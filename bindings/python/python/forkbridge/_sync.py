@@ -196,6 +196,7 @@ class SyncIndex:
         if timeout is not None and timeout != timeout:
             raise ValueError("SyncIndex: the timeout cannot be NaN")
         self.event_group = event_group
+        self.eg = event_group  # valkka's name for it
         self.timeout = timeout
         self.event: Any = None
         self.index: int | None = None
