@@ -1,7 +1,7 @@
 //! `EventGroup` and `Event`: the core's process-shared events for Python.
 
-use forkbridge::{EventIndex, EventKind, FromValue, Value};
-use pyo3::exceptions::{PyTypeError, PyValueError};
+use forkbridge::{EventIndex, EventKind};
+use pyo3::exceptions::{PyOverflowError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 
 use crate::SIGNAL_SLICE;
@@ -90,21 +90,75 @@ impl Event {
 }
 
 /// The core's `EventGroup`; the Python package's `EventGroup` wraps it.
+///
+/// Python sees an event's index as its slot, the plain int in `range(n)`
+/// that valkka-multiprocess hands out, not the core's [`EventIndex`] with
+/// its generation: programs keep one array slot per event and address it
+/// with the same number. The generation cannot travel in a plain int, so
+/// `set` sets whichever reservation holds the slot now (see the package's
+/// `EventGroup` docstring for what that means for late sets).
 #[pyclass(frozen, module = "forkbridge._native")]
 pub(crate) struct EventGroup {
     inner: forkbridge::EventGroup,
 }
 
-fn index(i: &Bound<'_, PyAny>) -> PyResult<EventIndex> {
-    let raw: u64 = i
-        .extract()
-        .map_err(|_| PyTypeError::new_err("an event index is an int from EventGroup.reserve"))?;
-    EventIndex::from_value(&Value::from(raw))
-        .ok_or_else(|| PyValueError::new_err(format!("{raw} is not an event index")))
-}
+impl EventGroup {
+    /// `i` as a slot of this group: `TypeError` if it is not an int (or
+    /// has no `__index__`), `ValueError` outside `range(len)`.
+    fn slot(&self, i: &Bound<'_, PyAny>) -> PyResult<u32> {
+        let n = self.inner.len();
+        let out_of_range = || {
+            PyValueError::new_err(format!(
+                "event index {} is out of range for an EventGroup of {n}",
+                i.repr().map_or_else(|_| "?".to_owned(), |r| r.to_string())
+            ))
+        };
+        let value: i64 = match i.extract() {
+            Ok(v) => v,
+            Err(e) if e.is_instance_of::<PyOverflowError>(i.py()) => return Err(out_of_range()),
+            Err(_) => {
+                return Err(PyTypeError::new_err(format!(
+                    "an event index is an int from EventGroup.reserve, not {}",
+                    i.get_type()
+                        .name()
+                        .map_or_else(|_| "?".to_owned(), |n| n.to_string())
+                )));
+            }
+        };
+        usize::try_from(value)
+            .ok()
+            .filter(|&v| v < n)
+            .and_then(|v| u32::try_from(v).ok())
+            .ok_or_else(out_of_range)
+    }
 
-fn raw(index: EventIndex) -> u64 {
-    Value::from(index).as_u64().unwrap_or_default()
+    /// The slot of `event` if it is one of this group's events, else a
+    /// `ValueError` naming what `method` got (valkka looks the event up in
+    /// its list, which raises `ValueError` too).
+    fn slot_of(&self, method: &str, event: &Bound<'_, PyAny>) -> PyResult<u32> {
+        event
+            .cast::<Event>()
+            .ok()
+            .and_then(|e| self.inner.index_of(&e.get().inner).ok())
+            .map(EventIndex::slot)
+            .ok_or_else(|| {
+                PyValueError::new_err(format!(
+                    "EventGroup.{method}: {} is not an event of this EventGroup",
+                    event
+                        .repr()
+                        .map_or_else(|_| "the object".to_owned(), |r| r.to_string())
+                ))
+            })
+    }
+
+    fn release_slot(&self, slot: u32) -> PyResult<()> {
+        let event = self.inner.get(slot).py_err()?;
+        self.inner.release(&event).map_err(|_| {
+            PyValueError::new_err(format!(
+                "event {slot} of this EventGroup is not reserved (released twice?)"
+            ))
+        })
+    }
 }
 
 #[pymethods]
@@ -122,38 +176,43 @@ impl EventGroup {
         })
     }
 
-    /// `(index, event)`, the event cleared; `NotEnoughEvents` when all are
-    /// reserved.
-    fn reserve(&self) -> PyResult<(u64, Event)> {
+    /// `(index, event)`, the event cleared; the index is the event's slot.
+    /// Free slots are handed out oldest release first (a fresh group: 0, 1,
+    /// 2, ...). `NotEnoughEvents` when all are reserved.
+    fn reserve(&self) -> PyResult<(u32, Event)> {
         let (i, event) = self.inner.reserve().py_err()?;
-        Ok((raw(i), Event { inner: event }))
+        Ok((i.slot(), Event { inner: event }))
     }
 
-    fn release(&self, event: &Event) -> PyResult<()> {
-        self.inner.release(&event.inner).py_err()
+    fn release(&self, event: &Bound<'_, PyAny>) -> PyResult<()> {
+        let slot = self.slot_of("release", event)?;
+        self.release_slot(slot)
     }
 
     fn release_ind(&self, i: &Bound<'_, PyAny>) -> PyResult<()> {
-        self.inner.release_index(index(i)?).py_err()
+        let slot = self.slot(i)?;
+        self.release_slot(slot)
     }
 
-    /// Sets the event reserved as `i`; `False` if that reservation is over
-    /// (a late set never wakes a later request).
-    fn set(&self, i: &Bound<'_, PyAny>) -> PyResult<bool> {
-        self.inner.set(index(i)?).py_err()
+    /// Sets the event in slot `i`, reserved or not: a backend cannot tell
+    /// (the reservations are the frontend's memory).
+    fn set(&self, i: &Bound<'_, PyAny>) -> PyResult<()> {
+        let slot = self.slot(i)?;
+        self.inner.get(slot).py_err()?.set();
+        Ok(())
     }
 
     #[allow(non_snake_case)]
     fn fromIndex(&self, i: &Bound<'_, PyAny>) -> PyResult<Event> {
-        let i = index(i)?;
+        let slot = self.slot(i)?;
         Ok(Event {
-            inner: self.inner.get(i.slot()).py_err()?,
+            inner: self.inner.get(slot).py_err()?,
         })
     }
 
     #[allow(non_snake_case)]
-    fn asIndex(&self, event: &Event) -> PyResult<u64> {
-        Ok(raw(self.inner.index_of(&event.inner).py_err()?))
+    fn asIndex(&self, event: &Bound<'_, PyAny>) -> PyResult<u32> {
+        self.slot_of("asIndex", event)
     }
 
     fn free(&self) -> usize {

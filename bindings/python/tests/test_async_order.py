@@ -133,9 +133,10 @@ def test_tasks_past_the_grace_are_cancelled():
 # ---- MessageProcess (inherited): "An exception there, or an unknown
 # command, is ... reported to the frontend as MessageObject("error",
 # kind=..., command=..., error=..., process=...); the backend keeps
-# running"; README: "A c__ method that raises, or is called with wrong
-# parameters, is logged and reported ... Unknown commands are reported the
-# same way."
+# running"; README (Differences): a c__ method that raises is "Logged, and
+# sent to the frontend as MessageObject("error", kind="handler_error", ...);
+# the backend goes on", an unknown command sends "MessageObject("error",
+# kind="unknown_command", ...)".
 
 
 def check_error(err, kind, command, text):

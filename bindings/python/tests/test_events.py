@@ -1,5 +1,6 @@
 """EventGroup, SyncIndex and safe_select."""
 
+import errno
 import multiprocessing
 import os
 import select
@@ -69,14 +70,29 @@ def test_double_release_and_unknown_index_are_errors():
         eg.release_ind(i)
 
 
-def test_a_late_set_does_not_wake_the_next_reservation():
+def test_a_set_made_while_the_index_is_free_is_forgotten_by_reserve():
+    eg = EventGroup(1)
+    i, event = eg.reserve()
+    eg.release(event)
+    eg.set(i)  # a late answer, the index free
+    j, event2 = eg.reserve()
+    assert j == i and not event2.is_set()
+    eg.set(j)
+    assert event2.is_set()
+    eg.release(event2)
+
+
+def test_set_reaches_whichever_reservation_holds_the_index():
+    # The documented limit of a plain-int index: the backend has only the
+    # number, so an answer for an earlier reservation sets the event of the
+    # reservation that holds the index now.
     eg = EventGroup(1)
     i, event = eg.reserve()
     eg.release(event)
     j, event2 = eg.reserve()
-    assert eg.set(i) is False  # the old reservation: nothing happens
-    assert not event2.is_set()
-    assert eg.set(j) is True and event2.is_set()
+    assert j == i
+    assert eg.set(i) is None  # valkka's set returns nothing either
+    assert event2.is_set()
     eg.release(event2)
 
 
@@ -156,6 +172,22 @@ def test_safe_select_takes_high_fds_and_returns_the_objects():
     finally:
         for fd in (r, w, high):
             os.close(fd)
+
+
+def test_safe_select_raises_for_a_closed_fd_as_select_does():
+    r, w = os.pipe()
+    os.close(r)
+    try:
+        for lists in (([r], [], []), ([], [r], []), ([], [], [r])):
+            started = time.monotonic()
+            with pytest.raises(OSError) as caught:
+                safe_select(*lists, 5)
+            assert caught.value.errno == errno.EBADF
+            assert time.monotonic() - started < 2
+        with pytest.raises(ValueError):
+            safe_select([-1], [], [], 0)
+    finally:
+        os.close(w)
 
 
 def test_safe_select_survives_a_signal_whose_handler_returns():

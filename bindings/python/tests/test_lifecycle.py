@@ -76,8 +76,8 @@ class AsyncWorker(AsyncBackMessageProcess):
         sys.exit(code)
 
 
-# ---- README:241-242: "A dead backend: getPipe().recv() returns what it
-# sent, then raises BackendGone"
+# ---- README (Differences), a dead backend: "recv() returns what the
+# backend sent, then raises BackendGone"
 
 
 @pytest.mark.parametrize("cls", [Worker, AsyncWorker])
@@ -126,9 +126,9 @@ def test_request_stop_comes_after_the_commands_sent_before_it(cls):
 
 
 # ---- postRun__ ("runs after the loop, just before the process exits"),
-# asyncPost__ ("runs in the loop after the last command"), README:259-260
-# ("The 'I am leaving' None the backend sends comes after postRun__ ...;
-# the async backend sends it too").
+# asyncPost__ ("runs in the loop after the last command"), README
+# (Differences): the "I am leaving" None "comes after postRun__, from both
+# classes".
 
 
 class Posting(Worker):

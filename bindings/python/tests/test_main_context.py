@@ -78,7 +78,7 @@ def test_stop_thread_is_bounded_with_a_call_that_never_returns():
     m.stopThread()
     assert time.monotonic() - started < 0.9
     assert all(w.exitcode == 0 for w in m.workers)
-    m._thread.join()
+    m.thread.join()
 
 
 @pytest.mark.parametrize("timeout", [float("inf"), 1e18, sys.maxsize])
@@ -89,5 +89,5 @@ def test_stop_thread_takes_a_timeout_with_no_limit_and_closes(timeout):
     m = Patient()
     m.runAsThread()
     m.stopThread()  # __call__ reads aux_pipe_read: it returns at once
-    assert not m._thread.is_alive()
+    assert not m.thread.is_alive()
     assert all(w.exitcode == 0 for w in m.workers), "close() did not run"

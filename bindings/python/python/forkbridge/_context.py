@@ -39,7 +39,6 @@ class MainContext:
         self.logger = logging.getLogger(type(self).__name__)
         self.started = False
         self.aux_pipe_read, self.aux_pipe_write = multiprocessing.Pipe()
-        self._thread: threading.Thread | None = None
         self.startProcesses()
         self.startThreads()
 
@@ -76,10 +75,10 @@ class MainContext:
         self.logger.setLevel(logging.DEBUG)
 
     def runAsThread(self) -> None:
-        """Runs ``__call__`` in a thread (testing, GUIs)."""
+        """Runs ``__call__`` in a thread, ``self.thread`` (testing, GUIs)."""
         self.logger.critical("starting as thread")
-        self._thread = threading.Thread(target=self.__call__, name=type(self).__name__)
-        self._thread.start()
+        self.thread = threading.Thread(target=self.__call__, name=type(self).__name__)
+        self.thread.start()
 
     def stopThread(self) -> None:
         """Ends a ``runAsThread`` run: sends ``None`` on ``aux_pipe_write``
@@ -91,15 +90,18 @@ class MainContext:
             raise ValueError("thread_join_timeout cannot be NaN")
         self.logger.critical("stopping thread")
         self.aux_pipe_write.send(None)
+        # valkka's attribute, set by runAsThread (not by __init__: a
+        # subclass may have its own `thread`).
+        thread: threading.Thread | None = getattr(self, "thread", None)
         try:
-            if self._thread is not None:
+            if thread is not None:
                 # `threading` refuses timeouts past TIMEOUT_MAX (`inf`,
                 # 1e18): those mean "as long as it takes"; zero or less
                 # does not wait.
                 if timeout is None or not timeout < threading.TIMEOUT_MAX:
                     timeout = None
-                self._thread.join(timeout)
-                if self._thread.is_alive():
+                thread.join(timeout)
+                if thread.is_alive():
                     self.logger.error(
                         "__call__ did not return within %s s (does it read aux_pipe_read?)",
                         self.thread_join_timeout,

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import errno
 import math
+import os
 import select
 import time
 from typing import Any, Sequence
@@ -30,7 +32,9 @@ def safe_select(
     Unlike ``select.select`` it takes descriptors above 1023, and a signal
     whose handler returns does not end the wait early (the remaining time is
     waited, as PEP 475 does); a handler that raises (``KeyboardInterrupt``)
-    raises out of it, as with ``select``.
+    raises out of it, as with ``select``. A closed descriptor raises
+    ``OSError`` (``EBADF``), a negative one ``ValueError``, as with
+    ``select``.
     """
     poller = select.poll()
     masks: dict[int, int] = {}
@@ -43,6 +47,11 @@ def safe_select(
     ready = dict(_poll(poller, timeout))
     if not ready:
         return [], [], []
+    for fd, events in ready.items():
+        if events & select.POLLNVAL:
+            # select() raises for a closed fd; returning "nothing ready"
+            # at once would spin a select loop instead.
+            raise OSError(errno.EBADF, "%s (fd %d)" % (os.strerror(errno.EBADF), fd))
     out: tuple[list[Any], list[Any], list[Any]] = ([], [], [])
     for objs, mask, result in ((l1, _READ, out[0]), (l2, _WRITE, out[1]), (l3, _EXCEPT, out[2])):
         for obj in objs:

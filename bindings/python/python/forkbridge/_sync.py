@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import collections
+import operator
+import threading
 from types import TracebackType
 from typing import Any, Callable
 
@@ -36,14 +38,30 @@ class EventGroup:
     ``select``. Any other class with ``set`` / ``clear`` / ``wait`` (such as
     libValkka's ``EventFd``) is instantiated ``n`` times and used as is.
 
-    With the default class, indices are ints that also encode a generation:
-    a backend that sets an event after the frontend released it sets
-    nothing (``set`` returns False), so a late answer never wakes the next
-    request. With another class the index is the event's position and
-    ``set`` sets whichever reservation holds it now, as in
-    valkka-multiprocess. Releasing twice,
-    or an index never reserved, raises ``ValueError``; exhaustion raises
-    ``NotEnoughEvents`` (an ``Exception``).
+    An index is the event's position, a plain ``int`` in ``range(n)``, as
+    in valkka-multiprocess: use it as a list or shared-array index, put it
+    in a ``MessageObject``, JSON or a pickle. The free indices form a
+    queue: a fresh group hands out 0, 1, ..., n-1, and a released index
+    goes to the back, so it comes back only after every index that was free
+    when it was released has been reserved (valkka's rotation).
+    ``reserve()`` clears the event, so a set that arrived while it was free
+    is forgotten.
+
+    ``set(i)`` sets the event at ``i`` whichever reservation holds it:
+    the backend has nothing but the number, and the reservations are the
+    frontend's memory. So a backend that answers after the frontend stopped
+    waiting (a ``SyncIndex`` timeout) and released the index wakes the
+    request that reserved that index again, if one has; its wait then
+    returns before its own answer. Where waits can time out, check the
+    answer itself (a request number in the message and the reply), or make
+    the group larger than the requests in flight plus the answers that can
+    be late.
+
+    Errors: an index outside ``range(n)`` (negative ones included) is a
+    ``ValueError`` in every method, and so is releasing an index or event
+    that is not reserved (released twice) or an object that is not one of
+    the group's events; exhaustion raises ``NotEnoughEvents`` (an
+    ``Exception``). Reserve and release are safe from several threads.
     """
 
     def __init__(
@@ -56,61 +74,94 @@ class EventGroup:
         else:
             assert event_class is not None
             self.events = [event_class() for _ in range(n)]
-        self.index: collections.deque[int] = collections.deque(range(n))
+        # The free list and marks of a user's event class; the default
+        # class keeps them in the native group.
+        self._lock = threading.Lock()
+        self._free: collections.deque[int] = collections.deque(range(n))
         self._reserved = [False] * n
 
     def __len__(self) -> int:
         return len(self.events)
 
+    def _slot(self, i: Any) -> int:
+        try:
+            slot = operator.index(i)
+        except TypeError:
+            raise TypeError(
+                "an event index is an int from EventGroup.reserve, not %s" % type(i).__name__
+            ) from None
+        if not 0 <= slot < len(self.events):
+            raise ValueError(
+                "event index %r is out of range for an EventGroup of %d" % (i, len(self.events))
+            )
+        return slot
+
     def reserve(self) -> tuple[int, Any]:
-        """``(index, event)`` with the event cleared."""
+        """``(index, event)`` with the event cleared; the index is the
+        oldest free one."""
         if self._native is not None:
-            i, event = self._native.reserve()
-            return i, event
-        if not self.index:
-            raise NotEnoughEvents("all %d events of the group are reserved" % len(self.events))
-        i = self.index.popleft()
-        self._reserved[i] = True
+            return self._native.reserve()
+        with self._lock:
+            if not self._free:
+                raise NotEnoughEvents(
+                    "all %d events of the group are reserved" % len(self.events)
+                )
+            i = self._free.popleft()
+            self._reserved[i] = True
         event = self.events[i]
+        # Set first: clearing a fresh libValkka EventFd fails (valkka's
+        # order).
         event.set()
         event.clear()
         return i, event
 
     def release(self, event: Any) -> None:
+        """Returns a reserved event to the back of the free list."""
         if self._native is not None:
             self._native.release(event)
             return
-        self.release_ind(self.asIndex(event))
+        self.release_ind(self._index_of(event, "release"))
 
     def release_ind(self, index: int) -> None:
+        """``release`` by the event's index."""
         if self._native is not None:
             self._native.release_ind(index)
             return
-        if not (0 <= index < len(self.events)) or not self._reserved[index]:
-            raise ValueError("event %r is not reserved in this group" % (index,))
-        self._reserved[index] = False
-        self.index.append(index)
+        slot = self._slot(index)
+        with self._lock:
+            if not self._reserved[slot]:
+                raise ValueError(
+                    "event %d of this EventGroup is not reserved (released twice?)" % slot
+                )
+            self._reserved[slot] = False
+            self._free.append(slot)
 
-    def set(self, i: int) -> bool:
-        """Sets the event reserved as ``i`` (backend); False if that
-        reservation is already over."""
+    def set(self, i: int) -> None:
+        """Sets the event at index ``i`` (backend), reserved or not."""
         if self._native is not None:
-            return self._native.set(i)
-        self.events[i].set()
-        return True
+            self._native.set(i)
+            return
+        self.events[self._slot(i)].set()
 
     def fromIndex(self, i: int) -> Any:
+        """The event at index ``i``, reserved or not."""
         if self._native is not None:
             return self._native.fromIndex(i)
-        return self.events[i]
+        return self.events[self._slot(i)]
 
     def asIndex(self, event: Any) -> int:
+        """The index of one of the group's events."""
         if self._native is not None:
             return self._native.asIndex(event)
+        return self._index_of(event, "asIndex")
+
+    def _index_of(self, event: Any, method: str) -> int:
         try:
             return self.events.index(event)
         except ValueError:
-            raise ValueError("event not in this EventGroup") from None
+            raise ValueError(
+                "EventGroup.%s: %r is not an event of this EventGroup" % (method, event)
+            ) from None
 
     def __str__(self) -> str:
         if self._native is not None:
@@ -127,20 +178,25 @@ class SyncIndex:
             self.sendMessageToBack(MessageObject("ping", event_index=i))
 
     The wait happens when the block ends normally. If the block raises, the
-    event is released at once and the error propagates: nobody will set it
-    (valkka's waits forever). A block left early without an exception
-    (``return``, ``break``, ``continue``) cannot be told from one that sent
-    its request, so it waits like a normal end: give a ``timeout``
-    (seconds) where that can happen; a wait that runs out raises
-    ``TimeoutError``, and the event is released either way. A timeout of
-    zero or less does not wait (the event must be set already); ``inf``
-    waits as long as ``None`` does; NaN raises ``ValueError`` here.
+    event is released at once and the error propagates (valkka's waits
+    forever: nobody may ever set it). A block left early without an
+    exception (``return``, ``break``, ``continue``) cannot be told from one
+    that sent its request, so it waits like a normal end: give a
+    ``timeout`` (seconds) where that can happen; a wait that runs out
+    raises ``TimeoutError``, and the event is released either way. A
+    timeout of zero or less does not wait (the event must be set already);
+    ``inf`` waits as long as ``None`` does; NaN raises ``ValueError`` here.
+
+    After a timeout, or an error raised after the request was sent, the
+    backend's answer may still come: it sets the index's event whoever
+    holds it then (see ``EventGroup``).
     """
 
     def __init__(self, event_group: EventGroup, timeout: float | None = None) -> None:
         if timeout is not None and timeout != timeout:
             raise ValueError("SyncIndex: the timeout cannot be NaN")
         self.event_group = event_group
+        self.eg = event_group  # valkka's name for it
         self.timeout = timeout
         self.event: Any = None
         self.index: int | None = None
