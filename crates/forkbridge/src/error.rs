@@ -286,3 +286,14 @@ impl From<Error> for io::Error {
         io::Error::new(kind, err)
     }
 }
+
+/// The text of a panic's payload (a handler's, a hook's, a thread's).
+pub(crate) fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = panic.downcast_ref::<&str>() {
+        (*s).to_owned()
+    } else if let Some(s) = panic.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "panic with a non-string payload".to_owned()
+    }
+}

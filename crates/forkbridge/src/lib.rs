@@ -319,6 +319,13 @@ pub use crate::transport::intercom::{INTERCOM_FD_ENV, Intercom};
 #[cfg(feature = "macros")]
 pub use forkbridge_macros::handlers;
 
+/// What the Python binding needs beyond the public API: not for programs,
+/// and not covered by semver.
+#[doc(hidden)]
+pub mod binding {
+    pub use crate::protocol::fault::FaultKind;
+}
+
 /// Support for the code `#[handlers]` generates; not a public API.
 #[doc(hidden)]
 pub mod __private {

@@ -275,7 +275,7 @@ pub fn run_as_thread<C: MainContext + Send + 'static>(mut ctx: C) -> Result<Main
                 .unwrap_or_else(|panic| {
                     Err(Error::new(ErrorKind::Io).with_source(format!(
                         "main loop panicked: {}",
-                        crate::backend::panic_message(&*panic)
+                        crate::error::panic_message(&*panic)
                     )))
                 });
             let _ = tx.send(());

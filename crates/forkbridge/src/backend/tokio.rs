@@ -43,15 +43,15 @@ use tokio::io::unix::AsyncFd;
 use tokio::sync::mpsc;
 use tokio::task::{Id, JoinError, JoinSet};
 
-use crate::backend::{
-    BoxError, ChildInfo, HandlerResult, answer_call, panic_message, pong, report, unknown_typed,
-};
+use crate::backend::endpoint::{ChildInfo, Endpoint, Incoming};
+use crate::backend::{BoxError, HandlerResult};
 use crate::data::message::Message;
-use crate::error::{Error, Result};
-use crate::protocol::call::decode_args;
-use crate::protocol::wire::{Failure, Fingerprints, Frame};
+use crate::error::{Error, Result, panic_message};
+use crate::protocol::call::{decode_args, encode_reply, handler_failure};
+use crate::protocol::fault::FaultKind;
+use crate::protocol::wire::{Failure, Fingerprints};
 use crate::sys::async_fd;
-use crate::transport::conn::{Conn, FLUSH_THRESHOLD, Filled};
+use crate::transport::conn::{FLUSH_THRESHOLD, Filled};
 
 type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + 'a>>;
 type AsyncHandler<B> =
@@ -64,7 +64,6 @@ type AsyncTypedHandler<B> = Box<
         Vec<u8>,
     ) -> BoxFuture<'a, std::result::Result<Vec<u8>, Failure>>,
 >;
-type Intercom = Conn<Arc<AsyncFd<OwnedFd>>>;
 type FixedHasher = BuildHasherDefault<DefaultHasher>;
 
 /// How many task messages may wait for the loop before `TaskSender::send`
@@ -244,14 +243,8 @@ impl<B: 'static> AsyncHandlers<B> {
                 let args: A = decode_args::<A, <F as AsyncTypedHandlerFn<'_, B, A>>::Value>(
                     &name, types, &args,
                 )?;
-                let value = handler(b, ctx, args).await.map_err(|e| Failure {
-                    kind: "handler_error".into(),
-                    message: e.to_string(),
-                })?;
-                postcard::to_stdvec(&value).map_err(|e| Failure {
-                    kind: "encode".into(),
-                    message: format!("the reply of '{name}' does not encode: {e}"),
-                })
+                let value = handler(b, ctx, args).await.map_err(handler_failure)?;
+                encode_reply(&name, &value)
             })
         });
         self.typed.insert(command, boxed);
@@ -269,21 +262,17 @@ impl<B> fmt::Debug for AsyncHandlers<B> {
 
 /// The async backend's view of its process.
 pub struct AsyncContext {
-    conn: Intercom,
-    name: String,
-    target: String,
-    stop: bool,
+    endpoint: Endpoint<Arc<AsyncFd<OwnedFd>>>,
     tasks: JoinSet<HandlerResult>,
     labels: HashMap<Id, String>,
     tx: mpsc::Sender<Message>,
-    fds: Vec<OwnedFd>,
 }
 
 impl AsyncContext {
     /// The fds that came with the message being handled; as
     /// [`BackendContext::take_fds`](crate::BackendContext::take_fds).
     pub fn take_fds(&mut self) -> Vec<OwnedFd> {
-        std::mem::take(&mut self.fds)
+        std::mem::take(&mut self.endpoint.fds)
     }
 
     /// Sends a message to the frontend (the seed's `send_out__`). Buffered;
@@ -297,10 +286,10 @@ impl AsyncContext {
     /// [`ErrorKind::FrameTooLarge`](crate::ErrorKind::FrameTooLarge) if the
     /// message exceeds the frame limit.
     pub fn send(&mut self, msg: Message) -> Result<()> {
-        self.conn.feed(&msg)?;
-        if self.conn.pending_output() > FLUSH_THRESHOLD {
+        self.endpoint.conn.feed(&msg)?;
+        if self.endpoint.conn.pending_output() > FLUSH_THRESHOLD {
             // Non-blocking here; the loop waits for room if needed.
-            let _ = self.conn.try_flush();
+            let _ = self.endpoint.conn.try_flush();
         }
         Ok(())
     }
@@ -315,16 +304,16 @@ impl AsyncContext {
     /// [`ErrorKind::Disconnected`](crate::ErrorKind::Disconnected) if the
     /// frontend is gone.
     pub async fn flush(&mut self) -> Result<()> {
-        let afd = self.conn.owner().clone();
+        let afd = self.endpoint.conn.owner().clone();
         loop {
-            if self.conn.try_flush()? {
+            if self.endpoint.conn.try_flush()? {
                 return Ok(());
             }
             tokio::select! {
                 ready = afd.writable() => ready?.clear_ready(),
                 ready = afd.readable() => {
                     let mut guard = ready?;
-                    if self.conn.is_eof() || self.conn.fill()? == Filled::Read(0) {
+                    if self.endpoint.conn.is_eof() || self.endpoint.conn.fill()? == Filled::Read(0) {
                         guard.clear_ready();
                     }
                 }
@@ -358,28 +347,17 @@ impl AsyncContext {
 
     /// The process name.
     pub fn name(&self) -> &str {
-        &self.name
+        &self.endpoint.name
     }
 
     /// The logging target, `TypeName.name`.
     pub fn log_target(&self) -> &str {
-        &self.target
+        &self.endpoint.target
     }
 
     /// Ends the loop after the current handler.
     pub fn request_stop(&mut self) {
-        self.stop = true;
-    }
-
-    fn report(&mut self, kind: &str, command: &str, error: &str) {
-        report(
-            &mut self.conn,
-            &self.name,
-            &self.target,
-            kind,
-            command,
-            error,
-        );
+        self.endpoint.stop = true;
     }
 
     fn task_done(&mut self, joined: std::result::Result<(Id, HandlerResult), JoinError>) {
@@ -389,14 +367,19 @@ impl AsyncContext {
             }
             Ok((id, Err(e))) => {
                 let label = self.labels.remove(&id).unwrap_or_default();
-                self.report("task_error", &label, &e.to_string());
+                self.endpoint
+                    .report(FaultKind::TaskError, &label, &e.to_string());
             }
             Err(e) => {
                 let label = self.labels.remove(&e.id()).unwrap_or_default();
                 if e.is_panic() {
-                    self.report("task_panic", &label, &panic_message(&*e.into_panic()));
+                    self.endpoint.report(
+                        FaultKind::TaskPanic,
+                        &label,
+                        &panic_message(&*e.into_panic()),
+                    );
                 } else {
-                    log::debug!(target: &self.target, "task '{label}' cancelled");
+                    log::debug!(target: &self.endpoint.target, "task '{label}' cancelled");
                 }
             }
         }
@@ -406,7 +389,7 @@ impl AsyncContext {
 impl fmt::Debug for AsyncContext {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("AsyncContext")
-            .field("name", &self.name)
+            .field("name", &self.endpoint.name)
             .field("tasks", &self.tasks.len())
             .finish()
     }
@@ -507,17 +490,13 @@ async fn async_main<B: AsyncBackend>(
         }
     };
     let (tx, mut rx) = mpsc::channel(TASK_QUEUE);
-    let mut conn = info.intercom(afd.clone());
-    conn.lane_never_waits();
+    let mut endpoint = info.endpoint(afd.clone());
+    endpoint.conn.lane_never_waits();
     let mut ctx = AsyncContext {
-        conn,
-        name: info.name,
-        target: info.target,
-        stop: false,
+        endpoint,
         tasks: JoinSet::new(),
         labels: HashMap::new(),
         tx,
-        fds: Vec::new(),
     };
     let mut handlers = AsyncHandlers {
         map: HashMap::default(),
@@ -532,23 +511,23 @@ async fn async_main<B: AsyncBackend>(
         Err(panic) => Some(panic_message(&*panic)),
     };
     if let Some(error) = failure {
-        ctx.report("pre_run", "", &error);
+        ctx.endpoint.report(FaultKind::PreRun, "", &error);
         flush_at_exit(&mut ctx, &afd).await;
         return 1;
     }
 
     let mut code = 0;
     if let Err(e) = event_loop(&mut backend, &handlers, &mut ctx, &afd, &mut rx).await {
-        log::error!(target: &ctx.target, "event loop failed: {e}");
+        log::error!(target: &ctx.endpoint.target, "event loop failed: {e}");
         code = 1;
     }
     finish_tasks(&mut ctx, &mut rx, grace).await;
     if let Err(panic) = CatchUnwind(Box::pin(backend.post_run(&mut ctx))).await {
-        log::error!(target: &ctx.target, "post_run panicked: {}", panic_message(&*panic));
+        log::error!(target: &ctx.endpoint.target, "post_run panicked: {}", panic_message(&*panic));
         code = 1;
     }
     while let Ok(msg) = rx.try_recv() {
-        let _ = ctx.conn.feed(&msg);
+        let _ = ctx.endpoint.conn.feed(&msg);
     }
     flush_at_exit(&mut ctx, &afd).await;
     code
@@ -562,77 +541,57 @@ async fn event_loop<B: AsyncBackend>(
     rx: &mut mpsc::Receiver<Message>,
 ) -> Result<()> {
     loop {
-        while let Some(frame) = ctx.conn.next_frame() {
-            match frame {
-                Ok(Frame::Message(msg)) => dispatch(backend, handlers, ctx, msg).await,
-                Ok(Frame::MessageFds(msg, count)) => match ctx.conn.take_fds(count) {
-                    Ok(fds) => {
-                        ctx.fds = fds;
-                        dispatch(backend, handlers, ctx, msg).await;
-                        ctx.fds.clear(); // what the handler did not take is closed
-                    }
-                    Err(e) => ctx.report("decode", msg.command(), &e.to_string()),
-                },
-                Ok(Frame::Call {
-                    id,
-                    command,
-                    types,
-                    args,
-                }) => {
-                    let outcome = match handlers.typed.get(&command) {
-                        Some(handler) => CatchUnwind(handler(backend, ctx, types, args))
-                            .await
-                            .unwrap_or_else(|panic| {
-                                Err(Failure {
-                                    kind: "panic".into(),
-                                    message: panic_message(&*panic),
-                                })
-                            }),
-                        None => Err(unknown_typed(&command)),
+        while let Some(incoming) = ctx.endpoint.next_incoming() {
+            match incoming {
+                Incoming::Message(msg) => dispatch(backend, handlers, ctx, msg).await,
+                Incoming::Call(mut call) => {
+                    let args = std::mem::take(&mut call.args);
+                    let outcome = match handlers.typed.get(&call.command) {
+                        Some(handler) => {
+                            Some(CatchUnwind(handler(backend, ctx, call.types, args)).await)
+                        }
+                        None => None,
                     };
-                    answer_call(&mut ctx.conn, &ctx.name, &ctx.target, id, &command, outcome);
+                    ctx.endpoint.answer(&call, outcome);
                 }
-                // The connection turns lane markers into messages.
-                Ok(Frame::Lane(_)) => {}
-                Ok(Frame::Reply { .. }) => {
-                    log::debug!(target: &ctx.target, "ignoring a reply frame: backends make no calls");
-                }
-                Ok(Frame::Stop) => return Ok(()),
-                Err(e) => ctx.report("decode", "", &e.to_string()),
+                Incoming::Stop => return Ok(()),
             }
+            ctx.endpoint.after_handler();
             // What the handler sent goes out before the next one runs (a
             // gone frontend is noticed at the top of the loop).
-            if ctx.conn.has_pending_output() {
+            if ctx.endpoint.conn.has_pending_output() {
                 match ctx.flush().await {
                     Ok(()) => {}
                     Err(e) if e.is_disconnected() => {}
-                    Err(e) => log::warn!(target: &ctx.target, "flush after a handler failed: {e}"),
+                    Err(e) => {
+                        log::warn!(target: &ctx.endpoint.target, "flush after a handler failed: {e}")
+                    }
                 }
             }
-            if ctx.stop {
+            if ctx.endpoint.stop {
                 return Ok(());
             }
         }
-        if ctx.stop || ctx.conn.is_eof() {
+        if ctx.endpoint.stop || ctx.endpoint.conn.is_eof() {
             return Ok(());
         }
-        match ctx.conn.try_flush() {
+        match ctx.endpoint.conn.try_flush() {
             Ok(_) => {}
             Err(e) if e.is_disconnected() => return Ok(()),
             Err(e) => return Err(e),
         }
-        let pending = ctx.conn.has_pending_output();
+        let pending = ctx.endpoint.conn.has_pending_output();
         let tasks_running = !ctx.tasks.is_empty();
         tokio::select! {
             ready = afd.readable() => {
                 let mut guard = ready?;
-                if ctx.conn.fill()? == Filled::Read(0) {
+                if ctx.endpoint.conn.fill()? == Filled::Read(0) {
                     guard.clear_ready();
                 }
             }
             ready = afd.writable(), if pending => {
                 let mut guard = ready?;
-                match ctx.conn.try_flush() {
+                match ctx.endpoint.conn.try_flush() {
                     Ok(true) => {}
                     Ok(false) => guard.clear_ready(),
                     Err(e) if e.is_disconnected() => return Ok(()),
@@ -643,8 +602,8 @@ async fn event_loop<B: AsyncBackend>(
                 // Take everything the tasks queued: one write for the lot.
                 let mut next = Some(msg);
                 while let Some(msg) = next {
-                    if let Err(e) = ctx.conn.feed(&msg) {
-                        ctx.report("task_error", msg.command(), &e.to_string());
+                    if let Err(e) = ctx.endpoint.conn.feed(&msg) {
+                        ctx.endpoint.report(FaultKind::TaskError, msg.command(), &e.to_string());
                     }
                     next = rx.try_recv().ok();
                 }
@@ -665,22 +624,9 @@ async fn dispatch<B: AsyncBackend>(
     match handlers.map.get_key_value(msg.command()) {
         Some((command, handler)) => {
             let outcome = CatchUnwind(handler(backend, ctx, msg)).await;
-            match outcome {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => ctx.report("handler_error", command, &e.to_string()),
-                Err(panic) => ctx.report("panic", command, &panic_message(&*panic)),
-            }
+            ctx.endpoint.handled(command, outcome);
         }
-        None if msg.command() == "ping" => {
-            if let Err(e) = ctx.send(pong(&msg)) {
-                log::warn!(target: &ctx.target, "could not answer ping: {e}");
-            }
-        }
-        None => {
-            let command = msg.command();
-            let text = format!("unknown command '{command}'");
-            ctx.report("unknown_command", command, &text);
-        }
+        None => ctx.endpoint.unclaimed(&msg),
     }
 }
 
@@ -698,11 +644,11 @@ async fn finish_tasks(ctx: &mut AsyncContext, rx: &mut mpsc::Receiver<Message>, 
                 None => return,
             },
             Some(msg) = rx.recv() => {
-                let _ = ctx.conn.feed(&msg);
+                let _ = ctx.endpoint.conn.feed(&msg);
             }
             () = &mut deadline => {
                 log::warn!(
-                    target: &ctx.target,
+                    target: &ctx.endpoint.target,
                     "cancelling {} background task(s) still running after {grace:?}",
                     ctx.tasks.len()
                 );
@@ -720,7 +666,7 @@ async fn finish_tasks(ctx: &mut AsyncContext, rx: &mut mpsc::Receiver<Message>, 
 /// gone (its `stop` bounds the wait otherwise).
 async fn flush_at_exit(ctx: &mut AsyncContext, afd: &AsyncFd<OwnedFd>) {
     loop {
-        match ctx.conn.try_flush() {
+        match ctx.endpoint.conn.try_flush() {
             Ok(true) => return,
             Ok(false) => match afd.writable().await {
                 Ok(mut guard) => guard.clear_ready(),
@@ -728,7 +674,7 @@ async fn flush_at_exit(ctx: &mut AsyncContext, afd: &AsyncFd<OwnedFd>) {
             },
             Err(e) => {
                 if !e.is_disconnected() {
-                    log::warn!(target: &ctx.target, "final flush failed: {e}");
+                    log::warn!(target: &ctx.endpoint.target, "final flush failed: {e}");
                 }
                 return;
             }

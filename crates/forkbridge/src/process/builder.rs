@@ -212,7 +212,7 @@ impl MessageProcessBuilder {
         let target = self.name.clone();
         self.build_with(target, move |fd, info| {
             let (name, spin) = (info.name.clone(), info.spin);
-            run(Intercom::new(info.intercom(fd), name, spin))
+            run(Intercom::new(info.conn(fd), name, spin))
         })
     }
 

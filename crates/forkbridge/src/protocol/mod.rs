@@ -2,4 +2,5 @@
 //! the typed-call encoding and fault reports. Pure: no I/O.
 
 pub(crate) mod call;
+pub(crate) mod fault;
 pub(crate) mod wire;

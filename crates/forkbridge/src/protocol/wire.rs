@@ -36,6 +36,7 @@
 use crate::data::codec::{append, fingerprint};
 use crate::data::message::Message;
 use crate::error::{Error, ErrorKind, Result};
+use crate::protocol::fault::FaultKind;
 
 pub(crate) const LEN_BYTES: usize = 4;
 const KIND_MESSAGE: u8 = 0;
@@ -78,8 +79,19 @@ pub(crate) enum Frame {
 /// Why a typed call failed on the other side.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub(crate) struct Failure {
+    /// A [`FaultKind`]'s wire name (kept as text: a backend in another
+    /// language may send one this build does not know).
     pub(crate) kind: String,
     pub(crate) message: String,
+}
+
+impl Failure {
+    pub(crate) fn new(kind: FaultKind, message: impl Into<String>) -> Failure {
+        Failure {
+            kind: kind.as_str().to_owned(),
+            message: message.into(),
+        }
+    }
 }
 
 /// Fingerprints of a call's argument and reply types.
@@ -438,10 +450,7 @@ mod tests {
         .unwrap();
         let value = postcard::to_stdvec(&42u64).unwrap();
         encode_reply(&mut out, 7, Ok(&value), 1024).unwrap();
-        let failure = Failure {
-            kind: "panic".into(),
-            message: "boom".into(),
-        };
+        let failure = Failure::new(FaultKind::Panic, "boom");
         encode_reply(&mut out, 8, Err(&failure), 1024).unwrap();
         let frames = decode_all(&out, 1024);
         match &frames[0] {

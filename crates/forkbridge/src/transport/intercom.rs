@@ -26,6 +26,7 @@ use std::time::{Duration, Instant};
 use crate::data::message::Message;
 use crate::deadline;
 use crate::error::{Error, ErrorKind, Result};
+use crate::protocol::fault::FaultKind;
 use crate::protocol::wire::{Failure, Frame};
 use crate::sys::{poll, socket};
 use crate::transport::conn::{Conn, Filled};
@@ -256,13 +257,13 @@ impl Intercom {
                     }
                     Frame::Stop => return Ok(None),
                     Frame::Call { id, command, .. } => {
-                        let failure = Failure {
-                            kind: "unknown_command".into(),
-                            message: format!(
+                        let failure = Failure::new(
+                            FaultKind::UnknownCommand,
+                            format!(
                                 "typed call '{command}' to a function backend, which has no \
                                  handler table"
                             ),
-                        };
+                        );
                         self.conn.feed_reply(id, Err(&failure))?;
                         let _ = self.conn.try_flush();
                     }
