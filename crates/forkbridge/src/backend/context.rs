@@ -93,7 +93,7 @@ impl BackendContext {
         self.endpoint.stop = true;
     }
 
-    /// Adds `fd` to the loop's wait set; [`Backend::on_ready`] is called
+    /// Adds `fd` to the loop's wait set; [`Backend::on_ready`](crate::Backend::on_ready) is called
     /// with the returned id when it is ready.
     ///
     /// Only the number is stored: keep the fd open until

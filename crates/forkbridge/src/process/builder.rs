@@ -143,7 +143,7 @@ impl MessageProcessBuilder {
 
     /// The largest frame either side accepts, in bytes (checked on the
     /// header, before allocating). Larger messages fail to send with
-    /// [`ErrorKind::FrameTooLarge`]; larger incoming frames are skipped and
+    /// [`ErrorKind::FrameTooLarge`](crate::ErrorKind::FrameTooLarge); larger incoming frames are skipped and
     /// reported. The limit holds on every path, the
     /// [large-message lane](MessageProcessBuilder::large_messages)'s
     /// included. Default: 64 MiB.
@@ -220,7 +220,7 @@ impl MessageProcessBuilder {
     ///
     /// # Errors
     ///
-    /// [`ErrorKind::Io`] if the socketpair cannot be created (fd limit).
+    /// [`ErrorKind::Io`](crate::ErrorKind::Io) if the socketpair cannot be created (fd limit).
     pub fn build<B: Backend>(self, backend: B) -> Result<MessageProcess> {
         let target = format!("{}.{}", short_type_name::<B>(), self.name);
         self.build_with(target, move |fd, info| backend::run(backend, fd, info))

@@ -86,7 +86,7 @@ impl MessageProcess {
     }
 
     /// Makes the backend ignore `SIGINT` (or not), as
-    /// [`MessageProcessBuilder::ignore_sigint`] does, on a handle that
+    /// [`MessageProcessBuilder::ignore_sigint`](crate::MessageProcessBuilder::ignore_sigint) does, on a handle that
     /// exists already: the seed's `ignoreSIGINT()`, called between
     /// construction and `start`.
     ///
