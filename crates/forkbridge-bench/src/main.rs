@@ -176,7 +176,7 @@ impl Backend for Drain {
     }
 }
 
-/// The seed's typical small message: a command and four parameters.
+/// valkka-multiprocess's typical small message: a command and four parameters.
 fn small_message(i: u64) -> Message {
     Message::new("tick")
         .with("frame", i)

@@ -1,4 +1,4 @@
-//! The seed's asyncio example, in Rust on tokio.
+//! valkka-multiprocess's asyncio example, in Rust on tokio.
 //!
 //! valkka-multiprocess's `AsyncBackMessageProcess` docs show a `c__myStuff`
 //! coroutine that, to avoid blocking the loop, starts `myStuff__` as a task
@@ -22,7 +22,7 @@ struct MyProcess {
 }
 
 impl MyProcess {
-    /// The seed's `c__myStuff`: hands the slow part to a background task and
+    /// valkka-multiprocess's `c__myStuff`: hands the slow part to a background task and
     /// returns at once, so the loop keeps serving.
     async fn my_stuff(&mut self, ctx: &mut AsyncContext, msg: Message) -> HandlerResult {
         let parameter: String = msg.param("parameter")?;

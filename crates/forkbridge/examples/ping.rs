@@ -1,4 +1,4 @@
-//! The seed's `MyProcess` example, in Rust.
+//! valkka-multiprocess's `MyProcess` example, in Rust.
 //!
 //! valkka-multiprocess writes a backend method `c__myStuff` and a frontend
 //! method `myStuff` that sends `MessageObject("myStuff", parameter=...)`.
@@ -20,7 +20,7 @@ struct MyBackend {
 }
 
 impl MyBackend {
-    /// The seed's `c__myStuff`.
+    /// valkka-multiprocess's `c__myStuff`.
     fn my_stuff(&mut self, ctx: &mut BackendContext, msg: Message) -> HandlerResult {
         let parameter: String = msg.param("parameter")?;
         self.calls += 1;
@@ -67,7 +67,7 @@ impl MyProcess {
         Ok(MyProcess { process })
     }
 
-    /// The seed's frontend `myStuff`.
+    /// valkka-multiprocess's frontend `myStuff`.
     fn my_stuff(&mut self, parameter: &str) -> forkbridge::Result<()> {
         self.process
             .send(Message::new("my_stuff").with("parameter", parameter))
@@ -88,7 +88,7 @@ fn main() -> forkbridge::Result<()> {
     let done = p.process.recv_timeout(Duration::from_secs(5))?;
     println!("frontend received {done}");
 
-    // The seed's c__ping / sendPing, built in.
+    // valkka-multiprocess's c__ping / sendPing, built in.
     p.process.send(message!("ping", lis = vec![1i64, 2, 3]))?;
     let pong = p.process.recv_timeout(Duration::from_secs(5))?;
     println!("frontend received {pong}");

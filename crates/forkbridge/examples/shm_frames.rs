@@ -1,7 +1,7 @@
 //! Video-like frames through shared memory: a producer backend renders
 //! synthetic frames into a `FrameRing`, the frontend reads them in place.
 //!
-//! The seed's users put camera frames in shared memory and pass only an
+//! valkka-multiprocess's users put camera frames in shared memory and pass only an
 //! index through the pipe; a `FrameRing` is that pattern with back-pressure,
 //! in-place reads and crash detection built in. The backend renders a
 //! moving gradient with a bright square into each 640×480 RGB slot; the

@@ -1,8 +1,8 @@
-//! The seed's `EventGroup` / `SyncIndex` ping, in Rust.
+//! valkka-multiprocess's `EventGroup` / `SyncIndex` ping, in Rust.
 //!
 //! valkka-multiprocess's docs show a frontend method that reserves an event,
 //! sends its index in a `MessageObject`, and waits until the backend sets
-//! it. Here the same, with what the seed lacks: the wait is bounded, the
+//! it. Here the same, with what valkka-multiprocess lacks: the wait is bounded, the
 //! event is released however the block ends, a late set cannot wake a later
 //! request, and a pollable event waits together with the backend's death.
 //!
@@ -16,7 +16,7 @@ use forkbridge::{
 };
 
 /// The backend: does its work, then sets the event whose index came with
-/// the command (the seed's `c__ping(event_index)`).
+/// the command (valkka-multiprocess's `c__ping(event_index)`).
 struct YourProcess {
     event_group: EventGroup,
     pings: u32,
@@ -49,7 +49,7 @@ impl Backend for YourProcess {
 
 fn main() -> forkbridge::Result<()> {
     forkbridge::format_logger(log::LevelFilter::Info);
-    // Events are made before the fork, as in the seed; pollable ones can
+    // Events are made before the fork, as in valkka-multiprocess; pollable ones can
     // also sit in a select.
     let event_group = EventGroup::with_kind(10, EventKind::Pollable)?;
     let mut p = MessageProcess::new(
@@ -61,7 +61,7 @@ fn main() -> forkbridge::Result<()> {
     )?;
     p.start()?;
 
-    // The seed's frontend `ping`, with SyncIndex.
+    // valkka-multiprocess's frontend `ping`, with SyncIndex.
     let t = Instant::now();
     for _ in 0..1000 {
         let sync = SyncIndex::new(&event_group)?;

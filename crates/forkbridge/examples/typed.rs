@@ -1,4 +1,4 @@
-//! The seed's `MyProcess`, written once with `#[forkbridge::handlers]`.
+//! valkka-multiprocess's `MyProcess`, written once with `#[forkbridge::handlers]`.
 //!
 //! In valkka-multiprocess you write `c__myStuff` in the backend *and*
 //! `myStuff` in the frontend, and the library pairs them by name at run
@@ -30,7 +30,7 @@ pub struct MyBackend {
 
 #[forkbridge::handlers(frontend = MyProcess)]
 impl MyBackend {
-    /// The seed's `c__myStuff` / `myStuff`: runs in the child, answers the
+    /// valkka-multiprocess's `c__myStuff` / `myStuff`: runs in the child, answers the
     /// frontend with a typed value.
     pub fn my_stuff(&mut self, ctx: &mut BackendContext, parameter: String) -> Stuff {
         self.calls += 1;

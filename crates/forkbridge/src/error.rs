@@ -73,7 +73,7 @@ pub enum ErrorKind {
         found: &'static str,
     },
     /// [`EventGroup::reserve`](crate::EventGroup::reserve): every event is
-    /// reserved (the seed's `NotEnoughEvents`).
+    /// reserved (valkka-multiprocess's `NotEnoughEvents`).
     NoFreeEvent {
         /// The group's size.
         capacity: usize,

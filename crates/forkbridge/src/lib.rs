@@ -105,7 +105,7 @@
 //! handlers; `MessageProcessBuilder::build_async` runs it on a tokio
 //! runtime built in the child after the fork. A handler hands slow work to
 //! a background task with `AsyncContext::spawn` and the loop keeps
-//! serving; a failing task is reported like the seed's `exclog`. In the
+//! serving; a failing task is reported like valkka-multiprocess's `exclog`. In the
 //! parent, `MessageProcess::into_async` gives an `AsyncMessageProcess`
 //! whose `recv().await` is cancel-safe. Start processes before building a
 //! multi-threaded runtime (see `AsyncMessageProcess`).
@@ -157,7 +157,7 @@
 //!
 //! # From valkka-multiprocess
 //!
-//! | seed | forkbridge |
+//! | valkka-multiprocess | forkbridge |
 //! |---|---|
 //! | `MessageObject("cmd", par=1)`, `msg()`, `msg["par"]` | [`Message::new`]`("cmd").with("par", 1)` or [`message!`], [`Message::command`], `msg["par"]`, [`Message::get`], [`Message::param`] |
 //! | `MessageProcess(name)` subclass | a [`Backend`] + [`MessageProcess::new`] / [`MessageProcess::builder`] |

@@ -19,7 +19,7 @@ test_main!(
     many_waiters_all_wake,
     group_reserve_rotates_and_exhaustion_is_typed,
     group_release_errors_are_typed,
-    group_display_and_lookup_like_the_seed,
+    group_display_and_lookup_like_valkka,
     event_index_travels_in_a_message,
     late_set_after_timeout_does_not_leak_into_next_reservation,
     sync_index_releases_on_error_and_panic,
@@ -170,7 +170,7 @@ fn group_reserve_rotates_and_exhaustion_is_typed() {
     assert_eq!(
         b.slot(),
         1,
-        "released indices go to the back, as in the seed"
+        "released indices go to the back, as in valkka-multiprocess"
     );
     let (c, _) = group.reserve().unwrap();
     let (d, _) = group.reserve().unwrap();
@@ -222,7 +222,7 @@ fn group_release_errors_are_typed() {
     );
 }
 
-fn group_display_and_lookup_like_the_seed() {
+fn group_display_and_lookup_like_valkka() {
     let group = EventGroup::new(3).unwrap();
     let (index, event) = group.reserve().unwrap();
     assert_eq!(group.to_string(), "<EventGroup: R0 f1 f2 >");

@@ -22,7 +22,7 @@ test_main!(
     tuples_and_pickled_values_cross_unchanged,
     a_typed_call_to_a_function_backend_is_unknown_command,
     a_function_backend_sees_its_frontend_go,
-    format_logger_writes_one_seed_line_per_record,
+    format_logger_writes_one_valkka_line_per_record,
     sigint_is_ignored_when_asked_even_with_kept_handlers,
     set_max_frame_size_bounds_what_the_intercom_takes_and_sends,
 );
@@ -287,7 +287,7 @@ fn a_function_backend_sees_its_frontend_go() {
     );
 }
 
-fn format_logger_writes_one_seed_line_per_record() {
+fn format_logger_writes_one_valkka_line_per_record() {
     use std::io::Read;
     use std::os::fd::AsRawFd;
     let (mut read, write) = std::io::pipe().unwrap();

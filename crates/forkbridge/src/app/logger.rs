@@ -1,11 +1,11 @@
-//! The seed's `formatLogger`: one call that makes log lines readable.
+//! valkka-multiprocess's `formatLogger`: one call that makes log lines readable.
 
 use std::io::Write;
 
 use log::{LevelFilter, Log, Metadata, Record};
 
 /// Installs a logger that prints `target - LEVEL - message` lines to stderr
-/// (the seed's format `"%(name)s - %(levelname)s - %(message)s"`), and sets
+/// (valkka-multiprocess's format `"%(name)s - %(levelname)s - %(message)s"`), and sets
 /// the maximum level.
 ///
 /// Backends log with target `TypeName.name`
@@ -27,15 +27,15 @@ use log::{LevelFilter, Log, Metadata, Record};
 /// log::info!(target: "MyProcess.worker-1", "hello");
 /// ```
 pub fn format_logger(level: LevelFilter) -> bool {
-    let installed = log::set_boxed_logger(Box::new(SeedLogger)).is_ok();
+    let installed = log::set_boxed_logger(Box::new(FormatLogger)).is_ok();
     log::set_max_level(level);
     installed
 }
 
 #[derive(Debug)]
-struct SeedLogger;
+struct FormatLogger;
 
-impl Log for SeedLogger {
+impl Log for FormatLogger {
     fn enabled(&self, metadata: &Metadata<'_>) -> bool {
         metadata.level() <= log::max_level()
     }

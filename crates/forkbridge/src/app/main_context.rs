@@ -1,10 +1,10 @@
 //! [`MainContext`]: the four duties of a multiprocess program's main
 //! process, and [`run_main`], which performs them in the only safe order and
-//! closes on every way out (the seed's `MainContext`).
+//! closes on every way out (valkka-multiprocess's `MainContext`).
 //!
 //! # Design
 //!
-//! The seed's `MainContext.__init__` calls `startProcesses()` then
+//! valkka-multiprocess's `MainContext.__init__` calls `startProcesses()` then
 //! `startThreads()`, leaves the main loop and `close()` to the user, and
 //! installs no signal handler (Ctrl-C is a `KeyboardInterrupt` the user's
 //! loop must catch; SIGTERM kills the program and leaves its workers). Here
@@ -39,7 +39,7 @@ use crate::process::MessageProcess;
 use crate::process::registry;
 use crate::sys::signal::{self, ShutdownSignals};
 
-/// The four duties of a program's main process (the seed's `MainContext`).
+/// The four duties of a program's main process (valkka-multiprocess's `MainContext`).
 ///
 /// ```rust,standalone_crate
 /// use std::time::Duration;
@@ -95,23 +95,23 @@ use crate::sys::signal::{self, ShutdownSignals};
 /// # Ok::<(), forkbridge::Error>(())
 /// ```
 pub trait MainContext {
-    /// Creates and starts every process (the seed's `startProcesses`).
+    /// Creates and starts every process (valkka-multiprocess's `startProcesses`).
     /// Runs while the program is single-threaded: fork here, load big
     /// things later.
     fn start_processes(&mut self) -> Result<()>;
 
     /// Starts the program's threads, after every process was forked (the
-    /// seed's `startThreads`).
+    /// valkka-multiprocess's `startThreads`).
     fn start_threads(&mut self) -> Result<()> {
         Ok(())
     }
 
-    /// The main loop (the seed's `__call__`). Return to finish; watch
+    /// The main loop (valkka-multiprocess's `__call__`). Return to finish; watch
     /// `shutdown` (its [`fd`](Shutdown::fd) in your wait) to leave on Ctrl-C
     /// or SIGTERM.
     fn run(&mut self, shutdown: &Shutdown) -> Result<()>;
 
-    /// Stops every process and joins the threads (the seed's `close`). Runs
+    /// Stops every process and joins the threads (valkka-multiprocess's `close`). Runs
     /// on every way out of `run`, once.
     fn close(&mut self);
 }
@@ -233,7 +233,7 @@ impl Drop for PipeRegistration {
     }
 }
 
-/// A [`MainContext`] whose main loop runs on a thread (the seed's
+/// A [`MainContext`] whose main loop runs on a thread (valkka-multiprocess's
 /// `runAsThread`), for tests and for programs whose main thread belongs to
 /// something else (a GUI). No signal handlers are installed.
 #[derive(Debug)]
@@ -297,7 +297,7 @@ impl<C: MainContext> MainThread<C> {
 
     /// Requests the stop, waits up to `timeout` for the loop to return,
     /// then runs `close` and returns the context with the loop's result
-    /// (the seed's `stopThread`, which waits forever).
+    /// (valkka-multiprocess's `stopThread`, which waits forever).
     ///
     /// # Errors
     ///
@@ -337,7 +337,7 @@ impl ReadySet {
 
 /// Waits until one of the processes has a message or ended, or an extra
 /// fd (a [`Shutdown::fd`], a pollable event, a socket) is readable, and says
-/// which; the main-loop helper of the seed's tutorial (`safe_select` over a
+/// which; the main-loop helper of valkka-multiprocess's tutorial (`safe_select` over a
 /// dict of pipes), including messages already buffered in a handle.
 ///
 /// # Errors

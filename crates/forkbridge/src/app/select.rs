@@ -1,4 +1,4 @@
-//! [`select`]: wait on several fds at once (the seed's `safe_select`).
+//! [`select`]: wait on several fds at once (valkka-multiprocess's `safe_select`).
 //!
 //! Built on `ppoll(2)`, not `select(2)`: no `FD_SETSIZE` limit (an fd above
 //! 1023 is fine), and an interrupted wait (`EINTR`, a signal whose handler

@@ -29,7 +29,7 @@ impl BackendContext {
         std::mem::take(&mut self.endpoint.fds)
     }
 
-    /// Sends a message to the frontend (the seed's `send_out__`).
+    /// Sends a message to the frontend (valkka-multiprocess's `send_out__`).
     ///
     /// The message is buffered and written when the current handler returns
     /// (together with everything else the handler sent: one syscall per
@@ -82,7 +82,7 @@ impl BackendContext {
         &self.endpoint.name
     }
 
-    /// The logging target, `TypeName.name` as the seed's `self.logger`:
+    /// The logging target, `TypeName.name` as valkka-multiprocess's `self.logger`:
     /// `log::info!(target: ctx.log_target(), "...")`.
     pub fn log_target(&self) -> &str {
         &self.endpoint.target

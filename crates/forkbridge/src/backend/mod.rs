@@ -3,17 +3,17 @@
 //!
 //! # Design
 //!
-//! The seed finds a handler by building the string `"c__" + command` and
+//! valkka-multiprocess finds a handler by building the string `"c__" + command` and
 //! looking it up on the object. Here the backend fills a [`Handlers`] table
 //! once, in the child, before the loop starts: a `HashMap` from command name
 //! to handler, so dispatch is one hash lookup and a typo is a missing entry
 //! that the frontend hears about, not an attribute error that kills the
-//! process (the seed's Q2).
+//! process (valkka-multiprocess's).
 //!
 //! The loop waits in one `poll(2)` on the intercom and on every fd the
 //! backend [watches](BackendContext::watch), with no timeout: an idle backend
-//! uses no CPU and wakes only for work (the seed wakes every second, and
-//! busy-polls with `listening=True`, Q9). Faults never leave the loop by
+//! uses no CPU and wakes only for work (valkka-multiprocess wakes every second, and
+//! busy-polls with `listening=True`). Faults never leave the loop by
 //! accident: a handler's error or panic, an unknown command or a malformed
 //! frame is logged with the process name and reported to the frontend as an
 //! `"error"` message, and the loop goes on.
@@ -85,7 +85,7 @@ pub trait Backend: Sized + Send + 'static {
     /// [`pre_run`](Backend::pre_run).
     fn register(handlers: &mut Handlers<Self>);
 
-    /// Runs in the child before the loop (the seed's `preRun__`): load heavy
+    /// Runs in the child before the loop (valkka-multiprocess's `preRun__`): load heavy
     /// libraries and models here, after the fork, and
     /// [watch](BackendContext::watch) extra fds. An error or a panic is
     /// reported to the frontend and the process exits with status 1 without
@@ -97,7 +97,7 @@ pub trait Backend: Sized + Send + 'static {
 
     /// Runs in the child after the loop, however it ended: a stop request,
     /// [`BackendContext::request_stop`], or the frontend going away, even
-    /// killed (the seed's `postRun__`; see
+    /// killed (valkka-multiprocess's `postRun__`; see
     /// [`MessageProcess::start`](crate::MessageProcess::start) for the
     /// 900 ms bound on an orphaned backend). Messages sent here reach the
     /// frontend before it sees the process end. A panic here is logged and
@@ -107,7 +107,7 @@ pub trait Backend: Sized + Send + 'static {
     }
 
     /// Called when a [watched](BackendContext::watch) fd is ready (the
-    /// seed's overridden `readPipes__`). Errors and panics are reported like
+    /// valkka-multiprocess's overridden `readPipes__`). Errors and panics are reported like
     /// a handler's.
     fn on_ready(
         &mut self,

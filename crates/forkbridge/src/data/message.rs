@@ -1,4 +1,4 @@
-//! [`Message`]: a command name plus named parameters (the seed's
+//! [`Message`]: a command name plus named parameters (valkka-multiprocess's
 //! `MessageObject`).
 
 use std::fmt;
@@ -72,7 +72,7 @@ impl Message {
         (self.command, self.params)
     }
 
-    /// The command (the seed's `msg()`).
+    /// The command (valkka-multiprocess's `msg()`).
     pub fn command(&self) -> &str {
         &self.command
     }
@@ -191,7 +191,7 @@ impl Message {
     }
 }
 
-/// `msg["name"]`, like the seed's `msg["par1"]`.
+/// `msg["name"]`, like valkka-multiprocess's `msg["par1"]`.
 ///
 /// # Panics
 ///
@@ -208,7 +208,7 @@ impl Index<&str> for Message {
     }
 }
 
-/// Formats like the seed: `<Message: command: {'name': value, ...}>`.
+/// Formats like valkka-multiprocess: `<Message: command: {'name': value, ...}>`.
 impl fmt::Display for Message {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "<Message: {}: ", self.command)?;

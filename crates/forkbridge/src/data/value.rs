@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 
 /// One dynamic value: what a parameter of a [`Message`](crate::Message) holds.
 ///
-/// The set mirrors what the seed's pickled `MessageObject` kwargs carry in
+/// The set mirrors what valkka-multiprocess's pickled `MessageObject` kwargs carry in
 /// practice and what MessagePack or JSON can express: null, booleans,
 /// integers, floats, strings, bytes, lists and maps (in insertion order, with
 /// keys of any value type, as Python dicts allow). Two variants exist for
@@ -155,7 +155,7 @@ impl Value {
 }
 
 /// Formats like Python's `repr`, so a [`Message`](crate::Message) prints
-/// like the seed's `MessageObject`: `'text'`, `b'\x00'`, `None`, `True`,
+/// like valkka-multiprocess's `MessageObject`: `'text'`, `b'\x00'`, `None`, `True`,
 /// `1.0`, `[1, 2]`, `{'k': 1}`.
 impl fmt::Display for Value {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

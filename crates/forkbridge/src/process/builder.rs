@@ -113,7 +113,7 @@ impl MessageProcessBuilder {
         self
     }
 
-    /// The backend ignores `SIGINT` (the seed's `ignoreSIGINT`), so a
+    /// The backend ignores `SIGINT` (valkka-multiprocess's `ignoreSIGINT`), so a
     /// Ctrl-C in the terminal reaches only the parent, which then stops its
     /// processes in order. Default: `false` (Ctrl-C kills the backend too).
     pub fn ignore_sigint(mut self, yes: bool) -> Self {

@@ -15,7 +15,7 @@ use super::start::{self, Failed, Started};
 use super::{EXIT_SPIN, KILL_WAIT, MessageProcess, SETTLE_WAIT, STOP_SLICE, State, registry};
 
 impl MessageProcess {
-    /// Forks the backend (the seed's `start`).
+    /// Forks the backend (valkka-multiprocess's `start`).
     ///
     /// In the child: the process's name (first 15 bytes, as `ps` and `top`
     /// show it), the parent-death signal (armed when the fork happens on
@@ -87,7 +87,7 @@ impl MessageProcess {
 
     /// Makes the backend ignore `SIGINT` (or not), as
     /// [`MessageProcessBuilder::ignore_sigint`](crate::MessageProcessBuilder::ignore_sigint) does, on a handle that
-    /// exists already: the seed's `ignoreSIGINT()`, called between
+    /// exists already: valkka-multiprocess's `ignoreSIGINT()`, called between
     /// construction and `start`.
     ///
     /// # Errors
@@ -102,12 +102,12 @@ impl MessageProcess {
         Ok(())
     }
 
-    /// Alias of [`start`](MessageProcess::start) (the seed's `go`).
+    /// Alias of [`start`](MessageProcess::start) (valkka-multiprocess's `go`).
     pub fn go(&mut self) -> Result<()> {
         self.start()
     }
 
-    /// Asks the backend to stop after the messages already sent (the seed's
+    /// Asks the backend to stop after the messages already sent (valkka-multiprocess's
     /// `requestStop`); does not wait for it to stop. The request is written
     /// like [`send`](MessageProcess::send) writes a message: it blocks while
     /// the socket is full. `Ok` also if the backend is already gone.
@@ -148,7 +148,7 @@ impl MessageProcess {
         matches!(self.state, State::Running { .. })
     }
 
-    /// Waits for the backend to exit and reaps it (the seed's `waitStop`);
+    /// Waits for the backend to exit and reaps it (valkka-multiprocess's `waitStop`);
     /// does not ask it to stop. Messages it sends meanwhile are read and
     /// kept for `recv`, so a backend blocked on a full socket can finish.
     ///
@@ -187,7 +187,7 @@ impl MessageProcess {
         }
     }
 
-    /// Stops the backend within a bound and reaps it (the seed's `stop`):
+    /// Stops the backend within a bound and reaps it (valkka-multiprocess's `stop`):
     /// stop request → wait `stop_timeout` → `SIGTERM` → wait `kill_timeout`
     /// → `SIGKILL` → reap. Returns how it ended; a second call returns the
     /// same status at once.

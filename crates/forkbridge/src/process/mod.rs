@@ -17,7 +17,7 @@
 //! commands already sent), then `SIGTERM`, then `SIGKILL`, each after its own
 //! timeout, and the child is always reaped. Dropping the handle stops the
 //! process the same way, so a forgotten `stop` never hangs the program (the
-//! seed's Q6) or leaves a zombie.
+//!) or leaves a zombie.
 //!
 //! # Fork and threads
 //!
@@ -92,7 +92,7 @@ enum State {
     Empty,
 }
 
-/// A backend process and the frontend's handle to it (the seed's
+/// A backend process and the frontend's handle to it (valkka-multiprocess's
 /// `MessageProcess`).
 ///
 /// ```
@@ -131,7 +131,7 @@ enum State {
 /// messages in order. When the backend is gone, they first return every
 /// message it sent, then [`ErrorKind::Disconnected`] with its exit status.
 ///
-/// The handle implements [`AsFd`] for the receive side (the seed's
+/// The handle implements [`AsFd`] for the receive side (valkka-multiprocess's
 /// `getPipe()` / `getReadFd()`), so the program's own `poll`, mio or tokio
 /// can wait on it. The fd is readable when bytes arrive or the backend ends;
 /// messages may already be buffered in the handle, so after a wake-up call

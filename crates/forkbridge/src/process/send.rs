@@ -12,7 +12,7 @@ use super::{MessageProcess, SETTLE_WAIT, State};
 
 impl MessageProcess {
     /// Sends a message and writes it to the socket before returning (the
-    /// seed's `sendMessageToBack`). Blocks while the socket buffer is full;
+    /// valkka-multiprocess's `sendMessageToBack`). Blocks while the socket buffer is full;
     /// the backend's own messages are read meanwhile and kept.
     ///
     /// # Errors

@@ -6,7 +6,7 @@
 //! it is a `memfd` (no name, nothing in `/dev/shm`, gone when the last
 //! process closes it) that [`MessageProcess::send_with_fds`](crate::MessageProcess::send_with_fds)
 //! passes to the backend, which maps the same pages with
-//! [`SharedBuffer::from_fd`] — the seed tutorial's `shm2.py` ("create a
+//! [`SharedBuffer::from_fd`] — valkka-multiprocess tutorial's `shm2.py` ("create a
 //! shared array on demand"), without the named segment it has to unlink.
 //!
 //! Access copies in and out ([`read_at`](SharedBuffer::read_at),
@@ -185,7 +185,7 @@ impl fmt::Debug for SharedBuffer {
 }
 
 /// An n-dimensional array of plain values in a [`SharedBuffer`] (what the
-/// seed's users do with a numpy array in shared memory): a shape, row-major
+/// valkka-multiprocess's users do with a numpy array in shared memory): a shape, row-major
 /// (C) order, every index checked.
 ///
 /// ```

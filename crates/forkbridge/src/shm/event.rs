@@ -95,7 +95,7 @@ impl EventStore {
     }
 }
 
-/// A process-shared event (the seed's `multiprocessing.Event`, or
+/// A process-shared event (valkka-multiprocess's `multiprocessing.Event`, or
 /// libValkka's `EventFd` with [`EventKind::Pollable`]).
 ///
 /// Create it before the fork; the parent and every child forked afterwards

@@ -3,16 +3,16 @@
 //! # Design
 //!
 //! Events must exist before the fork to be shared, but which request needs
-//! one is only known later. The seed's answer, kept here: make `n` events up
+//! one is only known later. valkka-multiprocess's answer, kept here: make `n` events up
 //! front, reserve one per request, send its *index* inside the message (an
 //! [`EventIndex`] is a [`Value`]), let the backend set it by index, release
 //! it after. The free list is ordinary memory of the process that reserves
-//! (the frontend), as in the seed; the events themselves are shared.
+//! (the frontend), as in valkka-multiprocess; the events themselves are shared.
 //!
-//! What the seed gets wrong and this does not: exhaustion is a typed error
-//! (the seed's `NotEnoughEvents` escapes `except Exception`), a double
+//! What valkka-multiprocess gets wrong and this does not: exhaustion is a typed error
+//! (valkka-multiprocess's `NotEnoughEvents` escapes `except Exception`), a double
 //! release or a release of an index never reserved is a typed error (the
-//! seed silently duplicates or corrupts its free list, Q14), and every index
+//! original silently duplicates or corrupts its free list), and every index
 //! carries the event's *generation*, renewed on every reserve and release:
 //! a backend that sets an event late, after the frontend gave up waiting
 //! and released it, sets nothing ([`EventGroup::set`] returns `false`), so
@@ -84,7 +84,7 @@ struct FreeList {
     reserved: Vec<bool>,
 }
 
-/// A fixed set of process-shared events (the seed's `EventGroup`).
+/// A fixed set of process-shared events (valkka-multiprocess's `EventGroup`).
 ///
 /// ```rust,standalone_crate
 /// use std::time::Duration;
@@ -132,7 +132,7 @@ impl EventGroup {
         EventGroup::with_kind(n, EventKind::Futex)
     }
 
-    /// `n` clear events of the given kind (the seed's `event_class`).
+    /// `n` clear events of the given kind (valkka-multiprocess's `event_class`).
     ///
     /// # Errors
     ///
@@ -158,7 +158,7 @@ impl EventGroup {
         })
     }
 
-    /// The number of events (the seed's `len(eg)`).
+    /// The number of events (valkka-multiprocess's `len(eg)`).
     pub fn len(&self) -> usize {
         self.store.len()
     }
@@ -174,7 +174,7 @@ impl EventGroup {
     }
 
     /// Reserves a free event, clears it, and returns it with its index.
-    /// Indices rotate (a released index goes to the back), as in the seed.
+    /// Indices rotate (a released index goes to the back), as in valkka-multiprocess.
     ///
     /// # Errors
     ///
@@ -208,7 +208,7 @@ impl EventGroup {
         self.release_slot(event.slot())
     }
 
-    /// Returns a reserved event to the group by its index (the seed's
+    /// Returns a reserved event to the group by its index (valkka-multiprocess's
     /// `release_ind`).
     ///
     /// # Errors
@@ -258,7 +258,7 @@ impl EventGroup {
             .set_if_generation(Some(index.generation)))
     }
 
-    /// The event in `slot` (the seed's `fromIndex`), reserved or not.
+    /// The event in `slot` (valkka-multiprocess's `fromIndex`), reserved or not.
     ///
     /// # Errors
     ///
@@ -272,7 +272,7 @@ impl EventGroup {
         }
     }
 
-    /// The current index of an event of this group (the seed's `asIndex`).
+    /// The current index of an event of this group (valkka-multiprocess's `asIndex`).
     ///
     /// # Errors
     ///
@@ -295,7 +295,7 @@ impl EventGroup {
     }
 }
 
-/// Like the seed: `<EventGroup: f0 R1 f2 >` (f = free, R = reserved).
+/// Like valkka-multiprocess: `<EventGroup: f0 R1 f2 >` (f = free, R = reserved).
 impl fmt::Display for EventGroup {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("<EventGroup: ")?;

@@ -3,7 +3,7 @@
 //!
 //! # Design
 //!
-//! The seed's users put video frames and numpy arrays in shared memory and
+//! valkka-multiprocess's users put video frames and numpy arrays in shared memory and
 //! send only an index through the pipe: a pipe copies every byte twice
 //! through the kernel, a shared ring not at all (the bench's `shm_frames`
 //! measures the difference). A `FrameRing` is that pattern, made safe:
@@ -48,7 +48,7 @@
 //! (dead, not yet reaped) counts as dead.
 //!
 //! Rejected: POSIX named shared memory (`shm_open`) — names outlive
-//! crashes and pile up in `/dev/shm` (the seed's docs tell users to clean it
+//! crashes and pile up in `/dev/shm` (valkka-multiprocess's docs tell users to clean it
 //! by hand); sending frames through the socket — 40× slower for 1 MiB.
 
 use crate::sys::atomic::{AtomicI32, AtomicU32, Ordering};

@@ -1,9 +1,9 @@
 //! [`SyncIndex`]: reserve an event, send its index, wait, release — with a
 //! bound, and without leaking the event on any way out.
 //!
-//! The seed's `SyncIndex` is a context manager that waits in `__exit__`,
+//! valkka-multiprocess's `SyncIndex` is a context manager that waits in `__exit__`,
 //! forever, even when the block raised or returned before sending the
-//! request: a deadlock (Q15). Here waiting is an explicit call, optionally
+//! request: a deadlock. Here waiting is an explicit call, optionally
 //! bounded, and `Drop` only releases: an early return, a `?` or a panic
 //! inside the block releases the event without waiting.
 

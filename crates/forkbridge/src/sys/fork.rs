@@ -97,7 +97,7 @@ pub(crate) struct ChildSetup<'a> {
     /// fork happened on the main thread: `PR_SET_PDEATHSIG` fires when the
     /// forking *thread* exits).
     pub(crate) parent_death_signal: Option<libc::c_int>,
-    /// Ignore `SIGINT` (the seed's `ignoreSIGINT`).
+    /// Ignore `SIGINT` (valkka-multiprocess's `ignoreSIGINT`).
     pub(crate) ignore_sigint: bool,
     /// Keep the parent's signal handlers instead of restoring defaults (an
     /// embedded interpreter's handlers must survive into the child).

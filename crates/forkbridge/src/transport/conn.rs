@@ -4,7 +4,7 @@
 //! # Why both sides read while they wait to write
 //!
 //! If both processes write more than the socket buffers hold and neither
-//! reads, both block forever (the seed's `stop()` hangs exactly so, Q7).
+//! reads, both block forever (valkka-multiprocess's `stop()` hangs exactly so).
 //! Here a side that waits for room to write keeps reading what the peer sends
 //! into its decoder, so the peer's write always completes; the messages are
 //! kept, in order, for the next `recv`.

@@ -6,7 +6,7 @@
 //! A [`Backend`](crate::Backend) hands its loop to forkbridge: one `poll`,
 //! a dispatch table, error reports. That is the right shape for Rust code,
 //! but not for every backend. The Python binding's backends must keep the
-//! seed's overridable loop (`run()` calling `readPipes__()` calling
+//! valkka-multiprocess's overridable loop (`run()` calling `readPipes__()` calling
 //! `select` on `back_pipe`), and a program embedding another event loop
 //! (GStreamer's, Qt's) wants to wait on the intercom itself. For them
 //! [`MessageProcessBuilder::build_fn`](crate::MessageProcessBuilder::build_fn)
@@ -16,7 +16,7 @@
 //! The fork, the child's setup, the stop bound and every fault rule of the
 //! frontend are the same as with a `Backend`. What the function gives up is
 //! dispatch and error reports: it decides what a command means, and a stop
-//! request reaches it as `Ok(None)` from a receive (the seed's `None` in the
+//! request reaches it as `Ok(None)` from a receive (valkka-multiprocess's `None` in the
 //! pipe), not as the end of a loop.
 
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd};

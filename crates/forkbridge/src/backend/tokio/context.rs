@@ -33,7 +33,7 @@ impl AsyncContext {
         std::mem::take(&mut self.endpoint.fds)
     }
 
-    /// Sends a message to the frontend (the seed's `send_out__`). Buffered;
+    /// Sends a message to the frontend (valkka-multiprocess's `send_out__`). Buffered;
     /// written when the handler returns, or once 64 KiB are buffered. What
     /// a handler sent is on the wire before the next command is handled:
     /// when the frontend is not reading, the loop waits (asynchronously,

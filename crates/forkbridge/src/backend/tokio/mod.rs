@@ -1,30 +1,30 @@
 //! [`AsyncBackend`]: a backend whose handlers are `async`, run on a tokio
-//! runtime built in the child (the seed's `AsyncBackMessageProcess`).
+//! runtime built in the child (valkka-multiprocess's `AsyncBackMessageProcess`).
 //!
 //! # Design
 //!
 //! The runtime is created in the child, after the fork, and never crosses
 //! it: a tokio runtime is not fork-safe (tokio #4301 — its worker threads and
 //! its signal self-pipe do not survive a fork). It is current-thread by
-//! default (the seed's asyncio loop), multi-thread on request
+//! default (valkka-multiprocess's asyncio loop), multi-thread on request
 //! ([`RuntimeFlavor`]). The intercom is registered with the runtime's
 //! reactor ([`tokio::io::unix::AsyncFd`], the non-deprecated `register`), so
 //! the loop awaits commands, task results and whatever the handlers await
 //! in one place.
 //!
-//! Commands run one after another, in order, as in the seed: the loop awaits
+//! Commands run one after another, in order, as in valkka-multiprocess: the loop awaits
 //! each handler before it reads the next command. For concurrency a handler
 //! hands work to a background task in one call,
 //! [`AsyncContext::spawn`], and returns; the loop keeps serving. A task that
 //! fails or panics is logged with its label and the process name and
 //! reported to the frontend as an `"error"` message (kinds `"task_error"`,
-//! `"task_panic"`): the seed's `exclog` / `exclogmsg`, built in. Tasks talk
+//! `"task_panic"`): valkka-multiprocess's `exclog` / `exclogmsg`, built in. Tasks talk
 //! to the frontend through a [`TaskSender`].
 //!
 //! On a stop request (or when the frontend goes away) the loop ends, running
 //! tasks get a grace period ([`MessageProcessBuilder::task_grace`](crate::MessageProcessBuilder::task_grace)),
-//! the rest are cancelled, `post_run` runs, and the process leaves. The seed
-//! abandons its tasks without cancelling or awaiting them (Q11).
+//! the rest are cancelled, `post_run` runs, and the process leaves. valkka-multiprocess
+//! abandons its tasks without cancelling or awaiting them.
 
 mod context;
 mod handlers;
@@ -41,7 +41,7 @@ use crate::backend::HandlerResult;
 /// Which tokio runtime the child builds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum RuntimeFlavor {
-    /// One thread runs the loop and every task (the default; the seed's
+    /// One thread runs the loop and every task (the default; valkka-multiprocess's
     /// asyncio loop).
     #[default]
     CurrentThread,
@@ -119,7 +119,7 @@ pub trait AsyncBackend: Sized + Send + 'static {
     /// Fills the dispatch table; runs once in the child.
     fn register(handlers: &mut AsyncHandlers<Self>);
 
-    /// Runs in the child, inside the runtime, before the loop (the seed's
+    /// Runs in the child, inside the runtime, before the loop (valkka-multiprocess's
     /// `preRun__` and `asyncPre__` in one). An error is reported and the
     /// process exits with status 1.
     async fn pre_run(&mut self, ctx: &mut AsyncContext) -> HandlerResult {
@@ -128,7 +128,7 @@ pub trait AsyncBackend: Sized + Send + 'static {
     }
 
     /// Runs after the loop and the background tasks ended, however the
-    /// loop ended (the seed's `asyncPost__` and `postRun__`).
+    /// loop ended (valkka-multiprocess's `asyncPost__` and `postRun__`).
     async fn post_run(&mut self, ctx: &mut AsyncContext) {
         let _ = ctx;
     }
