@@ -27,7 +27,7 @@
 //! a Ctrl-C in a terminal reaches the whole process group, and the parent
 //! then stops them in order.
 
-use std::os::fd::BorrowedFd;
+use std::os::fd::{AsRawFd, BorrowedFd};
 use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -36,7 +36,7 @@ use std::time::Duration;
 use crate::app::select::select;
 use crate::error::{Error, ErrorKind, Result};
 use crate::process::MessageProcess;
-use crate::process::registry;
+use crate::process::registry::Registered;
 use crate::sys::signal::{self, ShutdownSignals};
 
 /// The four duties of a program's main process (valkka-multiprocess's `MainContext`).
@@ -192,7 +192,9 @@ impl Shutdown {
 /// `close` ran); [`ErrorKind::Io`] if the signal pipe cannot be made.
 pub fn run_main<C: MainContext + ?Sized>(ctx: &mut C) -> Result<Outcome> {
     let shutdown = Shutdown::new(true)?;
-    let _guard = PipeRegistration::new(&shutdown);
+    // Keeps the shutdown pipe out of every child forked meanwhile; dropped
+    // before `shutdown` closes it.
+    let _listed = Registered::new(shutdown.fd().as_raw_fd());
     let result = catch_unwind(AssertUnwindSafe(|| -> Result<()> {
         ctx.start_processes()?;
         ctx.start_threads()?;
@@ -210,26 +212,6 @@ pub fn run_main<C: MainContext + ?Sized>(ctx: &mut C) -> Result<Outcome> {
         (Err(panic), _) | (Ok(_), Err(panic)) => resume_unwind(panic),
         (Ok(Err(e)), Ok(())) => Err(e),
         (Ok(Ok(())), Ok(())) => Ok(outcome),
-    }
-}
-
-/// Keeps the shutdown pipe out of every child forked meanwhile.
-struct PipeRegistration {
-    fd: i32,
-}
-
-impl PipeRegistration {
-    fn new(shutdown: &Shutdown) -> PipeRegistration {
-        use std::os::fd::AsRawFd;
-        let fd = shutdown.fd().as_raw_fd();
-        registry::add(fd);
-        PipeRegistration { fd }
-    }
-}
-
-impl Drop for PipeRegistration {
-    fn drop(&mut self) {
-        registry::remove(self.fd);
     }
 }
 

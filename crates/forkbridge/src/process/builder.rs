@@ -3,7 +3,7 @@
 
 use std::collections::VecDeque;
 use std::fmt;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -15,7 +15,7 @@ use crate::transport::conn::Conn;
 use crate::transport::intercom::Intercom;
 use crate::transport::lane::LaneRings;
 
-use super::{Config, Entry, MessageProcess, State, front_raw, registry, short_type_name};
+use super::{Config, Entry, MessageProcess, Registered, State, short_type_name};
 
 /// Configures a [`MessageProcess`] before it is created.
 ///
@@ -251,19 +251,11 @@ impl MessageProcessBuilder {
             None => None,
         };
         let (front, back) = socket::socketpair()?;
-        registry::add(front.as_raw_fd());
-        registry::add(back.as_raw_fd());
+        let (front, back) = (Registered::new(front), Registered::new(back));
         let mut conn = Conn::new(front, self.max_frame_size);
         conn.set_frame_reads(self.frame_reads);
         if let Some(rings) = &lane {
-            match rings.frontend_end() {
-                Ok(end) => conn.set_lane(end),
-                Err(e) => {
-                    registry::remove(front_raw(&conn));
-                    registry::remove(back.as_raw_fd());
-                    return Err(e);
-                }
-            }
+            conn.set_lane(rings.frontend_end()?);
         }
         let info = ChildInfo {
             name: self.name.clone(),

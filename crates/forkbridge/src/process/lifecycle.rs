@@ -1,7 +1,7 @@
 //! Starting, stopping and reaping: the states a backend goes through, seen
 //! from its frontend.
 
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
+use std::os::fd::{AsFd, BorrowedFd};
 use std::process::ExitStatus;
 use std::time::{Duration, Instant};
 
@@ -12,7 +12,7 @@ use crate::sys::{poll, signal};
 use crate::transport::conn::{Conn, Filled};
 
 use super::start::{self, Failed, Started};
-use super::{EXIT_SPIN, KILL_WAIT, MessageProcess, SETTLE_WAIT, STOP_SLICE, State, registry};
+use super::{EXIT_SPIN, KILL_WAIT, MessageProcess, Registered, SETTLE_WAIT, STOP_SLICE, State};
 
 impl MessageProcess {
     /// Forks the backend (valkka-multiprocess's `start`).
@@ -72,10 +72,9 @@ impl MessageProcess {
                 return Err(error.with_process(&self.name));
             }
         };
-        registry::add(pidfd.as_raw_fd());
         self.state = State::Running {
             pid,
-            pidfd,
+            pidfd: Registered::new(pidfd),
             exited: false,
         };
         log::debug!(target: &self.target, "started pid {pid}");
@@ -292,9 +291,6 @@ impl MessageProcess {
     }
 
     pub(super) fn finish(&mut self, pid: libc::pid_t, status: Option<ExitStatus>) {
-        if let State::Running { pidfd, .. } = &self.state {
-            registry::remove(pidfd.as_raw_fd());
-        }
         self.state = State::Finished { pid, status };
         match status {
             Some(s) => log::debug!(target: &self.target, "exited: {s}"),
@@ -307,7 +303,7 @@ impl MessageProcess {
 /// (if given) so a backend blocked on a full socket can finish.
 pub(super) fn wait_reap(
     pid: libc::pid_t,
-    mut watch: Option<(BorrowedFd<'_>, &mut Conn)>,
+    mut watch: Option<(BorrowedFd<'_>, &mut Conn<Registered>)>,
     deadline: Option<Instant>,
 ) -> Result<Option<ExitStatus>> {
     loop {

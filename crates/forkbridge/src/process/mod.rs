@@ -36,6 +36,7 @@ mod call;
 mod lifecycle;
 mod recv;
 pub(crate) mod registry;
+use registry::Registered;
 mod send;
 mod start;
 #[cfg(feature = "tokio")]
@@ -43,7 +44,7 @@ pub(crate) mod tokio;
 
 use std::collections::VecDeque;
 use std::fmt;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd, RawFd};
 use std::process::ExitStatus;
 use std::sync::Arc;
 use std::time::Duration;
@@ -78,11 +79,11 @@ struct Config {
 enum State {
     Idle {
         entry: Entry,
-        backend_end: OwnedFd,
+        backend_end: Registered,
     },
     Running {
         pid: libc::pid_t,
-        pidfd: OwnedFd,
+        pidfd: Registered,
         exited: bool,
     },
     Finished {
@@ -141,7 +142,7 @@ pub struct MessageProcess {
     target: String,
     config: Config,
     hooks: Option<Arc<dyn ForkHooks>>,
-    conn: Conn,
+    conn: Conn<Registered>,
     state: State,
     /// Messages that arrived while a typed call waited for its reply.
     inbox: VecDeque<(Message, Vec<OwnedFd>)>,
@@ -266,12 +267,6 @@ impl Drop for MessageProcess {
                 log::error!(target: &self.target, "stop on drop failed: {e}");
             }
         }
-        match std::mem::replace(&mut self.state, State::Empty) {
-            State::Idle { backend_end, .. } => registry::remove(backend_end.as_raw_fd()),
-            State::Running { pidfd, .. } => registry::remove(pidfd.as_raw_fd()),
-            _ => {}
-        }
-        registry::remove(self.conn.as_fd().as_raw_fd());
     }
 }
 
@@ -280,8 +275,4 @@ fn short_type_name<B>() -> &'static str {
     let full = std::any::type_name::<B>();
     let base = full.split('<').next().unwrap_or(full);
     base.rsplit("::").next().unwrap_or(base)
-}
-
-fn front_raw(conn: &Conn) -> RawFd {
-    conn.as_fd().as_raw_fd()
 }

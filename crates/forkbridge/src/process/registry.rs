@@ -5,8 +5,13 @@
 //! intercom alive after the parent dies, so the sibling would never see end
 //! of stream (the ipc-channel #281 hang). Everything forkbridge creates is
 //! close-on-exec as well, for programs that `exec`.
+//!
+//! The list is kept by [`Registered`]: an fd is listed when it is wrapped
+//! and unlisted when the wrapper drops, before the fd closes (so a number is
+//! never unlisted after another thread reused it). No call site lists or
+//! unlists by hand, so no error path can forget one.
 
-use std::os::fd::RawFd;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::sync::Mutex;
 
 static FDS: Mutex<Vec<RawFd>> = Mutex::new(Vec::new());
@@ -44,14 +49,56 @@ pub(crate) fn reset_in_child(own: RawFd) {
     }
 }
 
-/// Records an fd that children must not keep.
-pub(crate) fn add(fd: RawFd) {
+fn add(fd: RawFd) {
     fds().push(fd);
 }
 
-/// Forgets an fd; call before closing it, so its number can be reused.
-pub(crate) fn remove(fd: RawFd) {
+fn remove(fd: RawFd) {
     fds().retain(|&f| f != fd);
+}
+
+/// An fd that forked children close: listed while this wrapper lives.
+#[derive(Debug)]
+pub(crate) struct Registered<F: AsRawFd = OwnedFd> {
+    /// `None` only once `into_child` took it (consuming the wrapper).
+    fd: Option<F>,
+}
+
+impl<F: AsRawFd> Registered<F> {
+    pub(crate) fn new(fd: F) -> Registered<F> {
+        add(fd.as_raw_fd());
+        Registered { fd: Some(fd) }
+    }
+
+    /// Hands the fd over without touching the list: in a new child, which
+    /// may not take the lock (see `reset_in_child`) and resets the list.
+    pub(crate) fn into_child(mut self) -> F {
+        self.fd.take().expect("present until handed over")
+    }
+
+    pub(crate) fn get(&self) -> &F {
+        self.fd.as_ref().expect("present until handed over")
+    }
+}
+
+impl<F: AsRawFd> Drop for Registered<F> {
+    fn drop(&mut self) {
+        if let Some(fd) = &self.fd {
+            remove(fd.as_raw_fd());
+        }
+    }
+}
+
+impl<F: AsRawFd + AsFd> AsFd for Registered<F> {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.get().as_fd()
+    }
+}
+
+impl<F: AsRawFd> AsRawFd for Registered<F> {
+    fn as_raw_fd(&self) -> RawFd {
+        self.get().as_raw_fd()
+    }
 }
 
 /// The list for a child about to be forked, without `keep`. Taken before

@@ -28,6 +28,7 @@ use tokio::time::Instant;
 
 use crate::data::message::Message;
 use crate::error::{Error, ErrorKind, Result};
+use crate::process::registry::Registered;
 use crate::process::{MessageProcess, SETTLE_WAIT};
 use crate::sys::async_fd;
 use crate::transport::conn::Conn;
@@ -345,7 +346,7 @@ impl fmt::Debug for AsyncMessageProcess {
 // What the async frontend needs of the blocking handle it wraps.
 impl MessageProcess {
     /// The intercom, for the async frontend.
-    pub(crate) fn conn_mut(&mut self) -> &mut Conn {
+    pub(crate) fn conn_mut(&mut self) -> &mut Conn<Registered> {
         &mut self.conn
     }
 

@@ -20,7 +20,8 @@ use crate::sys::fork::{self, ChildSetup, Forked};
 use crate::sys::pidfd;
 
 use super::super::lifecycle::wait_reap;
-use super::super::{Config, Entry, KILL_WAIT, registry};
+use super::super::registry::{self, Registered};
+use super::super::{Config, Entry, KILL_WAIT};
 use super::{Failed, Started};
 
 /// Forks the backend; the child runs `entry` with `backend_end` and exits.
@@ -29,7 +30,7 @@ pub(in crate::process) fn start(
     config: &Config,
     hooks: Option<&dyn ForkHooks>,
     entry: Entry,
-    backend_end: OwnedFd,
+    backend_end: Registered,
 ) -> Result<Started, Failed> {
     if !config.allow_threads {
         let refused = match fork::thread_count() {
@@ -65,7 +66,7 @@ pub(in crate::process) fn start(
         hooks.after_fork_parent();
     }
     let pid = match forked {
-        Ok(Forked::Child) => child_main(&setup, hooks, entry, backend_end),
+        Ok(Forked::Child) => child_main(&setup, hooks, entry, backend_end.into_child()),
         Ok(Forked::Parent(pid)) => pid,
         Err(e) => {
             return Err(Failed::NotStarted {
@@ -75,7 +76,6 @@ pub(in crate::process) fn start(
             });
         }
     };
-    registry::remove(backend_end.as_raw_fd());
     drop(backend_end);
     // The backend value's parent copy: the child owns the real one now.
     drop(entry);

@@ -19,6 +19,7 @@ use std::os::fd::OwnedFd;
 use crate::error::Error;
 
 use super::Entry;
+use super::registry::Registered;
 
 pub(super) mod fork;
 
@@ -35,7 +36,7 @@ pub(super) enum Failed {
     NotStarted {
         error: Error,
         entry: Entry,
-        backend_end: OwnedFd,
+        backend_end: Registered,
     },
     /// A child existed and could not be watched; it was killed and reaped.
     Lost { error: Error, pid: libc::pid_t },
