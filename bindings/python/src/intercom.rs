@@ -6,6 +6,7 @@ use std::os::fd::AsRawFd;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use forkbridge::binding::IntercomExt;
 use forkbridge::{ErrorKind, Message, Value};
 use pyo3::exceptions::{PyAttributeError, PyException};
 use pyo3::intern;

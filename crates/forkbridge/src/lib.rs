@@ -152,8 +152,8 @@
 //! everything Python has no native form for; [`Bytes`] lets a large buffer
 //! be lent to a message and encoded once, without a copy first (and lends
 //! a large message's byte strings from the shared-memory slot it arrived
-//! in). [`MessageProcess::set_wait_in_read`] makes timed receives block in
-//! the socket read itself, for a caller that waits in short slices.
+//! in). What only the binding needs (sends and flushes in slices, one
+//! frame per read for a foreign `select`) is in a hidden `binding` module.
 //!
 //! # From valkka-multiprocess
 //!
@@ -207,6 +207,8 @@ mod sys;
 // or of layers below it (`checks/layers` enforces it).
 mod app;
 mod backend;
+#[doc(hidden)]
+pub mod binding;
 mod data;
 mod deadline;
 mod error;
@@ -318,13 +320,6 @@ pub use crate::transport::intercom::{INTERCOM_FD_ENV, Intercom};
 /// The dynamic [`Message`] path keeps working beside the typed one.
 #[cfg(feature = "macros")]
 pub use forkbridge_macros::handlers;
-
-/// What the Python binding needs beyond the public API: not for programs,
-/// and not covered by semver.
-#[doc(hidden)]
-pub mod binding {
-    pub use crate::protocol::fault::FaultKind;
-}
 
 /// Support for the code `#[handlers]` generates; not a public API.
 #[doc(hidden)]

@@ -10,6 +10,7 @@ use std::os::unix::process::ExitStatusExt;
 use std::time::{Duration, Instant};
 
 use common::{WAIT, alive, become_subreaper, probe, reap, recv, signal_later};
+use forkbridge::binding::{BuilderExt, ProcessExt};
 use forkbridge::{
     BackendContext, ErrorKind, HandlerResult, Handlers, Intercom, Message, MessageProcess, message,
 };

@@ -10,6 +10,7 @@ use std::os::unix::process::ExitStatusExt;
 use std::time::{Duration, Instant};
 
 use common::{WAIT, become_subreaper, probe, reap, recv};
+use forkbridge::binding::ProcessExt;
 use forkbridge::{
     Backend, BackendContext, BoxError, ErrorKind, Event, EventGroup, EventKind, FrameRing,
     HandlerResult, Handlers, Message, MessageProcess, SharedBuffer, SyncIndex, message, select,

@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use common::WAIT;
+use forkbridge::binding::{BuilderExt, IntercomExt};
 use forkbridge::{ErrorKind, ForkHooks, Intercom, Message, MessageProcess, Value};
 
 test_main!(

@@ -7,6 +7,7 @@ use std::os::fd::AsFd;
 use std::time::Duration;
 
 use common::{Probe, WAIT, probe, recv};
+use forkbridge::binding::ProcessExt;
 use forkbridge::{ErrorKind, Message, MessageProcess, Value, message};
 
 test_main!(

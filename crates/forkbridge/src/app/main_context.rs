@@ -334,7 +334,7 @@ pub fn wait_any(
     let buffered: Vec<usize> = processes
         .iter()
         .enumerate()
-        .filter(|(_, p)| p.has_buffered())
+        .filter(|(_, p)| p.has_read_ahead())
         .map(|(i, _)| i)
         .collect();
     let timeout = if buffered.is_empty() {

@@ -191,7 +191,7 @@ impl MessageProcessBuilder {
     /// `multiprocessing` users do. Costs a second syscall per message on
     /// bursts. (While a send waits for room it still reads ahead, so that
     /// two writers never deadlock.) Default: `false`.
-    pub fn frame_reads(mut self, yes: bool) -> Self {
+    pub(crate) fn read_frames(mut self, yes: bool) -> Self {
         self.frame_reads = yes;
         self
     }

@@ -189,10 +189,10 @@ impl MessageProcess {
         }
     }
 
-    /// Switches [frame reads](MessageProcessBuilder::frame_reads) on or
+    /// Switches [frame reads](MessageProcessBuilder::read_frames) on or
     /// off from now on; for a caller that learns late whether the fd will
     /// be handed to a foreign `select`.
-    pub fn set_frame_reads(&mut self, yes: bool) {
+    pub(crate) fn read_frames(&mut self, yes: bool) {
         self.conn.set_frame_reads(yes);
     }
 
@@ -206,7 +206,7 @@ impl MessageProcess {
     /// ends the read at once in every other case). For a caller that waits
     /// in short slices anyway, as the Python binding does between its
     /// signal checks. Waits without a timeout always poll.
-    pub fn set_wait_in_read(&mut self, yes: bool) {
+    pub(crate) fn wait_in_read(&mut self, yes: bool) {
         self.wait_in_read = yes;
     }
 

@@ -175,7 +175,7 @@ impl MessageProcess {
 
     /// Whether a message is already read and waiting in this handle (then
     /// the fd may not look readable although `try_recv` has something).
-    pub fn has_buffered(&self) -> bool {
+    pub(crate) fn has_read_ahead(&self) -> bool {
         !self.inbox.is_empty() || self.conn.has_complete_frame()
     }
 }

@@ -96,17 +96,17 @@ impl MessageProcess {
     /// Appends a message to the send buffer and writes nothing, however
     /// much is buffered (unlike [`feed`](MessageProcess::feed)); the next
     /// send, flush or receive writes it. With
-    /// [`flush_timeout`](MessageProcess::flush_timeout) it makes a send
+    /// [`flush_within`](MessageProcess::flush_within) it makes a send
     /// that waits in slices, for a caller that must do something between
     /// them (an interpreter checking for Ctrl-C).
-    pub fn queue(&mut self, msg: Message) -> Result<()> {
+    pub(crate) fn buffer(&mut self, msg: Message) -> Result<()> {
         self.refuse_if_gone()?;
         self.conn.feed(&msg).map_err(|e| e.with_process(&self.name))
     }
 
     /// As [`flush`](MessageProcess::flush), giving up after `timeout` with
     /// [`ErrorKind::Timeout`]; what was not written stays buffered.
-    pub fn flush_timeout(&mut self, timeout: Duration) -> Result<()> {
+    pub(crate) fn flush_within(&mut self, timeout: Duration) -> Result<()> {
         self.flush_deadline(deadline::after(timeout))
     }
 

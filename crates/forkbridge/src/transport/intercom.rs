@@ -205,7 +205,7 @@ impl Intercom {
 
     /// As [`flush`](Intercom::flush), giving up after `timeout` with
     /// [`ErrorKind::Timeout`]; what was not written stays queued.
-    pub fn flush_timeout(&mut self, timeout: Duration) -> Result<()> {
+    pub(crate) fn flush_within(&mut self, timeout: Duration) -> Result<()> {
         self.conn.flush(deadline::after(timeout), None)
     }
 
@@ -235,7 +235,7 @@ impl Intercom {
 
     /// Whether a whole message is already read and waiting here (then the
     /// fd may not look readable although `try_recv` has something).
-    pub fn has_buffered(&self) -> bool {
+    pub(crate) fn has_read_ahead(&self) -> bool {
         self.conn.has_complete_frame()
     }
 
