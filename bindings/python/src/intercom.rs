@@ -6,7 +6,7 @@ use std::os::fd::AsRawFd;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use forkbridge::binding::IntercomExt;
+use forkbridge::binding::{FaultKind, IntercomExt};
 use forkbridge::{ErrorKind, Message, Value};
 use pyo3::exceptions::{PyAttributeError, PyException};
 use pyo3::intern;
@@ -157,7 +157,7 @@ impl Unreadable {
     /// A frame the core skipped (see `is_frame_fault`).
     fn frame(e: &forkbridge::Error) -> Unreadable {
         Unreadable {
-            kind: "decode",
+            kind: FaultKind::Decode.as_str(),
             command: String::new(),
             error: crate::errors::text(e),
             cause: None,
@@ -184,7 +184,7 @@ fn load(
     match convert::to_py(py, value, lend) {
         Ok(obj) => Ok(Ok(obj)),
         Err(e) if e.is_instance_of::<PyException>(py) => Ok(Err(Unreadable {
-            kind: "handler_error",
+            kind: FaultKind::HandlerError.as_str(),
             command: command.to_owned(),
             error: format!("cannot load {}: {e}", what()),
             cause: Some(e),

@@ -59,5 +59,11 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     register_at_fork.call((), Some(&kwargs))?;
     m.add("OBJECT_COMMAND", convert::OBJECT_COMMAND)?;
     m.add("DEFAULT_MAX_FRAME", process::DEFAULT_MAX_FRAME)?;
+    // The fault kinds' wire names, from the core's one enum, so the package
+    // never types them again: FAULT_HANDLER_ERROR = "handler_error", ….
+    for kind in forkbridge::binding::FaultKind::ALL {
+        let name = kind.as_str();
+        m.add(format!("FAULT_{}", name.to_uppercase()), name)?;
+    }
     Ok(())
 }

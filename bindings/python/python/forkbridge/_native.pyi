@@ -6,6 +6,15 @@ from typing_extensions import disjoint_base
 
 OBJECT_COMMAND: str
 DEFAULT_MAX_FRAME: int
+# The wire names of the fault kinds a backend reports (the core's FaultKind).
+FAULT_HANDLER_ERROR: str
+FAULT_PANIC: str
+FAULT_UNKNOWN_COMMAND: str
+FAULT_DECODE: str
+FAULT_ENCODE: str
+FAULT_PRE_RUN: str
+FAULT_TASK_ERROR: str
+FAULT_TASK_PANIC: str
 
 class ForkbridgeError(Exception): ...
 class BackendGone(EOFError): ...
