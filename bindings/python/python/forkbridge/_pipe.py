@@ -3,10 +3,32 @@
 ``Duplex`` is what ``getPipe()`` returns in the frontend: ``fileno()``
 (usable with ``select``), ``recv()``, ``poll()``, plus valkka's
 ``getReadFd()`` / ``getWriteFd()``. ``BackPipe`` is the backend's end
-(``self.back_pipe`` in the child). Both read one message per wake-up
-where it matters: the frontend's socket is read frame by frame, so a
-``select`` loop that calls ``recv()`` once per readable event never leaves a
-message stranded in a buffer.
+(``self.back_pipe`` in the child).
+
+The fd is readable while the socket holds bytes, and says nothing about
+messages already read out of it into this process. Once ``fileno()`` (or
+``getReadFd()``) has been called, ``recv()`` reads the socket one frame at
+a time, so a ``select`` loop that calls ``recv()`` once per readable event
+sees every message the backend sends, large ones included (their frames in
+the socket name their shared-memory slots, in order). (A ``return_out__``
+value makes the fd readable too, and is kept for ``returnFromBack()``: a
+``recv()`` that must not wait past it checks ``poll(0)`` first.) Four things read
+ahead, leaving messages in this process while the fd looks idle:
+``poll()`` and ``returnFromBack()`` (they keep what they read for
+``recv()``), a send that waited for room in a full socket (it reads
+meanwhile, so that two ends sending to each other never both block), and
+``recv()`` calls made before ``fileno()`` was first called (they read
+whatever the socket holds). After any of those, drain before going back
+to ``select``::
+
+    while pipe.poll(0):
+        handle(pipe.recv())
+
+(``poll(0)`` never waits and looks at what was read ahead first.) A loop
+that ends each wake-up with this drain, and calls nothing that reads
+ahead between the drain and its next ``select``, leaves nothing behind. The
+backend's loops take the commands a handler's send read ahead before
+they wait again.
 """
 
 from __future__ import annotations
@@ -91,12 +113,18 @@ class Duplex:
         self._returns: collections.deque[Any] = collections.deque()
 
     def fileno(self) -> int:
+        """The socket's fd, for ``select``: readable while the socket holds
+        bytes. From the first call on, ``recv()`` reads one frame at a
+        time; messages read ahead before or since wait without making it
+        readable (see the module docs: drain with ``poll(0)``)."""
         return self._native.fileno()
 
     def getReadFd(self) -> int:
+        """``fileno()``, valkka's name."""
         return self._native.fileno()
 
     def getWriteFd(self) -> int:
+        """``fileno()``, valkka's name (one socket carries both ways)."""
         return self._native.fileno()
 
     def recv(self, timeout: float | None = None) -> Any:
@@ -139,7 +167,8 @@ class Duplex:
         meanwhile is kept for ``returnFromBack`` and does not count: only
         ``returnFromBack`` returns it. (The fd, for ``select``, is readable
         for such a value too: call ``poll()`` before a ``recv()`` that must
-        not wait.)"""
+        not wait.) What it reads waits here for ``recv()`` without making
+        the fd readable: ``while pipe.poll(0): pipe.recv()`` takes it all."""
         deadline = _deadline(timeout)
         if self._stash:
             return True

@@ -198,7 +198,8 @@ class MessageProcess:
 
     def getPipe(self) -> Duplex:
         """The frontend's end of the intercom: ``fileno()`` for ``select``,
-        ``recv()``, ``poll()``."""
+        ``recv()``, ``poll()`` (see ``Duplex`` for what a ``select`` loop
+        must drain)."""
         return self._pipe
 
     def requestStop(self) -> None:
@@ -235,9 +236,11 @@ class MessageProcess:
         """The next value the backend sent with ``return_out__``, waiting up
         to ``timeout`` s (``None``: as long as it takes; then
         ``TimeoutError``). Other objects that arrive meanwhile stay for
-        ``getPipe().recv()``, and so does a message it cannot read. A value
-        that does not unpickle here raises ``UnreadableMessage`` and is
-        skipped: the next call returns the next value."""
+        ``getPipe().recv()``, and so does a message it cannot read; they do
+        not make the pipe's fd readable (a ``select`` loop drains them
+        with ``while pipe.poll(0): pipe.recv()``). A value that does not
+        unpickle here raises ``UnreadableMessage`` and is skipped: the next
+        call returns the next value."""
         return self._pipe._recv_return(timeout)
 
     @classmethod
