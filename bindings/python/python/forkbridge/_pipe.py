@@ -34,11 +34,13 @@ they wait again.
 from __future__ import annotations
 
 import collections
-import time
 from typing import TYPE_CHECKING, Any, Callable
 
 from . import _native
 from ._message import MessageObject
+from ._timeout import check as _check_timeout
+from ._timeout import deadline as _deadline
+from ._timeout import left as _left
 
 if TYPE_CHECKING:
     from ._process import MessageProcess
@@ -66,20 +68,6 @@ def _take(queue: collections.deque[Any]) -> Any:
     if obj.__class__ is _Unread:
         raise obj.error
     return obj
-
-
-def _deadline(timeout: float | None) -> float | None:
-    """When a wait of ``timeout`` seconds ends (``None``: never)."""
-    if timeout is None:
-        return None
-    if timeout != timeout:
-        raise ValueError("a timeout cannot be NaN")
-    return time.monotonic() + max(0.0, timeout)
-
-
-def _left(deadline: float | None) -> float | None:
-    """What is left of a wait until ``deadline``."""
-    return None if deadline is None else max(0.0, deadline - time.monotonic())
 
 
 class Duplex:
@@ -241,7 +229,7 @@ class BackPipe:
     def poll(self, timeout: float | None = 0.0) -> bool:
         """Whether ``recv()`` would return within ``timeout`` seconds
         (``None``: as long as it takes)."""
-        _deadline(timeout)  # a NaN raises whatever is ready
+        _check_timeout(timeout)  # a NaN raises whatever is ready
         if self._intercom.has_buffered():
             return True
         from ._select import safe_select

@@ -27,6 +27,7 @@ from ._log import format_logger
 from ._message import MessageObject, _rebuild
 from ._pipe import _RETURN, BackPipe, Duplex
 from ._select import safe_select
+from ._timeout import check as _check_timeout
 
 _live: weakref.WeakSet[MessageProcess] = weakref.WeakSet()
 
@@ -161,9 +162,7 @@ class MessageProcess:
         for name in ("timeout", "task_grace"):
             # Refused here rather than in the backend, where it would end
             # the loop (timeout) or not wait at all (task_grace).
-            seconds = getattr(self, name, None)
-            if seconds is not None and seconds != seconds:
-                raise ValueError("%s: %s cannot be NaN" % (self.pre, name))
+            _check_timeout(getattr(self, name, None), "%s: %s" % (self.pre, name))
         if sys.is_finalizing():
             raise RuntimeError("cannot fork at interpreter shutdown")
         allow = self.allow_threads if allow_threads is None else allow_threads
