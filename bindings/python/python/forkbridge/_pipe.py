@@ -178,7 +178,10 @@ class Duplex:
         return False
 
     def send(self, obj: Any) -> None:
-        """Sends ``obj`` to the backend (as ``sendMessageToBack``)."""
+        """Sends ``obj`` to the backend, as ``sendMessageToBack`` does any
+        object but ``None``: here ``None`` is sent as an object, not as the
+        stop request (a Python backend's loop, given ``None``, stops all the
+        same; a Rust backend receives an object)."""
         self._native.send_any(obj)
 
     def __repr__(self) -> str:

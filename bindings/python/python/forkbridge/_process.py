@@ -84,9 +84,12 @@ class MessageProcess:
     command=..., error=..., process=...)``; the backend keeps running.
     """
 
-    #: Seconds ``readPipes__`` waits per call when ``listening`` is False
-    #: (only used when ``readPipes__`` or ``run`` is overridden; ``inf``:
-    #: until a command arrives; zero or less: not at all).
+    #: Seconds ``run``'s Python loop gives each ``readPipes__`` call when
+    #: ``listening`` is False (``listening``: zero). That loop runs when
+    #: ``readPipes__``, ``handleBackPipe__`` or ``routeMainPipe__`` is
+    #: overridden or ``listening`` is set; otherwise the backend waits for
+    #: commands without a timeout. ``inf``: until a command arrives; zero
+    #: or less: not at all.
     timeout: ClassVar[float] = 1.0
     #: ``stop()``: seconds for the backend to finish after the stop request
     #: before SIGTERM, then seconds after SIGTERM before SIGKILL (zero or
@@ -94,8 +97,10 @@ class MessageProcess:
     #: ``ValueError`` when the process is made).
     stop_timeout: ClassVar[float] = 5.0
     kill_timeout: ClassVar[float] = 1.0
-    #: Messages whose strings/bytes/pickles hold at least this many bytes go
-    #: through shared memory instead of the socket (None: never).
+    #: Messages whose strings/bytes/pickles (and parameter names) hold at
+    #: least this many bytes go through shared memory instead of the socket,
+    #: up to a slot's size: 16 MiB, or four times this if that is more
+    #: (larger ones take the socket). None: never.
     large_message_threshold: ClassVar[int | None] = 256 * 1024
     #: Received numpy arrays and buffers that came through shared memory
     #: are writable views of the slot they arrived in instead of copies
