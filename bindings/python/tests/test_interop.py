@@ -190,6 +190,34 @@ def test_stop_is_bounded_for_a_program_that_does_not_stop(served, term, exitcode
     assert bound <= took < bound + 3, took
 
 
+def test_a_rust_backend_reads_the_native_types():
+    # README: "None, bool, int (64-bit), float, str, bytes, list, tuple or
+    # dict ... so a Rust frontend or backend reads them".
+    p = ProgramProcess("square", [binary("square_backend")])
+    p.start()
+    try:
+        values = dict(
+            s="txt", b=b"\x00\x01", l=[1, "a"], t=(1, 2.5), d={"k": 1},
+            low=-(2**63), high=2**64 - 1, f=1.5, none=None, flag=False,
+        )  # fmt: skip
+        p.sendMessageToBack(MessageObject("describe", **values))
+        assert p.getPipe().recv(timeout=10).kwargs == {
+            "s": "string 'txt'",
+            "b": "bytes b'\\x00\\x01'",
+            "l": "list [1, 'a']",
+            "t": "tuple (1, 2.5)",
+            "d": "map {'k': 1}",
+            "low": "int -9223372036854775808",
+            "high": "int 18446744073709551615",
+            "f": "float 1.5",
+            "none": "null None",
+            "flag": "bool False",
+        }
+    finally:
+        p.stop()
+    assert p.exitcode == 0
+
+
 def test_a_rust_backend_sees_values_it_cannot_read_as_opaque_pickles():
     p = ProgramProcess("square", [binary("square_backend")])
     p.start()
