@@ -116,18 +116,20 @@ class Duplex:
         return self._native.fileno()
 
     def recv(self, timeout: float | None = None) -> Any:
-        deadline = _deadline(timeout)  # a NaN raises whatever is ready
+        # The common case (no timeout, an ordinary object) costs no Python
+        # call besides the native one: this is every message's path.
+        deadline = None if timeout is None else _deadline(timeout)  # NaN raises
         if self._stash:
             return _take(self._stash)
         while True:
             try:
-                obj = self._native.recv(_left(deadline))
+                obj = self._native.recv(None if deadline is None else _left(deadline))
             except _native.UnreadableMessage as e:
                 if e.command != _RETURN:
                     raise
                 self._returns.append(_Unread(e))
                 continue
-            if not _is_return(obj):
+            if obj.__class__ is not MessageObject or obj.command != _RETURN:
                 return obj
             self._returns.append(obj.kwargs.get("value"))
 
