@@ -213,9 +213,12 @@ impl Process {
     }
 
     /// The fd to wait on. Handing it out switches the handle to frame
-    /// reads (one message per read, so a `select` loop never leaves one
-    /// stranded in the buffer); a program that only calls `recv` keeps the
-    /// cheaper greedy reads.
+    /// reads (one message per read, so a `select` loop that receives once
+    /// per wake-up leaves nothing behind in the buffer); a program that
+    /// only calls `recv` keeps the cheaper greedy reads. What is read
+    /// ahead all the same (by `poll`, by a send that waits for room, by
+    /// greedy reads before this call) does not make the fd readable: the
+    /// package's docs tell a `select` loop to drain it with `poll(0)`.
     fn fileno(&self, py: Python<'_>) -> PyResult<i32> {
         self.check_owner()?;
         if !self.fd_handed_out.swap(true, Ordering::Relaxed) {

@@ -1,6 +1,5 @@
 """The core's fault promises, from Python, on real processes."""
 
-import contextlib
 import os
 import signal
 import subprocess
@@ -9,6 +8,7 @@ import textwrap
 import threading
 import time
 
+import ctrl_c
 import pytest
 
 from forkbridge import (
@@ -39,21 +39,6 @@ class Worker(MessageProcess):
 
     def c__exit(self, code=0):
         os._exit(code)
-
-
-@contextlib.contextmanager
-def ctrl_c_after(delay):
-    """SIGINT to this process from another thread after `delay` seconds."""
-    def interrupt():
-        time.sleep(delay)
-        os.kill(os.getpid(), signal.SIGINT)
-
-    t = threading.Thread(target=interrupt)
-    t.start()
-    try:
-        yield
-    finally:
-        t.join()
 
 
 @pytest.fixture
@@ -170,7 +155,7 @@ def test_blocking_calls_release_the_gil(worker):
 
 def test_ctrl_c_interrupts_a_blocked_recv(worker):
     started = time.monotonic()
-    with ctrl_c_after(0.2), pytest.raises(KeyboardInterrupt):
+    with ctrl_c.from_a_thread(0.2), pytest.raises(KeyboardInterrupt):
         worker.getPipe().recv()
     assert time.monotonic() - started < 2
 
@@ -179,18 +164,9 @@ def test_ctrl_c_interrupts_a_recv_blocked_in_the_read(worker):
     # The only Python thread blocks in the socket read itself (not in
     # poll): SIGINT from another process must still end it.
     assert threading.active_count() == 1
-    parent = os.getpid()
-    helper = os.fork()
-    if helper == 0:
-        time.sleep(0.2)
-        os.kill(parent, signal.SIGINT)
-        os._exit(0)
     started = time.monotonic()
-    try:
-        with pytest.raises(KeyboardInterrupt):
-            worker.getPipe().recv()
-    finally:
-        os.waitpid(helper, 0)
+    with ctrl_c.from_a_process(0.2), pytest.raises(KeyboardInterrupt):
+        worker.getPipe().recv()
     assert time.monotonic() - started < 2
     # The handle still works afterwards.
     worker.sendMessageToBack(MessageObject("echo", after=True))
@@ -272,7 +248,7 @@ def test_ctrl_c_interrupts_a_send_blocked_on_a_full_socket(worker):
     assert worker.getPipe().recv(timeout=5)() == "hanging"
 
     started = time.monotonic()
-    with ctrl_c_after(0.3), pytest.raises(KeyboardInterrupt):
+    with ctrl_c.from_a_thread(0.3), pytest.raises(KeyboardInterrupt):
         for _ in range(100000):
             worker.sendMessageToBack(MessageObject("echo", pad=b"x" * 65536))
     assert time.monotonic() - started < 3
@@ -378,7 +354,7 @@ def test_ctrl_c_during_a_slow_stop_kills_the_backend_and_raises_at_once():
     p.sendMessageToBack(MessageObject("hang"))  # ignores SIGTERM, never returns
     assert p.getPipe().recv(10)() == "hanging"
     started = time.monotonic()
-    with ctrl_c_after(0.3), pytest.raises(KeyboardInterrupt):
+    with ctrl_c.from_a_thread(0.3), pytest.raises(KeyboardInterrupt):
         p.stop()
     took = time.monotonic() - started
     assert took < 1.5, "Ctrl-C was held %.1f s" % took

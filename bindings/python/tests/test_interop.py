@@ -121,3 +121,117 @@ def test_a_served_python_backend_takes_its_class_max_message_size(tmp_path, limi
     finally:
         p.stop()
     assert p.exitcode == 0
+
+
+SERVED_WORKER = """
+import signal
+import sys
+import time
+
+from forkbridge import MessageObject, MessageProcess, serve
+
+class Served(MessageProcess):
+    def c__echo(self, **kwargs):
+        self.send_out__(MessageObject("echoed", **kwargs))
+
+    def c__quit(self, code=0):
+        sys.exit(code)
+
+    def c__hang(self, term="default"):
+        if term == "ignore":
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        self.send_out__(MessageObject("hanging"))
+        while True:
+            time.sleep(0.05)
+
+serve(Served("served"))
+"""
+
+
+class Program(ProgramProcess):
+    stop_timeout = 0.5
+    kill_timeout = 0.5
+
+
+@pytest.fixture
+def served(tmp_path):
+    script = tmp_path / "served_worker.py"
+    script.write_text(SERVED_WORKER)
+    p = Program("served", [sys.executable, str(script)])
+    p.start()
+    yield p
+    p.stop()
+
+
+def test_serve_exits_with_the_backends_code(served):
+    # ProgramProcess in front of a Python serve(): the usual round trip,
+    # then serve() "exits with its code".
+    served.sendMessageToBack(MessageObject("echo", x=[1, "two"]))
+    got = served.getPipe().recv(timeout=10)
+    assert got() == "echoed" and got["x"] == [1, "two"]
+    served.sendMessageToBack(MessageObject("quit", code=4))
+    served.join(10)
+    assert served.exitcode == 4
+
+
+@pytest.mark.parametrize("term, exitcode", [("default", -15), ("ignore", -9)])
+def test_stop_is_bounded_for_a_program_that_does_not_stop(served, term, exitcode):
+    import time
+
+    served.sendMessageToBack(MessageObject("hang", term=term))
+    assert served.getPipe().recv(timeout=10)() == "hanging"
+    started = time.monotonic()
+    served.stop()
+    took = time.monotonic() - started
+    assert served.exitcode == exitcode
+    # stop_timeout, then kill_timeout if SIGTERM is ignored; never more
+    # than both (and a margin for a loaded machine).
+    bound = Program.stop_timeout + (Program.kill_timeout if term == "ignore" else 0)
+    assert bound <= took < bound + 3, took
+
+
+def test_a_rust_backend_reads_the_native_types():
+    # README: "None, bool, int (64-bit), float, str, bytes, list, tuple or
+    # dict ... so a Rust frontend or backend reads them".
+    p = ProgramProcess("square", [binary("square_backend")])
+    p.start()
+    try:
+        values = dict(
+            s="txt", b=b"\x00\x01", l=[1, "a"], t=(1, 2.5), d={"k": 1},
+            low=-(2**63), high=2**64 - 1, f=1.5, none=None, flag=False,
+        )  # fmt: skip
+        p.sendMessageToBack(MessageObject("describe", **values))
+        assert p.getPipe().recv(timeout=10).kwargs == {
+            "s": "string 'txt'",
+            "b": "bytes b'\\x00\\x01'",
+            "l": "list [1, 'a']",
+            "t": "tuple (1, 2.5)",
+            "d": "map {'k': 1}",
+            "low": "int -9223372036854775808",
+            "high": "int 18446744073709551615",
+            "f": "float 1.5",
+            "none": "null None",
+            "flag": "bool False",
+        }
+    finally:
+        p.stop()
+    assert p.exitcode == 0
+
+
+def test_a_rust_backend_sees_values_it_cannot_read_as_opaque_pickles():
+    p = ProgramProcess("square", [binary("square_backend")])
+    p.start()
+    try:
+        p.sendMessageToBack(MessageObject("describe", s={1, 2}, f=frozenset(), n=3))
+        got = p.getPipe().recv(timeout=10)
+        assert got["s"] == "pickled builtins.set", got
+        assert got["f"] == "pickled builtins.frozenset", got
+        assert got["n"] == "int 3"
+        # Large messages take the socket: no shared mapping crosses exec.
+        p.sendMessageToBack(MessageObject("describe", data="x" * (1 << 20)))
+        got = p.getPipe().recv(timeout=10)
+        assert got["data"] == "string %r" % ("x" * (1 << 20))  # whole
+        assert p._native.large_messages_sent == 0
+    finally:
+        p.stop()
+    assert p.exitcode == 0

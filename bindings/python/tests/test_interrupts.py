@@ -6,12 +6,12 @@ wait"), whether another Python thread sends it or another process does
 signal handler's exception out ("a handler that raises ... raises out of
 it, as with select")."""
 
-import contextlib
 import os
 import signal
 import threading
 import time
 
+import ctrl_c
 import pytest
 
 from forkbridge import EventGroup, MessageObject, MessageProcess, SyncIndex, safe_select
@@ -31,41 +31,7 @@ class Idle(MessageProcess):
             time.sleep(0.05)
 
 
-@contextlib.contextmanager
-def ctrl_c_from_a_thread(delay):
-    """SIGINT to this process from another thread after `delay` seconds."""
-
-    def interrupt():
-        time.sleep(delay)
-        os.kill(os.getpid(), signal.SIGINT)
-
-    t = threading.Thread(target=interrupt)
-    t.start()
-    try:
-        yield
-    finally:
-        t.join()
-
-
-@contextlib.contextmanager
-def ctrl_c_from_a_process(delay):
-    """SIGINT to this process from a forked helper after `delay` seconds;
-    this process keeps a single Python thread."""
-    parent = os.getpid()
-    helper = os.fork()
-    if helper == 0:
-        try:
-            time.sleep(delay)
-            os.kill(parent, signal.SIGINT)
-        finally:
-            os._exit(0)
-    try:
-        yield
-    finally:
-        os.waitpid(helper, 0)
-
-
-CTRL_C = {"thread": ctrl_c_from_a_thread, "process": ctrl_c_from_a_process}
+CTRL_C = ctrl_c.WAYS
 
 
 def interrupted(how, wait):

@@ -6,8 +6,8 @@ import logging
 import multiprocessing
 import threading
 
-
 from ._log import format_logger
+from ._timeout import check as _check_timeout
 
 
 class MainContext:
@@ -85,9 +85,8 @@ class MainContext:
         (your ``__call__`` should select on ``aux_pipe_read``), waits at most
         ``thread_join_timeout`` s for it, then calls ``close()``."""
         timeout: float | None = self.thread_join_timeout
-        if timeout is not None and timeout != timeout:
-            # Refused before anything is done (it used to wait forever).
-            raise ValueError("thread_join_timeout cannot be NaN")
+        # Refused before anything is done (it used to wait forever).
+        _check_timeout(timeout, "thread_join_timeout")
         self.logger.critical("stopping thread")
         self.aux_pipe_write.send(None)
         # valkka's attribute, set by runAsThread (not by __init__: a

@@ -3,20 +3,44 @@
 ``Duplex`` is what ``getPipe()`` returns in the frontend: ``fileno()``
 (usable with ``select``), ``recv()``, ``poll()``, plus valkka's
 ``getReadFd()`` / ``getWriteFd()``. ``BackPipe`` is the backend's end
-(``self.back_pipe`` in the child). Both read one message per wake-up
-where it matters: the frontend's socket is read frame by frame, so a
-``select`` loop that calls ``recv()`` once per readable event never leaves a
-message stranded in a buffer.
+(``self.back_pipe`` in the child).
+
+The fd is readable while the socket holds bytes, and says nothing about
+messages already read out of it into this process. Once ``fileno()`` (or
+``getReadFd()``) has been called, ``recv()`` reads the socket one frame at
+a time, so a ``select`` loop that calls ``recv()`` once per readable event
+sees every message the backend sends, large ones included (their frames in
+the socket name their shared-memory slots, in order). (A ``return_out__``
+value makes the fd readable too, and is kept for ``returnFromBack()``: a
+``recv()`` that must not wait past it checks ``poll(0)`` first.) Four things read
+ahead, leaving messages in this process while the fd looks idle:
+``poll()`` and ``returnFromBack()`` (they keep what they read for
+``recv()``), a send that waited for room in a full socket (it reads
+meanwhile, so that two ends sending to each other never both block), and
+``recv()`` calls made before ``fileno()`` was first called (they read
+whatever the socket holds). After any of those, drain before going back
+to ``select``::
+
+    while pipe.poll(0):
+        handle(pipe.recv())
+
+(``poll(0)`` never waits and looks at what was read ahead first.) A loop
+that ends each wake-up with this drain, and calls nothing that reads
+ahead between the drain and its next ``select``, leaves nothing behind. The
+backend's loops take the commands a handler's send read ahead before
+they wait again.
 """
 
 from __future__ import annotations
 
 import collections
-import time
 from typing import TYPE_CHECKING, Any, Callable
 
 from . import _native
 from ._message import MessageObject
+from ._timeout import check as _check_timeout
+from ._timeout import deadline as _deadline
+from ._timeout import left as _left
 
 if TYPE_CHECKING:
     from ._process import MessageProcess
@@ -44,20 +68,6 @@ def _take(queue: collections.deque[Any]) -> Any:
     if obj.__class__ is _Unread:
         raise obj.error
     return obj
-
-
-def _deadline(timeout: float | None) -> float | None:
-    """When a wait of ``timeout`` seconds ends (``None``: never)."""
-    if timeout is None:
-        return None
-    if timeout != timeout:
-        raise ValueError("a timeout cannot be NaN")
-    return time.monotonic() + max(0.0, timeout)
-
-
-def _left(deadline: float | None) -> float | None:
-    """What is left of a wait until ``deadline``."""
-    return None if deadline is None else max(0.0, deadline - time.monotonic())
 
 
 class Duplex:
@@ -91,27 +101,35 @@ class Duplex:
         self._returns: collections.deque[Any] = collections.deque()
 
     def fileno(self) -> int:
+        """The socket's fd, for ``select``: readable while the socket holds
+        bytes. From the first call on, ``recv()`` reads one frame at a
+        time; messages read ahead before or since wait without making it
+        readable (see the module docs: drain with ``poll(0)``)."""
         return self._native.fileno()
 
     def getReadFd(self) -> int:
+        """``fileno()``, valkka's name."""
         return self._native.fileno()
 
     def getWriteFd(self) -> int:
+        """``fileno()``, valkka's name (one socket carries both ways)."""
         return self._native.fileno()
 
     def recv(self, timeout: float | None = None) -> Any:
-        deadline = _deadline(timeout)  # a NaN raises whatever is ready
+        # The common case (no timeout, an ordinary object) costs no Python
+        # call besides the native one: this is every message's path.
+        deadline = None if timeout is None else _deadline(timeout)  # NaN raises
         if self._stash:
             return _take(self._stash)
         while True:
             try:
-                obj = self._native.recv(_left(deadline))
+                obj = self._native.recv(None if deadline is None else _left(deadline))
             except _native.UnreadableMessage as e:
                 if e.command != _RETURN:
                     raise
                 self._returns.append(_Unread(e))
                 continue
-            if not _is_return(obj):
+            if obj.__class__ is not MessageObject or obj.command != _RETURN:
                 return obj
             self._returns.append(obj.kwargs.get("value"))
 
@@ -139,7 +157,8 @@ class Duplex:
         meanwhile is kept for ``returnFromBack`` and does not count: only
         ``returnFromBack`` returns it. (The fd, for ``select``, is readable
         for such a value too: call ``poll()`` before a ``recv()`` that must
-        not wait.)"""
+        not wait.) What it reads waits here for ``recv()`` without making
+        the fd readable: ``while pipe.poll(0): pipe.recv()`` takes it all."""
         deadline = _deadline(timeout)
         if self._stash:
             return True
@@ -161,7 +180,10 @@ class Duplex:
         return False
 
     def send(self, obj: Any) -> None:
-        """Sends ``obj`` to the backend (as ``sendMessageToBack``)."""
+        """Sends ``obj`` to the backend, as ``sendMessageToBack`` does any
+        object but ``None``: here ``None`` is sent as an object, not as the
+        stop request (a Python backend's loop, given ``None``, stops all the
+        same; a Rust backend receives an object)."""
         self._native.send_any(obj)
 
     def __repr__(self) -> str:
@@ -212,7 +234,7 @@ class BackPipe:
     def poll(self, timeout: float | None = 0.0) -> bool:
         """Whether ``recv()`` would return within ``timeout`` seconds
         (``None``: as long as it takes)."""
-        _deadline(timeout)  # a NaN raises whatever is ready
+        _check_timeout(timeout)  # a NaN raises whatever is ready
         if self._intercom.has_buffered():
             return True
         from ._select import safe_select

@@ -27,6 +27,7 @@ from ._log import format_logger
 from ._message import MessageObject, _rebuild
 from ._pipe import _RETURN, BackPipe, Duplex
 from ._select import safe_select
+from ._timeout import check as _check_timeout
 
 _live: weakref.WeakSet[MessageProcess] = weakref.WeakSet()
 
@@ -83,9 +84,12 @@ class MessageProcess:
     command=..., error=..., process=...)``; the backend keeps running.
     """
 
-    #: Seconds ``readPipes__`` waits per call when ``listening`` is False
-    #: (only used when ``readPipes__`` or ``run`` is overridden; ``inf``:
-    #: until a command arrives; zero or less: not at all).
+    #: Seconds ``run``'s Python loop gives each ``readPipes__`` call when
+    #: ``listening`` is False (``listening``: zero). That loop runs when
+    #: ``readPipes__``, ``handleBackPipe__`` or ``routeMainPipe__`` is
+    #: overridden or ``listening`` is set; otherwise the backend waits for
+    #: commands without a timeout. ``inf``: until a command arrives; zero
+    #: or less: not at all.
     timeout: ClassVar[float] = 1.0
     #: ``stop()``: seconds for the backend to finish after the stop request
     #: before SIGTERM, then seconds after SIGTERM before SIGKILL (zero or
@@ -93,8 +97,10 @@ class MessageProcess:
     #: ``ValueError`` when the process is made).
     stop_timeout: ClassVar[float] = 5.0
     kill_timeout: ClassVar[float] = 1.0
-    #: Messages whose strings/bytes/pickles hold at least this many bytes go
-    #: through shared memory instead of the socket (None: never).
+    #: Messages whose strings/bytes/pickles (and parameter names) hold at
+    #: least this many bytes go through shared memory instead of the socket,
+    #: up to a slot's size: 16 MiB, or four times this if that is more
+    #: (larger ones take the socket). None: never.
     large_message_threshold: ClassVar[int | None] = 256 * 1024
     #: Received numpy arrays and buffers that came through shared memory
     #: are writable views of the slot they arrived in instead of copies
@@ -161,9 +167,7 @@ class MessageProcess:
         for name in ("timeout", "task_grace"):
             # Refused here rather than in the backend, where it would end
             # the loop (timeout) or not wait at all (task_grace).
-            seconds = getattr(self, name, None)
-            if seconds is not None and seconds != seconds:
-                raise ValueError("%s: %s cannot be NaN" % (self.pre, name))
+            _check_timeout(getattr(self, name, None), "%s: %s" % (self.pre, name))
         if sys.is_finalizing():
             raise RuntimeError("cannot fork at interpreter shutdown")
         allow = self.allow_threads if allow_threads is None else allow_threads
@@ -198,7 +202,8 @@ class MessageProcess:
 
     def getPipe(self) -> Duplex:
         """The frontend's end of the intercom: ``fileno()`` for ``select``,
-        ``recv()``, ``poll()``."""
+        ``recv()``, ``poll()`` (see ``Duplex`` for what a ``select`` loop
+        must drain)."""
         return self._pipe
 
     def requestStop(self) -> None:
@@ -235,9 +240,11 @@ class MessageProcess:
         """The next value the backend sent with ``return_out__``, waiting up
         to ``timeout`` s (``None``: as long as it takes; then
         ``TimeoutError``). Other objects that arrive meanwhile stay for
-        ``getPipe().recv()``, and so does a message it cannot read. A value
-        that does not unpickle here raises ``UnreadableMessage`` and is
-        skipped: the next call returns the next value."""
+        ``getPipe().recv()``, and so does a message it cannot read; they do
+        not make the pipe's fd readable (a ``select`` loop drains them
+        with ``while pipe.poll(0): pipe.recv()``). A value that does not
+        unpickle here raises ``UnreadableMessage`` and is skipped: the next
+        call returns the next value."""
         return self._pipe._recv_return(timeout)
 
     @classmethod

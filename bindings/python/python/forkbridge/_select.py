@@ -9,6 +9,8 @@ import select
 import time
 from typing import Any, Sequence
 
+from ._timeout import deadline as _deadline
+
 _READ = select.POLLIN | select.POLLPRI | select.POLLHUP | select.POLLERR
 _WRITE = select.POLLOUT | select.POLLERR
 _EXCEPT = select.POLLPRI
@@ -68,11 +70,9 @@ def _poll(poller: select.poll, timeout: float | None) -> list[tuple[int, int]]:
     """``poller.poll`` for ``timeout`` seconds, however long: ``None`` and
     ``inf`` wait as long as it takes (as ``select.select`` does), longer
     waits than ``poll(2)`` takes are waited in pieces, NaN is an error."""
-    if timeout is None or timeout == math.inf:
+    deadline = _deadline(timeout, "safe_select: the timeout")
+    if deadline is None or deadline == math.inf:
         return poller.poll(None)
-    if math.isnan(timeout):
-        raise ValueError("safe_select: the timeout is NaN")
-    deadline = time.monotonic() + max(0.0, float(timeout))
     while True:
         left_ms = (deadline - time.monotonic()) * 1000
         ready = poller.poll(max(0, min(_POLL_MAX_MS, math.ceil(left_ms))))

@@ -10,6 +10,7 @@ from typing import Any, Callable
 
 from . import _native
 from ._native import Event, NotEnoughEvents
+from ._timeout import check as _check_timeout
 
 
 def _is_default_event_class(event_class: Any) -> bool:
@@ -193,8 +194,7 @@ class SyncIndex:
     """
 
     def __init__(self, event_group: EventGroup, timeout: float | None = None) -> None:
-        if timeout is not None and timeout != timeout:
-            raise ValueError("SyncIndex: the timeout cannot be NaN")
+        _check_timeout(timeout, "SyncIndex: the timeout")
         self.event_group = event_group
         self.eg = event_group  # valkka's name for it
         self.timeout = timeout
