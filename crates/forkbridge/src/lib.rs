@@ -196,9 +196,14 @@
 //!   `build_async`, `runtime`, `task_grace`.
 //! * `macros` — `#[forkbridge::handlers]` (typed commands from one
 //!   definition).
+//!
+//! On docs.rs each item a feature brings is marked with its feature.
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 #![cfg(target_os = "linux")]
+// docs.rs builds with `--cfg docsrs` (Cargo.toml's metadata), so each item
+// a feature brings says which feature.
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 #[allow(unsafe_code)] // The only module with syscalls; see its docs.
 mod sys;
@@ -226,6 +231,7 @@ pub use crate::app::main_context::{
 };
 pub use crate::app::select::{Selected, select};
 #[cfg(feature = "tokio")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
 pub use crate::backend::tokio::{
     AsyncBackend, AsyncContext, AsyncHandlerFn, AsyncHandlers, AsyncTypedHandlerFn, RuntimeFlavor,
     TaskSender,
@@ -238,6 +244,7 @@ pub use crate::data::message::Message;
 pub use crate::data::value::{FromValue, Value};
 pub use crate::error::{Error, ErrorKind, Result};
 #[cfg(feature = "tokio")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
 pub use crate::process::tokio::AsyncMessageProcess;
 pub use crate::process::{ForkHooks, MessageProcess, MessageProcessBuilder};
 pub use crate::shm::buffer::{SharedArray, SharedBuffer};
@@ -319,6 +326,7 @@ pub use crate::transport::intercom::{INTERCOM_FD_ENV, Intercom};
 ///
 /// The dynamic [`Message`] path keeps working beside the typed one.
 #[cfg(feature = "macros")]
+#[cfg_attr(docsrs, doc(cfg(feature = "macros")))]
 pub use forkbridge_macros::handlers;
 
 /// Support for the code `#[handlers]` generates; not a public API.

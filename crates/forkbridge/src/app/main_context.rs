@@ -100,8 +100,8 @@ pub trait MainContext {
     /// things later.
     fn start_processes(&mut self) -> Result<()>;
 
-    /// Starts the program's threads, after every process was forked (the
-    /// valkka-multiprocess's `startThreads`).
+    /// Starts the program's threads, after every process was forked
+    /// (valkka-multiprocess's `startThreads`).
     fn start_threads(&mut self) -> Result<()> {
         Ok(())
     }

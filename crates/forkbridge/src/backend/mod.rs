@@ -21,14 +21,11 @@
 //! # Error messages
 //!
 //! A fault is reported to the frontend as a [`Message`] with command
-//! `"error"` and these parameters (all strings):
-//!
-//! | parameter | meaning |
-//! |---|---|
-//! | `kind` | `"handler_error"`, `"panic"`, `"unknown_command"`, `"decode"` or `"pre_run"` |
-//! | `command` | the command being handled (empty for `decode`) |
-//! | `error` | the error's text or the panic message |
-//! | `process` | the process name |
+//! `"error"`; its parameters are listed on
+//! [`Message::is_error`](crate::Message::is_error). The kinds
+//! are one enum, `protocol::fault::FaultKind`, so both loops (through the
+//! dispatch core in `endpoint.rs`) and the Python binding use the same
+//! names.
 
 mod context;
 pub(crate) mod endpoint;
@@ -106,9 +103,9 @@ pub trait Backend: Sized + Send + 'static {
         let _ = ctx;
     }
 
-    /// Called when a [watched](BackendContext::watch) fd is ready (the
-    /// valkka-multiprocess's overridden `readPipes__`). Errors and panics are reported like
-    /// a handler's.
+    /// Called when a [watched](BackendContext::watch) fd is ready (what an
+    /// overridden `readPipes__` does in valkka-multiprocess). Errors and
+    /// panics are reported like a handler's.
     fn on_ready(
         &mut self,
         ctx: &mut BackendContext,

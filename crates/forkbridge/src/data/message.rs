@@ -184,8 +184,17 @@ impl Message {
         postcard::from_bytes(body).map_err(|e| Error::new(ErrorKind::Decode).with_source(e))
     }
 
-    /// Whether this is an error report from a backend (command `"error"`;
-    /// see [`Backend`](crate::Backend) for its parameters).
+    /// Whether this is an error report from a backend: command `"error"`,
+    /// with these parameters (all strings):
+    ///
+    /// | parameter | meaning |
+    /// |---|---|
+    /// | `kind` | `"handler_error"` (a handler returned an error), `"panic"`, `"unknown_command"`, `"decode"` (a frame or its arguments did not decode, or it was over the size limit), `"pre_run"` (the process then ends); an async backend's background tasks add `"task_error"` and `"task_panic"` |
+    /// | `command` | the command being handled (empty for a frame that did not decode) |
+    /// | `error` | the error's text or the panic message |
+    /// | `process` | the process name |
+    ///
+    /// The backend logs the fault too, and its loop goes on.
     pub fn is_error(&self) -> bool {
         self.command == ERROR_COMMAND
     }

@@ -184,9 +184,9 @@ impl fmt::Debug for SharedBuffer {
     }
 }
 
-/// An n-dimensional array of plain values in a [`SharedBuffer`] (what the
-/// valkka-multiprocess's users do with a numpy array in shared memory): a shape, row-major
-/// (C) order, every index checked.
+/// An n-dimensional array of plain values in a [`SharedBuffer`] (what
+/// valkka-multiprocess's users do with a numpy array in shared memory): a
+/// shape, row-major (C) order, every index checked.
 ///
 /// ```
 /// use forkbridge::SharedArray;

@@ -3,9 +3,9 @@
 //! A stream socket rather than two pipes: one fd per side, full duplex,
 //! `MSG_NOSIGNAL` instead of `SIGPIPE`, and room for `SCM_RIGHTS` later. A
 //! stream rather than `SOCK_SEQPACKET`: no per-packet size limit, and the
-//! explicit length prefix of the wire format does the framing. The price,
-//! measured on these machines: a small send costs ~0.75 µs in the kernel
-//! (an skb allocated and charged per call) where a pipe write costs ~0.5.
+//! explicit length prefix of the wire format does the framing. The price:
+//! a small send costs more in the kernel than a pipe write (an skb is
+//! allocated and charged per call); the figure is in the bench's README.
 
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};

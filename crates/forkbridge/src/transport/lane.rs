@@ -9,9 +9,8 @@
 //! sender can choose which slot to write instead of taking them in turn:
 //!
 //! 1. the slot it wrote last, if the reader is done with it: the copy goes
-//!    into cache lines that are still this CPU's, ~30% faster than into
-//!    the other slot (4 MiB here: 22-27 GB/s into the same buffer each
-//!    time, 15-21 alternating between two);
+//!    into cache lines that are still this CPU's, faster than into the
+//!    other slot;
 //! 2. that slot again, after a short spin, if the reader is usually quick
 //!    to give it back — the spin lasts at most a quarter of the sender's
 //!    last copy, about what the warm copy saves;
@@ -32,17 +31,16 @@
 //! again for 2, 4, ... 64 messages, so such a reader costs the sender one
 //! short spin per 64 frames, and a reader that becomes quick is noticed.
 //!
-//! Measured here (the bench's `large_message`, 4 MiB messages to an idle
-//! handler, the two builds run in turn): 4.7-9.8× the socket's GB/s
-//! against 4.0-4.35× for the FIFO ring below; with a handler that reads
-//! every byte (`large_message_read`) both keep 6-9×.
+//! The bench's `large_message` (an idle reader) and `large_message_read`
+//! (a reader that reads every byte) measure the lane against the socket;
+//! the figures, and those of the designs below, are in the bench's README.
 //!
 //! Rejected: one FIFO ring of two slots (the earlier design) — the slots
 //! alternate, and a slot the reader keeps blocks the other behind it, so
 //! one kept value sends every later large message through the socket;
 //! always waiting for the slot written last — with a reader that reads
 //! every byte, the sender waited for the slot being read instead of filling
-//! the other one (4 MiB messages: 15-17 GB/s fell to 5-12).
+//! the other one, and throughput fell.
 
 use std::time::{Duration, Instant};
 
