@@ -1,4 +1,4 @@
-# The seed's AsyncBackMessageProcess example, verbatim but for the import
+# valkka-multiprocess's AsyncBackMessageProcess example, verbatim but for the import
 # line (valkka.multiprocess -> forkbridge).
 from forkbridge import AsyncBackMessageProcess, MessageObject, exclog
 

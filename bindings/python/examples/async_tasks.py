@@ -1,4 +1,4 @@
-# The seed's second AsyncBackMessageProcess example (background tasks with
+# valkka-multiprocess's second AsyncBackMessageProcess example (background tasks with
 # @exclog), verbatim but for the imports the snippet leaves out.
 import asyncio
 from forkbridge import AsyncBackMessageProcess, MessageObject, exclog

@@ -1,6 +1,6 @@
-# The seed's EventGroup and SyncIndex examples, with their "..." filled in
+# valkka-multiprocess's EventGroup and SyncIndex examples, with their "..." filled in
 # (the constructor's super().__init__ and a main program). The import line is
-# forkbridge's; `from multiprocessing import Event` stays as in the seed.
+# forkbridge's; `from multiprocessing import Event` stays as in valkka-multiprocess.
 from multiprocessing import Event
 
 from forkbridge import EventGroup, MessageObject, MessageProcess, SyncIndex

@@ -1,4 +1,4 @@
-# The seed's MessageProcess example, verbatim but for the import line
+# valkka-multiprocess's MessageProcess example, verbatim but for the import line
 # (valkka.multiprocess -> forkbridge).
 from forkbridge import MessageProcess, MessageObject
 

@@ -1,5 +1,5 @@
 """The package's surface as the README lists it: every public name and
-method, only the API's names exported (Q19), the documented defaults,
+method, only the API's names exported, the documented defaults,
 getPipe() a Duplex for both classes, which messages take the shared-memory
 lane, what Duplex.send(None) does, pollable and plain events' getFd(), and
 MainContext's demo loop."""
@@ -203,7 +203,7 @@ def test_main_context_demo_prints_alive_every_second_until_stop_thread(capsys):
     m.stopThread()
     # stopThread's None ends the demo loop at once, not at its next second.
     assert time.monotonic() - started < 0.5
-    assert not m._thread.is_alive() and m.closed
+    assert not m.thread.is_alive() and m.closed
     assert 2 <= capsys.readouterr().out.split().count("alive") <= 3
 
 
@@ -214,3 +214,21 @@ def test_main_context_demo_ends_on_ctrl_c(capsys):
     out = capsys.readouterr().out
     assert out.split().count("alive") == 1
     assert "you pressed CTRL-C: will exit asap" in out
+
+
+def test_fault_kinds_come_from_the_core_with_their_wire_names() -> None:
+    # The package reads the names from the native module; a program matches
+    # err["kind"] against these strings, so they must not drift.
+    from forkbridge import _native
+
+    kinds = {k: getattr(_native, k) for k in dir(_native) if k.startswith("FAULT_")}
+    assert kinds == {
+        "FAULT_HANDLER_ERROR": "handler_error",
+        "FAULT_PANIC": "panic",
+        "FAULT_UNKNOWN_COMMAND": "unknown_command",
+        "FAULT_DECODE": "decode",
+        "FAULT_ENCODE": "encode",
+        "FAULT_PRE_RUN": "pre_run",
+        "FAULT_TASK_ERROR": "task_error",
+        "FAULT_TASK_PANIC": "task_panic",
+    }

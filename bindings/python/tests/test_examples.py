@@ -1,4 +1,4 @@
-"""The seed's examples and the tutorial programs, run as programs."""
+"""valkka-multiprocess's examples and the tutorial programs, run as programs."""
 
 import os
 import subprocess
@@ -20,23 +20,23 @@ def run_example(name, timeout=60):
     return proc.stdout
 
 
-def test_seed_message_process_example():
+def test_valkka_message_process_example():
     out = run_example("message_process.py")
     assert "Regards from other side of the fork!  Got parameter gotcha!" in out
 
 
-def test_seed_async_example():
+def test_valkka_async_example():
     out = run_example("async_process.py")
     assert "Regards from other side of the fork!  Got parameter gotcha!" in out
 
 
-def test_seed_async_tasks_example():
+def test_valkka_async_tasks_example():
     out = run_example("async_tasks.py")
     assert "Got parameter gotcha!" in out
     assert "Did that blocking io wait" in out
 
 
-def test_seed_event_group_and_sync_index_example():
+def test_valkka_event_group_and_sync_index_example():
     assert "200 pings answered" in run_example("event_group.py")
 
 

@@ -2,7 +2,7 @@
 protocol (README: "PyOS_BeforeFork / AfterFork_*, flushed stdio, the os.fork
 audit event"), no fork at interpreter shutdown (start(): "RuntimeError ...
 at interpreter shutdown"), always fork whatever multiprocessing's start
-method (README, Q20), and the backend's stdin at /dev/null."""
+method (README), and the backend's stdin at /dev/null."""
 
 import os
 import subprocess

@@ -503,7 +503,7 @@ def test_message_object_behaves_as_the_seeds_class():
         with pytest.raises(TypeError):
             bad()
 
-    # Subclasses written for the seed's pure-Python class keep working.
+    # Subclasses written for valkka-multiprocess's pure-Python class keep working.
     class Tagged(MessageObject):
         def __init__(self, command, **kwargs):
             super().__init__(command, **kwargs)

@@ -1,5 +1,5 @@
 """How the ends wait: an idle backend uses no CPU until a command arrives
-(README, Q8), an overridden readPipes__ is still called every `timeout`
+(README), an overridden readPipes__ is still called every `timeout`
 seconds and `listening = True` still polls; every wait of the frontend
 releases the GIL (README: "a receive, a join, an event, a send on a full
 socket"); a 1 MB reply from an asyncio backend takes far less than the

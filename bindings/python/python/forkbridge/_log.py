@@ -1,4 +1,4 @@
-"""Logging helpers and the exception-logging decorators of the seed."""
+"""Logging helpers and the exception-logging decorators of valkka-multiprocess."""
 
 from __future__ import annotations
 

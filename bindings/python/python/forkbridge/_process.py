@@ -408,7 +408,7 @@ class MessageProcess:
     def _unknown(self, obj: MessageObject) -> None:
         method_name = "c__%s" % obj.command
         self.logger.warning("routeMainPipe : no such method %s", method_name)
-        self._report("unknown_command", obj.command, "no such method " + method_name)
+        self._report(_native.FAULT_UNKNOWN_COMMAND, obj.command, "no such method " + method_name)
 
     def _handler_failed(self, obj: MessageObject, e: Exception) -> None:
         self.logger.error(
@@ -418,7 +418,7 @@ class MessageProcess:
             e,
             "".join(traceback.format_exception(e)),
         )
-        self._report("handler_error", obj.command, "%s: %s" % (type(e).__name__, e))
+        self._report(_native.FAULT_HANDLER_ERROR, obj.command, "%s: %s" % (type(e).__name__, e))
 
     def _unreadable(self, kind: str, command: str, error: str) -> None:
         """A command the loop could not read, logged and reported to the

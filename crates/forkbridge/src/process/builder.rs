@@ -75,8 +75,8 @@ impl MessageProcessBuilder {
     /// and wake-ups nor holds up small ones behind it in the socket. Each
     /// direction has two slots of `slot_size` bytes (address space only,
     /// until used). The sender writes the slot it wrote last again when the
-    /// receiver is done with it (its cache lines are still warm: ~30%
-    /// faster for 4 MiB here), waiting for it a fraction of a copy's time
+    /// receiver is done with it (its cache lines are still warm,
+    /// so the copy is faster), waiting for it a fraction of a copy's time
     /// if the receiver is usually that quick, and the other slot when the
     /// receiver is still working on a frame, so the two overlap. When both
     /// are busy, or a message does not fit a slot, it takes the socket.
@@ -106,7 +106,7 @@ impl MessageProcessBuilder {
     /// Spin up to `spin` on the socket before sleeping, on both sides (the
     /// frontend's receives and the blocking backend's loop). A request and
     /// its reply then cost a few microseconds instead of two sleeps and
-    /// wake-ups (~50 µs on these VMs), at the price of a busy CPU for up to
+    /// wake-ups (the bench's `roundtrip_spin` measures the difference), at the price of a busy CPU for up to
     /// `spin` whenever either side waits. Default: zero (never spin).
     pub fn spin_before_sleep(mut self, spin: Duration) -> Self {
         self.spin = spin;

@@ -16,8 +16,8 @@
 //! Stopping is bounded: a stop request (a control frame queued behind the
 //! commands already sent), then `SIGTERM`, then `SIGKILL`, each after its own
 //! timeout, and the child is always reaped. Dropping the handle stops the
-//! process the same way, so a forgotten `stop` never hangs the program (the
-//!) or leaves a zombie.
+//! process the same way, so a forgotten `stop` never hangs the program or
+//! leaves a zombie.
 //!
 //! # Fork and threads
 //!

@@ -6,7 +6,7 @@
 //! valkka-multiprocess's users put video frames and numpy arrays in shared memory and
 //! send only an index through the pipe: a pipe copies every byte twice
 //! through the kernel, a shared ring not at all (the bench's `shm_frames`
-//! measures the difference). A `FrameRing` is that pattern, made safe:
+//! measures the ring against a plain memcpy). A `FrameRing` is that pattern, made safe:
 //!
 //! - one anonymous `MAP_SHARED` mapping made before the fork: nothing named,
 //!   nothing left in `/dev/shm` when a process crashes;
@@ -49,7 +49,8 @@
 //!
 //! Rejected: POSIX named shared memory (`shm_open`) — names outlive
 //! crashes and pile up in `/dev/shm` (valkka-multiprocess's docs tell users to clean it
-//! by hand); sending frames through the socket — 40× slower for 1 MiB.
+//! by hand); sending frames through the socket — every byte copied twice through
+//! the kernel (the figure is in the bench's README).
 
 use crate::sys::atomic::{AtomicI32, AtomicU32, Ordering};
 mod consumer;
