@@ -6,6 +6,7 @@ use std::os::unix::net::UnixStream;
 use std::time::{Duration, Instant};
 
 use forkbridge::Message;
+use forkbridge_testkit::{kill_and_reap, reap};
 
 /// Forks; returns `None` in the child, the child's pid in the parent.
 pub(crate) fn fork() -> Option<libc::pid_t> {
@@ -25,13 +26,6 @@ pub(crate) fn fork() -> Option<libc::pid_t> {
 pub(crate) fn exit(code: i32) -> ! {
     // SAFETY: `_exit` takes any status and never returns.
     unsafe { libc::_exit(code) }
-}
-
-/// Waits for a child forked by [`fork`].
-pub(crate) fn wait(pid: libc::pid_t) {
-    let mut status = 0;
-    // SAFETY: `status` is a valid out-pointer; `pid` is our child.
-    unsafe { libc::waitpid(pid, &mut status, 0) };
 }
 
 /// An echo partner: a forked child that answers every 8-byte write on a
@@ -78,9 +72,7 @@ impl EchoPartner {
     /// copy of it, so the partner would never see end of stream.
     pub(crate) fn finish(self) {
         drop(self.stream);
-        // SAFETY: plain integers; `pid` is our unreaped child.
-        unsafe { libc::kill(self.pid, libc::SIGKILL) };
-        wait(self.pid);
+        kill_and_reap(&[self.pid]);
     }
 }
 
@@ -126,7 +118,7 @@ pub(crate) fn oneway(n: u64, make: fn(u64) -> Message) -> f64 {
     let mut done = [0u8; 1];
     (&parent).read_exact(&mut done).unwrap();
     let rate = n as f64 / t.elapsed().as_secs_f64();
-    wait(pid);
+    reap(pid);
     rate
 }
 
@@ -135,7 +127,9 @@ pub(crate) fn fork_exit_wait(n: u32) -> Duration {
     let t = Instant::now();
     for _ in 0..n {
         match fork() {
-            Some(pid) => wait(pid),
+            Some(pid) => {
+                reap(pid);
+            }
             None => exit(0),
         }
     }
@@ -237,7 +231,7 @@ impl FutexPingPong {
 
     /// Waits for the child, which leaves after its last round.
     pub(crate) fn finish(self) {
-        wait(self.pid);
+        reap(self.pid);
     }
 }
 
