@@ -19,8 +19,9 @@ use forkbridge::{
     Message, MessageProcess, message,
 };
 use forkbridge_testkit::{
-    ScenarioArgs, alarm, alive, children, kill, kill_and_reap, mappings, open_fds, reap_within,
-    rss_kib, set_subreaper, shared_mappings, wait_until,
+    ScenarioArgs, alarm, alive, children, ignore, kill, kill_and_reap, mappings, open_fds,
+    reap_within, restore_default, rss_kib, set_subreaper, shared_mappings, sleep_until_killed,
+    wait_until,
 };
 
 /// A blocking backend with the behaviours the scenarios need.
@@ -41,13 +42,10 @@ impl Worker {
     }
 
     fn ignore_term_and_block(&mut self, ctx: &mut BackendContext, _: Message) -> HandlerResult {
-        // SAFETY: SIG_IGN installs no handler code.
-        unsafe { libc::signal(libc::SIGTERM, libc::SIG_IGN) };
+        ignore(libc::SIGTERM);
         ctx.send(Message::new("blocking"))?;
         ctx.flush()?;
-        loop {
-            std::thread::sleep(Duration::from_secs(3600));
-        }
+        sleep_until_killed()
     }
 
     fn spin(&mut self, ctx: &mut BackendContext, _: Message) -> HandlerResult {
@@ -538,8 +536,7 @@ fn signals(scale: &Scale) -> Outcome {
     let _ = storm.stop();
     let _ = p.stop();
     for sig in sigs {
-        // SAFETY: restores the default disposition.
-        unsafe { libc::signal(sig, libc::SIG_DFL) };
+        restore_default(sig);
     }
     let received = STORM.load(std::sync::atomic::Ordering::Relaxed);
     Outcome::failures(
@@ -813,8 +810,7 @@ fn edges(scale: &Scale) -> Outcome {
         }
     }
     alarm(0);
-    // SAFETY: gives SIGALRM its default action back.
-    unsafe { libc::signal(libc::SIGALRM, libc::SIG_DFL) };
+    restore_default(libc::SIGALRM);
     drop(state);
     let leftovers = children();
     kill_and_reap(&leftovers);

@@ -32,10 +32,7 @@ mod tests {
 
     #[test]
     fn a_started_child_is_listed_until_reaped() {
-        let mut child = std::process::Command::new("sleep")
-            .arg("10")
-            .spawn()
-            .unwrap();
+        let mut child = crate::tests::sleeper();
         let pid = child.id() as i32;
         assert!(children().contains(&pid));
         child.kill().unwrap();

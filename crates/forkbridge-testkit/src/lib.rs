@@ -17,7 +17,8 @@
 //! | [`process`] | whether a pid runs, how many threads it has |
 //! | [`fds`] | open fds, and what a process's fds point to |
 //! | [`memory`] | shared mappings and resident memory, to see leaks |
-//! | [`signal`] | sending signals, now, later, or at an alarm |
+//! | [`page`] | a page of memory shared with forked children |
+//! | [`signal`] | sending, ignoring and waiting for signals |
 //! | [`reap`](mod@reap) | reaping children, bounded, and the subreaper flag |
 //! | [`wait`] | polling a condition within a bound |
 //! | [`cli`] | the `[SCENARIO...] [--quick]` command line of bench and soak |
@@ -26,6 +27,7 @@ pub mod children;
 pub mod cli;
 pub mod fds;
 pub mod memory;
+pub mod page;
 pub mod process;
 pub mod reap;
 pub mod signal;
@@ -35,7 +37,19 @@ pub use children::children;
 pub use cli::ScenarioArgs;
 pub use fds::{fd_links, open_fds, pipe_inodes, socket_inodes};
 pub use memory::{mappings, rss_kib, shared_mappings};
+pub use page::SharedPage;
 pub use process::{alive, threads, threads_of};
 pub use reap::{kill_and_reap, reap, reap_within, set_subreaper, try_reap, wait_within};
-pub use signal::{alarm, kill, signal_later};
+pub use signal::{alarm, ignore, kill, restore_default, signal_later, sleep_until_killed};
 pub use wait::wait_until;
+
+#[cfg(test)]
+mod tests {
+    /// A child that runs until the test kills it (or 30 s pass).
+    pub(crate) fn sleeper() -> std::process::Child {
+        std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .unwrap()
+    }
+}

@@ -49,22 +49,9 @@ mod tests {
         // Retried, as other tests map and unmap meanwhile.
         let held = (0..50).any(|_| {
             let before = shared_mappings();
-            // SAFETY: a new anonymous shared page, unmapped below; no
-            // pointer into it escapes.
-            let page = unsafe {
-                libc::mmap(
-                    std::ptr::null_mut(),
-                    4096,
-                    libc::PROT_READ | libc::PROT_WRITE,
-                    libc::MAP_SHARED | libc::MAP_ANONYMOUS,
-                    -1,
-                    0,
-                )
-            };
-            assert_ne!(page, libc::MAP_FAILED);
+            let page = crate::SharedPage::new();
             let during = shared_mappings();
-            // SAFETY: unmaps exactly the page mapped above.
-            unsafe { libc::munmap(page, 4096) };
+            drop(page);
             during == before + 1 && shared_mappings() == before
         });
         assert!(held);

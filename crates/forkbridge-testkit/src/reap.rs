@@ -113,13 +113,6 @@ pub fn set_subreaper(on: bool) {
 mod tests {
     use super::*;
 
-    fn sleeper(secs: &str) -> Child {
-        std::process::Command::new("sleep")
-            .arg(secs)
-            .spawn()
-            .unwrap()
-    }
-
     /// Starts `sh -c script`; the test reaps it by pid, as the helpers do.
     fn shell(script: &str) -> i32 {
         let pid = std::process::Command::new("sh")
@@ -139,7 +132,7 @@ mod tests {
 
     #[test]
     fn a_child_past_the_bound_is_killed_and_reaped() {
-        let pid = sleeper("30").id() as i32;
+        let pid = crate::tests::sleeper().id() as i32;
         assert_eq!(try_reap(pid), None, "it runs");
         let t = Instant::now();
         let err = reap_within(pid, Duration::from_millis(50)).unwrap_err();
@@ -158,7 +151,7 @@ mod tests {
 
     #[test]
     fn wait_within_kills_at_the_bound() {
-        let mut child = sleeper("30");
+        let mut child = crate::tests::sleeper();
         assert!(wait_within(&mut child, Duration::from_millis(50)).is_none());
         assert!(
             !crate::children().contains(&(child.id() as i32)),
@@ -171,7 +164,9 @@ mod tests {
 
     #[test]
     fn kill_and_reap_leaves_no_child() {
-        let pids: Vec<i32> = (0..2).map(|_| sleeper("30").id() as i32).collect();
+        let pids: Vec<i32> = (0..2)
+            .map(|_| crate::tests::sleeper().id() as i32)
+            .collect();
         kill_and_reap(&pids);
         assert!(pids.iter().all(|p| !crate::children().contains(p)));
     }

@@ -1,4 +1,5 @@
-//! Sending signals: now, after a delay, or to this process at an alarm.
+//! Signals: sending them (now, after a delay, or to this process at an
+//! alarm), ignoring them, and waiting for the one that ends the process.
 
 use std::time::Duration;
 
@@ -53,16 +54,35 @@ pub fn alarm(secs: u32) {
     unsafe { libc::alarm(secs) };
 }
 
+/// Makes this process ignore `sig` (a backend that must be killed, not
+/// stopped, ignores `SIGTERM`).
+pub fn ignore(sig: i32) {
+    // SAFETY: SIG_IGN installs no handler code.
+    unsafe { libc::signal(sig, libc::SIG_IGN) };
+}
+
+/// Gives `sig` its default action back, after a check that installed a
+/// handler or ignored it, so the next check starts from the default.
+pub fn restore_default(sig: i32) {
+    // SAFETY: SIG_DFL installs no handler code.
+    unsafe { libc::signal(sig, libc::SIG_DFL) };
+}
+
+/// Sleeps until a signal ends the process: a backend stuck for good (in
+/// a handler, say), which only a kill can end.
+pub fn sleep_until_killed() -> ! {
+    loop {
+        std::thread::sleep(Duration::from_secs(3600));
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn kill_lands_and_a_later_signal_arrives_in_time() {
-        let mut child = std::process::Command::new("sleep")
-            .arg("30")
-            .spawn()
-            .unwrap();
+        let mut child = crate::tests::sleeper();
         let pid = child.id() as i32;
         let helper = signal_later(pid, libc::SIGTERM, Duration::from_millis(20));
         let status = crate::wait_within(&mut child, Duration::from_secs(10));

@@ -31,7 +31,8 @@ use std::time::{Duration, Instant};
 
 use forkbridge::{Backend, BackendContext, HandlerResult, Handlers, Message, MessageProcess};
 use forkbridge_testkit::{
-    alarm, children, kill, kill_and_reap, reap, signal_later, try_reap, wait_until,
+    alarm, children, ignore, kill, kill_and_reap, reap, restore_default, signal_later,
+    sleep_until_killed, try_reap, wait_until,
 };
 
 /// The hard bound of one case, in seconds.
@@ -193,13 +194,10 @@ impl Probe {
     }
 
     fn ignore_term_and_block(&mut self, ctx: &mut BackendContext, _: Message) -> HandlerResult {
-        // SAFETY: SIG_IGN installs no handler code.
-        unsafe { libc::signal(libc::SIGTERM, libc::SIG_IGN) };
+        ignore(libc::SIGTERM);
         ctx.send(Message::new("blocking"))?;
         ctx.flush()?;
-        loop {
-            std::thread::sleep(Duration::from_secs(3600));
-        }
+        sleep_until_killed()
     }
 
     fn stop_me(&mut self, ctx: &mut BackendContext, _: Message) -> HandlerResult {
@@ -327,8 +325,7 @@ pub fn with_sigusr1_handler<T>(f: impl FnOnce() -> T) -> T {
         libc::sigaction(libc::SIGUSR1, &sa, std::ptr::null_mut());
     }
     let out = f();
-    // SAFETY: restores the default disposition.
-    unsafe { libc::signal(libc::SIGUSR1, libc::SIG_DFL) };
+    restore_default(libc::SIGUSR1);
     out
 }
 
