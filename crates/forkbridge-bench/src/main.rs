@@ -19,6 +19,7 @@ use forkbridge::{
     AsyncBackend, AsyncContext, AsyncHandlers, Backend, BackendContext, Bytes, Event, EventGroup,
     EventIndex, FrameRing, HandlerResult, Handlers, Message, MessageProcess,
 };
+use forkbridge_testkit::ScenarioArgs;
 
 /// A backend that answers pings (built in), counts ticks, and plays the
 /// event scenarios.
@@ -810,32 +811,30 @@ const SCENARIOS: &[(&str, Scenario)] = &[
     ("large_message_read", large_message_read),
 ];
 
+const USAGE: &str = "\
+forkbridge's benchmarks: every scenario, or those named, each against a
+baseline measured in the same run.
+
+usage: cargo run --release -p forkbridge-bench -- [SCENARIO...] [--quick]
+
+  --quick   fewer iterations: a smoke run for CI, not figures to report
+  --help    this text
+
+Prints a table of medians, then one RESULT line per scenario with the
+ratio to its baseline and the target.";
+
 fn main() {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let quick = args.iter().any(|a| a == "--quick");
-    let wanted: Vec<&str> = args
-        .iter()
-        .filter(|a| !a.starts_with('-'))
-        .map(String::as_str)
-        .collect();
-    for w in &wanted {
-        if !SCENARIOS.iter().any(|(name, _)| name == w) {
-            let names: Vec<_> = SCENARIOS.iter().map(|(n, _)| *n).collect();
-            eprintln!("unknown scenario '{w}'; known: {}", names.join(", "));
-            std::process::exit(2);
-        }
-    }
+    let args = ScenarioArgs::from_env(USAGE, SCENARIOS);
+    let quick = args.quick;
     let scale = if quick { &QUICK } else { &FULL };
     let mut outcomes = Vec::new();
-    for (name, run) in SCENARIOS {
-        if wanted.is_empty() || wanted.contains(name) {
-            eprintln!(
-                "running {name} ({} runs{})",
-                scale.runs,
-                if quick { ", quick" } else { "" }
-            );
-            outcomes.push(run(scale));
-        }
+    for (name, run) in args.selected(SCENARIOS) {
+        eprintln!(
+            "running {name} ({} runs{})",
+            scale.runs,
+            if quick { ", quick" } else { "" }
+        );
+        outcomes.push(run(scale));
     }
 
     println!();

@@ -6,6 +6,7 @@ use std::os::unix::net::UnixStream;
 use std::time::{Duration, Instant};
 
 use forkbridge::Message;
+use forkbridge_testkit::{SharedPage, kill_and_reap, reap};
 
 /// Forks; returns `None` in the child, the child's pid in the parent.
 pub(crate) fn fork() -> Option<libc::pid_t> {
@@ -25,13 +26,6 @@ pub(crate) fn fork() -> Option<libc::pid_t> {
 pub(crate) fn exit(code: i32) -> ! {
     // SAFETY: `_exit` takes any status and never returns.
     unsafe { libc::_exit(code) }
-}
-
-/// Waits for a child forked by [`fork`].
-pub(crate) fn wait(pid: libc::pid_t) {
-    let mut status = 0;
-    // SAFETY: `status` is a valid out-pointer; `pid` is our child.
-    unsafe { libc::waitpid(pid, &mut status, 0) };
 }
 
 /// An echo partner: a forked child that answers every 8-byte write on a
@@ -78,9 +72,7 @@ impl EchoPartner {
     /// copy of it, so the partner would never see end of stream.
     pub(crate) fn finish(self) {
         drop(self.stream);
-        // SAFETY: plain integers; `pid` is our unreaped child.
-        unsafe { libc::kill(self.pid, libc::SIGKILL) };
-        wait(self.pid);
+        kill_and_reap(&[self.pid]);
     }
 }
 
@@ -126,7 +118,7 @@ pub(crate) fn oneway(n: u64, make: fn(u64) -> Message) -> f64 {
     let mut done = [0u8; 1];
     (&parent).read_exact(&mut done).unwrap();
     let rate = n as f64 / t.elapsed().as_secs_f64();
-    wait(pid);
+    reap(pid);
     rate
 }
 
@@ -135,47 +127,13 @@ pub(crate) fn fork_exit_wait(n: u32) -> Duration {
     let t = Instant::now();
     for _ in 0..n {
         match fork() {
-            Some(pid) => wait(pid),
+            Some(pid) => {
+                reap(pid);
+            }
             None => exit(0),
         }
     }
     t.elapsed() / n
-}
-
-/// Two futex words in an anonymous shared mapping.
-struct FutexPair {
-    ptr: *mut std::sync::atomic::AtomicU32,
-}
-
-impl FutexPair {
-    fn new() -> FutexPair {
-        // SAFETY: an anonymous shared mapping of one page; checked below.
-        let ptr = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                4096,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_SHARED | libc::MAP_ANONYMOUS,
-                -1,
-                0,
-            )
-        };
-        assert_ne!(ptr, libc::MAP_FAILED, "mmap");
-        FutexPair { ptr: ptr.cast() }
-    }
-
-    fn word(&self, i: usize) -> &std::sync::atomic::AtomicU32 {
-        // SAFETY: the page holds 1024 zero-filled, aligned words and lives
-        // until `self` is dropped.
-        unsafe { &*self.ptr.add(i) }
-    }
-}
-
-impl Drop for FutexPair {
-    fn drop(&mut self) {
-        // SAFETY: unmaps exactly the page mapped in `new`.
-        unsafe { libc::munmap(self.ptr.cast(), 4096) };
-    }
 }
 
 fn futex_wake(word: &std::sync::atomic::AtomicU32) {
@@ -203,31 +161,31 @@ fn futex_wait_for_one(word: &std::sync::atomic::AtomicU32) {
 /// A futex ping-pong partner: a forked child that, `rounds` times, waits
 /// for word 0 and answers on word 1.
 pub(crate) struct FutexPingPong {
-    pair: FutexPair,
+    page: SharedPage,
     pid: libc::pid_t,
 }
 
 impl FutexPingPong {
     pub(crate) fn start(rounds: u32) -> FutexPingPong {
         use std::sync::atomic::Ordering::SeqCst;
-        let pair = FutexPair::new();
+        let page = SharedPage::new();
         let Some(pid) = fork() else {
             for _ in 0..rounds {
-                futex_wait_for_one(pair.word(0));
-                pair.word(1).store(1, SeqCst);
-                futex_wake(pair.word(1));
+                futex_wait_for_one(&page.words()[0]);
+                page.words()[1].store(1, SeqCst);
+                futex_wake(&page.words()[1]);
             }
             exit(0);
         };
-        FutexPingPong { pair, pid }
+        FutexPingPong { page, pid }
     }
 
     /// One round trip: store + `FUTEX_WAKE`, then `FUTEX_WAIT` for the answer.
     pub(crate) fn round(&self) {
         use std::sync::atomic::Ordering::SeqCst;
-        self.pair.word(0).store(1, SeqCst);
-        futex_wake(self.pair.word(0));
-        futex_wait_for_one(self.pair.word(1));
+        self.page.words()[0].store(1, SeqCst);
+        futex_wake(&self.page.words()[0]);
+        futex_wait_for_one(&self.page.words()[1]);
     }
 
     /// The partner's pid.
@@ -237,16 +195,16 @@ impl FutexPingPong {
 
     /// Waits for the child, which leaves after its last round.
     pub(crate) fn finish(self) {
-        wait(self.pid);
+        reap(self.pid);
     }
 }
 
 /// Mean cost of one `FUTEX_WAKE` with nobody waiting.
 pub(crate) fn futex_wake_alone(n: u32) -> Duration {
-    let pair = FutexPair::new();
+    let page = SharedPage::new();
     let t = Instant::now();
     for _ in 0..n {
-        futex_wake(pair.word(0));
+        futex_wake(&page.words()[0]);
     }
     t.elapsed() / n
 }

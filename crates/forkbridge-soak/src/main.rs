@@ -18,6 +18,11 @@ use forkbridge::{
     AsyncBackend, AsyncContext, AsyncHandlers, Backend, BackendContext, HandlerResult, Handlers,
     Message, MessageProcess, message,
 };
+use forkbridge_testkit::{
+    ScenarioArgs, alarm, alive, children, ignore, kill, kill_and_reap, mappings, open_fds,
+    reap_within, restore_default, rss_kib, set_subreaper, shared_mappings, sleep_until_killed,
+    wait_until,
+};
 
 /// A blocking backend with the behaviours the scenarios need.
 #[derive(Debug, Default)]
@@ -37,13 +42,10 @@ impl Worker {
     }
 
     fn ignore_term_and_block(&mut self, ctx: &mut BackendContext, _: Message) -> HandlerResult {
-        // SAFETY: SIG_IGN installs no handler code.
-        unsafe { libc::signal(libc::SIGTERM, libc::SIG_IGN) };
+        ignore(libc::SIGTERM);
         ctx.send(Message::new("blocking"))?;
         ctx.flush()?;
-        loop {
-            std::thread::sleep(Duration::from_secs(3600));
-        }
+        sleep_until_killed()
     }
 
     fn spin(&mut self, ctx: &mut BackendContext, _: Message) -> HandlerResult {
@@ -131,81 +133,6 @@ impl Rng {
     }
 }
 
-fn open_fds() -> usize {
-    std::fs::read_dir("/proc/self/fd").map_or(0, Iterator::count)
-}
-
-fn mappings() -> usize {
-    std::fs::read_to_string("/proc/self/maps").map_or(0, |s| s.lines().count())
-}
-
-/// Shared mappings only: forkbridge's rings, buffers, events and memfds
-/// are all `MAP_SHARED`, while private ones come and go with the allocator.
-fn shared_mappings() -> usize {
-    std::fs::read_to_string("/proc/self/maps").map_or(0, |s| {
-        s.lines()
-            .filter(|l| {
-                l.split_whitespace()
-                    .nth(1)
-                    .is_some_and(|p| p.ends_with('s'))
-            })
-            .count()
-    })
-}
-
-/// Pids of this process's children, zombies included.
-fn child_pids() -> Vec<i32> {
-    std::fs::read_dir("/proc/self/task")
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter_map(|t| std::fs::read_to_string(t.path().join("children")).ok())
-        .flat_map(|s| {
-            s.split_whitespace()
-                .filter_map(|p| p.parse().ok())
-                .collect::<Vec<i32>>()
-        })
-        .collect()
-}
-
-fn children() -> usize {
-    std::fs::read_dir("/proc/self/task")
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter_map(|t| std::fs::read_to_string(t.path().join("children")).ok())
-        .map(|s| s.split_whitespace().count())
-        .sum()
-}
-
-fn rss_kib() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|v| v.parse().ok())
-        })
-        .unwrap_or(0)
-}
-
-fn alive(pid: i32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
-        !matches!(
-            stat.rsplit(')')
-                .next()
-                .and_then(|s| s.split_whitespace().next()),
-            Some("Z" | "X")
-        )
-    })
-}
-
-fn kill(pid: i32, sig: i32) {
-    // SAFETY: plain integers; the pids are our own unreaped children.
-    unsafe { libc::kill(pid, sig) };
-}
-
 /// One scenario's outcome.
 struct Outcome {
     name: &'static str,
@@ -284,7 +211,7 @@ fn cycles(scale: &Scale) -> Outcome {
                 p.recv_timeout(Duration::from_secs(5)).is_ok() && p.stop().is_ok()
             }
             2 => {
-                kill(p.pid().unwrap_or(0), libc::SIGKILL);
+                let _ = kill(p.pid().unwrap_or(0), libc::SIGKILL);
                 p.join_timeout(Duration::from_secs(5)).is_ok()
             }
             _ => {
@@ -294,7 +221,7 @@ fn cycles(scale: &Scale) -> Outcome {
         };
         failures += u64::from(!ok);
     }
-    let zombies = children() as u64;
+    let zombies = children().len() as u64;
     let leaked_fds = open_fds().saturating_sub(fds) as u64;
     let leaked_maps = mappings().saturating_sub(maps + 8) as u64;
     Outcome::failures(
@@ -338,7 +265,7 @@ fn backend_kill(scale: &Scale) -> Outcome {
                 Err(_) => break,
             }
         }
-        kill(p.pid().unwrap_or(0), libc::SIGKILL);
+        let _ = kill(p.pid().unwrap_or(0), libc::SIGKILL);
         let killed = Instant::now();
         // Drain what was sent before the kill, then the disconnection.
         let result = loop {
@@ -609,8 +536,7 @@ fn signals(scale: &Scale) -> Outcome {
     let _ = storm.stop();
     let _ = p.stop();
     for sig in sigs {
-        // SAFETY: restores the default disposition.
-        unsafe { libc::signal(sig, libc::SIG_DFL) };
+        restore_default(sig);
     }
     let received = STORM.load(std::sync::atomic::Ordering::Relaxed);
     Outcome::failures(
@@ -636,7 +562,7 @@ impl Backend for Storm {
                 let sigs = [libc::SIGINT, libc::SIGTERM, libc::SIGCHLD];
                 let mut i = 0;
                 while Instant::now() < until {
-                    kill(pid, sigs[i % 3]);
+                    let _ = kill(pid, sigs[i % 3]);
                     i += 1;
                     std::thread::sleep(Duration::from_micros(200));
                 }
@@ -649,9 +575,8 @@ impl Backend for Storm {
 /// A middle backend starts backends of every kind, is SIGKILLed, and none of
 /// its backends may be alive a second later.
 fn parent_kill(_: &Scale) -> Outcome {
-    // SAFETY: PR_SET_CHILD_SUBREAPER only sets a flag on this process, so
-    // orphaned grandchildren are re-parented to us and can be reaped.
-    unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
+    // Orphaned grandchildren are re-parented to us and can be reaped.
+    set_subreaper(true);
     let Ok(mut middle) = MessageProcess::new("middle", Middle::default()) else {
         return Outcome::failures("parent_kill", 1, "could not build".into());
     };
@@ -667,15 +592,11 @@ fn parent_kill(_: &Scale) -> Outcome {
             .collect(),
         Err(_) => Vec::new(),
     };
-    kill(middle.pid().unwrap_or(0), libc::SIGKILL);
+    let _ = kill(middle.pid().unwrap_or(0), libc::SIGKILL);
     let _ = middle.join_timeout(Duration::from_secs(5));
     std::thread::sleep(Duration::from_secs(1));
     let alive_after: Vec<i32> = pids.iter().copied().filter(|&p| alive(p)).collect();
-    for &pid in &pids {
-        kill(pid, libc::SIGKILL);
-        // SAFETY: reaps a re-parented grandchild; a null status is allowed.
-        unsafe { libc::waitpid(pid, std::ptr::null_mut(), 0) };
-    }
+    kill_and_reap(&pids);
     let missing = u64::from(pids.len() != 6);
     Outcome::failures(
         "parent_kill",
@@ -840,10 +761,9 @@ impl<T, E: std::fmt::Display> OrFail<T> for Result<T, E> {
 /// as the others (in `--quick` too) while neighbours still vary. Leaked fds,
 /// shared mappings and leftover children count as failures.
 fn edges(scale: &Scale) -> Outcome {
-    // SAFETY: PR_SET_CHILD_SUBREAPER only sets a flag on this process, so
-    // the plain children a backend leaves and the orphans of a killed
+    // The plain children a backend leaves and the orphans of a killed
     // middle are re-parented to us and can be reaped.
-    unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
+    set_subreaper(true);
     // SAFETY: the handler only writes static bytes and `_exit`s, both
     // async-signal-safe.
     unsafe {
@@ -875,8 +795,8 @@ fn edges(scale: &Scale) -> Outcome {
         let Some(i) = deck.pop() else { break };
         let (name, check) = EDGES[i];
         EDGE_NOW.store(i, std::sync::atomic::Ordering::Relaxed);
-        // SAFETY: `alarm` only arms a timer; its handler is installed above.
-        unsafe { libc::alarm(EDGE_ROUND_BOUND_SECS) };
+        // Its handler is installed above.
+        alarm(EDGE_ROUND_BOUND_SECS);
         let held = check(&mut state);
         for pid in std::mem::take(&mut state.strays) {
             let _ = reap_within(pid, Duration::ZERO);
@@ -889,23 +809,14 @@ fn edges(scale: &Scale) -> Outcome {
             }
         }
     }
-    // SAFETY: 0 disarms the timer; then SIGALRM gets its default action back.
-    unsafe {
-        libc::alarm(0);
-        libc::signal(libc::SIGALRM, libc::SIG_DFL);
-    }
+    alarm(0);
+    restore_default(libc::SIGALRM);
     drop(state);
-    let leftovers = child_pids();
-    for &pid in &leftovers {
-        kill(pid, libc::SIGKILL);
-        // SAFETY: reaps a child of ours that SIGKILL just ended; a null
-        // status is allowed.
-        unsafe { libc::waitpid(pid, std::ptr::null_mut(), 0) };
-    }
+    let leftovers = children();
+    kill_and_reap(&leftovers);
     let leaked_fds = open_fds().saturating_sub(fds) as u64;
     let leaked_maps = shared_mappings().saturating_sub(maps) as u64;
-    // SAFETY: as above; 0 turns the flag off again.
-    unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 0, 0, 0, 0) };
+    set_subreaper(false);
     let rounds: u64 = tally.iter().map(|t| t.0).sum();
     let failures: u64 = tally.iter().map(|t| t.1).sum();
     let per_edge: Vec<String> = EDGES
@@ -1017,7 +928,7 @@ fn edge_duration_max(s: &mut EdgeState) -> Result<(), String> {
     let pid = q.pid().ok_or("started without a pid")?;
     drop(q);
     ensure!(
-        !alive(pid) && !child_pids().contains(&pid),
+        !alive(pid) && !children().contains(&pid),
         "dropped with MAX timeouts, its backend {pid} remains"
     );
     Ok(())
@@ -1087,7 +998,7 @@ fn edge_after_death(s: &mut EdgeState) -> Result<(), String> {
     // The plain case: killed, then a send.
     let mut q = edge_process("gone")?;
     let pid = q.pid().ok_or("started without a pid")?;
-    kill(pid, libc::SIGKILL);
+    kill(pid, libc::SIGKILL).or_fail("SIGKILL")?;
     ensure!(
         wait_until(Duration::from_secs(1), || !alive(pid)),
         "{pid} alive 1 s after SIGKILL"
@@ -1102,7 +1013,7 @@ fn edge_exit_vs_kill(s: &mut EdgeState) -> Result<(), String> {
     let pid = p.pid().ok_or("started without a pid")?;
     stopped_ok(&mut p)?;
     ensure!(
-        !alive(pid) && !child_pids().contains(&pid),
+        !alive(pid) && !children().contains(&pid),
         "stopped, {pid} remains"
     );
     let mut q = edge_process("killed")?;
@@ -1111,7 +1022,7 @@ fn edge_exit_vs_kill(s: &mut EdgeState) -> Result<(), String> {
         q.send(message!("echo", n = 1)).or_fail("send")?;
         q.recv_timeout(EDGE_WAIT).or_fail("echo")?;
     }
-    kill(pid, libc::SIGKILL);
+    kill(pid, libc::SIGKILL).or_fail("SIGKILL")?;
     match q.recv_timeout(EDGE_WAIT) {
         Err(e) if e.is_disconnected() => {
             ensure!(
@@ -1122,7 +1033,7 @@ fn edge_exit_vs_kill(s: &mut EdgeState) -> Result<(), String> {
         other => return Err(format!("recv after SIGKILL gave {other:?}")),
     }
     ensure!(
-        !alive(pid) && !child_pids().contains(&pid),
+        !alive(pid) && !children().contains(&pid),
         "killed, {pid} remains"
     );
     Ok(())
@@ -1368,7 +1279,7 @@ fn edge_frontend_killed(s: &mut EdgeState) -> Result<(), String> {
         .or_fail("the orphan's pid")?;
     s.strays.push(orphan);
     std::thread::sleep(Duration::from_millis(s.rng.below(100)));
-    kill(middle.pid().ok_or("started without a pid")?, libc::SIGKILL);
+    kill(middle.pid().ok_or("started without a pid")?, libc::SIGKILL).or_fail("SIGKILL")?;
     let killed = Instant::now();
     match middle.recv_timeout(EDGE_WAIT) {
         Err(e) if e.is_disconnected() && signal_of(&e) == Some(libc::SIGKILL) => {}
@@ -1387,44 +1298,6 @@ fn edge_frontend_killed(s: &mut EdgeState) -> Result<(), String> {
         "the orphan was killed, not ended in order: status {status:#x}"
     );
     Ok(())
-}
-
-/// Waits up to `bound` for `pid`, a child of ours (or about to become one,
-/// re-parented), to end by itself and reaps it: its wait status. Past the
-/// bound, kills and reaps it.
-fn reap_within(pid: i32, bound: Duration) -> Result<i32, &'static str> {
-    let deadline = Instant::now() + bound;
-    loop {
-        let mut status = 0;
-        // SAFETY: `status` is a live out-pointer; plain integers otherwise.
-        let r = unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) };
-        if r == pid {
-            return Ok(status);
-        }
-        if Instant::now() >= deadline {
-            if r < 0 {
-                return Err("never became a child of ours");
-            }
-            kill(pid, libc::SIGKILL);
-            // SAFETY: reaps our child that SIGKILL just ended; a null
-            // status is allowed.
-            unsafe { libc::waitpid(pid, std::ptr::null_mut(), 0) };
-            return Err("still ran past the bound (killed)");
-        }
-        std::thread::sleep(Duration::from_millis(2));
-    }
-}
-
-/// Polls `cond` until it holds or `bound` passes; returns whether it held.
-fn wait_until(bound: Duration, mut cond: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + bound;
-    while Instant::now() < deadline {
-        if cond() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    cond()
 }
 
 /// A backend for the `edges` scenario: a typed counter and the handlers
@@ -1558,32 +1431,29 @@ const SCENARIOS: &[(&str, Scenario)] = &[
     ("edges", edges),
 ];
 
+const USAGE: &str = "\
+forkbridge's soak-and-fault suite: every scenario, or those named.
+
+usage: cargo run --release -p forkbridge-soak -- [SCENARIO...] [--quick]
+
+  --quick   every scenario in well under two minutes (the test command runs this)
+  --help    this text
+
+Each scenario prints a RESULT line; the value counts failures (target 0)
+unless the scenario says otherwise. The exit status is 1 if any missed.";
+
 fn main() {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let quick = args.iter().any(|a| a == "--quick");
-    let wanted: Vec<&str> = args
-        .iter()
-        .filter(|a| !a.starts_with('-'))
-        .map(String::as_str)
-        .collect();
-    for w in &wanted {
-        if !SCENARIOS.iter().any(|(n, _)| n == w) {
-            let names: Vec<&str> = SCENARIOS.iter().map(|(n, _)| *n).collect();
-            eprintln!("unknown scenario '{w}'; known: {}", names.join(", "));
-            std::process::exit(2);
-        }
-    }
+    let args = ScenarioArgs::from_env(USAGE, SCENARIOS);
+    let quick = args.quick;
     let scale = if quick { &QUICK } else { &FULL };
     let started = Instant::now();
     let mut outcomes = Vec::new();
-    for (name, run) in SCENARIOS {
-        if wanted.is_empty() || wanted.contains(name) {
-            eprintln!("running {name}{}", if quick { " (quick)" } else { "" });
-            let t = Instant::now();
-            let outcome = run(scale);
-            eprintln!("  {} ({:.1?})", outcome.detail, t.elapsed());
-            outcomes.push(outcome);
-        }
+    for (name, run) in args.selected(SCENARIOS) {
+        eprintln!("running {name}{}", if quick { " (quick)" } else { "" });
+        let t = Instant::now();
+        let outcome = run(scale);
+        eprintln!("  {} ({:.1?})", outcome.detail, t.elapsed());
+        outcomes.push(outcome);
     }
     println!();
     println!("{:<18} {:>12} {:>10}  what", "scenario", "value", "target");

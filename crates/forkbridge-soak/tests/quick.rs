@@ -10,18 +10,7 @@ fn main() {
         .arg("--quick")
         .spawn()
         .expect("run the soak suite");
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("try_wait") {
-            break Some(status);
-        }
-        if started.elapsed() > Duration::from_secs(300) {
-            let _ = child.kill();
-            let _ = child.wait();
-            break None;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    match status {
+    match forkbridge_testkit::wait_within(&mut child, Duration::from_secs(300)) {
         Some(s) if s.success() => println!("soak --quick ... ok ({:.1?})", started.elapsed()),
         other => {
             println!("soak --quick ... FAILED ({other:?})");

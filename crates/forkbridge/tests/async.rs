@@ -6,10 +6,13 @@ use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::process::ExitStatusExt;
 use std::time::{Duration, Instant};
 
-use common::{WAIT, alive, become_subreaper, error_field, open_fds, recv, try_reap, wait_until};
+use common::{WAIT, error_field, recv};
 use forkbridge::{
     AsyncBackend, AsyncContext, AsyncHandlers, Backend, BackendContext, BoxError, ErrorKind,
     HandlerResult, Handlers, Intercom, Message, MessageProcess, RuntimeFlavor, message,
+};
+use forkbridge_testkit::{
+    alive, open_fds, reap, set_subreaper, signal_later, threads, threads_of, try_reap, wait_until,
 };
 
 test_main!(
@@ -167,7 +170,7 @@ impl Worker {
     }
 
     async fn threads(&mut self, ctx: &mut AsyncContext, _: Message) -> HandlerResult {
-        let n = std::fs::read_dir("/proc/self/task")?.count();
+        let n = threads();
         ctx.send(message!("threads", n = n))?;
         Ok(())
     }
@@ -433,7 +436,7 @@ impl Backend for Middle {
 }
 
 fn frontend_sigkill_takes_async_backend_along() {
-    become_subreaper();
+    set_subreaper(true);
     let mut middle = MessageProcess::new("middle", Middle::default()).unwrap();
     middle.start().unwrap();
     middle.send(Message::new("spawn")).unwrap();
@@ -442,7 +445,7 @@ fn frontend_sigkill_takes_async_backend_along() {
     // SAFETY: plain integers; `middle` holds the unreaped child.
     unsafe { libc::kill(middle.pid().unwrap(), libc::SIGKILL) };
     assert!(
-        wait_until(Duration::from_secs(1), || try_reap(grandchild)),
+        wait_until(Duration::from_secs(1), || try_reap(grandchild).is_some()),
         "async grandchild outlived its parent"
     );
     assert!(middle.recv_timeout(WAIT).unwrap_err().is_disconnected());
@@ -457,7 +460,7 @@ fn multi_thread_runtime_runs_in_the_child_only() {
     p.send(Message::new("threads")).unwrap();
     assert!(recv(&mut p).param::<u64>("n").unwrap() >= 3);
     // The parent is still single-threaded: it can start more processes.
-    assert_eq!(std::fs::read_dir("/proc/self/task").unwrap().count(), 1);
+    assert_eq!(threads(), 1);
     let mut q = start(Worker::default());
     q.send(Message::new("ping")).unwrap();
     assert_eq!(recv(&mut q).command(), "pong");
@@ -507,10 +510,7 @@ fn runtime() -> tokio::runtime::Runtime {
 /// next case forks from a single-threaded process again.
 fn shut_down(rt: tokio::runtime::Runtime) {
     rt.shutdown_timeout(Duration::from_secs(5));
-    assert!(wait_until(WAIT, || std::fs::read_dir("/proc/self/task")
-        .unwrap()
-        .count()
-        == 1));
+    assert!(wait_until(WAIT, || threads() == 1));
 }
 
 fn async_frontend_in_a_multi_thread_runtime() {
@@ -580,12 +580,12 @@ fn async_frontend_sees_backend_death() {
     let rt = runtime();
     rt.block_on(async {
         let mut p = p.into_async().unwrap();
-        let killer = common::signal_later(pid, libc::SIGKILL, Duration::from_millis(50));
+        let killer = signal_later(pid, libc::SIGKILL, Duration::from_millis(50));
         let err = tokio::time::timeout(WAIT, p.recv())
             .await
             .unwrap()
             .unwrap_err();
-        common::reap(killer);
+        reap(killer);
         assert_eq!(err.exit_status().unwrap().signal(), Some(libc::SIGKILL));
         assert_eq!(p.stop().await.unwrap().signal(), Some(libc::SIGKILL));
         let err = p.send(Message::new("ping")).await.unwrap_err();
@@ -639,7 +639,7 @@ fn an_async_crash_loses_nothing_that_earlier_handlers_sent() {
 }
 
 fn an_async_backend_ends_in_order_when_its_frontend_is_killed() {
-    become_subreaper();
+    set_subreaper(true);
     let (mut read, write) = std::io::pipe().unwrap();
     let mut middle = MessageProcess::new(
         "middle",
@@ -930,9 +930,7 @@ fn the_default_runtime_is_current_thread_and_runs_commands_in_order() {
     p.send(Message::new("ping")).unwrap();
     assert_eq!(recv(&mut p).command(), "pong");
     let pid = p.pid().unwrap();
-    let threads = std::fs::read_dir(format!("/proc/{pid}/task"))
-        .unwrap()
-        .count();
+    let threads = threads_of(pid);
     assert_eq!(threads, 1, "the child runs {threads} threads");
     // A slow command then a fast one: handled one after the other.
     p.send(message!("sleep_reply", ms = 300u64)).unwrap();

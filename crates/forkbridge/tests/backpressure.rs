@@ -9,11 +9,12 @@ use std::os::fd::{AsFd, AsRawFd, RawFd};
 use std::os::unix::process::ExitStatusExt;
 use std::time::{Duration, Instant};
 
-use common::{WAIT, alive, become_subreaper, probe, reap, recv, signal_later};
+use common::{WAIT, probe, recv};
 use forkbridge::binding::{BuilderExt, ProcessExt};
 use forkbridge::{
     BackendContext, ErrorKind, HandlerResult, Handlers, Intercom, Message, MessageProcess, message,
 };
+use forkbridge_testkit::{alive, reap, set_subreaper, signal_later};
 
 test_main!(
     a_send_blocked_on_a_full_socket_ends_when_the_backend_dies,
@@ -189,7 +190,7 @@ fn assert_echo_of(msg: &Message, i: u64, len: usize) {
 /// Starts a [`Stall`] backend that leaves a holder and sleeps for a
 /// minute without reading; returns it and the holder's pid.
 fn sleeping_with_a_holder(name: &str) -> (MessageProcess, i32) {
-    become_subreaper();
+    set_subreaper(true);
     let mut p = MessageProcess::new(name, Stall).unwrap();
     p.start().unwrap();
     p.send(message!("hold_and_sleep", ms = 60_000)).unwrap();
@@ -381,7 +382,7 @@ fn intercom_send_on_a_full_socket_reads_meanwhile() {
 /// Starts a [`Stall`] backend in `set_wait_in_read` mode, has it leave a
 /// holder and exit 5; returns it and the holder's pid.
 fn dead_with_a_holder(name: &str) -> (MessageProcess, i32) {
-    become_subreaper();
+    set_subreaper(true);
     let mut p = MessageProcess::new(name, Stall).unwrap();
     p.start().unwrap();
     p.set_wait_in_read(true);

@@ -7,11 +7,12 @@ use std::io::Write;
 use std::os::fd::AsFd;
 use std::os::unix::net::UnixStream;
 
-use common::{error_field, mappings, open_fds, recv};
+use common::{error_field, recv};
 use forkbridge::{
     Backend, BackendContext, ErrorKind, HandlerResult, Handlers, Message, MessageProcess,
     SharedArray, SharedBuffer, Value, message,
 };
+use forkbridge_testkit::{alive, fd_links, open_fds, shared_mappings, wait_until};
 
 test_main!(
     a_buffer_made_after_the_fork_reaches_the_running_backend,
@@ -88,8 +89,8 @@ impl BufferWorker {
     }
 
     fn fds(&mut self, ctx: &mut BackendContext, _: Message) -> HandlerResult {
-        let n = std::fs::read_dir("/proc/self/fd")?.count();
-        let maps = common::mappings();
+        let n = open_fds();
+        let maps = shared_mappings();
         ctx.send(message!("fds", n = n, maps = maps))?;
         Ok(())
     }
@@ -229,7 +230,7 @@ fn buffers_leak_no_fd_or_mapping_on_either_side() {
     recv(&mut p);
     drop(warm);
     let (fds_before, maps_before) = counts(&mut p);
-    let (mine, my_maps) = (open_fds(), mappings());
+    let (mine, my_maps) = (open_fds(), shared_mappings());
     for i in 0..100 {
         let buffer = SharedBuffer::new(64 << 10).unwrap();
         p.send_with_fds(
@@ -247,7 +248,7 @@ fn buffers_leak_no_fd_or_mapping_on_either_side() {
     assert_eq!(fds_after, fds_before, "backend fds leaked");
     assert!(maps_after <= maps_before + 4, "backend mappings grew");
     assert_eq!(open_fds(), mine, "frontend fds leaked");
-    assert!(mappings() <= my_maps + 4, "frontend mappings grew");
+    assert!(shared_mappings() <= my_maps + 4, "frontend mappings grew");
     p.stop().unwrap();
 }
 
@@ -454,7 +455,7 @@ fn a_backend_killed_holding_lane_slots_is_disconnected() {
     assert_eq!(p.large_messages_sent(), 2);
     // SAFETY: plain integers; `pid` is our unreaped child.
     unsafe { libc::kill(pid, libc::SIGKILL) };
-    assert!(common::wait_until(common::WAIT, || !common::alive(pid)));
+    assert!(wait_until(common::WAIT, || !alive(pid)));
     let started = std::time::Instant::now();
     let err = p
         .send(message!("echo", i = 2).with("data", vec![1u8; 1 << 20]))
@@ -540,8 +541,8 @@ fn buffers_leave_nothing_in_dev_shm_on_either_side() {
         assert_eq!((msg.command(), fds.len()), ("made", 1));
         mine.push(SharedBuffer::from_fd(fds.pop().unwrap()).unwrap());
     }
-    let shm_links = |pid: i32| common::fd_links(pid, "/dev/shm");
-    let memfds = |pid: i32| common::fd_links(pid, "/memfd:").len();
+    let shm_links = |pid: i32| fd_links(pid, "/dev/shm");
+    let memfds = |pid: i32| fd_links(pid, "/memfd:").len();
     assert_eq!(shm_links(pid), Vec::<String>::new(), "backend");
     assert_eq!(shm_links(std::process::id() as i32), Vec::<String>::new());
     assert!(memfds(pid) >= 10, "the backend holds no memfd");

@@ -9,12 +9,13 @@ use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::process::ExitStatusExt;
 use std::time::{Duration, Instant};
 
-use common::{WAIT, become_subreaper, probe, reap, recv};
+use common::{WAIT, probe, recv};
 use forkbridge::binding::ProcessExt;
 use forkbridge::{
     Backend, BackendContext, BoxError, ErrorKind, Event, EventGroup, EventKind, FrameRing,
     HandlerResult, Handlers, Message, MessageProcess, SharedBuffer, SyncIndex, message, select,
 };
+use forkbridge_testkit::{alive, reap, set_subreaper};
 
 test_main!(
     a_call_before_start_has_no_effect,
@@ -246,7 +247,7 @@ fn stop_and_drop_with_duration_max_timeouts_return() {
     p.start().unwrap();
     let pid = p.pid().unwrap();
     drop(p);
-    assert!(!common::alive(pid), "dropped without stopping its backend");
+    assert!(!alive(pid), "dropped without stopping its backend");
 }
 
 fn a_crash_loses_nothing_that_earlier_handlers_sent() {
@@ -273,7 +274,7 @@ fn a_crash_loses_nothing_that_earlier_handlers_sent() {
 }
 
 fn every_operation_after_death_is_disconnected_at_once() {
-    become_subreaper();
+    set_subreaper(true);
     let mut p = edge("leaver");
     p.send(Message::new("leave_a_holder")).unwrap();
     let holder: i32 = recv(&mut p).param("pid").unwrap();
@@ -302,7 +303,7 @@ fn every_operation_after_death_is_disconnected_at_once() {
 }
 
 fn post_run_runs_when_the_frontend_is_killed() {
-    become_subreaper();
+    set_subreaper(true);
     let (mut read, write) = std::io::pipe().unwrap();
     let middle_backend = Edge {
         marker: Some(write.into()),

@@ -6,11 +6,12 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::time::{Duration, Instant};
 
-use common::{WAIT, assert_signal_loses_no_time, mappings, open_fds, recv};
+use common::{WAIT, assert_signal_loses_no_time, recv};
 use forkbridge::{
     Backend, BackendContext, ErrorKind, Event, EventGroup, EventIndex, EventKind, HandlerResult,
     Handlers, Message, MessageProcess, SyncIndex, message, select,
 };
+use forkbridge_testkit::{open_fds, shared_mappings};
 
 test_main!(
     event_set_in_backend_wakes_frontend,
@@ -423,7 +424,7 @@ fn events_survive_many_cycles_without_leaks() {
     drop(start(Signaller::new(&warm)));
     drop(warm);
     let fds = open_fds();
-    let maps = mappings();
+    let maps = shared_mappings();
     for _ in 0..100 {
         let group = EventGroup::with_kind(100, EventKind::Pollable).unwrap();
         let mut p = start(Signaller::new(&group));
@@ -435,7 +436,7 @@ fn events_survive_many_cycles_without_leaks() {
         p.stop().unwrap();
     }
     assert_eq!(open_fds(), fds, "fds leaked");
-    let grown = mappings().saturating_sub(maps);
+    let grown = shared_mappings().saturating_sub(maps);
     assert!(grown < 8, "mappings grew by {grown}");
 }
 

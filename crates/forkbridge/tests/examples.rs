@@ -5,6 +5,8 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use forkbridge_testkit::wait_within;
+
 /// Each example with its arguments and a string its output must contain.
 const EXAMPLES: &[(&str, &[&str], &str)] = &[
     ("ping", &[], "backend stopped: exit status: 0"),
@@ -32,26 +34,6 @@ fn examples_dir() -> PathBuf {
         .expect("target layout")
 }
 
-/// Waits for `child` at most `bound`; kills and reaps it after that
-/// (`None`).
-fn wait_bounded(
-    child: &mut std::process::Child,
-    bound: Duration,
-) -> Option<std::process::ExitStatus> {
-    let started = Instant::now();
-    loop {
-        if let Some(status) = child.try_wait().expect("try_wait") {
-            return Some(status);
-        }
-        if started.elapsed() > bound {
-            let _ = child.kill();
-            let _ = child.wait();
-            return None;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
 fn main() {
     let dir = examples_dir();
     let mut failed = 0;
@@ -75,7 +57,7 @@ fn main() {
             }
         };
         // Bounded wait: an example that hangs is killed after 60 s.
-        let status = wait_bounded(&mut child, Duration::from_secs(60));
+        let status = wait_within(&mut child, Duration::from_secs(60));
         let out = child.wait_with_output().expect("output");
         let stdout = String::from_utf8_lossy(&out.stdout);
         match status {
@@ -115,14 +97,8 @@ fn demo_processes() -> Vec<i32> {
             continue;
         };
         let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
-        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-        let zombie = stat
-            .rsplit(')')
-            .next()
-            .and_then(|s| s.split_whitespace().next())
-            == Some("Z");
         let comm = comm.trim();
-        if !zombie && (comm == "source" || comm.starts_with("detector-")) {
+        if (comm == "source" || comm.starts_with("detector-")) && forkbridge_testkit::alive(pid) {
             found.push(pid);
         }
     }
@@ -152,7 +128,7 @@ fn demo_signal_case(dir: &std::path::Path, sig: i32, what: &str, code: Option<i3
     // SAFETY: plain integers; `child` is our unreaped child.
     unsafe { libc::kill(child.id() as i32, sig) };
     let started = Instant::now();
-    let status = wait_bounded(&mut child, Duration::from_secs(20));
+    let status = wait_within(&mut child, Duration::from_secs(20));
     let ended_right = match (status, code) {
         (Some(s), Some(c)) => s.code() == Some(c),
         (Some(s), None) => s.signal() == Some(sig),

@@ -8,11 +8,9 @@ use std::os::unix::net::UnixStream;
 use std::os::unix::process::ExitStatusExt;
 use std::time::{Duration, Instant};
 
-use common::{
-    Probe, WAIT, alive, become_subreaper, error_field, probe, reap, recv, signal_later, try_reap,
-    wait_until,
-};
+use common::{Probe, WAIT, error_field, probe, recv};
 use forkbridge::{ErrorKind, Message, MessageProcess, message};
+use forkbridge_testkit::{alive, reap, set_subreaper, signal_later, try_reap, wait_until};
 
 test_main!(
     handler_error_is_reported_and_loop_continues,
@@ -312,7 +310,7 @@ fn stop_is_bounded_when_the_socket_is_full() {
 }
 
 fn frontend_sigkill_takes_backends_along_impl(from_thread: bool) {
-    become_subreaper();
+    set_subreaper(true);
     let mut middle = probe("middle");
     middle
         .send(message!("spawn_grandchild", from_thread = from_thread))
@@ -330,7 +328,7 @@ fn frontend_sigkill_takes_backends_along_impl(from_thread: bool) {
     // SAFETY: plain integers; `middle` is our unreaped child.
     unsafe { libc::kill(middle.pid().unwrap(), libc::SIGKILL) };
     let t = Instant::now();
-    let gone = wait_until(Duration::from_secs(1), || try_reap(grandchild));
+    let gone = wait_until(Duration::from_secs(1), || try_reap(grandchild).is_some());
     assert!(
         gone,
         "grandchild {grandchild} still alive after {:?}",

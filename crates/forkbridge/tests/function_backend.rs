@@ -216,8 +216,7 @@ fn signal_handlers_are_kept_when_asked() {
     assert_eq!(raise_usr1_in_child(true).code(), Some(0));
     // By default the child starts with default dispositions: SIGUSR1 kills.
     assert_eq!(raise_usr1_in_child(false).signal(), Some(libc::SIGUSR1));
-    // SAFETY: restores the default disposition.
-    unsafe { libc::signal(libc::SIGUSR1, libc::SIG_DFL) };
+    forkbridge_testkit::restore_default(libc::SIGUSR1);
 }
 
 fn tuples_and_pickled_values_cross_unchanged() {
@@ -332,8 +331,7 @@ fn sigint_is_ignored_when_asked_even_with_kept_handlers() {
         .unwrap();
     p.start().unwrap();
     let status = p.join_timeout(WAIT).unwrap();
-    // SAFETY: restores the default disposition.
-    unsafe { libc::signal(libc::SIGINT, libc::SIG_DFL) };
+    forkbridge_testkit::restore_default(libc::SIGINT);
     assert_eq!(status.code(), Some(0), "{status}");
 }
 

@@ -9,11 +9,12 @@ use std::io::{Read, Write};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::time::{Duration, Instant};
 
-use common::{WAIT, alive, error_field, fd_links, recv};
+use common::{WAIT, error_field, recv};
 use forkbridge::{
     Backend, BackendContext, ErrorKind, Event, EventKind, HandlerResult, Handlers, Interest,
     Message, MessageProcess, Ready, SharedBuffer, SourceId, message,
 };
+use forkbridge_testkit::{alive, fd_links, open_fds};
 
 test_main!(
     fds_a_handler_does_not_take_are_closed,
@@ -40,7 +41,7 @@ struct Hygiene {
 
 impl Hygiene {
     fn fd_count(&mut self, ctx: &mut BackendContext, _: Message) -> HandlerResult {
-        ctx.send(message!("fds", n = own_fds() as u64))?;
+        ctx.send(message!("fds", n = open_fds() as u64))?;
         Ok(())
     }
 
@@ -138,14 +139,6 @@ fn start(name: &str, backend: Hygiene) -> MessageProcess {
     let mut p = MessageProcess::new(name, backend).expect("build");
     p.start().expect("start");
     p
-}
-
-/// Open fds of the calling process, without the one reading the directory.
-fn own_fds() -> usize {
-    std::fs::read_dir("/proc/self/fd")
-        .map(|d| d.count())
-        .unwrap_or(0)
-        .saturating_sub(1)
 }
 
 fn is_cloexec(fd: BorrowedFd<'_>) -> bool {
@@ -566,7 +559,7 @@ fn stray_fds_neither_pile_up_nor_reach_a_later_message() {
         .unwrap();
     p.start().unwrap();
     assert_eq!(recv(&mut p).command(), "ready");
-    let before = common::open_fds();
+    let before = open_fds();
     p.send(Message::new("go")).unwrap();
     for i in 0..200u64 {
         let msg = recv(&mut p);
@@ -575,7 +568,7 @@ fn stray_fds_neither_pile_up_nor_reach_a_later_message() {
             ("plain", i)
         );
     }
-    let after = common::open_fds();
+    let after = open_fds();
     // A frame whose bytes carried another number of fds than it announced
     // is a decode error, and its fds are closed.
     let err = p.recv_with_fds(WAIT).unwrap_err();
@@ -586,11 +579,7 @@ fn stray_fds_neither_pile_up_nor_reach_a_later_message() {
     let got = inode(fds[0].as_fd());
     let want = second.param::<u64>("ino").unwrap();
     drop(fds);
-    assert_eq!(
-        common::open_fds(),
-        before,
-        "the lying frame's fds stayed open"
-    );
+    assert_eq!(open_fds(), before, "the lying frame's fds stayed open");
     assert!(p.stop().unwrap().success());
     assert_eq!(after, before, "stray fds piled up in the frontend");
     assert_eq!(got, want, "the second message got another frame's fd");

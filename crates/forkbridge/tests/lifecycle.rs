@@ -5,10 +5,11 @@ mod common;
 use std::os::unix::process::ExitStatusExt;
 use std::time::Duration;
 
-use common::{
-    Probe, WAIT, alive, mappings, open_fds, pipe_inodes, probe, recv, socket_inodes, wait_until,
-};
+use common::{Probe, WAIT, probe, recv};
 use forkbridge::{Message, MessageProcess, message};
+use forkbridge_testkit::{
+    alive, children, open_fds, pipe_inodes, shared_mappings, socket_inodes, wait_until,
+};
 
 test_main!(
     two_hundred_cycles_leak_no_fd_mapping_or_zombie,
@@ -28,7 +29,7 @@ fn two_hundred_cycles_leak_no_fd_mapping_or_zombie() {
     // Warm up: the first cycle allocates lazily initialised globals.
     drop(probe("warm-up"));
     let fds = open_fds();
-    let maps = mappings();
+    let maps = shared_mappings();
     for i in 0..200u32 {
         let mut p = probe(&format!("cycle-{i}"));
         match i % 4 {
@@ -48,12 +49,12 @@ fn two_hundred_cycles_leak_no_fd_mapping_or_zombie() {
                 assert_eq!(p.join_timeout(WAIT).unwrap().signal(), Some(libc::SIGKILL));
             }
         }
-        assert!(common::children().is_empty(), "cycle {i} left a child");
+        assert!(children().is_empty(), "cycle {i} left a child");
     }
     assert_eq!(open_fds(), fds, "fds leaked");
     // The allocator may map or unmap an arena; a leak per cycle would show
     // as hundreds of new mappings.
-    let grown = mappings().saturating_sub(maps);
+    let grown = shared_mappings().saturating_sub(maps);
     assert!(grown < 8, "mappings grew by {grown}");
 }
 
@@ -62,7 +63,7 @@ fn drop_stops_and_reaps() {
     let pid = p.pid().unwrap();
     drop(p);
     assert!(!alive(pid));
-    assert!(common::children().is_empty());
+    assert!(children().is_empty());
 }
 
 fn drop_of_unstarted_process_closes_its_fds() {
@@ -122,7 +123,7 @@ fn sibling_processes_do_not_hold_each_others_intercom() {
     assert_eq!(b_socks.len(), 1, "b holds {b_socks:?}");
     assert_ne!(a_socks, b_socks);
     drop((a, b, c));
-    assert!(wait_until(WAIT, || common::children().is_empty()));
+    assert!(wait_until(WAIT, || children().is_empty()));
 }
 
 fn nested_process_does_not_hold_its_parents_intercom() {

@@ -7,10 +7,11 @@ use std::cell::RefCell;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use common::{Probe, WAIT, alive, reap, signal_later};
+use common::{Probe, WAIT};
 use forkbridge::{
     ErrorKind, MainContext, Message, MessageProcess, Shutdown, run_as_thread, run_main, wait_any,
 };
+use forkbridge_testkit::{alive, children, reap, signal_later, threads, wait_until};
 
 test_main!(
     duties_run_in_order_and_close_once,
@@ -40,7 +41,7 @@ impl Manager {
 
 impl MainContext for Manager {
     fn start_processes(&mut self) -> forkbridge::Result<()> {
-        let threads = std::fs::read_dir("/proc/self/task").unwrap().count();
+        let threads = threads();
         self.note(format!("start_processes threads={threads}"));
         for i in 0..2 {
             let mut p = MessageProcess::builder(format!("worker-{i}"))
@@ -149,7 +150,7 @@ fn sigint_and_sigterm_end_the_loop_and_everything_stops() {
         for w in &mut m.workers {
             assert!(w.stop().unwrap().success());
         }
-        assert!(common::children().is_empty());
+        assert!(children().is_empty());
     }
     // The handlers are restored afterwards: SIGINT is default again.
     let mut action: libc::sigaction = unsafe_zeroed();
@@ -242,9 +243,7 @@ fn run_as_thread_and_stop() {
     let pid = pinger.worker.as_ref().unwrap().pid().unwrap();
     assert!(!alive(pid));
     // The thread is gone: the next case forks from one thread again.
-    assert!(common::wait_until(WAIT, || {
-        std::fs::read_dir("/proc/self/task").unwrap().count() == 1
-    }));
+    assert!(wait_until(WAIT, || { threads() == 1 }));
 }
 
 fn wait_any_reports_messages_deaths_and_extra_fds() {
@@ -323,9 +322,7 @@ fn a_main_thread_that_does_not_return_in_time_is_a_timeout() {
     );
     // The loop keeps running and returns by itself; the next case must
     // fork from a single thread again.
-    assert!(common::wait_until(WAIT, || {
-        std::fs::read_dir("/proc/self/task").unwrap().count() == 1
-    }));
+    assert!(wait_until(WAIT, || { threads() == 1 }));
     assert!(
         !closed.load(std::sync::atomic::Ordering::SeqCst),
         "close ran later"

@@ -9,6 +9,7 @@ use std::time::Duration;
 use common::{Probe, WAIT, probe, recv};
 use forkbridge::binding::ProcessExt;
 use forkbridge::{ErrorKind, Message, MessageProcess, Value, message};
+use forkbridge_testkit::{open_fds, shared_mappings};
 
 test_main!(
     ping_pong_echoes_parameters,
@@ -346,7 +347,7 @@ fn build_at_the_fd_limit_is_an_io_error_and_leaks_nothing() {
     let got = unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) };
     assert_eq!(got, 0);
     let saved = limit;
-    let (fds, maps) = (common::open_fds(), common::mappings());
+    let (fds, maps) = (open_fds(), shared_mappings());
     let tight = libc::rlimit {
         rlim_cur: free[1] as libc::rlim_t,
         rlim_max: saved.rlim_max,
@@ -379,8 +380,8 @@ fn build_at_the_fd_limit_is_an_io_error_and_leaks_nothing() {
             .and_then(std::io::Error::raw_os_error);
         assert_eq!(errno, Some(libc::EMFILE), "{what}: {err:?}");
     }
-    assert_eq!(common::open_fds(), fds, "an fd leaked");
-    assert_eq!(common::mappings(), maps, "a mapping leaked");
+    assert_eq!(open_fds(), fds, "an fd leaked");
+    assert_eq!(shared_mappings(), maps, "a mapping leaked");
     // With room again, the same build works.
     let mut p = probe("after-the-limit");
     p.send(Message::new("ping")).unwrap();

@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 
 use common::{WAIT, recv};
 use forkbridge::{ErrorKind, INTERCOM_FD_ENV, Intercom, Message, MessageProcess, message};
+use forkbridge_testkit::{open_fds, reap};
 
 static SQUARE_BACKEND: OnceLock<PathBuf> = OnceLock::new();
 
@@ -225,7 +226,7 @@ fn from_env_adopts_a_named_stream_socket_once_and_refuses_the_rest() {
         }
         -1 => panic!("fork: {}", std::io::Error::last_os_error()),
         child => {
-            let status = common::reap(child);
+            let status = reap(child);
             assert!(
                 libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
                 "a pipe was not refused: {status:#x}"
@@ -233,7 +234,7 @@ fn from_env_adopts_a_named_stream_socket_once_and_refuses_the_rest() {
         }
     }
     drop(pipe);
-    let fds = common::open_fds();
+    let fds = open_fds();
     set_fd_env(None);
     invalid(Intercom::from_env());
     set_fd_env(Some("three"));
@@ -277,5 +278,5 @@ fn from_env_adopts_a_named_stream_socket_once_and_refuses_the_rest() {
     );
     set_fd_env(None);
     drop((intercom, front));
-    assert_eq!(common::open_fds(), fds, "an fd leaked");
+    assert_eq!(open_fds(), fds, "an fd leaked");
 }

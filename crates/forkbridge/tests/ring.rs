@@ -5,11 +5,12 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{WAIT, mappings, open_fds, recv};
+use common::{WAIT, recv};
 use forkbridge::{
     Backend, BackendContext, ErrorKind, FrameRing, HandlerResult, Handlers, Message,
     MessageProcess, message,
 };
+use forkbridge_testkit::{open_fds, shared_mappings, wait_until};
 
 test_main!(
     frames_arrive_in_order_and_are_read_in_place,
@@ -237,7 +238,7 @@ fn rings_leak_no_mapping_or_fd_and_leave_nothing_in_dev_shm() {
     let shm = dev_shm_entries();
     drop(FrameRing::new(4, 1 << 16).unwrap());
     let fds = open_fds();
-    let maps = mappings();
+    let maps = shared_mappings();
     for i in 0..50u64 {
         let ring = FrameRing::new(4, 1 << 16).unwrap();
         let mut p = start(&ring);
@@ -247,7 +248,7 @@ fn rings_leak_no_mapping_or_fd_and_leave_nothing_in_dev_shm() {
             let mut producer = ring.producer().unwrap();
             produce(&mut producer, 0, 10);
             // Once frame 0 is taken the consumer has claimed its role.
-            assert!(common::wait_until(WAIT, || ring.pending() == 0));
+            assert!(wait_until(WAIT, || ring.pending() == 0));
             // SAFETY: plain integers; `p` holds the unreaped child.
             unsafe { libc::kill(p.pid().unwrap(), libc::SIGKILL) };
             let err = loop {
@@ -266,7 +267,7 @@ fn rings_leak_no_mapping_or_fd_and_leave_nothing_in_dev_shm() {
         drop(p);
     }
     assert_eq!(open_fds(), fds);
-    let grown = mappings().saturating_sub(maps);
+    let grown = shared_mappings().saturating_sub(maps);
     assert!(grown < 8, "mappings grew by {grown}");
     assert_eq!(dev_shm_entries(), shm, "files left in /dev/shm");
 }

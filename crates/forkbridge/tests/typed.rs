@@ -12,6 +12,7 @@ use forkbridge::{
     AsyncContext, Backend, BackendContext, ErrorKind, HandlerResult, Handlers, Message,
     MessageProcess, message,
 };
+use forkbridge_testkit::{reap, signal_later};
 use serde::{Deserialize, Serialize};
 
 test_main!(
@@ -223,9 +224,9 @@ fn call_to_a_dead_backend_is_disconnected() {
     // And a call that is waiting when the backend dies.
     let mut d = detector();
     let pid = d.pid().unwrap();
-    let killer = common::signal_later(pid, libc::SIGKILL, Duration::from_millis(50));
+    let killer = signal_later(pid, libc::SIGKILL, Duration::from_millis(50));
     let err = d.slow(5_000).unwrap_err();
-    common::reap(killer);
+    reap(killer);
     assert!(err.is_disconnected(), "{err}");
 }
 

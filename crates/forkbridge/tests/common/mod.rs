@@ -16,15 +16,24 @@
 //! is left (no zombie, no orphan of ours). Cases run one after another, so
 //! they never see each other's processes. Pass substrings as arguments to
 //! run only the matching cases: `cargo test --test faults -- sigkill`.
+//!
+//! What is about processes in general (children, liveness, fds, mappings,
+//! signals, reaping, bounded polling) lives in `forkbridge-testkit`, which
+//! the bench and the soak suite share; this module keeps what only these
+//! tests need: the harness, the [`Probe`] backend and the fixtures built
+//! on forkbridge's own types.
 
 #![allow(dead_code, unreachable_pub)] // Each test binary uses a subset.
 
-use std::collections::HashSet;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use forkbridge::{Backend, BackendContext, HandlerResult, Handlers, Message, MessageProcess};
+use forkbridge_testkit::{
+    alarm, children, ignore, kill, kill_and_reap, reap, restore_default, signal_later,
+    sleep_until_killed, try_reap, wait_until,
+};
 
 /// The hard bound of one case, in seconds.
 pub const CASE_BOUND_SECS: u32 = 60;
@@ -49,24 +58,22 @@ pub fn run(cases: &[(&str, fn())]) {
     let mut failed = Vec::new();
     let started = Instant::now();
     for (name, case) in selected {
-        // SAFETY: `alarm` only arms a timer; SIGALRM keeps its default
-        // action (terminate), which is the point.
-        unsafe { libc::alarm(CASE_BOUND_SECS) };
+        // SIGALRM keeps its default action (terminate), which is the point.
+        alarm(CASE_BOUND_SECS);
         let t = Instant::now();
         let outcome = catch_unwind(AssertUnwindSafe(case));
         let leftovers = children();
-        // SAFETY: as above; 0 disarms the timer.
-        unsafe { libc::alarm(0) };
+        alarm(0);
         match (outcome, leftovers.is_empty()) {
             (Ok(()), true) => println!("test {name} ... ok ({:.0?})", t.elapsed()),
             (Ok(()), false) => {
                 println!("test {name} ... FAILED: left child processes {leftovers:?}");
-                reap_all(&leftovers);
+                kill_and_reap(&leftovers);
                 failed.push(*name);
             }
             (Err(_), _) => {
                 println!("test {name} ... FAILED");
-                reap_all(&leftovers);
+                kill_and_reap(&leftovers);
                 failed.push(*name);
             }
         }
@@ -93,111 +100,6 @@ macro_rules! test_main {
             common::run(&[$((stringify!($case), $case as fn())),*]);
         }
     };
-}
-
-/// Pids of this process's children, zombies included.
-pub fn children() -> Vec<i32> {
-    let mut out = HashSet::new();
-    if let Ok(tasks) = std::fs::read_dir("/proc/self/task") {
-        for task in tasks.flatten() {
-            let path = task.path().join("children");
-            if let Ok(text) = std::fs::read_to_string(path) {
-                out.extend(
-                    text.split_whitespace()
-                        .filter_map(|p| p.parse::<i32>().ok()),
-                );
-            }
-        }
-    }
-    let mut v: Vec<i32> = out.into_iter().collect();
-    v.sort();
-    v
-}
-
-fn reap_all(pids: &[i32]) {
-    for &pid in pids {
-        // SAFETY: plain integer arguments; the pids are our own children.
-        unsafe {
-            libc::kill(pid, libc::SIGKILL);
-            libc::waitpid(pid, std::ptr::null_mut(), 0);
-        }
-    }
-}
-
-/// Number of open fds of this process.
-pub fn open_fds() -> usize {
-    std::fs::read_dir("/proc/self/fd")
-        .map(|d| d.count())
-        .unwrap_or(0)
-}
-
-/// Number of mappings of this process.
-///
-/// Only shared mappings count (forkbridge's rings, buffers, events and
-/// memfds are all `MAP_SHARED`): private anonymous ones come and go with the
-/// allocator, and a sanitizer adds its own by the hundred.
-pub fn mappings() -> usize {
-    std::fs::read_to_string("/proc/self/maps")
-        .map(|s| {
-            s.lines()
-                .filter(|line| {
-                    line.split_whitespace()
-                        .nth(1)
-                        .is_some_and(|perms| perms.ends_with('s'))
-                })
-                .count()
-        })
-        .unwrap_or(0)
-}
-
-/// What `pid`'s open fds point to, among those starting with `kind`
-/// (`"socket:"`, `"pipe:"`), sorted: e.g. `socket:[8731]`.
-pub fn fd_links(pid: i32, kind: &str) -> Vec<String> {
-    let mut links: Vec<String> = std::fs::read_dir(format!("/proc/{pid}/fd"))
-        .expect("/proc/<pid>/fd")
-        .filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
-        .map(|l| l.to_string_lossy().into_owned())
-        .filter(|l| l.starts_with(kind))
-        .collect();
-    links.sort();
-    links
-}
-
-/// The sockets `pid` holds open.
-pub fn socket_inodes(pid: i32) -> Vec<String> {
-    fd_links(pid, "socket:")
-}
-
-/// The pipes `pid` holds open.
-pub fn pipe_inodes(pid: i32) -> Vec<String> {
-    fd_links(pid, "pipe:")
-}
-
-/// Whether `pid` exists and is not a zombie.
-pub fn alive(pid: i32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(stat) => {
-            // The state follows the parenthesised command name.
-            let state = stat
-                .rsplit(')')
-                .next()
-                .and_then(|s| s.split_whitespace().next());
-            state != Some("Z") && state != Some("X")
-        }
-        Err(_) => false,
-    }
-}
-
-/// Polls `cond` until it holds or `bound` passes; returns whether it held.
-pub fn wait_until(bound: Duration, mut cond: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + bound;
-    while Instant::now() < deadline {
-        if cond() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    cond()
 }
 
 /// Receives the next message that is not `skip`-ped, within [`WAIT`].
@@ -292,13 +194,10 @@ impl Probe {
     }
 
     fn ignore_term_and_block(&mut self, ctx: &mut BackendContext, _: Message) -> HandlerResult {
-        // SAFETY: SIG_IGN installs no handler code.
-        unsafe { libc::signal(libc::SIGTERM, libc::SIG_IGN) };
+        ignore(libc::SIGTERM);
         ctx.send(Message::new("blocking"))?;
         ctx.flush()?;
-        loop {
-            std::thread::sleep(Duration::from_secs(3600));
-        }
+        sleep_until_killed()
     }
 
     fn stop_me(&mut self, ctx: &mut BackendContext, _: Message) -> HandlerResult {
@@ -401,48 +300,6 @@ pub fn probe(name: &str) -> MessageProcess {
     p
 }
 
-/// Forks a plain helper that sends `sig` to `pid` after `delay`, so the
-/// single-threaded test can be blocked in a wait when the signal lands.
-/// Returns the helper's pid: reap it with [`reap`].
-pub fn signal_later(pid: i32, sig: i32, delay: Duration) -> i32 {
-    // SAFETY: the test process is single-threaded (see the module docs);
-    // the child only sleeps, signals and `_exit`s.
-    match unsafe { libc::fork() } {
-        0 => {
-            std::thread::sleep(delay);
-            // SAFETY: plain integers; `_exit` never returns into the test.
-            unsafe {
-                libc::kill(pid, sig);
-                libc::_exit(0)
-            }
-        }
-        -1 => panic!("fork failed: {}", std::io::Error::last_os_error()),
-        helper => helper,
-    }
-}
-
-/// Waits for a child forked by the test itself.
-pub fn reap(pid: i32) -> i32 {
-    let mut status = 0;
-    // SAFETY: `status` is a valid out-pointer; `pid` is our own child.
-    unsafe { libc::waitpid(pid, &mut status, 0) };
-    status
-}
-
-/// Makes this process the reaper of orphaned descendants, so a test can
-/// watch (and reap) grandchildren whose parent it killed.
-pub fn become_subreaper() {
-    // SAFETY: PR_SET_CHILD_SUBREAPER only sets a flag on this process.
-    unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
-}
-
-/// Reaps `pid` (a descendant re-parented to us) if it has exited.
-pub fn try_reap(pid: i32) -> bool {
-    let mut status = 0;
-    // SAFETY: as in `reap`.
-    unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) == pid }
-}
-
 /// The error message's parameter as a string.
 pub fn error_field(msg: &Message, field: &str) -> String {
     assert!(msg.is_error(), "expected an error message, got {msg}");
@@ -468,8 +325,7 @@ pub fn with_sigusr1_handler<T>(f: impl FnOnce() -> T) -> T {
         libc::sigaction(libc::SIGUSR1, &sa, std::ptr::null_mut());
     }
     let out = f();
-    // SAFETY: restores the default disposition.
-    unsafe { libc::signal(libc::SIGUSR1, libc::SIG_DFL) };
+    restore_default(libc::SIGUSR1);
     out
 }
 
@@ -527,7 +383,7 @@ pub fn fork_holder(ctx: &mut BackendContext) -> HandlerResult {
 /// Kills `middle`, the frontend of `orphan` (a backend busy in a handler,
 /// whose `post_run` writes `post_run` to the pipe `marker` reads), and
 /// checks that the orphan ends in order: by itself, within a second, with
-/// a normal exit, after `post_run` ran. Needs [`become_subreaper`].
+/// a normal exit, after `post_run` ran. Needs `set_subreaper(true)`.
 pub fn kill_frontend_and_expect_an_orderly_end(
     middle: &mut MessageProcess,
     orphan: i32,
@@ -535,15 +391,15 @@ pub fn kill_frontend_and_expect_an_orderly_end(
 ) {
     use std::io::Read;
     use std::os::unix::process::ExitStatusExt;
-    // SAFETY: plain integers; `middle` is our unreaped child.
-    unsafe { libc::kill(middle.pid().unwrap(), libc::SIGKILL) };
+    kill(middle.pid().unwrap(), libc::SIGKILL).expect("SIGKILL the frontend");
     let t = Instant::now();
-    let mut status = 0;
+    let mut reaped = None;
     let ended = wait_until(Duration::from_secs(2), || {
-        // SAFETY: `status` is a live out-pointer; the orphan is ours now.
-        unsafe { libc::waitpid(orphan, &mut status, libc::WNOHANG) == orphan }
+        reaped = try_reap(orphan);
+        reaped.is_some()
     });
     assert!(ended, "the orphan still runs after {:?}", t.elapsed());
+    let status = reaped.expect("reaped");
     assert!(
         t.elapsed() < Duration::from_secs(1),
         "took {:?}",
