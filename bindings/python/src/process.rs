@@ -101,12 +101,9 @@ impl Process {
         if let Some(threshold) = large_threshold {
             builder = builder.large_messages(threshold, large_slot);
         }
-        let mut inner = builder
+        let inner = builder
             .build_fn(move |intercom| child_main(&slot, intercom, lend))
             .py_err()?;
-        // Timed receives wait in the read itself; `wait` uses them only
-        // while this is the program's one Python thread (see there).
-        inner.set_wait_in_read(true);
         Ok(Process {
             name,
             owner: sys::getpid(),

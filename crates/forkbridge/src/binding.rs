@@ -20,9 +20,6 @@ pub trait ProcessExt {
     /// Whether a message is read and waiting in the handle (the fd may
     /// then look idle).
     fn has_buffered(&self) -> bool;
-    /// Timed receives wait in the socket read itself (one syscall per
-    /// message); see the method's own docs in `process/mod.rs`.
-    fn set_wait_in_read(&mut self, yes: bool);
     /// Frame reads on or off from now on (see [`BuilderExt::frame_reads`]).
     fn set_frame_reads(&mut self, yes: bool);
 }
@@ -36,9 +33,6 @@ impl ProcessExt for MessageProcess {
     }
     fn has_buffered(&self) -> bool {
         MessageProcess::has_read_ahead(self)
-    }
-    fn set_wait_in_read(&mut self, yes: bool) {
-        MessageProcess::wait_in_read(self, yes);
     }
     fn set_frame_reads(&mut self, yes: bool) {
         MessageProcess::read_frames(self, yes);

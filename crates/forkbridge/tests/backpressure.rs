@@ -23,8 +23,8 @@ test_main!(
     join_reads_so_a_backend_blocked_on_a_full_socket_can_finish,
     a_waiting_send_reads_ahead_even_with_frame_reads,
     intercom_send_on_a_full_socket_reads_meanwhile,
-    wait_in_read_sees_a_dead_backend_whose_child_holds_the_socket,
-    wait_in_read_leaves_waits_without_timeout_watching_the_pidfd,
+    a_timed_wait_sees_a_dead_backend_whose_child_holds_the_socket,
+    a_wait_without_timeout_sees_a_dead_backend_whose_child_holds_the_socket,
     a_partly_written_send_timeout_stays_buffered_and_the_stream_stays_whole,
     queue_writes_nothing_and_flush_timeout_keeps_the_rest_buffered,
     a_bad_frame_from_the_backend_is_reported_and_skipped,
@@ -379,13 +379,12 @@ fn intercom_send_on_a_full_socket_reads_meanwhile() {
     assert_eq!(p.stop().unwrap().code(), Some(0));
 }
 
-/// Starts a [`Stall`] backend in `set_wait_in_read` mode, has it leave a
-/// holder and exit 5; returns it and the holder's pid.
+/// Starts a [`Stall`] backend, has it leave a holder of the socket and
+/// exit 5; returns it and the holder's pid.
 fn dead_with_a_holder(name: &str) -> (MessageProcess, i32) {
     set_subreaper(true);
     let mut p = MessageProcess::new(name, Stall).unwrap();
     p.start().unwrap();
-    p.set_wait_in_read(true);
     p.send(message!("hold_and_exit", code = 5)).unwrap();
     let holder = recv(&mut p).param("pid").unwrap();
     (p, holder)
@@ -397,37 +396,39 @@ fn kill_holder(holder: i32) {
     reap(holder);
 }
 
-fn wait_in_read_sees_a_dead_backend_whose_child_holds_the_socket() {
+fn a_timed_wait_sees_a_dead_backend_whose_child_holds_the_socket() {
     let (mut p, holder) = dead_with_a_holder("read-waiter");
     // The read cannot see the death (the holder keeps the socket open): the
-    // pidfd is looked at when the timeout ends.
+    // pidfd, looked at after each 100 ms read slice, does — long before
+    // the timeout.
     let t = Instant::now();
-    let err = p.recv_timeout(Duration::from_millis(500)).unwrap_err();
+    let err = p.recv_timeout(WAIT).unwrap_err();
     let took = t.elapsed();
     assert!(err.is_disconnected(), "{err}");
     assert_eq!(err.exit_status().unwrap().code(), Some(5));
-    assert!(took < Duration::from_secs(2), "seen after {took:?}");
+    assert!(took < Duration::from_secs(1), "seen after {took:?}");
+    // Once seen, every wait ends at once.
     let t = Instant::now();
     let err = p.recv().unwrap_err();
     assert!(err.is_disconnected(), "{err}");
     assert_eq!(err.exit_status().unwrap().code(), Some(5));
-    assert!(t.elapsed() < Duration::from_secs(1));
+    assert!(t.elapsed() < Duration::from_millis(200));
     assert!(alive(holder), "the holder died, closing the socket");
     assert_eq!(p.stop().unwrap().code(), Some(5));
     kill_holder(holder);
 }
 
-fn wait_in_read_leaves_waits_without_timeout_watching_the_pidfd() {
+fn a_wait_without_timeout_sees_a_dead_backend_whose_child_holds_the_socket() {
     let (mut p, holder) = dead_with_a_holder("read-waiter-2");
-    // Were this wait in the read, only the holder's death would end it:
-    // make that come after WAIT, so such a hang is bounded and fails.
+    // Were this wait in the read alone, only the holder's death would end
+    // it: make that come after WAIT, so such a hang is bounded and fails.
     let bound = signal_later(holder, libc::SIGKILL, WAIT);
     let t = Instant::now();
     let err = p.recv().unwrap_err();
     let took = t.elapsed();
     assert!(err.is_disconnected(), "{err}");
     assert_eq!(err.exit_status().unwrap().code(), Some(5));
-    assert!(took < Duration::from_secs(2), "seen after {took:?}");
+    assert!(took < Duration::from_secs(1), "seen after {took:?}");
     // SAFETY: plain integers; the helper is our unreaped child.
     unsafe { libc::kill(bound, libc::SIGKILL) };
     reap(bound);

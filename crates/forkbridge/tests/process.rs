@@ -7,7 +7,6 @@ use std::os::fd::AsFd;
 use std::time::Duration;
 
 use common::{Probe, WAIT, probe, recv};
-use forkbridge::binding::ProcessExt;
 use forkbridge::{ErrorKind, Message, MessageProcess, Value, message};
 use forkbridge_testkit::{open_fds, shared_mappings};
 
@@ -226,12 +225,11 @@ fn try_recv_and_recv_timeout() {
 }
 
 fn timed_waits_in_the_read_keep_their_time() {
-    // `set_wait_in_read`: the timed receive blocks in the socket read
-    // (bounded by the socket's receive timeout), not in poll. It delivers,
-    // times out neither early nor late, and a signal neither shortens nor
-    // stretches it.
+    // A timed receive blocks in the socket read (bounded by the socket's
+    // receive timeout, in slices), not in poll. It delivers, times out
+    // neither early nor late, and a signal neither shortens nor stretches
+    // it.
     let mut p = probe("read_waits");
-    p.set_wait_in_read(true);
     p.send(message!("sleep", ms = 100)).unwrap();
     assert!(
         p.recv_timeout(Duration::from_millis(10))

@@ -284,7 +284,6 @@ impl MessageProcessBuilder {
             },
             inbox: VecDeque::new(),
             last_call: 0,
-            wait_in_read: false,
             stop_requested: false,
         })
     }

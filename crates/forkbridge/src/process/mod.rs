@@ -8,10 +8,15 @@
 //! message (the bench's raw baselines measure them), so the choice rests on
 //! features: duplex, one fd per side, no `SIGPIPE`, fds passed with a
 //! frame. The frontend's end is
-//! buffered and never blocks the caller longer than asked; a pidfd for the child sits in the same `poll`
-//! as the socket, so the death of the backend ends every wait at once with
-//! [`ErrorKind::Disconnected`] carrying the exit status, after every message
-//! the backend sent before dying has been delivered.
+//! buffered and never blocks the caller longer than asked. A receive waits
+//! in the socket read itself, one syscall per message (a `poll` first would
+//! be a second, and costs a tenth of a round trip); the read ends when the
+//! backend dies, because its end of the socket closes, and the wait then
+//! ends with [`ErrorKind::Disconnected`] carrying the exit status, after
+//! every message the backend sent before dying has been delivered. If a
+//! process the backend forked without forkbridge (raw `fork`, Python's
+//! `multiprocessing`) still holds that end, the backend's pidfd, looked at
+//! every 100 ms of a wait, ends it instead.
 //!
 //! Stopping is bounded: a stop request (a control frame queued behind the
 //! commands already sent), then `SIGTERM`, then `SIGKILL`, each after its own
@@ -63,6 +68,9 @@ const KILL_WAIT: Duration = Duration::from_secs(5);
 const EXIT_SPIN: Duration = Duration::from_micros(200);
 /// How long to wait for the exit status after end of stream.
 pub(super) const SETTLE_WAIT: Duration = Duration::from_secs(1);
+/// How long a receive blocks in the socket read before it looks at the
+/// pidfd (see `recv.rs`).
+const READ_SLICE: Duration = Duration::from_millis(100);
 
 type Entry = Box<dyn FnOnce(OwnedFd) -> i32 + Send>;
 
@@ -148,8 +156,6 @@ pub struct MessageProcess {
     inbox: VecDeque<(Message, Vec<OwnedFd>)>,
     /// The id of the last typed call (ids start at 1; 0 means one-way).
     last_call: u64,
-    /// Timed waits block in the socket read (see `set_wait_in_read`).
-    wait_in_read: bool,
     /// A stop request was queued (it is queued once: the backend stops at
     /// the first).
     stop_requested: bool,
@@ -194,20 +200,6 @@ impl MessageProcess {
     /// be handed to a foreign `select`.
     pub(crate) fn read_frames(&mut self, yes: bool) {
         self.conn.set_frame_reads(yes);
-    }
-
-    /// Makes the receives that wait with a timeout (`recv_timeout`,
-    /// `recv_with_fds`' timed forms, `call_timeout`) wait in the socket
-    /// read itself rather than in `poll(2)` and then read: one syscall per
-    /// message instead of two. The backend's pidfd is then looked at when
-    /// the wait ends empty, so a backend that died while a process it
-    /// forked keeps the socket open is seen at the end of the timeout
-    /// rather than at once (a backend that dies closes the socket, which
-    /// ends the read at once in every other case). For a caller that waits
-    /// in short slices anyway, as the Python binding does between its
-    /// signal checks. Waits without a timeout always poll.
-    pub(crate) fn wait_in_read(&mut self, yes: bool) {
-        self.wait_in_read = yes;
     }
 
     /// Sends a signal to the running backend; does nothing once it has been

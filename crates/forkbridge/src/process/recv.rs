@@ -10,7 +10,7 @@ use crate::protocol::wire::Frame;
 use crate::sys::poll;
 use crate::transport::conn::Filled;
 
-use super::{MessageProcess, SETTLE_WAIT, State};
+use super::{MessageProcess, READ_SLICE, SETTLE_WAIT, State};
 
 impl MessageProcess {
     /// Waits for the next message from the backend.
@@ -135,24 +135,51 @@ impl MessageProcess {
             if deadline.is_some_and(|d| d <= Instant::now()) && self.fill()? != Filled::Read(0) {
                 continue;
             }
-            if let (true, Some(d)) = (self.wait_in_read, deadline) {
-                let filled = self
+            // The wait is the socket read itself (one syscall per message
+            // where a poll and a read would be two), in slices: the read
+            // ends at once when the backend's end of the socket closes —
+            // when it dies, unless a process it forked without forkbridge
+            // still holds that end — and after each empty slice the pidfd
+            // says whether it has exited.
+            let slice_end = deadline::min_after(deadline, READ_SLICE);
+            let filled = match slice_end {
+                Some(end) => self
                     .conn
-                    .fill_until(d)
-                    .map_err(|e| e.with_process(&self.name))?;
-                // Empty: the timeout ran out (or a signal came); the poll
-                // below then looks at the pidfd for what time is left.
-                if !matches!(filled, None | Some(Filled::Read(0))) {
-                    continue;
+                    .fill_until(end)
+                    .map_err(|e| e.with_process(&self.name))?,
+                None => None,
+            };
+            match filled {
+                Some(Filled::Read(0)) => self.check_exit(deadline)?,
+                Some(_) => {}
+                // Under a millisecond left: poll for the rest.
+                None => {
+                    self.wait_readable(deadline)?;
+                    self.fill()?;
                 }
             }
-            self.wait_readable(deadline)?;
-            self.fill()?;
         }
     }
 
     pub(super) fn fill(&mut self) -> Result<Filled> {
         self.conn.fill().map_err(|e| e.with_process(&self.name))
+    }
+
+    /// After a read slice ended empty: notes whether the backend has
+    /// exited (its pidfd is readable), and fails with `Timeout` once
+    /// `deadline` has passed.
+    fn check_exit(&mut self, deadline: Option<Instant>) -> Result<()> {
+        if let State::Running { pidfd, exited, .. } = &mut self.state {
+            let mut fds = [poll::PollFd::new(pidfd.as_fd(), poll::POLLIN)];
+            if poll::poll(&mut fds, Some(Instant::now()))? != 0 {
+                *exited = true;
+                return Ok(());
+            }
+        }
+        if deadline.is_some_and(|d| Instant::now() >= d) {
+            return Err(Error::new(ErrorKind::Timeout).with_process(&self.name));
+        }
+        Ok(())
     }
 
     /// Waits until the socket or the pidfd is readable.
