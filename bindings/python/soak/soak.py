@@ -21,6 +21,10 @@ import threading
 import time
 from typing import Any, Callable
 
+# The process helpers the tests use too.
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests"))
+from procs import children, mappings as maps, open_fds as fds  # noqa: E402
+
 from forkbridge import (
     AsyncBackMessageProcess,
     BackendGone,
@@ -31,24 +35,10 @@ from forkbridge import (
 QUICK = "--quick" in sys.argv
 
 
-def children() -> set[int]:
-    pids: set[int] = set()
-    for task in os.listdir("/proc/self/task"):
-        try:
-            with open("/proc/self/task/%s/children" % task) as f:
-                pids.update(int(p) for p in f.read().split())
-        except OSError:
-            pass
-    return pids
 
 
-def fds() -> int:
-    return len(os.listdir("/proc/self/fd"))
 
 
-def maps() -> int:
-    with open("/proc/self/maps") as f:
-        return sum(1 for _ in f)
 
 
 class Worker(MessageProcess):

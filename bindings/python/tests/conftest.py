@@ -6,19 +6,11 @@ import os
 import signal
 
 import pytest
+from procs import children
 
 TEST_BOUND = 120  # seconds; a hang fails the run instead of eating CI's time
 
 
-def children():
-    pids = set()
-    for task in os.listdir("/proc/self/task"):
-        try:
-            with open("/proc/self/task/%s/children" % task) as f:
-                pids.update(int(p) for p in f.read().split())
-        except OSError:
-            pass
-    return pids
 
 
 def _alarm(signum, frame):

@@ -9,6 +9,7 @@ import threading
 import time
 
 import ctrl_c
+from procs import alive
 import pytest
 
 from forkbridge import (
@@ -194,12 +195,6 @@ PARENT = textwrap.dedent(
 )
 
 
-def alive(pid):
-    try:
-        with open("/proc/%d/stat" % pid) as f:
-            return f.read().split(")")[1].split()[0] != "Z"
-    except OSError:
-        return False
 
 
 def test_backends_die_with_a_killed_parent():

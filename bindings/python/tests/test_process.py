@@ -7,6 +7,7 @@ import sys
 import time
 
 import pytest
+from procs import open_fds
 
 from forkbridge import BackendGone, EventGroup, MessageObject, MessageProcess, SyncIndex, safe_select
 
@@ -192,15 +193,12 @@ def test_go_is_start():
 
 
 def test_many_start_stop_cycles_leak_nothing():
-    def fds():
-        return len(os.listdir("/proc/self/fd"))
-
     for _ in range(3):  # warm-up: lazily created module state
         p = Echo()
         p.start()
         p.stop()
     del p
-    before = fds()
+    before = open_fds()
     for _ in range(50):
         p = Echo()
         p.start()
@@ -208,7 +206,7 @@ def test_many_start_stop_cycles_leak_nothing():
         assert p.getPipe().recv(timeout=5)["x"] == 1
         p.stop()
         del p
-    assert fds() == before
+    assert open_fds() == before
 
 
 def test_large_messages_take_shared_memory(echo):
