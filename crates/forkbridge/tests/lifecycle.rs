@@ -169,13 +169,15 @@ fn status_mask(pid: i32, field: &str) -> u64 {
 
 fn child_starts_with_default_signal_dispositions_and_empty_mask() {
     let bit = |sig: i32| 1u64 << (sig - 1);
-    // The parent ignores SIGTERM and blocks SIGUSR1; the child must not.
+    // The parent ignores SIGTERM, catches SIGUSR2 and blocks SIGUSR1; the
+    // child must do none of these.
     // SAFETY: SIG_IGN installs no handler code; the sigset is initialised
     // by sigemptyset before use and both calls only read it.
     let mut old: libc::sigset_t = unsafe { std::mem::zeroed() };
     // SAFETY: as above.
     unsafe {
         libc::signal(libc::SIGTERM, libc::SIG_IGN);
+        libc::signal(libc::SIGUSR2, on_usr2 as *const () as libc::sighandler_t);
         let mut set: libc::sigset_t = std::mem::zeroed();
         libc::sigemptyset(&mut set);
         libc::sigaddset(&mut set, libc::SIGUSR1);
@@ -193,6 +195,10 @@ fn child_starts_with_default_signal_dispositions_and_empty_mask() {
     let standard = (1u64 << 31) - 1;
     assert_eq!(status_mask(pid, "SigIgn") & standard, bit(libc::SIGPIPE));
     assert_eq!(status_mask(pid, "SigBlk"), 0);
+    // A signal the parent catches has its default action in the child (the
+    // child resets what the parent's /proc status shows as caught).
+    assert_ne!(status_mask(me, "SigCgt") & bit(libc::SIGUSR2), 0);
+    assert_eq!(status_mask(pid, "SigCgt") & bit(libc::SIGUSR2), 0);
     // SAFETY: plain integers; `p` holds the unreaped child.
     unsafe { libc::kill(pid, libc::SIGTERM) };
     let err = p.recv_timeout(WAIT).unwrap_err();
@@ -200,9 +206,12 @@ fn child_starts_with_default_signal_dispositions_and_empty_mask() {
     // SAFETY: restores what this test changed.
     unsafe {
         libc::signal(libc::SIGTERM, libc::SIG_DFL);
+        libc::signal(libc::SIGUSR2, libc::SIG_DFL);
         libc::sigprocmask(libc::SIG_SETMASK, &old, std::ptr::null_mut());
     }
 }
+
+extern "C" fn on_usr2(_: libc::c_int) {}
 
 fn buffered_stdout_is_written_once_not_twice() {
     use std::io::{Read, Seek, Write};

@@ -83,9 +83,39 @@ pub(crate) fn is_main_thread() -> bool {
     tid == getpid()
 }
 
-/// Number of threads in this process, read from `/proc/self/task`.
-pub(crate) fn thread_count() -> io::Result<usize> {
-    Ok(std::fs::read_dir("/proc/self/task")?.count())
+/// What a fork needs to know of the process, from one read of
+/// `/proc/self/status`: its thread count, and which signals it catches or
+/// ignores (bit `n - 1` for signal `n`), so the child resets only those
+/// instead of every signal, one system call each.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ProcStatus {
+    pub(crate) threads: usize,
+    /// Signals with a handler or `SIG_IGN`: the ones a child must reset.
+    pub(crate) not_default: u64,
+}
+
+impl ProcStatus {
+    pub(crate) fn read() -> io::Result<ProcStatus> {
+        let text = std::fs::read_to_string("/proc/self/status")?;
+        let field = |name: &str| {
+            text.lines()
+                .find_map(|l| l.strip_prefix(name))
+                .map(str::trim)
+                .ok_or_else(|| io::Error::other(format!("/proc/self/status has no {name}")))
+        };
+        let mask = |name: &str| {
+            field(name).and_then(|v| {
+                u64::from_str_radix(v, 16).map_err(|e| io::Error::other(format!("{name} {v}: {e}")))
+            })
+        };
+        let threads = field("Threads:")?
+            .parse()
+            .map_err(|e| io::Error::other(format!("Threads: {e}")))?;
+        Ok(ProcStatus {
+            threads,
+            not_default: mask("SigCgt:")? | mask("SigIgn:")?,
+        })
+    }
 }
 
 /// Settings the child applies right after the fork.
@@ -102,6 +132,10 @@ pub(crate) struct ChildSetup<'a> {
     /// Keep the parent's signal handlers instead of restoring defaults (an
     /// embedded interpreter's handlers must survive into the child).
     pub(crate) keep_handlers: bool,
+    /// The signals whose disposition is not the default in the parent
+    /// ([`ProcStatus::not_default`]); all of them when another thread could
+    /// have changed one since it was read.
+    pub(crate) not_default: u64,
     /// Descriptors that belong to the parent or to other processes.
     pub(crate) close: &'a [RawFd],
     /// The thread name `ps`, `top` and `/proc/<pid>/comm` show for the
@@ -132,7 +166,7 @@ pub(crate) fn child_setup(setup: &ChildSetup<'_>) -> bool {
             0,
         )
     };
-    reset_signals(setup.ignore_sigint, setup.keep_handlers);
+    reset_signals(setup.ignore_sigint, setup.keep_handlers, setup.not_default);
     if let Some(sig) = setup.parent_death_signal {
         on_parent_death(sig);
     }
@@ -220,18 +254,20 @@ extern "C" fn arm_orphan_timer(_: libc::c_int) {
 /// (blocked by `fork` until now) is emptied by [`unblock_signals`]. `SIGPIPE` stays
 /// ignored as Rust's runtime sets it up (writes return `EPIPE` instead of
 /// killing).
-fn reset_signals(ignore_sigint: bool, keep_handlers: bool) {
-    if keep_handlers && ignore_sigint {
-        // SAFETY: installing SIG_IGN involves no handler code.
-        unsafe { libc::signal(libc::SIGINT, libc::SIG_IGN) };
+fn reset_signals(ignore_sigint: bool, keep_handlers: bool, not_default: u64) {
+    let bit = |sig: libc::c_int| 1u64 << (sig - 1);
+    // Signals already at their default need no call; SIGPIPE and (if
+    // asked) SIGINT are ignored whatever they were.
+    let mut reset = if keep_handlers { 0 } else { not_default };
+    reset |= bit(libc::SIGPIPE);
+    if ignore_sigint {
+        reset |= bit(libc::SIGINT);
     }
-    let reset = if keep_handlers {
-        0
-    } else {
-        libc::SIGRTMAX() + 1
-    };
-    for sig in 1..reset {
-        if sig == libc::SIGKILL || sig == libc::SIGSTOP {
+    for sig in 1..=libc::SIGRTMAX().min(64) {
+        if reset & bit(sig) == 0 || sig == libc::SIGKILL || sig == libc::SIGSTOP {
+            continue;
+        }
+        if keep_handlers && sig == libc::SIGPIPE {
             continue;
         }
         let action = match sig {

@@ -32,20 +32,25 @@ pub(in crate::process) fn start(
     entry: Entry,
     backend_end: Registered,
 ) -> Result<Started, Failed> {
-    if !config.allow_threads {
-        let refused = match fork::thread_count() {
-            Ok(threads) if threads > 1 => Some(Error::new(ErrorKind::ForkWithThreads { threads })),
-            Ok(_) => None,
-            Err(e) => Some(Error::io(e)),
-        };
-        if let Some(error) = refused {
+    let status = match fork::ProcStatus::read() {
+        Ok(status) if status.threads > 1 && !config.allow_threads => {
+            Err(Error::new(ErrorKind::ForkWithThreads {
+                threads: status.threads,
+            }))
+        }
+        Ok(status) => Ok(status),
+        Err(e) => Err(Error::io(e)),
+    };
+    let status = match status {
+        Ok(status) => status,
+        Err(error) => {
             return Err(Failed::NotStarted {
                 error,
                 entry,
                 backend_end,
             });
         }
-    }
+    };
     // A buffer copied into the child would be written twice.
     let _ = std::io::stdout().flush();
     let _ = std::io::stderr().flush();
@@ -55,6 +60,13 @@ pub(in crate::process) fn start(
         parent_death_signal: fork::is_main_thread().then(fork::parent_death_signal),
         ignore_sigint: config.ignore_sigint,
         keep_handlers: config.keep_signal_handlers,
+        // Another thread may install a handler after the read: then reset
+        // every signal, as if all had one.
+        not_default: if status.threads > 1 {
+            u64::MAX
+        } else {
+            status.not_default
+        },
         close: &close,
         comm: fork::comm(name),
     };
