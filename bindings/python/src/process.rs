@@ -290,8 +290,9 @@ impl Process {
     /// Sends `sig` to the backend if it is running.
     fn signal(&self, py: Python<'_>, sig: i32) -> PyResult<()> {
         self.with(py, |p| {
-            if let (true, Some(pid)) = (p.is_alive(), p.pid()) {
-                sys::kill(pid, sig).map_err(|e| PyRuntimeError::new_err(e.to_string()))?;
+            if p.is_alive() {
+                p.send_signal(sig)
+                    .map_err(|e| PyRuntimeError::new_err(e.to_string()))?;
             }
             Ok(())
         })
@@ -678,10 +679,10 @@ fn exit_code(status: std::process::ExitStatus) -> i32 {
         .unwrap_or(-1)
 }
 
-/// Sends `sig` to the backend if it is still running (a reaped backend's
-/// pid may be another process's by now).
+/// Sends `sig` to the backend if it is still running (through its pidfd:
+/// a reaped backend's pid may be another process's by now).
 fn kill_if_alive(p: &mut MessageProcess, sig: i32) {
-    if let (true, Some(pid)) = (p.is_alive(), p.pid()) {
-        let _ = sys::kill(pid, sig);
+    if p.is_alive() {
+        let _ = p.send_signal(sig);
     }
 }

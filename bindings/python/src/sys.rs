@@ -64,17 +64,6 @@ pub(crate) fn getpid() -> i32 {
     }
 }
 
-/// Sends `sig` to `pid` (a child this process has not reaped yet, so the
-/// pid cannot have been reused).
-pub(crate) fn kill(pid: i32, sig: i32) -> std::io::Result<()> {
-    // SAFETY: `kill` takes plain integers and has no memory effects.
-    if unsafe { libc::kill(pid, sig) } == 0 {
-        Ok(())
-    } else {
-        Err(std::io::Error::last_os_error())
-    }
-}
-
 /// Waits until `fd` is ready for `writable` (or readable; either way a
 /// hang-up counts), or `timeout` passes. `EINTR` counts as a wake-up (the
 /// caller runs Python's signal handlers).

@@ -20,6 +20,10 @@ pub trait ProcessExt {
     /// Whether a message is read and waiting in the handle (the fd may
     /// then look idle).
     fn has_buffered(&self) -> bool;
+    /// Sends `sig` to the backend while it runs, through its pidfd (never
+    /// to a process that took a reaped backend's pid); nothing when it is
+    /// not running.
+    fn send_signal(&self, sig: i32) -> Result<()>;
     /// Frame reads on or off from now on (see [`BuilderExt::frame_reads`]).
     fn set_frame_reads(&mut self, yes: bool);
 }
@@ -33,6 +37,12 @@ impl ProcessExt for MessageProcess {
     }
     fn has_buffered(&self) -> bool {
         MessageProcess::has_read_ahead(self)
+    }
+    fn send_signal(&self, sig: i32) -> Result<()> {
+        match MessageProcess::signal(self, sig) {
+            Err(e) if e.raw_os_error() == Some(libc::ESRCH) => Ok(()),
+            other => other.map_err(crate::Error::io),
+        }
     }
     fn set_frame_reads(&mut self, yes: bool) {
         MessageProcess::read_frames(self, yes);

@@ -8,7 +8,8 @@ use std::time::Duration;
 use common::{Probe, WAIT, probe, recv};
 use forkbridge::{Message, MessageProcess, message};
 use forkbridge_testkit::{
-    alive, children, open_fds, pipe_inodes, shared_mappings, socket_inodes, wait_until,
+    alive, children, ignore, kill, open_fds, pipe_inodes, restore_default, shared_mappings,
+    sleep_until_killed, socket_inodes, wait_until,
 };
 
 test_main!(
@@ -23,6 +24,7 @@ test_main!(
     child_starts_with_default_signal_dispositions_and_empty_mask,
     buffered_stdout_is_written_once_not_twice,
     handle_is_send,
+    a_reaped_backends_pid_taken_by_another_child_is_left_alone,
 );
 
 fn two_hundred_cycles_leak_no_fd_mapping_or_zombie() {
@@ -254,4 +256,63 @@ fn handle_is_send() {
     assert_send::<MessageProcess>();
     assert_send::<forkbridge::Error>();
     assert_send::<Message>();
+}
+
+/// A child that took `pid` (chosen through `ns_last_pid`, which needs
+/// root), or `None` if another process took it first.
+fn fork_with_pid(pid: i32) -> Option<i32> {
+    std::fs::write("/proc/sys/kernel/ns_last_pid", (pid - 1).to_string()).ok()?;
+    // SAFETY: the child only sleeps until it is killed.
+    let child = unsafe { libc::fork() };
+    if child == 0 {
+        sleep_until_killed();
+    }
+    if child != pid {
+        let _ = kill(child, libc::SIGKILL);
+        return None;
+    }
+    Some(child)
+}
+
+fn a_reaped_backends_pid_taken_by_another_child_is_left_alone() {
+    if !is_root() {
+        println!("skipped: choosing pids needs root");
+        return;
+    }
+    // With SIGCHLD ignored the kernel reaps the backend itself; its pid is
+    // then free for the next child, which gets it on purpose here.
+    ignore(libc::SIGCHLD);
+    let mut p = probe("reused");
+    let pid = p.pid().unwrap();
+    kill(pid, libc::SIGKILL).unwrap();
+    assert!(wait_until(WAIT, || !alive(pid)));
+    let decoy = (0..20).find_map(|_| fork_with_pid(pid));
+    assert_eq!(decoy, Some(pid), "could not stage the pid's reuse");
+    // Reaping and signalling go through the pidfd: the join ends at once
+    // (the backend was reaped elsewhere: no status), and neither it nor
+    // the stop touches the other child.
+    let t = std::time::Instant::now();
+    let err = p.join_timeout(WAIT).unwrap_err();
+    assert!(err.is_disconnected(), "{err}");
+    assert!(err.exit_status().is_none());
+    assert!(
+        t.elapsed() < Duration::from_secs(1),
+        "took {:?}",
+        t.elapsed()
+    );
+    let _ = p.stop();
+    drop(p);
+    std::thread::sleep(Duration::from_millis(100));
+    assert!(
+        alive(pid),
+        "the child that took the pid was signalled or reaped"
+    );
+    kill(pid, libc::SIGKILL).unwrap();
+    assert!(wait_until(WAIT, || !children().contains(&pid)));
+    restore_default(libc::SIGCHLD);
+}
+
+fn is_root() -> bool {
+    // SAFETY: `geteuid` cannot fail and has no preconditions.
+    unsafe { libc::geteuid() == 0 }
 }

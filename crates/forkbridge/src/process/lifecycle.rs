@@ -217,14 +217,14 @@ impl MessageProcess {
         }
         if !signal::force_stop() {
             log::warn!(target: &self.target, "did not stop within {stop_timeout:?}: sending SIGTERM");
-            self.signal(libc::SIGTERM);
+            let _ = self.signal(libc::SIGTERM);
             match self.join_unless_forced(deadline::after(kill_timeout)) {
                 Err(e) if e.is_timeout() => {}
                 other => return other,
             }
         }
         log::warn!(target: &self.target, "survived SIGTERM for {kill_timeout:?}: sending SIGKILL");
-        self.signal(libc::SIGKILL);
+        let _ = self.signal(libc::SIGKILL);
         self.join_timeout(KILL_WAIT)
     }
 
@@ -306,8 +306,14 @@ pub(super) fn wait_reap(
     mut watch: Option<(BorrowedFd<'_>, &mut Conn<Registered>)>,
     deadline: Option<Instant>,
 ) -> Result<Option<ExitStatus>> {
+    // By its pidfd when there is one: a pid can be another process's once
+    // something else reaped this one.
+    let whom = match &watch {
+        Some((pidfd, _)) => Whom::Pidfd(*pidfd),
+        None => Whom::Pid(pid),
+    };
     loop {
-        match pidfd::try_reap(pid)? {
+        match whom.try_reap()? {
             Reap::Exited(status) => return Ok(Some(status)),
             Reap::Gone => return Ok(None),
             Reap::Running => {}
@@ -343,7 +349,7 @@ pub(super) fn wait_reap(
                     // reapable within microseconds. Yielding for that beats a
                     // second sleep in `poll` (a cross-CPU wake-up costs tens
                     // of microseconds on a VM).
-                    if let Some(status) = reap_soon(pid)? {
+                    if let Some(status) = reap_soon(whom)? {
                         return Ok(status);
                     }
                 }
@@ -352,12 +358,28 @@ pub(super) fn wait_reap(
     }
 }
 
-/// Tries to reap `pid` for a short while, yielding the CPU in between;
-/// `None` if it is still running after that.
-pub(super) fn reap_soon(pid: libc::pid_t) -> Result<Option<Option<ExitStatus>>> {
+/// The child to reap: by pidfd, or by pid when it has none.
+#[derive(Debug, Clone, Copy)]
+enum Whom<'a> {
+    Pid(libc::pid_t),
+    Pidfd(BorrowedFd<'a>),
+}
+
+impl Whom<'_> {
+    fn try_reap(self) -> std::io::Result<Reap> {
+        match self {
+            Whom::Pid(pid) => pidfd::try_reap(pid),
+            Whom::Pidfd(fd) => pidfd::try_reap_fd(fd),
+        }
+    }
+}
+
+/// Tries to reap the child for a short while, yielding the CPU in
+/// between; `None` if it is still running after that.
+fn reap_soon(whom: Whom<'_>) -> Result<Option<Option<ExitStatus>>> {
     let until = Instant::now() + EXIT_SPIN;
     while Instant::now() < until {
-        match pidfd::try_reap(pid)? {
+        match whom.try_reap()? {
             Reap::Exited(status) => return Ok(Some(Some(status))),
             Reap::Gone => return Ok(Some(None)),
             Reap::Running => std::thread::yield_now(),

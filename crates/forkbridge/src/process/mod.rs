@@ -56,7 +56,7 @@ use std::time::Duration;
 
 use crate::data::message::Message;
 use crate::error::{Error, ErrorKind};
-use crate::sys::fork::{self};
+use crate::sys::pidfd;
 use crate::transport::conn::Conn;
 
 /// How often a stop checks whether it was asked to hurry.
@@ -204,9 +204,13 @@ impl MessageProcess {
 
     /// Sends a signal to the running backend; does nothing once it has been
     /// reaped (its pid may belong to another process by then).
-    pub(crate) fn signal(&self, sig: libc::c_int) {
-        if let State::Running { pid, .. } = self.state {
-            let _ = fork::kill(pid, sig);
+    /// Sends `sig` to the backend while it runs, through its pidfd: a
+    /// backend reaped elsewhere (`SIGCHLD` ignored) is `ESRCH`, never a
+    /// process that took its pid since. Not running: nothing is sent.
+    pub(crate) fn signal(&self, sig: libc::c_int) -> std::io::Result<()> {
+        match &self.state {
+            State::Running { pidfd, .. } => pidfd::send_signal(pidfd.as_fd(), sig),
+            _ => Ok(()),
         }
     }
 

@@ -301,12 +301,12 @@ impl AsyncMessageProcess {
             Err(e) if e.is_timeout() => {}
             other => return other,
         }
-        self.inner.signal(libc::SIGTERM);
+        let _ = self.inner.signal(libc::SIGTERM);
         match self.join_until(after(kill_timeout)).await {
             Err(e) if e.is_timeout() => {}
             other => return other,
         }
-        self.inner.signal(libc::SIGKILL);
+        let _ = self.inner.signal(libc::SIGKILL);
         self.join_until(Some(Instant::now() + Duration::from_secs(5)))
             .await
     }
