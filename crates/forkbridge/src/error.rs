@@ -39,7 +39,7 @@ pub enum ErrorKind {
     /// The process was refused a fork because it has `threads` threads; see
     /// [`MessageProcessBuilder::allow_threads`](crate::MessageProcessBuilder::allow_threads).
     ForkWithThreads {
-        /// Threads counted in `/proc/self/task` just before the fork.
+        /// Threads in the process (`/proc/self/status`) just before the fork.
         threads: usize,
     },
     /// `start` was called on a process that was already started.
