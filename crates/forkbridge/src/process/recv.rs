@@ -149,14 +149,20 @@ impl MessageProcess {
                     .map_err(|e| e.with_process(&self.name))?,
                 None => None,
             };
-            match filled {
-                Some(Filled::Read(0)) => self.check_exit(deadline)?,
-                Some(_) => {}
-                // Under a millisecond left: poll for the rest.
+            let ready = match filled {
+                Some(Filled::Read(0)) => self.poll_ready(Some(Instant::now()))?,
+                Some(_) => true,
+                // Under a millisecond left: poll for the rest, then read.
                 None => {
-                    self.wait_readable(deadline)?;
-                    self.fill()?;
+                    let ready = self.poll_ready(deadline)?;
+                    if ready {
+                        self.fill()?;
+                    }
+                    ready
                 }
+            };
+            if !ready && deadline.is_some_and(|d| Instant::now() >= d) {
+                return Err(Error::new(ErrorKind::Timeout).with_process(&self.name));
             }
         }
     }
@@ -165,39 +171,23 @@ impl MessageProcess {
         self.conn.fill().map_err(|e| e.with_process(&self.name))
     }
 
-    /// After a read slice ended empty: notes whether the backend has
-    /// exited (its pidfd is readable), and fails with `Timeout` once
-    /// `deadline` has passed.
-    fn check_exit(&mut self, deadline: Option<Instant>) -> Result<()> {
-        if let State::Running { pidfd, exited, .. } = &mut self.state {
-            let mut fds = [poll::PollFd::new(pidfd.as_fd(), poll::POLLIN)];
-            if poll::poll(&mut fds, Some(Instant::now()))? != 0 {
-                *exited = true;
-                return Ok(());
-            }
-        }
-        if deadline.is_some_and(|d| Instant::now() >= d) {
-            return Err(Error::new(ErrorKind::Timeout).with_process(&self.name));
-        }
-        Ok(())
-    }
-
-    /// Waits until the socket or the pidfd is readable.
-    pub(super) fn wait_readable(&mut self, deadline: Option<Instant>) -> Result<()> {
+    /// Whether the socket or the pidfd is readable by `until` (`None`: as
+    /// long as it takes); a readable pidfd marks the backend exited.
+    fn poll_ready(&mut self, until: Option<Instant>) -> Result<bool> {
         let State::Running { pidfd, exited, .. } = &mut self.state else {
-            return Ok(());
+            return Ok(true);
         };
         let mut fds = [
             poll::PollFd::new(self.conn.as_fd(), poll::POLLIN),
             poll::PollFd::new(pidfd.as_fd(), poll::POLLIN),
         ];
-        if poll::poll(&mut fds, deadline)? == 0 {
-            return Err(Error::new(ErrorKind::Timeout).with_process(&self.name));
+        if poll::poll(&mut fds, until)? == 0 {
+            return Ok(false);
         }
         if fds[1].revents() != 0 {
             *exited = true;
         }
-        Ok(())
+        Ok(true)
     }
 
     /// Whether a message is already read and waiting in this handle (then
