@@ -76,7 +76,7 @@ impl<F: AsRawFd> Registered<F> {
         self.fd.take().expect("present until handed over")
     }
 
-    pub(crate) fn get(&self) -> &F {
+    fn get(&self) -> &F {
         self.fd.as_ref().expect("present until handed over")
     }
 }

@@ -4,10 +4,8 @@
 //! failed call's reply carry, and what the Python package reads from the
 //! native module instead of typing them again.
 
-use std::fmt;
-
 /// What went wrong in a backend.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FaultKind {
     /// A handler returned an error (or a value did not load for it).
     HandlerError,
@@ -52,12 +50,6 @@ impl FaultKind {
             FaultKind::TaskError => "task_error",
             FaultKind::TaskPanic => "task_panic",
         }
-    }
-}
-
-impl fmt::Display for FaultKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
     }
 }
 
