@@ -7,6 +7,7 @@ never, depending on how each comparison is written)."""
 
 from __future__ import annotations
 
+import threading
 import time
 
 
@@ -21,11 +22,20 @@ def deadline(timeout: float | None, what: str = "a timeout") -> float | None:
     (``None``: never; ``inf`` for ``inf``)."""
     if timeout is None:
         return None
-    if timeout != timeout:
-        raise ValueError("%s cannot be NaN" % what)
+    check(timeout, what)
     return time.monotonic() + max(0.0, float(timeout))
 
 
 def left(deadline: float | None) -> float | None:
     """What is left of a wait until ``deadline``, never less than zero."""
     return None if deadline is None else max(0.0, deadline - time.monotonic())
+
+
+def for_threading(timeout: float | None) -> float | None:
+    """``timeout`` as ``threading`` waits (and user event classes built on
+    them or on ``select``) take it: they refuse values past
+    ``threading.TIMEOUT_MAX`` (``inf``, ``sys.maxsize``) with
+    ``OverflowError``, so those become ``None``, "as long as it takes"."""
+    if timeout is None or not timeout < threading.TIMEOUT_MAX:
+        return None
+    return timeout
