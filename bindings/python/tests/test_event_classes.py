@@ -6,7 +6,9 @@ eventfd-based class, like libValkka's, is set by index in a backend."""
 
 import os
 import select
+import sys
 import threading
+import time
 
 import pytest
 
@@ -97,6 +99,44 @@ def test_reserve_gives_the_event_cleared(event_class):
     eg.events[0].set()
     _, event3 = eg.reserve()
     assert not event3.wait(0)
+
+
+@pytest.mark.parametrize("event_class", [threading.Event, EventFd])
+@pytest.mark.parametrize("timeout", [float("inf"), sys.maxsize, 1e300], ids=["inf", "maxsize", "1e300"])
+def test_sync_index_takes_a_timeout_with_no_limit_for_any_class(event_class, timeout):
+    # threading's waits and select refuse such timeouts (OverflowError):
+    # SyncIndex must wait as long as with None instead.
+    eg = EventGroup(1, event_class)
+    setter = None
+    try:
+        started = time.monotonic()
+        with SyncIndex(eg, timeout=timeout) as i:
+            setter = threading.Timer(0.2, eg.set, (i,))
+            setter.start()
+        assert time.monotonic() - started >= 0.15  # waited for the set
+        eg.release(eg.reserve()[1])  # and released the event
+    finally:
+        if setter is not None:
+            setter.join()
+        if event_class is EventFd:
+            eg.events[0].close()
+
+
+@pytest.mark.parametrize("event_class", [threading.Event, EventFd])
+@pytest.mark.parametrize("timeout", [0, -1, -1e300])
+def test_sync_index_with_no_time_left_does_not_wait_for_any_class(event_class, timeout):
+    eg = EventGroup(1, event_class)
+    try:
+        started = time.monotonic()
+        with pytest.raises(TimeoutError):
+            with SyncIndex(eg, timeout=timeout):
+                pass
+        assert time.monotonic() - started < 1.0
+        with SyncIndex(eg, timeout=timeout) as i:
+            eg.set(i)  # set already: no wait needed
+    finally:
+        if event_class is EventFd:
+            eg.events[0].close()
 
 
 class Setter(MessageProcess):

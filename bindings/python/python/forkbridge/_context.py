@@ -8,6 +8,7 @@ import threading
 
 from ._log import format_logger
 from ._timeout import check as _check_timeout
+from ._timeout import for_threading as _for_threading
 
 
 class MainContext:
@@ -84,9 +85,8 @@ class MainContext:
         """Ends a ``runAsThread`` run: sends ``None`` on ``aux_pipe_write``
         (your ``__call__`` should select on ``aux_pipe_read``), waits at most
         ``thread_join_timeout`` s for it, then calls ``close()``."""
-        timeout: float | None = self.thread_join_timeout
         # Refused before anything is done (it used to wait forever).
-        _check_timeout(timeout, "thread_join_timeout")
+        _check_timeout(self.thread_join_timeout, "thread_join_timeout")
         self.logger.critical("stopping thread")
         self.aux_pipe_write.send(None)
         # valkka's attribute, set by runAsThread (not by __init__: a
@@ -94,12 +94,7 @@ class MainContext:
         thread: threading.Thread | None = getattr(self, "thread", None)
         try:
             if thread is not None:
-                # `threading` refuses timeouts past TIMEOUT_MAX (`inf`,
-                # 1e18): those mean "as long as it takes"; zero or less
-                # does not wait.
-                if timeout is None or not timeout < threading.TIMEOUT_MAX:
-                    timeout = None
-                thread.join(timeout)
+                thread.join(_for_threading(self.thread_join_timeout))
                 if thread.is_alive():
                     self.logger.error(
                         "__call__ did not return within %s s (does it read aux_pipe_read?)",

@@ -11,6 +11,7 @@ from typing import Any, Callable
 from . import _native
 from ._native import Event, NotEnoughEvents
 from ._timeout import check as _check_timeout
+from ._timeout import for_threading as _for_threading
 
 
 def _is_default_event_class(event_class: Any) -> bool:
@@ -216,7 +217,7 @@ class SyncIndex:
                 return
             if self.timeout is None:
                 self.event.wait()
-            elif not self.event.wait(self.timeout):
+            elif not self.event.wait(_for_threading(self.timeout)):
                 raise TimeoutError(
                     "SyncIndex: event %s was not set within %s s" % (self.index, self.timeout)
                 )

@@ -32,10 +32,11 @@ def left(deadline: float | None) -> float | None:
 
 
 def for_threading(timeout: float | None) -> float | None:
-    """``timeout`` as ``threading`` waits (and user event classes built on
-    them or on ``select``) take it: they refuse values past
-    ``threading.TIMEOUT_MAX`` (``inf``, ``sys.maxsize``) with
-    ``OverflowError``, so those become ``None``, "as long as it takes"."""
+    """``timeout`` (NaN refused already) as ``threading`` waits and user
+    event classes built on them or on ``select`` take it: they refuse values
+    past ``threading.TIMEOUT_MAX`` (``inf``, ``sys.maxsize``) with
+    ``OverflowError``, so those become ``None`` ("as long as it takes"),
+    and ``select`` refuses negative ones, so those become zero."""
     if timeout is None or not timeout < threading.TIMEOUT_MAX:
         return None
-    return timeout
+    return max(0.0, timeout)
