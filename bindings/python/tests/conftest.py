@@ -11,8 +11,6 @@ from procs import children
 TEST_BOUND = 120  # seconds; a hang fails the run instead of eating CI's time
 
 
-
-
 def _alarm(signum, frame):
     raise TimeoutError("test exceeded %d s" % TEST_BOUND)
 

@@ -34,6 +34,12 @@ def killed_after(p, delay):
     return t
 
 
+def stalled(p):
+    """Has the backend stop reading and answering; returns once it has."""
+    p.sendMessageToBack(MessageObject("stall"))
+    assert p.getPipe().recv(timeout=10)() == "stalled"
+
+
 def _send_on_a_full_socket(p):
     for _ in range(1000):
         p.sendMessageToBack(MessageObject("x", pad=bytes(1 << 20)))
@@ -66,8 +72,7 @@ def test_a_wait_on_the_intercom_ends_when_the_backend_dies(wait):
     p = Doomed("doomed")
     p.start()
     try:
-        p.sendMessageToBack(MessageObject("stall"))
-        assert p.getPipe().recv(timeout=10)() == "stalled"
+        stalled(p)
         timer = killed_after(p, 0.3)
         started = time.monotonic()
         try:
@@ -87,8 +92,7 @@ def test_join_ends_when_the_backend_dies():
     p = Doomed("joined")
     p.start()
     try:
-        p.sendMessageToBack(MessageObject("stall"))
-        assert p.getPipe().recv(timeout=10)() == "stalled"
+        stalled(p)
         timer = killed_after(p, 0.3)
         started = time.monotonic()
         p.join()
@@ -105,8 +109,7 @@ def test_an_event_wait_ends_at_its_timeout_but_a_select_with_the_pipe_sees_the_d
     p.start()
     try:
         pipe = p.getPipe()
-        p.sendMessageToBack(MessageObject("stall"))
-        assert pipe.recv(timeout=10)() == "stalled"
+        stalled(p)
         _, event = group.reserve()
         os.kill(p.pid, signal.SIGKILL)
         p.join(5)

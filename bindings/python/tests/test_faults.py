@@ -195,8 +195,6 @@ PARENT = textwrap.dedent(
 )
 
 
-
-
 def test_backends_die_with_a_killed_parent():
     parent = subprocess.Popen(
         [sys.executable, "-c", PARENT], stdout=subprocess.PIPE, text=True

@@ -26,6 +26,7 @@ from forkbridge import (
     MainContext,
     MessageObject,
     MessageProcess,
+    NotEnoughEvents,
     SyncIndex,
     safe_select,
 )
@@ -197,16 +198,25 @@ def clean(worker):
     assert leftovers(worker) == []
 
 
+wheres = pytest.mark.parametrize("where", ["socket", "polled"])
+
+
+def echo_ready(p, where, x):
+    """Has the backend echo `x`, and returns once the echo waits in the
+    socket, or (``polled``) was read by ``poll()`` and kept for ``recv()``."""
+    p.sendMessageToBack(MessageObject("echo", x=x))
+    if where == "socket":
+        readable(p)
+    else:
+        assert p.getPipe().poll(BOUND)
+
+
 @timeouts_or_none
 @threads
-@pytest.mark.parametrize("where", ["socket", "polled"])
+@wheres
 def test_recv_returns_what_is_ready(clean, t, another_thread, where):
     pipe = clean.getPipe()
-    clean.sendMessageToBack(MessageObject("echo", x=1))
-    if where == "socket":
-        readable(clean)
-    else:
-        assert pipe.poll(BOUND)  # read, and kept for recv
+    echo_ready(clean, where, x=1)
     result, took = timed(pipe.recv, t)
     check_ready(t, result, took, MessageObject("echo", x=1))
     if kind(t) == "nan":  # still there
@@ -225,14 +235,10 @@ def test_recv_waits_only_when_asked(clean, t, another_thread):
 
 @timeouts_or_none
 @threads
-@pytest.mark.parametrize("where", ["socket", "polled"])
+@wheres
 def test_poll_sees_what_is_ready(clean, t, another_thread, where):
     pipe = clean.getPipe()
-    clean.sendMessageToBack(MessageObject("echo", x=3))
-    if where == "socket":
-        readable(clean)
-    else:
-        assert pipe.poll(BOUND)
+    echo_ready(clean, where, x=3)
     result, took = timed(pipe.poll, t)
     check_ready(t, result, took, True)
     assert pipe.recv(0)["x"] == 3
@@ -477,7 +483,10 @@ def test_event_wait_waits_only_when_asked(t, which):
 
 def released(group):
     """Whether the one event of `group` is free again."""
-    _i, event = group.reserve()
+    try:
+        _i, event = group.reserve()
+    except NotEnoughEvents:
+        return False
     group.release(event)
     return True
 
