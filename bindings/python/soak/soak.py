@@ -349,8 +349,12 @@ def _edge_ctrl_c(rng: random.Random, i: int) -> bool:
         p.sendMessageToBack(MessageObject("hang", how="ignore_term"))
         p.getPipe().recv(timeout=5)
     timer = threading.Timer(0.05, os.kill, (os.getpid(), signal.SIGINT))
+    # Should Ctrl-C not end the wait, the backend's death does: a failure
+    # counted, not a hang.
+    net = threading.Timer(3.0, os.kill, (p.pid or 0, signal.SIGKILL))
     started = time.monotonic()
     timer.start()
+    net.start()
     try:
         if where == "recv":
             p.getPipe().recv()
@@ -359,7 +363,12 @@ def _edge_ctrl_c(rng: random.Random, i: int) -> bool:
         ok = False
     except KeyboardInterrupt:
         ok = time.monotonic() - started < 1.0
-    timer.join()
+    except BackendGone:
+        ok = False
+    finally:
+        timer.join()
+        net.cancel()
+        net.join()
     if where == "recv":
         ok = ok and _answers(p, i)
     p.stop()
