@@ -4,6 +4,7 @@
 
 pub(crate) mod bytes;
 pub(crate) mod codec;
+pub(crate) mod fds;
 pub(crate) mod message;
 pub(crate) mod serde_helpers;
 pub(crate) mod value;
