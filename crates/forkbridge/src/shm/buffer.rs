@@ -25,6 +25,10 @@ use crate::sys::memfd::MappedFile;
 
 /// A shared memory buffer backed by a memfd; cloning shares it.
 ///
+/// It crosses to a backend started by any start method (as part of its
+/// serde value); outside a start, serializing it is an error (send its
+/// [`fd`](SharedBuffer::fd) with a message to a running backend instead).
+///
 /// ```rust,standalone_crate
 /// use std::time::Duration;
 /// use forkbridge::{Backend, BackendContext, HandlerResult, Handlers, Message, MessageProcess, SharedBuffer};
@@ -57,7 +61,7 @@ use crate::sys::memfd::MappedFile;
 /// ```
 #[derive(Clone)]
 pub struct SharedBuffer {
-    file: Arc<MappedFile>,
+    pub(super) file: Arc<MappedFile>,
 }
 
 impl SharedBuffer {
@@ -187,6 +191,10 @@ impl fmt::Debug for SharedBuffer {
 /// An n-dimensional array of plain values in a [`SharedBuffer`] (what
 /// valkka-multiprocess's users do with a numpy array in shared memory): a
 /// shape, row-major (C) order, every index checked.
+///
+/// It crosses to a backend started by any start method (as part of its
+/// serde value: the buffer as an fd, the shape as data); outside a start,
+/// serializing it is an error.
 ///
 /// ```
 /// use forkbridge::SharedArray;

@@ -1,9 +1,10 @@
-//! [`Event`]: a flag shared across `fork`, with `set` / `clear` / `wait`.
+//! [`Event`]: a flag shared between processes, with `set` / `clear` / `wait`.
 //!
 //! # Design
 //!
-//! Each event is one 64-bit word in an anonymous `MAP_SHARED` mapping made
-//! before the fork, so parent and children see the same word:
+//! Each event is one 64-bit word in a memfd mapped `MAP_SHARED`, made
+//! before the backend starts, so the frontend and the backend see the same
+//! word:
 //!
 //! ```text
 //! bit 0       set
@@ -34,6 +35,16 @@
 //! can leave the fd readable for a clear event until the next `set`/`clear`,
 //! so treat readiness as a hint and check [`Event::is_set`].
 //!
+//! Why a memfd and not an anonymous shared mapping (which a fork alone
+//! would share as well): a backend started by `exec` or by a fork server
+//! is not a fork of the frontend, and an anonymous mapping cannot be named
+//! to it. A memfd is as nameless (nothing in `/dev/shm`, gone with its
+//! last user) and crosses as an fd beside the backend's serde value
+//! (`data/fds.rs`; the eventfds of a pollable event go the same way, so
+//! they stay mirrors of the same word). The price is one fd per store
+//! while it lives: a group of a thousand events is one fd, a thousand
+//! separate [`Event::new`]s are a thousand.
+//!
 //! Rejected: an eventfd per event as the only mechanism (a syscall per
 //! `set`, an fd per event); pthread condition variables in shared memory
 //! (a process that dies holding the mutex blocks everybody: raw_sync PR #17).
@@ -60,7 +71,7 @@ pub(crate) const GEN_BITS: u32 = 44;
 const GEN_MASK: u64 = (1 << GEN_BITS) - 1;
 
 /// Which mechanism backs an event.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 pub enum EventKind {
     /// A futex word in shared memory (the default): the fastest, no fd.
     #[default]
@@ -73,9 +84,10 @@ pub enum EventKind {
 /// The words (and eventfds) of one or more events.
 #[derive(Debug)]
 pub(crate) struct EventStore {
-    words: SharedWords,
-    fds: Vec<OwnedFd>,
-    kind: EventKind,
+    pub(super) words: SharedWords,
+    /// A pollable store's eventfds, one per word; empty otherwise.
+    pub(super) fds: Vec<OwnedFd>,
+    pub(super) kind: EventKind,
 }
 
 impl EventStore {
@@ -98,8 +110,10 @@ impl EventStore {
 /// A process-shared event (valkka-multiprocess's `multiprocessing.Event`, or
 /// libValkka's `EventFd` with [`EventKind::Pollable`]).
 ///
-/// Create it before the fork; the parent and every child forked afterwards
-/// share it. Cloning gives another handle to the same event.
+/// Create it before the backend starts and put it in the backend: the
+/// frontend and the backend share it. Cloning gives another handle to the
+/// same event. It crosses to a backend started by any start method (as
+/// part of its serde value); outside a start, serializing it is an error.
 ///
 /// ```rust,standalone_crate
 /// use std::time::Duration;
@@ -125,8 +139,8 @@ impl EventStore {
 /// ```
 #[derive(Clone)]
 pub struct Event {
-    store: Arc<EventStore>,
-    slot: u32,
+    pub(super) store: Arc<EventStore>,
+    pub(super) slot: u32,
 }
 
 impl Event {

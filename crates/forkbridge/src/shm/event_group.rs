@@ -9,6 +9,14 @@
 //! it after. The free list is ordinary memory of the process that reserves
 //! (the frontend), as in valkka-multiprocess; the events themselves are shared.
 //!
+//! A backend's copy of the group gets a copy of the free list as it was
+//! when the backend started — what a fork gives, and what the group's
+//! serde form carries for the other start methods — and from then on the
+//! two lists are separate: reservations made on one side are not seen on
+//! the other. So one side reserves (the frontend), and the other only sets
+//! by index; a group both sides reserve from would hand the same event out
+//! twice.
+//!
 //! What valkka-multiprocess gets wrong and this does not: exhaustion is a typed error
 //! (valkka-multiprocess's `NotEnoughEvents` escapes `except Exception`), a double
 //! release or a release of an index never reserved is a typed error (the
@@ -34,7 +42,8 @@ use crate::shm::event::{Event, EventKind, EventStore, GEN_BITS};
 /// It converts to and from a [`Value`] (an integer holding the slot in its
 /// low 20 bits and the generation above them), so
 /// `msg.with("event", index)` and `msg.param::<EventIndex>("event")` carry
-/// it across.
+/// it across. Its serde form is the same integer: plain data, it can be
+/// serialized anywhere.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct EventIndex {
     slot: u32,
@@ -50,8 +59,15 @@ impl EventIndex {
         self.slot
     }
 
-    fn to_u64(self) -> u64 {
+    pub(super) fn to_u64(self) -> u64 {
         (self.generation << SLOT_BITS) | u64::from(self.slot)
+    }
+
+    pub(super) fn from_u64(raw: u64) -> EventIndex {
+        EventIndex {
+            slot: (raw & ((1 << SLOT_BITS) - 1)) as u32,
+            generation: raw >> SLOT_BITS,
+        }
     }
 }
 
@@ -70,21 +86,22 @@ impl From<EventIndex> for Value {
 impl FromValue for EventIndex {
     const EXPECTED: &'static str = "event index";
     fn from_value(value: &Value) -> Option<Self> {
-        let raw = value.as_u64()?;
-        Some(EventIndex {
-            slot: (raw & ((1 << SLOT_BITS) - 1)) as u32,
-            generation: raw >> SLOT_BITS,
-        })
+        value.as_u64().map(EventIndex::from_u64)
     }
 }
 
 #[derive(Debug)]
-struct FreeList {
-    free: VecDeque<u32>,
-    reserved: Vec<bool>,
+pub(super) struct FreeList {
+    pub(super) free: VecDeque<u32>,
+    pub(super) reserved: Vec<bool>,
 }
 
 /// A fixed set of process-shared events (valkka-multiprocess's `EventGroup`).
+///
+/// It crosses to a backend started by any start method (as part of its
+/// serde value), free list included (see the module docs for what the
+/// backend's copy of it means); outside a start, serializing it is an
+/// error.
 ///
 /// ```rust,standalone_crate
 /// use std::time::Duration;
@@ -118,8 +135,8 @@ struct FreeList {
 /// ```
 #[derive(Clone)]
 pub struct EventGroup {
-    store: Arc<EventStore>,
-    list: Arc<Mutex<FreeList>>,
+    pub(super) store: Arc<EventStore>,
+    pub(super) list: Arc<Mutex<FreeList>>,
 }
 
 impl EventGroup {
@@ -168,7 +185,7 @@ impl EventGroup {
         self.len() == 0
     }
 
-    fn list(&self) -> MutexGuard<'_, FreeList> {
+    pub(super) fn list(&self) -> MutexGuard<'_, FreeList> {
         // Every update keeps the list consistent before it can panic.
         self.list.lock().unwrap_or_else(|e| e.into_inner())
     }

@@ -17,6 +17,13 @@ use crate::shm::event_group::{EventGroup, EventIndex};
 
 /// A reserved event for one request/acknowledge exchange.
 ///
+/// It crosses to a backend started by any start method (as part of its
+/// serde value), with its group; outside a start, serializing it is an
+/// error. As a forked copy does, the backend's copy releases the event
+/// when it is dropped — into the backend's copy of the free list, but the
+/// event itself is shared, so that release renews it (clears it, and sets
+/// by its index are ignored from then on): send the index, not the guard.
+///
 /// ```rust,standalone_crate
 /// use std::time::Duration;
 /// use forkbridge::{
@@ -49,9 +56,9 @@ use crate::shm::event_group::{EventGroup, EventIndex};
 /// # Ok::<(), forkbridge::Error>(())
 /// ```
 pub struct SyncIndex {
-    group: EventGroup,
-    index: EventIndex,
-    event: Event,
+    pub(super) group: EventGroup,
+    pub(super) index: EventIndex,
+    pub(super) event: Event,
 }
 
 // Here rather than in `event_group.rs`: the group does not need to know

@@ -18,32 +18,43 @@
 //! out, so this process's own borrows cannot be invalidated. Concurrent
 //! writes by two processes to the same bytes give torn data, not undefined
 //! behaviour in this process; synchronise with events or messages.
+//!
+//! The mapping itself ([`SharedMap`]: make or open, seal, size, map,
+//! unmap) is shared with the memory that is accessed by atomics instead —
+//! event words (`shm.rs`) and the frame ring (`ring/`) — so every memfd
+//! forkbridge maps, made here or received, passes the same seal and size
+//! checks.
 
+use std::ffi::CStr;
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::ptr::NonNull;
 
 use super::syscall;
 
-/// A mapped memfd, unmapped and closed on drop.
+/// A memfd mapped shared, whole, unmapped and closed on drop. It hands out
+/// its address only as a raw pointer: what may be done with the bytes is
+/// argued by the type built on it ([`MappedFile`] copies, `SharedWords`
+/// and the ring use atomics).
 #[derive(Debug)]
-pub(crate) struct MappedFile {
+pub(crate) struct SharedMap {
     fd: OwnedFd,
     ptr: NonNull<u8>,
     len: usize,
 }
 
-// SAFETY: the mapping is only read and written by copies through `&self`
-// (see the module docs); no interior reference escapes, so sharing the
-// handle between threads is as safe as sharing a file.
-unsafe impl Send for MappedFile {}
+// SAFETY: nothing is read or written through a `SharedMap` itself; every
+// dereference of its address is an `unsafe` block of a type built on it,
+// which argues it there. Moving or sharing the handle between threads only
+// moves an fd and an address.
+unsafe impl Send for SharedMap {}
 // SAFETY: as above.
-unsafe impl Sync for MappedFile {}
+unsafe impl Sync for SharedMap {}
 
-impl MappedFile {
-    /// A new zero-filled memfd of `len` bytes, mapped.
-    pub(crate) fn create(len: usize) -> io::Result<MappedFile> {
-        let name = c"forkbridge-buffer";
+impl SharedMap {
+    /// A new zero-filled memfd of `len` bytes (`len > 0`), sealed at this
+    /// size for good, mapped. `name` is what `/proc/<pid>/maps` shows.
+    pub(crate) fn create(name: &CStr, len: usize) -> io::Result<SharedMap> {
         // SAFETY: `name` is a NUL-terminated string; flags are plain ints.
         let raw = syscall!(memfd_create(
             name.as_ptr(),
@@ -60,13 +71,13 @@ impl MappedFile {
             libc::F_ADD_SEALS,
             libc::F_SEAL_SHRINK | libc::F_SEAL_GROW
         ))?;
-        MappedFile::map(fd, len)
+        SharedMap::map(fd, len)
     }
 
     /// Maps a received memfd whole, after sealing it against shrinking if
     /// its maker did not (see the module docs). `InvalidInput` if it cannot
-    /// be sealed.
-    pub(crate) fn open(fd: OwnedFd) -> io::Result<MappedFile> {
+    /// be sealed or is empty.
+    pub(crate) fn open(fd: OwnedFd) -> io::Result<SharedMap> {
         // SAFETY: plain integers on an fd we own.
         let seals = syscall!(fcntl(fd.as_raw_fd(), libc::F_GET_SEALS)).map_err(unsealable)?;
         if seals & libc::F_SEAL_SHRINK == 0 {
@@ -83,10 +94,10 @@ impl MappedFile {
         // SAFETY: `st` is a writable stat buffer; `fd` is open.
         syscall!(fstat(fd.as_raw_fd(), &mut st))?;
         let len = usize::try_from(st.st_size).map_err(|_| io::ErrorKind::InvalidData)?;
-        MappedFile::map(fd, len)
+        SharedMap::map(fd, len)
     }
 
-    fn map(fd: OwnedFd, len: usize) -> io::Result<MappedFile> {
+    fn map(fd: OwnedFd, len: usize) -> io::Result<SharedMap> {
         if len == 0 {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
@@ -109,26 +120,77 @@ impl MappedFile {
             return Err(io::Error::last_os_error());
         }
         let ptr = NonNull::new(ptr.cast::<u8>()).ok_or(io::ErrorKind::OutOfMemory)?;
-        Ok(MappedFile { fd, ptr, len })
+        Ok(SharedMap { fd, ptr, len })
+    }
+
+    /// The first byte: page-aligned, `len` bytes mapped from there for as
+    /// long as `self` lives, and the file cannot shrink under them (sealed).
+    pub(crate) fn ptr(&self) -> NonNull<u8> {
+        self.ptr
+    }
+
+    /// The mapped length in bytes (the file's size when it was mapped).
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+}
+
+impl AsFd for SharedMap {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+}
+
+impl Drop for SharedMap {
+    fn drop(&mut self) {
+        // SAFETY: `ptr`/`len` are what `mmap` returned; the types built on
+        // the map borrow its memory only while they hold it.
+        unsafe { libc::munmap(self.ptr.as_ptr().cast(), self.len) };
+    }
+}
+
+/// A mapped memfd accessed by copies, unmapped and closed on drop.
+#[derive(Debug)]
+pub(crate) struct MappedFile {
+    map: SharedMap,
+}
+
+impl MappedFile {
+    /// A new zero-filled memfd of `len` bytes, mapped.
+    pub(crate) fn create(len: usize) -> io::Result<MappedFile> {
+        Ok(MappedFile {
+            map: SharedMap::create(c"forkbridge-buffer", len)?,
+        })
+    }
+
+    /// Maps a received memfd whole, after sealing it against shrinking if
+    /// its maker did not (see the module docs). `InvalidInput` if it cannot
+    /// be sealed.
+    pub(crate) fn open(fd: OwnedFd) -> io::Result<MappedFile> {
+        Ok(MappedFile {
+            map: SharedMap::open(fd)?,
+        })
     }
 
     pub(crate) fn len(&self) -> usize {
-        self.len
+        self.map.len()
     }
 
     /// Copies `dst.len()` bytes from `offset`; `false` if out of range.
     pub(crate) fn read_at(&self, offset: usize, dst: &mut [u8]) -> bool {
         if offset
             .checked_add(dst.len())
-            .is_none_or(|end| end > self.len)
+            .is_none_or(|end| end > self.len())
         {
             return false;
         }
-        // SAFETY: the range was checked to lie inside the live mapping;
-        // `dst` is a distinct, writable buffer of this process.
+        // SAFETY: the range was checked to lie inside the live mapping
+        // (sealed against shrinking, so every byte of it is backed); `dst`
+        // is a distinct, writable buffer of this process, and only copies
+        // touch the mapping (module docs).
         unsafe {
             std::ptr::copy_nonoverlapping(
-                self.ptr.as_ptr().add(offset),
+                self.map.ptr().as_ptr().add(offset),
                 dst.as_mut_ptr(),
                 dst.len(),
             );
@@ -140,13 +202,17 @@ impl MappedFile {
     pub(crate) fn write_at(&self, offset: usize, src: &[u8]) -> bool {
         if offset
             .checked_add(src.len())
-            .is_none_or(|end| end > self.len)
+            .is_none_or(|end| end > self.len())
         {
             return false;
         }
         // SAFETY: as in `read_at`, the other way round.
         unsafe {
-            std::ptr::copy_nonoverlapping(src.as_ptr(), self.ptr.as_ptr().add(offset), src.len());
+            std::ptr::copy_nonoverlapping(
+                src.as_ptr(),
+                self.map.ptr().as_ptr().add(offset),
+                src.len(),
+            );
         }
         true
     }
@@ -165,14 +231,6 @@ fn unsealable(e: io::Error) -> io::Error {
 
 impl AsFd for MappedFile {
     fn as_fd(&self) -> BorrowedFd<'_> {
-        self.fd.as_fd()
-    }
-}
-
-impl Drop for MappedFile {
-    fn drop(&mut self) {
-        // SAFETY: `ptr`/`len` are what `mmap` returned; no reference into
-        // the mapping exists (module docs).
-        unsafe { libc::munmap(self.ptr.as_ptr().cast(), self.len) };
+        self.map.as_fd()
     }
 }

@@ -12,10 +12,10 @@
 //! | `socket.rs` | the intercom: an `AF_UNIX SOCK_STREAM` socketpair, non-blocking `send`/`recv` without `SIGPIPE` |
 //! | `poll.rs` | `ppoll(2)` with a deadline, retried on `EINTR` with the remaining time |
 //! | `pidfd.rs` | `pidfd_open(2)` and reaping with `waitpid(2)` |
-//! | `shm.rs` | anonymous `MAP_SHARED` memory as atomic words |
+//! | `shm.rs` | atomic words in a sealed memfd mapped `MAP_SHARED`: an event store, shared by a fork or opened from an fd |
 //! | `signal.rs` | `SIGINT`/`SIGTERM` in the parent as a byte on a pipe, for `MainContext` |
-//! | `memfd.rs` | a `memfd` mapped shared: a buffer that can be sent as an fd |
-//! | `ring.rs` | a frame ring's shared memory and the slot protocol that lends its bytes |
+//! | `memfd.rs` | a `memfd` mapped shared, sealed against shrinking (made or received): the mapping under `shm.rs` and `ring/`, and a buffer accessed by copies |
+//! | `ring/` | a frame ring's shared memory (a memfd, or the heap under loom) and the slot protocol that lends its bytes |
 //! | `futex.rs` | `futex(2)` wait and wake on a shared word |
 //! | `eventfd.rs` | `eventfd(2)`: an event's pollable mirror |
 //! | `async_fd.rs` | registering an fd with tokio's reactor (feature `tokio`) |

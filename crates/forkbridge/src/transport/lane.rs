@@ -70,8 +70,10 @@ const MAX_SPIN: Duration = Duration::from_micros(500);
 /// every 2^this messages.
 const MAX_MISSES: u32 = 6;
 
-/// The rings of a lane, made before the fork; each end claims its half.
-#[derive(Debug, Clone)]
+/// The rings of a lane, made before the backend starts; each end claims
+/// its half. It crosses in the backend's serde value with the rings (their
+/// roles are claimed afterwards, by each end).
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub(crate) struct LaneRings {
     to_backend: [FrameRing; SLOTS],
     to_frontend: [FrameRing; SLOTS],
@@ -287,6 +289,7 @@ impl Lane {
 #[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
+    use crate::data::fds;
 
     const MAX: usize = crate::protocol::wire::DEFAULT_MAX_FRAME;
 
@@ -296,6 +299,19 @@ mod tests {
 
     fn tag(msg: &Message) -> u8 {
         msg["data"].as_bytes().unwrap()[0]
+    }
+
+    #[test]
+    fn the_rings_cross_in_a_serde_value_as_the_same_rings() {
+        let rings = LaneRings::new(1, 1 << 20).unwrap();
+        let (bytes, fds) = fds::collect(|| postcard::to_allocvec(&rings).unwrap());
+        assert_eq!(fds.len(), 2 * SLOTS, "one memfd per ring");
+        let copy: LaneRings = fds::provide(fds, || postcard::from_bytes(&bytes)).unwrap();
+        let (mut front, mut back) = (rings.frontend_end().unwrap(), copy.backend_end().unwrap());
+        assert_eq!(front.try_send(&large(1), MAX), Some(0));
+        assert_eq!(tag(&back.recv(0, MAX).unwrap()), 1);
+        assert_eq!(back.try_send(&large(2), MAX), Some(0));
+        assert_eq!(tag(&front.recv(0, MAX).unwrap()), 2);
     }
 
     #[test]

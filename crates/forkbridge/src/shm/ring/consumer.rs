@@ -15,7 +15,8 @@ use super::liveness::Liveness;
 use super::{FrameRing, cast_error};
 
 /// The consumer role of a [`FrameRing`], held by one process; released on
-/// drop.
+/// drop. It has no serde form: the role is this process's, so a backend
+/// gets the ring and claims the role itself.
 pub struct RingConsumer {
     pub(super) ring: FrameRing,
     pub(super) pid: i32,

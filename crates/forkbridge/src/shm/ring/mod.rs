@@ -8,8 +8,12 @@
 //! through the kernel, a shared ring not at all (the bench's `shm_frames`
 //! measures the ring against a plain memcpy). A `FrameRing` is that pattern, made safe:
 //!
-//! - one anonymous `MAP_SHARED` mapping made before the fork: nothing named,
-//!   nothing left in `/dev/shm` when a process crashes;
+//! - one memfd mapped `MAP_SHARED`, made before the backend starts:
+//!   nothing named, nothing left in `/dev/shm` when a process crashes; a
+//!   fork shares the mapping, and a backend started otherwise (`exec`, a
+//!   fork server) gets the memfd beside its serde value and maps it (an
+//!   anonymous mapping would serve a fork alone: it cannot be named to
+//!   another process);
 //! - one producer and one consumer, each a *role* a process claims
 //!   ([`FrameRing::producer`], [`FrameRing::consumer`]); the role records the
 //!   holder's pid, so a dead holder is noticed and its role can be claimed
@@ -74,7 +78,12 @@ use crate::sys::ring::{READING, RingMemory, WRITING};
 use crate::sys::{fork, futex};
 
 /// A ring of `slots` slots of `slot_size` bytes in shared memory; create it
-/// before the fork and give a clone to the backend. Cloning shares the ring.
+/// before the backend starts and give a clone to the backend. Cloning
+/// shares the ring. It crosses to a backend started by any start method
+/// (as part of its serde value, with its spin time); outside a start,
+/// serializing it is an error. The roles ([`RingProducer`],
+/// [`RingConsumer`]) do not cross: a role belongs to the process that
+/// claimed it, so the backend claims its own from its copy of the ring.
 ///
 /// ```rust,standalone_crate
 /// use std::time::Duration;
@@ -114,8 +123,8 @@ use crate::sys::{fork, futex};
 /// ```
 #[derive(Clone)]
 pub struct FrameRing {
-    mem: Arc<RingMemory>,
-    spin: Duration,
+    pub(super) mem: Arc<RingMemory>,
+    pub(super) spin: Duration,
 }
 
 /// How long a waiter spins before it sleeps, by default. Frames of a stream

@@ -14,7 +14,8 @@ use super::liveness::Liveness;
 use super::{FrameRing, cast_error};
 
 /// The producer role of a [`FrameRing`], held by one process; released on
-/// drop.
+/// drop. It has no serde form: the role is this process's, so a backend
+/// gets the ring and claims the role itself.
 pub struct RingProducer {
     pub(super) ring: FrameRing,
     pub(super) pid: i32,

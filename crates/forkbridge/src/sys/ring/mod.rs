@@ -1,7 +1,9 @@
 //! The memory of a frame ring: a single-producer, single-consumer ring of
-//! fixed-size slots in one anonymous `MAP_SHARED` mapping, and the slot
-//! state machine that makes handing out `&mut [u8]` / `&[u8]` into shared
-//! memory sound.
+//! fixed-size slots in one memfd mapped `MAP_SHARED` (`memfd.rs`'s
+//! `SharedMap`: shared by a fork, or sent as an fd to a process started
+//! otherwise and [opened](RingMemory::open) there), and the slot state
+//! machine that makes handing out `&mut [u8]` / `&[u8]` into shared memory
+//! sound.
 //!
 //! # Why this is sound
 //!
@@ -18,7 +20,10 @@
 //! consumer (the public layer enforces the roles), so no two borrows of a
 //! slot's bytes ever overlap in time, in this process or the other one.
 //! Lengths written by the other process are checked against the slot size
-//! before a slice is made. The memory is mapped once, zero-filled, and
+//! before a slice is made, and the ring's shape (slot count and size) is
+//! this process's own copy, never read back from the shared header. The
+//! memory is mapped once per process (zero-filled when made; sealed
+//! against shrinking and checked to be large enough when opened), and
 //! unmapped only when the last handle in this process is dropped.
 //!
 //! A process that runs other code on the same mapping (a second producer
@@ -29,9 +34,17 @@
 use super::atomic::{AtomicI32, AtomicU32, AtomicU64, Ordering};
 use std::io;
 use std::ops::{Deref, DerefMut};
-#[cfg(not(loom))]
-use std::ptr::NonNull;
 use std::sync::Arc;
+
+#[cfg(not(loom))]
+use super::memfd::SharedMap;
+#[cfg(not(loom))]
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+
+#[cfg(loom)]
+mod heap;
+#[cfg(loom)]
+use heap::Mapping;
 
 const MAGIC: u32 = 0x4642_5247; // "FBRG"
 const HEADER: usize = 128;
@@ -60,29 +73,9 @@ const SLOT_STATE: usize = 0;
 const SLOT_OWNER: usize = 4;
 const SLOT_LEN: usize = 8;
 
-/// One anonymous shared mapping, unmapped on drop.
+/// The ring's memfd, mapped (unmapped and closed on drop).
 #[cfg(not(loom))]
-#[derive(Debug)]
-struct Mapping {
-    ptr: NonNull<u8>,
-    len: usize,
-}
-
-// SAFETY: the mapping is accessed through atomics, and through byte slices
-// only under the slot protocol described in the module docs, so handles may
-// move and be shared between threads.
-unsafe impl Send for Mapping {}
-// SAFETY: as above.
-unsafe impl Sync for Mapping {}
-
-#[cfg(not(loom))]
-impl Drop for Mapping {
-    fn drop(&mut self) {
-        // SAFETY: `ptr`/`len` are what `mmap` returned; every borrow of the
-        // memory holds an `Arc` to the owning `RingMemory`, so none is alive.
-        unsafe { libc::munmap(self.ptr.as_ptr().cast(), self.len) };
-    }
-}
+type Mapping = SharedMap;
 
 /// The ring's memory and its slot protocol.
 #[derive(Debug)]
@@ -98,14 +91,11 @@ pub(crate) struct RingMemory {
 impl RingMemory {
     /// Maps a ring of `slots` slots of `slot_size` bytes each.
     pub(crate) fn new(slots: u32, slot_size: usize) -> io::Result<RingMemory> {
-        let stride = slot_stride(slot_size).ok_or(io::ErrorKind::InvalidInput)?;
-        let headers = HEADER + SLOT_HEADER * slots as usize;
-        let data = headers.div_ceil(PAGE) * PAGE;
-        let len = stride
-            .checked_mul(slots as usize)
-            .and_then(|d| d.checked_add(data))
-            .ok_or(io::ErrorKind::InvalidInput)?;
-        let map = Mapping::new(len, slots, slot_size)?;
+        let (len, data) = layout(slots, slot_size)?;
+        #[cfg(not(loom))]
+        let map = SharedMap::create(c"forkbridge-ring", len)?;
+        #[cfg(loom)]
+        let map = Mapping::new(len, slots, slot_size);
         let ring = RingMemory {
             map,
             slots,
@@ -117,6 +107,57 @@ impl RingMemory {
             .store(slot_size as u64, Ordering::Relaxed);
         ring.u32_at(OFF_MAGIC).store(MAGIC, Ordering::Release);
         Ok(ring)
+    }
+
+    /// Maps the ring of a received memfd (one made by [`new`](Self::new)
+    /// in another process, sent as [`fd`](Self::fd)), of the shape the
+    /// sender stated. `InvalidInput` if the memfd cannot be sealed against
+    /// shrinking or is too small for that shape (slots past the file's end
+    /// would be a `SIGBUS`), `InvalidData` if its header is not that of a
+    /// ring of that shape.
+    #[cfg(not(loom))]
+    pub(crate) fn open(fd: OwnedFd, slots: u32, slot_size: usize) -> io::Result<RingMemory> {
+        if slots == 0 || slot_size == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "a ring needs at least one slot of at least one byte",
+            ));
+        }
+        let (len, data) = layout(slots, slot_size)?;
+        let map = SharedMap::open(fd)?;
+        if map.len() < len {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "a memfd of {} bytes cannot hold {slots} slots of {slot_size} bytes",
+                    map.len()
+                ),
+            ));
+        }
+        let ring = RingMemory {
+            map,
+            slots,
+            slot_size,
+            data,
+        };
+        // Only a check that the sender meant this memory: the shape used
+        // from here on is the one given, whatever the header says later.
+        if ring.u32_at(OFF_MAGIC).load(Ordering::Acquire) != MAGIC
+            || ring.u32_at(OFF_SLOTS).load(Ordering::Relaxed) != slots
+            || ring.u64_at(OFF_SLOT_SIZE).load(Ordering::Relaxed) != slot_size as u64
+        {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("not a ring of {slots} slots of {slot_size} bytes"),
+            ));
+        }
+        Ok(ring)
+    }
+
+    /// The memfd, to send to another process.
+    #[cfg(not(loom))]
+    pub(crate) fn fd(&self) -> BorrowedFd<'_> {
+        self.map.as_fd()
     }
 
     /// Number of slots.
@@ -136,10 +177,11 @@ impl RingMemory {
             "BUG: ring header offset {off}"
         );
         // SAFETY: checked just above: the word lies inside the header area
-        // of the live mapping and is aligned; the mapping was zero-filled,
-        // a valid bit pattern for the atomic integer types used here, and
-        // all header access is atomic.
-        unsafe { &*self.map.ptr.as_ptr().add(off).cast::<T>() }
+        // of the live mapping (at least `data` bytes, sealed against
+        // shrinking) and is aligned; any bit pattern is valid for the
+        // atomic integer types used here (a received file's contents
+        // included), and all header access is atomic.
+        unsafe { &*self.map.ptr().as_ptr().add(off).cast::<T>() }
     }
 
     #[cfg(not(loom))]
@@ -288,6 +330,19 @@ impl RingMemory {
     }
 }
 
+/// The mapping's length and the offset of the first slot's bytes (after
+/// the headers, on a page boundary).
+fn layout(slots: u32, slot_size: usize) -> io::Result<(usize, usize)> {
+    let stride = slot_stride(slot_size).ok_or(io::ErrorKind::InvalidInput)?;
+    let headers = HEADER + SLOT_HEADER * slots as usize;
+    let data = headers.div_ceil(PAGE) * PAGE;
+    let len = stride
+        .checked_mul(slots as usize)
+        .and_then(|d| d.checked_add(data))
+        .ok_or(io::ErrorKind::InvalidInput)?;
+    Ok((len, data))
+}
+
 /// Bytes per slot in memory: the slot size rounded up to 64 (cache line),
 /// so every slot starts aligned for any plain type.
 fn slot_stride(slot_size: usize) -> Option<usize> {
@@ -344,7 +399,7 @@ impl Deref for SlotWrite {
         // (module docs); `off + slot_size` lies inside the live mapping
         // (held by `self.ring`), and any byte pattern is a valid `u8`.
         unsafe {
-            std::slice::from_raw_parts(self.ring.map.ptr.as_ptr().add(off), self.ring.slot_size)
+            std::slice::from_raw_parts(self.ring.map.ptr().as_ptr().add(off), self.ring.slot_size)
         }
     }
 }
@@ -356,7 +411,10 @@ impl DerefMut for SlotWrite {
         // SAFETY: as in `deref`; `&mut self` makes this the only borrow of
         // the guard, and no other process touches a `WRITING` slot's bytes.
         unsafe {
-            std::slice::from_raw_parts_mut(self.ring.map.ptr.as_ptr().add(off), self.ring.slot_size)
+            std::slice::from_raw_parts_mut(
+                self.ring.map.ptr().as_ptr().add(off),
+                self.ring.slot_size,
+            )
         }
     }
 }
@@ -412,114 +470,7 @@ impl Deref for SlotRead {
         // producer does not write a slot until it is `FREE` again (module
         // docs). `len <= slot_size` was checked in `try_read`, so the range
         // lies inside the live mapping held by `self.ring`.
-        unsafe { std::slice::from_raw_parts(self.ring.map.ptr.as_ptr().add(off), self.len) }
-    }
-}
-
-#[cfg(not(loom))]
-impl Mapping {
-    fn new(len: usize, _slots: u32, _slot_size: usize) -> io::Result<Mapping> {
-        Ok(Mapping {
-            ptr: super::shm::map_shared(len)?,
-            len,
-        })
-    }
-}
-
-/// Under the model checker the ring lives on the heap: loom atomics for the
-/// header and slot words, and a loom `UnsafeCell` per slot's bytes, so loom
-/// checks that no write borrow of a slot ever overlaps a read borrow (in
-/// any interleaving it explores), which is what the state machine is for.
-#[cfg(loom)]
-#[derive(Debug)]
-struct Mapping {
-    u32s: Vec<(usize, AtomicU32)>,
-    u64s: Vec<(usize, AtomicU64)>,
-    i32s: Vec<(usize, AtomicI32)>,
-    data: Vec<loom::cell::UnsafeCell<Box<[u8]>>>,
-}
-
-#[cfg(loom)]
-impl Mapping {
-    fn new(_len: usize, slots: u32, slot_size: usize) -> io::Result<Mapping> {
-        let slot = |i: u32, off| HEADER + SLOT_HEADER * i as usize + off;
-        let mut u32s: Vec<_> = [OFF_MAGIC, OFF_SLOTS, OFF_READY_BELL, OFF_FREE_BELL]
-            .into_iter()
-            .map(|off| (off, AtomicU32::new(0)))
-            .collect();
-        let mut u64s: Vec<_> = [OFF_SLOT_SIZE, OFF_HEAD, OFF_TAIL]
-            .into_iter()
-            .map(|off| (off, AtomicU64::new(0)))
-            .collect();
-        let mut i32s: Vec<_> = [OFF_PRODUCER, OFF_CONSUMER]
-            .into_iter()
-            .map(|off| (off, AtomicI32::new(0)))
-            .collect();
-        for i in 0..slots {
-            u32s.push((slot(i, SLOT_STATE), AtomicU32::new(FREE)));
-            i32s.push((slot(i, SLOT_OWNER), AtomicI32::new(0)));
-            u64s.push((slot(i, SLOT_LEN), AtomicU64::new(0)));
-        }
-        let data = (0..slots)
-            .map(|_| loom::cell::UnsafeCell::new(vec![0u8; slot_size].into_boxed_slice()))
-            .collect();
-        Ok(Mapping {
-            u32s,
-            u64s,
-            i32s,
-            data,
-        })
-    }
-
-    fn word<'a, T>(&self, words: &'a [(usize, T)], off: usize) -> &'a T {
-        &words
-            .iter()
-            .find(|(o, _)| *o == off)
-            .unwrap_or_else(|| panic!("BUG: ring word offset {off}"))
-            .1
-    }
-}
-
-#[cfg(loom)]
-impl Deref for SlotWrite {
-    type Target = [u8];
-
-    fn deref(&self) -> &[u8] {
-        let access = self
-            .access
-            .as_ref()
-            .expect("BUG: slot accessed after commit");
-        // SAFETY: the tracked access lives as long as this guard's borrow of
-        // it; loom reports any overlap with another access of the slot.
-        unsafe { &access.deref()[..self.ring.slot_size] }
-    }
-}
-
-#[cfg(loom)]
-impl DerefMut for SlotWrite {
-    fn deref_mut(&mut self) -> &mut [u8] {
-        let size = self.ring.slot_size;
-        let access = self
-            .access
-            .as_ref()
-            .expect("BUG: slot accessed after commit");
-        // SAFETY: as in `deref`; `&mut self` makes this the only borrow.
-        unsafe { &mut access.deref()[..size] }
-    }
-}
-
-#[cfg(loom)]
-impl Deref for SlotRead {
-    type Target = [u8];
-
-    fn deref(&self) -> &[u8] {
-        let access = self
-            .access
-            .as_ref()
-            .expect("BUG: slot accessed after release");
-        // SAFETY: the tracked access lives as long as this guard's borrow of
-        // it; `len <= slot_size` was checked in `try_read`.
-        unsafe { &access.deref()[..self.len] }
+        unsafe { std::slice::from_raw_parts(self.ring.map.ptr().as_ptr().add(off), self.len) }
     }
 }
 

@@ -2,6 +2,30 @@
 
 use super::*;
 
+fn dup(ring: &RingMemory) -> OwnedFd {
+    ring.fd().try_clone_to_owned().unwrap()
+}
+
+#[test]
+fn an_opened_ring_is_the_same_memory_and_must_match_its_shape() {
+    let ring = Arc::new(RingMemory::new(2, 100).unwrap());
+    let other = Arc::new(RingMemory::open(dup(&ring), 2, 100).unwrap());
+    let mut w = other.try_write(1, 1).unwrap();
+    w[..2].copy_from_slice(b"hi");
+    w.commit(2);
+    assert_eq!(&ring.try_read(1, 2).unwrap().unwrap()[..], b"hi");
+    for (slots, size, kind) in [
+        (3, 100, io::ErrorKind::InvalidInput),
+        (2, 1 << 20, io::ErrorKind::InvalidInput),
+        (1, 100, io::ErrorKind::InvalidData),
+        (2, 99, io::ErrorKind::InvalidData),
+        (0, 100, io::ErrorKind::InvalidInput),
+    ] {
+        let err = RingMemory::open(dup(&ring), slots, size).unwrap_err();
+        assert_eq!(err.kind(), kind, "{slots} x {size}: {err}");
+    }
+}
+
 #[test]
 fn a_recorded_length_larger_than_the_slot_is_refused() {
     let ring = Arc::new(RingMemory::new(2, 100).unwrap());
