@@ -199,7 +199,10 @@ pub(crate) fn refuse(why: String) -> String {
 }
 
 /// Inside [`provide`]: the first reason [`refuse`] recorded, if any.
-#[allow(dead_code, reason = "for a start method's decode error; the tests read it")]
+#[allow(
+    dead_code,
+    reason = "for a start method's decode error; the tests read it"
+)]
 pub(crate) fn refusal() -> Option<String> {
     INCOMING.with(|i| i.borrow().as_ref().and_then(|inc| inc.refusal.clone()))
 }
