@@ -26,6 +26,25 @@ pub fn children() -> Vec<i32> {
     pids.into_iter().collect()
 }
 
+/// The name `ps` shows for `pid` (`/proc/<pid>/comm`), empty if it is gone.
+pub fn comm(pid: i32) -> String {
+    std::fs::read_to_string(format!("/proc/{pid}/comm"))
+        .map(|s| s.trim_end().to_string())
+        .unwrap_or_default()
+}
+
+/// The name forkbridge's fork server gives itself.
+pub const FORK_SERVER_COMM: &str = "forkbridge-srv";
+
+/// This process's children except its fork server, which lives as long
+/// as the program by design.
+pub fn children_but_the_fork_server() -> Vec<i32> {
+    children()
+        .into_iter()
+        .filter(|&pid| comm(pid) != FORK_SERVER_COMM)
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -33,7 +33,7 @@ pub mod reap;
 pub mod signal;
 pub mod wait;
 
-pub use children::children;
+pub use children::{FORK_SERVER_COMM, children, children_but_the_fork_server, comm};
 pub use cli::ScenarioArgs;
 pub use fds::{fd_links, open_fds, pipe_inodes, socket_inodes};
 pub use memory::{mappings, rss_kib, shared_mappings};

@@ -92,6 +92,24 @@ pub enum ErrorKind {
         /// The error's text or the panic message.
         message: String,
     },
+    /// The backend cannot cross to a worker that is not a fork: it was
+    /// built with `build`, `build_fn` or `build_async`, and the start
+    /// method is [`StartMethod::Spawn`](crate::StartMethod::Spawn) or
+    /// [`StartMethod::ForkServer`](crate::StartMethod::ForkServer). Build
+    /// it with `build_portable` (`Backend + Serialize + DeserializeOwned`).
+    NotPortable,
+    /// A start method that re-runs the program found no
+    /// [`forkbridge::init()`](crate::init) at the top of `main`: in this
+    /// process (checked before anything starts), or in the worker (which
+    /// then ran `main` instead of the backend, and is killed after the
+    /// start timeout or as soon as it exits).
+    InitMissing,
+    /// A worker received its backend and could not set it up: the bytes
+    /// did not decode, or it runs another executable than the frontend.
+    Boot {
+        /// What the worker reported.
+        message: String,
+    },
     /// An operating-system call failed; see [`std::error::Error::source`].
     Io,
 }
@@ -204,7 +222,8 @@ impl fmt::Display for Error {
             ErrorKind::ForkWithThreads { threads } => write!(
                 f,
                 "refusing to fork: the process has {threads} threads \
-                 (start processes before threads, or opt in with allow_threads)"
+                 (use StartMethod::ForkServer or Spawn, start processes before threads, \
+                 or opt in with allow_threads)"
             )?,
             ErrorKind::AlreadyStarted => f.write_str("process already started")?,
             ErrorKind::NotStarted => f.write_str("process not started")?,
@@ -225,12 +244,21 @@ impl fmt::Display for Error {
             ErrorKind::NotReserved => f.write_str("event is not reserved")?,
             ErrorKind::InvalidArgument => f.write_str("invalid argument")?,
             ErrorKind::Remote { kind, message } => write!(f, "remote {kind}: {message}")?,
+            ErrorKind::NotPortable => f.write_str(
+                "this backend cannot cross to a worker that is not a fork: \
+                 build it with build_portable (Backend + Serialize + DeserializeOwned)",
+            )?,
+            ErrorKind::InitMissing => f.write_str(
+                "this start method re-runs the program: call forkbridge::init() \
+                 first thing in main",
+            )?,
+            ErrorKind::Boot { message } => write!(f, "the worker could not start: {message}")?,
             ErrorKind::Io => f.write_str("I/O error")?,
         }
         if let Some(source) = &self.inner.source {
             if matches!(
                 self.inner.kind,
-                ErrorKind::Io | ErrorKind::Decode | ErrorKind::Encode
+                ErrorKind::Io | ErrorKind::Decode | ErrorKind::Encode | ErrorKind::InitMissing
             ) {
                 write!(f, ": {source}")?;
             }

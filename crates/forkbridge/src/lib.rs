@@ -246,7 +246,9 @@ pub use crate::error::{Error, ErrorKind, Result};
 #[cfg(feature = "tokio")]
 #[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
 pub use crate::process::tokio::AsyncMessageProcess;
-pub use crate::process::{ForkHooks, MessageProcess, MessageProcessBuilder};
+pub use crate::process::{
+    ForkHooks, MessageProcess, MessageProcessBuilder, StartMethod, init, start_fork_server,
+};
 pub use crate::shm::buffer::{SharedArray, SharedBuffer};
 pub use crate::shm::event::{Event, EventKind};
 pub use crate::shm::event_group::{EventGroup, EventIndex};

@@ -199,25 +199,8 @@ pub(crate) fn refuse(why: String) -> String {
 }
 
 /// Inside [`provide`]: the first reason [`refuse`] recorded, if any.
-#[allow(
-    dead_code,
-    reason = "for a start method's decode error; the tests read it"
-)]
 pub(crate) fn refusal() -> Option<String> {
     INCOMING.with(|i| i.borrow().as_ref().and_then(|inc| inc.refusal.clone()))
-}
-
-/// A serde helper for one field or newtype holding an fd: write it as its
-/// index, read it back as an owned fd.
-pub(crate) fn serialize<S: serde::Serializer>(fd: impl AsFd, s: S) -> Result<S::Ok, S::Error> {
-    let index = carry(fd).map_err(serde::ser::Error::custom)?;
-    s.serialize_u32(index)
-}
-
-/// The reverse of [`serialize`].
-pub(crate) fn deserialize<'de, D: serde::Deserializer<'de>>(d: D) -> Result<OwnedFd, D::Error> {
-    let index = <u32 as serde::Deserialize>::deserialize(d)?;
-    claim(index).map_err(serde::de::Error::custom)
 }
 
 #[cfg(test)]

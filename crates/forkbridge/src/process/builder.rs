@@ -15,6 +15,8 @@ use crate::transport::conn::Conn;
 use crate::transport::intercom::Intercom;
 use crate::transport::lane::LaneRings;
 
+use super::start::boot::{Arrival, Portable, Runner};
+use super::start::{Pending, StartMethod};
 use super::{Config, Entry, MessageProcess, Registered, State, short_type_name};
 
 /// Configures a [`MessageProcess`] before it is created.
@@ -45,6 +47,8 @@ pub struct MessageProcessBuilder {
     hooks: Option<Arc<dyn ForkHooks>>,
     keep_signal_handlers: bool,
     frame_reads: bool,
+    method: StartMethod,
+    start_timeout: Duration,
     #[cfg(feature = "tokio")]
     async_config: crate::backend::tokio::AsyncConfig,
 }
@@ -169,6 +173,25 @@ impl MessageProcessBuilder {
         self
     }
 
+    /// How the backend's process comes to exist (see [`StartMethod`]).
+    /// `ForkServer` and `Spawn` need a backend that crosses as data
+    /// ([`build_portable`](MessageProcessBuilder::build_portable)) and
+    /// [`init`](crate::init) first in `main`. Default: [`StartMethod::Fork`].
+    pub fn start_method(mut self, method: StartMethod) -> Self {
+        self.method = method;
+        self
+    }
+
+    /// How long `start` waits for a spawned or served worker to decode its
+    /// backend and report, before it kills it and fails with
+    /// [`ErrorKind::InitMissing`](crate::ErrorKind::InitMissing) (a worker
+    /// that does not reach [`init`](crate::init)). Includes the code before
+    /// `init` in `main`. Not used by `Fork`. Default: 10 s.
+    pub fn start_timeout(mut self, timeout: Duration) -> Self {
+        self.start_timeout = timeout;
+        self
+    }
+
     /// Runs `hooks` around the fork (see [`ForkHooks`]).
     pub fn fork_hooks(mut self, hooks: Arc<dyn ForkHooks>) -> Self {
         self.hooks = Some(hooks);
@@ -210,7 +233,7 @@ impl MessageProcessBuilder {
         F: FnOnce(Intercom) -> i32 + Send + 'static,
     {
         let target = self.name.clone();
-        self.build_with(target, move |fd, info| {
+        self.build_with(target, None, move |fd, info| {
             let (name, spin) = (info.name.clone(), info.spin);
             run(Intercom::new(info.conn(fd), name, spin))
         })
@@ -223,7 +246,56 @@ impl MessageProcessBuilder {
     /// [`ErrorKind::Io`](crate::ErrorKind::Io) if the socketpair cannot be created (fd limit).
     pub fn build<B: Backend>(self, backend: B) -> Result<MessageProcess> {
         let target = format!("{}.{}", short_type_name::<B>(), self.name);
-        self.build_with(target, move |fd, info| backend::run(backend, fd, info))
+        self.build_with(target, None, move |fd, info| {
+            backend::run(backend, fd, info)
+        })
+    }
+
+    /// Creates a process whose backend can cross to a worker that is not a
+    /// fork of this process: with [`StartMethod::ForkServer`] or
+    /// [`StartMethod::Spawn`] it is encoded with serde (postcard) here and
+    /// decoded in the worker, so keep it small and build heavy state in
+    /// `pre_run`. The shared objects it holds ([`Event`](crate::Event),
+    /// [`EventGroup`](crate::EventGroup), [`SyncIndex`](crate::SyncIndex),
+    /// [`SharedBuffer`](crate::SharedBuffer), [`FrameRing`](crate::FrameRing))
+    /// cross as fds beside the bytes and stay shared. With `Fork` it is
+    /// started as [`build`](MessageProcessBuilder::build) would.
+    ///
+    /// ```no_run
+    /// use forkbridge::{Backend, Handlers, MessageProcess, StartMethod};
+    /// use serde::{Deserialize, Serialize};
+    ///
+    /// #[derive(Serialize, Deserialize)]
+    /// struct Detector { threshold: u8 }
+    /// impl Backend for Detector {
+    ///     fn register(_: &mut Handlers<Self>) {}
+    /// }
+    ///
+    /// fn main() -> forkbridge::Result<()> {
+    ///     forkbridge::init(); // a spawned worker becomes the backend here
+    ///     let mut p = MessageProcess::builder("detector")
+    ///         .start_method(StartMethod::ForkServer)
+    ///         .build_portable(Detector { threshold: 100 })?;
+    ///     p.start()?;
+    ///     p.stop()?;
+    ///     Ok(())
+    /// }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`build`](MessageProcessBuilder::build), and
+    /// [`ErrorKind::Encode`](crate::ErrorKind::Encode) if the backend does
+    /// not encode (a shared object is an fd, and crosses only here).
+    pub fn build_portable<B>(self, backend: B) -> Result<MessageProcess>
+    where
+        B: Backend + serde::Serialize + serde::de::DeserializeOwned,
+    {
+        let target = format!("{}.{}", short_type_name::<B>(), self.name);
+        let portable = Portable::new(portable_entry::<B>, &backend)?;
+        self.build_with(target, Some(portable), move |fd, info| {
+            backend::run(backend, fd, info)
+        })
     }
 
     /// Creates a process whose backend is async, on a tokio runtime built in
@@ -236,7 +308,33 @@ impl MessageProcessBuilder {
     pub fn build_async<B: crate::AsyncBackend>(self, backend: B) -> Result<MessageProcess> {
         let target = format!("{}.{}", short_type_name::<B>(), self.name);
         let config = self.async_config;
-        self.build_with(target, move |fd, info| {
+        self.build_with(target, None, move |fd, info| {
+            crate::backend::tokio::run(backend, fd, info, config)
+        })
+    }
+
+    /// An async backend that can cross to a worker that is not a fork (see
+    /// [`build_portable`](MessageProcessBuilder::build_portable)).
+    ///
+    /// # Errors
+    ///
+    /// As [`build_portable`](MessageProcessBuilder::build_portable).
+    #[cfg(feature = "tokio")]
+    pub fn build_async_portable<B>(self, backend: B) -> Result<MessageProcess>
+    where
+        B: crate::AsyncBackend + serde::Serialize + serde::de::DeserializeOwned,
+    {
+        let target = format!("{}.{}", short_type_name::<B>(), self.name);
+        let config = self.async_config;
+        let runtime = match config.flavor {
+            crate::RuntimeFlavor::CurrentThread => None,
+            crate::RuntimeFlavor::MultiThread { workers } => Some(workers),
+        };
+        let portable = Portable::new(
+            portable_async_entry::<B>,
+            &(&backend, runtime, config.grace),
+        )?;
+        self.build_with(target, Some(portable), move |fd, info| {
             crate::backend::tokio::run(backend, fd, info, config)
         })
     }
@@ -244,6 +342,7 @@ impl MessageProcessBuilder {
     pub(super) fn build_with(
         self,
         target: String,
+        portable: Option<Portable>,
         run: impl FnOnce(OwnedFd, ChildInfo) -> i32 + Send + 'static,
     ) -> Result<MessageProcess> {
         let lane = match self.large {
@@ -264,6 +363,10 @@ impl MessageProcessBuilder {
             spin: self.spin,
             lane,
         };
+        let portable = match portable {
+            Some(portable) => Some(Box::new(portable.with_info(&info)?)),
+            None => None,
+        };
         let entry: Entry = Box::new(move |fd| run(fd, info));
         Ok(MessageProcess {
             name: self.name,
@@ -275,13 +378,16 @@ impl MessageProcessBuilder {
                 stop_timeout: self.stop_timeout,
                 kill_timeout: self.kill_timeout,
                 keep_signal_handlers: self.keep_signal_handlers,
+                method: self.method,
+                start_timeout: self.start_timeout,
             },
             hooks: self.hooks,
             conn,
-            state: State::Idle {
+            state: State::Idle(Pending {
                 entry,
+                portable,
                 backend_end: back,
-            },
+            }),
             inbox: VecDeque::new(),
             last_call: 0,
             stop_requested: false,
@@ -304,6 +410,8 @@ impl MessageProcess {
             hooks: None,
             keep_signal_handlers: false,
             frame_reads: false,
+            method: StartMethod::Fork,
+            start_timeout: Duration::from_secs(10),
             #[cfg(feature = "tokio")]
             async_config: Default::default(),
         }
@@ -317,4 +425,32 @@ impl MessageProcess {
     pub fn new<B: Backend>(name: impl Into<String>, backend: B) -> Result<MessageProcess> {
         MessageProcess::builder(name).build(backend)
     }
+}
+
+/// What a worker runs for a backend built with `build_portable`.
+fn portable_entry<B>(mut arrival: Arrival) -> std::result::Result<Runner, String>
+where
+    B: Backend + serde::de::DeserializeOwned,
+{
+    let backend: B = arrival.decode()?;
+    let info = arrival.info()?;
+    Ok(Box::new(move |fd| backend::run(backend, fd, info)))
+}
+
+/// What a worker runs for a backend built with `build_async_portable`.
+#[cfg(feature = "tokio")]
+fn portable_async_entry<B>(mut arrival: Arrival) -> std::result::Result<Runner, String>
+where
+    B: crate::AsyncBackend + serde::de::DeserializeOwned,
+{
+    let (backend, runtime, grace): (B, Option<Option<usize>>, Duration) = arrival.decode()?;
+    let info = arrival.info()?;
+    let flavor = match runtime {
+        None => crate::RuntimeFlavor::CurrentThread,
+        Some(workers) => crate::RuntimeFlavor::MultiThread { workers },
+    };
+    let config = crate::backend::tokio::AsyncConfig { flavor, grace };
+    Ok(Box::new(move |fd| {
+        crate::backend::tokio::run(backend, fd, info, config)
+    }))
 }

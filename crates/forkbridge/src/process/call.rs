@@ -77,7 +77,7 @@ impl MessageProcess {
     ) -> Result<u64> {
         // A call that fails must have no effect: before `start` it is not
         // queued (a message is; a call's reply could never be waited for).
-        if let State::Idle { .. } = self.state {
+        if let State::Idle(_) = self.state {
             return Err(self.err(ErrorKind::NotStarted));
         }
         self.refuse_if_gone()?;

@@ -11,6 +11,7 @@ use crate::sys::pidfd::{self, Reap};
 use crate::sys::{poll, signal};
 use crate::transport::conn::{Conn, Filled};
 
+use super::start::server;
 use super::start::{self, Failed, Started};
 use super::{EXIT_SPIN, KILL_WAIT, MessageProcess, Registered, SETTLE_WAIT, STOP_SLICE, State};
 
@@ -43,28 +44,23 @@ impl MessageProcess {
     /// the process has other threads and `allow_threads` is off;
     /// [`ErrorKind::Io`] if `fork` or `pidfd_open` fails.
     pub fn start(&mut self) -> Result<()> {
-        if !matches!(self.state, State::Idle { .. }) {
+        if !matches!(self.state, State::Idle(_)) {
             return Err(self.err(ErrorKind::AlreadyStarted));
         }
-        let State::Idle { entry, backend_end } = std::mem::replace(&mut self.state, State::Empty)
-        else {
+        let State::Idle(pending) = std::mem::replace(&mut self.state, State::Empty) else {
             unreachable!("checked above");
         };
-        let started = start::fork::start(
+        let started = start::start(
             &self.name,
             &self.config,
             self.hooks.as_deref(),
-            entry,
-            backend_end,
+            self.conn.as_fd(),
+            pending,
         );
-        let Started { pid, pidfd } = match started {
+        let Started { pid, pidfd, status } = match started {
             Ok(started) => started,
-            Err(Failed::NotStarted {
-                error,
-                entry,
-                backend_end,
-            }) => {
-                self.state = State::Idle { entry, backend_end };
+            Err(Failed::NotStarted { error, pending }) => {
+                self.state = State::Idle(pending);
                 return Err(error.with_process(&self.name));
             }
             Err(Failed::Lost { error, pid }) => {
@@ -75,6 +71,7 @@ impl MessageProcess {
         self.state = State::Running {
             pid,
             pidfd: Registered::new(pidfd),
+            status: status.map(Registered::new),
             exited: false,
         };
         log::debug!(target: &self.target, "started pid {pid}");
@@ -94,7 +91,7 @@ impl MessageProcess {
     /// [`ErrorKind::AlreadyStarted`]: the child's dispositions are set at
     /// the fork.
     pub fn set_ignore_sigint(&mut self, yes: bool) -> Result<()> {
-        if !matches!(self.state, State::Idle { .. }) {
+        if !matches!(self.state, State::Idle(_)) {
             return Err(self.err(ErrorKind::AlreadyStarted));
         }
         self.config.ignore_sigint = yes;
@@ -127,7 +124,7 @@ impl MessageProcess {
     pub(super) fn request_stop_deadline(&mut self, deadline: Option<Instant>) -> Result<()> {
         match self.state {
             State::Running { .. } => {}
-            State::Idle { .. } => return Err(self.err(ErrorKind::NotStarted)),
+            State::Idle(_) => return Err(self.err(ErrorKind::NotStarted)),
             _ => return Ok(()),
         }
         if !std::mem::replace(&mut self.stop_requested, true) {
@@ -167,17 +164,26 @@ impl MessageProcess {
 
     pub(super) fn join_deadline(&mut self, deadline: Option<Instant>) -> Result<ExitStatus> {
         match &self.state {
-            State::Idle { .. } | State::Empty => return Err(self.err(ErrorKind::NotStarted)),
+            State::Idle(_) | State::Empty => return Err(self.err(ErrorKind::NotStarted)),
             State::Finished { status, .. } => {
                 return status.ok_or_else(|| self.disconnected());
             }
             State::Running { .. } => {}
         }
-        let State::Running { pid, pidfd, .. } = &self.state else {
+        let State::Running {
+            pid, pidfd, status, ..
+        } = &self.state
+        else {
             unreachable!("checked above");
         };
         let pid = *pid;
-        match wait_reap(pid, Some((pidfd.as_fd(), &mut self.conn)), deadline) {
+        let whom = match status {
+            Some(status) => Whom::Served {
+                status: status.as_fd(),
+            },
+            None => Whom::Pidfd(pidfd.as_fd()),
+        };
+        match wait_reap(whom, Some(&mut self.conn), deadline) {
             Ok(status) => {
                 self.finish(pid, status);
                 status.ok_or_else(|| self.disconnected())
@@ -244,7 +250,7 @@ impl MessageProcess {
                 }
                 Ok(())
             }
-            State::Idle { .. } => Err(self.err(ErrorKind::NotStarted)),
+            State::Idle(_) => Err(self.err(ErrorKind::NotStarted)),
             _ => Ok(()),
         }
     }
@@ -272,7 +278,7 @@ impl MessageProcess {
     /// backend forked keeps open would take bytes until full, then block.
     pub(super) fn refuse_if_gone(&mut self) -> Result<()> {
         let gone = match self.state {
-            State::Idle { .. } => false,
+            State::Idle(_) => false,
             State::Running { exited, .. } => exited,
             State::Finished { .. } | State::Empty => true,
         };
@@ -299,19 +305,13 @@ impl MessageProcess {
     }
 }
 
-/// Waits for `pid` to exit and reaps it. While waiting, reads the intercom
-/// (if given) so a backend blocked on a full socket can finish.
+/// Waits for the child to exit and reaps it. While waiting, reads the
+/// intercom (if given) so a backend blocked on a full socket can finish.
 pub(super) fn wait_reap(
-    pid: libc::pid_t,
-    mut watch: Option<(BorrowedFd<'_>, &mut Conn<Registered>)>,
+    whom: Whom<'_>,
+    mut conn: Option<&mut Conn<Registered>>,
     deadline: Option<Instant>,
 ) -> Result<Option<ExitStatus>> {
-    // By its pidfd when there is one: a pid can be another process's once
-    // something else reaped this one.
-    let whom = match &watch {
-        Some((pidfd, _)) => Whom::Pidfd(*pidfd),
-        None => Whom::Pid(pid),
-    };
     loop {
         match whom.try_reap()? {
             Reap::Exited(status) => return Ok(Some(status)),
@@ -322,10 +322,10 @@ pub(super) fn wait_reap(
         // pages copy-on-write.
         let mut fds = [poll::PollFd::from_raw(-1, 0); 2];
         let mut n = 0;
-        if let Some((pidfd, conn)) = &watch {
-            fds[0] = poll::PollFd::new(*pidfd, poll::POLLIN);
+        if let Some(fd) = whom.ready_fd() {
+            fds[0] = poll::PollFd::new(fd, poll::POLLIN);
             n = 1;
-            if !conn.is_eof() {
+            if let Some(conn) = conn.as_ref().filter(|c| !c.is_eof()) {
                 fds[1] = poll::PollFd::new(conn.as_fd(), poll::POLLIN);
                 n = 2;
             }
@@ -343,7 +343,7 @@ pub(super) fn wait_reap(
             return Err(Error::new(ErrorKind::Timeout));
         }
         if fds.len() == 2 && fds[1].revents() != 0 {
-            if let Some((_, conn)) = &mut watch {
+            if let Some(conn) = &mut conn {
                 if conn.fill()? == Filled::Eof {
                     // The child closed its end: it is exiting, and becomes
                     // reapable within microseconds. Yielding for that beats a
@@ -358,18 +358,30 @@ pub(super) fn wait_reap(
     }
 }
 
-/// The child to reap: by pidfd, or by pid when it has none.
+/// The child to reap: by pid when it has no pidfd, by pidfd when it is
+/// ours, or through the status channel of the fork server that forked it.
 #[derive(Debug, Clone, Copy)]
-enum Whom<'a> {
+pub(super) enum Whom<'a> {
     Pid(libc::pid_t),
     Pidfd(BorrowedFd<'a>),
+    Served { status: BorrowedFd<'a> },
 }
 
-impl Whom<'_> {
+impl<'a> Whom<'a> {
     fn try_reap(self) -> std::io::Result<Reap> {
         match self {
             Whom::Pid(pid) => pidfd::try_reap(pid),
             Whom::Pidfd(fd) => pidfd::try_reap_fd(fd),
+            Whom::Served { status, .. } => server::read_status(status, Some(Instant::now())),
+        }
+    }
+
+    /// What polls readable when `try_reap` has news.
+    fn ready_fd(self) -> Option<BorrowedFd<'a>> {
+        match self {
+            Whom::Pid(_) => None,
+            Whom::Pidfd(fd) => Some(fd),
+            Whom::Served { status, .. } => Some(status),
         }
     }
 }

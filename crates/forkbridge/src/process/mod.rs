@@ -43,7 +43,8 @@ mod recv;
 pub(crate) mod registry;
 use registry::Registered;
 mod send;
-mod start;
+pub(crate) mod start;
+pub use start::{StartMethod, init, start_fork_server};
 #[cfg(feature = "tokio")]
 pub(crate) mod tokio;
 
@@ -82,16 +83,18 @@ struct Config {
     stop_timeout: Duration,
     kill_timeout: Duration,
     keep_signal_handlers: bool,
+    method: StartMethod,
+    start_timeout: Duration,
 }
 
 enum State {
-    Idle {
-        entry: Entry,
-        backend_end: Registered,
-    },
+    Idle(start::Pending),
     Running {
         pid: libc::pid_t,
         pidfd: Registered,
+        /// A fork server's report of the exit status (`None`: the backend
+        /// is our child, reaped through `pidfd`).
+        status: Option<Registered>,
         exited: bool,
     },
     Finished {
@@ -242,7 +245,7 @@ impl std::os::fd::AsRawFd for MessageProcess {
 impl fmt::Debug for MessageProcess {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let state = match self.state {
-            State::Idle { .. } => "idle",
+            State::Idle(_) => "idle",
             State::Running { .. } => "running",
             State::Finished { .. } => "finished",
             State::Empty => "empty",

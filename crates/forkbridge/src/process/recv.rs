@@ -83,7 +83,7 @@ impl MessageProcess {
     /// pending output first. The one place that turns end of stream and the
     /// pidfd into [`ErrorKind::Disconnected`].
     pub(super) fn next_frame_deadline(&mut self, deadline: Option<Instant>) -> Result<Frame> {
-        if let State::Idle { .. } = self.state {
+        if let State::Idle(_) = self.state {
             return Err(self.err(ErrorKind::NotStarted));
         }
         if self.conn.has_pending_output() {

@@ -43,7 +43,7 @@ impl MessageProcess {
     /// [`ErrorKind::InvalidArgument`] for no fds or more than 16; as
     /// [`send`](MessageProcess::send) otherwise.
     pub fn send_with_fds(&mut self, msg: Message, fds: &[BorrowedFd<'_>]) -> Result<()> {
-        if let State::Idle { .. } = self.state {
+        if let State::Idle(_) = self.state {
             return Err(self.err(ErrorKind::NotStarted));
         }
         self.refuse_if_gone()?;
@@ -116,7 +116,7 @@ impl MessageProcess {
     }
 
     pub(super) fn flush_deadline(&mut self, deadline: Option<Instant>) -> Result<()> {
-        if let State::Idle { .. } = self.state {
+        if let State::Idle(_) = self.state {
             return Ok(()); // delivered by `start`
         }
         self.refuse_if_gone()?;

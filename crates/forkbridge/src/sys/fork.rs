@@ -295,6 +295,27 @@ fn unblock_signals() {
     }
 }
 
+/// Sets the name `ps` and `top` show for this thread (the first 15 bytes).
+pub(crate) fn set_name(name: &str) {
+    let comm = comm(name);
+    // SAFETY: `comm` is a NUL-terminated array of 16 bytes, the size
+    // PR_SET_NAME reads.
+    unsafe { libc::prctl(libc::PR_SET_NAME, comm.as_ptr() as libc::c_ulong, 0, 0, 0) };
+}
+
+/// The parent's pid.
+pub(crate) fn getppid() -> libc::pid_t {
+    // SAFETY: `getppid` cannot fail and has no preconditions.
+    unsafe { libc::getppid() }
+}
+
+/// Ignores `SIGINT` from now on (valkka-multiprocess's `ignoreSIGINT`), in a
+/// worker whose other dispositions were already set.
+pub(crate) fn ignore_sigint() {
+    // SAFETY: installing SIG_IGN involves no handler code.
+    unsafe { libc::signal(libc::SIGINT, libc::SIG_IGN) };
+}
+
 /// Sends `sig` to process `pid`.
 pub(crate) fn kill(pid: libc::pid_t, sig: libc::c_int) -> io::Result<()> {
     // SAFETY: `kill` takes plain integers; a stale pid only yields ESRCH.

@@ -18,6 +18,7 @@
 //! | `ring/` | a frame ring's shared memory (a memfd, or the heap under loom) and the slot protocol that lends its bytes |
 //! | `futex.rs` | `futex(2)` wait and wake on a shared word |
 //! | `eventfd.rs` | `eventfd(2)`: an event's pollable mirror |
+//! | `spawn.rs` | `posix_spawn` of this executable with one inherited socket; code offsets a re-executed process resolves |
 //! | `async_fd.rs` | registering an fd with tokio's reactor (feature `tokio`) |
 //!
 //! # Safety and `fork`
@@ -43,6 +44,7 @@ pub(crate) mod ring;
 pub(crate) mod shm;
 pub(crate) mod signal;
 pub(crate) mod socket;
+pub(crate) mod spawn;
 
 /// Calls a libc function and turns the `-1` error convention into
 /// `io::Error::last_os_error()`.

@@ -15,11 +15,22 @@ use super::syscall;
 
 /// Creates a connected pair, close-on-exec, blocking (see `recv_into`).
 pub(crate) fn socketpair() -> io::Result<(OwnedFd, OwnedFd)> {
+    pair(libc::SOCK_STREAM)
+}
+
+/// Creates a connected `SOCK_SEQPACKET` pair, close-on-exec, blocking: for
+/// short requests and replies whose boundaries the kernel keeps (a fork
+/// server's), read with the same `recv_into`.
+pub(crate) fn packet_pair() -> io::Result<(OwnedFd, OwnedFd)> {
+    pair(libc::SOCK_SEQPACKET)
+}
+
+fn pair(kind: libc::c_int) -> io::Result<(OwnedFd, OwnedFd)> {
     let mut fds = [0 as libc::c_int; 2];
     // SAFETY: `fds` is a writable array of two ints, as `socketpair` requires.
     syscall!(socketpair(
         libc::AF_UNIX,
-        libc::SOCK_STREAM | libc::SOCK_CLOEXEC,
+        kind | libc::SOCK_CLOEXEC,
         0,
         fds.as_mut_ptr()
     ))?;
@@ -184,12 +195,13 @@ pub(crate) fn send_with_fds(
 }
 
 /// Takes ownership of `fd`, inherited through `exec` from a process that
-/// made it one end of an intercom: checked to be an open stream socket, and
-/// made close-on-exec again so it does not leak further.
+/// made it one end of an intercom: checked to be an open socket of `kind`
+/// (`SOCK_STREAM`, `SOCK_SEQPACKET`), and made close-on-exec again so it
+/// does not leak further.
 ///
 /// The caller guarantees nothing else in this process owns `fd` (it came
 /// from the environment variable that names it, read once).
-pub(crate) fn adopt_inherited(fd: RawFd) -> io::Result<OwnedFd> {
+pub(crate) fn adopt_inherited(fd: RawFd, expected: libc::c_int) -> io::Result<OwnedFd> {
     let mut kind: libc::c_int = 0;
     let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
     // SAFETY: `getsockopt` writes at most `len` bytes into `kind`, a live
@@ -201,10 +213,10 @@ pub(crate) fn adopt_inherited(fd: RawFd) -> io::Result<OwnedFd> {
         (&mut kind as *mut libc::c_int).cast(),
         &mut len
     ))?;
-    if kind != libc::SOCK_STREAM {
+    if kind != expected {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
-            format!("fd {fd} is not a stream socket"),
+            format!("fd {fd} is not a socket of the expected type"),
         ));
     }
     // SAFETY: plain integer arguments on an fd just shown to be open.

@@ -125,7 +125,7 @@ impl Intercom {
                 "the fd named by {INTERCOM_FD_ENV} was already adopted"
             )));
         }
-        let fd = socket::adopt_inherited(fd)
+        let fd = socket::adopt_inherited(fd, libc::SOCK_STREAM)
             .map_err(|e| invalid(format!("{INTERCOM_FD_ENV}={fd}: {e}")))?;
         let name = std::env::args().next().unwrap_or_default();
         Ok(Intercom::new(

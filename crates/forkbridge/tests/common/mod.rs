@@ -31,8 +31,8 @@ use std::time::{Duration, Instant};
 
 use forkbridge::{Backend, BackendContext, HandlerResult, Handlers, Message, MessageProcess};
 use forkbridge_testkit::{
-    alarm, children, ignore, kill, kill_and_reap, reap, restore_default, signal_later,
-    sleep_until_killed, try_reap, wait_until,
+    alarm, children_but_the_fork_server, ignore, kill, kill_and_reap, reap, restore_default,
+    signal_later, sleep_until_killed, try_reap, wait_until,
 };
 
 /// The hard bound of one case, in seconds.
@@ -62,7 +62,8 @@ pub fn run(cases: &[(&str, fn())]) {
         alarm(CASE_BOUND_SECS);
         let t = Instant::now();
         let outcome = catch_unwind(AssertUnwindSafe(case));
-        let leftovers = children();
+        // The fork server stays for the program's life, like in a user's.
+        let leftovers = children_but_the_fork_server();
         alarm(0);
         match (outcome, leftovers.is_empty()) {
             (Ok(()), true) => println!("test {name} ... ok ({:.0?})", t.elapsed()),

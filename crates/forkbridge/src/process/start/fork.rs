@@ -19,18 +19,17 @@ use crate::process::builder::ForkHooks;
 use crate::sys::fork::{self, ChildSetup, Forked};
 use crate::sys::pidfd;
 
-use super::super::lifecycle::wait_reap;
-use super::super::registry::{self, Registered};
+use super::super::lifecycle::{Whom, wait_reap};
+use super::super::registry;
 use super::super::{Config, Entry, KILL_WAIT};
-use super::{Failed, Started};
+use super::{Failed, Pending, Started};
 
 /// Forks the backend; the child runs `entry` with `backend_end` and exits.
 pub(in crate::process) fn start(
     name: &str,
     config: &Config,
     hooks: Option<&dyn ForkHooks>,
-    entry: Entry,
-    backend_end: Registered,
+    pending: Pending,
 ) -> Result<Started, Failed> {
     let status = match fork::ProcStatus::read() {
         Ok(status) if status.threads > 1 && !config.allow_threads => {
@@ -43,14 +42,13 @@ pub(in crate::process) fn start(
     };
     let status = match status {
         Ok(status) => status,
-        Err(error) => {
-            return Err(Failed::NotStarted {
-                error,
-                entry,
-                backend_end,
-            });
-        }
+        Err(error) => return Err(Failed::NotStarted { error, pending }),
     };
+    let Pending {
+        entry,
+        portable,
+        backend_end,
+    } = pending;
     // A buffer copied into the child would be written twice.
     let _ = std::io::stdout().flush();
     let _ = std::io::stderr().flush();
@@ -83,8 +81,11 @@ pub(in crate::process) fn start(
         Err(e) => {
             return Err(Failed::NotStarted {
                 error: Error::io(e),
-                entry,
-                backend_end,
+                pending: Pending {
+                    entry,
+                    portable,
+                    backend_end,
+                },
             });
         }
     };
@@ -92,10 +93,14 @@ pub(in crate::process) fn start(
     // The backend value's parent copy: the child owns the real one now.
     drop(entry);
     match pidfd::pidfd_open(pid) {
-        Ok(pidfd) => Ok(Started { pid, pidfd }),
+        Ok(pidfd) => Ok(Started {
+            pid,
+            pidfd,
+            status: None,
+        }),
         Err(e) => {
             let _ = fork::kill(pid, libc::SIGKILL);
-            let _ = wait_reap(pid, None, Some(Instant::now() + KILL_WAIT));
+            let _ = wait_reap(Whom::Pid(pid), None, Some(Instant::now() + KILL_WAIT));
             Err(Failed::Lost {
                 error: Error::io(e),
                 pid,
@@ -121,6 +126,7 @@ fn child_main(
     // starts must close this intercom end (and nothing the list held in the
     // parent, whose numbers are free here).
     registry::reset_in_child(backend_end.as_raw_fd());
+    super::server::forget_in_child();
     let code = catch_unwind(AssertUnwindSafe(|| entry(backend_end))).unwrap_or(101);
     let _ = catch_unwind(|| std::io::stdout().flush());
     fork::exit_now(code)

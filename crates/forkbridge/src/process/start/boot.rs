@@ -1,0 +1,421 @@
+//! The first words between a frontend and a worker that is not its fork:
+//! the boot frame that tells the worker what to run, and the hello that
+//! says it runs.
+//!
+//! A forked child finds its backend in its own copy of the parent's
+//! memory. A spawned or served worker starts from `main` with nothing, so
+//! the frontend writes one frame on the intercom before any message:
+//!
+//! ```text
+//! u32 length, u32 fd count, postcard(Boot), then one byte per 16 fds (SCM_RIGHTS)
+//! ```
+//!
+//! [`Boot`] names the code to run as an offset from a fixed function of
+//! the executable (both ends run the same file; the worker checks that),
+//! and carries the backend as postcard bytes with the fds of the shared
+//! objects it holds beside them (`data::fds`). The worker decodes it and
+//! answers with a hello (one status byte, then a length-prefixed error
+//! text) before its backend's `pre_run`, so `start` returns only once the
+//! worker exists and could decode what it was given, and a worker that
+//! cannot (a program that forgot `forkbridge::init`) is an error within a
+//! bound instead of a frontend waiting forever.
+//!
+//! Rejected: a registry of backend types by name (generic backends could
+//! not register themselves, and every program would have to list its
+//! types); sending the frame through the message protocol (the worker's
+//! connection needs the frame size limit, which is in this frame).
+
+use std::io;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+use crate::backend::ChildInfo;
+use crate::data::fds;
+use crate::error::{Error, ErrorKind};
+use crate::sys::fork::{self, ChildSetup};
+use crate::sys::socket::{self, MAX_FDS};
+use crate::sys::{poll, spawn};
+use crate::transport::lane::LaneRings;
+
+use super::super::registry;
+
+/// The largest boot frame a worker accepts.
+const MAX_BOOT: usize = 1 << 30;
+
+/// What a worker is told to run.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct Boot {
+    /// `(st_dev, st_ino)` of the frontend's executable.
+    pub(crate) executable: (u64, u64),
+    /// The entry's offset (`sys::spawn::code_offset`).
+    pub(crate) entry: isize,
+    /// The pid whose death ends the worker, when the worker arms the
+    /// parent-death signal itself (spawned from a main thread).
+    pub(crate) parent: Option<i32>,
+    /// Whether the worker is the spawner's child (it sets itself up) or a
+    /// fork server's (the server did).
+    pub(crate) spawned: bool,
+    pub(crate) ignore_sigint: bool,
+    pub(crate) name: String,
+    pub(crate) target: String,
+    pub(crate) max_frame: u64,
+    pub(crate) spin: Duration,
+    /// postcard of the backend and the rest its entry needs.
+    pub(crate) payload: Vec<u8>,
+    /// How many of the frame's fds belong to the payload; the rest are
+    /// the lane's.
+    pub(crate) payload_fds: u32,
+    /// postcard of the large-message lane, if the process has one.
+    pub(crate) lane: Option<Vec<u8>>,
+}
+
+/// A boot frame as the worker received it, with its fds.
+#[derive(Debug)]
+pub(crate) struct Arrival {
+    boot: Boot,
+    fds: Vec<OwnedFd>,
+}
+
+impl Arrival {
+    /// Decodes the payload, handing its fds to the shared objects in it.
+    pub(crate) fn decode<T: serde::de::DeserializeOwned>(&mut self) -> Result<T, String> {
+        let rest = self
+            .fds
+            .split_off((self.boot.payload_fds as usize).min(self.fds.len()));
+        let fds = std::mem::replace(&mut self.fds, rest);
+        fds::provide(fds, || {
+            postcard::from_bytes(&self.boot.payload)
+                .map_err(|e| fds::refusal().unwrap_or(e.to_string()))
+        })
+        .map_err(|e| format!("the backend does not decode: {e}"))
+    }
+
+    /// What the backend's loop needs besides the backend (call after
+    /// [`decode`](Arrival::decode)).
+    pub(crate) fn info(self) -> Result<ChildInfo, String> {
+        let lane = match &self.boot.lane {
+            Some(bytes) => Some(
+                fds::provide(self.fds, || {
+                    postcard::from_bytes::<LaneRings>(bytes)
+                        .map_err(|e| fds::refusal().unwrap_or(e.to_string()))
+                })
+                .map_err(|e| format!("the large-message lane does not decode: {e}"))?,
+            ),
+            None => None,
+        };
+        Ok(ChildInfo {
+            name: self.boot.name,
+            target: self.boot.target,
+            max_frame: usize::try_from(self.boot.max_frame).unwrap_or(usize::MAX),
+            spin: self.boot.spin,
+            lane,
+        })
+    }
+}
+
+/// What a worker runs once decoded: the backend's loop over the intercom.
+pub(crate) type Runner = Box<dyn FnOnce(OwnedFd) -> i32>;
+/// The code a boot frame names: decodes a backend, or says why not.
+pub(crate) type PortableEntry = spawn::Entry<Arrival, Result<Runner, String>>;
+
+/// A backend ready to cross: encoded at build, sent at each start.
+#[derive(Debug)]
+pub(crate) struct Portable {
+    entry: isize,
+    payload: Vec<u8>,
+    /// The payload's fds, then the lane's.
+    fds: Vec<OwnedFd>,
+    payload_fds: u32,
+    lane: Option<Vec<u8>>,
+    name: String,
+    target: String,
+    max_frame: usize,
+    spin: Duration,
+}
+
+impl Portable {
+    /// Encodes `value` (the backend and what its entry needs) for `entry`.
+    pub(crate) fn new<T: Serialize>(
+        entry: PortableEntry,
+        value: &T,
+    ) -> crate::error::Result<Portable> {
+        let (payload, fds) = encode(value)?;
+        Ok(Portable {
+            entry: spawn::code_offset(entry),
+            payload,
+            payload_fds: fds.len() as u32,
+            fds,
+            lane: None,
+            name: String::new(),
+            target: String::new(),
+            max_frame: 0,
+            spin: Duration::ZERO,
+        })
+    }
+
+    /// Adds what the builder knows: the loop's settings and the lane.
+    pub(crate) fn with_info(mut self, info: &ChildInfo) -> crate::error::Result<Portable> {
+        if let Some(lane) = &info.lane {
+            let (bytes, fds) = encode(lane)?;
+            self.lane = Some(bytes);
+            self.fds.extend(fds);
+        }
+        self.name = info.name.clone();
+        self.target = info.target.clone();
+        self.max_frame = info.max_frame;
+        self.spin = info.spin;
+        Ok(self)
+    }
+
+    /// The fds to send with the boot frame.
+    pub(crate) fn fds(&self) -> &[OwnedFd] {
+        &self.fds
+    }
+
+    /// The boot frame for one start.
+    pub(crate) fn boot(
+        &self,
+        parent: Option<i32>,
+        spawned: bool,
+        ignore_sigint: bool,
+    ) -> io::Result<Boot> {
+        Ok(Boot {
+            executable: spawn::executable_id()?,
+            entry: self.entry,
+            parent,
+            spawned,
+            ignore_sigint,
+            name: self.name.clone(),
+            target: self.target.clone(),
+            max_frame: self.max_frame as u64,
+            spin: self.spin,
+            payload: self.payload.clone(),
+            payload_fds: self.payload_fds,
+            lane: self.lane.clone(),
+        })
+    }
+}
+
+fn encode<T: Serialize + ?Sized>(value: &T) -> crate::error::Result<(Vec<u8>, Vec<OwnedFd>)> {
+    let (bytes, fds) = fds::collect(|| postcard::to_allocvec(value));
+    let bytes = bytes.map_err(|e| Error::new(ErrorKind::Encode).with_source(e))?;
+    Ok((bytes, fds))
+}
+
+/// Writes the boot frame on the frontend's end of the intercom.
+pub(crate) fn send(
+    front: BorrowedFd<'_>,
+    boot: &Boot,
+    fds: &[OwnedFd],
+    deadline: Instant,
+) -> io::Result<()> {
+    let body = postcard::to_allocvec(boot).map_err(io::Error::other)?;
+    let len = u32::try_from(body.len()).map_err(|_| io::ErrorKind::InvalidInput)?;
+    let count = u32::try_from(fds.len()).map_err(|_| io::ErrorKind::InvalidInput)?;
+    let mut frame = Vec::with_capacity(8 + body.len());
+    frame.extend_from_slice(&len.to_le_bytes());
+    frame.extend_from_slice(&count.to_le_bytes());
+    frame.extend_from_slice(&body);
+    write_all(front, &frame, deadline)?;
+    for chunk in fds.chunks(MAX_FDS) {
+        let borrowed: Vec<BorrowedFd<'_>> = chunk.iter().map(AsFd::as_fd).collect();
+        loop {
+            match socket::send_with_fds(front, b"F", &borrowed) {
+                Ok(_) => break,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    wait(front, poll::POLLOUT, deadline)?
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Reads the boot frame (the worker's side; it blocks, and ends at the
+/// frontend's end of stream).
+fn recv(sock: BorrowedFd<'_>) -> io::Result<Arrival> {
+    let mut fds = Vec::new();
+    let head = read_exact(sock, 8, None, &mut fds)?;
+    let len = u32::from_le_bytes(head[..4].try_into().expect("4 bytes")) as usize;
+    let count = u32::from_le_bytes(head[4..].try_into().expect("4 bytes")) as usize;
+    if len > MAX_BOOT {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "boot frame too large",
+        ));
+    }
+    let body = read_exact(sock, len, None, &mut fds)?;
+    while fds.len() < count {
+        let before = fds.len();
+        read_exact(sock, 1, None, &mut fds)?;
+        if fds.len() == before {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "boot frame lost its fds",
+            ));
+        }
+    }
+    let boot = postcard::from_bytes(&body)
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, format!("boot frame: {e}")))?;
+    Ok(Arrival { boot, fds })
+}
+
+/// Waits for the worker's hello on the frontend's end, watching `pidfd`
+/// for its death meanwhile.
+pub(crate) fn await_hello(
+    front: BorrowedFd<'_>,
+    pidfd: BorrowedFd<'_>,
+    deadline: Instant,
+) -> Result<(), Error> {
+    let mut fds = Vec::new();
+    let read = |n| -> Result<Vec<u8>, Error> {
+        let mut fds = Vec::new();
+        read_exact(front, n, Some(deadline), &mut fds).map_err(|e| hello_error(e, deadline))
+    };
+    let mut pfds = [
+        poll::PollFd::new(front, poll::POLLIN),
+        poll::PollFd::new(pidfd, poll::POLLIN),
+    ];
+    if poll::poll(&mut pfds, Some(deadline)).map_err(Error::io)? == 0 {
+        return Err(init_missing("did not report within the start timeout"));
+    }
+    let status =
+        read_exact(front, 1, Some(deadline), &mut fds).map_err(|e| hello_error(e, deadline))?;
+    if status[0] == 0 {
+        return Ok(());
+    }
+    let len = u32::from_le_bytes(read(4)?[..].try_into().expect("4 bytes")) as usize;
+    let text = read(len.min(64 * 1024))?;
+    Err(Error::new(ErrorKind::Boot {
+        message: String::from_utf8_lossy(&text).into_owned(),
+    }))
+}
+
+fn hello_error(e: io::Error, deadline: Instant) -> Error {
+    match e.kind() {
+        io::ErrorKind::UnexpectedEof => init_missing("ended before it reported"),
+        io::ErrorKind::TimedOut if Instant::now() >= deadline => {
+            init_missing("did not report within the start timeout")
+        }
+        _ => Error::io(e),
+    }
+}
+
+fn init_missing(what: &str) -> Error {
+    Error::new(ErrorKind::InitMissing).with_source(io::Error::other(format!("the worker {what}")))
+}
+
+/// The worker's side: reads the boot frame from `sock`, sets the process
+/// up, says hello and runs the backend. Never returns.
+pub(crate) fn worker(sock: OwnedFd) -> ! {
+    let arrival = match recv(sock.as_fd()) {
+        Ok(arrival) => arrival,
+        Err(e) => {
+            say_hello(sock.as_fd(), Err(format!("boot frame: {e}")));
+            fork::exit_now(2);
+        }
+    };
+    let boot = &arrival.boot;
+    if boot.spawned {
+        let not_default = fork::ProcStatus::read().map_or(u64::MAX, |s| s.not_default);
+        let setup = ChildSetup {
+            parent: boot.parent.unwrap_or_else(fork::getppid),
+            parent_death_signal: boot.parent.map(|_| fork::parent_death_signal()),
+            ignore_sigint: boot.ignore_sigint,
+            keep_handlers: false,
+            not_default,
+            close: &[],
+            comm: fork::comm(&boot.name),
+        };
+        if !fork::child_setup(&setup) {
+            fork::exit_now(1);
+        }
+    } else if boot.ignore_sigint {
+        fork::ignore_sigint();
+    }
+    registry::reset_in_child(sock.as_raw_fd());
+    let (offset, executable) = (boot.entry, boot.executable);
+    let run = match spawn::code_at::<Arrival, Result<Runner, String>>(offset, executable) {
+        Ok(entry) => entry(arrival),
+        Err(e) => Err(format!("cannot find the backend's code: {e}")),
+    };
+    let run = match run {
+        Ok(run) => run,
+        Err(message) => {
+            say_hello(sock.as_fd(), Err(message));
+            fork::exit_now(2);
+        }
+    };
+    say_hello(sock.as_fd(), Ok(()));
+    let code = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run(sock))).unwrap_or(101);
+    let _ = std::panic::catch_unwind(|| {
+        use std::io::Write;
+        std::io::stdout().flush()
+    });
+    fork::exit_now(code)
+}
+
+fn say_hello(sock: BorrowedFd<'_>, outcome: Result<(), String>) {
+    let mut frame = Vec::new();
+    match outcome {
+        Ok(()) => frame.push(0),
+        Err(text) => {
+            frame.push(1);
+            frame.extend_from_slice(&(text.len() as u32).to_le_bytes());
+            frame.extend_from_slice(text.as_bytes());
+        }
+    }
+    let _ = write_all(sock, &frame, Instant::now() + Duration::from_secs(5));
+}
+
+fn write_all(fd: BorrowedFd<'_>, mut buf: &[u8], deadline: Instant) -> io::Result<()> {
+    while !buf.is_empty() {
+        match socket::send(fd, buf) {
+            Ok(n) => buf = &buf[n..],
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => wait(fd, poll::POLLOUT, deadline)?,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// Reads exactly `n` bytes, collecting the fds that come with them;
+/// without a deadline it blocks until they or the end of stream arrive.
+fn read_exact(
+    fd: BorrowedFd<'_>,
+    n: usize,
+    deadline: Option<Instant>,
+    fds: &mut Vec<OwnedFd>,
+) -> io::Result<Vec<u8>> {
+    let mut buf = Vec::with_capacity(n);
+    while buf.len() < n {
+        if let Some(deadline) = deadline {
+            wait(fd, poll::POLLIN, deadline)?;
+        }
+        let want = n - buf.len();
+        match socket::recv_into(fd, &mut buf, want, deadline.is_none(), fds) {
+            Ok(0) => return Err(io::ErrorKind::UnexpectedEof.into()),
+            Ok(_) => {}
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
+                ) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(buf)
+}
+
+fn wait(fd: BorrowedFd<'_>, events: i16, deadline: Instant) -> io::Result<()> {
+    let mut pfd = [poll::PollFd::new(fd, events)];
+    if poll::poll(&mut pfd, Some(deadline))? == 0 {
+        return Err(io::ErrorKind::TimedOut.into());
+    }
+    Ok(())
+}
