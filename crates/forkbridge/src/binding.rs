@@ -4,8 +4,11 @@
 //! they exist for a caller that waits in short slices between checks of an
 //! interpreter's signals, or hands the fd to a foreign `select`.
 
+use std::ffi::OsString;
+use std::os::fd::{AsFd, OwnedFd};
 use std::time::Duration;
 
+use crate::process::start::boot::{self, Arrival};
 pub use crate::protocol::fault::FaultKind;
 use crate::{Intercom, Message, MessageProcess, MessageProcessBuilder, Result};
 
@@ -26,6 +29,19 @@ pub trait ProcessExt {
     fn send_signal(&self, sig: i32) -> Result<()>;
     /// Frame reads on or off from now on (see [`BuilderExt::frame_reads`]).
     fn set_frame_reads(&mut self, yes: bool);
+    /// Makes the backend cross as `payload` and `fds` to a worker that
+    /// runs `command` (program, then arguments) under `Spawn`, or to the
+    /// fork server set with [`set_fork_server_command`]: a worker in
+    /// another language, which reads them with [`accept_worker`] or
+    /// [`accept_served`]. Before `start` only.
+    fn set_foreign(
+        &mut self,
+        command: Vec<OsString>,
+        payload: Vec<u8>,
+        fds: Vec<OwnedFd>,
+    ) -> Result<()>;
+    /// Sets the start method before `start`.
+    fn set_start_method(&mut self, method: crate::StartMethod) -> Result<()>;
 }
 
 impl ProcessExt for MessageProcess {
@@ -46,6 +62,80 @@ impl ProcessExt for MessageProcess {
     }
     fn set_frame_reads(&mut self, yes: bool) {
         MessageProcess::read_frames(self, yes);
+    }
+    fn set_foreign(
+        &mut self,
+        command: Vec<OsString>,
+        payload: Vec<u8>,
+        fds: Vec<OwnedFd>,
+    ) -> Result<()> {
+        MessageProcess::set_portable(self, boot::Portable::foreign(command, payload, fds))
+    }
+    fn set_start_method(&mut self, method: crate::StartMethod) -> Result<()> {
+        MessageProcess::set_method(self, method)
+    }
+}
+
+/// Makes later fork servers run `command` (program, then arguments), which
+/// calls [`serve_forks`]; for a binding whose workers are interpreters.
+pub fn set_fork_server_command(command: Vec<OsString>) {
+    crate::process::start::server::set_command(command);
+}
+
+/// In a fork server spawned with [`set_fork_server_command`]'s command:
+/// serves fork requests and never returns; each worker runs `child` with
+/// its intercom end (which calls [`accept_served`]) and exits with what it
+/// returns. `hooks` run around each fork. `None` if this process is not a
+/// fork server.
+pub fn serve_forks(
+    hooks: Option<&dyn crate::ForkHooks>,
+    child: &mut dyn FnMut(OwnedFd) -> i32,
+) -> Option<std::convert::Infallible> {
+    let control = crate::process::start::server::take_control()?;
+    crate::process::start::server::serve::run_with(control, hooks, child)
+}
+
+/// A worker of another language, between its boot frame and its loop.
+#[derive(Debug)]
+pub struct ForeignWorker {
+    arrival: Arrival,
+    sock: OwnedFd,
+}
+
+/// In a process spawned for a foreign backend ([`ProcessExt::set_foreign`]
+/// with `Spawn`): reads the boot frame and sets the process up. `None` if
+/// this process was not spawned as a worker.
+pub fn accept_worker() -> Option<std::result::Result<ForeignWorker, String>> {
+    let sock = crate::process::start::take_worker_socket()?;
+    Some(accept_served(sock))
+}
+
+/// In a worker forked by a fork server (the `child` of [`serve_forks`]):
+/// as [`accept_worker`].
+pub fn accept_served(sock: OwnedFd) -> std::result::Result<ForeignWorker, String> {
+    let arrival = boot::accept(sock.as_fd())?;
+    Ok(ForeignWorker { arrival, sock })
+}
+
+impl ForeignWorker {
+    /// The payload the frontend gave [`ProcessExt::set_foreign`].
+    pub fn payload(&self) -> &[u8] {
+        self.arrival.payload()
+    }
+
+    /// The fds that came with the payload, in the order given.
+    pub fn take_fds(&mut self) -> Vec<OwnedFd> {
+        self.arrival.take_payload_fds()
+    }
+
+    /// Tells the frontend the worker runs, and returns its intercom.
+    pub fn ready(self) -> std::result::Result<Intercom, String> {
+        boot::foreign_ready(self.sock, self.arrival)
+    }
+
+    /// Tells the frontend why the worker cannot run, and exits.
+    pub fn fail(self, message: String) -> ! {
+        boot::fail(self.sock.as_fd(), message)
     }
 }
 

@@ -363,11 +363,7 @@ impl MessageProcessBuilder {
             spin: self.spin,
             lane,
         };
-        let portable = match portable {
-            Some(portable) => Some(Box::new(portable.with_info(&info)?)),
-            None => None,
-        };
-        let entry: Entry = Box::new(move |fd| run(fd, info));
+        let entry: Entry = Box::new(run);
         Ok(MessageProcess {
             name: self.name,
             target,
@@ -383,11 +379,12 @@ impl MessageProcessBuilder {
             },
             hooks: self.hooks,
             conn,
-            state: State::Idle(Pending {
+            state: State::Idle(Box::new(Pending {
                 entry,
-                portable,
+                portable: portable.map(Box::new),
+                info,
                 backend_end: back,
-            }),
+            })),
             inbox: VecDeque::new(),
             last_call: 0,
             stop_requested: false,

@@ -98,6 +98,26 @@ impl MessageProcess {
         Ok(())
     }
 
+    /// Replaces the backend's data form before `start` (the binding's).
+    pub(crate) fn set_portable(&mut self, portable: super::start::boot::Portable) -> Result<()> {
+        match &mut self.state {
+            State::Idle(pending) => {
+                pending.portable = Some(Box::new(portable));
+                Ok(())
+            }
+            _ => Err(self.err(ErrorKind::AlreadyStarted)),
+        }
+    }
+
+    /// Sets the start method before `start` (the binding's).
+    pub(crate) fn set_method(&mut self, method: super::StartMethod) -> Result<()> {
+        if !matches!(self.state, State::Idle(_)) {
+            return Err(self.err(ErrorKind::AlreadyStarted));
+        }
+        self.config.method = method;
+        Ok(())
+    }
+
     /// Alias of [`start`](MessageProcess::start) (valkka-multiprocess's `go`).
     pub fn go(&mut self) -> Result<()> {
         self.start()

@@ -73,7 +73,7 @@ pub(super) const SETTLE_WAIT: Duration = Duration::from_secs(1);
 /// pidfd (see `recv.rs`).
 const READ_SLICE: Duration = Duration::from_millis(100);
 
-type Entry = Box<dyn FnOnce(OwnedFd) -> i32 + Send>;
+type Entry = Box<dyn FnOnce(OwnedFd, crate::backend::ChildInfo) -> i32 + Send>;
 
 #[derive(Debug, Clone, Copy)]
 struct Config {
@@ -88,7 +88,7 @@ struct Config {
 }
 
 enum State {
-    Idle(start::Pending),
+    Idle(Box<start::Pending>),
     Running {
         pid: libc::pid_t,
         pidfd: Registered,

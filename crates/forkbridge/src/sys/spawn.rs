@@ -18,8 +18,9 @@ use std::os::unix::ffi::OsStrExt;
 /// Where the spawned process finds the socket it inherits.
 pub(crate) const INHERITED_FD: libc::c_int = 3;
 
-/// Spawns `program` with the current arguments and environment, plus
-/// `env` (replacing variables of the same names), with `fd` at
+/// Spawns `program` with `args` (after `argv[0]`, which is the program's
+/// name) and the current environment plus `env` (replacing variables of
+/// the same names), with `fd` at
 /// [`INHERITED_FD`] and no other fd above stderr, an empty signal mask and
 /// default dispositions.
 /// Returns the child's pid.
@@ -31,8 +32,8 @@ pub(crate) fn spawn(
 ) -> io::Result<libc::pid_t> {
     let cstring = |b: &[u8]| CString::new(b).map_err(|_| io::ErrorKind::InvalidInput);
     let path = cstring(program.as_os_str().as_bytes())?;
-    let args: Vec<CString> = args
-        .iter()
+    let args: Vec<CString> = std::iter::once(program.as_os_str())
+        .chain(args.iter().map(|a| a.as_os_str()))
         .map(|a| cstring(a.as_bytes()))
         .collect::<Result<_, _>>()?;
     let mut vars: Vec<CString> = Vec::new();

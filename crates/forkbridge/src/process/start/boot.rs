@@ -25,6 +25,7 @@
 //! types); sending the frame through the message protocol (the worker's
 //! connection needs the frame size limit, which is in this frame).
 
+use std::ffi::OsString;
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::time::{Duration, Instant};
@@ -49,8 +50,9 @@ const MAX_BOOT: usize = 1 << 30;
 pub(crate) struct Boot {
     /// `(st_dev, st_ino)` of the frontend's executable.
     pub(crate) executable: (u64, u64),
-    /// The entry's offset (`sys::spawn::code_offset`).
-    pub(crate) entry: isize,
+    /// The entry's offset (`sys::spawn::code_offset`); `None` for a worker
+    /// of another language, which reads the payload itself.
+    pub(crate) entry: Option<isize>,
     /// The pid whose death ends the worker, when the worker arms the
     /// parent-death signal itself (spawned from a main thread).
     pub(crate) parent: Option<i32>,
@@ -123,16 +125,13 @@ pub(crate) type PortableEntry = spawn::Entry<Arrival, Result<Runner, String>>;
 /// A backend ready to cross: encoded at build, sent at each start.
 #[derive(Debug)]
 pub(crate) struct Portable {
-    entry: isize,
+    entry: Option<isize>,
+    /// The program a spawned worker runs, with its arguments (`None`: this
+    /// executable, with this process's arguments).
+    command: Option<Vec<OsString>>,
     payload: Vec<u8>,
-    /// The payload's fds, then the lane's.
+    /// The fds of the shared objects in the payload.
     fds: Vec<OwnedFd>,
-    payload_fds: u32,
-    lane: Option<Vec<u8>>,
-    name: String,
-    target: String,
-    max_frame: usize,
-    spin: Duration,
 }
 
 impl Portable {
@@ -143,58 +142,71 @@ impl Portable {
     ) -> crate::error::Result<Portable> {
         let (payload, fds) = encode(value)?;
         Ok(Portable {
-            entry: spawn::code_offset(entry),
+            entry: Some(spawn::code_offset(entry)),
+            command: None,
             payload,
-            payload_fds: fds.len() as u32,
             fds,
-            lane: None,
-            name: String::new(),
-            target: String::new(),
-            max_frame: 0,
-            spin: Duration::ZERO,
         })
     }
 
-    /// Adds what the builder knows: the loop's settings and the lane.
-    pub(crate) fn with_info(mut self, info: &ChildInfo) -> crate::error::Result<Portable> {
-        if let Some(lane) = &info.lane {
-            let (bytes, fds) = encode(lane)?;
-            self.lane = Some(bytes);
-            self.fds.extend(fds);
+    /// A backend that a program in another language decodes: `payload` and
+    /// `fds` go to it as they are, and a spawned worker runs `command`
+    /// (program and arguments) instead of this executable.
+    pub(crate) fn foreign(command: Vec<OsString>, payload: Vec<u8>, fds: Vec<OwnedFd>) -> Portable {
+        Portable {
+            entry: None,
+            command: Some(command),
+            payload,
+            fds,
         }
-        self.name = info.name.clone();
-        self.target = info.target.clone();
-        self.max_frame = info.max_frame;
-        self.spin = info.spin;
-        Ok(self)
     }
 
-    /// The fds to send with the boot frame.
-    pub(crate) fn fds(&self) -> &[OwnedFd] {
-        &self.fds
+    /// What a spawned worker runs, if not this executable.
+    pub(crate) fn command(&self) -> Option<&[OsString]> {
+        self.command.as_deref()
     }
 
-    /// The boot frame for one start.
+    /// The boot frame for one start, and the fds to send with it: the
+    /// payload's, then the lane's (dup'd for this start).
     pub(crate) fn boot(
         &self,
+        info: &ChildInfo,
         parent: Option<i32>,
         spawned: bool,
         ignore_sigint: bool,
-    ) -> io::Result<Boot> {
-        Ok(Boot {
-            executable: spawn::executable_id()?,
+    ) -> crate::error::Result<(Boot, Vec<OwnedFd>)> {
+        let mut fds = self
+            .fds
+            .iter()
+            .map(|fd| fd.try_clone())
+            .collect::<io::Result<Vec<_>>>()
+            .map_err(Error::io)?;
+        let lane = match &info.lane {
+            Some(lane) => {
+                let (bytes, lane_fds) = encode(lane)?;
+                fds.extend(lane_fds);
+                Some(bytes)
+            }
+            None => None,
+        };
+        let boot = Boot {
+            executable: match self.entry {
+                Some(_) => spawn::executable_id().map_err(Error::io)?,
+                None => (0, 0),
+            },
             entry: self.entry,
             parent,
             spawned,
             ignore_sigint,
-            name: self.name.clone(),
-            target: self.target.clone(),
-            max_frame: self.max_frame as u64,
-            spin: self.spin,
+            name: info.name.clone(),
+            target: info.target.clone(),
+            max_frame: info.max_frame as u64,
+            spin: info.spin,
             payload: self.payload.clone(),
-            payload_fds: self.payload_fds,
-            lane: self.lane.clone(),
-        })
+            payload_fds: self.fds.len() as u32,
+            lane,
+        };
+        Ok((boot, fds))
     }
 }
 
@@ -312,13 +324,37 @@ fn init_missing(what: &str) -> Error {
 /// The worker's side: reads the boot frame from `sock`, sets the process
 /// up, says hello and runs the backend. Never returns.
 pub(crate) fn worker(sock: OwnedFd) -> ! {
-    let arrival = match recv(sock.as_fd()) {
+    let arrival = match accept(sock.as_fd()) {
         Ok(arrival) => arrival,
-        Err(e) => {
-            say_hello(sock.as_fd(), Err(format!("boot frame: {e}")));
-            fork::exit_now(2);
-        }
+        Err(message) => fail(sock.as_fd(), message),
     };
+    let run = match arrival.boot.entry {
+        Some(offset) => {
+            let executable = arrival.boot.executable;
+            match spawn::code_at::<Arrival, Result<Runner, String>>(offset, executable) {
+                Ok(entry) => entry(arrival),
+                Err(e) => Err(format!("cannot find the backend's code: {e}")),
+            }
+        }
+        None => Err("the backend is for a program in another language".to_string()),
+    };
+    let run = match run {
+        Ok(run) => run,
+        Err(message) => fail(sock.as_fd(), message),
+    };
+    say_hello(sock.as_fd(), Ok(()));
+    let code = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run(sock))).unwrap_or(101);
+    let _ = std::panic::catch_unwind(|| {
+        use std::io::Write;
+        std::io::stdout().flush()
+    });
+    fork::exit_now(code)
+}
+
+/// Reads the boot frame and sets the process up as it says: what every
+/// worker does first, whatever its language.
+pub(crate) fn accept(sock: BorrowedFd<'_>) -> Result<Arrival, String> {
+    let arrival = recv(sock).map_err(|e| format!("boot frame: {e}"))?;
     let boot = &arrival.boot;
     if boot.spawned {
         let not_default = fork::ProcStatus::read().map_or(u64::MAX, |s| s.not_default);
@@ -326,7 +362,9 @@ pub(crate) fn worker(sock: OwnedFd) -> ! {
             parent: boot.parent.unwrap_or_else(fork::getppid),
             parent_death_signal: boot.parent.map(|_| fork::parent_death_signal()),
             ignore_sigint: boot.ignore_sigint,
-            keep_handlers: false,
+            // An interpreter's handlers are its own, installed after the
+            // exec: keep them (Python's KeyboardInterrupt).
+            keep_handlers: boot.entry.is_none(),
             not_default,
             close: &[],
             comm: fork::comm(&boot.name),
@@ -338,25 +376,44 @@ pub(crate) fn worker(sock: OwnedFd) -> ! {
         fork::ignore_sigint();
     }
     registry::reset_in_child(sock.as_raw_fd());
-    let (offset, executable) = (boot.entry, boot.executable);
-    let run = match spawn::code_at::<Arrival, Result<Runner, String>>(offset, executable) {
-        Ok(entry) => entry(arrival),
-        Err(e) => Err(format!("cannot find the backend's code: {e}")),
-    };
-    let run = match run {
-        Ok(run) => run,
-        Err(message) => {
-            say_hello(sock.as_fd(), Err(message));
-            fork::exit_now(2);
-        }
-    };
+    Ok(arrival)
+}
+
+/// Reports `message` to the frontend and exits.
+pub(crate) fn fail(sock: BorrowedFd<'_>, message: String) -> ! {
+    say_hello(sock, Err(message));
+    fork::exit_now(2)
+}
+
+impl Arrival {
+    /// The payload as it came, for a worker that decodes it itself.
+    pub(crate) fn payload(&self) -> &[u8] {
+        &self.boot.payload
+    }
+
+    /// The payload's fds, for a worker that decodes it itself.
+    pub(crate) fn take_payload_fds(&mut self) -> Vec<OwnedFd> {
+        let rest = self
+            .fds
+            .split_off((self.boot.payload_fds as usize).min(self.fds.len()));
+        std::mem::replace(&mut self.fds, rest)
+    }
+}
+
+/// A worker of another language, once it decoded its payload: says hello
+/// and returns its end of the intercom.
+pub(crate) fn foreign_ready(
+    sock: OwnedFd,
+    arrival: Arrival,
+) -> Result<crate::transport::intercom::Intercom, String> {
+    let info = arrival.info()?;
     say_hello(sock.as_fd(), Ok(()));
-    let code = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run(sock))).unwrap_or(101);
-    let _ = std::panic::catch_unwind(|| {
-        use std::io::Write;
-        std::io::stdout().flush()
-    });
-    fork::exit_now(code)
+    let (name, spin) = (info.name.clone(), info.spin);
+    Ok(crate::transport::intercom::Intercom::new(
+        info.conn(sock),
+        name,
+        spin,
+    ))
 }
 
 fn say_hello(sock: BorrowedFd<'_>, outcome: Result<(), String>) {

@@ -29,7 +29,7 @@ pub(in crate::process) fn start(
     name: &str,
     config: &Config,
     hooks: Option<&dyn ForkHooks>,
-    pending: Pending,
+    pending: Box<Pending>,
 ) -> Result<Started, Failed> {
     let status = match fork::ProcStatus::read() {
         Ok(status) if status.threads > 1 && !config.allow_threads => {
@@ -47,8 +47,9 @@ pub(in crate::process) fn start(
     let Pending {
         entry,
         portable,
+        info,
         backend_end,
-    } = pending;
+    } = *pending;
     // A buffer copied into the child would be written twice.
     let _ = std::io::stdout().flush();
     let _ = std::io::stderr().flush();
@@ -76,22 +77,24 @@ pub(in crate::process) fn start(
         hooks.after_fork_parent();
     }
     let pid = match forked {
-        Ok(Forked::Child) => child_main(&setup, hooks, entry, backend_end.into_child()),
+        Ok(Forked::Child) => child_main(&setup, hooks, entry, info, backend_end.into_child()),
         Ok(Forked::Parent(pid)) => pid,
         Err(e) => {
             return Err(Failed::NotStarted {
                 error: Error::io(e),
-                pending: Pending {
+                pending: Box::new(Pending {
                     entry,
                     portable,
+                    info,
                     backend_end,
-                },
+                }),
             });
         }
     };
     drop(backend_end);
     // The backend value's parent copy: the child owns the real one now.
     drop(entry);
+    drop(info);
     match pidfd::pidfd_open(pid) {
         Ok(pidfd) => Ok(Started {
             pid,
@@ -114,6 +117,7 @@ fn child_main(
     setup: &ChildSetup<'_>,
     hooks: Option<&dyn ForkHooks>,
     entry: Entry,
+    info: crate::backend::ChildInfo,
     backend_end: OwnedFd,
 ) -> ! {
     if !fork::child_setup(setup) {
@@ -127,7 +131,7 @@ fn child_main(
     // parent, whose numbers are free here).
     registry::reset_in_child(backend_end.as_raw_fd());
     super::server::forget_in_child();
-    let code = catch_unwind(AssertUnwindSafe(|| entry(backend_end))).unwrap_or(101);
+    let code = catch_unwind(AssertUnwindSafe(|| entry(backend_end, info))).unwrap_or(101);
     let _ = catch_unwind(|| std::io::stdout().flush());
     fork::exit_now(code)
 }

@@ -35,18 +35,26 @@ static CALLED: AtomicBool = AtomicBool::new(false);
 /// the start timeout or as soon as it exits, and such a worker cannot
 /// start workers of its own: no storm of processes.
 pub fn init() {
-    if let Some(fd) = spawn::take_env(WORKER_ENV) {
-        let sock = adopt(WORKER_ENV, &fd, libc::SOCK_STREAM);
+    if let Some(sock) = take_worker_socket() {
         super::boot::worker(sock);
     }
-    if let Some(fd) = spawn::take_env(SERVER_ENV) {
-        let control = adopt(SERVER_ENV, &fd, libc::SOCK_SEQPACKET);
+    if let Some(control) = server::take_control() {
         server::serve::run(control);
     }
     CALLED.store(true, Ordering::SeqCst);
 }
 
-fn adopt(name: &str, value: &std::ffi::OsStr, kind: libc::c_int) -> std::os::fd::OwnedFd {
+/// The intercom end, in a process spawned as a worker (`None` otherwise).
+pub(crate) fn take_worker_socket() -> Option<std::os::fd::OwnedFd> {
+    let fd = spawn::take_env(WORKER_ENV)?;
+    Some(adopt(WORKER_ENV, &fd, libc::SOCK_STREAM))
+}
+
+pub(super) fn adopt(
+    name: &str,
+    value: &std::ffi::OsStr,
+    kind: libc::c_int,
+) -> std::os::fd::OwnedFd {
     let fd = value.to_str().and_then(|v| v.parse().ok());
     match fd.map(|fd| socket::adopt_inherited(fd, kind)) {
         Some(Ok(sock)) => sock,

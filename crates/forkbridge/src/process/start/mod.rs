@@ -18,6 +18,7 @@
 
 use std::os::fd::{BorrowedFd, OwnedFd};
 
+use crate::backend::ChildInfo;
 use crate::error::{Error, ErrorKind};
 use crate::process::builder::ForkHooks;
 
@@ -27,10 +28,11 @@ use super::{Config, Entry};
 pub(crate) mod boot;
 pub(super) mod fork;
 mod init;
-pub(super) mod server;
+pub(crate) mod server;
 mod spawn;
 
 pub use init::init;
+pub(crate) use init::take_worker_socket;
 pub use server::start_fork_server;
 
 /// How a backend's process comes to exist.
@@ -77,6 +79,8 @@ pub(super) struct Pending {
     pub(super) entry: Entry,
     /// The backend as data, for the other methods (`None`: it cannot cross).
     pub(super) portable: Option<Box<boot::Portable>>,
+    /// What the backend's loop needs besides the backend.
+    pub(super) info: ChildInfo,
     pub(super) backend_end: Registered,
 }
 
@@ -96,7 +100,7 @@ pub(super) fn start(
     config: &Config,
     hooks: Option<&dyn ForkHooks>,
     front: BorrowedFd<'_>,
-    pending: Pending,
+    pending: Box<Pending>,
 ) -> Result<Started, Failed> {
     let method = config.method;
     if method == StartMethod::Fork {
@@ -108,8 +112,17 @@ pub(super) fn start(
             pending,
         });
     }
-    if let Err(error) = init::check() {
-        return Err(Failed::NotStarted { error, pending });
+    // A worker of another language is given its program, and needs no
+    // `init` in this one.
+    let foreign = pending
+        .portable
+        .as_ref()
+        .is_some_and(|p| p.command().is_some())
+        && (method == StartMethod::Spawn || server::is_foreign());
+    if !foreign {
+        if let Err(error) = init::check() {
+            return Err(Failed::NotStarted { error, pending });
+        }
     }
     match method {
         StartMethod::Spawn => spawn::start(config, front, pending),
@@ -121,7 +134,7 @@ pub(super) fn start(
 pub(super) enum Failed {
     /// Nothing was started: the backend and the socket end come back, so
     /// the handle can be started again.
-    NotStarted { error: Error, pending: Pending },
+    NotStarted { error: Error, pending: Box<Pending> },
     /// A child existed and could not be watched; it was killed and reaped.
     Lost { error: Error, pid: libc::pid_t },
 }

@@ -29,23 +29,23 @@ pub(super) const WORKER_ENV: &str = "FORKBRIDGE_WORKER_FD";
 pub(super) fn start(
     config: &Config,
     front: BorrowedFd<'_>,
-    pending: Pending,
+    pending: Box<Pending>,
 ) -> Result<Started, Failed> {
     let portable = pending.portable.as_ref().expect("checked by start");
     let parent = fork::is_main_thread().then(fork::getpid);
-    let boot = match portable.boot(parent, true, config.ignore_sigint) {
+    let (boot, fds) = match portable.boot(&pending.info, parent, true, config.ignore_sigint) {
         Ok(boot) => boot,
-        Err(e) => {
-            return Err(Failed::NotStarted {
-                error: Error::io(e),
-                pending,
-            });
-        }
+        Err(error) => return Err(Failed::NotStarted { error, pending }),
     };
-    let args: Vec<_> = std::env::args_os().collect();
+    let (exe, args) = match portable.command() {
+        Some([program, args @ ..]) => (program.clone(), args.to_vec()),
+        _ => (
+            "/proc/self/exe".into(),
+            std::env::args_os().skip(1).collect(),
+        ),
+    };
     let env = [(WORKER_ENV, spawn::INHERITED_FD.to_string())];
-    let exe = std::path::Path::new("/proc/self/exe");
-    let pid = match spawn::spawn(exe, &args, &env, pending.backend_end.as_fd()) {
+    let pid = match spawn::spawn(exe.as_ref(), &args, &env, pending.backend_end.as_fd()) {
         Ok(pid) => pid,
         Err(e) => {
             return Err(Failed::NotStarted {
@@ -54,13 +54,7 @@ pub(super) fn start(
             });
         }
     };
-    let Pending {
-        portable,
-        backend_end,
-        ..
-    } = pending;
-    drop(backend_end);
-    let portable = portable.expect("checked by start");
+    drop(pending);
     let lost = |error: Error| {
         let _ = fork::kill(pid, libc::SIGKILL);
         let _ = wait_reap(Whom::Pid(pid), None, Some(Instant::now() + KILL_WAIT));
@@ -71,7 +65,7 @@ pub(super) fn start(
         Err(e) => return Err(lost(Error::io(e))),
     };
     let deadline = Instant::now() + config.start_timeout;
-    if let Err(e) = boot::send(front, &boot, portable.fds(), deadline) {
+    if let Err(e) = boot::send(front, &boot, &fds, deadline) {
         return Err(lost(Error::io(e)));
     }
     if let Err(error) = boot::await_hello(front, pidfd.as_fd(), deadline) {

@@ -40,8 +40,9 @@
 //! unix socket with a path (another local user could connect: Python's
 //! CVE-2022-42919).
 
-pub(super) mod serve;
+pub(crate) mod serve;
 
+use std::ffi::OsString;
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::process::ExitStatusExt;
@@ -72,6 +73,28 @@ struct Server {
 
 static SERVER: Mutex<Option<Server>> = Mutex::new(None);
 
+/// The program the server runs, with its arguments, when not this
+/// executable (a binding's interpreter).
+static COMMAND: Mutex<Option<Vec<OsString>>> = Mutex::new(None);
+
+/// Makes later servers run `command` (program and arguments) instead of
+/// this executable; the program calls `serve` there.
+pub(crate) fn set_command(command: Vec<OsString>) {
+    *COMMAND.lock().unwrap_or_else(|e| e.into_inner()) = Some(command);
+}
+
+/// The control socket, in a process spawned as a fork server (`None`
+/// otherwise).
+pub(crate) fn take_control() -> Option<OwnedFd> {
+    let fd = spawn::take_env(SERVER_ENV)?;
+    Some(init::adopt(SERVER_ENV, &fd, libc::SOCK_SEQPACKET))
+}
+
+/// Whether the server runs a program of another language.
+pub(super) fn is_foreign() -> bool {
+    COMMAND.lock().unwrap_or_else(|e| e.into_inner()).is_some()
+}
+
 fn server() -> MutexGuard<'static, Option<Server>> {
     SERVER.lock().unwrap_or_else(|e| e.into_inner())
 }
@@ -86,7 +109,9 @@ fn server() -> MutexGuard<'static, Option<Server>> {
 /// [`ErrorKind::InitMissing`] without [`init`](crate::init);
 /// [`ErrorKind::Io`] if it cannot be spawned.
 pub fn start_fork_server() -> Result<()> {
-    init::check()?;
+    if !is_foreign() {
+        init::check()?;
+    }
     let mut guard = server();
     ensure(&mut guard)?;
     Ok(())
@@ -125,10 +150,16 @@ fn ensure(guard: &mut Option<Server>) -> Result<&Server> {
 
 fn spawn_server() -> Result<Server> {
     let (mine, theirs) = socket::packet_pair().map_err(Error::io)?;
-    let args: Vec<_> = std::env::args_os().collect();
+    let command = COMMAND.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    let (exe, args): (OsString, Vec<OsString>) = match command.as_deref() {
+        Some([program, args @ ..]) => (program.clone(), args.to_vec()),
+        _ => (
+            "/proc/self/exe".into(),
+            std::env::args_os().skip(1).collect(),
+        ),
+    };
     let env = [(SERVER_ENV, spawn::INHERITED_FD.to_string())];
-    let exe = std::path::Path::new("/proc/self/exe");
-    let pid = spawn::spawn(exe, &args, &env, theirs.as_fd()).map_err(Error::io)?;
+    let pid = spawn::spawn(exe.as_ref(), &args, &env, theirs.as_fd()).map_err(Error::io)?;
     drop(theirs);
     let pidfd = match pidfd::pidfd_open(pid) {
         Ok(fd) => fd,
@@ -173,21 +204,19 @@ pub(super) fn start(
     name: &str,
     config: &Config,
     front: BorrowedFd<'_>,
-    pending: Pending,
+    pending: Box<Pending>,
 ) -> std::result::Result<Started, Failed> {
     let portable = pending.portable.as_ref().expect("checked by start");
     let deadline = Instant::now() + config.start_timeout;
     let asked = portable
-        .boot(None, false, config.ignore_sigint)
-        .map_err(Error::io)
+        .boot(&pending.info, None, false, config.ignore_sigint)
         .and_then(|boot| ask(name, pending.backend_end.as_fd(), deadline).map(|r| (boot, r)));
-    let (boot, (pid, pidfd, status)) = match asked {
+    let ((boot, fds), (pid, pidfd, status)) = match asked {
         Ok(ok) => ok,
         Err(error) => return Err(Failed::NotStarted { error, pending }),
     };
-    let Pending { portable, .. } = pending;
-    let portable = portable.expect("checked by start");
-    let sent = boot::send(front, &boot, portable.fds(), deadline).map_err(Error::io);
+    drop(pending);
+    let sent = boot::send(front, &boot, &fds, deadline).map_err(Error::io);
     match sent.and_then(|()| boot::await_hello(front, pidfd.as_fd(), deadline)) {
         Ok(()) => Ok(Started {
             pid,

@@ -17,6 +17,7 @@ use crate::sys::{poll, socket};
 
 use super::super::boot;
 use super::read_packet;
+use crate::process::builder::ForkHooks;
 
 /// A worker the server forked and has not reaped yet.
 struct Worker {
@@ -25,8 +26,20 @@ struct Worker {
 }
 
 /// Serves fork requests on `control` until the program's end of it
-/// closes; never returns.
+/// closes; never returns. Each worker runs the Rust backend its boot
+/// frame names.
 pub(in crate::process::start) fn run(control: OwnedFd) -> ! {
+    run_with(control, None, &mut |fd| boot::worker(fd))
+}
+
+/// As [`run`], with `hooks` around each fork and `child` run in each
+/// worker with its intercom end (a binding's interpreter reads the boot
+/// frame itself); the worker exits with what it returns.
+pub(crate) fn run_with(
+    control: OwnedFd,
+    hooks: Option<&dyn ForkHooks>,
+    child: &mut dyn FnMut(OwnedFd) -> i32,
+) -> ! {
     // A Ctrl-C in the terminal reaches the whole process group: the
     // program decides what its workers do then, not the server.
     fork::ignore_sigint();
@@ -67,7 +80,8 @@ pub(in crate::process::start) fn run(control: OwnedFd) -> ! {
         if request {
             match read_packet(control.as_fd(), Some(std::time::Instant::now())) {
                 Ok((name, fds)) if !name.is_empty() => {
-                    if let Some(worker) = fork_worker(&control, &workers, &name, fds) {
+                    if let Some(worker) = fork_worker(&control, &workers, &name, fds, hooks, child)
+                    {
                         workers.push(worker);
                     }
                 }
@@ -86,6 +100,8 @@ fn fork_worker(
     workers: &[Worker],
     name: &[u8],
     mut fds: Vec<OwnedFd>,
+    hooks: Option<&dyn ForkHooks>,
+    child: &mut dyn FnMut(OwnedFd) -> i32,
 ) -> Option<Worker> {
     if fds.len() != 2 {
         return None;
@@ -123,12 +139,23 @@ fn fork_worker(
         close: &close,
         comm: fork::comm(&String::from_utf8_lossy(name)),
     };
-    let pid = match fork::fork() {
+    if let Some(hooks) = hooks {
+        hooks.before_fork();
+    }
+    let forked = fork::fork();
+    if let (Some(hooks), Ok(Forked::Parent(_)) | Err(_)) = (hooks, &forked) {
+        hooks.after_fork_parent();
+    }
+    let pid = match forked {
         Ok(Forked::Child) => {
             if !fork::child_setup(&setup) {
                 fork::exit_now(1);
             }
-            boot::worker(intercom)
+            if let Some(hooks) = hooks {
+                hooks.after_fork_child();
+            }
+            let code = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| child(intercom)));
+            fork::exit_now(code.unwrap_or(101))
         }
         Ok(Forked::Parent(pid)) => pid,
         Err(e) => return refuse(format!("fork: {e}")),
