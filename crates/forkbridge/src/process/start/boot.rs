@@ -217,12 +217,7 @@ fn encode<T: Serialize + ?Sized>(value: &T) -> crate::error::Result<(Vec<u8>, Ve
 }
 
 /// Writes the boot frame on the frontend's end of the intercom.
-pub(crate) fn send(
-    front: BorrowedFd<'_>,
-    boot: &Boot,
-    fds: &[OwnedFd],
-    deadline: Instant,
-) -> io::Result<()> {
+fn send(front: BorrowedFd<'_>, boot: &Boot, fds: &[OwnedFd], deadline: Instant) -> io::Result<()> {
     let body = postcard::to_allocvec(boot).map_err(io::Error::other)?;
     let len = u32::try_from(body.len()).map_err(|_| io::ErrorKind::InvalidInput)?;
     let count = u32::try_from(fds.len()).map_err(|_| io::ErrorKind::InvalidInput)?;
@@ -276,9 +271,30 @@ fn recv(sock: BorrowedFd<'_>) -> io::Result<Arrival> {
     Ok(Arrival { boot, fds })
 }
 
+/// Writes the boot frame and waits for the worker's hello: `Ok` once it
+/// runs its backend.
+pub(crate) fn deliver(
+    front: BorrowedFd<'_>,
+    pidfd: BorrowedFd<'_>,
+    boot: &Boot,
+    fds: &[OwnedFd],
+    deadline: Instant,
+) -> Result<(), Error> {
+    send(front, boot, fds, deadline).map_err(|e| match e.kind() {
+        io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset => {
+            init_missing("ended before it reported")
+        }
+        io::ErrorKind::TimedOut => {
+            init_missing("did not read its backend within the start timeout")
+        }
+        _ => Error::io(e),
+    })?;
+    await_hello(front, pidfd, deadline)
+}
+
 /// Waits for the worker's hello on the frontend's end, watching `pidfd`
 /// for its death meanwhile.
-pub(crate) fn await_hello(
+fn await_hello(
     front: BorrowedFd<'_>,
     pidfd: BorrowedFd<'_>,
     deadline: Instant,
@@ -309,7 +325,9 @@ pub(crate) fn await_hello(
 
 fn hello_error(e: io::Error, deadline: Instant) -> Error {
     match e.kind() {
-        io::ErrorKind::UnexpectedEof => init_missing("ended before it reported"),
+        io::ErrorKind::UnexpectedEof | io::ErrorKind::ConnectionReset => {
+            init_missing("ended before it reported")
+        }
         io::ErrorKind::TimedOut if Instant::now() >= deadline => {
             init_missing("did not report within the start timeout")
         }

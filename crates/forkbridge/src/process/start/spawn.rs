@@ -65,10 +65,7 @@ pub(super) fn start(
         Err(e) => return Err(lost(Error::io(e))),
     };
     let deadline = Instant::now() + config.start_timeout;
-    if let Err(e) = boot::send(front, &boot, &fds, deadline) {
-        return Err(lost(Error::io(e)));
-    }
-    if let Err(error) = boot::await_hello(front, pidfd.as_fd(), deadline) {
+    if let Err(error) = boot::deliver(front, pidfd.as_fd(), &boot, &fds, deadline) {
         return Err(lost(error));
     }
     Ok(Started {

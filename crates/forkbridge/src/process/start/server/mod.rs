@@ -216,8 +216,7 @@ pub(super) fn start(
         Err(error) => return Err(Failed::NotStarted { error, pending }),
     };
     drop(pending);
-    let sent = boot::send(front, &boot, &fds, deadline).map_err(Error::io);
-    match sent.and_then(|()| boot::await_hello(front, pidfd.as_fd(), deadline)) {
+    match boot::deliver(front, pidfd.as_fd(), &boot, &fds, deadline) {
         Ok(()) => Ok(Started {
             pid,
             pidfd,
