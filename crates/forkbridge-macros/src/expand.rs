@@ -416,6 +416,14 @@ fn client(
     commands: &[Command],
     is_async: bool,
 ) -> TokenStream {
+    let (build_portable, backend_trait) = if is_async {
+        (
+            quote!(build_async_portable),
+            quote!(::forkbridge::AsyncBackend),
+        )
+    } else {
+        (quote!(build_portable), quote!(::forkbridge::Backend))
+    };
     let build = if is_async {
         quote!(build_async)
     } else {
@@ -459,6 +467,24 @@ fn client(
                 backend: #type_name,
             ) -> ::forkbridge::Result<Self> {
                 let mut process = ::forkbridge::MessageProcess::builder(name).#build(backend)?;
+                process.start()?;
+                ::std::result::Result::Ok(Self::new(process))
+            }
+
+            /// Builds the process with `builder` (its start method, its
+            /// settings) from a backend that crosses as data (serde), and
+            /// starts it: for `StartMethod::ForkServer` and `Spawn`.
+            pub fn start_with<B>(
+                builder: ::forkbridge::MessageProcessBuilder,
+                backend: B,
+            ) -> ::forkbridge::Result<Self>
+            where
+                B: ::forkbridge::__private::Is<#type_name>
+                    + #backend_trait
+                    + ::forkbridge::__private::Serialize
+                    + ::forkbridge::__private::DeserializeOwned,
+            {
+                let mut process = builder.#build_portable(backend)?;
                 process.start()?;
                 ::std::result::Result::Ok(Self::new(process))
             }

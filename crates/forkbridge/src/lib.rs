@@ -308,7 +308,9 @@ pub use crate::transport::intercom::{INTERCOM_FD_ENV, Intercom};
 ///   dynamic handlers beside the typed ones) and call
 ///   `Self::register_typed(handlers)` in `register`.
 /// - The frontend: `<Type>Client`, or the name given as `frontend = Name`,
-///   with `start(name, backend)`, `new(process)`, `set_timeout` (default
+///   with `start(name, backend)`, `start_with(builder, backend)` (any
+///   start method: the backend must also be serde, or the call does not
+///   compile), `new(process)`, `set_timeout` (default
 ///   30 s), one method per command, and `Deref` to [`MessageProcess`]. A
 ///   method returning nothing is one-way ([`MessageProcess::cast`]); any
 ///   other return type makes a call that waits for the value
@@ -346,6 +348,13 @@ pub mod __private {
     impl<T, E> ResultOk for std::result::Result<T, E> {
         type Ok = T;
     }
+
+    pub use serde::{Serialize, de::DeserializeOwned};
+
+    /// `T: Is<U>` holds only for `T = U`: ties a generic parameter to the
+    /// backend's type, so a missing serde impl is reported at the call.
+    pub trait Is<T> {}
+    impl<T> Is<T> for T {}
 
     /// Fails to compile, at the argument's type, unless it can cross the
     /// fork as a typed argument.

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use common::{WAIT, error_field, recv};
 use forkbridge::{
     AsyncContext, Backend, BackendContext, ErrorKind, HandlerResult, Handlers, Message,
-    MessageProcess, message,
+    MessageProcess, StartMethod, message,
 };
 use forkbridge_testkit::{reap, signal_later};
 use serde::{Deserialize, Serialize};
@@ -29,6 +29,7 @@ test_main!(
     async_waits_take_duration_max,
     a_renamed_command_is_called_by_its_wire_name,
     a_skipped_method_makes_no_command,
+    typed_clients_start_under_every_start_method,
 );
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -44,7 +45,7 @@ pub struct Blobs {
     pub largest: u32,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Serialize, Deserialize)]
 pub struct Detector {
     frames: u64,
     threshold: u8,
@@ -282,7 +283,7 @@ fn dynamic_and_typed_handlers_live_side_by_side() {
     assert_eq!(recv(&mut m).command(), "bye");
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Serialize, Deserialize)]
 pub struct Camera {
     polls: u32,
 }
@@ -440,4 +441,38 @@ fn a_skipped_method_makes_no_command() {
     assert_eq!(local.divisions(), 1);
     assert_eq!(d.count().unwrap(), 0);
     assert!(d.stop().unwrap().success());
+}
+
+fn typed_clients_start_under_every_start_method() {
+    for method in [
+        StartMethod::Fork,
+        StartMethod::ForkServer,
+        StartMethod::Spawn,
+    ] {
+        let builder = MessageProcess::builder("detector").start_method(method);
+        let backend = Detector {
+            frames: 0,
+            threshold: 100,
+        };
+        let mut d = DetectorClient::start_with(builder, backend).unwrap();
+        d.set_timeout(WAIT);
+        let frame = Frame {
+            width: 4,
+            height: 8,
+            pixels: vec![200; 32],
+        };
+        assert_eq!(d.analyse(frame).unwrap().count, 2, "{method:?}");
+        assert_eq!(
+            d.checked(3).unwrap_err().kind(),
+            &ErrorKind::Remote {
+                kind: "handler_error".into(),
+                message: "3 is odd".into(),
+            }
+        );
+        assert!(d.stop().unwrap().success());
+        let builder = MessageProcess::builder("camera").start_method(method);
+        let mut c = CameraClient::start_with(builder, Camera { polls: 40 }).unwrap();
+        assert_eq!(c.poll(1).unwrap(), 41, "{method:?}");
+        assert!(c.stop().unwrap().success());
+    }
 }

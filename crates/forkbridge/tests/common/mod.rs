@@ -98,6 +98,8 @@ pub fn run(cases: &[(&str, fn())]) {
 macro_rules! test_main {
     ($($case:ident),* $(,)?) => {
         fn main() {
+            // Every test binary can start spawned and served workers.
+            forkbridge::init();
             common::run(&[$((stringify!($case), $case as fn())),*]);
         }
     };
