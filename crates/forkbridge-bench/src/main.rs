@@ -12,6 +12,7 @@
 //! the ones to report).
 
 mod raw;
+mod start;
 
 use std::time::{Duration, Instant};
 
@@ -22,7 +23,8 @@ use forkbridge::{
 use forkbridge_testkit::ScenarioArgs;
 
 /// A backend that answers pings (built in), counts ticks, and plays the
-/// event scenarios.
+/// event scenarios. It crosses as data, so every start method can run it.
+#[derive(serde::Serialize, serde::Deserialize)]
 struct Sink {
     ticks: u64,
     events: Option<(Event, Event, EventGroup)>,
@@ -298,6 +300,35 @@ fn roundtrip(scale: &Scale) -> Outcome {
     }
 }
 
+fn roundtrip_forkserver(scale: &Scale) -> Outcome {
+    let builder =
+        MessageProcess::builder("roundtrip").start_method(forkbridge::StartMethod::ForkServer);
+    let (value, baseline) = ping_rounds(scale, builder);
+    Outcome {
+        name: "roundtrip_forkserver",
+        unit: "us",
+        value,
+        baseline,
+        target: "<=1.10",
+        what: "roundtrip with a backend started by StartMethod::ForkServer",
+        baseline_what: "8-byte write + read over a socketpair with a forked echo child",
+    }
+}
+
+fn roundtrip_spawn(scale: &Scale) -> Outcome {
+    let builder = MessageProcess::builder("roundtrip").start_method(forkbridge::StartMethod::Spawn);
+    let (value, baseline) = ping_rounds(scale, builder);
+    Outcome {
+        name: "roundtrip_spawn",
+        unit: "us",
+        value,
+        baseline,
+        target: "<=1.10",
+        what: "roundtrip with a backend started by StartMethod::Spawn",
+        baseline_what: "8-byte write + read over a socketpair with a forked echo child",
+    }
+}
+
 fn roundtrip_spin(scale: &Scale) -> Outcome {
     let builder = MessageProcess::builder("spinner").spin_before_sleep(Duration::from_micros(100));
     let (value, baseline) = ping_rounds(scale, builder);
@@ -319,7 +350,7 @@ fn ping_rounds(scale: &Scale, builder: forkbridge::MessageProcessBuilder) -> (Ve
     let mut baseline = Vec::new();
     for _ in 0..scale.runs {
         let mut raw = raw::EchoPartner::start();
-        let mut p = builder.clone().build(Sink::new()).expect("build");
+        let mut p = builder.clone().build_portable(Sink::new()).expect("build");
         p.start().expect("start");
         let ping = Message::new("ping");
         let partners = [raw.pid(), p.pid().unwrap()];
@@ -799,6 +830,11 @@ const SCENARIOS: &[(&str, Scenario)] = &[
     ("roundtrip_spin", roundtrip_spin),
     ("oneway_small", oneway_small),
     ("start_stop", start_stop),
+    ("start_stop_forkserver", start::start_stop_forkserver),
+    ("start_stop_spawn", start::start_stop_spawn),
+    ("start_big_parent", start::start_big_parent),
+    ("roundtrip_forkserver", roundtrip_forkserver),
+    ("roundtrip_spawn", roundtrip_spawn),
     ("event_wakeup", event_wakeup),
     ("event_set_uncontended", event_set_uncontended),
     ("syncindex_call", syncindex_call),
@@ -824,6 +860,11 @@ Prints a table of medians, then one RESULT line per scenario with the
 ratio to its baseline and the target.";
 
 fn main() {
+    if std::env::var_os(start::EXIT_AT_ONCE).is_some() {
+        return;
+    }
+    // Spawned and served backends run this program up to here.
+    forkbridge::init();
     let args = ScenarioArgs::from_env(USAGE, SCENARIOS);
     let quick = args.quick;
     let scale = if quick { &QUICK } else { &FULL };

@@ -135,7 +135,7 @@ impl ForeignWorker {
 
     /// Tells the frontend why the worker cannot run, and exits.
     pub fn fail(self, message: String) -> ! {
-        boot::fail(self.sock.as_fd(), message)
+        self.arrival.fail(self.sock.as_fd(), message)
     }
 }
 

@@ -320,6 +320,54 @@ fn a_backend_that_cannot_cross_is_refused_with_the_fix_in_the_error() {
     }
 }
 
+/// A backend whose bytes do not decode in the worker (its `Deserialize`
+/// refuses them), as a mismatch between two builds would.
+#[derive(Debug, Serialize)]
+struct Refused;
+
+impl<'de> Deserialize<'de> for Refused {
+    fn deserialize<D: serde::Deserializer<'de>>(_: D) -> Result<Refused, D::Error> {
+        Err(serde::de::Error::custom("refused on purpose"))
+    }
+}
+
+impl Backend for Refused {
+    fn register(_: &mut Handlers<Self>) {}
+}
+
+fn a_backend_that_does_not_decode_is_reported_under_every_method() {
+    // Spawn: `start` itself fails, with the worker's reason.
+    let mut p = MessageProcess::builder("refused")
+        .start_method(StartMethod::Spawn)
+        .build_portable(Refused)
+        .unwrap();
+    let err = p.start().unwrap_err();
+    assert!(
+        matches!(err.kind(), ErrorKind::Boot { message } if message.contains("does not decode")),
+        "{err}"
+    );
+    assert!(children().iter().all(|&pid| comm(pid) == FORK_SERVER_COMM));
+    // ForkServer: `start` does not wait for the worker; its first message
+    // is the error, then it is gone with status 2.
+    let mut p = MessageProcess::builder("refused")
+        .start_method(StartMethod::ForkServer)
+        .build_portable(Refused)
+        .unwrap();
+    p.start().unwrap();
+    let msg = p.recv_timeout(WAIT).unwrap();
+    assert_eq!(msg.command(), "error");
+    assert_eq!(msg.param::<String>("kind").unwrap(), "pre_run");
+    assert!(
+        msg.param::<String>("error")
+            .unwrap()
+            .contains("does not decode"),
+        "{msg:?}"
+    );
+    let err = p.recv_timeout(WAIT).unwrap_err();
+    assert_eq!(err.kind(), &ErrorKind::Disconnected);
+    assert_eq!(err.exit_status().and_then(|s| s.code()), Some(2));
+}
+
 /// The case the start methods exist for: a parent running a tokio
 /// multi-thread runtime whose tasks hold a mutex most of the time.
 fn a_threaded_parent_starts_workers_with_forkserver_and_spawn() {
@@ -556,6 +604,10 @@ fn main() {
         (
             "a_backend_that_cannot_cross_is_refused_with_the_fix_in_the_error",
             a_backend_that_cannot_cross_is_refused_with_the_fix_in_the_error,
+        ),
+        (
+            "a_backend_that_does_not_decode_is_reported_under_every_method",
+            a_backend_that_does_not_decode_is_reported_under_every_method,
         ),
         (
             "a_threaded_parent_starts_workers_with_forkserver_and_spawn",

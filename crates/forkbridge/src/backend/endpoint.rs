@@ -18,7 +18,7 @@
 //! }
 //! ```
 
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 
 use crate::data::message::{ERROR_COMMAND, Message};
 use crate::error::panic_message;
@@ -237,6 +237,15 @@ impl<F: AsFd> Endpoint<F> {
             error,
         );
     }
+}
+
+/// Reports a fault that ended the backend before its loop (a served
+/// worker that could not decode its backend) on `fd`, and flushes it.
+pub(crate) fn report_before_run(fd: BorrowedFd<'_>, name: &str, kind: FaultKind, error: &str) {
+    let mut conn = Conn::new(fd, crate::protocol::wire::DEFAULT_MAX_FRAME);
+    report(&mut conn, name, name, kind.as_str(), "", error);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    let _ = conn.flush(Some(deadline), None);
 }
 
 /// [`Endpoint::report`] for a kind known only by its wire name (a failed

@@ -140,8 +140,13 @@ pub(crate) fn take_env(name: &str) -> Option<OsString> {
 /// replaced or deleted on disk).
 pub(crate) fn executable_id() -> io::Result<(u64, u64)> {
     use std::os::unix::fs::MetadataExt;
+    // Fixed from `exec` to exit: read once.
+    static ID: std::sync::OnceLock<(u64, u64)> = std::sync::OnceLock::new();
+    if let Some(id) = ID.get() {
+        return Ok(*id);
+    }
     let meta = std::fs::metadata("/proc/self/exe")?;
-    Ok((meta.dev(), meta.ino()))
+    Ok(*ID.get_or_init(|| (meta.dev(), meta.ino())))
 }
 
 /// The type of the functions a re-executed process is told to run.

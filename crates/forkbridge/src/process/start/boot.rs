@@ -32,9 +32,10 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-use crate::backend::ChildInfo;
+use crate::backend::{ChildInfo, endpoint};
 use crate::data::fds;
 use crate::error::{Error, ErrorKind};
+use crate::protocol::fault::FaultKind;
 use crate::sys::fork::{self, ChildSetup};
 use crate::sys::socket::{self, MAX_FDS};
 use crate::sys::{poll, spawn};
@@ -217,7 +218,12 @@ fn encode<T: Serialize + ?Sized>(value: &T) -> crate::error::Result<(Vec<u8>, Ve
 }
 
 /// Writes the boot frame on the frontend's end of the intercom.
-fn send(front: BorrowedFd<'_>, boot: &Boot, fds: &[OwnedFd], deadline: Instant) -> io::Result<()> {
+pub(crate) fn send(
+    front: BorrowedFd<'_>,
+    boot: &Boot,
+    fds: &[OwnedFd],
+    deadline: Instant,
+) -> io::Result<()> {
     let body = postcard::to_allocvec(boot).map_err(io::Error::other)?;
     let len = u32::try_from(body.len()).map_err(|_| io::ErrorKind::InvalidInput)?;
     let count = u32::try_from(fds.len()).map_err(|_| io::ErrorKind::InvalidInput)?;
@@ -294,7 +300,7 @@ pub(crate) fn deliver(
 
 /// Waits for the worker's hello on the frontend's end, watching `pidfd`
 /// for its death meanwhile.
-fn await_hello(
+pub(crate) fn await_hello(
     front: BorrowedFd<'_>,
     pidfd: BorrowedFd<'_>,
     deadline: Instant,
@@ -346,6 +352,11 @@ pub(crate) fn worker(sock: OwnedFd) -> ! {
         Ok(arrival) => arrival,
         Err(message) => fail(sock.as_fd(), message),
     };
+    // A spawned worker says hello (its frontend waits for it, to tell a
+    // program that forgot `init`); a served one starts at once, and a
+    // failure reaches its frontend as an error message.
+    let spawned = arrival.boot.spawned;
+    let name = arrival.boot.name.clone();
     let run = match arrival.boot.entry {
         Some(offset) => {
             let executable = arrival.boot.executable;
@@ -358,9 +369,15 @@ pub(crate) fn worker(sock: OwnedFd) -> ! {
     };
     let run = match run {
         Ok(run) => run,
-        Err(message) => fail(sock.as_fd(), message),
+        Err(message) if spawned => fail(sock.as_fd(), message),
+        Err(message) => {
+            endpoint::report_before_run(sock.as_fd(), &name, FaultKind::PreRun, &message);
+            fork::exit_now(2)
+        }
     };
-    say_hello(sock.as_fd(), Ok(()));
+    if spawned {
+        say_hello(sock.as_fd(), Ok(()));
+    }
     let code = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run(sock))).unwrap_or(101);
     let _ = std::panic::catch_unwind(|| {
         use std::io::Write;
@@ -404,6 +421,17 @@ pub(crate) fn fail(sock: BorrowedFd<'_>, message: String) -> ! {
 }
 
 impl Arrival {
+    /// Tells the frontend why this worker cannot run, the way it listens:
+    /// a spawned worker's frontend waits for the hello, a served one's
+    /// reads an error message. Exits.
+    pub(crate) fn fail(self, sock: BorrowedFd<'_>, message: String) -> ! {
+        if self.boot.spawned {
+            fail(sock, message)
+        }
+        endpoint::report_before_run(sock, &self.boot.name, FaultKind::PreRun, &message);
+        fork::exit_now(2)
+    }
+
     /// The payload as it came, for a worker that decodes it itself.
     pub(crate) fn payload(&self) -> &[u8] {
         &self.boot.payload
@@ -424,8 +452,11 @@ pub(crate) fn foreign_ready(
     sock: OwnedFd,
     arrival: Arrival,
 ) -> Result<crate::transport::intercom::Intercom, String> {
+    let spawned = arrival.boot.spawned;
     let info = arrival.info()?;
-    say_hello(sock.as_fd(), Ok(()));
+    if spawned {
+        say_hello(sock.as_fd(), Ok(()));
+    }
     let (name, spin) = (info.name.clone(), info.spin);
     Ok(crate::transport::intercom::Intercom::new(
         info.conn(sock),

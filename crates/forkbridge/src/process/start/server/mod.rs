@@ -208,25 +208,46 @@ pub(super) fn start(
 ) -> std::result::Result<Started, Failed> {
     let portable = pending.portable.as_ref().expect("checked by start");
     let deadline = Instant::now() + config.start_timeout;
-    let asked = portable
-        .boot(&pending.info, None, false, config.ignore_sigint)
-        .and_then(|boot| ask(name, pending.backend_end.as_fd(), deadline).map(|r| (boot, r)));
-    let ((boot, fds), (pid, pidfd, status)) = match asked {
-        Ok(ok) => ok,
+    let (boot, fds) = match portable.boot(&pending.info, None, false, config.ignore_sigint) {
+        Ok(boot) => boot,
         Err(error) => return Err(Failed::NotStarted { error, pending }),
     };
-    drop(pending);
-    match boot::deliver(front, pidfd.as_fd(), &boot, &fds, deadline) {
-        Ok(()) => Ok(Started {
-            pid,
-            pidfd,
-            status: Some(status),
-        }),
+    // The boot frame first, into the socket's buffer: the worker reads it
+    // as soon as it is forked, while the reply with its pid is on its way.
+    if let Err(e) = boot::send(front, &boot, &fds, deadline) {
+        drain(pending.backend_end.as_fd());
+        return Err(Failed::NotStarted {
+            error: Error::io(e),
+            pending,
+        });
+    }
+    let (pid, pidfd, status) = match ask(name, pending.backend_end.as_fd(), deadline) {
+        Ok(reply) => reply,
         Err(error) => {
-            let _ = pidfd::send_signal(pidfd.as_fd(), libc::SIGKILL);
-            let _ = read_status(status.as_fd(), Some(Instant::now() + KILL_WAIT));
-            Err(Failed::Lost { error, pid })
+            // Nobody read the frame: take it back, so that the next start
+            // sends it once.
+            drain(pending.backend_end.as_fd());
+            return Err(Failed::NotStarted { error, pending });
         }
+    };
+    drop(pending);
+    // No hello to wait for: the server itself proved that `init` runs, and
+    // a worker that cannot decode its backend reports it as an error
+    // message, then exits.
+    Ok(Started {
+        pid,
+        pidfd,
+        status: Some(status),
+    })
+}
+
+/// Discards what waits to be read on `fd` (and the fds that came with it).
+fn drain(fd: BorrowedFd<'_>) {
+    let mut buf = Vec::new();
+    let mut fds = Vec::new();
+    while matches!(socket::recv_into(fd, &mut buf, 64 * 1024, false, &mut fds), Ok(n) if n > 0) {
+        buf.clear();
+        fds.clear();
     }
 }
 

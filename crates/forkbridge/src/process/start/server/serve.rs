@@ -44,6 +44,11 @@ pub(crate) fn run_with(
     // program decides what its workers do then, not the server.
     fork::ignore_sigint();
     fork::set_name("forkbridge-srv");
+    // Read once here rather than in every worker: the executable's
+    // identity (each worker checks it), and the dispositions to reset
+    // (nothing but this loop runs here after `init`).
+    let _ = crate::sys::spawn::executable_id();
+    let not_default = ProcStatus::read().map_or(u64::MAX, |s| s.not_default);
     let _ = socket::send(control.as_fd(), b"ready");
     let mut workers: Vec<Worker> = Vec::new();
     loop {
@@ -80,7 +85,8 @@ pub(crate) fn run_with(
         if request {
             match read_packet(control.as_fd(), Some(std::time::Instant::now())) {
                 Ok((name, fds)) if !name.is_empty() => {
-                    if let Some(worker) = fork_worker(&control, &workers, &name, fds, hooks, child)
+                    if let Some(worker) =
+                        fork_worker(&control, &workers, &name, fds, not_default, hooks, child)
                     {
                         workers.push(worker);
                     }
@@ -100,6 +106,7 @@ fn fork_worker(
     workers: &[Worker],
     name: &[u8],
     mut fds: Vec<OwnedFd>,
+    not_default: u64,
     hooks: Option<&dyn ForkHooks>,
     child: &mut dyn FnMut(OwnedFd) -> i32,
 ) -> Option<Worker> {
@@ -114,15 +121,14 @@ fn fork_worker(
         let _ = socket::send(status.as_fd(), &reply);
         None
     };
-    let proc_status = match ProcStatus::read() {
-        Ok(s) => s,
-        Err(e) => return refuse(format!("cannot read /proc/self/status: {e}")),
-    };
-    if proc_status.threads != 1 {
-        return refuse(format!(
-            "the server has {} threads (code before forkbridge::init() started one)",
-            proc_status.threads
-        ));
+    match fork::thread_count() {
+        Ok(1) => {}
+        Ok(threads) => {
+            return refuse(format!(
+                "the server has {threads} threads (code before forkbridge::init() started one)"
+            ));
+        }
+        Err(e) => return refuse(format!("cannot count the server's threads: {e}")),
     }
     let mut close: Vec<RawFd> = vec![control.as_raw_fd(), status.as_raw_fd()];
     close.extend(
@@ -135,7 +141,7 @@ fn fork_worker(
         parent_death_signal: Some(fork::parent_death_signal()),
         ignore_sigint: false,
         keep_handlers: false,
-        not_default: proc_status.not_default,
+        not_default,
         close: &close,
         comm: fork::comm(&String::from_utf8_lossy(name)),
     };
