@@ -16,6 +16,8 @@ const EXAMPLES: &[(&str, &[&str], &str)] = &[
     ("async_backend", &[], "(they overlapped)"),
     #[cfg(feature = "macros")]
     ("typed", &[], "backend stopped: exit status: 0"),
+    #[cfg(feature = "tokio")]
+    ("threaded_parent", &[], "all detectors stopped"),
     // The demo, short, with the fault drill: no frame may be lost.
     #[cfg(feature = "tokio")]
     (
