@@ -103,6 +103,14 @@ pub(crate) struct EventGroup {
 }
 
 impl EventGroup {
+    pub(crate) fn from_inner(inner: forkbridge::EventGroup) -> EventGroup {
+        EventGroup { inner }
+    }
+
+    pub(crate) fn inner(&self) -> &forkbridge::EventGroup {
+        &self.inner
+    }
+
     /// `i` as a slot of this group: `TypeError` if it is not an int (or
     /// has no `__index__`), `ValueError` outside `range(len)`.
     fn slot(&self, i: &Bound<'_, PyAny>) -> PyResult<u32> {

@@ -31,6 +31,7 @@ mod intercom;
 mod message;
 mod ndarray;
 mod process;
+mod start;
 mod sys;
 
 /// How long a GIL-free wait runs before it checks for Python signals.
@@ -48,6 +49,13 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<intercom::Intercom>()?;
     m.add_class::<events::EventGroup>()?;
     m.add_class::<events::Event>()?;
+    m.add_class::<start::FdList>()?;
+    m.add_class::<start::Worker>()?;
+    m.add_function(wrap_pyfunction!(start::encode_shared, m)?)?;
+    m.add_function(wrap_pyfunction!(start::decode_shared, m)?)?;
+    m.add_function(wrap_pyfunction!(start::accept_worker, m)?)?;
+    m.add_function(wrap_pyfunction!(start::set_fork_server_command, m)?)?;
+    m.add_function(wrap_pyfunction!(start::serve_forks, m)?)?;
     errors::register(m)?;
     m.add_function(wrap_pyfunction!(refresh_pid, m)?)?;
     // A fork made by `os.fork` or `multiprocessing` must refresh the cached

@@ -131,6 +131,51 @@ impl Process {
         result
     }
 
+    /// Starts the backend under `method` ("forkserver" or "spawn"): it
+    /// crosses as `payload` (the package's pickle) with the fds in `fds`,
+    /// to a worker running `command` (program, then arguments; under
+    /// "forkserver" the server's command is set apart). Returns once the
+    /// worker said it runs; raises `RuntimeError` with the worker's reason
+    /// if it could not (its unpickling failed, it never reported within
+    /// the start timeout). The GIL is released meanwhile: nothing is
+    /// forked here.
+    fn start_foreign(
+        &self,
+        py: Python<'_>,
+        method: &str,
+        command: Vec<std::ffi::OsString>,
+        payload: Vec<u8>,
+        fds: &crate::start::FdList,
+    ) -> PyResult<()> {
+        self.check_owner()?;
+        let method = match method {
+            "forkserver" => forkbridge::StartMethod::ForkServer,
+            "spawn" => forkbridge::StartMethod::Spawn,
+            other => {
+                return Err(PyValueError::new_err(format!(
+                    "not a start method for a pickled backend: {other:?}"
+                )));
+            }
+        };
+        let fds = fds.drain();
+        py.detach(|| {
+            let mut inner = lock(&self.inner);
+            let p = handle(&mut inner)?;
+            p.set_start_method(method).py_err()?;
+            p.set_foreign(command, payload, fds).py_err()?;
+            p.start().map_err(|e| match e.kind() {
+                forkbridge::ErrorKind::Boot { .. } | forkbridge::ErrorKind::InitMissing => {
+                    PyRuntimeError::new_err(format!(
+                        "process '{}': {}",
+                        self.name,
+                        errors::text(&e)
+                    ))
+                }
+                _ => errors::to_py(e),
+            })
+        })
+    }
+
     fn set_ignore_sigint(&self, py: Python<'_>, yes: bool) -> PyResult<()> {
         self.with(py, |p| p.set_ignore_sigint(yes).py_err())
     }

@@ -90,3 +90,18 @@ pub(crate) fn poll_fd(fd: i32, writable: bool, timeout: std::time::Duration) {
     // to.
     unsafe { libc::poll(&mut pollfd, 1, ms) };
 }
+
+/// A duplicate of `fd` (close-on-exec), owned by the caller; `fd` stays
+/// its owner's.
+pub(crate) fn dup_fd(fd: i32) -> std::io::Result<std::os::fd::OwnedFd> {
+    use std::os::fd::FromRawFd;
+    // SAFETY: `F_DUPFD_CLOEXEC` reads only the number; on an invalid one it
+    // fails with EBADF and creates nothing.
+    let dup = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 0) };
+    if dup < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: `dup` is a new descriptor made just above, owned by nobody
+    // else.
+    Ok(unsafe { std::os::fd::OwnedFd::from_raw_fd(dup) })
+}

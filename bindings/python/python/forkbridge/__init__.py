@@ -31,6 +31,7 @@ differently, and why.
 """
 
 from ._context import MainContext
+from ._cross import SharedBuffer, get_start_method, set_start_method, shared_array
 from ._log import exclog, exclogmsg
 from ._message import MessageObject
 from ._native import (
@@ -67,10 +68,14 @@ __all__ = [
     "MessageProcess",
     "NotEnoughEvents",
     "ProgramProcess",
+    "SharedBuffer",
     "SyncIndex",
     "UnreadableMessage",
     "exclog",
     "exclogmsg",
+    "get_start_method",
     "safe_select",
     "serve",
+    "set_start_method",
+    "shared_array",
 ]

@@ -22,7 +22,7 @@ import traceback
 import weakref
 from typing import Any, ClassVar
 
-from . import _native
+from . import _cross, _native
 from ._log import format_logger
 from ._message import MessageObject, _rebuild
 from ._pipe import _RETURN, BackPipe, Duplex
@@ -46,6 +46,19 @@ def _stdin_from_devnull() -> None:
     finally:
         if fd != 0:
             os.close(fd)
+
+
+class _Elsewhere:
+    """The frontend's handle, as a pickled backend sees it: not here."""
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+
+    def __getattr__(self, attr: str) -> Any:
+        raise RuntimeError(
+            "the frontend handle of process '%s' stayed with the frontend: it cannot be used "
+            "in the backend (a backend reaches its frontend with send_out__)" % self._name
+        )
 
 
 class ForkWithThreadsError(RuntimeError):
@@ -123,6 +136,14 @@ class MessageProcess:
     #: Send backend errors (handler exceptions, unknown commands) to the
     #: frontend as "error" MessageObjects, besides logging them.
     report_errors: ClassVar[bool] = True
+    #: How ``start()`` makes the backend: ``"fork"``, ``"forkserver"`` or
+    #: ``"spawn"`` (see ``forkbridge.set_start_method``); ``None``: the
+    #: program's setting (``fork`` unless set). Under ``forkserver`` and
+    #: ``spawn`` the instance is pickled at ``start()``: every attribute
+    #: must pickle (``EventGroup``, ``Event``, ``SharedBuffer`` and
+    #: ``shared_array`` arrays cross as shared memory), and the program
+    #: needs the ``if __name__ == "__main__":`` guard.
+    start_method: ClassVar[str | None] = None
 
     def __init__(self, name: str = "MessageProcess") -> None:
         self.name = name
@@ -158,18 +179,34 @@ class MessageProcess:
     # ---- frontend -------------------------------------------------------
 
     def start(self, allow_threads: bool | None = None) -> None:
-        """Forks the backend. Raises ``ForkWithThreadsError`` when other
-        Python threads are alive (unless allowed), ``RuntimeError`` when
-        started twice or at interpreter shutdown, ``ValueError`` when a
-        wait the backend makes (``timeout``, ``task_grace``) is NaN."""
+        """Starts the backend by the class's ``start_method`` (else the
+        program's, ``fork`` by default). Raises ``ForkWithThreadsError``
+        when forking while other Python threads are alive (unless
+        allowed), ``RuntimeError`` when started twice, at interpreter
+        shutdown, while a worker imports a program without the main guard,
+        or when a spawned worker could not start (its reason in the
+        message; a forkserver worker, which ``start()`` does not wait for,
+        sends it as an "error" message of kind "pre_run" and ends), ``TypeError`` naming the attribute that does not
+        pickle (forkserver, spawn: nothing is started then), ``ValueError``
+        when a wait the backend makes (``timeout``, ``task_grace``) is NaN
+        or the start method is unknown."""
         if self._started:
             raise RuntimeError("cannot start a process twice")
+        method = _cross._check(
+            self.start_method if self.start_method is not None else _cross.get_start_method()
+        )
         for name in ("timeout", "task_grace"):
             # Refused here rather than in the backend, where it would end
             # the loop (timeout) or not wait at all (task_grace).
             _check_timeout(getattr(self, name, None), "%s: %s" % (self.pre, name))
         if sys.is_finalizing():
-            raise RuntimeError("cannot fork at interpreter shutdown")
+            raise RuntimeError("cannot start a process at interpreter shutdown")
+        if method != "fork":
+            self._start_pickled(method)
+            return
+        # A worker importing a program without the main guard: the same
+        # error as under the other methods, not a fork from its import.
+        _cross.check_not_importing_main()
         allow = self.allow_threads if allow_threads is None else allow_threads
         if not allow:
             others = [t for t in threading.enumerate() if t is not threading.current_thread()]
@@ -188,6 +225,51 @@ class MessageProcess:
                 pass
         self._native.start(self._bootstrap)
         self._started = True
+
+    def _start_pickled(self, method: str) -> None:
+        payload, fds, prep = _cross.dump_process(self)
+        try:
+            if method == "forkserver":
+                command = _cross.server_command(prep)
+                _native.set_fork_server_command(command)
+            else:
+                command = _cross.spawn_command()
+            for stream in (sys.stdout, sys.stderr):
+                try:
+                    stream.flush()
+                except Exception:
+                    pass
+            self._native.start_foreign(method, command, payload, fds)
+        finally:
+            fds.close()
+        self._started = True
+
+    # What stays with the frontend when the process is pickled for a
+    # forkserver or spawn worker: the handle and its pipe.
+    _FRONTEND_ONLY: ClassVar[tuple[str, ...]] = (
+        "_native",
+        "_pipe",
+        "back_pipe",
+        "sendMessageToBack",
+        "_started",
+        "_exitcode",
+    )
+
+    def __getstate__(self) -> dict[str, Any]:
+        """The instance as it crosses to a forkserver or spawn worker:
+        every attribute but the frontend's handle."""
+        state = self.__dict__.copy()
+        for name in self._FRONTEND_ONLY:
+            state.pop(name, None)
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._native = _Elsewhere(self.name)  # type: ignore[assignment]
+        self._pipe = None  # type: ignore[assignment]
+        self.back_pipe = None
+        self._started = True
+        self._exitcode = None
 
     def go(self) -> None:
         """Synonym of ``start()``."""

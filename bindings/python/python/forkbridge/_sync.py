@@ -82,6 +82,21 @@ class EventGroup:
         self._free: collections.deque[int] = collections.deque(range(n))
         self._reserved = [False] * n
 
+    def __getstate__(self) -> dict[str, Any]:
+        # Under forkserver / spawn the group crosses as its native group
+        # (one shared mapping); its events are found again from it.
+        state = self.__dict__.copy()
+        del state["_lock"]
+        if self._native is not None:
+            del state["events"]
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
+        if self._native is not None:
+            self.events = [self._native.fromIndex(i) for i in range(len(self._native))]
+
     def __len__(self) -> int:
         return len(self.events)
 
