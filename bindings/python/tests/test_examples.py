@@ -53,6 +53,11 @@ def test_numpy_frames_example():
     assert "200 frames of 1 MiB" in run_example("numpy_frames.py")
 
 
+def test_threaded_parent_starts_backends_with_forkserver():
+    pytest.importorskip("numpy")
+    assert "3 detectors started with forkserver" in run_example("threaded_parent.py")
+
+
 def test_tutorial_ping_pong():
     assert "1000 ping-pongs" in run_example("ping_pong.py")
 
