@@ -131,6 +131,16 @@
 //! readable [`Shutdown`] fd for the main loop, and runs `close` on every way
 //! out. [`wait_any`] waits on many processes (and that fd) at once.
 //!
+//! **Start methods.** [`MessageProcessBuilder::start_method`] picks how
+//! the worker comes to exist ([`StartMethod`]): a fork of the caller (the
+//! default), a fork of a small single-threaded server
+//! ([`StartMethod::ForkServer`]: workers from a threaded tokio, rayon or
+//! CUDA program, at a start cost that does not grow with the caller's
+//! memory), or this program run again ([`StartMethod::Spawn`]). The last
+//! two take a backend that crosses as data
+//! ([`MessageProcessBuilder::build_portable`]: serde, with the fds of the
+//! shared objects it holds) and need [`init`] first in `main`.
+//!
 //! **Waiting on several things.** [`select`] waits on any fds — processes,
 //! their [pidfds](MessageProcess::pidfd), pollable events, your sockets —
 //! with no `FD_SETSIZE` limit, and a signal never cuts its timeout short.

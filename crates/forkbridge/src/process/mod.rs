@@ -33,7 +33,9 @@
 //! (`MainContext` will enforce that order), or opt in with
 //! [`MessageProcessBuilder::allow_threads`] if you know no such lock can be
 //! held — Python's `os.fork` only warns, glibc's `malloc` is fork-safe, but a
-//! `Mutex` of your own or a runtime's is not.
+//! `Mutex` of your own or a runtime's is not. A threaded program starts its
+//! workers with [`StartMethod::ForkServer`] or [`StartMethod::Spawn`]
+//! instead, which fork nothing of it.
 
 mod builder;
 pub use builder::{ForkHooks, MessageProcessBuilder};
