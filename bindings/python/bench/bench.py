@@ -108,6 +108,20 @@ class FbSpin(FbBackend):  # type: ignore[misc, valid-type]
 VkAsync = backend_class(vk_base, vk_base.MessageObject, async_back=True)
 
 
+class FbForkServer(FbBackend):  # type: ignore[misc, valid-type]
+    start_method = "forkserver"
+
+
+class FbSpawn(FbBackend):  # type: ignore[misc, valid-type]
+    start_method = "spawn"
+
+
+def mp_child() -> None:
+    """multiprocessing's side of the start-method scenarios: what the
+    bench's ``preRun__`` does (pin itself), then the end."""
+    pin(BACK_CPU)
+
+
 class Lib:
     def __init__(self, name, backend, async_backend, mo, event_group, sync_index):
         self.name = name
@@ -296,6 +310,32 @@ def start_stop(lib: Lib, n: int) -> float:
     return total / n
 
 
+def start_stop_pickled(cls, n: int) -> float:
+    """A forkbridge start + stop under ``cls.start_method``."""
+    total = 0.0
+    for _ in range(n):
+        p = cls("ss")
+        t0 = time.perf_counter()
+        p.start()
+        p.stop()
+        total += time.perf_counter() - t0
+        del p
+    return total / n
+
+
+def mp_start_join(ctx, n: int) -> float:
+    """multiprocessing's start + join of a Process under ``ctx``."""
+    total = 0.0
+    for _ in range(n):
+        p = ctx.Process(target=mp_child)
+        t0 = time.perf_counter()
+        p.start()
+        p.join()
+        total += time.perf_counter() - t0
+        p.close()
+    return total / n
+
+
 # ---- harness ---------------------------------------------------------------
 
 
@@ -377,6 +417,24 @@ def main() -> None:
         # the best ratio any library could reach in this run.
         report("py_start_stop_floor", "ms", m, floor, "info", a, f, 1e3, ("forkbridge", "bare fork"))
         print("  bare fork / valkka = %.3f" % (floor / base))
+    for method, cls, target in (
+        ("forkserver", FbForkServer, "<=0.50"),
+        ("spawn", FbSpawn, "<=0.70"),
+    ):
+        name = "py_start_stop_" + method
+        if not want(name):
+            continue
+        import multiprocessing
+
+        ctx = multiprocessing.get_context(method)
+        n = int(20 * k) or 2
+        # The first start of each starts its fork server: not measured.
+        start_stop_pickled(cls, 1)
+        mp_start_join(ctx, 1)
+        (a, b), (m, base) = alternate_all(
+            [lambda: start_stop_pickled(cls, n), lambda: mp_start_join(ctx, n)], blocks
+        )
+        report(name, "ms", m, base, target, a, b, 1e3, ("forkbridge", "multiprocessing"))
     if want("py_numpy_frames"):
         n = int(200 * k) or 5
         (a, b, c), (m, base, ceiling) = alternate_all(
