@@ -16,7 +16,7 @@ use forkbridge::{
     SharedBuffer, StartMethod,
 };
 use forkbridge_testkit::{
-    FORK_SERVER_COMM, alive, children, comm, ignore, kill, open_fds, set_subreaper,
+    FORK_SERVER_COMM, alive, children, comm, ignore, kill, mappings, open_fds, set_subreaper,
     sleep_until_killed, try_reap, wait_until,
 };
 use serde::{Deserialize, Serialize};
@@ -253,6 +253,31 @@ fn a_killed_worker_is_seen_at_once_with_its_signal_under_every_method() {
     }
 }
 
+fn the_async_frontend_works_under_every_method() {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    for method in METHODS {
+        rt.block_on(async {
+            let mut a = started(method, Worker::default()).into_async().unwrap();
+            a.send(Message::new("echo").with("n", 1)).await.unwrap();
+            assert_eq!(a.recv().await.unwrap().command(), "echo", "{method:?}");
+            let sum: u32 = a.call("add", &(20u32, 22u32), WAIT).await.unwrap();
+            assert_eq!(sum, 42);
+            assert!(a.stop().await.unwrap().success(), "{method:?}");
+            let p = started(method, Worker::default());
+            let pid = p.pid().unwrap();
+            let mut a = p.into_async().unwrap();
+            kill(pid, libc::SIGKILL).unwrap();
+            let err = a.recv_timeout(WAIT).await.unwrap_err();
+            assert_eq!(err.kind(), &ErrorKind::Disconnected, "{method:?}");
+            let status = a.join().await.unwrap();
+            assert_eq!(status.signal(), Some(libc::SIGKILL), "{method:?}");
+        });
+    }
+}
+
 fn a_backend_ignoring_sigterm_is_stopped_within_the_bound_under_every_method() {
     for method in METHODS {
         let mut p = started(method, Worker::default());
@@ -269,7 +294,7 @@ fn two_hundred_starts_and_stops_leak_nothing_under_every_method() {
     for method in METHODS {
         // One start first: the fork server and lazy statics exist after it.
         started(method, Worker::default()).stop().unwrap();
-        let fds = open_fds();
+        let (fds, maps) = (open_fds(), mappings());
         for i in 0..200 {
             let mut p = started(method, Worker::default());
             if i % 50 == 0 {
@@ -279,6 +304,7 @@ fn two_hundred_starts_and_stops_leak_nothing_under_every_method() {
             assert!(p.stop().unwrap().success());
         }
         assert_eq!(open_fds(), fds, "{method:?}: fds leaked");
+        assert_eq!(mappings(), maps, "{method:?}: mappings leaked");
     }
 }
 
@@ -588,6 +614,10 @@ fn main() {
         (
             "a_killed_worker_is_seen_at_once_with_its_signal_under_every_method",
             a_killed_worker_is_seen_at_once_with_its_signal_under_every_method,
+        ),
+        (
+            "the_async_frontend_works_under_every_method",
+            the_async_frontend_works_under_every_method,
         ),
         (
             "a_backend_ignoring_sigterm_is_stopped_within_the_bound_under_every_method",

@@ -200,6 +200,21 @@ impl MessageProcess {
         }
     }
 
+    /// What polls readable once the backend's exit status can be read: its
+    /// pidfd, or for a served worker its status channel (the server reaps
+    /// it, a little after the pidfd turns readable).
+    #[cfg(feature = "tokio")]
+    pub(crate) fn exit_fd(&self) -> Option<BorrowedFd<'_>> {
+        match &self.state {
+            State::Running {
+                status: Some(status),
+                ..
+            } => Some(status.as_fd()),
+            State::Running { pidfd, .. } => Some(pidfd.as_fd()),
+            _ => None,
+        }
+    }
+
     /// Switches [frame reads](MessageProcessBuilder::read_frames) on or
     /// off from now on; for a caller that learns late whether the fd will
     /// be handed to a foreign `select`.

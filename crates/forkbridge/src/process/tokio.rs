@@ -12,8 +12,9 @@
 //! no thread, so with one you may also start processes from inside
 //! `block_on`; never carry a runtime across a fork yourself (tokio #4301).
 //!
-//! The handle registers duplicates of the intercom fd and the pidfd with the
-//! runtime's reactor; the I/O itself is the same as the blocking handle's,
+//! The handle registers duplicates of the intercom fd and the pidfd (for a
+//! worker of a fork server, its status channel: readable once the server
+//! reported the exit) with the runtime's reactor; the I/O itself is the same as the blocking handle's,
 //! so [`recv`](AsyncMessageProcess::recv) is cancel-safe: a message is
 //! either returned or stays buffered for the next call, whatever
 //! `tokio::select!` branch wins.
@@ -69,7 +70,7 @@ use crate::transport::conn::Conn;
 pub struct AsyncMessageProcess {
     inner: MessageProcess,
     socket: AsyncFd<OwnedFd>,
-    pidfd: AsyncFd<OwnedFd>,
+    exit: AsyncFd<OwnedFd>,
 }
 
 impl MessageProcess {
@@ -85,16 +86,16 @@ impl MessageProcess {
     ///
     /// Outside a tokio runtime (tokio's own rule for registering fds).
     pub fn into_async(mut self) -> Result<AsyncMessageProcess> {
-        let Some(pidfd) = self.pidfd() else {
+        let Some(pidfd) = self.exit_fd() else {
             return Err(Error::new(ErrorKind::NotStarted).with_process(self.name()));
         };
-        let pidfd = async_fd::register(pidfd.try_clone_to_owned()?)?;
+        let exit = async_fd::register(pidfd.try_clone_to_owned()?)?;
         let socket = async_fd::register(self.as_fd().try_clone_to_owned()?)?;
         self.conn_mut().lane_never_waits();
         Ok(AsyncMessageProcess {
             inner: self,
             socket,
-            pidfd,
+            exit,
         })
     }
 }
@@ -117,7 +118,7 @@ impl AsyncMessageProcess {
             // reactor to report the socket or the pidfd.
             tokio::select! {
                 ready = self.socket.readable() => ready?.clear_ready(),
-                ready = self.pidfd.readable() => ready?.clear_ready(),
+                ready = self.exit.readable() => ready?.clear_ready(),
             }
         }
     }
@@ -165,7 +166,7 @@ impl AsyncMessageProcess {
             }
             tokio::select! {
                 ready = self.socket.readable() => ready?.clear_ready(),
-                ready = self.pidfd.readable() => ready?.clear_ready(),
+                ready = self.exit.readable() => ready?.clear_ready(),
                 () = sleep_until(deadline) => {
                     return Err(Error::new(ErrorKind::Timeout).with_process(self.inner.name()));
                 }
@@ -241,7 +242,7 @@ impl AsyncMessageProcess {
                         guard.clear_ready();
                     }
                 }
-                ready = self.pidfd.readable() => {
+                ready = self.exit.readable() => {
                     ready?.clear_ready();
                     return Err(self.inner.disconnected_error());
                 }
@@ -267,7 +268,7 @@ impl AsyncMessageProcess {
             }
             let sleep = sleep_until(deadline);
             tokio::select! {
-                ready = self.pidfd.readable() => ready?.clear_ready(),
+                ready = self.exit.readable() => ready?.clear_ready(),
                 // Keep reading, so a backend blocked writing to us can finish.
                 ready = self.socket.readable() => {
                     let mut guard = ready?;
