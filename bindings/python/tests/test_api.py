@@ -43,6 +43,11 @@ OWN = {
     "ForkWithThreadsError",
     "ProgramProcess",
     "UnreadableMessage",
+    # start methods (multiprocessing's names) and what crosses under them
+    "SharedBuffer",
+    "get_start_method",
+    "set_start_method",
+    "shared_array",
     "serve",
 }
 

@@ -200,7 +200,10 @@ class MessageProcess:
             # the loop (timeout) or not wait at all (task_grace).
             _check_timeout(getattr(self, name, None), "%s: %s" % (self.pre, name))
         if sys.is_finalizing():
-            raise RuntimeError("cannot start a process at interpreter shutdown")
+            raise RuntimeError(
+                "cannot %s at interpreter shutdown"
+                % ("fork" if method == "fork" else "start a process")
+            )
         if method != "fork":
             self._start_pickled(method)
             return
