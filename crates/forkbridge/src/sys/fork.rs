@@ -96,7 +96,20 @@ pub(crate) struct ProcStatus {
 
 impl ProcStatus {
     pub(crate) fn read() -> io::Result<ProcStatus> {
-        let text = std::fs::read_to_string("/proc/self/status")?;
+        // One `read` into a buffer the file fits in (about 1.5 KiB), where
+        // `read_to_string` would `statx` and then read in growing pieces.
+        use std::io::Read;
+        let mut buf = [0u8; 8192];
+        let mut file = std::fs::File::open("/proc/self/status")?;
+        let mut len = 0;
+        while len < buf.len() {
+            match file.read(&mut buf[len..])? {
+                0 => break,
+                n => len += n,
+            }
+        }
+        let text = std::str::from_utf8(&buf[..len])
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
         let field = |name: &str| {
             text.lines()
                 .find_map(|l| l.strip_prefix(name))
