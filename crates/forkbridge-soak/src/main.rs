@@ -24,8 +24,11 @@ use forkbridge_testkit::{
     wait_until,
 };
 
-/// A blocking backend with the behaviours the scenarios need.
-#[derive(Debug, Default)]
+mod start_methods;
+
+/// A blocking backend with the behaviours the scenarios need; it crosses
+/// as data, so every start method can run it.
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
 struct Worker;
 
 impl Worker {
@@ -1422,6 +1425,7 @@ type Scenario = fn(&Scale) -> Outcome;
 
 const SCENARIOS: &[(&str, Scenario)] = &[
     ("cycles", cycles),
+    ("start_methods", start_methods::start_methods),
     ("backend_kill", backend_kill),
     ("parent_kill", parent_kill),
     ("stream_integrity", stream_integrity),
@@ -1443,6 +1447,8 @@ Each scenario prints a RESULT line; the value counts failures (target 0)
 unless the scenario says otherwise. The exit status is 1 if any missed.";
 
 fn main() {
+    // Spawned workers and the fork server run this program up to here.
+    forkbridge::init();
     let args = ScenarioArgs::from_env(USAGE, SCENARIOS);
     let quick = args.quick;
     let scale = if quick { &QUICK } else { &FULL };
