@@ -258,6 +258,7 @@ pub use crate::error::{Error, ErrorKind, Result};
 pub use crate::process::tokio::AsyncMessageProcess;
 pub use crate::process::{
     ForkHooks, MessageProcess, MessageProcessBuilder, StartMethod, init, start_fork_server,
+    stop_fork_server,
 };
 pub use crate::shm::buffer::{SharedArray, SharedBuffer};
 pub use crate::shm::event::{Event, EventKind};

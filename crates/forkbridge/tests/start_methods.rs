@@ -556,6 +556,27 @@ fn killing_the_fork_server_disconnects_its_workers_and_a_new_one_starts() {
     c.stop().unwrap();
 }
 
+fn stopping_the_fork_server_ends_its_workers_and_a_new_one_starts_later() {
+    let mut a = started(StartMethod::ForkServer, Worker::default());
+    let (worker, server) = (a.pid().unwrap(), fork_server_pid());
+    forkbridge::stop_fork_server().unwrap();
+    assert!(!children().contains(&server), "the server was not reaped");
+    let err = a.recv_timeout(WAIT).unwrap_err();
+    assert_eq!(err.kind(), &ErrorKind::Disconnected, "{err}");
+    let _ = a.stop();
+    assert!(
+        wait_until(WAIT, || !alive(worker)),
+        "the worker outlived its server"
+    );
+    // Nothing runs: stopping again is a no-op; starting makes a new one.
+    forkbridge::stop_fork_server().unwrap();
+    let mut b = started(StartMethod::ForkServer, Worker::default());
+    assert_ne!(fork_server_pid(), server);
+    b.send(Message::new("echo")).unwrap();
+    assert_eq!(b.recv_timeout(WAIT).unwrap().command(), "echo");
+    assert!(b.stop().unwrap().success());
+}
+
 fn a_killed_frontend_takes_its_workers_along_under_every_method() {
     forkbridge::start_fork_server().unwrap();
     let own_server = fork_server_pid();
@@ -650,6 +671,10 @@ fn main() {
         (
             "killing_the_fork_server_disconnects_its_workers_and_a_new_one_starts",
             killing_the_fork_server_disconnects_its_workers_and_a_new_one_starts,
+        ),
+        (
+            "stopping_the_fork_server_ends_its_workers_and_a_new_one_starts_later",
+            stopping_the_fork_server_ends_its_workers_and_a_new_one_starts_later,
         ),
         (
             "a_killed_frontend_takes_its_workers_along_under_every_method",

@@ -46,7 +46,7 @@ pub(crate) mod registry;
 use registry::Registered;
 mod send;
 pub(crate) mod start;
-pub use start::{StartMethod, init, start_fork_server};
+pub use start::{StartMethod, init, start_fork_server, stop_fork_server};
 #[cfg(feature = "tokio")]
 pub(crate) mod tokio;
 

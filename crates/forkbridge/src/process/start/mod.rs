@@ -33,7 +33,7 @@ mod spawn;
 
 pub use init::init;
 pub(crate) use init::take_worker_socket;
-pub use server::start_fork_server;
+pub use server::{start_fork_server, stop_fork_server};
 
 /// How a backend's process comes to exist.
 ///

@@ -117,6 +117,43 @@ pub fn start_fork_server() -> Result<()> {
     Ok(())
 }
 
+/// Stops the fork server, if one runs, and reaps it: it exits when its
+/// control socket closes, and the workers it forked end with it (their
+/// parent-death signal: in order within 900 ms, or killed). A later
+/// [`StartMethod::ForkServer`](crate::StartMethod::ForkServer) start
+/// spawns a new one. For a program that wants it gone before it exits
+/// (it goes with the program otherwise), and for tests.
+///
+/// # Errors
+///
+/// [`ErrorKind::Io`] if it could not be reaped within 5 s even after
+/// `SIGKILL`.
+pub fn stop_fork_server() -> Result<()> {
+    let Some(server) = server().take() else {
+        return Ok(());
+    };
+    let Server {
+        pid,
+        pidfd,
+        control,
+        ..
+    } = server;
+    drop(control);
+    match reap_within(pidfd.as_fd(), KILL_WAIT).map_err(Error::io)? {
+        Reap::Running => {
+            log::warn!("the fork server (pid {pid}) did not exit: sending SIGKILL");
+            let _ = pidfd::send_signal(pidfd.as_fd(), libc::SIGKILL);
+            match reap_within(pidfd.as_fd(), KILL_WAIT).map_err(Error::io)? {
+                Reap::Running => Err(Error::new(ErrorKind::Io).with_source(io::Error::other(
+                    format!("the fork server (pid {pid}) survived SIGKILL for 5 s"),
+                ))),
+                _ => Ok(()),
+            }
+        }
+        _ => Ok(()),
+    }
+}
+
 /// In a forked child: forget the parent's server without closing its fds
 /// (the child closed them already, and their numbers may be reused). The
 /// child starts its own server if it needs one.

@@ -32,6 +32,13 @@ pub(in crate::process::start) fn run(control: OwnedFd) -> ! {
     run_with(control, None, &mut |fd| boot::worker(fd))
 }
 
+/// Whether the server's workers keep its signal handlers: an
+/// interpreter's (a binding's server: Python's `KeyboardInterrupt`), not
+/// those code before `init` installed in a Rust program.
+fn keep_handlers(hooks: Option<&dyn ForkHooks>) -> bool {
+    hooks.is_some()
+}
+
 /// As [`run`], with `hooks` around each fork and `child` run in each
 /// worker with its intercom end (a binding's interpreter reads the boot
 /// frame itself); the worker exits with what it returns.
@@ -140,7 +147,7 @@ fn fork_worker(
         parent: fork::getpid(),
         parent_death_signal: Some(fork::parent_death_signal()),
         ignore_sigint: false,
-        keep_handlers: false,
+        keep_handlers: keep_handlers(hooks),
         not_default,
         close: &close,
         comm: fork::comm(&String::from_utf8_lossy(name)),
