@@ -299,22 +299,19 @@ def memcpy_ceiling(n: int) -> float:
 
 
 def start_stop(lib: Lib, n: int) -> float:
-    total = 0.0
-    for _ in range(n):
-        p = lib.backend("ss")
-        t0 = time.perf_counter()
-        p.start()
-        p.stop()
-        total += time.perf_counter() - t0
-        del p
-    return total / n
+    return start_stop_made(lambda: lib.backend("ss"), n)
 
 
 def start_stop_pickled(cls, n: int) -> float:
     """A forkbridge start + stop under ``cls.start_method``."""
+    return start_stop_made(lambda: cls("ss"), n)
+
+
+def start_stop_made(make, n: int) -> float:
+    """Mean seconds of ``start()`` + ``stop()`` of ``n`` processes from ``make``."""
     total = 0.0
     for _ in range(n):
-        p = cls("ss")
+        p = make()
         t0 = time.perf_counter()
         p.start()
         p.stop()

@@ -246,6 +246,15 @@ pub(crate) fn set_recv_timeout(fd: BorrowedFd<'_>, timeout: Duration) -> io::Res
     .map(drop)
 }
 
+/// Whether a non-blocking socket call failed only for now (no data or no
+/// room yet, or a signal): the caller waits and tries again.
+pub(crate) fn is_transient(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
+    )
+}
+
 /// Lets `fd` survive `exec` (clears close-on-exec).
 pub(crate) fn set_inheritable(fd: BorrowedFd<'_>) -> io::Result<()> {
     // SAFETY: plain integer arguments on a borrowed, hence open, fd.

@@ -507,11 +507,7 @@ fn read_exact(
         match socket::recv_into(fd, &mut buf, want, deadline.is_none(), fds) {
             Ok(0) => return Err(io::ErrorKind::UnexpectedEof.into()),
             Ok(_) => {}
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
-                ) => {}
+            Err(e) if socket::is_transient(&e) => {}
             Err(e) => return Err(e),
         }
     }

@@ -69,14 +69,7 @@ pub(in crate::process) fn start(
         close: &close,
         comm: fork::comm(name),
     };
-    if let Some(hooks) = hooks {
-        hooks.before_fork();
-    }
-    let forked = fork::fork();
-    if let (Some(hooks), Ok(Forked::Parent(_)) | Err(_)) = (hooks, &forked) {
-        hooks.after_fork_parent();
-    }
-    let pid = match forked {
+    let pid = match fork_with(hooks) {
         Ok(Forked::Child) => child_main(&setup, hooks, entry, info, backend_end.into_child()),
         Ok(Forked::Parent(pid)) => pid,
         Err(e) => {
@@ -110,6 +103,20 @@ pub(in crate::process) fn start(
             })
         }
     }
+}
+
+/// `fork(2)` with the program's hooks around it: `before_fork`, then
+/// `after_fork_parent` in the parent whether it worked or not (the child
+/// runs `after_fork_child` after its own setup).
+pub(super) fn fork_with(hooks: Option<&dyn ForkHooks>) -> std::io::Result<Forked> {
+    if let Some(hooks) = hooks {
+        hooks.before_fork();
+    }
+    let forked = fork::fork();
+    if let (Some(hooks), Ok(Forked::Parent(_)) | Err(_)) = (hooks, &forked) {
+        hooks.after_fork_parent();
+    }
+    forked
 }
 
 /// The child's side of `start`. Never returns.

@@ -372,11 +372,7 @@ pub(super) fn read_packet(
         let mut fds = Vec::new();
         match socket::recv_into(fd, &mut buf, 4096, deadline.is_none(), &mut fds) {
             Ok(_) => return Ok((buf, fds)),
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
-                ) => {}
+            Err(e) if socket::is_transient(&e) => {}
             Err(e) => return Err(e),
         }
     }

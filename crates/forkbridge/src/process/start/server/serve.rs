@@ -152,14 +152,7 @@ fn fork_worker(
         close: &close,
         comm: fork::comm(&String::from_utf8_lossy(name)),
     };
-    if let Some(hooks) = hooks {
-        hooks.before_fork();
-    }
-    let forked = fork::fork();
-    if let (Some(hooks), Ok(Forked::Parent(_)) | Err(_)) = (hooks, &forked) {
-        hooks.after_fork_parent();
-    }
-    let pid = match forked {
+    let pid = match super::super::fork::fork_with(hooks) {
         Ok(Forked::Child) => {
             if !fork::child_setup(&setup) {
                 fork::exit_now(1);
