@@ -175,18 +175,14 @@ impl IntercomExt for Intercom {
 /// [`SharedBuffer`](crate::SharedBuffer), ...) beside the bytes, for a
 /// binding that sends them to a worker in its own way (inside a pickle).
 pub fn encode_shared<T: serde::Serialize + ?Sized>(value: &T) -> Result<(Vec<u8>, Vec<OwnedFd>)> {
-    let (bytes, fds) = crate::data::fds::collect(|| postcard::to_allocvec(value));
-    let bytes = bytes.map_err(|e| crate::Error::new(crate::ErrorKind::Encode).with_source(e))?;
-    Ok((bytes, fds))
+    crate::data::fds::encode(value)
+        .map_err(|e| crate::Error::new(crate::ErrorKind::Encode).with_source(e))
 }
 
 /// The reverse of [`encode_shared`]: the shared objects map the memory the
 /// fds refer to.
 pub fn decode_shared<T: serde::de::DeserializeOwned>(bytes: &[u8], fds: Vec<OwnedFd>) -> Result<T> {
-    crate::data::fds::provide(fds, || {
-        postcard::from_bytes(bytes).map_err(|e| {
-            let why = crate::data::fds::refusal().unwrap_or_else(|| e.to_string());
-            crate::Error::new(crate::ErrorKind::Decode).with_source(std::io::Error::other(why))
-        })
+    crate::data::fds::decode(bytes, fds).map_err(|why| {
+        crate::Error::new(crate::ErrorKind::Decode).with_source(std::io::Error::other(why))
     })
 }

@@ -203,6 +203,25 @@ pub(crate) fn refusal() -> Option<String> {
     INCOMING.with(|i| i.borrow().as_ref().and_then(|inc| inc.refusal.clone()))
 }
 
+/// `value` as postcard bytes, with the fds of the shared objects in it.
+pub(crate) fn encode<T: serde::Serialize + ?Sized>(
+    value: &T,
+) -> Result<(Vec<u8>, Vec<OwnedFd>), postcard::Error> {
+    let (bytes, fds) = collect(|| postcard::to_allocvec(value));
+    Ok((bytes?, fds))
+}
+
+/// The reverse of [`encode`]. A shared object's reason for refusing its fd
+/// is the error's text (postcard keeps only that a custom error happened).
+pub(crate) fn decode<T: serde::de::DeserializeOwned>(
+    bytes: &[u8],
+    fds: Vec<OwnedFd>,
+) -> Result<T, String> {
+    provide(fds, || {
+        postcard::from_bytes(bytes).map_err(|e| refusal().unwrap_or_else(|| e.to_string()))
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -13,12 +13,15 @@
 //! [`Boot`] names the code to run as an offset from a fixed function of
 //! the executable (both ends run the same file; the worker checks that),
 //! and carries the backend as postcard bytes with the fds of the shared
-//! objects it holds beside them (`data::fds`). The worker decodes it and
-//! answers with a hello (one status byte, then a length-prefixed error
-//! text) before its backend's `pre_run`, so `start` returns only once the
-//! worker exists and could decode what it was given, and a worker that
-//! cannot (a program that forgot `forkbridge::init`) is an error within a
-//! bound instead of a frontend waiting forever.
+//! objects it holds beside them (`data::fds`). A spawned worker decodes it
+//! and answers with a hello (one status byte, then a length-prefixed error
+//! text) before its backend's `pre_run`, so `Spawn`'s `start` returns only
+//! once the worker runs this program's `init` and could decode what it was
+//! given, and a program that forgot `init` is an error within a bound
+//! instead of a frontend waiting forever. A served worker says nothing: its
+//! server already proved `init` runs, so `start` returns with the server's
+//! reply, and a decode failure reaches the frontend as an `"error"`
+//! message (`pre_run`) before the worker exits with status 2.
 //!
 //! Rejected: a registry of backend types by name (generic backends could
 //! not register themselves, and every program would have to list its
@@ -84,15 +87,9 @@ pub(crate) struct Arrival {
 impl Arrival {
     /// Decodes the payload, handing its fds to the shared objects in it.
     pub(crate) fn decode<T: serde::de::DeserializeOwned>(&mut self) -> Result<T, String> {
-        let rest = self
-            .fds
-            .split_off((self.boot.payload_fds as usize).min(self.fds.len()));
-        let fds = std::mem::replace(&mut self.fds, rest);
-        fds::provide(fds, || {
-            postcard::from_bytes(&self.boot.payload)
-                .map_err(|e| fds::refusal().unwrap_or(e.to_string()))
-        })
-        .map_err(|e| format!("the backend does not decode: {e}"))
+        let fds = self.take_payload_fds();
+        fds::decode(&self.boot.payload, fds)
+            .map_err(|e| format!("the backend does not decode: {e}"))
     }
 
     /// What the backend's loop needs besides the backend (call after
@@ -100,11 +97,8 @@ impl Arrival {
     pub(crate) fn info(self) -> Result<ChildInfo, String> {
         let lane = match &self.boot.lane {
             Some(bytes) => Some(
-                fds::provide(self.fds, || {
-                    postcard::from_bytes::<LaneRings>(bytes)
-                        .map_err(|e| fds::refusal().unwrap_or(e.to_string()))
-                })
-                .map_err(|e| format!("the large-message lane does not decode: {e}"))?,
+                fds::decode::<LaneRings>(bytes, self.fds)
+                    .map_err(|e| format!("the large-message lane does not decode: {e}"))?,
             ),
             None => None,
         };
@@ -212,9 +206,7 @@ impl Portable {
 }
 
 fn encode<T: Serialize + ?Sized>(value: &T) -> crate::error::Result<(Vec<u8>, Vec<OwnedFd>)> {
-    let (bytes, fds) = fds::collect(|| postcard::to_allocvec(value));
-    let bytes = bytes.map_err(|e| Error::new(ErrorKind::Encode).with_source(e))?;
-    Ok((bytes, fds))
+    fds::encode(value).map_err(|e| Error::new(ErrorKind::Encode).with_source(e))
 }
 
 /// Writes the boot frame on the frontend's end of the intercom.
