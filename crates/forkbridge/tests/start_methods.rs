@@ -577,6 +577,33 @@ fn stopping_the_fork_server_ends_its_workers_and_a_new_one_starts_later() {
     assert!(b.stop().unwrap().success());
 }
 
+/// Set while a case wants this program to start a thread before `init`,
+/// as a careless `main` would: the fork server then runs with two.
+const THREAD_BEFORE_INIT: &str = "FORKBRIDGE_TEST_THREAD_BEFORE_INIT";
+
+fn a_fork_server_with_a_thread_refuses_to_fork_and_says_why() {
+    forkbridge::stop_fork_server().unwrap();
+    // SAFETY: this test process is single-threaded here.
+    unsafe { std::env::set_var(THREAD_BEFORE_INIT, "1") };
+    let mut p = MessageProcess::builder("refused")
+        .start_method(StartMethod::ForkServer)
+        .build_portable(Worker::default())
+        .unwrap();
+    let err = p.start().unwrap_err();
+    // SAFETY: as above.
+    unsafe { std::env::remove_var(THREAD_BEFORE_INIT) };
+    assert!(
+        err.to_string()
+            .contains("threads (code before forkbridge::init()"),
+        "{err}"
+    );
+    assert!(p.pid().is_none(), "a worker was started");
+    forkbridge::stop_fork_server().unwrap();
+    // A server without the thread forks again.
+    let mut q = started(StartMethod::ForkServer, Worker::default());
+    assert!(q.stop().unwrap().success());
+}
+
 fn a_killed_frontend_takes_its_workers_along_under_every_method() {
     forkbridge::start_fork_server().unwrap();
     let own_server = fork_server_pid();
@@ -622,6 +649,9 @@ fn a_killed_frontend_takes_its_workers_along_under_every_method() {
 }
 
 fn main() {
+    if std::env::var_os(THREAD_BEFORE_INIT).is_some() {
+        std::thread::spawn(|| std::thread::sleep(Duration::from_secs(3600)));
+    }
     forkbridge::init();
     common::run(&[
         (
@@ -675,6 +705,10 @@ fn main() {
         (
             "stopping_the_fork_server_ends_its_workers_and_a_new_one_starts_later",
             stopping_the_fork_server_ends_its_workers_and_a_new_one_starts_later,
+        ),
+        (
+            "a_fork_server_with_a_thread_refuses_to_fork_and_says_why",
+            a_fork_server_with_a_thread_refuses_to_fork_and_says_why,
         ),
         (
             "a_killed_frontend_takes_its_workers_along_under_every_method",
