@@ -16,8 +16,8 @@ use forkbridge::{
     SharedBuffer, StartMethod,
 };
 use forkbridge_testkit::{
-    FORK_SERVER_COMM, alive, children, comm, ignore, kill, mappings, open_fds, set_subreaper,
-    sleep_until_killed, try_reap, wait_until,
+    FORK_SERVER_COMM, alive, children, comm, kill, mappings, open_fds, set_subreaper, try_reap,
+    wait_until,
 };
 use serde::{Deserialize, Serialize};
 
@@ -85,10 +85,7 @@ impl Worker {
     }
 
     fn ignore_term_and_block(&mut self, ctx: &mut BackendContext, _: Message) -> HandlerResult {
-        ignore(libc::SIGTERM);
-        ctx.send(Message::new("blocking"))?;
-        ctx.flush()?;
-        sleep_until_killed()
+        common::block_ignoring_sigterm(ctx)
     }
 
     fn start_worker(&mut self, ctx: &mut BackendContext, msg: Message) -> HandlerResult {

@@ -197,10 +197,7 @@ impl Probe {
     }
 
     fn ignore_term_and_block(&mut self, ctx: &mut BackendContext, _: Message) -> HandlerResult {
-        ignore(libc::SIGTERM);
-        ctx.send(Message::new("blocking"))?;
-        ctx.flush()?;
-        sleep_until_killed()
+        block_ignoring_sigterm(ctx)
     }
 
     fn stop_me(&mut self, ctx: &mut BackendContext, _: Message) -> HandlerResult {
@@ -294,6 +291,15 @@ impl Backend for Probe {
         }
         Ok(())
     }
+}
+
+/// A handler's body that ignores `SIGTERM`, says `"blocking"`, and blocks
+/// until killed: a backend only `SIGKILL` stops.
+pub fn block_ignoring_sigterm(ctx: &mut BackendContext) -> HandlerResult {
+    ignore(libc::SIGTERM);
+    ctx.send(Message::new("blocking"))?;
+    ctx.flush()?;
+    sleep_until_killed()
 }
 
 /// A started [`Probe`] process.
