@@ -8,6 +8,21 @@
 //! Here a side that waits for room to write keeps reading what the peer sends
 //! into its decoder, so the peer's write always completes; the messages are
 //! kept, in order, for the next `recv`.
+//!
+//! # Traffic counters
+//!
+//! Each end counts the frames it feeds and decodes and their bytes
+//! ([`Traffic`], read by `MessageProcess::status`): plain adds on fields of
+//! this struct, which one thread owns, so no atomics and no syscalls. A
+//! frame is counted when it is fed, not when the socket takes it (the
+//! not-yet-written rest is `pending_output`), and a frame taken back by
+//! [`unfeed`](Conn::unfeed) is taken out of the counts. A message that
+//! travels through the shared-memory lane counts its marker and the bytes
+//! it fills in the slot, on both ends, so the sender's `bytes_sent` and the
+//! receiver's `bytes_received` agree whichever way a message went. The
+//! lane does not report that length, so both ends compute it with
+//! postcard's size-only serializer: a walk of the message's values that
+//! copies no payload, done only for lane messages (large by definition).
 
 use std::collections::VecDeque;
 use std::io;
@@ -41,6 +56,29 @@ pub(crate) enum Filled {
     Eof,
 }
 
+/// Frames and bytes one end of a connection sent and received (see the
+/// module docs for what counts).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Traffic {
+    /// Frames fed for writing: messages, typed calls and replies, the stop
+    /// request.
+    pub(crate) frames_sent: u64,
+    /// Their encoded bytes, length headers and lane slot bytes included.
+    pub(crate) bytes_sent: u64,
+    /// Frames decoded (malformed ones too: their bytes arrived).
+    pub(crate) frames_received: u64,
+    /// Their bytes, counted as `bytes_sent` is.
+    pub(crate) bytes_received: u64,
+}
+
+/// Where the outgoing stream stood before a feed (see
+/// [`unfeed`](Conn::unfeed)).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct FeedMark {
+    traffic: Traffic,
+    lane_sent: u64,
+}
+
 /// `F` owns the socket: an `OwnedFd`, or (on tokio) an `Arc<AsyncFd<_>>`
 /// whose readiness the async loop awaits while this type does the I/O.
 #[derive(Debug)]
@@ -67,6 +105,7 @@ pub(crate) struct Conn<F: AsFd = OwnedFd> {
     /// The socket's `SO_RCVTIMEO` as last set here (zero: none); `None`
     /// until set once (a socket inherited across `exec` may carry one).
     recv_timeout: Option<Duration>,
+    traffic: Traffic,
 }
 
 /// The bytes a message's strings and byte strings hold, roughly its size.
@@ -105,6 +144,7 @@ impl<F: AsFd> Conn<F> {
             lane: None,
             frame_reads: false,
             recv_timeout: None,
+            traffic: Traffic::default(),
         }
     }
 
@@ -143,11 +183,28 @@ impl<F: AsFd> Conn<F> {
             let _ = self.try_flush();
             let lane = self.lane.as_mut().expect("checked above");
             if let Some(slot) = lane.try_send(msg, self.max_frame) {
+                let start = self.out.len();
                 wire::encode_lane(&mut self.out, slot);
+                self.count_fed(start, lane_bytes(msg));
                 return Ok(());
             }
         }
-        wire::encode_message(&mut self.out, msg, self.max_frame)
+        let start = self.out.len();
+        wire::encode_message(&mut self.out, msg, self.max_frame)?;
+        self.count_fed(start, 0);
+        Ok(())
+    }
+
+    /// Counts the frame fed at `out[start..]`, plus `lane` bytes it put in
+    /// a lane slot.
+    fn count_fed(&mut self, start: usize, lane: u64) {
+        self.traffic.frames_sent += 1;
+        self.traffic.bytes_sent += (self.out.len() - start) as u64 + lane;
+    }
+
+    /// Frames and bytes sent and received so far.
+    pub(crate) fn traffic(&self) -> Traffic {
+        self.traffic
     }
 
     /// Makes the lane's sends never wait for a busy slot (an end that runs
@@ -178,7 +235,10 @@ impl<F: AsFd> Conn<F> {
         types: wire::Fingerprints,
         args: &A,
     ) -> Result<()> {
-        wire::encode_call(&mut self.out, id, command, types, args, self.max_frame)
+        let start = self.out.len();
+        wire::encode_call(&mut self.out, id, command, types, args, self.max_frame)?;
+        self.count_fed(start, 0);
+        Ok(())
     }
 
     /// Encodes the reply to call `id` into the outgoing buffer.
@@ -187,21 +247,34 @@ impl<F: AsFd> Conn<F> {
         id: u64,
         result: std::result::Result<&[u8], &wire::Failure>,
     ) -> Result<()> {
-        wire::encode_reply(&mut self.out, id, result, self.max_frame)
+        let start = self.out.len();
+        wire::encode_reply(&mut self.out, id, result, self.max_frame)?;
+        self.count_fed(start, 0);
+        Ok(())
     }
 
-    /// A mark of the outgoing buffer's end, for [`unfeed`](Conn::unfeed).
-    pub(crate) fn feed_mark(&self) -> (usize, u64) {
-        (self.out.len(), self.lane.as_ref().map_or(0, Lane::sent))
+    /// A mark of the outgoing stream's end, for [`unfeed`](Conn::unfeed).
+    pub(crate) fn feed_mark(&self) -> FeedMark {
+        FeedMark {
+            traffic: self.traffic,
+            lane_sent: self.lane_sent(),
+        }
     }
 
     /// Drops what was fed after `mark`, if none of it was written yet and
-    /// none of it went through the lane (its slot is already published);
-    /// returns whether it did.
-    pub(crate) fn unfeed(&mut self, (mark, lane_sent): (usize, u64)) -> bool {
-        let lane_now = self.lane.as_ref().map_or(0, Lane::sent);
-        if lane_now == lane_sent && self.out_pos <= mark && mark <= self.out.len() {
-            self.out.truncate(mark);
+    /// none of it went through the lane (its slot is already published),
+    /// and takes it out of the counts; returns whether it did.
+    ///
+    /// What was fed since is found from the byte count, not from the
+    /// buffer's length at the mark: a lane attempt that fell back to the
+    /// socket may have flushed (and emptied) the buffer in between.
+    pub(crate) fn unfeed(&mut self, mark: FeedMark) -> bool {
+        let fed = self.traffic.bytes_sent - mark.traffic.bytes_sent;
+        let unwritten = (self.out.len() - self.out_pos) as u64;
+        if self.lane_sent() == mark.lane_sent && fed <= unwritten {
+            self.out.truncate(self.out.len() - fed as usize);
+            self.traffic.frames_sent = mark.traffic.frames_sent;
+            self.traffic.bytes_sent = mark.traffic.bytes_sent;
             true
         } else {
             false
@@ -210,7 +283,9 @@ impl<F: AsFd> Conn<F> {
 
     /// Encodes a stop request into the outgoing buffer.
     pub(crate) fn feed_stop(&mut self) {
+        let start = self.out.len();
         wire::encode_stop(&mut self.out);
+        self.count_fed(start, 0);
     }
 
     /// Drops every byte waiting to be written (the peer is gone).
@@ -441,6 +516,14 @@ impl<F: AsFd> Conn<F> {
     pub(crate) fn next_frame(&mut self) -> Option<Result<Frame>> {
         let frame = self.decoder.next_frame()?;
         let span = self.decoder.last_frame();
+        self.traffic.frames_received += 1;
+        self.traffic.bytes_received += span.end - span.start;
+        if let Err(e) = &frame {
+            if let ErrorKind::FrameTooLarge { len, .. } = e.kind() {
+                // Its body is skipped, not returned, but it arrived.
+                self.traffic.bytes_received += *len as u64;
+            }
+        }
         let wants_fds = matches!(frame, Ok(Frame::MessageFds(..)));
         self.frame_fds.clear();
         while self.fds_in.front().is_some_and(|(at, _)| *at < span.end) {
@@ -452,7 +535,10 @@ impl<F: AsFd> Conn<F> {
         }
         Some(match frame {
             Ok(Frame::Lane(slot)) => match &mut self.lane {
-                Some(lane) => lane.recv(slot, self.max_frame).map(Frame::Message),
+                Some(lane) => lane.recv(slot, self.max_frame).map(|msg| {
+                    self.traffic.bytes_received += lane_bytes(&msg);
+                    Frame::Message(msg)
+                }),
                 None => Err(Error::new(ErrorKind::Decode)
                     .with_source("a lane marker on a connection without a lane")),
             },
@@ -498,6 +584,8 @@ impl<F: AsFd> Conn<F> {
         loop {
             match socket::send_with_fds(self.fd.as_fd(), &frame, fds) {
                 Ok(n) => {
+                    self.traffic.frames_sent += 1;
+                    self.traffic.bytes_sent += frame.len() as u64;
                     self.out.extend_from_slice(&frame[n..]);
                     return self.flush(deadline, watch);
                 }
@@ -518,9 +606,109 @@ impl<F: AsFd> AsFd for Conn<F> {
     }
 }
 
+/// The bytes `msg` fills in a lane slot: its postcard encoding's length,
+/// computed without encoding (see the module docs).
+fn lane_bytes(msg: &Message) -> u64 {
+    // The same value was just encoded into (or decoded from) a slot, so
+    // sizing it cannot fail; 0 would only undercount.
+    postcard::experimental::serialized_size(msg).map_or(0, |n| n as u64)
+}
+
 fn is_peer_gone(e: &io::Error) -> bool {
     matches!(
         e.kind(),
         io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset | io::ErrorKind::NotConnected
     )
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+    use crate::protocol::wire::{DEFAULT_MAX_FRAME as MAX, Fingerprints};
+    use crate::transport::lane::LaneRings;
+
+    fn pair() -> (Conn, Conn) {
+        let (a, b) = socket::socketpair().unwrap();
+        (Conn::new(a, MAX), Conn::new(b, MAX))
+    }
+
+    /// Writes what `from` buffered and decodes it all on `to` (a
+    /// socketpair's send lands in the peer's buffer at once, so one flush
+    /// and one read move it); returns how many frames arrived.
+    fn deliver(from: &mut Conn, to: &mut Conn) -> u64 {
+        assert!(from.try_flush().unwrap(), "small frames fit the socket");
+        assert!(matches!(to.fill().unwrap(), Filled::Read(1..)));
+        let mut frames = 0;
+        while let Some(frame) = to.next_frame() {
+            frame.unwrap();
+            frames += 1;
+        }
+        frames
+    }
+
+    fn assert_mirrored(a: &Conn, b: &Conn) {
+        let (a, b) = (a.traffic(), b.traffic());
+        assert_eq!(
+            (a.frames_sent, a.bytes_sent),
+            (b.frames_received, b.bytes_received)
+        );
+        assert_eq!(
+            (b.frames_sent, b.bytes_sent),
+            (a.frames_received, a.bytes_received)
+        );
+    }
+
+    #[test]
+    fn frames_and_bytes_are_counted_both_ways_and_agree() {
+        let (mut a, mut b) = pair();
+        a.feed(&Message::new("ping").with("n", 1)).unwrap();
+        a.feed(&Message::new("ping").with("s", "two")).unwrap();
+        let fed = a.pending_output() as u64;
+        assert_eq!(deliver(&mut a, &mut b), 2);
+        let t = a.traffic();
+        assert_eq!((t.frames_sent, t.bytes_sent), (2, fed));
+        assert_eq!((t.frames_received, t.bytes_received), (0, 0));
+        assert_mirrored(&a, &b);
+
+        b.feed(&Message::new("pong")).unwrap();
+        b.feed_call(7, "add", Fingerprints::default(), &(1u32, 2u32))
+            .unwrap();
+        b.feed_reply(7, Ok(&[3])).unwrap();
+        b.feed_stop();
+        assert_eq!(deliver(&mut b, &mut a), 4);
+        assert_eq!(b.traffic().frames_sent, 4);
+        assert_mirrored(&a, &b);
+    }
+
+    #[test]
+    fn an_unfed_frame_leaves_the_counts() {
+        let (mut a, mut b) = pair();
+        a.feed(&Message::new("kept")).unwrap();
+        let before = a.traffic();
+        let mark = a.feed_mark();
+        a.feed(&Message::new("taken back").with("n", 2)).unwrap();
+        assert_eq!(a.traffic().frames_sent, 2);
+        assert!(a.unfeed(mark));
+        assert_eq!(a.traffic(), before);
+        assert_eq!(deliver(&mut a, &mut b), 1);
+        assert_mirrored(&a, &b);
+    }
+
+    #[test]
+    fn a_lane_message_counts_its_slot_bytes_on_both_ends() {
+        let (mut a, mut b) = pair();
+        let rings = LaneRings::new(1 << 10, 1 << 20).unwrap();
+        a.set_lane(rings.frontend_end().unwrap());
+        b.set_lane(rings.backend_end().unwrap());
+        let msg = Message::new("large").with("data", vec![7u8; 64 << 10]);
+        a.feed(&msg).unwrap();
+        assert_eq!(a.lane_sent(), 1);
+        assert!(a.traffic().bytes_sent > 64 << 10, "the slot's bytes count");
+        let mark = a.feed_mark();
+        a.feed(&msg).unwrap();
+        assert!(!a.unfeed(mark), "a published slot is not taken back");
+        assert_eq!(deliver(&mut a, &mut b), 2);
+        assert_eq!(a.traffic().frames_sent, 2);
+        assert_mirrored(&a, &b);
+    }
 }
