@@ -257,8 +257,8 @@ pub use crate::error::{Error, ErrorKind, Result};
 #[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
 pub use crate::process::tokio::AsyncMessageProcess;
 pub use crate::process::{
-    ForkHooks, MessageProcess, MessageProcessBuilder, StartMethod, init, start_fork_server,
-    stop_fork_server,
+    ForkHooks, MessageProcess, MessageProcessBuilder, ProcessState, StartMethod, Status, init,
+    start_fork_server, stop_fork_server,
 };
 pub use crate::shm::buffer::{SharedArray, SharedBuffer};
 pub use crate::shm::event::{Event, EventKind};

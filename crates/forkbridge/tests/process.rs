@@ -7,7 +7,7 @@ use std::os::fd::AsFd;
 use std::time::Duration;
 
 use common::{Probe, WAIT, probe, recv};
-use forkbridge::{ErrorKind, Message, MessageProcess, Value, message};
+use forkbridge::{ErrorKind, Message, MessageProcess, ProcessState, StartMethod, Value, message};
 use forkbridge_testkit::{open_fds, shared_mappings};
 
 test_main!(
@@ -29,6 +29,7 @@ test_main!(
     spinning_processes_answer_like_sleeping_ones,
     a_registered_ping_and_a_later_registration_win,
     build_at_the_fd_limit_is_an_io_error_and_leaks_nothing,
+    status_reports_state_traffic_and_usage,
 );
 
 fn ping_pong_echoes_parameters() {
@@ -385,4 +386,40 @@ fn build_at_the_fd_limit_is_an_io_error_and_leaks_nothing() {
     p.send(Message::new("ping")).unwrap();
     assert_eq!(recv(&mut p).command(), "pong");
     assert!(p.stop().unwrap().success());
+}
+
+fn status_reports_state_traffic_and_usage() {
+    const N: u64 = 5;
+    let mut p = MessageProcess::new("status", Probe::default()).unwrap();
+    let idle = p.status();
+    assert_eq!(idle.state, ProcessState::Idle);
+    assert_eq!((idle.name.as_str(), idle.pid), ("status", None));
+    assert_eq!(idle.start_method, StartMethod::Fork);
+    assert_eq!((idle.rss_bytes, idle.cpu_time), (None, None));
+    p.start().unwrap();
+    for n in 0..N {
+        p.send(message!("ping", n = n)).unwrap();
+    }
+    for _ in 0..N {
+        assert_eq!(recv(&mut p).command(), "pong");
+    }
+    let s = p.status();
+    assert_eq!(s.state, ProcessState::Running);
+    assert_eq!(s.pid, p.pid());
+    assert!(s.messages_sent >= N, "{s:?}");
+    assert_eq!(s.messages_received, N, "{s:?}");
+    assert!(s.bytes_sent > 0 && s.bytes_received > 0, "{s:?}");
+    assert!(s.rss_bytes.is_some_and(|rss| rss > 0), "{s:?}");
+    assert!(s.cpu_time.is_some(), "{s:?}");
+    assert_eq!((s.restarts, s.calls_in_flight), (0, 0));
+    assert_eq!((s.queued_out_bytes, s.queued_in), (0, 0));
+    assert_eq!(s.last_exit, None);
+
+    assert!(p.stop().unwrap().success());
+    let s = p.status();
+    assert_eq!(s.state, ProcessState::Exited);
+    assert!(s.last_exit.is_some_and(|e| e.success()), "{s:?}");
+    assert_eq!((s.rss_bytes, s.cpu_time), (None, None));
+    assert!(s.pid.is_some());
+    assert_eq!(s.state.to_string(), "exited");
 }

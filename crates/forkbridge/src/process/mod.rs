@@ -47,6 +47,8 @@ use registry::Registered;
 mod send;
 pub(crate) mod start;
 pub use start::{StartMethod, init, start_fork_server, stop_fork_server};
+mod status;
+pub use status::{ProcessState, Status};
 #[cfg(feature = "tokio")]
 pub(crate) mod tokio;
 

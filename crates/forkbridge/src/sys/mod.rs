@@ -12,6 +12,7 @@
 //! | `socket.rs` | the intercom: an `AF_UNIX SOCK_STREAM` socketpair, non-blocking `send`/`recv` without `SIGPIPE` |
 //! | `poll.rs` | `ppoll(2)` with a deadline, retried on `EINTR` with the remaining time |
 //! | `pidfd.rs` | `pidfd_open(2)` and reaping with `waitpid(2)` |
+//! | `procfs.rs` | a process's resident memory and CPU time from one read of `/proc/<pid>/stat` |
 //! | `shm.rs` | atomic words in a sealed memfd mapped `MAP_SHARED`: an event store, shared by a fork or opened from an fd |
 //! | `signal.rs` | `SIGINT`/`SIGTERM` in the parent as a byte on a pipe, for `MainContext` |
 //! | `memfd.rs` | a `memfd` mapped shared, sealed against shrinking (made or received): the mapping under `shm.rs` and `ring/`, and a buffer accessed by copies |
@@ -40,6 +41,7 @@ pub(crate) mod futex;
 pub(crate) mod memfd;
 pub(crate) mod pidfd;
 pub(crate) mod poll;
+pub(crate) mod procfs;
 pub(crate) mod ring;
 pub(crate) mod shm;
 pub(crate) mod signal;
