@@ -26,7 +26,9 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 pub enum ErrorKind {
     /// `try_recv`, `try_next`: nothing is ready now.
     Empty,
-    /// `try_acquire`: every slot of the ring is in use (back-pressure).
+    /// `try_acquire`: every slot of the ring is in use; a pool's
+    /// `try_submit`: every worker has its most calls in flight
+    /// (back-pressure).
     Full,
     /// A ring role (producer or consumer) is held by a live process.
     RoleTaken,
@@ -110,6 +112,16 @@ pub enum ErrorKind {
         /// What the worker reported.
         message: String,
     },
+    /// A supervised process hit its restart limit
+    /// ([`RestartPolicy::max_restarts`](crate::RestartPolicy::max_restarts))
+    /// and stays down.
+    GaveUp {
+        /// How many times it was restarted before.
+        restarts: u32,
+        /// Its last exit statuses, oldest first (`None`: not collected, or
+        /// the start itself failed).
+        exits: Vec<Option<ExitStatus>>,
+    },
     /// An operating-system call failed; see [`std::error::Error::source`].
     Io,
 }
@@ -163,6 +175,19 @@ impl Error {
     ) -> Error {
         self.inner.source = Some(source.into());
         self
+    }
+
+    /// A copy for a second receiver (a source error is copied as its text):
+    /// one failure that ends several calls.
+    pub(crate) fn duplicate(&self) -> Error {
+        Error {
+            inner: Box::new(Inner {
+                kind: self.inner.kind.clone(),
+                process: self.inner.process.clone(),
+                status: self.inner.status,
+                source: self.inner.source.as_ref().map(|s| s.to_string().into()),
+            }),
+        }
     }
 
     pub(crate) fn with_process(mut self, name: &str) -> Error {
@@ -253,6 +278,12 @@ impl fmt::Display for Error {
                  first thing in main",
             )?,
             ErrorKind::Boot { message } => write!(f, "the worker could not start: {message}")?,
+            ErrorKind::GaveUp { restarts, exits } => {
+                write!(f, "given up after {restarts} restarts")?;
+                if let Some(Some(last)) = exits.last() {
+                    write!(f, " (last exit: {last})")?;
+                }
+            }
             ErrorKind::Io => f.write_str("I/O error")?,
         }
         if let Some(source) = &self.inner.source {

@@ -233,6 +233,7 @@ pub mod fuzz;
 mod process;
 mod protocol;
 mod shm;
+mod supervise;
 mod transport;
 
 pub use crate::app::logger::format_logger;
@@ -265,6 +266,10 @@ pub use crate::shm::event::{Event, EventKind};
 pub use crate::shm::event_group::{EventGroup, EventIndex};
 pub use crate::shm::ring::{FrameRing, ReadSlot, RingConsumer, RingProducer, WriteSlot};
 pub use crate::shm::sync_index::SyncIndex;
+pub use crate::supervise::{
+    Command, Dispatch, Pool, PoolBuilder, Request, Restart, RestartPolicy, Supervisor,
+    SupervisorEvent, Ticket,
+};
 pub use crate::transport::intercom::{INTERCOM_FD_ENV, Intercom};
 
 /// Makes typed commands from one definition: each `&mut self` method of the

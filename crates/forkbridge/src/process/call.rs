@@ -119,3 +119,69 @@ impl MessageProcess {
         }
     }
 }
+
+/// What a frontend took from its backend without waiting: for a caller
+/// that waits on many processes at once (a pool) and routes replies itself.
+pub(crate) enum Incoming {
+    /// The reply to call `id`: its encoded value, or the backend's failure.
+    Reply { id: u64, result: Result<Vec<u8>> },
+    /// A message the backend sent on its own.
+    Message(crate::data::message::Message),
+}
+
+impl MessageProcess {
+    /// The next reply or message if one has arrived, reading what the
+    /// socket holds first; `None` if nothing has. Writes pending output
+    /// first, without waiting for room.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::Disconnected`] once the backend is gone and everything
+    /// it sent was taken; decode errors of a bad frame (skipped).
+    pub(crate) fn try_incoming(&mut self) -> Result<Option<Incoming>> {
+        if let Some((msg, _fds)) = self.inbox.pop_front() {
+            return Ok(Some(Incoming::Message(msg)));
+        }
+        loop {
+            let frame = match self.next_frame_deadline(Some(Instant::now())) {
+                Ok(frame) => frame,
+                Err(e) if e.is_timeout() => return Ok(None),
+                Err(e) => return Err(e),
+            };
+            match frame {
+                Frame::Message(msg) => return Ok(Some(Incoming::Message(msg))),
+                Frame::MessageFds(msg, count) => {
+                    // Fds sent with a message to a pool are closed: a pool
+                    // has no one to hand them to.
+                    let _ = self.conn.take_fds(count);
+                    return Ok(Some(Incoming::Message(msg)));
+                }
+                Frame::Reply { id, result } => {
+                    let result = result.map_err(|f| {
+                        Error::new(ErrorKind::Remote {
+                            kind: f.kind,
+                            message: f.message,
+                        })
+                        .with_process(&self.name)
+                    });
+                    return Ok(Some(Incoming::Reply { id, result }));
+                }
+                Frame::Stop | Frame::Call { .. } | Frame::Lane(_) => {}
+            }
+        }
+    }
+
+    /// Writes what the socket takes now; `Ok(true)` once nothing is left.
+    pub(crate) fn flush_now(&mut self) -> Result<bool> {
+        match self.flush_deadline(Some(Instant::now())) {
+            Ok(()) => Ok(true),
+            Err(e) if e.is_timeout() => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Whether output waits for room in the socket.
+    pub(crate) fn has_pending_output(&self) -> bool {
+        self.conn.has_pending_output()
+    }
+}

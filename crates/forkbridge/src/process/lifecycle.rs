@@ -224,14 +224,26 @@ impl MessageProcess {
     /// only if even `SIGKILL` did not end it within 5 s (a process stuck in
     /// the kernel).
     pub fn stop(&mut self) -> Result<ExitStatus> {
+        self.stop_by(None)
+    }
+
+    /// As [`stop`](MessageProcess::stop), with every grace period cut short
+    /// at `by` (`None`: no cut): a supervisor stopping many processes
+    /// within one bound.
+    pub(crate) fn stop_by(&mut self, by: Option<Instant>) -> Result<ExitStatus> {
         if let State::Finished { status, .. } = self.state {
             return status.ok_or_else(|| self.disconnected());
         }
         let stop_timeout = self.config.stop_timeout;
         let kill_timeout = self.config.kill_timeout;
+        let earliest = |a: Option<Instant>| match (a, by) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, None) => a,
+            (None, b) => b,
+        };
         // The request and the wait share one bound: a backend stuck in a
         // handler with the socket full must not hold `stop` at the write.
-        let deadline = deadline::after(stop_timeout);
+        let deadline = earliest(deadline::after(stop_timeout));
         match self.request_stop_deadline(deadline::min_after(deadline, STOP_SLICE)) {
             Ok(()) => {}
             Err(e) if e.kind() == &ErrorKind::NotStarted => return Err(e),
@@ -244,7 +256,7 @@ impl MessageProcess {
         if !signal::force_stop() {
             log::warn!(target: &self.target, "did not stop within {stop_timeout:?}: sending SIGTERM");
             let _ = self.signal(libc::SIGTERM);
-            match self.join_unless_forced(deadline::after(kill_timeout)) {
+            match self.join_unless_forced(earliest(deadline::after(kill_timeout))) {
                 Err(e) if e.is_timeout() => {}
                 other => return other,
             }

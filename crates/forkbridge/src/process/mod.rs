@@ -40,6 +40,7 @@
 mod builder;
 pub use builder::{ForkHooks, MessageProcessBuilder};
 mod call;
+pub(crate) use call::Incoming;
 mod lifecycle;
 mod recv;
 pub(crate) mod registry;
@@ -205,7 +206,6 @@ impl MessageProcess {
     /// What polls readable once the backend's exit status can be read: its
     /// pidfd, or for a served worker its status channel (the server reaps
     /// it, a little after the pidfd turns readable).
-    #[cfg(feature = "tokio")]
     pub(crate) fn exit_fd(&self) -> Option<BorrowedFd<'_>> {
         match &self.state {
             State::Running {
