@@ -9,7 +9,8 @@ use std::time::{Duration, Instant};
 
 use common::{Probe, WAIT};
 use forkbridge::{
-    ErrorKind, MainContext, Message, MessageProcess, Shutdown, run_as_thread, run_main, wait_any,
+    ErrorKind, MainContext, Message, MessageProcess, RestartPolicy, Shutdown, Supervisor,
+    SupervisorEvent, run_as_thread, run_main, wait_any,
 };
 use forkbridge_testkit::{alive, children, reap, signal_later, threads, wait_until};
 
@@ -21,6 +22,7 @@ test_main!(
     run_as_thread_and_stop,
     a_main_thread_that_does_not_return_in_time_is_a_timeout,
     wait_any_reports_messages_deaths_and_extra_fds,
+    an_owned_supervisor_restarts_and_is_stopped_on_the_way_out,
 );
 
 /// A manager whose behaviour each test picks.
@@ -327,4 +329,64 @@ fn a_main_thread_that_does_not_return_in_time_is_a_timeout() {
         !closed.load(std::sync::atomic::Ordering::SeqCst),
         "close ran later"
     );
+}
+
+/// A program whose processes live under a supervisor it owns.
+#[derive(Default)]
+struct Supervised {
+    supervisor: Supervisor,
+    pids: Vec<i32>,
+    restarted: bool,
+}
+
+impl MainContext for Supervised {
+    fn start_processes(&mut self) -> forkbridge::Result<()> {
+        for name in ["a", "b"] {
+            self.supervisor
+                .add(name, RestartPolicy::on_failure(), |name| {
+                    MessageProcess::builder(name)
+                        .ignore_sigint(true)
+                        .build(Probe::default())
+                })?;
+        }
+        Ok(())
+    }
+
+    fn run(&mut self, shutdown: &Shutdown) -> forkbridge::Result<()> {
+        let pid = self.supervisor.process("a").and_then(|p| p.pid()).expect("a runs");
+        self.pids.push(pid);
+        forkbridge_testkit::kill(pid, libc::SIGKILL).expect("kill");
+        let until = Instant::now() + WAIT;
+        while Instant::now() < until && !shutdown.is_requested() {
+            match self.supervisor.wait_event_with(&[shutdown.fd()], WAIT)? {
+                Some(SupervisorEvent::Restarted { name, pid, .. }) if name == "a" => {
+                    self.restarted = true;
+                    self.pids.push(pid);
+                    self.pids
+                        .extend(self.supervisor.process("b").and_then(|p| p.pid()));
+                    return Ok(());
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    fn close(&mut self) {}
+
+    fn supervisor(&mut self) -> Option<&mut Supervisor> {
+        Some(&mut self.supervisor)
+    }
+}
+
+fn an_owned_supervisor_restarts_and_is_stopped_on_the_way_out() {
+    let mut program = Supervised::default();
+    let outcome = run_main(&mut program).expect("runs");
+    assert_eq!(outcome.exit_code(), 0);
+    assert!(program.restarted, "the killed child came back");
+    assert_eq!(program.pids.len(), 3);
+    assert!(children().is_empty(), "run_main stopped the supervisor's children");
+    for status in program.supervisor.status() {
+        assert!(status.last_exit.is_some_and(|s| s.success()), "{status:?}");
+    }
 }

@@ -37,6 +37,7 @@ use crate::app::select::select;
 use crate::error::{Error, ErrorKind, Result};
 use crate::process::MessageProcess;
 use crate::process::registry::Registered;
+use crate::supervise::Supervisor;
 use crate::sys::signal::{self, ShutdownSignals};
 
 /// The four duties of a program's main process (valkka-multiprocess's `MainContext`).
@@ -114,6 +115,13 @@ pub trait MainContext {
     /// Stops every process and joins the threads (valkka-multiprocess's `close`). Runs
     /// on every way out of `run`, once.
     fn close(&mut self);
+
+    /// The [`Supervisor`] this program's processes live under, if it keeps
+    /// them in one: [`run_main`] stops it (every child, in reverse start
+    /// order, within its bound) right after `close`, on every way out.
+    fn supervisor(&mut self) -> Option<&mut Supervisor> {
+        None
+    }
 }
 
 /// How a [`run_main`] ended.
@@ -204,7 +212,7 @@ pub fn run_main<C: MainContext + ?Sized>(ctx: &mut C) -> Result<Outcome> {
         Ok(())
     }));
     signal::set_closing();
-    let closed = catch_unwind(AssertUnwindSafe(|| ctx.close()));
+    let closed = catch_unwind(AssertUnwindSafe(|| close(ctx)));
     let outcome = Outcome {
         signal: shutdown.signal(),
     };
@@ -212,6 +220,14 @@ pub fn run_main<C: MainContext + ?Sized>(ctx: &mut C) -> Result<Outcome> {
         (Err(panic), _) | (Ok(_), Err(panic)) => resume_unwind(panic),
         (Ok(Err(e)), Ok(())) => Err(e),
         (Ok(Ok(())), Ok(())) => Ok(outcome),
+    }
+}
+
+/// `close`, then the supervisor's stop.
+fn close<C: MainContext + ?Sized>(ctx: &mut C) {
+    ctx.close();
+    if let Some(supervisor) = ctx.supervisor() {
+        supervisor.stop();
     }
 }
 
@@ -240,11 +256,11 @@ pub fn run_as_thread<C: MainContext + Send + 'static>(mut ctx: C) -> Result<Main
     match started {
         Ok(Ok(())) => {}
         Ok(Err(e)) => {
-            ctx.close();
+            close(&mut ctx);
             return Err(e);
         }
         Err(panic) => {
-            ctx.close();
+            close(&mut ctx);
             resume_unwind(panic);
         }
     }
@@ -295,7 +311,7 @@ impl<C: MainContext> MainThread<C> {
             .handle
             .join()
             .map_err(|_| Error::new(ErrorKind::Io).with_source("the main thread panicked"))?;
-        ctx.close();
+        close(&mut ctx);
         Ok((ctx, result))
     }
 }

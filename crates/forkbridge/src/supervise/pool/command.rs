@@ -144,6 +144,16 @@ impl<R> Ticket<R> {
         self.command
     }
 
+    /// Whether the result has arrived (the pool read it while doing
+    /// something else): [`Pool::wait`](super::Pool::wait) then returns at
+    /// once. Reads no socket.
+    pub fn is_ready(&self) -> bool {
+        matches!(
+            *self.slot.lock().unwrap_or_else(|e| e.into_inner()),
+            Outcome::Ready(_)
+        )
+    }
+
     /// The outcome if it has arrived (taken once: the ticket is spent);
     /// `Some(Err(InvalidArgument))` for a spent ticket.
     pub(super) fn take(&self) -> Option<Result<Vec<u8>>> {

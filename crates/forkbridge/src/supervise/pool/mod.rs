@@ -38,6 +38,7 @@ pub use dispatch::Dispatch;
 
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
+use std::os::fd::BorrowedFd;
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
@@ -296,6 +297,14 @@ impl Pool {
         self.pump(deadline::after(timeout))
     }
 
+    /// As [`poll`](Pool::poll), also waiting for the program's own fds (a
+    /// [`Shutdown`](crate::Shutdown)'s fd, another process's): returns the
+    /// indices in `extra` of those that are readable, in the same `poll(2)`
+    /// that waits on the workers.
+    pub fn poll_with(&mut self, extra: &[BorrowedFd<'_>], timeout: Duration) -> Result<Vec<usize>> {
+        self.pump_with(extra, deadline::after(timeout))
+    }
+
     /// Grows or shrinks the pool to `n` workers while it runs. New workers
     /// start now; leaving ones (the newest first) take no new calls, finish
     /// the ones they hold, and are stopped when done: no call is lost to a
@@ -498,6 +507,10 @@ impl Pool {
     /// One wait on every worker's socket and exit fd, until something
     /// arrives, a restart is due, or `deadline`; then handles it all.
     fn pump(&mut self, deadline: Option<Instant>) -> Result<()> {
+        self.pump_with(&[], deadline).map(drop)
+    }
+
+    fn pump_with(&mut self, extra: &[BorrowedFd<'_>], deadline: Option<Instant>) -> Result<Vec<usize>> {
         self.maintain();
         let mut wake = deadline;
         for w in &self.workers {
@@ -524,6 +537,10 @@ impl Pool {
                 owners.push(i);
             }
         }
+        let workers_fds = fds.len();
+        for fd in extra {
+            fds.push(poll::PollFd::new(*fd, poll::POLLIN));
+        }
         if ready_now {
             wake = Some(Instant::now());
         }
@@ -532,10 +549,16 @@ impl Pool {
                 std::thread::sleep(at.saturating_duration_since(Instant::now()));
             }
             self.maintain();
-            return Ok(());
+            return Ok(Vec::new());
         }
         poll::poll(&mut fds, wake)?;
-        let mut ready: Vec<usize> = fds
+        let extra_ready: Vec<usize> = fds[workers_fds..]
+            .iter()
+            .enumerate()
+            .filter(|(_, fd)| fd.revents() != 0)
+            .map(|(i, _)| i)
+            .collect();
+        let mut ready: Vec<usize> = fds[..workers_fds]
             .iter()
             .zip(&owners)
             .filter(|(fd, _)| fd.revents() != 0)
@@ -544,12 +567,13 @@ impl Pool {
         if ready_now {
             ready.extend(0..self.workers.len());
         }
+        ready.sort_unstable();
         ready.dedup();
         for i in ready {
             self.service(i);
         }
         self.maintain();
-        Ok(())
+        Ok(extra_ready)
     }
 
     /// Writes what waits and reads everything that arrived from worker `i`.
