@@ -13,6 +13,7 @@
 
 mod raw;
 mod start;
+mod supervise;
 
 use std::time::{Duration, Instant};
 
@@ -845,6 +846,13 @@ const SCENARIOS: &[(&str, Scenario)] = &[
     ("shm_frames", shm_frames),
     ("large_message", large_message),
     ("large_message_read", large_message_read),
+    ("restart_latency", supervise::restart_latency),
+    (
+        "restart_latency_forkserver",
+        supervise::restart_latency_forkserver,
+    ),
+    ("pool_throughput", supervise::pool_throughput),
+    ("pool_overhead", supervise::pool_overhead),
 ];
 
 const USAGE: &str = "\
