@@ -2,44 +2,51 @@
 //!
 //! ```text
 //! cargo run --release --example pipeline --features tokio -- [--workers N] [--seconds S]
-//!                                                              [--frames N] [--kill-one] [--quiet]
+//!                                                              [--frames N] [--chaos] [--quiet]
 //! ```
 //!
-//! - A **source** backend renders synthetic video (moving bright squares on a
-//!   noisy scrolling background) into one shared-memory [`FrameRing`] per
-//!   detector, giving each frame to whichever detector has room.
-//! - **Detector** backends (as many as CPUs by default; the last one is an
-//!   async backend running its loop in a blocking task) read each frame in
-//!   place, subtract the known background, threshold, and count the blobs
-//!   with a flood fill — real per-pixel work — and report every result as a
-//!   typed `Detection` (`Message::with_typed`).
+//! - A **source** backend (async: each frame renders in a blocking task)
+//!   draws synthetic video (moving bright squares on a noisy scrolling
+//!   background) into the free slots of one shared-memory frame store, and
+//!   says which slot holds which frame.
+//! - A [`Pool`] of **detector** backends (as many as CPUs by default) takes
+//!   each frame as a typed call, `DETECT(seq, slot)`: the detector reads
+//!   the slot, subtracts the known background, thresholds, and counts the
+//!   blobs with a flood fill — real per-pixel work — and returns a typed
+//!   `Detection`. The call is marked idempotent: a detector that dies with a
+//!   frame in hand costs nothing but time, because the pool sends that frame
+//!   once more to another detector.
+//! - A [`Supervisor`] keeps the source, restarting it if it fails.
 //! - The frontend is a [`MainContext`]: processes are forked before any
-//!   thread, the main loop waits on every process and Ctrl-C at once, and
-//!   `close` stops everything on every way out (a second Ctrl-C hurries it).
-//!   Mid-run it asks one detector for a **snapshot** through a pair of
-//!   process-shared [`Event`]s, without touching its message queue.
-//! - `--kill-one` SIGKILLs a detector a third of the way in: the pipeline
-//!   reports it, starts a replacement on the same ring, and the frames that
-//!   ring had already accepted are analysed by the replacement — none lost.
+//!   thread, the main loop waits on the detectors, the source and Ctrl-C in
+//!   one poll, and everything stops on every way out (a second Ctrl-C
+//!   hurries it). Mid-run it asks one detector for a **snapshot** through a
+//!   pair of process-shared [`Event`]s, without a message.
+//! - The live line shows each detector's status: state, restarts, calls in
+//!   flight.
+//! - `--chaos` SIGKILLs a random detector every half-second: the pool
+//!   replaces it at once, and the closing table shows the frames lost (0),
+//!   the restarts, and the time from each kill to the replacement serving.
 //! - At the end: frames, frames/s, p50/p99 latency from "frame ready" to
 //!   "result received", and the speed-up against the same work done in one
 //!   process, measured in the same run.
 
 use std::collections::HashMap;
 use std::io::Write;
+use std::os::fd::{AsFd, BorrowedFd};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use forkbridge::{
-    AsyncBackend, AsyncContext, AsyncHandlers, Backend, BackendContext, Event, FrameRing,
-    HandlerResult, Handlers, MainContext, Message, MessageProcess, Shutdown, message, run_main,
-    wait_any,
+    AsyncBackend, AsyncContext, AsyncHandlers, Backend, BackendContext, BoxError, Command, Event,
+    HandlerResult, Handlers, MainContext, Message, MessageProcess, Pool, ProcessState,
+    RestartPolicy, SharedBuffer, Shutdown, Supervisor, SupervisorEvent, Ticket, message, run_main,
 };
 
 const WIDTH: usize = 320;
 const HEIGHT: usize = 240;
 const HEADER: usize = 16; // sequence number + render time (µs since the epoch)
 const FRAME: usize = HEADER + WIDTH * HEIGHT;
-const SLOTS: u32 = 4;
 const SQUARES: usize = 5;
 
 // ===== the scene =====
@@ -122,14 +129,18 @@ fn detect(seq: u64, px: &[u8], mask: &mut Vec<bool>, stack: &mut Vec<usize>) -> 
     blobs
 }
 
-/// A detector's result, sent back as a typed value inside a message.
+/// A detector's result: the call's typed return value.
 #[derive(Debug, serde::Serialize, serde::Deserialize)]
 struct Detection {
     seq: u64,
     blobs: u32,
-    /// When the source committed the frame, µs since the epoch.
+    /// When the source finished the frame, µs since the epoch.
     born: u64,
 }
+
+/// Analyse the frame `seq` in slot `slot`. Idempotent: analysing a frame
+/// twice changes nothing, so the pool may send it once more.
+const DETECT: Command<(u64, u32), Detection> = Command::new("detect").idempotent();
 
 fn header(frame: &[u8]) -> (u64, u64) {
     let seq = u64::from_le_bytes(frame[..8].try_into().expect("8 bytes"));
@@ -139,149 +150,86 @@ fn header(frame: &[u8]) -> (u64, u64) {
 
 // ===== the source =====
 
-/// Renders frames and hands each to a detector ring with room.
+/// Renders each frame it is asked for into its slot of the frame store.
 struct Source {
-    rings: Vec<FrameRing>,
+    frames: SharedBuffer,
 }
 
 impl Source {
-    fn stream(&mut self, ctx: &mut BackendContext, msg: Message) -> HandlerResult {
-        let frames: u64 = msg.param("frames")?;
-        let until = Instant::now() + Duration::from_millis(msg.param("ms")?);
-        let mut producers = self
-            .rings
-            .iter()
-            .map(FrameRing::producer)
-            .collect::<forkbridge::Result<Vec<_>>>()?;
-        let mut next = 0;
-        let mut seq = 0;
-        while seq < frames && Instant::now() < until {
-            // The first ring with room, starting after the last one used.
-            let mut placed = false;
-            for k in 0..producers.len() {
-                let i = (next + k) % producers.len();
-                match producers[i].try_acquire() {
-                    Ok(mut slot) => {
-                        render(seq, &mut slot[HEADER..FRAME]);
-                        slot[..8].copy_from_slice(&seq.to_le_bytes());
-                        slot[8..16].copy_from_slice(&now_micros().to_le_bytes());
-                        slot.commit(FRAME)?;
-                        next = i + 1;
-                        placed = true;
-                        break;
-                    }
-                    Err(e) if e.kind() == &forkbridge::ErrorKind::Full => {}
-                    // A dead detector: skip its ring until it is replaced.
-                    Err(e) if e.is_disconnected() => {}
-                    Err(e) => return Err(e.into()),
-                }
-            }
-            if placed {
-                seq += 1;
-            } else {
-                std::thread::sleep(Duration::from_micros(200));
-            }
-        }
-        ctx.send(message!("rendered", frames = seq))?;
+    async fn render(&mut self, ctx: &mut AsyncContext, msg: Message) -> HandlerResult {
+        let seq: u64 = msg.param("seq")?;
+        let slot: u32 = msg.param("slot")?;
+        let frames = self.frames.clone();
+        let out = ctx.sender();
+        ctx.spawn("render", async move {
+            tokio::task::spawn_blocking(move || -> HandlerResult {
+                let mut px = vec![0u8; FRAME];
+                render(seq, &mut px[HEADER..]);
+                let born = now_micros();
+                px[..8].copy_from_slice(&seq.to_le_bytes());
+                px[8..16].copy_from_slice(&born.to_le_bytes());
+                frames.write_at(slot as usize * FRAME, &px)?;
+                out.blocking_send(message!("rendered", seq = seq, slot = slot))?;
+                Ok(())
+            })
+            .await?
+        });
         Ok(())
     }
 }
 
-impl Backend for Source {
-    fn register(h: &mut Handlers<Self>) {
-        h.on("stream", Self::stream);
+impl AsyncBackend for Source {
+    fn register(h: &mut AsyncHandlers<Self>) {
+        h.on("render", Self::render);
     }
 }
 
 // ===== the detectors =====
 
-/// What both detector kinds share: the ring, the snapshot events, counters.
-#[derive(Clone)]
-struct DetectorState {
-    ring: FrameRing,
+/// A pool worker: analyses the frames it is called with.
+struct Detector {
+    frames: SharedBuffer,
     snapshot_asked: Event,
     snapshot_done: Event,
-}
-
-impl DetectorState {
-    /// The detection loop: until the ring's producer is gone or `stop` is
-    /// set; every result goes out through `report`.
-    fn run(&self, mut report: impl FnMut(Message) -> forkbridge::Result<()>) -> HandlerResult {
-        let mut consumer = self.ring.consumer()?;
-        let (mut mask, mut stack) = (Vec::new(), Vec::new());
-        let mut last_blobs = 0;
-        loop {
-            if self.snapshot_asked.is_set() {
-                self.snapshot_asked.clear();
-                report(message!(
-                    "snapshot",
-                    blobs = last_blobs,
-                    pid = std::process::id()
-                ))?;
-                self.snapshot_done.set();
-            }
-            let frame = match consumer.recv_timeout(Duration::from_millis(50)) {
-                Ok(frame) => frame,
-                Err(e) if e.is_timeout() => continue,
-                Err(e) if e.is_disconnected() => return Ok(()), // the source finished
-                Err(e) => return Err(e.into()),
-            };
-            let (seq, born) = header(&frame);
-            last_blobs = detect(seq, &frame[HEADER..], &mut mask, &mut stack);
-            drop(frame);
-            let detection = Detection {
-                seq,
-                blobs: last_blobs,
-                born,
-            };
-            report(Message::new("result").with_typed("detection", &detection)?)?;
-        }
-    }
-}
-
-/// A blocking detector.
-struct Detector {
-    state: DetectorState,
+    px: Vec<u8>,
+    mask: Vec<bool>,
+    stack: Vec<usize>,
+    last_blobs: u32,
 }
 
 impl Detector {
-    fn work(&mut self, ctx: &mut BackendContext, _: Message) -> HandlerResult {
-        let state = self.state.clone();
-        state.run(|msg| {
-            ctx.send(msg)?;
-            ctx.flush()
+    fn detect(
+        &mut self,
+        ctx: &mut BackendContext,
+        (seq, slot): (u64, u32),
+    ) -> Result<Detection, BoxError> {
+        if self.snapshot_asked.is_set() {
+            self.snapshot_asked.clear();
+            ctx.send(message!(
+                "snapshot",
+                blobs = self.last_blobs,
+                pid = std::process::id()
+            ))?;
+            self.snapshot_done.set();
+        }
+        self.px.resize(FRAME, 0);
+        self.frames.read_at(slot as usize * FRAME, &mut self.px)?;
+        let (stored, born) = header(&self.px);
+        if stored != seq {
+            return Err(format!("slot {slot} holds frame {stored}, not {seq}").into());
+        }
+        self.last_blobs = detect(seq, &self.px[HEADER..], &mut self.mask, &mut self.stack);
+        Ok(Detection {
+            seq,
+            blobs: self.last_blobs,
+            born,
         })
     }
 }
 
 impl Backend for Detector {
     fn register(h: &mut Handlers<Self>) {
-        h.on("work", Self::work);
-    }
-}
-
-/// An async detector: the CPU loop runs in a blocking task, results go
-/// back through a `TaskSender`, and the async loop stays free.
-struct AsyncDetector {
-    state: DetectorState,
-}
-
-impl AsyncDetector {
-    async fn work(&mut self, ctx: &mut AsyncContext, _: Message) -> HandlerResult {
-        let state = self.state.clone();
-        let out = ctx.sender();
-        ctx.spawn("detection loop", async move {
-            tokio::task::spawn_blocking(move || state.run(|msg| out.blocking_send(msg)))
-                .await
-                .map_err(|e| e.to_string())?
-        });
-        Ok(())
-    }
-}
-
-impl AsyncBackend for AsyncDetector {
-    fn register(h: &mut AsyncHandlers<Self>) {
-        h.on("work", Self::work);
+        h.typed("detect", Self::detect);
     }
 }
 
@@ -292,7 +240,7 @@ struct Options {
     workers: usize,
     seconds: f64,
     frames: u64,
-    kill_one: bool,
+    chaos: bool,
     quiet: bool,
 }
 
@@ -303,7 +251,7 @@ fn parse_options() -> Result<Options, lexopt::Error> {
         workers: cores,
         seconds: 3.0,
         frames: u64::MAX,
-        kill_one: false,
+        chaos: false,
         quiet: false,
     };
     let mut parser = lexopt::Parser::from_env();
@@ -312,17 +260,17 @@ fn parse_options() -> Result<Options, lexopt::Error> {
             Short('w') | Long("workers") => o.workers = parser.value()?.parse()?,
             Short('s') | Long("seconds") => o.seconds = parser.value()?.parse()?,
             Short('f') | Long("frames") => o.frames = parser.value()?.parse()?,
-            Long("kill-one") => o.kill_one = true,
+            Long("chaos") => o.chaos = true,
             Short('q') | Long("quiet") => o.quiet = true,
             Short('h') | Long("help") => {
                 println!(
                     "pipeline: a multi-process video-analysis demo on forkbridge\n\n\
                      Options:\n  \
-                     -w, --workers N   detector processes (default: CPUs = {cores}; the last is async)\n  \
+                     -w, --workers N   detector processes in the pool (default: CPUs = {cores})\n  \
                      -s, --seconds S   how long to stream (default 3)\n  \
                      -f, --frames N    stop after N frames\n      \
-                     --kill-one    SIGKILL a detector a third of the way in, then replace it\n  \
-                     -q, --quiet       no live progress line\n  \
+                     --chaos       SIGKILL a random detector every half-second\n  \
+                     -q, --quiet       no live status line\n  \
                      -h, --help        this text\n\n\
                      Ctrl-C stops every process and exits with 130."
                 );
@@ -335,193 +283,303 @@ fn parse_options() -> Result<Options, lexopt::Error> {
     Ok(o)
 }
 
+/// Frame slots in the store: enough to keep every detector and the source
+/// busy while results travel.
+fn slots(workers: usize) -> usize {
+    2 * workers + 2
+}
+
 struct Pipeline {
     options: Options,
-    rings: Vec<FrameRing>,
+    frames: SharedBuffer,
     snapshot_asked: Event,
     snapshot_done: Event,
-    source: Option<MessageProcess>,
-    detectors: Vec<MessageProcess>,
+    supervisor: Supervisor,
+    pool: Option<Pool>,
+    /// Slots free for the source to fill.
+    free: Vec<u32>,
+    /// Slots being rendered, with their frame.
+    rendering: HashMap<u32, u64>,
+    /// Frames being analysed, with their slot.
+    analysing: Vec<(u32, Ticket<Detection>)>,
+    next_seq: u64,
+    rendered: u64,
     results: u64,
-    per_worker: Vec<u64>,
+    failed: u64,
     latencies: Vec<u64>,
     seen: HashMap<u64, u32>,
-    rendered: Option<u64>,
-    restarted: Option<usize>,
+    kills: Vec<(Instant, String)>,
+    restarts: Arc<Mutex<Vec<(Instant, String)>>>,
     snapshot: Option<String>,
     elapsed: Duration,
+    /// Every process's status as the stream ended.
+    last_status: Vec<forkbridge::Status>,
 }
 
 impl Pipeline {
-    fn detector(&self, i: usize) -> forkbridge::Result<MessageProcess> {
-        let state = DetectorState {
-            ring: self.rings[i].clone(),
-            snapshot_asked: self.snapshot_asked.clone(),
-            snapshot_done: self.snapshot_done.clone(),
-        };
-        let builder = MessageProcess::builder(format!("detector-{i}"))
-            .ignore_sigint(true)
-            .stop_timeout(Duration::from_secs(2))
-            .kill_timeout(Duration::from_millis(500));
-        let mut p = if i + 1 == self.options.workers && i > 0 {
-            builder.build_async(AsyncDetector { state })?
-        } else {
-            builder.build(Detector { state })?
-        };
-        p.start()?;
-        p.send(Message::new("work"))?;
-        Ok(p)
+    fn pool(&mut self) -> &mut Pool {
+        self.pool.as_mut().expect("started")
     }
 
-    fn on_message(&mut self, worker: usize, msg: Message) -> forkbridge::Result<()> {
-        match msg.command() {
-            "result" => {
-                let d: Detection = msg.typed("detection")?;
-                self.latencies.push(now_micros().saturating_sub(d.born));
-                *self.seen.entry(d.seq).or_default() += 1;
-                self.results += 1;
-                self.per_worker[worker] += 1;
+    /// Asks the source to fill every free slot, while the stream lasts.
+    fn request_frames(&mut self, until: Instant) -> forkbridge::Result<()> {
+        while self.next_seq < self.options.frames && Instant::now() < until {
+            let Some(source) = self.supervisor.process("source") else {
+                return Ok(()); // restarting: asked again when it is back
+            };
+            let Some(slot) = self.free.pop() else {
+                return Ok(());
+            };
+            source.send(message!("render", seq = self.next_seq, slot = slot))?;
+            self.rendering.insert(slot, self.next_seq);
+            self.next_seq += 1;
+        }
+        Ok(())
+    }
+
+    /// What the source said or went through.
+    fn on_source(&mut self, event: SupervisorEvent) -> forkbridge::Result<()> {
+        match event {
+            SupervisorEvent::Message { message, .. } if message.command() == "rendered" => {
+                let seq: u64 = message.param("seq")?;
+                let slot: u32 = message.param("slot")?;
+                self.rendering.remove(&slot);
+                self.rendered += 1;
+                let ticket = self.pool().submit(DETECT.with((seq, slot)))?;
+                self.analysing.push((slot, ticket));
             }
-            "snapshot" => {
-                self.snapshot = Some(format!(
-                    "detector {worker} (pid {}) last saw {} blobs",
-                    msg.param::<u32>("pid")?,
-                    msg.param::<u32>("blobs")?
-                ));
+            SupervisorEvent::Message { message, .. } if message.command() == "error" => {
+                eprintln!("\nsource: {message}");
             }
-            "rendered" => self.rendered = Some(msg.param("frames")?),
-            "error" => eprintln!("\n{msg}"),
+            SupervisorEvent::Restarted { .. } => {
+                // The frames it was rendering died with it: ask again.
+                for (slot, seq) in std::mem::take(&mut self.rendering) {
+                    let source = self.supervisor.process("source").expect("restarted");
+                    source.send(message!("render", seq = seq, slot = slot))?;
+                    self.rendering.insert(slot, seq);
+                }
+            }
             _ => {}
         }
         Ok(())
+    }
+
+    /// Takes every answered frame; its slot is free again.
+    fn collect(&mut self) -> forkbridge::Result<()> {
+        let mut i = 0;
+        while i < self.analysing.len() {
+            if !self.analysing[i].1.is_ready() {
+                i += 1;
+                continue;
+            }
+            let (slot, ticket) = self.analysing.swap_remove(i);
+            match self.pool().wait(ticket) {
+                Ok(d) => {
+                    self.latencies.push(now_micros().saturating_sub(d.born));
+                    *self.seen.entry(d.seq).or_default() += 1;
+                    self.results += 1;
+                }
+                Err(e) => {
+                    eprintln!("\na frame was lost: {e}");
+                    self.failed += 1;
+                }
+            }
+            self.free.push(slot);
+        }
+        Ok(())
+    }
+
+    fn status_line(&mut self, started: Instant) {
+        let secs = started.elapsed().as_secs_f64().max(1e-9);
+        let workers: Vec<String> = self
+            .pool()
+            .status()
+            .iter()
+            .map(|s| {
+                let state = match s.state {
+                    ProcessState::Running => "up",
+                    ProcessState::Restarting => "RESTARTING",
+                    other => other.as_str(),
+                };
+                format!(
+                    "{} {state} r{} {}",
+                    s.name.trim_start_matches("detector-"),
+                    s.restarts,
+                    s.calls_in_flight
+                )
+            })
+            .collect();
+        print!(
+            "\r{:>6} frames {:>5.0}/s | {} ",
+            self.results,
+            self.results as f64 / secs,
+            workers.join(" | ")
+        );
+        let _ = std::io::stdout().flush();
+    }
+
+    /// SIGKILLs a random running detector.
+    fn chaos(&mut self, dice: &mut u64) {
+        let running: Vec<(String, i32)> = self
+            .pool()
+            .status()
+            .into_iter()
+            .filter(|s| s.state == ProcessState::Running)
+            .filter_map(|s| Some((s.name, s.pid?)))
+            .collect();
+        if running.is_empty() {
+            return;
+        }
+        *dice ^= *dice << 13;
+        *dice ^= *dice >> 7;
+        *dice ^= *dice << 17;
+        let (name, pid) = &running[(*dice % running.len() as u64) as usize];
+        // SAFETY: a plain signal to a pid the pool just reported running.
+        unsafe { libc::kill(*pid, libc::SIGKILL) };
+        self.kills.push((Instant::now(), name.clone()));
+    }
+
+    /// Kill → replacement started, per kill that has one.
+    fn recoveries(&self) -> Vec<Duration> {
+        let restarts = self.restarts.lock().expect("restarts");
+        self.kills
+            .iter()
+            .filter_map(|(killed, name)| {
+                restarts
+                    .iter()
+                    .find(|(at, n)| n == name && at >= killed)
+                    .map(|(at, _)| at.duration_since(*killed))
+            })
+            .collect()
     }
 }
 
 impl MainContext for Pipeline {
     fn start_processes(&mut self) -> forkbridge::Result<()> {
-        for i in 0..self.options.workers {
-            let p = self.detector(i)?;
-            self.detectors.push(p);
-        }
-        let mut source = MessageProcess::builder("source")
-            .ignore_sigint(true)
-            .stop_timeout(Duration::from_secs(2))
-            .build(Source {
-                rings: self.rings.clone(),
-            })?;
-        source.start()?;
-        self.source = Some(source);
-        Ok(())
+        let (frames, asked, done) = (
+            self.frames.clone(),
+            self.snapshot_asked.clone(),
+            self.snapshot_done.clone(),
+        );
+        let restarts = Arc::clone(&self.restarts);
+        self.pool = Some(
+            Pool::builder("detector")
+                .workers(self.options.workers)
+                .max_in_flight(2)
+                // Chaos kills on purpose: restart at once, every time. A
+                // crash loop would deserve the default backoff and limit.
+                .restart(
+                    RestartPolicy::always()
+                        .max_restarts(u32::MAX, Duration::from_secs(60))
+                        .backoff(Duration::ZERO, Duration::ZERO),
+                )
+                .on_event(move |e| {
+                    if let SupervisorEvent::Restarted { name, .. } = e {
+                        let mut r = restarts.lock().expect("restarts");
+                        r.push((Instant::now(), name.clone()));
+                    }
+                })
+                .build(move |name| {
+                    MessageProcess::builder(name)
+                        .ignore_sigint(true)
+                        .stop_timeout(Duration::from_secs(2))
+                        .kill_timeout(Duration::from_millis(500))
+                        .build(Detector {
+                            frames: frames.clone(),
+                            snapshot_asked: asked.clone(),
+                            snapshot_done: done.clone(),
+                            px: Vec::new(),
+                            mask: Vec::new(),
+                            stack: Vec::new(),
+                            last_blobs: 0,
+                        })
+                })?,
+        );
+        let frames = self.frames.clone();
+        self.supervisor
+            .add("source", RestartPolicy::on_failure(), move |name| {
+                MessageProcess::builder(name)
+                    .ignore_sigint(true)
+                    .stop_timeout(Duration::from_secs(2))
+                    .build_async(Source {
+                        frames: frames.clone(),
+                    })
+            })
     }
 
     fn run(&mut self, shutdown: &Shutdown) -> forkbridge::Result<()> {
         let ms = (self.options.seconds * 1000.0) as u64;
         let started = Instant::now();
-        self.source.as_mut().expect("started").send(message!(
-            "stream",
-            frames = self.options.frames,
-            ms = ms
-        ))?;
-        let mut kill_at = self
+        let until = started + Duration::from_millis(ms);
+        let mut next_chaos = self
             .options
-            .kill_one
-            .then(|| started + Duration::from_millis(ms / 3));
+            .chaos
+            .then(|| started + Duration::from_millis(500));
+        let mut dice = 0x9E37_79B9_7F4A_7C15 ^ u64::from(std::process::id());
         let mut snapshot_at = Some(started + Duration::from_millis(ms / 2));
-        let mut snapshot_deadline = None;
         let mut last_line = Instant::now();
         loop {
             if shutdown.is_requested() {
                 return Ok(());
             }
-            let mut all: Vec<&MessageProcess> = self.detectors.iter().collect();
-            all.push(self.source.as_ref().expect("started"));
-            let ready = wait_any(&all, &[shutdown.fd()], Some(Duration::from_millis(100)))?;
-            for i in ready.processes {
-                if i == self.detectors.len() {
-                    while let Some(Ok(msg)) = self.source.as_mut().map(MessageProcess::try_recv) {
-                        self.on_message(i, msg)?;
-                    }
-                    continue;
-                }
-                loop {
-                    match self.detectors[i].try_recv() {
-                        Ok(msg) => self.on_message(i, msg)?,
-                        Err(e) if e.is_empty() => break,
-                        Err(e) if e.is_disconnected() => {
-                            if self.rendered.is_some() {
-                                break; // finished with the stream
-                            }
-                            println!(
-                                "\ndetector-{i} died ({e}); starting a replacement on its ring"
-                            );
-                            self.detectors[i] = self.detector(i)?;
-                            self.restarted = Some(i);
-                            break;
-                        }
-                        Err(e) => return Err(e),
-                    }
-                }
+            self.request_frames(until)?;
+            // One wait: the detectors (inside the pool), the source, Ctrl-C.
+            let source = self.supervisor.get("source").map(AsFd::as_fd);
+            let mut extra: Vec<BorrowedFd<'_>> = vec![shutdown.fd()];
+            extra.extend(source);
+            let pool = self.pool.as_mut().expect("started");
+            pool.poll_with(&extra, Duration::from_millis(50))?;
+            while let Some(event) = self.supervisor.wait_event(Duration::ZERO)? {
+                self.on_source(event)?;
             }
-            if kill_at.is_some_and(|t| Instant::now() >= t) {
-                kill_at = None;
-                if let Some(pid) = self.detectors[0].pid() {
-                    println!("\nfault drill: SIGKILL detector-0 (pid {pid})");
-                    let _ = std::process::Command::new("kill")
-                        .args(["-9", &pid.to_string()])
-                        .status();
-                }
+            self.collect()?;
+            let now = Instant::now();
+            if next_chaos.is_some_and(|t| now >= t && now < until) {
+                next_chaos = Some(now + Duration::from_millis(500));
+                self.chaos(&mut dice);
             }
-            if snapshot_at.is_some_and(|t| Instant::now() >= t) {
+            if snapshot_at.is_some_and(|t| now >= t) {
                 snapshot_at = None;
                 self.snapshot_done.clear();
                 self.snapshot_asked.set();
-                snapshot_deadline = Some(Instant::now() + Duration::from_secs(2));
             }
-            if let Some(deadline) = snapshot_deadline {
-                if self.snapshot_done.is_set() || Instant::now() >= deadline {
-                    snapshot_deadline = None;
-                }
-            }
-            if !self.options.quiet && last_line.elapsed() >= Duration::from_millis(250) {
+            if last_line.elapsed() >= Duration::from_millis(250) {
                 last_line = Instant::now();
-                let secs = started.elapsed().as_secs_f64();
-                let load: Vec<String> = self.per_worker.iter().map(u64::to_string).collect();
-                print!(
-                    "\r{:>6} frames  {:>6.0} frames/s  per detector [{}]   ",
-                    self.results,
-                    self.results as f64 / secs,
-                    load.join(" ")
-                );
-                let _ = std::io::stdout().flush();
+                while let Ok((name, msg)) = self.pool().try_recv() {
+                    if msg.command() == "snapshot" {
+                        self.snapshot = Some(format!(
+                            "{name} (pid {}) last saw {} blobs",
+                            msg.param::<u32>("pid")?,
+                            msg.param::<u32>("blobs")?
+                        ));
+                    }
+                }
+                if !self.options.quiet {
+                    self.status_line(started);
+                }
             }
-            if let Some(rendered) = self.rendered {
-                // Unique frames: a frame a killed detector was reading is
-                // analysed again by its replacement.
-                if self.seen.len() as u64 >= rendered {
-                    self.elapsed = started.elapsed();
-                    return Ok(());
-                }
-                // Frames rendered but lost? Give the detectors a bound.
-                if started.elapsed() > Duration::from_millis(ms) + Duration::from_secs(10) {
-                    self.elapsed = started.elapsed();
-                    return Ok(());
-                }
+            let streaming = self.next_seq < self.options.frames && Instant::now() < until;
+            let done = !streaming && self.rendering.is_empty() && self.analysing.is_empty();
+            // Frames the source never delivered? Give it a bound.
+            if done || Instant::now() > until + Duration::from_secs(10) {
+                self.elapsed = started.elapsed();
+                let workers = self.pool().status();
+                self.last_status = self.supervisor.status();
+                self.last_status.extend(workers);
+                return Ok(());
             }
         }
     }
 
     fn close(&mut self) {
-        if let Some(source) = &mut self.source {
-            let _ = source.stop();
+        if let Some(pool) = self.pool.take() {
+            pool.stop(Duration::from_secs(3));
         }
-        // With the source gone, each detector's ring reports it after the
-        // last frame, its loop ends, and the stop request is served.
-        for d in &mut self.detectors {
-            let _ = d.request_stop();
-        }
-        for d in &mut self.detectors {
-            let _ = d.stop();
-        }
+        // `run_main` stops the supervisor (the source) after this.
+    }
+
+    fn supervisor(&mut self) -> Option<&mut Supervisor> {
+        Some(&mut self.supervisor)
     }
 }
 
@@ -537,9 +595,9 @@ fn single_process_fps(frames: u64) -> f64 {
     frames as f64 / t.elapsed().as_secs_f64()
 }
 
-fn percentile(sorted: &[u64], p: f64) -> u64 {
+fn percentile<T: Copy + Default>(sorted: &[T], p: f64) -> T {
     if sorted.is_empty() {
-        return 0;
+        return T::default();
     }
     sorted[((sorted.len() - 1) as f64 * p).round() as usize]
 }
@@ -563,39 +621,47 @@ fn main() {
 
 fn run(options: Options) -> forkbridge::Result<i32> {
     // Everything shared is made before the first fork.
-    let rings = (0..options.workers)
-        .map(|_| FrameRing::new(SLOTS, FRAME))
-        .collect::<forkbridge::Result<Vec<_>>>()?;
+    let slots = slots(options.workers);
     let mut pipeline = Pipeline {
-        per_worker: vec![0; options.workers],
         options: options.clone(),
-        rings,
+        frames: SharedBuffer::new(slots * FRAME)?,
         snapshot_asked: Event::new()?,
         snapshot_done: Event::new()?,
-        source: None,
-        detectors: Vec::new(),
+        supervisor: Supervisor::new().stop_timeout(Duration::from_secs(3)),
+        pool: None,
+        free: (0..slots as u32).rev().collect(),
+        rendering: HashMap::new(),
+        analysing: Vec::new(),
+        next_seq: 0,
+        rendered: 0,
         results: 0,
+        failed: 0,
         latencies: Vec::new(),
         seen: HashMap::new(),
-        rendered: None,
-        restarted: None,
+        kills: Vec::new(),
+        restarts: Arc::default(),
         snapshot: None,
         elapsed: Duration::ZERO,
+        last_status: Vec::new(),
     };
     println!(
-        "pipeline: 1 source + {} detectors ({} blocking, {} async), {WIDTH}x{HEIGHT} frames, {} s",
+        "pipeline: 1 async source + a pool of {} detectors, {WIDTH}x{HEIGHT} frames, {} s{}",
         options.workers,
-        options.workers - usize::from(options.workers > 1),
-        usize::from(options.workers > 1),
-        options.seconds
+        options.seconds,
+        if options.chaos {
+            ", chaos: a detector SIGKILLed every 0.5 s"
+        } else {
+            ""
+        }
     );
     let outcome = run_main(&mut pipeline)?;
     if let Some(sig) = outcome.signal {
         println!("\ninterrupted by signal {sig}: every process stopped");
         return Ok(outcome.exit_code());
     }
-    let rendered = pipeline.rendered.unwrap_or(0);
+    let rendered = pipeline.rendered;
     let analysed = pipeline.seen.len() as u64;
+    let lost = rendered - analysed;
     let elapsed = pipeline.elapsed.as_secs_f64().max(1e-9);
     let fps = pipeline.results as f64 / elapsed;
     let mut lat = std::mem::take(&mut pipeline.latencies);
@@ -604,7 +670,7 @@ fn run(options: Options) -> forkbridge::Result<i32> {
     println!("\n");
     println!("{:<32} {:>12}", "frames rendered", rendered);
     println!("{:<32} {:>12}", "frames analysed", analysed);
-    println!("{:<32} {:>12}", "results received", pipeline.results);
+    println!("{:<32} {:>12}", "frames lost", lost);
     println!("{:<32} {:>12.0}", "frames/s (pipeline)", fps);
     println!("{:<32} {:>12.0}", "frames/s (one process)", single);
     println!("{:<32} {:>11.2}x", "speed-up", fps / single);
@@ -614,22 +680,34 @@ fn run(options: Options) -> forkbridge::Result<i32> {
         percentile(&lat, 0.50)
     );
     println!("{:<32} {:>9} µs", "latency p99", percentile(&lat, 0.99));
-    for (i, n) in pipeline.per_worker.iter().enumerate() {
-        println!("{:<32} {:>12}", format!("detector-{i} results"), n);
+    for s in &pipeline.last_status {
+        println!(
+            "{:<32} {:>12}   cpu {:>6.2} s   rss {:>5.1} MiB",
+            format!("{} restarts", s.name),
+            s.restarts,
+            s.cpu_time.unwrap_or_default().as_secs_f64(),
+            s.rss_bytes.unwrap_or_default() as f64 / 1048576.0
+        );
     }
     if let Some(s) = &pipeline.snapshot {
         println!("snapshot: {s}");
     }
-    if let Some(i) = pipeline.restarted {
+    if options.chaos {
+        let mut recoveries = pipeline.recoveries();
+        recoveries.sort_unstable();
         println!(
-            "fault drill: detector-{i} was killed and replaced; frames lost: {}",
-            rendered - analysed
+            "chaos: {} kills, {} replacements; kill → replacement serving p50 {:?}, max {:?}",
+            pipeline.kills.len(),
+            recoveries.len(),
+            percentile(&recoveries, 0.5),
+            recoveries.last().copied().unwrap_or_default()
         );
     }
+    println!("frames lost: {lost}");
     println!(
         "RESULT scenario=pipeline_speedup value={fps:.0} unit=frames/s baseline={single:.0} ratio={:.3} target=>={:.1}",
         fps / single,
         0.7 * options.workers as f64
     );
-    Ok(if analysed == rendered { 0 } else { 1 })
+    Ok(if lost == 0 && pipeline.failed == 0 { 0 } else { 1 })
 }

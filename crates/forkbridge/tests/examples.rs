@@ -18,11 +18,11 @@ const EXAMPLES: &[(&str, &[&str], &str)] = &[
     ("typed", &[], "backend stopped: exit status: 0"),
     #[cfg(feature = "tokio")]
     ("threaded_parent", &[], "all detectors stopped"),
-    // The demo, short, with the fault drill: no frame may be lost.
+    // The demo, short, under chaos: no frame may be lost.
     #[cfg(feature = "tokio")]
     (
         "pipeline",
-        &["--seconds", "1.5", "--quiet", "--kill-one"],
+        &["--seconds", "1.5", "--quiet", "--chaos"],
         "frames lost: 0",
     ),
 ];

@@ -123,6 +123,15 @@ impl Supervisor {
             .and_then(Child::process)
     }
 
+    /// As [`process`](Supervisor::process), shared: for a wait on its fd
+    /// beside other things.
+    pub fn get(&self, name: &str) -> Option<&MessageProcess> {
+        self.children
+            .iter()
+            .find(|c| c.name() == name)
+            .and_then(Child::process_ref)
+    }
+
     /// The children's names, in start order.
     pub fn names(&self) -> impl Iterator<Item = &str> {
         self.children.iter().map(Child::name)
@@ -153,12 +162,13 @@ impl Supervisor {
             if let Some(event) = self.events.pop_front() {
                 return Ok(Some(event));
             }
-            if deadline.is_some_and(|d| Instant::now() >= d) && !self.any_ready(extra)? {
-                return Ok(None);
-            }
+            // Past the deadline this is one look without waiting.
             self.wait_once(extra, deadline)?;
             if let Some(event) = self.events.pop_front() {
                 return Ok(Some(event));
+            }
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                return Ok(None);
             }
         }
     }
@@ -184,27 +194,6 @@ impl Supervisor {
             let events = self.children[i].restart_if_due(now);
             self.queue(events);
         }
-    }
-
-    /// Zero-timeout readiness of the extra fds, for a last look at the
-    /// deadline.
-    fn any_ready(&mut self, extra: &[BorrowedFd<'_>]) -> Result<bool> {
-        if extra.is_empty() {
-            return Ok(false);
-        }
-        let mut fds: Vec<_> = extra
-            .iter()
-            .map(|fd| poll::PollFd::new(*fd, poll::POLLIN))
-            .collect();
-        poll::poll(&mut fds, Some(Instant::now()))?;
-        let mut any = false;
-        for (i, fd) in fds.iter().enumerate() {
-            if fd.revents() != 0 {
-                self.events.push_back(SupervisorEvent::Ready(i));
-                any = true;
-            }
-        }
-        Ok(any)
     }
 
     fn wait_once(&mut self, extra: &[BorrowedFd<'_>], deadline: Option<Instant>) -> Result<()> {
