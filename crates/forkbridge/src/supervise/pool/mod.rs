@@ -95,7 +95,31 @@ struct Worker {
     stopping: bool,
 }
 
-/// N identical backends behind one handle (see the [module docs](self)).
+/// N identical backends behind one handle, for typed calls.
+///
+/// The pool is driven by the thread that calls it: `submit` writes a call
+/// to a worker's socket and returns a [`Ticket`]; `wait` (and every other
+/// method) waits in one `poll(2)` on every worker's socket and exit fd,
+/// routes replies to their tickets, replaces workers that ended and
+/// resends the idempotent calls they held. No thread of its own, so a
+/// single-threaded program can restart workers by `fork`; a program that
+/// wants the pool on another thread moves it there (it is `Send`) and
+/// uses [`StartMethod::ForkServer`](crate::StartMethod::ForkServer).
+///
+/// Each worker takes at most
+/// [`max_in_flight`](PoolBuilder::max_in_flight) calls at once, which keeps
+/// it busy while replies travel and is the back-pressure: `submit` waits,
+/// `try_submit` refuses ([`ErrorKind::Full`]) and `submit_timeout` gives
+/// up ([`ErrorKind::Timeout`]) while every worker (or a keyed request's
+/// worker) is at it.
+///
+/// When a worker dies, each call it held ends once, never in silence: a
+/// call of an [idempotent](Command::idempotent) command goes once more to
+/// another worker (or, with no other, to the replacement); any other ends
+/// with [`ErrorKind::Disconnected`] carrying the worker's exit status. The
+/// replacement starts in the same pass that saw the death, by the pool's
+/// [`RestartPolicy`](crate::RestartPolicy) (the first restart has no
+/// delay).
 ///
 /// ```
 /// use std::time::Duration;
