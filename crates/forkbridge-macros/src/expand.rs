@@ -10,12 +10,23 @@
 //! - a frontend type (`<Type>Client`, or `frontend = Name`) with one method
 //!   per command and the same parameters: a unit return type makes a
 //!   one-way `cast`, any other a `call` that waits for the value;
-//! - with the `tokio` feature, `<Frontend>Async` over `AsyncMessageProcess`.
+//! - on the frontend, one `Command` constant per command (`CMD`, the
+//!   method's name upper-cased), typed with the argument tuple and value the
+//!   frontend method sends and returns, so a `Pool` call is checked as the
+//!   method is;
+//! - with the `tokio` feature, `<Frontend>Async` over `AsyncMessageProcess`,
+//!   with the same methods as `async fn` and the same constants.
+//!
+//! `Self` in a handler's types means the backend; the frontend's methods
+//! and constants live in the frontend's `impl`, where `Self` would mean the
+//! frontend, so every type is read with `Self` replaced by the backend's
+//! type. Generic backends are refused (a constant of a non-generic frontend
+//! could not name their types), so every handler gets its constant.
 
 use std::collections::HashMap;
 
-use proc_macro2::{Span, TokenStream};
-use quote::{format_ident, quote, quote_spanned};
+use proc_macro2::{Span, TokenStream, TokenTree};
+use quote::{ToTokens, format_ident, quote, quote_spanned};
 use syn::parse::{Parse, ParseStream};
 use syn::punctuated::Punctuated;
 use syn::spanned::Spanned;
@@ -71,6 +82,8 @@ enum Returns {
 
 struct Command {
     method: Ident,
+    /// The name of its `Command` constant on the frontend.
+    constant: Ident,
     name: LitStr,
     is_async: bool,
     has_ctx: bool,
@@ -103,11 +116,12 @@ pub(crate) fn handlers(args: TokenStream, item: TokenStream) -> syn::Result<Toke
 
     let mut commands = Vec::new();
     let mut seen: HashMap<String, Span> = HashMap::new();
+    let mut constants: HashMap<String, Ident> = HashMap::new();
     for impl_item in &mut item.items {
         let ImplItem::Fn(method) = impl_item else {
             continue;
         };
-        let Some(command) = parse_method(method)? else {
+        let Some(command) = parse_method(method, &self_ty)? else {
             continue;
         };
         if let Some(first) = seen.insert(command.name.value(), command.name.span()) {
@@ -117,6 +131,18 @@ pub(crate) fn handlers(args: TokenStream, item: TokenStream) -> syn::Result<Toke
             );
             err.combine(syn::Error::new(first, "first defined here"));
             return Err(err);
+        }
+        // `fooBar` and `foo_bar` (or `FOO`) would make one constant twice.
+        if let Some(first) = constants.insert(command.constant.to_string(), command.method.clone())
+        {
+            return Err(syn::Error::new(
+                command.method.span(),
+                format!(
+                    "handlers `{first}` and `{}` would both make the constant `{}`; \
+                     rename one",
+                    command.method, command.constant
+                ),
+            ));
         }
         commands.push(command);
     }
@@ -161,7 +187,7 @@ pub(crate) fn handlers(args: TokenStream, item: TokenStream) -> syn::Result<Toke
 
 /// Reads one method; `None` for methods that are not handlers (no
 /// receiver, or `#[forkbridge(skip)]`).
-fn parse_method(method: &mut ImplItemFn) -> syn::Result<Option<Command>> {
+fn parse_method(method: &mut ImplItemFn, self_ty: &Type) -> syn::Result<Option<Command>> {
     let mut name = None;
     let mut skip = false;
     let mut error = None;
@@ -216,7 +242,7 @@ fn parse_method(method: &mut ImplItemFn) -> syn::Result<Option<Command>> {
         let FnArg::Typed(pat_type) = arg else {
             continue;
         };
-        let ty = (*pat_type.ty).clone();
+        let ty = replace_self(&pat_type.ty, self_ty);
         if i == 0 && is_context(&ty) {
             has_ctx = true;
             continue;
@@ -238,12 +264,12 @@ fn parse_method(method: &mut ImplItemFn) -> syn::Result<Option<Command>> {
     }
     let returns = match &sig.output {
         ReturnType::Default => Returns::Unit,
-        ReturnType::Type(_, ty) => match &**ty {
+        ReturnType::Type(_, ty) => match replace_self(ty, self_ty) {
             Type::Tuple(t) if t.elems.is_empty() => Returns::Unit,
             Type::Path(p) if p.path.segments.last().is_some_and(|s| s.ident == "Result") => {
-                Returns::Result((**ty).clone())
+                Returns::Result(Type::Path(p))
             }
-            other => Returns::Value(other.clone()),
+            other => Returns::Value(other),
         },
     };
     let docs = method
@@ -254,6 +280,7 @@ fn parse_method(method: &mut ImplItemFn) -> syn::Result<Option<Command>> {
         .collect();
     Ok(Some(Command {
         method: sig.ident.clone(),
+        constant: constant_name(&sig.ident),
         name: name.unwrap_or_else(|| LitStr::new(&sig.ident.to_string(), sig.ident.span())),
         is_async: sig.asyncness.is_some(),
         has_ctx,
@@ -261,6 +288,64 @@ fn parse_method(method: &mut ImplItemFn) -> syn::Result<Option<Command>> {
         returns,
         docs,
     }))
+}
+
+/// `ty` with every `Self` replaced by `self_ty` (spanned at the `Self` it
+/// replaces, so errors point at the handler's code).
+fn replace_self(ty: &Type, self_ty: &Type) -> Type {
+    fn walk(tokens: TokenStream, self_ty: &Type) -> TokenStream {
+        let mut out = TokenStream::new();
+        for tt in tokens {
+            match tt {
+                TokenTree::Ident(ident) if ident == "Self" => {
+                    out.extend(respan(self_ty.to_token_stream(), ident.span()));
+                }
+                TokenTree::Group(group) => {
+                    let mut new =
+                        proc_macro2::Group::new(group.delimiter(), walk(group.stream(), self_ty));
+                    new.set_span(group.span());
+                    out.extend([TokenTree::Group(new)]);
+                }
+                other => out.extend([other]),
+            }
+        }
+        out
+    }
+    fn respan(tokens: TokenStream, span: Span) -> TokenStream {
+        tokens
+            .into_iter()
+            .map(|mut tt| {
+                if let TokenTree::Group(group) = &tt {
+                    let mut new =
+                        proc_macro2::Group::new(group.delimiter(), respan(group.stream(), span));
+                    new.set_span(span);
+                    tt = TokenTree::Group(new);
+                } else {
+                    tt.set_span(span);
+                }
+                tt
+            })
+            .collect()
+    }
+    // A type that no longer parses (`Self` in a macro's tokens, say) is
+    // kept as written: the compiler then reports it where it stands.
+    syn::parse2(walk(ty.to_token_stream(), self_ty)).unwrap_or_else(|_| ty.clone())
+}
+
+/// `my_stuff` → `MY_STUFF` (and `myStuff` → `MY_STUFF`, `r#type` → `TYPE`).
+fn constant_name(method: &Ident) -> Ident {
+    let name = method.to_string();
+    let name = name.strip_prefix("r#").unwrap_or(&name);
+    let mut out = String::with_capacity(name.len() + 4);
+    let mut previous_lower = false;
+    for ch in name.chars() {
+        if ch.is_uppercase() && previous_lower {
+            out.push('_');
+        }
+        previous_lower = ch.is_lowercase() || ch.is_ascii_digit();
+        out.extend(ch.to_uppercase());
+    }
+    Ident::new(&out, method.span())
 }
 
 /// `&mut BackendContext` / `&mut AsyncContext` (any path ending so).
@@ -292,11 +377,7 @@ fn register_fn(commands: &[Command], is_async: bool) -> TokenStream {
             Returns::Result(_) => quote! { #value.map_err(::std::convert::Into::into) },
             Returns::Value(_) => quote! { ::std::result::Result::Ok(#value) },
         };
-        let value_ty = match &c.returns {
-            Returns::Unit => quote!(()),
-            Returns::Result(ty) => quote!(<#ty as ::forkbridge::__private::ResultOk>::Ok),
-            Returns::Value(ty) => quote!(#ty),
-        };
+        let value_ty = value_type(c);
         // Each argument type must be serde-capable; say so at the type.
         let checks: Vec<TokenStream> = types
             .iter()
@@ -378,14 +459,60 @@ fn backend_impl(self_ty: &Type, is_async: bool) -> TokenStream {
     }
 }
 
+/// The value a call of the command returns (`()` for a one-way one): the
+/// handler's return type, or the `T` of its `Result<T, E>`.
+fn value_type(c: &Command) -> TokenStream {
+    match &c.returns {
+        Returns::Unit => quote!(()),
+        Returns::Result(ty) => quote!(<#ty as ::forkbridge::__private::ResultOk>::Ok),
+        Returns::Value(ty) => quote!(#ty),
+    }
+}
+
 /// The frontend method's return type.
 fn frontend_return(c: &Command) -> TokenStream {
-    match &c.returns {
-        Returns::Unit => quote!(::forkbridge::Result<()>),
-        Returns::Result(ty) => {
-            quote!(::forkbridge::Result<<#ty as ::forkbridge::__private::ResultOk>::Ok>)
-        }
-        Returns::Value(ty) => quote!(::forkbridge::Result<#ty>),
+    let value = value_type(c);
+    quote!(::forkbridge::Result<#value>)
+}
+
+/// The command as a typed `Command` constant: arguments as the tuple the
+/// frontend method sends (`(a,)` for one, `()` for none) and the value it
+/// returns, so a pool's request carries the same type fingerprints as the
+/// method's call and the backend's handler accepts it. On the async
+/// frontend (`same_as` the blocking one) it repeats the blocking
+/// frontend's constant.
+fn constant(c: &Command, type_name: &Ident, same_as: Option<&Ident>) -> TokenStream {
+    let constant = &c.constant;
+    let types: Vec<&Type> = c.params.iter().map(|(_, t)| t).collect();
+    let value = value_type(c);
+    let method = &c.method;
+    let head = format!(
+        "`{}` as a [`Command`](::forkbridge::Command), for a [`Pool`](::forkbridge::Pool).",
+        syn::ext::IdentExt::unraw(method)
+    );
+    let how = match c.returns {
+        Returns::Unit => "[`Pool::cast`](::forkbridge::Pool::cast)",
+        _ => "[`Pool::call`](::forkbridge::Pool::call)",
+    };
+    let body = format!(
+        "`{constant}.with(args)`, the arguments as a tuple, is a request that runs \
+         [`{type_name}::{method}`] (command `{}`) in one of the pool's workers: send it with \
+         {how}. `{constant}.idempotent()` lets the pool send it again when its worker dies.",
+        c.name.value()
+    );
+    let name = &c.name;
+    let (doc, value_expr) = match same_as {
+        None => (body, quote!(::forkbridge::Command::new(#name))),
+        Some(frontend) => (
+            format!("The same as [`{frontend}::{constant}`]."),
+            quote!(#frontend::#constant),
+        ),
+    };
+    quote! {
+        #[doc = #head]
+        ///
+        #[doc = #doc]
+        pub const #constant: ::forkbridge::Command<(#(#types,)*), #value> = #value_expr;
     }
 }
 
@@ -431,7 +558,9 @@ fn client(
     };
     let doc = format!(
         "The frontend of [`{type_name}`], generated by `#[forkbridge::handlers]`: one method \
-         per command, with the handler's parameters. Dereferences to the \
+         per command, with the handler's parameters, and one \
+         [`Command`](::forkbridge::Command) constant per command for a \
+         [`Pool`](::forkbridge::Pool). Dereferences to the \
          [`MessageProcess`](::forkbridge::MessageProcess) for `recv`, `stop` and the rest."
     );
     let methods = commands.iter().map(|c| {
@@ -452,6 +581,7 @@ fn client(
             }
         }
     });
+    let constants = commands.iter().map(|c| constant(c, type_name, None));
     quote! {
         #[doc = #doc]
         #[derive(Debug)]
@@ -461,6 +591,8 @@ fn client(
         }
 
         impl #frontend {
+            #(#constants)*
+
             /// Creates the backend process with default settings and starts it.
             pub fn start(
                 name: impl ::std::convert::Into<::std::string::String>,
@@ -554,6 +686,9 @@ fn client_async(
             }
         }
     });
+    let constants = commands
+        .iter()
+        .map(|c| constant(c, type_name, Some(frontend)));
     quote! {
         #[doc = #doc]
         #[derive(Debug)]
@@ -563,6 +698,8 @@ fn client_async(
         }
 
         impl #name {
+            #(#constants)*
+
             /// Wraps an async handle of a process built for this backend.
             pub fn new(process: ::forkbridge::AsyncMessageProcess) -> Self {
                 Self {
@@ -606,5 +743,78 @@ fn client_async(
                 &mut self.process
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn expand(item: TokenStream) -> syn::Result<String> {
+        handlers(quote!(frontend = P), item).map(|out| out.to_string())
+    }
+
+    #[test]
+    fn constant_names_are_screaming_snake_case() {
+        let name = |s: &str| constant_name(&syn::parse_str::<Ident>(s).unwrap()).to_string();
+        assert_eq!(name("square"), "SQUARE");
+        assert_eq!(name("my_stuff2"), "MY_STUFF2");
+        assert_eq!(name("myStuff"), "MY_STUFF");
+        assert_eq!(name("r#type"), "TYPE");
+        assert_eq!(name("_private"), "_PRIVATE");
+    }
+
+    #[test]
+    fn self_becomes_the_backend_type() {
+        let ty: Type = syn::parse_quote!(Vec<(Self, Option<Box<Self>>)>);
+        let backend: Type = syn::parse_quote!(crate::Backend);
+        let replaced = replace_self(&ty, &backend).to_token_stream().to_string();
+        let expected: Type = syn::parse_quote!(Vec<(crate::Backend, Option<Box<crate::Backend>>)>);
+        assert_eq!(replaced, expected.to_token_stream().to_string());
+    }
+
+    #[test]
+    fn each_handler_gets_a_constant_typed_as_its_frontend_method() {
+        let out = expand(quote! {
+            impl B {
+                fn none(&mut self) {}
+                fn one(&mut self, ctx: &mut BackendContext, a: u8) -> Result<u16, String> { todo!() }
+                #[forkbridge(command = "twoArgs")]
+                fn two(&mut self, a: u8, b: Self) -> Self { todo!() }
+            }
+        })
+        .unwrap();
+        let constant = |tokens: TokenStream| {
+            let s = tokens.to_string();
+            assert!(out.contains(&s), "{s}\nnot in\n{out}");
+        };
+        constant(quote! {
+            pub const NONE: ::forkbridge::Command<(), ()> = ::forkbridge::Command::new("none");
+        });
+        constant(quote! {
+            pub const ONE: ::forkbridge::Command<
+                (u8,),
+                <Result<u16, String> as ::forkbridge::__private::ResultOk>::Ok
+            > = ::forkbridge::Command::new("one");
+        });
+        constant(quote! {
+            pub const TWO: ::forkbridge::Command<(u8, B,), B> = ::forkbridge::Command::new("twoArgs");
+        });
+    }
+
+    #[test]
+    fn two_handlers_making_one_constant_are_refused() {
+        let err = expand(quote! {
+            impl B {
+                fn foo_bar(&mut self) {}
+                fn fooBar(&mut self) {}
+            }
+        })
+        .unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("`foo_bar` and `fooBar` would both make the constant `FOO_BAR`"),
+            "{err}"
+        );
     }
 }

@@ -9,7 +9,9 @@ mod expand;
 use proc_macro::TokenStream;
 
 /// Turns the methods of a backend's `impl` block into typed commands and
-/// generates the frontend that calls them. See `forkbridge::handlers`.
+/// generates the frontend that calls them, with one `forkbridge::Command`
+/// constant per command (`MY_STUFF` for `fn my_stuff`) for a
+/// `forkbridge::Pool`. See `forkbridge::handlers`.
 #[proc_macro_attribute]
 pub fn handlers(args: TokenStream, item: TokenStream) -> TokenStream {
     expand::handlers(args.into(), item.into())

@@ -311,6 +311,15 @@ pub use crate::transport::intercom::{INTERCOM_FD_ENV, Intercom};
 /// assert_eq!(p.count_bright(vec![50, 150, 250])?, 2);
 /// assert!(p.ratio(1, 0).is_err());
 /// p.stop()?; // the client dereferences to its MessageProcess
+///
+/// // The same commands, as typed constants, through a pool of workers.
+/// let mut pool = forkbridge::Pool::builder("detectors")
+///     .workers(2)
+///     .build(|name| forkbridge::MessageProcess::builder(name).build(Detector::default()))?;
+/// let bright: usize = pool.call(DetectorProcess::COUNT_BRIGHT.with((vec![0, 150, 250],)))?;
+/// assert_eq!(bright, 2);
+/// assert!(pool.call(DetectorProcess::RATIO.with((1, 0))).is_err());
+/// pool.stop(Duration::from_secs(5));
 /// # Ok::<(), forkbridge::Error>(())
 /// ```
 ///
@@ -334,15 +343,30 @@ pub use crate::transport::intercom::{INTERCOM_FD_ENV, Intercom};
 ///   returns `T` or [`ErrorKind::Remote`]. With the `tokio` feature also
 ///   `<Frontend>Async`, the same methods as `async fn`, from
 ///   `client.into_async()`.
+/// - On the frontend (and `<Frontend>Async`), one [`Command`] constant per
+///   command, named after the method in upper case (`COUNT_BRIGHT` for
+///   `count_bright`): `Command<(A, B,), T>` with the argument tuple the
+///   method sends (`(a,)` for one argument, `()` for none) and the value it
+///   returns (`()` when one-way, `T` for `Result<T, E>`). A [`Pool`] takes
+///   them as requests, `pool.call(DetectorProcess::RATIO.with((1, 0)))`
+///   ([`Pool::cast`] for one-way ones), checked by the compiler as the
+///   method is and by the backend as the method's calls are;
+///   `DetectorProcess::RATIO.idempotent()` lets the pool resend it when its
+///   worker dies.
 ///
 /// # Rules
 ///
 /// Methods take `&mut self`, then optionally `&mut BackendContext` (or
-/// `&mut AsyncContext`), then owned serde arguments. `#[forkbridge(skip)]`
+/// `&mut AsyncContext`), then owned serde arguments. `Self` in their types
+/// means the backend (on the frontend too). Lifetimes in their types are
+/// written out (`Cow<'static, str>` or `Cow<'_, str>`, not `Cow<str>`): the
+/// constants name the types, and the type of a constant cannot leave a
+/// lifetime out. The backend type is not generic. `#[forkbridge(skip)]`
 /// leaves a method out; `#[forkbridge(command = "myStuff")]` renames its
 /// command (for frontends in other languages). Misuse is a compile error at
 /// the offending code: another receiver, a borrowed or non-serde argument, a
-/// duplicate command name, `async` and blocking handlers mixed.
+/// duplicate command name, two methods making one constant (`foo_bar` and
+/// `fooBar`), `async` and blocking handlers mixed.
 ///
 /// The dynamic [`Message`] path keeps working beside the typed one.
 #[cfg(feature = "macros")]

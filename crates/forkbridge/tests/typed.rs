@@ -1,6 +1,7 @@
 //! Typed commands from one definition (`#[forkbridge::handlers]`), on real
 //! forks: calls with replies, one-way casts, faults, the dynamic path beside
-//! them, and the async forms.
+//! them, the async forms, and the generated `Command` constants through a
+//! `Pool`.
 
 mod common;
 
@@ -9,8 +10,8 @@ use std::time::{Duration, Instant};
 
 use common::{WAIT, error_field, recv};
 use forkbridge::{
-    AsyncContext, Backend, BackendContext, ErrorKind, HandlerResult, Handlers, Message,
-    MessageProcess, StartMethod, message,
+    AsyncContext, Backend, BackendContext, Command, ErrorKind, HandlerResult, Handlers, Message,
+    MessageProcess, Pool, StartMethod, message,
 };
 use forkbridge_testkit::{reap, signal_later};
 use serde::{Deserialize, Serialize};
@@ -30,6 +31,8 @@ test_main!(
     a_renamed_command_is_called_by_its_wire_name,
     a_skipped_method_makes_no_command,
     typed_clients_start_under_every_start_method,
+    generated_commands_call_through_a_pool,
+    generated_commands_of_an_async_backend_call_through_a_pool,
 );
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -475,4 +478,115 @@ fn typed_clients_start_under_every_start_method() {
         assert_eq!(c.poll(1).unwrap(), 41, "{method:?}");
         assert!(c.stop().unwrap().success());
     }
+}
+
+/// A backend whose generated `Command` constants a pool calls.
+#[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Tally {
+    total: i64,
+}
+
+#[forkbridge::handlers(frontend = TallyProcess)]
+impl Tally {
+    /// A value.
+    pub fn square(&mut self, x: u64) -> u64 {
+        x * x
+    }
+
+    /// Several arguments.
+    pub fn add(&mut self, a: i64, b: i64) -> i64 {
+        a + b
+    }
+
+    /// A value or an error.
+    pub fn half(&mut self, n: i64) -> Result<i64, String> {
+        if n % 2 != 0 {
+            return Err(format!("{n} is odd"));
+        }
+        Ok(n / 2)
+    }
+
+    /// One way.
+    pub fn record(&mut self, n: i64) {
+        self.total += n;
+    }
+
+    /// `Self` in a handler's types is the backend, in the constant too.
+    pub fn snapshot(&mut self) -> Self {
+        self.clone()
+    }
+}
+
+/// The constants are `const` values: marked idempotent at compile time.
+const SQUARE_AGAIN: Command<(u64,), u64> = TallyProcess::SQUARE.idempotent();
+
+fn generated_commands_call_through_a_pool() {
+    // The types the constants carry, checked by the compiler.
+    let _: Command<(u64,), u64> = TallyProcess::SQUARE;
+    let _: Command<(i64, i64), i64> = TallyProcess::ADD;
+    let _: Command<(i64,), i64> = TallyProcess::HALF;
+    let _: Command<(i64,), ()> = TallyProcess::RECORD;
+    let _: Command<(), Tally> = TallyProcess::SNAPSHOT;
+    let _: Command<(u64,), u64> = TallyProcessAsync::SQUARE;
+    assert_eq!(TallyProcess::SQUARE.name(), "square");
+    assert!(!TallyProcess::SQUARE.is_idempotent());
+    assert!(SQUARE_AGAIN.is_idempotent());
+    // A renamed command's constant has the wire name.
+    assert_eq!(DividerClient::CHECKED_DIV.name(), "checkedDiv");
+    assert_eq!(TallyProcessAsync::HALF.name(), "half");
+
+    let mut pool = Pool::builder("tally")
+        .workers(2)
+        .build(|name| MessageProcess::builder(name).build(Tally::default()))
+        .unwrap();
+    assert_eq!(pool.call(TallyProcess::SQUARE.with((7,))).unwrap(), 49);
+    assert_eq!(pool.call(TallyProcess::ADD.with((40, 2))).unwrap(), 42);
+    assert_eq!(pool.call(TallyProcess::HALF.with((8,))).unwrap(), 4);
+    assert_eq!(
+        pool.call(TallyProcess::HALF.with((3,))).unwrap_err().kind(),
+        &ErrorKind::Remote {
+            kind: "handler_error".into(),
+            message: "3 is odd".into(),
+        }
+    );
+    assert_eq!(pool.call(SQUARE_AGAIN.with((12,))).unwrap(), 144);
+    // A cast, then a call on the same worker (one key): the call is answered
+    // after the cast was handled.
+    pool.cast(TallyProcess::RECORD.with((5,)).key("t")).unwrap();
+    pool.cast(TallyProcess::RECORD.with((6,)).key("t")).unwrap();
+    assert_eq!(
+        pool.call(TallyProcess::SNAPSHOT.with(()).key("t")).unwrap(),
+        Tally { total: 11 }
+    );
+    // A hand-made command with other types than the handler's is refused
+    // by the backend: the generated ones match it by construction.
+    let wrong: Command<(u32,), u64> = Command::new("square");
+    let err = pool.call(wrong.with((7,))).unwrap_err();
+    assert!(
+        matches!(err.kind(), ErrorKind::Remote { kind, message }
+            if kind == "decode" && message.contains("argument types")),
+        "{err}"
+    );
+    // Many in flight across both workers.
+    let tickets: Vec<_> = (0..20u64)
+        .map(|x| pool.submit(TallyProcess::SQUARE.with((x,))).unwrap())
+        .collect();
+    let sum: u64 = tickets.into_iter().map(|t| pool.wait(t).unwrap()).sum();
+    assert_eq!(sum, 2470);
+    pool.stop(Duration::from_secs(5));
+}
+
+fn generated_commands_of_an_async_backend_call_through_a_pool() {
+    let mut pool = Pool::builder("cameras")
+        .workers(2)
+        .build(|name| MessageProcess::builder(name).build_async(Camera::default()))
+        .unwrap();
+    let polls = pool.call(CameraClient::POLL.with((1,)).key("c")).unwrap();
+    assert_eq!(
+        pool.call(CameraClient::POLL.with((1,)).key("c")).unwrap(),
+        polls + 1
+    );
+    let err = pool.call(CameraClientAsync::BROKEN.with(())).unwrap_err();
+    assert!(matches!(err.kind(), ErrorKind::Remote { message, .. } if message == "lens cap on"));
+    pool.stop(Duration::from_secs(5));
 }
