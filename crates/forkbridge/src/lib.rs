@@ -141,6 +141,20 @@
 //! ([`MessageProcessBuilder::build_portable`]: serde, with the fds of the
 //! shared objects it holds) and need [`init`] first in `main`.
 //!
+//! **Supervision and pools.** A [`RestartPolicy`] says when a dead
+//! process comes back, at most how often, and after what backoff; past its
+//! limit the process is given up with [`ErrorKind::GaveUp`] and its last
+//! exit statuses. A [`Supervisor`] keeps processes of any kinds by their
+//! policies, reports [`SupervisorEvent`]s from one `poll`, and stops them
+//! all in reverse start order within one bound (a [`MainContext`] can own
+//! one). A [`Pool`] spreads typed calls ([`Command`]s) over N identical
+//! workers — round robin, least outstanding, or by key — with a bound on
+//! calls in flight, replaces a worker that dies at once, and ends each of
+//! its calls with [`ErrorKind::Disconnected`] or, for an idempotent
+//! command, sends it once more to another worker. [`MessageProcess::status`]
+//! (and the supervisor's and pool's) is a [`Status`] snapshot: state,
+//! restarts, traffic, calls in flight, RSS and CPU time.
+//!
 //! **Waiting on several things.** [`select`] waits on any fds — processes,
 //! their [pidfds](MessageProcess::pidfd), pollable events, your sockets —
 //! with no `FD_SETSIZE` limit, and a signal never cuts its timeout short.

@@ -7,6 +7,9 @@ use std::time::Duration;
 use crate::data::message::Message;
 use crate::error::Error;
 
+/// A program's hook on a supervisor's or pool's events.
+pub(crate) type Hook = Box<dyn FnMut(&SupervisorEvent) + Send>;
+
 /// A change in a supervised process, or something it sent.
 ///
 /// Every state change is also logged (target `forkbridge::supervise`):

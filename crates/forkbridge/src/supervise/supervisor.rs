@@ -12,7 +12,7 @@ use crate::process::{Incoming, MessageProcess, Status};
 use crate::sys::poll;
 
 use super::child::Child;
-use super::event::SupervisorEvent;
+use super::event::{Hook, SupervisorEvent};
 use super::policy::RestartPolicy;
 
 /// Owns processes of any kinds, restarts each by its [`RestartPolicy`], and
@@ -59,7 +59,7 @@ pub struct Supervisor {
     /// In start order.
     children: Vec<Child>,
     events: VecDeque<SupervisorEvent>,
-    hook: Option<Box<dyn FnMut(&SupervisorEvent) + Send>>,
+    hook: Option<Hook>,
     stop_timeout: Duration,
 }
 

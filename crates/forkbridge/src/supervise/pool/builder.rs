@@ -8,7 +8,7 @@ use std::time::Duration;
 use crate::error::{Error, ErrorKind, Result};
 use crate::process::MessageProcess;
 
-use super::super::event::SupervisorEvent;
+use super::super::event::{Hook, SupervisorEvent};
 use super::super::policy::{Restart, RestartPolicy};
 use super::dispatch::{Dispatch, Keys};
 use super::Pool;
@@ -25,7 +25,7 @@ pub struct PoolBuilder {
     bound: usize,
     policy: RestartPolicy,
     call_timeout: Option<Duration>,
-    hook: Option<Box<dyn FnMut(&SupervisorEvent) + Send>>,
+    hook: Option<Hook>,
 }
 
 impl PoolBuilder {

@@ -54,7 +54,7 @@ use crate::protocol::wire::Fingerprints;
 use crate::sys::poll;
 
 use super::child::Child;
-use super::event::SupervisorEvent;
+use super::event::{Hook, SupervisorEvent};
 use super::policy::RestartPolicy;
 use command::{Slot, fulfil};
 use dispatch::Keys;
@@ -163,7 +163,7 @@ pub struct Pool {
     keys: Keys,
     retries: VecDeque<Retry>,
     inbox: VecDeque<(String, Message)>,
-    hook: Option<Box<dyn FnMut(&SupervisorEvent) + Send>>,
+    hook: Option<Hook>,
 }
 
 impl Pool {
