@@ -26,6 +26,7 @@ use forkbridge::{Message, MessageProcess};
 use pyo3::exceptions::{PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
+use pyo3::types::PyDict;
 
 use crate::SIGNAL_SLICE;
 use crate::convert;
@@ -192,7 +193,7 @@ impl Process {
     /// frame.
     fn send_message_to_back(&self, py: Python<'_>, message: &Bound<'_, PyAny>) -> PyResult<()> {
         if message.is_none() {
-            self.request_stop(py)
+            self.request_stop(py, None).map(drop)
         } else {
             self.send_any(py, message)
         }
@@ -272,11 +273,29 @@ impl Process {
         Ok(self.fd)
     }
 
-    fn request_stop(&self, py: Python<'_>) -> PyResult<()> {
-        self.with(py, |p| match p.request_stop() {
-            Err(e) if e.is_disconnected() => Ok(()),
-            other => other.py_err(),
-        })
+    /// Asks the backend to stop after the messages sent before. With a
+    /// `timeout` (seconds; zero or less: one try), a socket that stays full
+    /// that long leaves the request queued (a later request or send goes on
+    /// writing it) and returns False; without one it waits as a send does.
+    /// True once written, or if the backend is already gone.
+    #[pyo3(signature = (timeout = None))]
+    fn request_stop(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<bool> {
+        let Some(timeout) = timeout else {
+            return self.with(py, |p| match p.request_stop() {
+                Err(e) if e.is_disconnected() => Ok(true),
+                other => other.py_err().map(|()| true),
+            });
+        };
+        match self.wait(py, Some(timeout), true, |p, slice| {
+            match p.request_stop_timeout(slice) {
+                Err(e) if e.is_disconnected() => Ok(()),
+                other => other,
+            }
+        }) {
+            Ok(()) => Ok(true),
+            Err(e) if e.is_instance_of::<pyo3::exceptions::PyTimeoutError>(py) => Ok(false),
+            Err(e) => Err(e),
+        }
     }
 
     /// Bounded stop (request → TERM → KILL → reap); the exit code as
@@ -357,6 +376,54 @@ impl Process {
     #[getter]
     fn name(&self) -> &str {
         &self.name
+    }
+
+    /// What polls readable once the backend has ended and its exit status
+    /// can be read (its pidfd; a forkserver worker's status channel), while
+    /// it runs; `None` before the start and once the exit was collected,
+    /// when the fd is closed: a caller polls the fd it gets now, never one
+    /// kept from before a receive, `join` or `is_alive`.
+    #[getter]
+    fn exit_fd(&self, py: Python<'_>) -> PyResult<Option<i32>> {
+        self.with(py, |p| Ok(p.exit_poll_fd().map(|fd| fd.as_raw_fd())))
+    }
+
+    /// Whether messages already read wait in this handle (read ahead by
+    /// `poll`, by a send that waited for room, by a greedy read): the fd
+    /// may then look idle while `recv` has something. No lock, no syscall.
+    fn has_buffered(&self) -> bool {
+        self.buffered.load(Ordering::Relaxed) || !lock(&self.polled).is_empty()
+    }
+
+    /// A snapshot of the process (the core's `Status`) as a dict of
+    /// `forkbridge.Status`'s fields: exit statuses as `multiprocessing`'s
+    /// exit codes, the CPU time in seconds, and `queued_in` counting what
+    /// `poll` read ahead too. Never waits, reaps or reads the socket.
+    fn status<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let s = self.with(py, |p| Ok(p.status()))?;
+        let polled = lock(&self.polled).len();
+        let method = match s.start_method {
+            forkbridge::StartMethod::Fork => "fork",
+            forkbridge::StartMethod::ForkServer => "forkserver",
+            forkbridge::StartMethod::Spawn => "spawn",
+        };
+        let d = PyDict::new(py);
+        d.set_item("name", &s.name)?;
+        d.set_item("pid", s.pid)?;
+        d.set_item("state", s.state.as_str())?;
+        d.set_item("start_method", method)?;
+        d.set_item("restarts", s.restarts)?;
+        d.set_item("last_exit", s.last_exit.map(exit_code))?;
+        d.set_item("messages_sent", s.messages_sent)?;
+        d.set_item("bytes_sent", s.bytes_sent)?;
+        d.set_item("messages_received", s.messages_received)?;
+        d.set_item("bytes_received", s.bytes_received)?;
+        d.set_item("calls_in_flight", s.calls_in_flight)?;
+        d.set_item("queued_out_bytes", s.queued_out_bytes)?;
+        d.set_item("queued_in", s.queued_in + polled)?;
+        d.set_item("rss_bytes", s.rss_bytes)?;
+        d.set_item("cpu_time", s.cpu_time.map(|t| t.as_secs_f64()))?;
+        Ok(d)
     }
 
     /// Messages sent through the shared-memory lane so far.

@@ -49,6 +49,23 @@ OWN = {
     "set_start_method",
     "shared_array",
     "serve",
+    # supervision: pools of workers taking calls, a supervisor, status
+    "CallFuture",
+    "FdReady",
+    "Pool",
+    "PoolFull",
+    "ProcessExited",
+    "ProcessGaveUp",
+    "ProcessMessage",
+    "ProcessRestarted",
+    "ProcessState",
+    "RemoteError",
+    "RestartLimitError",
+    "RestartPolicy",
+    "Status",
+    "Supervisor",
+    "SupervisorEvent",
+    "WorkerGone",
 }
 
 

@@ -5,7 +5,7 @@
 //! interpreter's signals, or hands the fd to a foreign `select`.
 
 use std::ffi::OsString;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::time::Duration;
 
 use crate::process::start::boot::{self, Arrival};
@@ -42,6 +42,10 @@ pub trait ProcessExt {
     ) -> Result<()>;
     /// Sets the start method before `start`.
     fn set_start_method(&mut self, method: crate::StartMethod) -> Result<()>;
+    /// What polls readable once the backend's exit status can be read (its
+    /// pidfd, or a served worker's status channel), while it runs: for a
+    /// binding that waits on many processes in one `poll`.
+    fn exit_poll_fd(&self) -> Option<BorrowedFd<'_>>;
 }
 
 impl ProcessExt for MessageProcess {
@@ -73,6 +77,9 @@ impl ProcessExt for MessageProcess {
     }
     fn set_start_method(&mut self, method: crate::StartMethod) -> Result<()> {
         MessageProcess::set_method(self, method)
+    }
+    fn exit_poll_fd(&self) -> Option<BorrowedFd<'_>> {
+        MessageProcess::exit_fd(self)
     }
 }
 

@@ -26,12 +26,24 @@ frontend cannot read ``UnreadableMessage`` (the next ``recv`` goes on);
 backend, ``EventGroup`` / ``SyncIndex`` synchronise through events made
 before the fork, ``MainContext`` starts processes before threads, and
 ``ProgramProcess`` / ``serve`` connect backends written in other languages.
-The README's "Differences from valkka-multiprocess" lists what behaves
+``Pool`` runs calls (``c__`` methods that return a value) on N workers it
+restarts, ``Supervisor`` restarts any processes by a ``RestartPolicy``, and
+``status()`` gives a process's ``Status``. The README's "Differences from valkka-multiprocess" lists what behaves
 differently, and why.
 """
 
 from ._context import MainContext
 from ._cross import SharedBuffer, get_start_method, set_start_method, shared_array
+from ._errors import PoolFull, RemoteError, RestartLimitError, WorkerGone
+from ._events import (
+    FdReady,
+    ProcessExited,
+    ProcessGaveUp,
+    ProcessMessage,
+    ProcessRestarted,
+    SupervisorEvent,
+)
+from ._future import CallFuture
 from ._log import exclog, exclogmsg
 from ._message import MessageObject
 from ._native import (
@@ -42,6 +54,8 @@ from ._native import (
     UnreadableMessage,
 )
 from ._pipe import BackPipe, Duplex
+from ._policy import RestartPolicy
+from ._pool import Pool
 from ._process import (
     AsyncBackMessageProcess,
     ForkWithThreadsError,
@@ -50,6 +64,8 @@ from ._process import (
     serve,
 )
 from ._select import safe_select
+from ._status import ProcessState, Status
+from ._supervisor import Supervisor
 from ._sync import EventGroup, SyncIndex
 
 __version__ = "0.1.0"
@@ -58,19 +74,35 @@ __all__ = [
     "AsyncBackMessageProcess",
     "BackPipe",
     "BackendGone",
+    "CallFuture",
     "Duplex",
     "Event",
     "EventGroup",
+    "FdReady",
     "ForkWithThreadsError",
     "ForkbridgeError",
     "MainContext",
     "MessageObject",
     "MessageProcess",
     "NotEnoughEvents",
+    "Pool",
+    "PoolFull",
+    "ProcessExited",
+    "ProcessGaveUp",
+    "ProcessMessage",
+    "ProcessRestarted",
+    "ProcessState",
     "ProgramProcess",
+    "RemoteError",
+    "RestartLimitError",
+    "RestartPolicy",
     "SharedBuffer",
+    "Status",
+    "Supervisor",
+    "SupervisorEvent",
     "SyncIndex",
     "UnreadableMessage",
+    "WorkerGone",
     "exclog",
     "exclogmsg",
     "get_start_method",

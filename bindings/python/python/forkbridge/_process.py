@@ -22,7 +22,7 @@ import traceback
 import weakref
 from typing import Any, ClassVar
 
-from . import _cross, _native
+from . import _call, _cross, _native, _status
 from ._log import format_logger
 from ._message import MessageObject, _rebuild
 from ._pipe import _RETURN, BackPipe, Duplex
@@ -341,6 +341,15 @@ class MessageProcess:
     def setDebug(self) -> None:
         self.logger.setLevel(logging.DEBUG)
 
+    def status(self) -> _status.Status:
+        """A snapshot of the process: its state, pid, start method, last
+        exit code, messages and bytes each way, what waits in its buffers,
+        and the backend's resident memory and CPU time. It never waits,
+        reaps the backend or touches the socket (the state turns
+        ``"exited"`` once a receive saw the backend end, or ``join`` /
+        ``is_alive`` / ``stop`` collected it)."""
+        return _status.snapshot(self)
+
     # ---- multiprocessing.Process names ---------------------------------
 
     def join(self, timeout: float | None = None) -> None:
@@ -521,7 +530,10 @@ class MessageProcess:
         self._report(kind, command, error)
 
     def _report(self, kind: str, command: Any, error: str) -> None:
-        if not self.report_errors or self.back_pipe is None:
+        if self.back_pipe is None:
+            return
+        if not self.report_errors and command != _call.CALL:
+            # A call's caller waits for an answer: it is told regardless.
             return
         try:
             # Not send_out__: the async class's is a coroutine.
@@ -566,6 +578,12 @@ class MessageProcess:
         """Backend demo: prints ``lis`` and answers ``pong``."""
         print("c__ping:", lis)
         self.send_out__(MessageObject("pong", lis=[1, 2, 3]))
+
+    def c____call__(self, **kwargs: Any) -> None:
+        """Backend: runs a ``Pool`` call, ``c__<command>(**kwargs)``, and
+        sends its return value (or its exception) back to the pool (see
+        ``forkbridge.Pool``)."""
+        _call.run(self, kwargs)
 
 
 class AsyncBackMessageProcess(MessageProcess):
@@ -686,6 +704,10 @@ class AsyncBackMessageProcess(MessageProcess):
     async def c__ping(self, lis: Any = []) -> None:  # type: ignore[override]  # noqa: B006
         print("c__ping:", lis)
         await self.send_out__(MessageObject("pong", lis=[1, 2, 3]))
+
+    async def c____call__(self, **kwargs: Any) -> None:  # type: ignore[override]
+        """Backend: runs a ``Pool`` call, awaiting a coroutine handler."""
+        await _call.run_async(self, kwargs)
 
 
 class ProgramProcess(MessageProcess):
