@@ -40,21 +40,22 @@ impl Keys {
     }
 }
 
-/// The worker (index into `loads`) for a request: `loads[i]` is `None` for
-/// a worker that takes no work now, else its calls in flight. `next` is the
-/// round-robin cursor, advanced past the choice.
+/// The worker for a request, among `n`: `load(i)` is `None` for a worker
+/// that takes no work now, else its calls in flight. `next` is the
+/// round-robin cursor, advanced past the choice. Allocates nothing: it runs
+/// for every call.
 pub(super) fn choose(
     dispatch: Dispatch,
-    loads: &[Option<usize>],
+    n: usize,
+    load: impl Fn(usize) -> Option<usize>,
     bound: usize,
     next: &mut usize,
 ) -> Option<usize> {
-    let n = loads.len();
     if n == 0 {
         return None;
     }
     let start = *next % n;
-    let open = |i: usize| loads[i].filter(|&l| l < bound);
+    let open = |i: usize| load(i).filter(|&l| l < bound);
     let pick = match dispatch {
         Dispatch::RoundRobin => (0..n).map(|k| (start + k) % n).find(|&i| open(i).is_some()),
         Dispatch::LeastOutstanding => (0..n)
@@ -71,26 +72,36 @@ pub(super) fn choose(
 mod tests {
     use super::*;
 
+    fn pick(d: Dispatch, loads: &[Option<usize>], bound: usize, next: &mut usize) -> Option<usize> {
+        choose(d, loads.len(), |i| loads[i], bound, next)
+    }
+
     #[test]
     fn round_robin_skips_full_and_absent_workers() {
         let loads = [Some(0), None, Some(4), Some(1)];
         let mut next = 0;
         let picks: Vec<_> = (0..4)
-            .map(|_| choose(Dispatch::RoundRobin, &loads, 4, &mut next))
+            .map(|_| pick(Dispatch::RoundRobin, &loads, 4, &mut next))
             .collect();
         assert_eq!(picks, [Some(0), Some(3), Some(0), Some(3)]);
-        assert_eq!(choose(Dispatch::RoundRobin, &[None, Some(4)], 4, &mut next), None);
-        assert_eq!(choose(Dispatch::RoundRobin, &[], 4, &mut next), None);
+        assert_eq!(
+            pick(Dispatch::RoundRobin, &[None, Some(4)], 4, &mut next),
+            None
+        );
+        assert_eq!(pick(Dispatch::RoundRobin, &[], 4, &mut next), None);
     }
 
     #[test]
     fn least_outstanding_takes_the_idlest() {
         let mut next = 0;
         let loads = [Some(3), Some(1), Some(2)];
-        assert_eq!(choose(Dispatch::LeastOutstanding, &loads, 8, &mut next), Some(1));
+        assert_eq!(
+            pick(Dispatch::LeastOutstanding, &loads, 8, &mut next),
+            Some(1)
+        );
         let tie = [Some(1), Some(1)];
-        let a = choose(Dispatch::LeastOutstanding, &tie, 8, &mut next);
-        let b = choose(Dispatch::LeastOutstanding, &tie, 8, &mut next);
+        let a = pick(Dispatch::LeastOutstanding, &tie, 8, &mut next);
+        let b = pick(Dispatch::LeastOutstanding, &tie, 8, &mut next);
         assert_ne!(a, b, "ties go in turn");
     }
 

@@ -485,18 +485,17 @@ impl Pool {
 
     /// The worker for a request: by its key's owner, else by the dispatch.
     fn pick(&mut self, key: Option<u64>, bound: usize) -> Option<usize> {
-        let loads: Vec<Option<usize>> = self
-            .workers
-            .iter()
-            .map(|w| w.child.is_serving().then_some(w.calls.len()))
-            .collect();
+        let workers = &self.workers;
+        let load = |i: usize| {
+            let w: &Worker = &workers[i];
+            w.child.is_serving().then_some(w.calls.len())
+        };
         if let Some(owner) = key.and_then(|k| self.keys.owner(k)) {
-            if let Some(i) = self
-                .workers
+            if let Some(i) = workers
                 .iter()
                 .position(|w| w.child.incarnation() == owner && w.child.is_serving())
             {
-                return loads[i].filter(|&l| l < bound).map(|_| i);
+                return load(i).filter(|&l| l < bound).map(|_| i);
             }
         }
         let dispatch = if key.is_some() {
@@ -504,7 +503,7 @@ impl Pool {
         } else {
             self.dispatch
         };
-        dispatch::choose(dispatch, &loads, bound, &mut self.cursor)
+        dispatch::choose(dispatch, workers.len(), load, bound, &mut self.cursor)
     }
 
     /// [`ErrorKind::GaveUp`] (the last worker's error) when no worker
@@ -534,7 +533,11 @@ impl Pool {
         self.pump_with(&[], deadline).map(drop)
     }
 
-    fn pump_with(&mut self, extra: &[BorrowedFd<'_>], deadline: Option<Instant>) -> Result<Vec<usize>> {
+    fn pump_with(
+        &mut self,
+        extra: &[BorrowedFd<'_>],
+        deadline: Option<Instant>,
+    ) -> Result<Vec<usize>> {
         self.maintain();
         let mut wake = deadline;
         for w in &self.workers {
