@@ -120,6 +120,11 @@ pub(crate) fn restart_latency_forkserver(scale: &Scale) -> Outcome {
 /// death being noticed, the restart, and the answer, as a caller waits for
 /// them. Polling the pool until it serves again and calling only then would
 /// leave out the time between the restart and the poll that sees it.
+///
+/// The value also holds the killed worker's exit in the kernel, which the
+/// baseline has no counterpart for: its socket closes and its pidfd turns
+/// readable only once the kernel has torn down its memory and files, and
+/// no pool can replace a worker before it learns of the death.
 fn restart_rounds(scale: &Scale, method: StartMethod) -> (Vec<f64>, Vec<f64>) {
     let n = (scale.starts / 3).max(5);
     // Restarts at once, every time, without limit.
