@@ -67,3 +67,10 @@ def test_tutorial_shared_memory_on_demand():
     before = set(os.listdir("/dev/shm"))
     assert "created after the fork, 3 times" in run_example("shared_memory_on_demand.py")
     assert set(os.listdir("/dev/shm")) <= before, "left a block in /dev/shm"
+
+
+def test_pool_and_supervisor_example():
+    out = run_example("pool.py")
+    assert "200 squares summed: 2646700 by 4 workers" in out
+    assert "the backend raised ValueError: negative: -1" in out
+    assert "flaky started 3 times, then: process 'flaky' given up after 2 restarts" in out

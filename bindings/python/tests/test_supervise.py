@@ -22,7 +22,6 @@ from forkbridge import (
     CallFuture,
     FdReady,
     MessageObject,
-    MessageProcess,
     Pool,
     PoolFull,
     ProcessExited,
@@ -413,7 +412,8 @@ def test_a_calls_faults_come_back_typed():
     with Pool(Worker, workers=2) as pool:
         with pytest.raises(RemoteError) as e:
             pool.call("fail", text="no good")
-        assert (e.value.type_name, e.value.text, e.value.command) == ("ValueError", "no good", "fail")
+        assert (e.value.type_name, e.value.text) == ("ValueError", "no good")
+        assert e.value.command == "fail"
         assert "c__fail" in e.value.remote_traceback and e.value.worker.startswith("pool-")
         with pytest.raises(RemoteError, match="no such method c__nothing"):
             pool.call("nothing")

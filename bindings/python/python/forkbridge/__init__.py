@@ -28,8 +28,8 @@ before the fork, ``MainContext`` starts processes before threads, and
 ``ProgramProcess`` / ``serve`` connect backends written in other languages.
 ``Pool`` runs calls (``c__`` methods that return a value) on N workers it
 restarts, ``Supervisor`` restarts any processes by a ``RestartPolicy``, and
-``status()`` gives a process's ``Status``. The README's "Differences from valkka-multiprocess" lists what behaves
-differently, and why.
+``status()`` gives a process's ``Status``. The README's "Differences from
+valkka-multiprocess" lists what behaves differently, and why.
 """
 
 from ._context import MainContext

@@ -79,7 +79,8 @@ class RestartPolicy:
         backoff = _seconds(self.backoff, "backoff")
         object.__setattr__(self, "window", _seconds(self.window, "window"))
         object.__setattr__(self, "backoff", backoff)
-        object.__setattr__(self, "max_backoff", max(backoff, _seconds(self.max_backoff, "max_backoff")))
+        max_backoff = _seconds(self.max_backoff, "max_backoff")
+        object.__setattr__(self, "max_backoff", max(backoff, max_backoff))
 
     @classmethod
     def never(cls) -> RestartPolicy:
