@@ -5,6 +5,14 @@ too often (``RestartLimitError``), a pool refused a call (``PoolFull``).
 Each carries what a program acts on as attributes (the worker, the exit
 code, the remote exception's type name) besides its text. They pickle (the
 attributes included), so a program may pass them on to another process.
+
+``WorkerGone`` is a ``BackendGone`` (so an ``EOFError``) rather than an
+error of its own: it means what ``BackendGone`` means everywhere in the
+package — the other end went away — so code that already handles a dead
+backend handles a dead worker, and the subclass adds which worker, its exit
+code and the command. ``RemoteError`` does not rebuild the backend's
+exception: its class may not exist, or not unpickle, in the frontend, and
+the package's error reports already cross as type name and text.
 """
 
 from __future__ import annotations
