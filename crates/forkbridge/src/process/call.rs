@@ -139,11 +139,17 @@ impl MessageProcess {
     /// [`ErrorKind::Disconnected`] once the backend is gone and everything
     /// it sent was taken; decode errors of a bad frame (skipped).
     pub(crate) fn try_incoming(&mut self) -> Result<Option<Incoming>> {
+        self.wait_incoming(Some(Instant::now()))
+    }
+
+    /// As [`try_incoming`](Self::try_incoming), waiting until `deadline`
+    /// (`None`: as long as it takes) in the socket read, as `recv` does.
+    pub(crate) fn wait_incoming(&mut self, deadline: Option<Instant>) -> Result<Option<Incoming>> {
         if let Some((msg, _fds)) = self.inbox.pop_front() {
             return Ok(Some(Incoming::Message(msg)));
         }
         loop {
-            let frame = match self.next_frame_deadline(Some(Instant::now())) {
+            let frame = match self.next_frame_deadline(deadline) {
                 Ok(frame) => frame,
                 Err(e) if e.is_timeout() => return Ok(None),
                 Err(e) => return Err(e),

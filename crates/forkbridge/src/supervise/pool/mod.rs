@@ -539,6 +539,19 @@ impl Pool {
         deadline: Option<Instant>,
     ) -> Result<Vec<usize>> {
         self.maintain();
+        // A pool of one waits in its worker's socket read, as a bare
+        // `MessageProcess` does (which also watches the pidfd): one syscall
+        // per reply where a poll and a read would be two.
+        if let Some(i) = self.sole_worker(extra) {
+            if let Some(process) = self.workers[i].child.process() {
+                let got = process.wait_incoming(deadline);
+                if self.route(i, got) {
+                    self.service(i);
+                }
+            }
+            self.maintain();
+            return Ok(Vec::new());
+        }
         let mut wake = deadline;
         for w in &self.workers {
             if let Some(at) = w.child.restart_at() {
@@ -605,11 +618,7 @@ impl Pool {
 
     /// Writes what waits and reads everything that arrived from worker `i`.
     fn service(&mut self, i: usize) {
-        let Some(w) = self.workers.get_mut(i) else {
-            return;
-        };
-        let name = w.child.name().to_string();
-        let Some(process) = w.child.process() else {
+        let Some(process) = self.workers.get_mut(i).and_then(|w| w.child.process()) else {
             return;
         };
         if process.has_pending_output() {
@@ -618,33 +627,65 @@ impl Pool {
                     self.ended(i);
                     return;
                 }
-                log::warn!(target: "forkbridge::supervise", "{name}: {e}");
+                log::warn!(target: "forkbridge::supervise", "{}: {e}", process.name());
             }
         }
         loop {
             let Some(process) = self.workers[i].child.process() else {
                 return;
             };
-            match process.try_incoming() {
-                Ok(Some(Incoming::Reply { id, result })) => {
-                    match self.workers[i].calls.remove(&id) {
-                        Some(call) => fulfil(&call.ticket, result),
-                        None => log::debug!(
-                            target: "forkbridge::supervise",
-                            "{name}: dropping the reply to call {id}"
-                        ),
-                    }
-                }
-                Ok(Some(Incoming::Message(msg))) => self.inbox.push_back((name.clone(), msg)),
-                Ok(None) => return,
-                Err(e) if e.is_disconnected() => {
-                    self.ended(i);
-                    return;
-                }
-                // A bad frame is skipped; the stream goes on.
-                Err(e) => log::warn!(target: "forkbridge::supervise", "{name}: {e}"),
+            let got = process.try_incoming();
+            if !self.route(i, got) {
+                return;
             }
         }
+    }
+
+    /// Routes what worker `i` sent: a reply to its ticket, a message to the
+    /// inbox, its end to [`ended`](Pool::ended). `false` once nothing more
+    /// is to be read now.
+    fn route(&mut self, i: usize, got: Result<Option<Incoming>>) -> bool {
+        match got {
+            Ok(Some(Incoming::Reply { id, result })) => {
+                match self.workers[i].calls.remove(&id) {
+                    Some(call) => fulfil(&call.ticket, result),
+                    None => log::debug!(
+                        target: "forkbridge::supervise",
+                        "{}: dropping the reply to call {id}",
+                        self.workers[i].child.name()
+                    ),
+                }
+                true
+            }
+            Ok(Some(Incoming::Message(msg))) => {
+                let name = self.workers[i].child.name().to_string();
+                self.inbox.push_back((name, msg));
+                true
+            }
+            Ok(None) => false,
+            Err(e) if e.is_disconnected() => {
+                self.ended(i);
+                false
+            }
+            // A bad frame is skipped; the stream goes on.
+            Err(e) => {
+                log::warn!(target: "forkbridge::supervise", "{}: {e}", self.workers[i].child.name());
+                true
+            }
+        }
+    }
+
+    /// The one worker there is, when nothing else needs watching (no other
+    /// worker, no restart due, no resend waiting, no fd of the program's).
+    fn sole_worker(&self, extra: &[BorrowedFd<'_>]) -> Option<usize> {
+        let [only] = self.workers.as_slice() else {
+            return None;
+        };
+        (extra.is_empty()
+            && self.retries.is_empty()
+            && only.child.restart_at().is_none()
+            && only.child.process_ref().is_some())
+        .then_some(0)
     }
 
     /// Worker `i` ended: its status is collected, its calls resent or
