@@ -709,5 +709,9 @@ fn run(options: Options) -> forkbridge::Result<i32> {
         fps / single,
         0.7 * options.workers as f64
     );
-    Ok(if lost == 0 && pipeline.failed == 0 { 0 } else { 1 })
+    Ok(if lost == 0 && pipeline.failed == 0 {
+        0
+    } else {
+        1
+    })
 }

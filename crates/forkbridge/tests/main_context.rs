@@ -353,7 +353,11 @@ impl MainContext for Supervised {
     }
 
     fn run(&mut self, shutdown: &Shutdown) -> forkbridge::Result<()> {
-        let pid = self.supervisor.process("a").and_then(|p| p.pid()).expect("a runs");
+        let pid = self
+            .supervisor
+            .process("a")
+            .and_then(|p| p.pid())
+            .expect("a runs");
         self.pids.push(pid);
         forkbridge_testkit::kill(pid, libc::SIGKILL).expect("kill");
         let until = Instant::now() + WAIT;
@@ -385,7 +389,10 @@ fn an_owned_supervisor_restarts_and_is_stopped_on_the_way_out() {
     assert_eq!(outcome.exit_code(), 0);
     assert!(program.restarted, "the killed child came back");
     assert_eq!(program.pids.len(), 3);
-    assert!(children().is_empty(), "run_main stopped the supervisor's children");
+    assert!(
+        children().is_empty(),
+        "run_main stopped the supervisor's children"
+    );
     for status in program.supervisor.status() {
         assert!(status.last_exit.is_some_and(|s| s.success()), "{status:?}");
     }

@@ -13,8 +13,8 @@ use std::time::{Duration, Instant};
 
 use forkbridge::{
     Backend, BackendContext, Command, Dispatch, ErrorKind, HandlerResult, Handlers, Message,
-    MessageProcess, Pool, ProcessState, RestartPolicy, StartMethod, Supervisor,
-    SupervisorEvent, Ticket,
+    MessageProcess, Pool, ProcessState, RestartPolicy, StartMethod, Supervisor, SupervisorEvent,
+    Ticket,
 };
 use forkbridge_testkit::{children_but_the_fork_server, kill, threads, wait_until};
 use serde::{Deserialize, Serialize};
@@ -85,7 +85,8 @@ fn lines(path: &str) -> Vec<String> {
 }
 
 fn temp_path(tag: &str) -> String {
-    let path = std::env::temp_dir().join(format!("forkbridge-supervise-{tag}-{}", std::process::id()));
+    let path =
+        std::env::temp_dir().join(format!("forkbridge-supervise-{tag}-{}", std::process::id()));
     let _ = std::fs::remove_file(&path);
     path.to_string_lossy().into_owned()
 }
@@ -153,18 +154,21 @@ fn chaos(command: Command<(u64,), u64>, method: StartMethod, calls: u64) -> Chao
         kills: 0,
         back_to_four: Duration::ZERO,
     };
-    let settle = |(x, ticket): (u64, Ticket<u64>), pool: &mut Pool, result: &mut Chaos| {
-        match pool.wait_timeout(&ticket, WAIT) {
-            Ok(v) => {
-                assert_eq!(v, x * 2, "a reply for another call");
-                result.answered += 1;
-            }
-            Err(e) if e.is_disconnected() => {
-                assert!(e.exit_status().is_some(), "the status travels with the error");
-                result.disconnected += 1;
-            }
-            Err(e) => panic!("call {x} ended with {e:?}"),
+    let settle = |(x, ticket): (u64, Ticket<u64>), pool: &mut Pool, result: &mut Chaos| match pool
+        .wait_timeout(&ticket, WAIT)
+    {
+        Ok(v) => {
+            assert_eq!(v, x * 2, "a reply for another call");
+            result.answered += 1;
         }
+        Err(e) if e.is_disconnected() => {
+            assert!(
+                e.exit_status().is_some(),
+                "the status travels with the error"
+            );
+            result.disconnected += 1;
+        }
+        Err(e) => panic!("call {x} ended with {e:?}"),
     };
     for x in 0..calls {
         if Instant::now() >= next_kill {
@@ -228,9 +232,17 @@ fn chaos_every_call_is_answered_or_disconnected() {
 fn chaos_with_idempotent_calls_answers_every_call() {
     let calls = 10_000;
     let r = chaos(DOUBLE.idempotent(), StartMethod::Fork, calls);
-    assert_eq!(r.answered, calls as usize, "{} disconnected", r.disconnected);
+    assert_eq!(
+        r.answered, calls as usize,
+        "{} disconnected",
+        r.disconnected
+    );
     assert!(r.kills >= 3, "the chaos killed ({} kills)", r.kills);
-    assert!(r.back_to_four <= Duration::from_millis(100), "{:?}", r.back_to_four);
+    assert!(
+        r.back_to_four <= Duration::from_millis(100),
+        "{:?}",
+        r.back_to_four
+    );
 }
 
 fn chaos_under_the_fork_server() {
@@ -282,7 +294,12 @@ fn a_failing_backend_is_given_up_after_its_limit() {
     assert_eq!(error.process_name(), Some("failing"));
     assert_eq!(seen.load(Ordering::Relaxed), 3, "the hook saw each restart");
     // No storm: no fork after the limit.
-    assert_eq!(sup.wait_event(Duration::from_millis(200)).expect("wait").map(|e| e.name().map(str::to_string)), None);
+    assert_eq!(
+        sup.wait_event(Duration::from_millis(200))
+            .expect("wait")
+            .map(|e| e.name().map(str::to_string)),
+        None
+    );
     assert_eq!(lines(&log).len(), 4, "one start and three restarts");
     assert!(sup.process("failing").is_none());
     let status = &sup.status()[0];
@@ -317,8 +334,15 @@ fn a_pool_whose_workers_all_give_up_refuses_calls() {
             Err(e) => break e,
         }
     };
-    assert!(matches!(error.kind(), ErrorKind::GaveUp { restarts: 2, .. }), "{error:?}");
-    assert!(pool.status().iter().all(|s| s.state == ProcessState::GivenUp));
+    assert!(
+        matches!(error.kind(), ErrorKind::GaveUp { restarts: 2, .. }),
+        "{error:?}"
+    );
+    assert!(
+        pool.status()
+            .iter()
+            .all(|s| s.state == ProcessState::GivenUp)
+    );
 }
 
 fn keys_stick_to_their_worker_while_it_lives() {
@@ -330,10 +354,8 @@ fn keys_stick_to_their_worker_while_it_lives() {
         .expect("pool");
     // Idempotent: a call that was on its way to the killed worker goes once
     // more, to another.
-    let owner = |pool: &mut Pool, key: u32| {
-        pool.call(PID.idempotent().with(()).key(key))
-            .expect("call")
-    };
+    let owner =
+        |pool: &mut Pool, key: u32| pool.call(PID.idempotent().with(()).key(key)).expect("call");
     let first: Vec<u32> = (0..30).map(|k| owner(&mut pool, k)).collect();
     for _ in 0..3 {
         for k in 0..30 {
@@ -350,7 +372,10 @@ fn keys_stick_to_their_worker_while_it_lives() {
     for k in 0..30 {
         let now = owner(&mut pool, k);
         if first[k as usize] != victim {
-            assert_eq!(now, first[k as usize], "key {k} moved though its worker lives");
+            assert_eq!(
+                now, first[k as usize],
+                "key {k} moved though its worker lives"
+            );
         } else {
             assert_ne!(now, victim);
         }
@@ -381,8 +406,9 @@ fn shrinking_under_load_loses_no_call() {
     assert_eq!(children_but_the_fork_server().len(), 1, "and were reaped");
     pool.resize(3).expect("grow");
     assert_eq!(pool.serving(), 3);
-    let pids: std::collections::HashSet<u32> =
-        (0..12).map(|_| pool.call(PID.with(())).expect("call")).collect();
+    let pids: std::collections::HashSet<u32> = (0..12)
+        .map(|_| pool.call(PID.with(())).expect("call"))
+        .collect();
     assert_eq!(pids.len(), 3, "round robin reaches the new workers");
     pool.stop(WAIT);
 }
@@ -402,7 +428,10 @@ fn back_pressure_blocks_refuses_and_times_out() {
         .submit_timeout(SLEEP.with((1,)), Duration::from_millis(20))
         .expect_err("times out");
     assert_eq!(timed_out.kind(), &ErrorKind::Timeout);
-    assert!(t.elapsed() < Duration::from_millis(250), "gave up at its bound");
+    assert!(
+        t.elapsed() < Duration::from_millis(250),
+        "gave up at its bound"
+    );
     // The blocking form waits for room and then goes.
     let c = pool.submit(SLEEP.with((2,))).expect("blocks, then goes");
     assert_eq!(pool.wait(a).expect("a"), 300);
@@ -415,11 +444,17 @@ fn tickets_and_edges() {
     let zero = Pool::builder("empty")
         .workers(0)
         .build(|name| MessageProcess::builder(name).build(Worker::default()));
-    assert_eq!(zero.expect_err("no workers").kind(), &ErrorKind::InvalidArgument);
+    assert_eq!(
+        zero.expect_err("no workers").kind(),
+        &ErrorKind::InvalidArgument
+    );
     let unbounded = Pool::builder("unbounded")
         .max_in_flight(0)
         .build(|name| MessageProcess::builder(name).build(Worker::default()));
-    assert_eq!(unbounded.expect_err("no room").kind(), &ErrorKind::InvalidArgument);
+    assert_eq!(
+        unbounded.expect_err("no room").kind(),
+        &ErrorKind::InvalidArgument
+    );
 
     let mut pool = Pool::builder("edges")
         .workers(1)
@@ -435,16 +470,31 @@ fn tickets_and_edges() {
     // Wrong types: the backend refuses, the pool goes on.
     let wrong: Command<(String,), u64> = Command::new("double");
     let e = pool.call(wrong.with(("x".into(),))).expect_err("refused");
-    assert!(matches!(e.kind(), ErrorKind::Remote { kind, .. } if kind == "decode"), "{e:?}");
+    assert!(
+        matches!(e.kind(), ErrorKind::Remote { kind, .. } if kind == "decode"),
+        "{e:?}"
+    );
     let unknown: Command<(), ()> = Command::new("nope");
-    assert!(matches!(pool.call(unknown.with(())).expect_err("unknown").kind(), ErrorKind::Remote { .. }));
+    assert!(matches!(
+        pool.call(unknown.with(())).expect_err("unknown").kind(),
+        ErrorKind::Remote { .. }
+    ));
     // A zero and a maximal timeout.
     let t = pool.submit(SLEEP.with((50,))).expect("submit");
-    assert_eq!(pool.wait_timeout(&t, Duration::ZERO).expect_err("not yet").kind(), &ErrorKind::Timeout);
-    assert_eq!(pool.try_wait(&t).expect_err("not yet").kind(), &ErrorKind::Empty);
+    assert_eq!(
+        pool.wait_timeout(&t, Duration::ZERO)
+            .expect_err("not yet")
+            .kind(),
+        &ErrorKind::Timeout
+    );
+    assert_eq!(
+        pool.try_wait(&t).expect_err("not yet").kind(),
+        &ErrorKind::Empty
+    );
     assert_eq!(pool.wait_timeout(&t, Duration::MAX).expect("50"), 50);
     // Casts go one way; a failed cast's report arrives as a message.
-    pool.cast(Command::<(u64,), ()>::new("nope").with((1,))).expect("cast");
+    pool.cast(Command::<(u64,), ()>::new("nope").with((1,)))
+        .expect("cast");
     let until = Instant::now() + WAIT;
     let (worker, msg) = loop {
         match pool.try_recv() {
@@ -472,7 +522,10 @@ fn a_killed_worker_fails_its_calls_with_its_status() {
     kill(pid as i32, libc::SIGKILL).expect("kill");
     let e = pool.wait_timeout(&t, WAIT).expect_err("died with it");
     assert!(e.is_disconnected(), "{e:?}");
-    assert_eq!(e.exit_status().and_then(|s| s.signal()), Some(libc::SIGKILL));
+    assert_eq!(
+        e.exit_status().and_then(|s| s.signal()),
+        Some(libc::SIGKILL)
+    );
     assert_eq!(e.process_name(), Some("fated-0"));
     // Replaced: the next call is answered by another process.
     assert_ne!(pool.call(PID.with(())).expect("replacement"), pid);
@@ -482,7 +535,10 @@ fn a_killed_worker_fails_its_calls_with_its_status() {
     assert!(status.messages_received >= 1 && status.rss_bytes.is_some());
     let events = events.lock().unwrap();
     assert!(events.iter().any(|e| e.starts_with("Exited")), "{events:?}");
-    assert!(events.iter().any(|e| e.starts_with("Restarted")), "{events:?}");
+    assert!(
+        events.iter().any(|e| e.starts_with("Restarted")),
+        "{events:?}"
+    );
     drop(events);
     pool.stop(WAIT);
 }
@@ -499,7 +555,10 @@ fn a_pool_from_a_threaded_parent_restarts_through_the_fork_server() {
     let pid = pool.call(PID.with(())).expect("pid");
     kill(pid as i32, libc::SIGKILL).expect("kill");
     for x in 0..50 {
-        assert_eq!(pool.call(DOUBLE.idempotent().with((x,))).expect("double"), x * 2);
+        assert_eq!(
+            pool.call(DOUBLE.idempotent().with((x,))).expect("double"),
+            x * 2
+        );
     }
     assert_eq!(pool.serving(), 2);
     assert!(pool.status().iter().map(|s| s.restarts).sum::<u32>() >= 1);
@@ -522,12 +581,18 @@ fn the_supervisor_stops_everything_within_its_bound() {
         .expect("add");
         let p = sup.process(&format!("stubborn-{i}")).expect("running");
         p.send(Message::new("block")).expect("send");
-        assert_eq!(p.recv_timeout(WAIT).expect("blocking").command(), "blocking");
+        assert_eq!(
+            p.recv_timeout(WAIT).expect("blocking").command(),
+            "blocking"
+        );
     }
     let t = Instant::now();
     sup.stop();
     let took = t.elapsed();
-    assert!(took < Duration::from_millis(1_500) + Duration::from_secs(1), "took {took:?}");
+    assert!(
+        took < Duration::from_millis(1_500) + Duration::from_secs(1),
+        "took {took:?}"
+    );
     assert!(children_but_the_fork_server().is_empty());
     for s in sup.status() {
         assert_eq!(s.state, ProcessState::Exited);
@@ -535,8 +600,14 @@ fn the_supervisor_stops_everything_within_its_bound() {
     }
     // Nothing comes back after a stop, and a wait without end refuses
     // rather than hang.
-    assert!(sup.wait_event(Duration::from_millis(100)).expect("wait").is_none());
-    let forever = sup.wait_event(Duration::MAX).expect_err("nothing to wait for");
+    assert!(
+        sup.wait_event(Duration::from_millis(100))
+            .expect("wait")
+            .is_none()
+    );
+    let forever = sup
+        .wait_event(Duration::MAX)
+        .expect_err("nothing to wait for");
     assert_eq!(forever.kind(), &ErrorKind::InvalidArgument);
 }
 
@@ -553,13 +624,22 @@ fn the_supervisor_stops_in_reverse_start_order() {
         })
         .expect("add");
     }
-    assert_eq!(sup.names().collect::<Vec<_>>(), ["first", "second", "third"]);
+    assert_eq!(
+        sup.names().collect::<Vec<_>>(),
+        ["first", "second", "third"]
+    );
     let dup = sup.add("first", RestartPolicy::never(), |n| {
         MessageProcess::builder(n).build(Worker::default())
     });
-    assert_eq!(dup.expect_err("duplicate").kind(), &ErrorKind::InvalidArgument);
+    assert_eq!(
+        dup.expect_err("duplicate").kind(),
+        &ErrorKind::InvalidArgument
+    );
     sup.stop();
-    assert_eq!(lines(&log), ["Worker.third", "Worker.second", "Worker.first"]);
+    assert_eq!(
+        lines(&log),
+        ["Worker.third", "Worker.second", "Worker.first"]
+    );
     let _ = std::fs::remove_file(&log);
 }
 
@@ -573,7 +653,10 @@ fn the_supervisor_reports_messages_exits_and_restarts() {
         MessageProcess::builder(n).build(Worker::default())
     })
     .expect("add");
-    sup.process("clean").unwrap().send(Message::new("ping")).expect("send");
+    sup.process("clean")
+        .unwrap()
+        .send(Message::new("ping"))
+        .expect("send");
     let mut got_pong = false;
     let until = Instant::now() + WAIT;
     // A zero timeout still reads what has arrived (a program busy
@@ -589,13 +672,21 @@ fn the_supervisor_reports_messages_exits_and_restarts() {
     }
     assert!(got_pong);
     // A clean exit under OnFailure and a kill under Never: both stay down.
-    sup.process("clean").unwrap().request_stop().expect("stop request");
+    sup.process("clean")
+        .unwrap()
+        .request_stop()
+        .expect("stop request");
     let pid = sup.process("never").unwrap().pid().unwrap();
     kill(pid, libc::SIGKILL).expect("kill");
     let mut exits = Vec::new();
     while exits.len() < 2 {
         match sup.wait_event(WAIT).expect("wait") {
-            Some(SupervisorEvent::Exited { name, status, restart_in, .. }) => {
+            Some(SupervisorEvent::Exited {
+                name,
+                status,
+                restart_in,
+                ..
+            }) => {
                 assert_eq!(restart_in, None);
                 exits.push((name, status.expect("status")));
             }
@@ -612,7 +703,10 @@ fn the_supervisor_reports_messages_exits_and_restarts() {
     (&w).write_all(b"x").expect("write");
     use std::os::fd::AsFd;
     let event = sup.wait_event_with(&[r.as_fd()], WAIT).expect("wait");
-    assert!(matches!(event, Some(SupervisorEvent::Ready(0))), "{event:?}");
+    assert!(
+        matches!(event, Some(SupervisorEvent::Ready(0))),
+        "{event:?}"
+    );
 }
 
 test_main!(

@@ -40,7 +40,11 @@ pub(crate) struct Child {
 impl Child {
     /// Makes and starts the first incarnation; its failure is the caller's
     /// (nothing was supervised yet).
-    pub(crate) fn start(name: String, mut factory: Factory, policy: RestartPolicy) -> Result<Child> {
+    pub(crate) fn start(
+        name: String,
+        mut factory: Factory,
+        policy: RestartPolicy,
+    ) -> Result<Child> {
         let mut process = factory(&name)?;
         process.start()?;
         Ok(Child {

@@ -108,7 +108,9 @@ impl SupervisorEvent {
                 target: TARGET,
                 "{name} restarted as pid {pid} (restart {restarts}, down {down_for:?})"
             ),
-            SupervisorEvent::GaveUp { name, error } => log::error!(target: TARGET, "{name}: {error}"),
+            SupervisorEvent::GaveUp { name, error } => {
+                log::error!(target: TARGET, "{name}: {error}")
+            }
             SupervisorEvent::Message { .. } | SupervisorEvent::Ready(_) => {}
         }
     }

@@ -281,7 +281,10 @@ mod tests {
         let ok = Some(ExitStatus::from_raw(0));
         assert!(matches!(r.exited(ok, Instant::now()), Decision::Stay));
         let mut never = Restarts::new(RestartPolicy::never());
-        assert!(matches!(never.exited(failed(), Instant::now()), Decision::Stay));
+        assert!(matches!(
+            never.exited(failed(), Instant::now()),
+            Decision::Stay
+        ));
     }
 
     #[test]

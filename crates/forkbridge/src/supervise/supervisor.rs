@@ -238,7 +238,10 @@ impl Supervisor {
         for (fd, owner) in fds.iter().zip(&owners) {
             match owner {
                 Some(i) => {
-                    if (fd.revents() != 0 || self.children[*i].process_ref().is_some_and(MessageProcess::has_read_ahead))
+                    if (fd.revents() != 0
+                        || self.children[*i]
+                            .process_ref()
+                            .is_some_and(MessageProcess::has_read_ahead))
                         && !serviced.contains(i)
                     {
                         serviced.push(*i);
@@ -307,7 +310,10 @@ impl Drop for Supervisor {
 impl fmt::Debug for Supervisor {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Supervisor")
-            .field("children", &self.children.iter().map(Child::name).collect::<Vec<_>>())
+            .field(
+                "children",
+                &self.children.iter().map(Child::name).collect::<Vec<_>>(),
+            )
             .finish()
     }
 }

@@ -10,8 +10,8 @@ use crate::process::MessageProcess;
 
 use super::super::event::{Hook, SupervisorEvent};
 use super::super::policy::{Restart, RestartPolicy};
-use super::dispatch::{Dispatch, Keys};
 use super::Pool;
+use super::dispatch::{Dispatch, Keys};
 
 /// Configures a [`Pool`].
 ///

@@ -167,7 +167,10 @@ impl<R> Ticket<R> {
             Outcome::Taken => Some(Err(crate::error::Error::new(
                 crate::error::ErrorKind::InvalidArgument,
             )
-            .with_source(format!("the result of '{}' was already taken", self.command)))),
+            .with_source(format!(
+                "the result of '{}' was already taken",
+                self.command
+            )))),
         }
     }
 }
