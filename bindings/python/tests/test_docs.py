@@ -32,10 +32,11 @@ def test_package_docstring_example():
 def test_readme_python_examples():
     with open(README) as f:
         blocks = re.findall(r"```python\n(.*?)```", f.read(), re.S)
-    assert blocks, "the README has no Python example"
-    for block in blocks:
-        out = run(block)
-        assert "Regards from other side of the fork!" in out
+    # What each block prints, in order: valkka's example, then the pool's.
+    expected = ["Regards from other side of the fork!", "328350"]
+    assert len(blocks) == len(expected), "a README Python example without its expected output"
+    for block, out in zip(blocks, expected):
+        assert out in run(block)
 
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(README)))
