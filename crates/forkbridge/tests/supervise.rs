@@ -721,7 +721,103 @@ test_main!(
     tickets_and_edges,
     a_killed_worker_fails_its_calls_with_its_status,
     a_pool_from_a_threaded_parent_restarts_through_the_fork_server,
+    a_spare_takes_a_dead_workers_place_at_once,
     the_supervisor_stops_everything_within_its_bound,
     the_supervisor_stops_in_reverse_start_order,
     the_supervisor_reports_messages_exits_and_restarts,
 );
+
+fn a_spare_takes_a_dead_workers_place_at_once() {
+    let events = Arc::new(Mutex::new(Vec::new()));
+    let seen = Arc::clone(&events);
+    let mut pool = Pool::builder("spared")
+        .workers(2)
+        .spares(1)
+        .restart(unlimited())
+        .on_event(move |e| {
+            if let SupervisorEvent::TookOver { name, replaces } = e {
+                seen.lock().unwrap().push((name.clone(), replaces.clone()));
+            }
+        })
+        .build(|name| MessageProcess::builder(name).build(Worker::default()))
+        .expect("pool");
+    let states = |pool: &Pool| {
+        let mut s: Vec<ProcessState> = pool.status().iter().map(|s| s.state).collect();
+        s.sort_by_key(|s| s.as_str());
+        s
+    };
+    assert_eq!(
+        states(&pool),
+        [
+            ProcessState::Running,
+            ProcessState::Running,
+            ProcessState::Standby
+        ]
+    );
+    assert_eq!((pool.serving(), pool.size()), (2, 2));
+    let spare = pool
+        .status()
+        .into_iter()
+        .find(|s| s.state == ProcessState::Standby)
+        .expect("a spare");
+    // The spare takes no calls while both workers live.
+    let pids: std::collections::HashSet<u32> = (0..20)
+        .map(|_| pool.call(PID.with(())).expect("pid"))
+        .collect();
+    assert_eq!(pids.len(), 2);
+    assert!(!pids.contains(&(spare.pid.unwrap() as u32)));
+    // A worker dies with a call in hand: the spare answers it.
+    let victim = pool.status()[0].pid.unwrap();
+    let t = pool
+        .submit(SLEEP.idempotent().with((300,)))
+        .expect("submit");
+    let t2 = pool
+        .submit(SLEEP.idempotent().with((300,)))
+        .expect("submit");
+    kill(victim, libc::SIGKILL).expect("kill");
+    assert_eq!(pool.wait_timeout(&t, WAIT).expect("answered"), 300);
+    assert_eq!(pool.wait_timeout(&t2, WAIT).expect("answered"), 300);
+    let took = events.lock().unwrap().clone();
+    assert_eq!(took, [(spare.name.clone(), "spared-0".to_string())]);
+    let pids: std::collections::HashSet<u32> = (0..20)
+        .map(|_| pool.call(PID.with(())).expect("pid"))
+        .collect();
+    assert!(
+        pids.contains(&(spare.pid.unwrap() as u32)),
+        "the spare serves"
+    );
+    assert!(!pids.contains(&(victim as u32)));
+    // The dead worker's replacement is the new spare.
+    let until = Instant::now() + WAIT;
+    while states(&pool)
+        != [
+            ProcessState::Running,
+            ProcessState::Running,
+            ProcessState::Standby,
+        ]
+        && Instant::now() < until
+    {
+        pool.poll(Duration::from_millis(5)).expect("poll");
+    }
+    assert_eq!(
+        states(&pool),
+        [
+            ProcessState::Running,
+            ProcessState::Running,
+            ProcessState::Standby
+        ]
+    );
+    let respared = pool
+        .status()
+        .into_iter()
+        .find(|s| s.state == ProcessState::Standby)
+        .unwrap();
+    assert_eq!((respared.name.as_str(), respared.restarts), ("spared-0", 1));
+    assert_eq!(children_but_the_fork_server().len(), 3);
+    // A shrink leaves the spare alone; a grow does not use it.
+    pool.resize(1).expect("shrink");
+    assert_eq!(pool.size(), 1);
+    pool.resize(2).expect("grow");
+    assert_eq!(pool.size(), 2);
+    pool.stop(WAIT);
+}

@@ -15,7 +15,7 @@
 //! cheap enough for every second, not for every message.
 //!
 //! The supervision fields (`restarts`, and the states `Restarting`,
-//! `Draining` and `GivenUp`) belong to whoever restarts or removes
+//! `Draining`, `GivenUp` and `Standby`) belong to whoever restarts or removes
 //! processes; a bare [`MessageProcess`] reports 0 and never those states.
 //! `Status` is `#[non_exhaustive]` so fields can be added without breaking
 //! a program that reads it.
@@ -102,6 +102,9 @@ pub enum ProcessState {
     /// It died too often: its restart limit was hit and it stays down.
     /// Set only by a supervisor or pool.
     GivenUp,
+    /// Running and idle, a pool's spare: it takes the place of the next
+    /// worker that dies. Set only by a pool.
+    Standby,
 }
 
 impl ProcessState {
@@ -115,6 +118,7 @@ impl ProcessState {
             ProcessState::Restarting => "restarting",
             ProcessState::Draining => "draining",
             ProcessState::GivenUp => "given_up",
+            ProcessState::Standby => "standby",
         }
     }
 }

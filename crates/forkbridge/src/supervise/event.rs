@@ -14,7 +14,7 @@ pub(crate) type Hook = Box<dyn FnMut(&SupervisorEvent) + Send>;
 ///
 /// Every state change is also logged (target `forkbridge::supervise`):
 /// `Exited` at `warn` for a failure and `info` for a clean exit,
-/// `Restarted` at `info`, `GaveUp` at `error` — so a program that only
+/// `Restarted` and `TookOver` at `info`, `GaveUp` at `error` — so a program that only
 /// logs sees every restart.
 #[derive(Debug)]
 #[non_exhaustive]
@@ -50,6 +50,15 @@ pub enum SupervisorEvent {
         /// From the exit seen to the replacement started.
         down_for: Duration,
     },
+    /// A pool's spare took the place of a worker that died, at once: it
+    /// takes calls from now on (the dead worker's resends first), and the
+    /// dead worker's replacement, when it starts, is the new spare.
+    TookOver {
+        /// The spare's name.
+        name: String,
+        /// The worker it replaces.
+        replaces: String,
+    },
     /// The process hit its restart limit and stays down; `error` is
     /// [`ErrorKind::GaveUp`](crate::ErrorKind::GaveUp) with its last exit
     /// statuses.
@@ -72,6 +81,7 @@ impl SupervisorEvent {
             SupervisorEvent::Message { name, .. }
             | SupervisorEvent::Exited { name, .. }
             | SupervisorEvent::Restarted { name, .. }
+            | SupervisorEvent::TookOver { name, .. }
             | SupervisorEvent::GaveUp { name, .. } => Some(name),
             SupervisorEvent::Ready(_) => None,
         }
@@ -108,6 +118,9 @@ impl SupervisorEvent {
                 target: TARGET,
                 "{name} restarted as pid {pid} (restart {restarts}, down {down_for:?})"
             ),
+            SupervisorEvent::TookOver { name, replaces } => {
+                log::info!(target: TARGET, "spare {name} took over from {replaces}")
+            }
             SupervisorEvent::GaveUp { name, error } => {
                 log::error!(target: TARGET, "{name}: {error}")
             }

@@ -15,12 +15,13 @@ use super::dispatch::{Dispatch, Keys};
 
 /// Configures a [`Pool`].
 ///
-/// Defaults: 2 workers, [`Dispatch::RoundRobin`], 16 calls in flight per
+/// Defaults: 2 workers, no spares, [`Dispatch::RoundRobin`], 16 calls in flight per
 /// worker, workers restarted [`Always`](Restart::Always) with the default
 /// limits of [`RestartPolicy`], no call timeout.
 pub struct PoolBuilder {
     name: String,
     workers: usize,
+    spares: usize,
     dispatch: Dispatch,
     bound: usize,
     policy: RestartPolicy,
@@ -33,6 +34,7 @@ impl PoolBuilder {
         PoolBuilder {
             name,
             workers: 2,
+            spares: 0,
             dispatch: Dispatch::RoundRobin,
             bound: 16,
             policy: RestartPolicy::new(Restart::Always),
@@ -44,6 +46,16 @@ impl PoolBuilder {
     /// How many workers the pool starts with (at least 1).
     pub fn workers(mut self, n: usize) -> PoolBuilder {
         self.workers = n;
+        self
+    }
+
+    /// How many spares the pool keeps besides its workers (default 0):
+    /// started, idle, and ready to take a dying worker's place at once,
+    /// so the calls resent from it are answered without waiting for a
+    /// start. The dead worker's replacement becomes the new spare. A
+    /// spare costs a process (and its memory) but no CPU while it waits.
+    pub fn spares(mut self, n: usize) -> PoolBuilder {
+        self.spares = n;
         self
     }
 
@@ -107,7 +119,8 @@ impl PoolBuilder {
             dispatch: self.dispatch,
             bound: self.bound,
             call_timeout: self.call_timeout,
-            workers: Vec::with_capacity(self.workers),
+            workers: Vec::with_capacity(self.workers + self.spares),
+            target: self.workers,
             numbered: 0,
             cursor: 0,
             keys: Keys::default(),
@@ -116,7 +129,10 @@ impl PoolBuilder {
             hook: self.hook,
         };
         for _ in 0..self.workers {
-            pool.add_worker()?;
+            pool.add_worker(false)?;
+        }
+        for _ in 0..self.spares {
+            pool.add_worker(true)?;
         }
         Ok(pool)
     }
@@ -127,6 +143,7 @@ impl fmt::Debug for PoolBuilder {
         f.debug_struct("PoolBuilder")
             .field("name", &self.name)
             .field("workers", &self.workers)
+            .field("spares", &self.spares)
             .field("dispatch", &self.dispatch)
             .field("max_in_flight", &self.bound)
             .field("restart", &self.policy)

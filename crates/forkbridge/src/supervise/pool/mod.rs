@@ -93,6 +93,26 @@ struct Worker {
     leaving: bool,
     /// A stop request was queued (once drained).
     stopping: bool,
+    /// Started and idle, waiting to take a dead worker's place.
+    spare: bool,
+}
+
+impl Worker {
+    /// Whether new calls may go to it.
+    fn takes_calls(&self) -> bool {
+        !self.spare && self.child.is_serving()
+    }
+
+    /// Whether it counts towards the pool's size: a worker (not a spare)
+    /// that serves or will after its restart.
+    fn kept(&self) -> bool {
+        !self.leaving
+            && !self.spare
+            && matches!(
+                self.child.state(),
+                ProcessState::Running | ProcessState::Restarting
+            )
+    }
 }
 
 /// N identical backends behind one handle, for typed calls.
@@ -119,7 +139,9 @@ struct Worker {
 /// with [`ErrorKind::Disconnected`] carrying the worker's exit status. The
 /// replacement starts in the same pass that saw the death, by the pool's
 /// [`RestartPolicy`](crate::RestartPolicy) (the first restart has no
-/// delay).
+/// delay). With [spares](PoolBuilder::spares), a spare already running takes
+/// the dead worker's place in that same pass, so its calls are answered
+/// without waiting for a start, and the replacement becomes the new spare.
 ///
 /// ```
 /// use std::time::Duration;
@@ -157,6 +179,8 @@ pub struct Pool {
     bound: usize,
     call_timeout: Option<Duration>,
     workers: Vec<Worker>,
+    /// How many workers (spares aside) the program asked for.
+    target: usize,
     /// The number the next new worker's name gets.
     numbered: usize,
     cursor: usize,
@@ -178,23 +202,16 @@ impl Pool {
         &self.name
     }
 
-    /// Workers taking calls now (not restarting, leaving or given up).
+    /// Workers taking calls now (not restarting, leaving, given up or
+    /// spare).
     pub fn serving(&self) -> usize {
-        self.workers.iter().filter(|w| w.child.is_serving()).count()
+        self.workers.iter().filter(|w| w.takes_calls()).count()
     }
 
-    /// Workers the pool keeps (serving or restarting), leaving ones aside.
+    /// Workers the pool keeps (serving or restarting), leaving ones and
+    /// spares aside.
     pub fn size(&self) -> usize {
-        self.workers
-            .iter()
-            .filter(|w| {
-                !w.leaving
-                    && matches!(
-                        w.child.state(),
-                        ProcessState::Running | ProcessState::Restarting
-                    )
-            })
-            .count()
+        self.workers.iter().filter(|w| w.kept()).count()
     }
 
     /// Submits a call and returns its ticket; waits while every worker has
@@ -339,21 +356,17 @@ impl Pool {
     /// A new worker that fails to start (the workers started before it
     /// stay).
     pub fn resize(&mut self, n: usize) -> Result<()> {
+        self.target = n;
         let mut keeping = self.size();
         while keeping < n {
-            self.add_worker()?;
+            self.add_worker(false)?;
             keeping += 1;
         }
         for w in self.workers.iter_mut().rev() {
             if keeping <= n {
                 break;
             }
-            if w.leaving
-                || !matches!(
-                    w.child.state(),
-                    ProcessState::Running | ProcessState::Restarting
-                )
-            {
+            if !w.kept() {
                 continue;
             }
             w.leaving = true;
@@ -365,11 +378,19 @@ impl Pool {
         Ok(())
     }
 
-    /// A snapshot of every worker, leaving and given-up ones included.
+    /// A snapshot of every worker, spares (state
+    /// [`Standby`](ProcessState::Standby)), leaving and given-up ones
+    /// included.
     pub fn status(&self) -> Vec<Status> {
         self.workers
             .iter()
-            .map(|w| w.child.status(w.calls.len()))
+            .map(|w| {
+                let mut status = w.child.status(w.calls.len());
+                if w.spare && status.state == ProcessState::Running {
+                    status.state = ProcessState::Standby;
+                }
+                status
+            })
             .collect()
     }
 
@@ -488,12 +509,12 @@ impl Pool {
         let workers = &self.workers;
         let load = |i: usize| {
             let w: &Worker = &workers[i];
-            w.child.is_serving().then_some(w.calls.len())
+            w.takes_calls().then_some(w.calls.len())
         };
         if let Some(owner) = key.and_then(|k| self.keys.owner(k)) {
             if let Some(i) = workers
                 .iter()
-                .position(|w| w.child.incarnation() == owner && w.child.is_serving())
+                .position(|w| w.child.incarnation() == owner && w.takes_calls())
             {
                 return load(i).filter(|&l| l < bound).map(|_| i);
             }
@@ -712,6 +733,52 @@ impl Pool {
             }
         }
         self.emit(events);
+        let w = &self.workers[i];
+        if !w.spare && !w.leaving {
+            self.take_over(i);
+        }
+    }
+
+    /// A running spare takes the place of worker `i`, which ended: the
+    /// spare takes calls from now on, and `i`, when it restarts, is a
+    /// spare. Nothing happens without a running spare.
+    fn take_over(&mut self, i: usize) {
+        let Some(j) = self
+            .workers
+            .iter()
+            .position(|w| w.spare && !w.leaving && w.child.is_serving())
+        else {
+            return;
+        };
+        self.workers[j].spare = false;
+        self.workers[i].spare = true;
+        let event = SupervisorEvent::TookOver {
+            name: self.workers[j].child.name().to_string(),
+            replaces: self.workers[i].child.name().to_string(),
+        };
+        self.emit(vec![event]);
+    }
+
+    /// Running spares take the places of workers that stay down, while the
+    /// pool is smaller than asked.
+    fn fill(&mut self) {
+        while self.size() < self.target {
+            let Some(down) = self.workers.iter().position(|w| {
+                !w.spare
+                    && !w.leaving
+                    && matches!(
+                        w.child.state(),
+                        ProcessState::Exited | ProcessState::GivenUp
+                    )
+            }) else {
+                return;
+            };
+            let before = self.size();
+            self.take_over(down);
+            if self.size() == before {
+                return;
+            }
+        }
     }
 
     /// Restarts due, ended workers noticed, drained workers stopped and
@@ -738,6 +805,7 @@ impl Pool {
         if self.workers.len() != before {
             self.cursor = 0;
         }
+        self.fill();
         self.place_retries();
     }
 
@@ -751,7 +819,7 @@ impl Pool {
                 .workers
                 .iter()
                 .enumerate()
-                .filter(|(_, w)| w.child.is_serving() && w.child.incarnation() != retry.avoid)
+                .filter(|(_, w)| w.takes_calls() && w.child.incarnation() != retry.avoid)
                 .min_by_key(|(_, w)| w.calls.len())
                 .map(|(i, _)| i);
             let Some(i) = target else {
@@ -788,7 +856,7 @@ impl Pool {
         self.retries = waiting;
     }
 
-    fn add_worker(&mut self) -> Result<()> {
+    fn add_worker(&mut self, spare: bool) -> Result<()> {
         let name = format!("{}-{}", self.name, self.numbered);
         self.numbered += 1;
         let make = Arc::clone(&self.make);
@@ -798,6 +866,7 @@ impl Pool {
             calls: HashMap::new(),
             leaving: false,
             stopping: false,
+            spare,
         });
         Ok(())
     }
