@@ -10,7 +10,8 @@ use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use forkbridge::{
-    Backend, Command, Handlers, MessageProcess, Pool, RestartPolicy, Result, StartMethod,
+    Backend, Command, Handlers, MessageProcess, Pool, ProcessState, RestartPolicy, Result,
+    StartMethod,
 };
 use forkbridge_testkit::kill;
 
@@ -83,7 +84,7 @@ fn fork_pool(name: &str, n: usize) -> Pool {
 }
 
 pub(crate) fn restart_latency(scale: &Scale) -> Outcome {
-    let (value, baseline) = restart_rounds(scale, StartMethod::Fork);
+    let (value, baseline) = restart_rounds(scale, StartMethod::Fork, 0);
     Outcome {
         name: "restart_latency",
         unit: "us",
@@ -95,9 +96,22 @@ pub(crate) fn restart_latency(scale: &Scale) -> Outcome {
     }
 }
 
+pub(crate) fn restart_latency_spare(scale: &Scale) -> Outcome {
+    let (value, baseline) = restart_rounds(scale, StartMethod::Fork, 1);
+    Outcome {
+        name: "restart_latency_spare",
+        unit: "us",
+        value,
+        baseline,
+        target: "<=1.3",
+        what: "restart_latency with one spare (PoolBuilder::spares): the spare, already started, takes the killed worker's place",
+        baseline_what: "start() + first typed call of a fresh process under Fork (its stop not counted)",
+    }
+}
+
 pub(crate) fn restart_latency_forkserver(scale: &Scale) -> Outcome {
     forkbridge::start_fork_server().expect("fork server");
-    let (value, baseline) = restart_rounds(scale, StartMethod::ForkServer);
+    let (value, baseline) = restart_rounds(scale, StartMethod::ForkServer, 0);
     Outcome {
         name: "restart_latency_forkserver",
         unit: "us",
@@ -125,7 +139,11 @@ pub(crate) fn restart_latency_forkserver(scale: &Scale) -> Outcome {
 /// baseline has no counterpart for: its socket closes and its pidfd turns
 /// readable only once the kernel has torn down its memory and files, and
 /// no pool can replace a worker before it learns of the death.
-fn restart_rounds(scale: &Scale, method: StartMethod) -> (Vec<f64>, Vec<f64>) {
+///
+/// With `spares`, each round first waits (untimed) until the killed
+/// worker's replacement is up as the new spare, so every round measures a
+/// spare taking over.
+fn restart_rounds(scale: &Scale, method: StartMethod, spares: usize) -> (Vec<f64>, Vec<f64>) {
     let n = (scale.starts / 3).max(5);
     // Restarts at once, every time, without limit.
     let policy = RestartPolicy::always()
@@ -133,6 +151,7 @@ fn restart_rounds(scale: &Scale, method: StartMethod) -> (Vec<f64>, Vec<f64>) {
         .backoff(Duration::ZERO, Duration::ZERO);
     let mut pool = Pool::builder("restarted")
         .workers(1)
+        .spares(spares)
         .restart(policy)
         .build(move |name| worker(name, method))
         .expect("pool");
@@ -146,6 +165,15 @@ fn restart_rounds(scale: &Scale, method: StartMethod) -> (Vec<f64>, Vec<f64>) {
         assert_eq!(Some(answer as i32), fresh.pid());
         fresh.stop().expect("stop");
 
+        while pool
+            .status()
+            .iter()
+            .filter(|s| s.state == ProcessState::Standby)
+            .count()
+            < spares
+        {
+            pool.poll(Duration::from_millis(1)).expect("poll");
+        }
         let t = Instant::now();
         kill(pid as i32, libc::SIGKILL).expect("kill");
         let replaced = pool.call(PID.with(())).expect("the replacement answers");

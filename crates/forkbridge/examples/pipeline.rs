@@ -23,7 +23,7 @@
 //!   hurries it). Mid-run it asks one detector for a **snapshot** through a
 //!   pair of process-shared [`Event`]s, without a message.
 //! - The live line shows each detector's status: state, restarts, calls in
-//!   flight.
+//!   flight; one spare detector waits, started, to take a dead one's place.
 //! - `--chaos` SIGKILLs a random detector every half-second: the pool
 //!   replaces it at once, and the closing table shows the frames lost (0),
 //!   the restarts, and the time from each kill to the replacement serving.
@@ -398,6 +398,7 @@ impl Pipeline {
             .map(|s| {
                 let state = match s.state {
                     ProcessState::Running => "up",
+                    ProcessState::Standby => "spare",
                     ProcessState::Restarting => "RESTARTING",
                     other => other.as_str(),
                 };
@@ -439,7 +440,7 @@ impl Pipeline {
         self.kills.push((Instant::now(), name.clone()));
     }
 
-    /// Kill → replacement started, per kill that has one.
+    /// Kill → a spare (or a restart) serving in its place, per kill.
     fn recoveries(&self) -> Vec<Duration> {
         let restarts = self.restarts.lock().expect("restarts");
         self.kills
@@ -473,11 +474,19 @@ impl MainContext for Pipeline {
                         .max_restarts(u32::MAX, Duration::from_secs(60))
                         .backoff(Duration::ZERO, Duration::ZERO),
                 )
+                // One spare, started and idle: it takes a killed
+                // detector's place at once, and the replacement becomes
+                // the new spare.
+                .spares(1)
                 .on_event(move |e| {
-                    if let SupervisorEvent::Restarted { name, .. } = e {
-                        let mut r = restarts.lock().expect("restarts");
-                        r.push((Instant::now(), name.clone()));
-                    }
+                    // When each worker that died was replaced.
+                    let replaced = match e {
+                        SupervisorEvent::Restarted { name, .. } => name,
+                        SupervisorEvent::TookOver { replaces, .. } => replaces,
+                        _ => return,
+                    };
+                    let mut r = restarts.lock().expect("restarts");
+                    r.push((Instant::now(), replaced.clone()));
                 })
                 .build(move |name| {
                     MessageProcess::builder(name)

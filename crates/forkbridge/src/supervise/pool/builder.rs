@@ -121,6 +121,7 @@ impl PoolBuilder {
             call_timeout: self.call_timeout,
             workers: Vec::with_capacity(self.workers + self.spares),
             target: self.workers,
+            waiting: false,
             numbered: 0,
             cursor: 0,
             keys: Keys::default(),

@@ -181,6 +181,8 @@ pub struct Pool {
     workers: Vec<Worker>,
     /// How many workers (spares aside) the program asked for.
     target: usize,
+    /// A `wait` is on: spares' restarts wait until it returns.
+    waiting: bool,
     /// The number the next new worker's name gets.
     numbered: usize,
     cursor: usize,
@@ -488,6 +490,17 @@ impl Pool {
         ticket: &Ticket<R>,
         deadline: Option<Instant>,
     ) -> Result<R> {
+        self.waiting = true;
+        let result = self.wait_for(ticket, deadline);
+        self.waiting = false;
+        result
+    }
+
+    fn wait_for<R: DeserializeOwned>(
+        &mut self,
+        ticket: &Ticket<R>,
+        deadline: Option<Instant>,
+    ) -> Result<R> {
         loop {
             if let Some(outcome) = ticket.take() {
                 return outcome.and_then(|value| decode_reply(&value, ticket.command()));
@@ -502,6 +515,15 @@ impl Pool {
             }
             self.pump(deadline)?;
         }
+    }
+
+    /// Whether worker `w`'s restart, if due, waits: a spare's replacement
+    /// is not needed for the call being waited for while another worker
+    /// serves, and its start would hold up that call's answer (from the
+    /// spare that took over). It starts at the pool's next use outside a
+    /// wait.
+    fn restart_waits(&self, w: &Worker) -> bool {
+        self.waiting && w.spare && self.workers.iter().any(Worker::takes_calls)
     }
 
     /// The worker for a request: by its key's owner, else by the dispatch.
@@ -575,7 +597,7 @@ impl Pool {
         }
         let mut wake = deadline;
         for w in &self.workers {
-            if let Some(at) = w.child.restart_at() {
+            if let Some(at) = w.child.restart_at().filter(|_| !self.restart_waits(w)) {
                 wake = Some(wake.map_or(at, |d| d.min(at)));
             }
         }
@@ -784,13 +806,23 @@ impl Pool {
     /// Restarts due, ended workers noticed, drained workers stopped and
     /// removed, resends placed.
     fn maintain(&mut self) {
-        let now = Instant::now();
         for i in 0..self.workers.len() {
             if self.workers[i].child.has_ended() {
                 self.ended(i);
             }
-            let events = self.workers[i].child.restart_if_due(now);
-            self.emit(events);
+        }
+        // Resends first, to the workers (and spares) already running: a
+        // restart's start would hold them up.
+        self.fill();
+        if !self.retries.is_empty() {
+            self.place_retries();
+        }
+        let now = Instant::now();
+        for i in 0..self.workers.len() {
+            if !self.restart_waits(&self.workers[i]) {
+                let events = self.workers[i].child.restart_if_due(now);
+                self.emit(events);
+            }
             let w = &mut self.workers[i];
             if w.leaving && !w.stopping && w.calls.is_empty() {
                 if let Some(p) = w.child.process() {
