@@ -151,22 +151,34 @@ impl Child {
             status,
             restart_in,
         });
+        events.extend(self.apply(decision));
+        events
+    }
+
+    /// Takes the policy's decision about an exit: the state it leaves, and
+    /// the give-up to report if it is one.
+    fn apply(&mut self, decision: Decision) -> Option<SupervisorEvent> {
         match decision {
             Decision::Restart(at) => {
                 self.state = ProcessState::Restarting;
                 self.restart_at = Some(at);
+                None
             }
-            Decision::Stay => self.state = ProcessState::Exited,
+            Decision::Stay => {
+                self.state = ProcessState::Exited;
+                None
+            }
             Decision::GiveUp(error) => {
                 self.state = ProcessState::GivenUp;
-                events.push(SupervisorEvent::GaveUp {
+                let error = error.with_process(&self.name);
+                let event = SupervisorEvent::GaveUp {
                     name: self.name.clone(),
-                    error: error.duplicate().with_process(&self.name),
-                });
-                self.gave_up = Some(error.with_process(&self.name));
+                    error: error.duplicate(),
+                };
+                self.gave_up = Some(error);
+                Some(event)
             }
         }
-        events
     }
 
     /// Starts the replacement if its time has come; what to report.
@@ -196,24 +208,9 @@ impl Child {
             Err(e) => {
                 // A start that fails counts as an exit without a status.
                 log::warn!(target: "forkbridge::supervise", "{}: restart failed: {e}", self.name);
-                let mut events = Vec::new();
                 self.last_exit = None;
-                match self.restarts.exited(None, now) {
-                    Decision::Restart(at) => {
-                        self.state = ProcessState::Restarting;
-                        self.restart_at = Some(at);
-                    }
-                    Decision::Stay => self.state = ProcessState::Exited,
-                    Decision::GiveUp(error) => {
-                        self.state = ProcessState::GivenUp;
-                        events.push(SupervisorEvent::GaveUp {
-                            name: self.name.clone(),
-                            error: error.duplicate().with_process(&self.name),
-                        });
-                        self.gave_up = Some(error.with_process(&self.name));
-                    }
-                }
-                events
+                let decision = self.restarts.exited(None, now);
+                self.apply(decision).into_iter().collect()
             }
         }
     }
