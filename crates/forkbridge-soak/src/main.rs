@@ -25,6 +25,7 @@ use forkbridge_testkit::{
 };
 
 mod start_methods;
+mod supervise;
 
 /// A blocking backend with the behaviours the scenarios need; it crosses
 /// as data, so every start method can run it.
@@ -1433,6 +1434,7 @@ const SCENARIOS: &[(&str, Scenario)] = &[
     ("stop_bound", stop_bound),
     ("signals", signals),
     ("edges", edges),
+    ("supervise", supervise::supervise),
 ];
 
 const USAGE: &str = "\
