@@ -847,6 +847,7 @@ const SCENARIOS: &[(&str, Scenario)] = &[
     ("large_message", large_message),
     ("large_message_read", large_message_read),
     ("restart_latency", supervise::restart_latency),
+    ("status_snapshot", supervise::status_snapshot),
     ("restart_latency_spare", supervise::restart_latency_spare),
     (
         "restart_latency_forkserver",

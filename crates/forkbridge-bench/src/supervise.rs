@@ -289,3 +289,46 @@ pub(crate) fn pool_overhead(scale: &Scale) -> Outcome {
         baseline_what: "MessageProcess::call of the same command on a process of the same backend; interleaved blocks, partners on another CPU",
     }
 }
+
+/// What a status snapshot costs, against the round trip it must stay well
+/// under to be taken every second beside the traffic (one read of
+/// `/proc/<pid>/stat` and the counters).
+pub(crate) fn status_snapshot(scale: &Scale) -> Outcome {
+    let (mut value, mut baseline) = (Vec::new(), Vec::new());
+    for _ in 0..scale.runs {
+        let mut p = worker("status", StartMethod::Fork).expect("build");
+        p.start().expect("start");
+        let partners = [p.pid().expect("pid")];
+        // Both sides use the one process, in turns.
+        let p = std::cell::RefCell::new(p);
+        let (v, b) = pinned(&partners, || {
+            interleaved(
+                scale.roundtrips,
+                500,
+                || {
+                    let s = std::hint::black_box(p.borrow().status());
+                    assert!(s.rss_bytes.is_some());
+                },
+                || {
+                    let x: u64 = p
+                        .borrow_mut()
+                        .call("echo", &(7u64,), Duration::MAX)
+                        .expect("call");
+                    assert_eq!(x, 7);
+                },
+            )
+        });
+        value.push(v);
+        baseline.push(b);
+        p.into_inner().stop().expect("stop");
+    }
+    Outcome {
+        name: "status_snapshot",
+        unit: "us",
+        value,
+        baseline,
+        target: "<=0.5",
+        what: "MessageProcess::status() of a running backend (counters, one read of /proc/<pid>/stat)",
+        baseline_what: "one typed call round trip to the same backend",
+    }
+}
