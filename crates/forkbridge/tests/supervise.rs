@@ -91,6 +91,14 @@ fn temp_path(tag: &str) -> String {
     path.to_string_lossy().into_owned()
 }
 
+// The docs promise a pool (and a supervisor) can move to another thread.
+const _: () = {
+    const fn send<T: Send>() {}
+    send::<Pool>();
+    send::<Supervisor>();
+    send::<Ticket<u64>>();
+};
+
 const DOUBLE: Command<(u64,), u64> = Command::new("double");
 const PID: Command<(), u32> = Command::new("pid");
 const SLEEP: Command<(u64,), u64> = Command::new("sleep");
