@@ -500,6 +500,19 @@ fn tickets_and_edges() {
         &ErrorKind::Empty
     );
     assert_eq!(pool.wait_timeout(&t, Duration::MAX).expect("50"), 50);
+    // The pool's call timeout bounds `call` and `wait`.
+    let mut bounded = Pool::builder("bounded-calls")
+        .workers(1)
+        .call_timeout(Duration::from_millis(50))
+        .build(|name| MessageProcess::builder(name).build(Worker::default()))
+        .expect("pool");
+    let e = bounded.call(SLEEP.with((2_000,))).expect_err("times out");
+    assert_eq!(e.kind(), &ErrorKind::Timeout);
+    // Stopping ends the calls in flight: their tickets turn ready.
+    let late = bounded.submit(SLEEP.with((2_000,))).expect("submit");
+    assert!(!late.is_ready());
+    bounded.stop(Duration::from_millis(100));
+    assert!(late.is_ready());
     // Casts go one way; a failed cast's report arrives as a message.
     pool.cast(Command::<(u64,), ()>::new("nope").with((1,)))
         .expect("cast");

@@ -398,7 +398,9 @@ impl Pool {
 
     /// Stops every worker within `timeout` in all (newest first: stop
     /// request, then `SIGTERM`, then `SIGKILL` as the bound runs out), and
-    /// ends every call still in flight with [`ErrorKind::Disconnected`].
+    /// ends every call still in flight with [`ErrorKind::Disconnected`]
+    /// (its ticket turns [ready](Ticket::is_ready); nothing is left to
+    /// wait on it with).
     pub fn stop(mut self, timeout: Duration) {
         self.stop_all(deadline::after(timeout));
     }
