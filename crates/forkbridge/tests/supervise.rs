@@ -746,6 +746,7 @@ test_main!(
     the_supervisor_stops_everything_within_its_bound,
     the_supervisor_stops_in_reverse_start_order,
     the_supervisor_reports_messages_exits_and_restarts,
+    a_restart_that_cannot_start_counts_toward_the_limit,
 );
 
 fn a_spare_takes_a_dead_workers_place_at_once() {
@@ -841,4 +842,48 @@ fn a_spare_takes_a_dead_workers_place_at_once() {
     pool.resize(2).expect("grow");
     assert_eq!(pool.size(), 2);
     pool.stop(WAIT);
+}
+
+fn a_restart_that_cannot_start_counts_toward_the_limit() {
+    let mut sup = Supervisor::new();
+    let mut made = 0;
+    let policy = RestartPolicy::always()
+        .max_restarts(2, Duration::from_secs(60))
+        .backoff(Duration::from_millis(1), Duration::from_millis(1));
+    sup.add("once", policy, move |name| {
+        made += 1;
+        // The first start works; every restart is refused at `start`
+        // (a backend that cannot cross to a spawned worker).
+        let method = if made == 1 {
+            StartMethod::Fork
+        } else {
+            StartMethod::Spawn
+        };
+        MessageProcess::builder(name)
+            .start_method(method)
+            .build(Worker::default())
+    })
+    .expect("the first start works");
+    let pid = sup.process("once").unwrap().pid().unwrap();
+    kill(pid, libc::SIGKILL).expect("kill");
+    let until = Instant::now() + WAIT;
+    let error = loop {
+        assert!(Instant::now() < until, "never given up");
+        match sup.wait_event(WAIT).expect("wait") {
+            Some(SupervisorEvent::GaveUp { error, .. }) => break error,
+            Some(SupervisorEvent::Restarted { .. }) => panic!("a refused start restarted"),
+            Some(_) => {}
+            None => panic!("no event within the bound"),
+        }
+    };
+    match error.kind() {
+        ErrorKind::GaveUp { restarts, exits } => {
+            assert_eq!(*restarts, 2);
+            assert_eq!(exits.len(), 3);
+            assert_eq!(exits[0].and_then(|s| s.signal()), Some(libc::SIGKILL));
+            assert_eq!(&exits[1..], [None, None], "a refused start has no status");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(children_but_the_fork_server().is_empty());
 }
