@@ -406,6 +406,13 @@ impl Pool {
     }
 
     fn stop_all(&mut self, by: Option<Instant>) {
+        // Every worker is asked first, so they wind down together; then
+        // each is waited for (and escalated) in turn within the one bound.
+        for w in self.workers.iter_mut().rev() {
+            if let Some(p) = w.child.process() {
+                let _ = p.request_stop_timeout(Duration::ZERO);
+            }
+        }
         for w in self.workers.iter_mut().rev() {
             let status = match w.child.stop_by(by) {
                 Some(Ok(status)) => Some(status),
