@@ -747,6 +747,7 @@ test_main!(
     the_supervisor_stops_in_reverse_start_order,
     the_supervisor_reports_messages_exits_and_restarts,
     a_restart_that_cannot_start_counts_toward_the_limit,
+    every_state_change_is_logged_at_its_level,
 );
 
 fn a_spare_takes_a_dead_workers_place_at_once() {
@@ -886,4 +887,97 @@ fn a_restart_that_cannot_start_counts_toward_the_limit() {
         other => panic!("{other:?}"),
     }
     assert!(children_but_the_fork_server().is_empty());
+}
+
+/// Keeps every log record of the supervision target.
+struct Capture(Mutex<Vec<(log::Level, String)>>);
+
+impl log::Log for Capture {
+    fn enabled(&self, _: &log::Metadata<'_>) -> bool {
+        true
+    }
+    fn log(&self, record: &log::Record<'_>) {
+        if record.target() == "forkbridge::supervise" {
+            let mut kept = self.0.lock().unwrap_or_else(|e| e.into_inner());
+            kept.push((record.level(), record.args().to_string()));
+        }
+    }
+    fn flush(&self) {}
+}
+
+static CAPTURE: Capture = Capture(Mutex::new(Vec::new()));
+
+fn every_state_change_is_logged_at_its_level() {
+    log::set_logger(&CAPTURE).expect("the only logger of this binary");
+    log::set_max_level(log::LevelFilter::Info);
+    let logged = |level: log::Level, what: &str| {
+        CAPTURE
+            .0
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|(l, m)| *l == level && m.contains(what))
+    };
+    // A kill, a restart and a spare taking over, in a pool.
+    let mut pool = Pool::builder("logged")
+        .workers(1)
+        .spares(1)
+        .restart(unlimited())
+        .build(|name| MessageProcess::builder(name).build(Worker::default()))
+        .expect("pool");
+    let pid = pool.call(PID.with(())).expect("pid");
+    kill(pid as i32, libc::SIGKILL).expect("kill");
+    let until = Instant::now() + WAIT;
+    while !(logged(log::Level::Info, "restarted") && Instant::now() < until) {
+        pool.poll(Duration::from_millis(5)).expect("poll");
+        if Instant::now() >= until {
+            break;
+        }
+    }
+    assert!(logged(
+        log::Level::Warn,
+        &format!("logged-0 (pid {pid}) exited")
+    ));
+    assert!(logged(
+        log::Level::Info,
+        "spare logged-1 took over from logged-0"
+    ));
+    assert!(logged(log::Level::Info, "logged-0 restarted as pid"));
+    pool.stop(WAIT);
+    // A clean exit, and a give-up, under a supervisor.
+    let mut sup = Supervisor::new();
+    sup.add("clean", RestartPolicy::on_failure(), |n| {
+        MessageProcess::builder(n).build(Worker::default())
+    })
+    .expect("add");
+    sup.add(
+        "doomed",
+        RestartPolicy::on_failure().max_restarts(0, WAIT),
+        |n| {
+            MessageProcess::builder(n).build(Worker {
+                fail_pre_run: true,
+                ..Worker::default()
+            })
+        },
+    )
+    .expect("add");
+    sup.process("clean")
+        .unwrap()
+        .request_stop()
+        .expect("stop request");
+    let until = Instant::now() + WAIT;
+    while !(logged(log::Level::Info, "clean") && logged(log::Level::Error, "doomed"))
+        && Instant::now() < until
+    {
+        sup.wait_event(Duration::from_millis(50)).expect("wait");
+    }
+    assert!(logged(log::Level::Info, "exit status: 0; not restarted"));
+    assert!(
+        logged(
+            log::Level::Error,
+            "process 'doomed': given up after 0 restarts (last exit: exit status: 1)"
+        ),
+        "{:?}",
+        CAPTURE.0.lock().unwrap()
+    );
 }

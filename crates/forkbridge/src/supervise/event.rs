@@ -121,9 +121,8 @@ impl SupervisorEvent {
             SupervisorEvent::TookOver { name, replaces } => {
                 log::info!(target: TARGET, "spare {name} took over from {replaces}")
             }
-            SupervisorEvent::GaveUp { name, error } => {
-                log::error!(target: TARGET, "{name}: {error}")
-            }
+            // The error names the process.
+            SupervisorEvent::GaveUp { error, .. } => log::error!(target: TARGET, "{error}"),
             SupervisorEvent::Message { .. } | SupervisorEvent::Ready(_) => {}
         }
     }
