@@ -59,6 +59,7 @@ OWN = {
     "ProcessMessage",
     "ProcessRestarted",
     "ProcessState",
+    "ProcessTookOver",
     "RemoteError",
     "RestartLimitError",
     "RestartPolicy",

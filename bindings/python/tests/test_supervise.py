@@ -29,6 +29,7 @@ from forkbridge import (
     ProcessMessage,
     ProcessRestarted,
     ProcessState,
+    ProcessTookOver,
     RemoteError,
     RestartLimitError,
     RestartPolicy,
@@ -275,6 +276,66 @@ def test_shrinking_while_calls_are_in_flight_loses_none():
         pool.stop(WAIT)
 
 
+def test_a_spare_takes_a_dead_workers_place_at_once():
+    events = []
+    pool = Pool(
+        Worker, workers=2, spares=1, restart=unlimited(), idempotent={"sleep"},
+        on_event=events.append,
+    )  # fmt: skip
+
+    def states():
+        return sorted(s.state for s in pool.status())
+
+    def standby():
+        [spare] = [s for s in pool.status() if s.state == ProcessState.STANDBY]
+        return spare
+
+    try:
+        assert states() == ["running", "running", "standby"]
+        assert ProcessState.STANDBY == "standby"
+        assert (pool.serving(), pool.size()) == (2, 2)
+        spare = standby()
+        assert spare.name == "pool-2"
+        # The spare takes no calls while both workers live.
+        pids = {pool.call("pid") for _ in range(20)}
+        assert len(pids) == 2 and spare.pid not in pids
+        # A worker dies with a call in hand: the spare answers it, and the
+        # dead worker's restart waits until the waits are over.
+        victim = pool.status()[0]
+        assert victim.name == "pool-0"
+        futures = [pool.submit("sleep", seconds=0.3) for _ in range(2)]
+        [held] = [f for f in futures if f.worker == "pool-0"]
+        os.kill(victim.pid, signal.SIGKILL)
+        assert [f.result(WAIT) for f in futures] == [0.3, 0.3]
+        assert held.worker == "pool-2", "resent to the spare"
+        took = [e for e in events if isinstance(e, ProcessTookOver)]
+        assert took == [ProcessTookOver("pool-2", replaces="pool-0")]
+        assert [s.state for s in pool.status()] == ["restarting", "running", "running"]
+        pids = {pool.call("pid") for _ in range(20)}
+        assert spare.pid in pids, "the spare serves"
+        assert victim.pid not in pids
+        # The dead worker's replacement is the new spare.
+        drive_until(pool, lambda: states() == ["running", "running", "standby"])
+        respared = standby()
+        assert respared.name == "pool-0" and respared.pid != victim.pid
+        assert respared.pid not in {pool.call("pid") for _ in range(20)}
+        assert any(isinstance(e, ProcessRestarted) and e.name == "pool-0" for e in events)
+        # Spares stay out of resize.
+        pool.resize(3)
+        assert (pool.size(), pool.serving()) == (3, 3)
+        assert states() == ["running", "running", "running", "standby"]
+        pool.resize(1)
+        drive_until(pool, lambda: len(pool.status()) == 2)
+        assert [(s.name, s.state) for s in pool.status()] == [
+            ("pool-0", "standby"),
+            ("pool-1", "running"),
+        ]
+        assert (pool.size(), pool.serving()) == (1, 1)
+        assert {pool.call("pid") for _ in range(5)} == {pool.status()[1].pid}
+    finally:
+        pool.stop(WAIT)
+
+
 def test_back_pressure_forms_at_the_in_flight_bound():
     with Pool(Worker, workers=2, max_in_flight=2) as pool:
         t0 = time.monotonic()
@@ -517,6 +578,8 @@ def test_bad_input_is_refused_clearly():
         ((Worker,), {"workers": 0}, ValueError),
         ((Worker,), {"workers": "2"}, TypeError),
         ((Worker,), {"max_in_flight": 0}, ValueError),
+        ((Worker,), {"spares": -1}, ValueError),
+        ((Worker,), {"spares": True}, TypeError),
         ((Worker,), {"dispatch": "random"}, ValueError),
         ((Worker,), {"restart": "always"}, TypeError),
         ((Worker,), {"idempotent": "double"}, TypeError),
@@ -572,6 +635,7 @@ def test_bad_input_is_refused_clearly():
 
 def test_the_new_names_are_exported():
     for name in ("Pool", "Supervisor", "RestartPolicy", "Status", "ProcessState",
-                 "SupervisorEvent", "WorkerGone", "RemoteError", "RestartLimitError"):  # fmt: skip
+                 "SupervisorEvent", "WorkerGone", "RemoteError", "RestartLimitError",
+                 "ProcessTookOver"):  # fmt: skip
         assert name in forkbridge.__all__ and hasattr(forkbridge, name)
     assert issubclass(WorkerGone, BackendGone)

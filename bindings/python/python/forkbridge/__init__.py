@@ -41,6 +41,7 @@ from ._events import (
     ProcessGaveUp,
     ProcessMessage,
     ProcessRestarted,
+    ProcessTookOver,
     SupervisorEvent,
 )
 from ._future import CallFuture
@@ -92,6 +93,7 @@ __all__ = [
     "ProcessMessage",
     "ProcessRestarted",
     "ProcessState",
+    "ProcessTookOver",
     "ProgramProcess",
     "RemoteError",
     "RestartLimitError",

@@ -9,8 +9,8 @@ all ``SupervisorEvent`` s, so a program matches on the class::
             handle(name, msg)
 
 Every state change is also logged on the ``forkbridge.supervise`` logger
-(exits at WARNING for a failure and INFO for a clean exit, restarts at
-INFO, give-ups at ERROR), so a program that only logs sees every restart.
+(exits at WARNING for a failure and INFO for a clean exit, restarts and
+spares' takeovers at INFO, give-ups at ERROR), so a program that only logs sees every restart.
 """
 
 from __future__ import annotations
@@ -82,6 +82,19 @@ class ProcessRestarted(SupervisorEvent):
             self.restarts,
             self.down_for,
         )
+
+
+@dataclass(frozen=True)
+class ProcessTookOver(SupervisorEvent):
+    """A pool's spare ``name`` took the place of the worker ``replaces``,
+    which died: the spare takes calls from now on (the dead worker's
+    resent calls among them), and the dead worker's slot, once its policy
+    restarts it, is the new spare. Pools with spares only."""
+
+    replaces: str
+
+    def log(self) -> None:
+        logger.info("spare %s took over from %s", self.name, self.replaces)
 
 
 @dataclass(frozen=True)

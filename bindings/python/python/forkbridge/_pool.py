@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import collections
 import concurrent.futures
+import dataclasses
 import time
 from typing import Any, Iterable, Iterator, Literal
 
@@ -47,8 +48,8 @@ from ._future import CallFuture
 from ._message import _rebuild
 from ._native import BackendGone
 from ._policy import RestartPolicy
-from ._pooldrive import LIVE, Call, Driver
-from ._status import Status
+from ._pooldrive import Call, Driver
+from ._status import ProcessState, Status
 from ._supervisor import Hook
 from ._timeout import deadline as _deadline
 
@@ -61,6 +62,14 @@ def _positive(n: object, what: str) -> int:
         raise TypeError("%s must be an int, not %r" % (what, n))
     if n < 1:
         raise ValueError("%s must be at least 1, not %d" % (what, n))
+    return n
+
+
+def _count(n: object, what: str) -> int:
+    if isinstance(n, bool) or not isinstance(n, int):
+        raise TypeError("%s must be an int, not %r" % (what, n))
+    if n < 0:
+        raise ValueError("%s must not be negative, not %d" % (what, n))
     return n
 
 
@@ -91,10 +100,24 @@ class Pool(Driver):
     worker (default 16); ``restart`` — the workers' ``RestartPolicy``
     (default ``RestartPolicy.always()``: 5 restarts in 60 s, then the
     worker is given up; ``"never"`` lets the pool shrink as workers die);
-    ``idempotent`` — commands safe to run twice, resent once when their
+    ``spares`` — workers kept besides the ``workers`` (default 0), see
+    below; ``idempotent`` — commands safe to run twice, resent once when their
     worker dies; ``call_timeout`` — the bound of ``call()``; ``on_event`` —
-    called with every ``ProcessExited``, ``ProcessRestarted`` and
-    ``ProcessGaveUp``, in the driving thread.
+    called with every ``ProcessExited``, ``ProcessRestarted``,
+    ``ProcessTookOver`` and ``ProcessGaveUp``, in the driving thread.
+
+    A spare is started and idle (``ProcessState.STANDBY`` in ``status()``)
+    and takes no calls. When a worker that takes calls dies, a running
+    spare takes its place in the same pass (``ProcessTookOver``, logged
+    at INFO), so the dead worker's resent idempotent calls are answered
+    without waiting for a start; the dead worker's slot, once its policy
+    restarts it, is the new spare. That start waits while a caller waits
+    for a call (``result()``, ``wait``, ``as_completed``) and another
+    worker takes calls: it happens at the pool's next use outside a wait
+    (``poll``, ``submit``, ...). If a worker stays down (given up) and a
+    spare runs, the spare takes its place too. Spares stay out of
+    ``size()``, ``serving()`` and ``resize``. A spare costs a process and
+    its memory, no CPU while it waits.
 
     A keyed call (``submit_with(..., key=k)``) goes to the worker that took
     ``k`` last while that worker lives (the least loaded one takes a new
@@ -115,6 +138,7 @@ class Pool(Driver):
         dispatch: Dispatch = "round_robin",
         max_in_flight: int = 16,
         restart: RestartPolicy | None = None,
+        spares: int = 0,
         idempotent: Iterable[str] = (),
         call_timeout: float | None = None,
         on_event: Hook | None = None,
@@ -122,6 +146,7 @@ class Pool(Driver):
         if not callable(factory):
             raise TypeError("the factory must be callable, not %r" % (factory,))
         n = _positive(workers, "workers")
+        n_spares = _count(spares, "spares")
         if not isinstance(name, str):
             raise TypeError("the pool's name is a str, not %r" % (name,))
         if dispatch not in _DISPATCH:
@@ -146,9 +171,12 @@ class Pool(Driver):
         )
         self.idempotent = commands
         self.call_timeout = call_timeout
+        self._target = n
         try:
             for _ in range(n):
                 self._add_worker()
+            for _ in range(n_spares):
+                self._add_worker(spare=True)
         except BaseException:
             self.stop()
             raise
@@ -165,23 +193,25 @@ class Pool(Driver):
     # ---- size ----------------------------------------------------------
 
     def size(self) -> int:
-        """Workers the pool keeps (serving or restarting), leaving ones
-        aside."""
-        return sum(1 for w in self._workers if not w.leaving and w.child.state in LIVE)
+        """Workers the pool keeps (serving or restarting), leaving ones and
+        spares aside."""
+        return self._size()
 
     def serving(self) -> int:
-        """Workers taking calls now (not restarting, leaving or given up)."""
-        return sum(1 for w in self._workers if w.child.is_serving())
+        """Workers taking calls now (not restarting, leaving, given up or
+        spare)."""
+        return sum(1 for w in self._workers if w.takes_calls())
 
     def resize(self, n: int) -> None:
         """Grows or shrinks the pool to ``n`` workers while it runs. New
         workers start now; leaving ones (the newest first) take no new
         calls, finish the ones they hold, then stop: no call is lost to a
-        shrink. Raises a new worker's start error (the ones started before
-        it stay)."""
+        shrink. Spares are not counted and stay. Raises a new worker's start
+        error (the ones started before it stay)."""
         n = _positive(n, "the pool's size")
         with self._lock:
             self._check_open()
+            self._target = n
             keeping = self.size()
             while keeping < n:
                 self._add_worker()
@@ -189,7 +219,7 @@ class Pool(Driver):
             for w in reversed(self._workers):
                 if keeping <= n:
                     break
-                if w.leaving or w.child.state not in LIVE:
+                if not w.kept():
                     continue
                 w.leaving = True
                 self._release(w.child.incarnation)
@@ -199,10 +229,17 @@ class Pool(Driver):
             self._resolve()
 
     def status(self) -> list[Status]:
-        """A snapshot of every worker, leaving and given-up ones included,
-        with its calls in flight."""
+        """A snapshot of every worker, spares (state ``STANDBY`` while they
+        run), leaving and given-up ones included, with its calls in
+        flight."""
         with self._lock:
-            return [w.child.status(len(w.calls)) for w in self._workers]
+            out = []
+            for w in self._workers:
+                status = w.child.status(len(w.calls))
+                if w.spare and status.state is ProcessState.RUNNING:
+                    status = dataclasses.replace(status, state=ProcessState.STANDBY)
+                out.append(status)
+            return out
 
     # ---- calls -----------------------------------------------------------
 
@@ -323,9 +360,9 @@ class Pool(Driver):
             while not satisfied():
                 now = time.monotonic()
                 if deadline is not None and now >= deadline:
-                    self._pump(now)
+                    self._pump_waiting(now)
                     break
-                self._pump(deadline)
+                self._pump_waiting(deadline)
         done = set(finished)
         return done, fs - done
 
@@ -356,11 +393,11 @@ class Pool(Driver):
             with self._lock:
                 now = time.monotonic()
                 if deadline is not None and now >= deadline:
-                    self._pump(now)
+                    self._pump_waiting(now)
                     if not finished:
                         raise TimeoutError("%d (of %d) calls unfinished" % (left, len(fs)))
                 else:
-                    self._pump(deadline)
+                    self._pump_waiting(deadline)
 
     def recv(self, timeout: float | None = 0.0) -> tuple[str, Any]:
         """The next message a worker sent on its own, as ``(worker's name,

@@ -18,6 +18,18 @@ first restart has no delay), and any other ends with ``WorkerGone``
 carrying the worker's exit code. Keys held by the dead worker are released:
 the next call with one picks a new worker.
 
+Spares are workers started and idle, which take no calls. When a worker
+that takes calls dies, a running spare takes its place in the same pass
+(``ProcessTookOver``), and the dead worker's slot, restarted by its
+policy, is the new spare: the resent calls go to the spare already
+running instead of waiting for a start. So resends are placed before any
+restart starts, and a spare's replacement does not start while a caller
+waits for a call (unless no worker takes calls): its start would hold up
+that call's answer; it starts at the pool's next use outside a wait. A
+pool smaller than asked (a worker given up, or down for good) promotes a
+running spare to fill the gap. Spares stay out of ``size``, ``serving``
+and ``resize``.
+
 Outcomes are handed to their futures only once a pass's bookkeeping is
 done, because a future's callbacks may call the pool again.
 """
@@ -38,6 +50,7 @@ from ._future import CallFuture
 from ._message import MessageObject
 from ._native import BackendGone, UnreadableMessage
 from ._policy import RestartPolicy
+from ._events import ProcessTookOver
 from ._status import ProcessState
 from ._supervisor import Hook, emit
 from ._timeout import deadline as _deadline
@@ -65,9 +78,9 @@ class Call:
 
 
 class Worker:
-    __slots__ = ("child", "calls", "leaving", "stopping")
+    __slots__ = ("child", "calls", "leaving", "stopping", "spare")
 
-    def __init__(self, child: Child) -> None:
+    def __init__(self, child: Child, spare: bool) -> None:
         self.child = child
         #: In the order sent, which is the order the backend answers in.
         self.calls: dict[int, Call] = {}
@@ -75,6 +88,17 @@ class Worker:
         self.leaving = False
         #: Its stop request was sent (once drained).
         self.stopping = False
+        #: Started and idle, waiting to take a dead worker's place.
+        self.spare = spare
+
+    def takes_calls(self) -> bool:
+        """Whether new calls may go to it."""
+        return not self.spare and self.child.is_serving()
+
+    def kept(self) -> bool:
+        """Whether it counts towards the pool's size: a worker (not a
+        spare) that serves, or will after its restart."""
+        return not self.leaving and not self.spare and self.child.state in LIVE
 
 
 class Driver:
@@ -97,6 +121,10 @@ class Driver:
         self._factory = factory
         self._hook = on_event
         self._workers: list[Worker] = []
+        #: How many workers (spares aside) the program asked for.
+        self._target = 0
+        #: A caller waits for calls: spares' restarts wait until it returns.
+        self._waiting = False
         self._numbered = 0
         self._cursor = 0
         self._ids = itertools.count(1)
@@ -121,9 +149,24 @@ class Driver:
                 now = time.monotonic()
                 if deadline is not None and now >= deadline:
                     if not self._stopped:
-                        self._pump(now)  # a last look at what is ready
+                        self._pump_waiting(now)  # a last look at what is ready
                     return
-                self._pump(deadline)
+                self._pump_waiting(deadline)
+
+    def _pump_waiting(self, deadline: float | None) -> None:
+        """``_pump`` for a caller waiting for calls' answers: a spare's
+        replacement does not start meanwhile (see the module docs)."""
+        was, self._waiting = self._waiting, True
+        try:
+            self._pump(deadline)
+        finally:
+            self._waiting = was
+
+    def _restart_waits(self, w: Worker) -> bool:
+        """Whether ``w``'s restart, if due, waits: a spare's replacement is
+        not needed for the calls waited for while another worker takes
+        calls, and its start would hold up their answers."""
+        return self._waiting and w.spare and any(o.takes_calls() for o in self._workers)
 
     def _check_open(self) -> None:
         if self._stopped:
@@ -139,14 +182,14 @@ class Driver:
             owner = self._keys.get(key)
             if owner is not None:
                 for i, w in enumerate(self._workers):
-                    if w.child.incarnation == owner and w.child.is_serving():
+                    if w.child.incarnation == owner and w.takes_calls():
                         return i if room(w) else None
         n = len(self._workers)
         if n == 0:
             return None
         start = self._cursor % n
         order = [(start + k) % n for k in range(n)]
-        open_ = [i for i in order if self._workers[i].child.is_serving() and room(self._workers[i])]
+        open_ = [i for i in order if self._workers[i].takes_calls() and room(self._workers[i])]
         if not open_:
             return None
         if key is None and self.dispatch == "round_robin":
@@ -175,7 +218,7 @@ class Driver:
         wake = deadline
         for w in self._workers:
             at = w.child.restart_at
-            if at is not None:
+            if at is not None and not self._restart_waits(w):
                 wake = at if wake is None else min(wake, at)
         got = wait([w.child.process for w in self._workers], [], wake)
         if got is None:
@@ -275,6 +318,43 @@ class Driver:
                 self._done.append((call.future, gone, True))
         w.calls = {}
         emit(events, self._hook)
+        if not w.spare and not w.leaving:
+            self._take_over(i)
+
+    def _take_over(self, i: int) -> None:
+        """A running spare takes the place of worker ``i``, which ended:
+        the spare takes calls from now on, and ``i``, when it restarts, is
+        a spare. Nothing happens without a running spare."""
+        for spare in self._workers:
+            if spare.spare and not spare.leaving and spare.child.is_serving():
+                break
+        else:
+            return
+        down = self._workers[i]
+        spare.spare = False
+        down.spare = True
+        emit([ProcessTookOver(spare.child.name, down.child.name)], self._hook)
+
+    def _fill(self) -> None:
+        """Running spares take the places of workers that stay down, while
+        the pool is smaller than asked."""
+        while self._size() < self._target:
+            for i, w in enumerate(self._workers):
+                if (
+                    not w.spare
+                    and not w.leaving
+                    and w.child.state in (ProcessState.EXITED, ProcessState.GIVEN_UP)
+                ):
+                    break
+            else:
+                return
+            before = self._size()
+            self._take_over(i)
+            if self._size() == before:
+                return
+
+    def _size(self) -> int:
+        return sum(1 for w in self._workers if w.kept())
 
     def _release(self, incarnation: int) -> None:
         if incarnation in self._keys.values():
@@ -283,9 +363,15 @@ class Driver:
     def _maintain(self) -> None:
         """Restarts due, drained workers stopped and removed, resends
         placed."""
+        # Resends first, to the workers (and spares) already running: a
+        # restart's start would hold them up.
+        self._fill()
+        if self._retries:
+            self._place_retries()
         now = time.monotonic()
         for w in self._workers:
-            emit(w.child.restart_if_due(now), self._hook)
+            if not self._restart_waits(w):
+                emit(w.child.restart_if_due(now), self._hook)
             process = w.child.process
             if w.leaving and not w.stopping and not w.calls and process is not None:
                 w.stopping = True
@@ -294,6 +380,7 @@ class Driver:
         self._workers = [w for w in self._workers if not (w.leaving and w.child.process is None)]
         if len(self._workers) != before:
             self._cursor = 0
+        self._fill()
         if self._retries:
             self._place_retries()
 
@@ -307,7 +394,7 @@ class Driver:
             targets = [
                 w
                 for w in self._workers
-                if w.child.is_serving() and w.child.incarnation != avoid
+                if w.takes_calls() and w.child.incarnation != avoid
             ]
             if not targets:
                 waiting.append((call_id, call, avoid))
@@ -331,10 +418,10 @@ class Driver:
             waiting.clear()
         self._retries = waiting
 
-    def _add_worker(self) -> None:
+    def _add_worker(self, spare: bool = False) -> None:
         name = "%s-%d" % (self.name, self._numbered)
         self._numbered += 1
-        self._workers.append(Worker(Child(name, self._factory, self.restart)))
+        self._workers.append(Worker(Child(name, self._factory, self.restart), spare))
 
     def _resolve(self) -> None:
         """Hands the outcomes to their futures (their callbacks run now,

@@ -36,6 +36,9 @@ class ProcessState(enum.StrEnum):
     DRAINING = "draining"
     #: It died too often: past its restart limit, it stays down.
     GIVEN_UP = "given_up"
+    #: A pool's spare: started and idle, taking no calls until a worker
+    #: that takes them dies and it takes that worker's place.
+    STANDBY = "standby"
 
 
 @dataclasses.dataclass(frozen=True)
