@@ -18,11 +18,9 @@
 //! not-yet-written rest is `pending_output`), and a frame taken back by
 //! [`unfeed`](Conn::unfeed) is taken out of the counts. A message that
 //! travels through the shared-memory lane counts its marker and the bytes
-//! it fills in the slot, on both ends, so the sender's `bytes_sent` and the
-//! receiver's `bytes_received` agree whichever way a message went. The
-//! lane does not report that length, so both ends compute it with
-//! postcard's size-only serializer: a walk of the message's values that
-//! copies no payload, done only for lane messages (large by definition).
+//! it fills in the slot, on both ends (the lane counts those), so the
+//! sender's `bytes_sent` and the receiver's `bytes_received` agree whichever
+//! way a message went.
 
 use std::collections::VecDeque;
 use std::io;
@@ -185,26 +183,31 @@ impl<F: AsFd> Conn<F> {
             if let Some(slot) = lane.try_send(msg, self.max_frame) {
                 let start = self.out.len();
                 wire::encode_lane(&mut self.out, slot);
-                self.count_fed(start, lane_bytes(msg));
+                self.count_fed(start);
                 return Ok(());
             }
         }
         let start = self.out.len();
         wire::encode_message(&mut self.out, msg, self.max_frame)?;
-        self.count_fed(start, 0);
+        self.count_fed(start);
         Ok(())
     }
 
-    /// Counts the frame fed at `out[start..]`, plus `lane` bytes it put in
-    /// a lane slot.
-    fn count_fed(&mut self, start: usize, lane: u64) {
+    /// Counts the frame fed at `out[start..]`.
+    fn count_fed(&mut self, start: usize) {
         self.traffic.frames_sent += 1;
-        self.traffic.bytes_sent += (self.out.len() - start) as u64 + lane;
+        self.traffic.bytes_sent += (self.out.len() - start) as u64;
     }
 
-    /// Frames and bytes sent and received so far.
+    /// Frames and bytes sent and received so far, the lane's slot bytes
+    /// included.
     pub(crate) fn traffic(&self) -> Traffic {
-        self.traffic
+        let (sent, received) = self.lane.as_ref().map_or((0, 0), Lane::bytes);
+        Traffic {
+            bytes_sent: self.traffic.bytes_sent + sent,
+            bytes_received: self.traffic.bytes_received + received,
+            ..self.traffic
+        }
     }
 
     /// Makes the lane's sends never wait for a busy slot (an end that runs
@@ -237,7 +240,7 @@ impl<F: AsFd> Conn<F> {
     ) -> Result<()> {
         let start = self.out.len();
         wire::encode_call(&mut self.out, id, command, types, args, self.max_frame)?;
-        self.count_fed(start, 0);
+        self.count_fed(start);
         Ok(())
     }
 
@@ -249,7 +252,7 @@ impl<F: AsFd> Conn<F> {
     ) -> Result<()> {
         let start = self.out.len();
         wire::encode_reply(&mut self.out, id, result, self.max_frame)?;
-        self.count_fed(start, 0);
+        self.count_fed(start);
         Ok(())
     }
 
@@ -285,7 +288,7 @@ impl<F: AsFd> Conn<F> {
     pub(crate) fn feed_stop(&mut self) {
         let start = self.out.len();
         wire::encode_stop(&mut self.out);
-        self.count_fed(start, 0);
+        self.count_fed(start);
     }
 
     /// Drops every byte waiting to be written (the peer is gone).
@@ -535,10 +538,7 @@ impl<F: AsFd> Conn<F> {
         }
         Some(match frame {
             Ok(Frame::Lane(slot)) => match &mut self.lane {
-                Some(lane) => lane.recv(slot, self.max_frame).map(|msg| {
-                    self.traffic.bytes_received += lane_bytes(&msg);
-                    Frame::Message(msg)
-                }),
+                Some(lane) => lane.recv(slot, self.max_frame).map(Frame::Message),
                 None => Err(Error::new(ErrorKind::Decode)
                     .with_source("a lane marker on a connection without a lane")),
             },
@@ -604,14 +604,6 @@ impl<F: AsFd> AsFd for Conn<F> {
     fn as_fd(&self) -> BorrowedFd<'_> {
         self.fd.as_fd()
     }
-}
-
-/// The bytes `msg` fills in a lane slot: its postcard encoding's length,
-/// computed without encoding (see the module docs).
-fn lane_bytes(msg: &Message) -> u64 {
-    // The same value was just encoded into (or decoded from) a slot, so
-    // sizing it cannot fail; 0 would only undercount.
-    postcard::experimental::serialized_size(msg).map_or(0, |n| n as u64)
 }
 
 fn is_peer_gone(e: &io::Error) -> bool {

@@ -113,6 +113,9 @@ pub(crate) struct Lane {
     slot_size: usize,
     /// Messages sent through the lane so far.
     sent: u64,
+    /// Encoded bytes put in slots, and taken from them.
+    bytes_sent: u64,
+    bytes_received: u64,
     /// The slot written last.
     last: usize,
     /// How long the last copy into a slot took.
@@ -140,6 +143,8 @@ impl Lane {
             threshold,
             slot_size: tx[0].slot_size(),
             sent: 0,
+            bytes_sent: 0,
+            bytes_received: 0,
             last: 0,
             copy_time: Duration::ZERO,
             misses: 0,
@@ -170,6 +175,11 @@ impl Lane {
         self.sent
     }
 
+    /// Encoded bytes this end put in slots and took from them so far.
+    pub(crate) fn bytes(&self) -> (u64, u64) {
+        (self.bytes_sent, self.bytes_received)
+    }
+
     /// Puts a large message in a slot (see the module docs for which) and
     /// returns the slot to name in the marker; `None` sends it through the
     /// socket instead: too large for a slot or for `max_frame` (the socket
@@ -183,15 +193,14 @@ impl Lane {
             {
                 Ok(used) => {
                     let len = used.len();
-                    out.commit(len).is_ok()
+                    out.commit(len).is_ok().then_some(len)
                 }
-                Err(_) => false, // larger than a slot: the socket takes it
+                Err(_) => None, // larger than a slot: the socket takes it
             },
-            Err(_) => false,
+            Err(_) => None,
         };
-        if !written {
-            return None;
-        }
+        let len = written?;
+        self.bytes_sent += len as u64;
         self.copy_time = start.elapsed();
         self.last = slot;
         self.sent += 1;
@@ -270,6 +279,7 @@ impl Lane {
         let frame = rx.try_hold().map_err(|e| {
             Error::new(ErrorKind::Decode).with_source(format!("lane marker without a message: {e}"))
         })?;
+        self.bytes_received += frame.len() as u64;
         if frame.len() > max_frame {
             return Err(Error::new(ErrorKind::FrameTooLarge {
                 len: frame.len(),
