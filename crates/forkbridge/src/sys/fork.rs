@@ -316,20 +316,6 @@ pub(crate) fn set_name(name: &str) {
     unsafe { libc::prctl(libc::PR_SET_NAME, comm.as_ptr() as libc::c_ulong, 0, 0, 0) };
 }
 
-/// This process's thread count, from `/proc/self/stat` (one short read,
-/// where `/proc/self/status` takes several).
-pub(crate) fn thread_count() -> io::Result<usize> {
-    let stat = std::fs::read_to_string("/proc/self/stat")?;
-    // The name (field 2) is in parentheses and may hold spaces: count the
-    // fields after its closing one. `num_threads` is field 20.
-    let after = stat.rsplit_once(')').map(|(_, rest)| rest).unwrap_or("");
-    after
-        .split_whitespace()
-        .nth(17)
-        .and_then(|n| n.parse().ok())
-        .ok_or_else(|| io::Error::other("/proc/self/stat has no thread count"))
-}
-
 /// The parent's pid.
 pub(crate) fn getppid() -> libc::pid_t {
     // SAFETY: `getppid` cannot fail and has no preconditions.

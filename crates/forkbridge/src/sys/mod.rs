@@ -8,11 +8,11 @@
 //!
 //! | file | provides |
 //! |---|---|
-//! | `fork.rs` | `fork`, `_exit`, the child's first steps (parent-death signal, signal reset, fd closing), `kill`, thread count |
+//! | `fork.rs` | `fork`, `_exit`, the child's first steps (parent-death signal, signal reset, fd closing), `kill` |
 //! | `socket.rs` | the intercom: an `AF_UNIX SOCK_STREAM` socketpair, non-blocking `send`/`recv` without `SIGPIPE` |
 //! | `poll.rs` | `ppoll(2)` with a deadline, retried on `EINTR` with the remaining time |
 //! | `pidfd.rs` | `pidfd_open(2)` and reaping with `waitpid(2)` |
-//! | `procfs.rs` | a process's resident memory and CPU time from one read of `/proc/<pid>/stat` |
+//! | `procfs.rs` | a process's resident memory and CPU time, and this process's thread count, from one read of its `/proc/<pid>/stat` |
 //! | `shm.rs` | atomic words in a sealed memfd mapped `MAP_SHARED`: an event store, shared by a fork or opened from an fd |
 //! | `signal.rs` | `SIGINT`/`SIGTERM` in the parent as a byte on a pipe, for `MainContext` |
 //! | `memfd.rs` | a `memfd` mapped shared, sealed against shrinking (made or received): the mapping under `shm.rs` and `ring/`, and a buffer accessed by copies |

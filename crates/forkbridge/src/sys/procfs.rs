@@ -1,8 +1,9 @@
 //! A process's memory and CPU time from `/proc/<pid>/stat`, for
-//! `MessageProcess::status`.
+//! `MessageProcess::status`, and this process's thread count, for the
+//! fork checks.
 //!
-//! One file gives both, so a snapshot costs one `open` + `read` + `close`
-//! into a stack buffer, and parsing is a split on spaces. Rejected:
+//! One file gives both, so a snapshot costs one `open` + `read` + `close`,
+//! and parsing is a split on spaces. Rejected:
 //! `/proc/<pid>/status` (resident memory in kB, but no CPU time, and a
 //! dozen times the text); `statm` (memory only, so a second file);
 //! `getrusage` (only for the caller or its reaped children, and a served
@@ -13,11 +14,7 @@
 //! pages a fork shares with its parent, count in both) times the page
 //! size, and user + system time in clock ticks.
 
-use std::ffi::OsStr;
-use std::fs::File;
-use std::io::{self, Read, Write};
-use std::os::unix::ffi::OsStrExt;
-use std::path::Path;
+use std::io;
 use std::sync::OnceLock;
 use std::time::Duration;
 
@@ -32,9 +29,6 @@ pub(crate) struct Usage {
     pub(crate) cpu_time: Duration,
 }
 
-/// A `stat` line is about 300 bytes: 52 numbers and a name of at most 64.
-const STAT_MAX: usize = 2048;
-
 /// Reads `/proc/<pid>/stat` once.
 ///
 /// A process that has ended and been reaped is the `open`'s `ENOENT` (or
@@ -42,27 +36,19 @@ const STAT_MAX: usize = 2048;
 /// no resident memory.
 pub(crate) fn usage(pid: i32) -> io::Result<Usage> {
     let (tick, page) = units()?;
-    let mut path = [0u8; 32];
-    let path_len = {
-        let mut w = &mut path[..];
-        write!(w, "/proc/{pid}/stat")?;
-        32 - w.len()
-    };
-    let mut file = File::open(Path::new(OsStr::from_bytes(&path[..path_len])))?;
-    let mut buf = [0u8; STAT_MAX];
-    let mut len = 0;
-    loop {
-        match file.read(&mut buf[len..]) {
-            Ok(0) => break,
-            Ok(n) => len += n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-        if len == buf.len() {
-            return Err(malformed("longer than expected"));
-        }
-    }
-    parse(&buf[..len], tick, page)
+    parse(
+        &std::fs::read_to_string(format!("/proc/{pid}/stat"))?,
+        tick,
+        page,
+    )
+}
+
+/// This process's thread count, from `/proc/self/stat` (one short read,
+/// where `/proc/self/status` takes several).
+pub(crate) fn thread_count() -> io::Result<usize> {
+    let stat = std::fs::read_to_string("/proc/self/stat")?;
+    let [threads] = fields(&stat, [20])?;
+    Ok(threads as usize)
 }
 
 /// Clock ticks per second and the page size, asked once.
@@ -80,34 +66,8 @@ fn units() -> io::Result<(u64, u64)> {
 }
 
 /// Fields 14 and 15 (utime, stime) and 24 (rss) of a `stat` line.
-///
-/// Field 2, the command name, is in parentheses and may hold spaces and
-/// parentheses of its own (any bytes a program put in its name), so the
-/// fields are counted from the last `)`.
-fn parse(stat: &[u8], tick: u64, page: u64) -> io::Result<Usage> {
-    let close = stat
-        .iter()
-        .rposition(|&b| b == b')')
-        .ok_or_else(|| malformed("no `)` after the name"))?;
-    // After the name: field 3 (the state) is at index 0.
-    let mut fields = stat[close + 1..]
-        .split(u8::is_ascii_whitespace)
-        .filter(|f| !f.is_empty());
-    let mut field = |skip: usize| -> io::Result<u64> {
-        let text = fields
-            .nth(skip)
-            .ok_or_else(|| malformed("too few fields"))?;
-        let text = std::str::from_utf8(text).map_err(|_| malformed("a field is not a number"))?;
-        // rss is printed signed (never negative in practice); the times
-        // unsigned, far below `i64::MAX` ticks.
-        let n: i64 = text
-            .parse()
-            .map_err(|_| malformed("a field is not a number"))?;
-        Ok(n.max(0) as u64)
-    };
-    let utime = field(14 - 3)?;
-    let stime = field(0)?;
-    let rss = field(24 - 16)?;
+fn parse(stat: &str, tick: u64, page: u64) -> io::Result<Usage> {
+    let [utime, stime, rss] = fields(stat, [14, 15, 24])?;
     let ticks = utime.saturating_add(stime);
     let cpu_time = Duration::from_secs(ticks / tick)
         + Duration::from_nanos((ticks % tick) * 1_000_000_000 / tick);
@@ -115,6 +75,35 @@ fn parse(stat: &[u8], tick: u64, page: u64) -> io::Result<Usage> {
         rss_bytes: rss.saturating_mul(page),
         cpu_time,
     })
+}
+
+/// The numeric fields `wanted` (numbered from 1 as in proc(5), each after
+/// the name, in increasing order) of a `stat` line.
+///
+/// Field 2, the command name, is in parentheses and may hold spaces and
+/// parentheses of its own (any bytes a program put in its name), so the
+/// fields are counted from the last `)`. Numbers printed signed (rss;
+/// never negative in practice) read as 0 when negative.
+fn fields<const N: usize>(stat: &str, wanted: [usize; N]) -> io::Result<[u64; N]> {
+    let (_, after) = stat
+        .rsplit_once(')')
+        .ok_or_else(|| malformed("no `)` after the name"))?;
+    // After the name: field 3 (the state) is the first.
+    let mut rest = after
+        .split_ascii_whitespace()
+        .enumerate()
+        .map(|(i, f)| (i + 3, f));
+    let mut out = [0; N];
+    for (slot, want) in out.iter_mut().zip(wanted) {
+        let (_, text) = rest
+            .find(|&(i, _)| i == want)
+            .ok_or_else(|| malformed("too few fields"))?;
+        let n: i64 = text
+            .parse()
+            .map_err(|_| malformed("a field is not a number"))?;
+        *slot = n.max(0) as u64;
+    }
+    Ok(out)
 }
 
 fn malformed(why: &str) -> io::Error {
@@ -152,13 +141,14 @@ mod tests {
 
     #[test]
     fn a_name_with_spaces_and_parentheses_is_skipped_whole() {
-        let line = b"42 (a) b (c)) S 1 42 42 0 -1 4194560 100 0 0 0 \
+        let line = "42 (a) b (c)) S 1 42 42 0 -1 4194560 100 0 0 0 \
                      250 150 0 0 20 0 1 0 100 12345678 300 18446744073709551615 \
                      1 1 0 0 0 0 0 0 0 0 0 0 17 0 0 0 0 0 0\n";
         let usage = parse(line, 100, 4096).unwrap();
+        assert_eq!(fields(line, [20]).unwrap(), [1], "the thread count");
         assert_eq!(usage.cpu_time, Duration::from_secs(4));
         assert_eq!(usage.rss_bytes, 300 * 4096);
-        assert!(parse(b"42 (no close S 1 2", 100, 4096).is_err());
-        assert!(parse(b"42 (short) S 1 2", 100, 4096).is_err());
+        assert!(parse("42 (no close S 1 2", 100, 4096).is_err());
+        assert!(parse("42 (short) S 1 2", 100, 4096).is_err());
     }
 }

@@ -13,7 +13,7 @@ use std::os::unix::process::ExitStatusExt;
 
 use crate::sys::fork::{self, ChildSetup, Forked, ProcStatus};
 use crate::sys::pidfd::{self, Reap};
-use crate::sys::{poll, socket};
+use crate::sys::{poll, procfs, socket};
 
 use super::super::boot;
 use super::read_packet;
@@ -128,7 +128,7 @@ fn fork_worker(
         let _ = socket::send(status.as_fd(), &reply);
         None
     };
-    match fork::thread_count() {
+    match procfs::thread_count() {
         Ok(1) => {}
         Ok(threads) => {
             return refuse(format!(
