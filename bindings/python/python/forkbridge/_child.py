@@ -10,10 +10,11 @@ import itertools
 import logging
 import signal
 import time
-from typing import Callable
+from typing import Any, Callable
 
 from ._errors import RestartLimitError
 from ._events import ProcessExited, ProcessGaveUp, ProcessRestarted, SupervisorEvent
+from ._native import BackendGone, UnreadableMessage
 from ._policy import Restarts, RestartPolicy
 from ._process import MessageProcess
 from ._status import ProcessState, Status, snapshot
@@ -58,6 +59,30 @@ def collect(process: MessageProcess) -> int | None:
     if code is not None:
         process._exitcode = code
     return code
+
+
+def read_ready(
+    process: MessageProcess,
+    take: Callable[[Any], None],
+    unreadable: Callable[[UnreadableMessage], None],
+) -> bool:
+    """Hands ``take`` every message ``process`` sent that can be read
+    without waiting, in order, and ``unreadable`` each one that did not
+    load, in its place; whether the stream ended. The backend's goodbye
+    (``None``) is skipped: its end follows."""
+    pipe = process._pipe
+    while True:
+        try:
+            obj = pipe.recv(0.0)
+        except TimeoutError:
+            return False
+        except BackendGone:
+            return True
+        except UnreadableMessage as e:
+            unreadable(e)
+            continue
+        if obj is not None:
+            take(obj)
 
 
 def stop_by(process: MessageProcess, deadline: float | None) -> int | None:

@@ -44,7 +44,7 @@ import time
 from typing import Any
 
 from ._call import REPLY, is_call_fault
-from ._child import Child, Factory
+from ._child import Child, Factory, read_ready
 from ._errors import RemoteError, RestartLimitError, WorkerGone
 from ._future import CallFuture
 from ._message import MessageObject
@@ -235,25 +235,18 @@ class Driver:
         process = w.child.process
         if process is None:
             return
-        pipe = process._pipe
-        while True:
-            try:
-                obj = pipe.recv(0.0)
-            except TimeoutError:
-                break
-            except BackendGone:
-                exited = True
-                break
-            except UnreadableMessage as e:
-                if e.command == REPLY:
-                    self._fail_oldest(w, e)
-                else:
-                    logger.warning("%s: %s", w.child.name, e)
-                continue
+
+        def unreadable(e: UnreadableMessage) -> None:
+            if e.command == REPLY:
+                self._fail_oldest(w, e)
+            else:
+                logger.warning("%s: %s", w.child.name, e)
+
+        def take(obj: Any) -> None:
             if obj.__class__ is MessageObject:
                 if obj.command == REPLY:
                     self._answer(w, obj.kwargs)
-                    continue
+                    return
                 if is_call_fault(obj):
                     kw = obj.kwargs
                     error = RemoteError(
@@ -263,10 +256,10 @@ class Driver:
                         worker=w.child.name,
                     )
                     self._fail_oldest(w, error)
-                    continue
-            elif obj is None:
-                continue  # the backend's goodbye: its end follows
+                    return
             self._inbox.append((w.child.name, obj))
+
+        exited = read_ready(process, take, unreadable) or exited
         if exited:
             self._ended(i)
 

@@ -29,9 +29,9 @@ import logging
 import time
 from typing import Any, Callable, Sequence
 
-from ._child import Child, Factory
+from ._child import Child, Factory, read_ready
 from ._events import FdReady, ProcessMessage, SupervisorEvent
-from ._native import BackendGone, UnreadableMessage
+from ._native import UnreadableMessage
 from ._policy import RestartPolicy
 from ._process import MessageProcess
 from ._status import Status
@@ -196,21 +196,14 @@ class Supervisor:
         process = child.process
         if process is None:
             return
-        pipe = process._pipe
-        while True:
-            try:
-                obj = pipe.recv(0.0)
-            except TimeoutError:
-                break
-            except BackendGone:
-                exited = True
-                break
-            except UnreadableMessage as e:
-                logger.warning("%s: %s", child.name, e)
-                continue
-            if obj is None:
-                continue  # the backend's goodbye: its end follows
+
+        def unreadable(e: UnreadableMessage) -> None:
+            logger.warning("%s: %s", child.name, e)
+
+        def take(obj: Any) -> None:
             self._events.append(ProcessMessage(child.name, obj))
+
+        exited = read_ready(process, take, unreadable) or exited
         if exited:
             now = time.monotonic()
             self._queue(child.ended(now))
