@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 use crate::deadline;
 use crate::error::{Error, ErrorKind, Result};
 use crate::protocol::call::decode_reply;
-use crate::protocol::wire::{Fingerprints, Frame};
+use crate::protocol::wire::{Failure, Fingerprints, Frame};
 use crate::transport::conn::FLUSH_THRESHOLD;
 
 use super::{MessageProcess, State};
@@ -103,13 +103,7 @@ impl MessageProcess {
                     self.inbox.push_back((msg, fds));
                 }
                 Frame::Reply { id: got, result } if got == id => {
-                    return result.map_err(|f| {
-                        Error::new(ErrorKind::Remote {
-                            kind: f.kind,
-                            message: f.message,
-                        })
-                        .with_process(&self.name)
-                    });
+                    return result.map_err(|f| self.remote_failure(f));
                 }
                 Frame::Reply { id: other, .. } => {
                     log::debug!(target: &self.target, "dropping the late reply to call {other}");
@@ -163,18 +157,21 @@ impl MessageProcess {
                     return Ok(Some(Incoming::Message(msg)));
                 }
                 Frame::Reply { id, result } => {
-                    let result = result.map_err(|f| {
-                        Error::new(ErrorKind::Remote {
-                            kind: f.kind,
-                            message: f.message,
-                        })
-                        .with_process(&self.name)
-                    });
+                    let result = result.map_err(|f| self.remote_failure(f));
                     return Ok(Some(Incoming::Reply { id, result }));
                 }
                 Frame::Stop | Frame::Call { .. } | Frame::Lane(_) => {}
             }
         }
+    }
+
+    /// A call's failure in the backend, as the caller's error.
+    fn remote_failure(&self, f: Failure) -> Error {
+        Error::new(ErrorKind::Remote {
+            kind: f.kind,
+            message: f.message,
+        })
+        .with_process(&self.name)
     }
 
     /// Writes what the socket takes now; `Ok(true)` once nothing is left.
