@@ -184,18 +184,29 @@ class Driver:
                 for i, w in enumerate(self._workers):
                     if w.child.incarnation == owner and w.takes_calls():
                         return i if room(w) else None
-        n = len(self._workers)
+        workers = self._workers
+        n = len(workers)
         if n == 0:
             return None
+        first = key is None and self.dispatch == "round_robin"
         start = self._cursor % n
-        order = [(start + k) % n for k in range(n)]
-        open_ = [i for i in order if self._workers[i].takes_calls() and room(self._workers[i])]
-        if not open_:
+        pick: int | None = None
+        fewest = 0
+        # One pass in turn from the cursor, no list built (this runs per
+        # call): the first open worker, or the fewest in flight, ties in
+        # turn.
+        for k in range(n):
+            i = (start + k) % n
+            w = workers[i]
+            if not (w.takes_calls() and room(w)):
+                continue
+            if first:
+                pick = i
+                break
+            if pick is None or len(w.calls) < fewest:
+                pick, fewest = i, len(w.calls)
+        if pick is None:
             return None
-        if key is None and self.dispatch == "round_robin":
-            pick = open_[0]
-        else:  # the fewest in flight; ties in turn
-            pick = min(open_, key=lambda i: len(self._workers[i].calls))
         self._cursor = pick + 1
         return pick
 
@@ -362,16 +373,20 @@ class Driver:
         if self._retries:
             self._place_retries()
         now = time.monotonic()
+        left = False
         for w in self._workers:
             if not self._restart_waits(w):
                 emit(w.child.restart_if_due(now), self._hook)
-            process = w.child.process
-            if w.leaving and not w.stopping and not w.calls and process is not None:
-                w.stopping = True
-                process._native.request_stop(0.0)  # queued if the socket is full
-        before = len(self._workers)
-        self._workers = [w for w in self._workers if not (w.leaving and w.child.process is None)]
-        if len(self._workers) != before:
+            if w.leaving:
+                process = w.child.process
+                if process is None:
+                    left = True
+                elif not w.stopping and not w.calls:
+                    w.stopping = True
+                    process._native.request_stop(0.0)  # queued if the socket is full
+        # The list is rebuilt only when a worker left: this runs per call.
+        if left:
+            self._workers = [w for w in self._workers if not (w.leaving and w.child.process is None)]
             self._cursor = 0
         self._fill()
         if self._retries:
