@@ -114,10 +114,6 @@ def _fail(process: MessageProcess, call_id: Any, e: BaseException, context: str 
         process.logger.debug("call %r: could not report its failure: %s", call_id, e2)
 
 
-def is_reply(obj: Any) -> bool:
-    return obj.__class__ is MessageObject and obj.command == REPLY
-
-
 def is_call_fault(obj: Any) -> bool:
     """Whether ``obj`` is the backend's report of a call it could not read."""
     return (

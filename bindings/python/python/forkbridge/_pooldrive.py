@@ -210,9 +210,14 @@ class Driver:
         self._cursor = pick + 1
         return pick
 
+    def _any_live(self) -> bool:
+        """Whether a worker (or spare) not leaving serves, or will after
+        its restart."""
+        return any(not w.leaving and w.child.state in LIVE for w in self._workers)
+
     def _refuse_if_empty(self) -> None:
         """Raises when no worker serves or will."""
-        if any(not w.leaving and w.child.state in LIVE for w in self._workers):
+        if self._any_live():
             return
         for w in reversed(self._workers):
             e = w.child.gave_up
@@ -419,7 +424,7 @@ class Driver:
             call.future.worker = w.child.name
             if call.key is not None and call.key not in self._keys:
                 self._keys[call.key] = w.child.incarnation
-        if waiting and not any(not w.leaving and w.child.state in LIVE for w in self._workers):
+        if waiting and not self._any_live():
             for _, call, _ in waiting:
                 gone = WorkerGone.of(self.name, None, call.command)
                 self._done.append((call.future, gone, True))
