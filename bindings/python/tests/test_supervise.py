@@ -1,8 +1,8 @@
 """Supervision and pools on real processes: chaos with SIGKILL, restart
 limits, key affinity, shrinking under load, back-pressure, bounded stops,
 status snapshots, calls' faults and bad input. Every wait is bounded (each
-wait's own timeout, and conftest's alarm); conftest checks that no child is
-left behind."""
+wait's own timeout, a pool's ``call_timeout`` for ``call``, and conftest's
+alarm); conftest checks that no child is left behind."""
 
 import collections
 import dataclasses
@@ -77,7 +77,10 @@ def chaos(cls, idempotent, calls):
     """``calls`` calls through a pool of 4, a random worker SIGKILLed every
     50 ms by the thread that drives the pool (a second thread would make
     the parent threaded, and fork restarts refuse that)."""
-    pool = Pool(cls, workers=4, restart=unlimited(), idempotent={"double"} if idempotent else ())
+    pool = Pool(
+        cls, workers=4, restart=unlimited(), idempotent={"double"} if idempotent else (),
+        call_timeout=WAIT,
+    )  # fmt: skip
     rng = random.Random(os.getpid())
     outstanding = collections.deque()
     next_kill = time.monotonic() + 0.05
@@ -217,7 +220,10 @@ def test_the_policy_mirrors_the_core():
 def test_a_pool_whose_workers_keep_failing_refuses_calls_with_the_limit(tmp_path):
     log = str(tmp_path / "starts")
     policy = RestartPolicy.always(max_restarts=2, backoff=0.001, max_backoff=0.001)
-    pool = Pool(lambda n: Worker(n, starts_log=log, fail_pre_run=True), workers=1, restart=policy)
+    pool = Pool(
+        lambda n: Worker(n, starts_log=log, fail_pre_run=True),
+        workers=1, restart=policy, call_timeout=WAIT,
+    )  # fmt: skip
     try:
         until = time.monotonic() + WAIT
         while True:
@@ -257,7 +263,7 @@ def test_a_key_sticks_to_its_worker_while_it_lives_and_moves_when_it_dies():
 
 def test_shrinking_while_calls_are_in_flight_loses_none():
     exits = []
-    pool = Pool(Worker, workers=4, on_event=exits.append)
+    pool = Pool(Worker, workers=4, on_event=exits.append, call_timeout=WAIT)
     try:
         futures = [pool.submit("sleep", seconds=0.02) for _ in range(40)]
         pool.resize(2)
@@ -280,7 +286,7 @@ def test_a_spare_takes_a_dead_workers_place_at_once():
     events = []
     pool = Pool(
         Worker, workers=2, spares=1, restart=unlimited(), idempotent={"sleep"},
-        on_event=events.append,
+        on_event=events.append, call_timeout=WAIT,
     )  # fmt: skip
 
     def states():
@@ -452,7 +458,7 @@ def test_status_fields():
     with pytest.raises(dataclasses.FrozenInstanceError):
         s.pid = 1
 
-    with Pool(Worker, workers=1, restart=unlimited()) as pool:
+    with Pool(Worker, workers=1, restart=unlimited(), call_timeout=WAIT) as pool:
         for x in range(3):
             assert pool.call("double", x=x) == 2 * x
         f = pool.submit("sleep", seconds=0.2)
@@ -470,7 +476,7 @@ def test_status_fields():
 
 
 def test_a_calls_faults_come_back_typed():
-    with Pool(Worker, workers=2) as pool:
+    with Pool(Worker, workers=2, call_timeout=WAIT) as pool:
         with pytest.raises(RemoteError) as e:
             pool.call("fail", text="no good")
         assert (e.value.type_name, e.value.text) == ("ValueError", "no good")
@@ -501,7 +507,7 @@ def test_a_call_whose_argument_does_not_load_is_answered_without_error_reports()
 
 
 def test_calls_to_an_asyncio_backend():
-    with Pool(AsyncWorker, workers=2) as pool:
+    with Pool(AsyncWorker, workers=2, call_timeout=WAIT) as pool:
         assert pool.call("double", x=5) == 10
         assert pool.call("plain", x=5) == 6
         assert [f.result(WAIT) for f in [pool.submit("double", x=x) for x in range(20)]] == [
@@ -552,7 +558,7 @@ def test_stop_ends_calls_in_flight_and_the_pool():
 
 
 def test_pool_calls_under_the_fork_server():
-    with Pool(ServedWorker, workers=2) as pool:
+    with Pool(ServedWorker, workers=2, call_timeout=WAIT) as pool:
         assert pool.call("double", x=21) == 42
         pid = pool.call("pid")
         os.kill(pid, signal.SIGKILL)
@@ -596,7 +602,7 @@ def test_bad_input_is_refused_clearly():
             Pool(lambda name: started)
     finally:
         started.stop()
-    with Pool(Worker, workers=1) as pool:
+    with Pool(Worker, workers=1, call_timeout=WAIT) as pool:
         with pytest.raises(TypeError):
             pool.submit(42)
         with pytest.raises(ValueError, match="reserved"):
