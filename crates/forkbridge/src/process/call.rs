@@ -6,9 +6,9 @@ use crate::deadline;
 use crate::error::{Error, ErrorKind, Result};
 use crate::protocol::call::decode_reply;
 use crate::protocol::wire::{Failure, Fingerprints, Frame};
-use crate::transport::conn::FLUSH_THRESHOLD;
+use crate::transport::conn::{Conn, FLUSH_THRESHOLD};
 
-use super::{MessageProcess, State};
+use super::{MessageProcess, Registered, State};
 
 impl MessageProcess {
     /// Calls the typed command `command` with `args` and waits up to
@@ -75,17 +75,33 @@ impl MessageProcess {
         types: Fingerprints,
         args: &A,
     ) -> Result<u64> {
+        self.feed_call_with(|conn, id| conn.feed_call(id, command, types, args))
+    }
+
+    /// As [`feed_call`](Self::feed_call), with the arguments encoded
+    /// already (a pool's call kept to be sent again).
+    pub(crate) fn feed_call_encoded(
+        &mut self,
+        command: &str,
+        types: Fingerprints,
+        args: &[u8],
+    ) -> Result<u64> {
+        self.feed_call_with(|conn, id| conn.feed_call_encoded(id, command, types, args))
+    }
+
+    fn feed_call_with(
+        &mut self,
+        feed: impl FnOnce(&mut Conn<Registered>, u64) -> Result<()>,
+    ) -> Result<u64> {
         // A call that fails must have no effect: before `start` it is not
         // queued (a message is; a call's reply could never be waited for).
         if let State::Idle(_) = self.state {
             return Err(self.err(ErrorKind::NotStarted));
         }
         self.refuse_if_gone()?;
-        self.last_call += 1;
-        let id = self.last_call;
-        self.conn
-            .feed_call(id, command, types, args)
-            .map_err(|e| e.with_process(&self.name))?;
+        let id = self.last_call + 1;
+        feed(&mut self.conn, id).map_err(|e| e.with_process(&self.name))?;
+        self.last_call = id;
         Ok(id)
     }
 

@@ -145,12 +145,39 @@ pub(crate) fn encode_call<A: serde::Serialize + ?Sized>(
     max: usize,
 ) -> Result<()> {
     frame(out, &[KIND_CALL], max, |out| {
-        append(&id, out)?;
-        append(command, out)?;
-        append(&types.args, out)?;
-        append(&types.reply, out)?;
+        call_head(out, id, command, types)?;
         append(args, out)
     })
+}
+
+/// As [`encode_call`], with the arguments encoded already (a call kept to
+/// be sent again).
+pub(crate) fn encode_call_encoded(
+    out: &mut Vec<u8>,
+    id: u64,
+    command: &str,
+    types: Fingerprints,
+    args: &[u8],
+    max: usize,
+) -> Result<()> {
+    frame(out, &[KIND_CALL], max, |out| {
+        call_head(out, id, command, types)?;
+        out.extend_from_slice(args);
+        Ok(())
+    })
+}
+
+/// A call frame's body before its arguments.
+fn call_head(
+    out: &mut Vec<u8>,
+    id: u64,
+    command: &str,
+    types: Fingerprints,
+) -> postcard::Result<()> {
+    append(&id, out)?;
+    append(command, out)?;
+    append(&types.args, out)?;
+    append(&types.reply, out)
 }
 
 /// Appends a reply frame carrying an already encoded value or a failure.
@@ -403,6 +430,18 @@ fn decode_frame(frame: &[u8]) -> Result<Frame> {
 mod tests {
     use super::*;
     use crate::Value;
+
+    #[test]
+    fn a_call_from_encoded_arguments_is_the_same_frame() {
+        let types = Fingerprints::of::<(u32, String), u64>();
+        let args = (7u32, "seven".to_string());
+        let mut typed = Vec::new();
+        encode_call(&mut typed, 3, "add", types, &args, DEFAULT_MAX_FRAME).unwrap();
+        let mut encoded = Vec::new();
+        let bytes = postcard::to_stdvec(&args).unwrap();
+        encode_call_encoded(&mut encoded, 3, "add", types, &bytes, DEFAULT_MAX_FRAME).unwrap();
+        assert_eq!(typed, encoded);
+    }
 
     fn decode_all(bytes: &[u8], max: usize) -> Vec<Result<Frame>> {
         let mut dec = Decoder::new(max);

@@ -244,6 +244,21 @@ impl<F: AsFd> Conn<F> {
         Ok(())
     }
 
+    /// As [`feed_call`](Conn::feed_call), with the arguments encoded
+    /// already.
+    pub(crate) fn feed_call_encoded(
+        &mut self,
+        id: u64,
+        command: &str,
+        types: wire::Fingerprints,
+        args: &[u8],
+    ) -> Result<()> {
+        let start = self.out.len();
+        wire::encode_call_encoded(&mut self.out, id, command, types, args, self.max_frame)?;
+        self.count_fed(start);
+        Ok(())
+    }
+
     /// Encodes the reply to call `id` into the outgoing buffer.
     pub(crate) fn feed_reply(
         &mut self,

@@ -462,7 +462,13 @@ impl Pool {
             let Some(process) = w.child.process() else {
                 continue;
             };
-            let id = match process.feed_call(command.name(), types, &request.args) {
+            // An idempotent call's arguments are encoded once, for this
+            // send and a resend.
+            let fed = match &resend {
+                Some(r) => process.feed_call_encoded(command.name(), types, &r.args),
+                None => process.feed_call(command.name(), types, &request.args),
+            };
+            let id = match fed {
                 Ok(id) => id,
                 Err(e) if e.is_disconnected() => {
                     self.ended(i);
@@ -873,7 +879,7 @@ impl Pool {
                 continue;
             };
             let Retry { call, resend, .. } = retry;
-            match process.feed_call(call.command, resend.types, &Verbatim(&resend.args)) {
+            match process.feed_call_encoded(call.command, resend.types, &resend.args) {
                 Ok(id) => {
                     let _ = process.flush_now();
                     if let Some(key) = call.key {
@@ -938,20 +944,5 @@ impl fmt::Debug for Pool {
             .field("dispatch", &self.dispatch)
             .field("max_in_flight", &self.bound)
             .finish()
-    }
-}
-
-/// Arguments already encoded, written as they are: postcard writes a tuple
-/// of bytes without a length, so this encodes to exactly `self.0`.
-struct Verbatim<'a>(&'a [u8]);
-
-impl Serialize for Verbatim<'_> {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
-        use serde::ser::SerializeTuple;
-        let mut t = s.serialize_tuple(self.0.len())?;
-        for b in self.0 {
-            t.serialize_element(b)?;
-        }
-        t.end()
     }
 }
