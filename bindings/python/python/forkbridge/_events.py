@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 from ._errors import RestartLimitError, _exit_text
 
@@ -114,3 +114,19 @@ class FdReady(SupervisorEvent):
     readable: ``index`` in that sequence."""
 
     index: int
+
+
+#: Called with each event by a supervisor or a pool, in the driving thread.
+Hook = Callable[[SupervisorEvent], None]
+
+
+def emit(events: list[SupervisorEvent], hook: Hook | None) -> None:
+    """Logs each state change and hands it to ``hook`` (whose exceptions
+    are logged: the bookkeeping around it must finish)."""
+    for event in events:
+        event.log()
+        if hook is not None:
+            try:
+                hook(event)
+            except Exception:
+                logger.exception("the on_event hook failed on %r", event)

@@ -44,13 +44,13 @@ from typing import Any, Iterable, Iterator, Literal
 from ._call import request
 from ._child import Factory
 from ._errors import PoolFull, WorkerGone
+from ._events import Hook
 from ._future import CallFuture
 from ._message import _rebuild
 from ._native import BackendGone
 from ._policy import RestartPolicy
 from ._pooldrive import Call, Driver
 from ._status import ProcessState, Status
-from ._supervisor import Hook
 from ._timeout import deadline as _deadline
 
 Dispatch = Literal["round_robin", "least_outstanding"]

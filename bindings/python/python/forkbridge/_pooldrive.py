@@ -46,13 +46,12 @@ from typing import Any
 from ._call import REPLY, is_call_fault
 from ._child import Child, Factory, read_ready
 from ._errors import RemoteError, RestartLimitError, WorkerGone
+from ._events import Hook, ProcessTookOver, emit
 from ._future import CallFuture
 from ._message import MessageObject
 from ._native import BackendGone, UnreadableMessage
 from ._policy import RestartPolicy
-from ._events import ProcessTookOver
 from ._status import ProcessState
-from ._supervisor import Hook, emit
 from ._timeout import deadline as _deadline
 from ._watch import wait
 

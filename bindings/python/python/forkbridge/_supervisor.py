@@ -27,10 +27,10 @@ from __future__ import annotations
 import collections
 import logging
 import time
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 from ._child import Child, Factory, read_ready
-from ._events import FdReady, ProcessMessage, SupervisorEvent
+from ._events import FdReady, Hook, ProcessMessage, SupervisorEvent, emit
 from ._native import UnreadableMessage
 from ._policy import RestartPolicy
 from ._process import MessageProcess
@@ -39,21 +39,6 @@ from ._timeout import deadline as _deadline
 from ._watch import fd_of, wait
 
 logger = logging.getLogger("forkbridge.supervise")
-
-Hook = Callable[[SupervisorEvent], None]
-
-
-def emit(events: list[SupervisorEvent], hook: Hook | None) -> None:
-    """Logs each state change and hands it to ``hook`` (whose exceptions
-    are logged: the bookkeeping around it must finish)."""
-    for event in events:
-        event.log()
-        if hook is not None:
-            try:
-                hook(event)
-            except Exception:
-                logger.exception("the on_event hook failed on %r", event)
-
 
 class Supervisor:
     """Owns processes, restarts each by its ``RestartPolicy``, and reports
