@@ -26,6 +26,7 @@ mod event;
 mod policy;
 mod pool;
 mod supervisor;
+mod watch;
 
 pub use event::SupervisorEvent;
 pub use policy::{Restart, RestartPolicy};

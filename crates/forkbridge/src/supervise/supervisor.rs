@@ -3,17 +3,17 @@
 
 use std::collections::VecDeque;
 use std::fmt;
-use std::os::fd::{AsFd, BorrowedFd};
+use std::os::fd::BorrowedFd;
 use std::time::{Duration, Instant};
 
 use crate::deadline;
 use crate::error::{Error, ErrorKind, Result};
 use crate::process::{Incoming, MessageProcess, Status};
-use crate::sys::poll;
 
 use super::child::Child;
 use super::event::{Hook, SupervisorEvent};
 use super::policy::RestartPolicy;
+use super::watch;
 
 /// Owns processes of any kinds, restarts each by its [`RestartPolicy`], and
 /// reports what happens as [`SupervisorEvent`]s.
@@ -203,59 +203,18 @@ impl Supervisor {
                 wake = Some(wake.map_or(at, |d| d.min(at)));
             }
         }
-        let mut fds = Vec::with_capacity(self.children.len() * 2 + extra.len());
-        let mut owners = Vec::with_capacity(fds.capacity());
-        for (i, c) in self.children.iter().enumerate() {
-            let Some(p) = c.process_ref() else {
-                continue;
-            };
-            if p.has_read_ahead() {
-                wake = Some(Instant::now());
-            }
-            fds.push(poll::PollFd::new(p.as_fd(), poll::POLLIN));
-            owners.push(Some(i));
-            if let Some(exit) = p.exit_fd() {
-                fds.push(poll::PollFd::new(exit, poll::POLLIN));
-                owners.push(Some(i));
-            }
-        }
-        for fd in extra {
-            fds.push(poll::PollFd::new(*fd, poll::POLLIN));
-            owners.push(None);
-        }
-        if fds.is_empty() {
-            if let Some(at) = wake {
-                std::thread::sleep(at.saturating_duration_since(Instant::now()));
-            } else {
-                return Err(Error::new(ErrorKind::InvalidArgument)
-                    .with_source("nothing to wait for: no child runs and no fd was given"));
-            }
-            return Ok(());
-        }
-        poll::poll(&mut fds, wake)?;
-        let mut extra_index = 0;
-        let mut serviced = Vec::new();
-        for (fd, owner) in fds.iter().zip(&owners) {
-            match owner {
-                Some(i) => {
-                    if (fd.revents() != 0
-                        || self.children[*i]
-                            .process_ref()
-                            .is_some_and(MessageProcess::has_read_ahead))
-                        && !serviced.contains(i)
-                    {
-                        serviced.push(*i);
-                    }
-                }
-                None => {
-                    if fd.revents() != 0 {
-                        self.events.push_back(SupervisorEvent::Ready(extra_index));
-                    }
-                    extra_index += 1;
-                }
-            }
-        }
-        for i in serviced {
+        let children = self
+            .children
+            .iter()
+            .enumerate()
+            .filter_map(|(i, c)| Some((i, c.process_ref()?)));
+        let Some(woken) = watch::wait(children, extra, wake, false)? else {
+            return Err(Error::new(ErrorKind::InvalidArgument)
+                .with_source("nothing to wait for: no child runs and no fd was given"));
+        };
+        self.events
+            .extend(woken.extra.into_iter().map(SupervisorEvent::Ready));
+        for i in woken.processes {
             self.drain(i);
         }
         Ok(())

@@ -51,11 +51,11 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::process::{Incoming, MessageProcess, ProcessState, Status};
 use crate::protocol::call::decode_reply;
 use crate::protocol::wire::Fingerprints;
-use crate::sys::poll;
 
 use super::child::Child;
 use super::event::{Hook, SupervisorEvent};
 use super::policy::RestartPolicy;
+use super::watch;
 use command::{Slot, fulfil};
 use dispatch::Keys;
 
@@ -616,62 +616,20 @@ impl Pool {
                 wake = Some(wake.map_or(at, |d| d.min(at)));
             }
         }
-        let mut fds = Vec::with_capacity(self.workers.len() * 2);
-        let mut owners = Vec::with_capacity(self.workers.len() * 2);
-        let mut ready_now = false;
-        for (i, w) in self.workers.iter().enumerate() {
-            let Some(p) = w.child.process_ref() else {
-                continue;
-            };
-            ready_now |= p.has_read_ahead();
-            let mut events = poll::POLLIN;
-            if p.has_pending_output() {
-                events |= poll::POLLOUT;
-            }
-            fds.push(poll::PollFd::new(std::os::fd::AsFd::as_fd(p), events));
-            owners.push(i);
-            if let Some(exit) = p.exit_fd() {
-                fds.push(poll::PollFd::new(exit, poll::POLLIN));
-                owners.push(i);
-            }
-        }
-        let workers_fds = fds.len();
-        for fd in extra {
-            fds.push(poll::PollFd::new(*fd, poll::POLLIN));
-        }
-        if ready_now {
-            wake = Some(Instant::now());
-        }
-        if fds.is_empty() {
-            if let Some(at) = wake {
-                std::thread::sleep(at.saturating_duration_since(Instant::now()));
-            }
-            self.maintain();
-            return Ok(Vec::new());
-        }
-        poll::poll(&mut fds, wake)?;
-        let extra_ready: Vec<usize> = fds[workers_fds..]
+        let workers = self
+            .workers
             .iter()
             .enumerate()
-            .filter(|(_, fd)| fd.revents() != 0)
-            .map(|(i, _)| i)
-            .collect();
-        let mut ready: Vec<usize> = fds[..workers_fds]
-            .iter()
-            .zip(&owners)
-            .filter(|(fd, _)| fd.revents() != 0)
-            .map(|(_, &i)| i)
-            .collect();
-        if ready_now {
-            ready.extend(0..self.workers.len());
-        }
-        ready.sort_unstable();
-        ready.dedup();
-        for i in ready {
+            .filter_map(|(i, w)| Some((i, w.child.process_ref()?)));
+        let Some(woken) = watch::wait(workers, extra, wake, true)? else {
+            self.maintain();
+            return Ok(Vec::new());
+        };
+        for i in woken.processes {
             self.service(i);
         }
         self.maintain();
-        Ok(extra_ready)
+        Ok(woken.extra)
     }
 
     /// Writes what waits and reads everything that arrived from worker `i`.
