@@ -67,6 +67,8 @@ if __name__ == "__main__":
             event = sup.wait_event(timeout=10)
             if isinstance(event, ProcessMessage):
                 starts += 1
-            elif isinstance(event, ProcessGaveUp) or event is None:
+            elif isinstance(event, ProcessGaveUp):
+                print("flaky started %d times, then: %s" % (starts, event.error))
                 break
-        print("flaky started %d times, then: %s" % (starts, event.error))
+            elif event is None:
+                sys.exit("flaky was not given up within 10 s")
