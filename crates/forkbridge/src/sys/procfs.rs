@@ -14,7 +14,7 @@
 //! pages a fork shares with its parent, count in both) times the page
 //! size, and user + system time in clock ticks.
 
-use std::io;
+use std::io::{self, Read};
 use std::sync::OnceLock;
 use std::time::Duration;
 
@@ -36,19 +36,24 @@ pub(crate) struct Usage {
 /// no resident memory.
 pub(crate) fn usage(pid: i32) -> io::Result<Usage> {
     let (tick, page) = units()?;
-    parse(
-        &std::fs::read_to_string(format!("/proc/{pid}/stat"))?,
-        tick,
-        page,
-    )
+    parse(&read_stat(&format!("/proc/{pid}/stat"))?, tick, page)
 }
 
 /// This process's thread count, from `/proc/self/stat` (one short read,
 /// where `/proc/self/status` takes several).
 pub(crate) fn thread_count() -> io::Result<usize> {
-    let stat = std::fs::read_to_string("/proc/self/stat")?;
+    let stat = read_stat("/proc/self/stat")?;
     let [threads] = fields(&stat, [20])?;
     Ok(threads as usize)
+}
+
+/// A `stat` file, in one read: procfs reports no size, so a buffer grown
+/// from empty (as `fs::read_to_string` grows it) takes several.
+fn read_stat(path: &str) -> io::Result<String> {
+    // A line is about 300 bytes: 52 numbers and a name of at most 64.
+    let mut stat = String::with_capacity(1024);
+    std::fs::File::open(path)?.read_to_string(&mut stat)?;
+    Ok(stat)
 }
 
 /// Clock ticks per second and the page size, asked once.
