@@ -144,6 +144,8 @@ struct Inner {
     kind: ErrorKind,
     process: Option<String>,
     status: Option<ExitStatus>,
+    /// A `Disconnected` whose cause is a lost host or link.
+    host_lost: bool,
     source: Option<Box<dyn std::error::Error + Send + Sync + 'static>>,
 }
 
@@ -154,6 +156,7 @@ impl Error {
                 kind,
                 process: None,
                 status: None,
+                host_lost: false,
                 source: None,
             }),
         }
@@ -166,6 +169,14 @@ impl Error {
     pub(crate) fn disconnected(status: Option<ExitStatus>) -> Error {
         let mut err = Error::new(ErrorKind::Disconnected);
         err.inner.status = status;
+        err
+    }
+
+    /// `Disconnected` because the backend's host, or the link to it, was
+    /// lost; `reason` says what was seen.
+    pub(crate) fn host_lost(reason: &str) -> Error {
+        let mut err = Error::new(ErrorKind::Disconnected).with_source(reason.to_owned());
+        err.inner.host_lost = true;
         err
     }
 
@@ -185,6 +196,7 @@ impl Error {
                 kind: self.inner.kind.clone(),
                 process: self.inner.process.clone(),
                 status: self.inner.status,
+                host_lost: self.inner.host_lost,
                 source: self.inner.source.as_ref().map(|s| s.to_string().into()),
             }),
         }
@@ -218,6 +230,13 @@ impl Error {
         self.inner.kind == ErrorKind::Disconnected
     }
 
+    /// A [`ErrorKind::Disconnected`] whose backend ran on another host
+    /// that was lost, or whose link to it was: no exit status will come,
+    /// and the backend may still be running there until it notices.
+    pub fn is_host_lost(&self) -> bool {
+        self.inner.host_lost
+    }
+
     /// Shorthand for `kind() == &ErrorKind::Timeout`.
     pub fn is_timeout(&self) -> bool {
         self.inner.kind == ErrorKind::Timeout
@@ -241,6 +260,9 @@ impl fmt::Display for Error {
             ErrorKind::RoleTaken => f.write_str("the ring role is held by a live process")?,
             ErrorKind::Disconnected => match (&self.inner.status, &self.inner.source) {
                 (Some(status), _) => write!(f, "backend disconnected ({status})")?,
+                (None, Some(source)) if self.inner.host_lost => {
+                    write!(f, "backend disconnected: host lost ({source})")?
+                }
                 (None, Some(source)) => write!(f, "disconnected: {source}")?,
                 (None, None) => f.write_str("backend disconnected (exit status unknown)")?,
             },
@@ -307,6 +329,9 @@ impl fmt::Debug for Error {
         }
         if let Some(status) = &self.inner.status {
             d.field("status", status);
+        }
+        if self.inner.host_lost {
+            d.field("host_lost", &true);
         }
         if let Some(source) = &self.inner.source {
             d.field("source", source);

@@ -268,6 +268,7 @@ pub use crate::data::bytes::{Bytes, LentBytes};
 pub use crate::data::message::Message;
 pub use crate::data::value::{FromValue, Value};
 pub use crate::error::{Error, ErrorKind, Result};
+pub use crate::process::relay;
 #[cfg(feature = "tokio")]
 #[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
 pub use crate::process::tokio::AsyncMessageProcess;

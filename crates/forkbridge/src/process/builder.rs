@@ -36,12 +36,12 @@ use super::{Config, Entry, MessageProcess, Registered, State, short_type_name};
 
 #[derive(Debug, Clone)]
 pub struct MessageProcessBuilder {
-    name: String,
+    pub(super) name: String,
     ignore_sigint: bool,
     allow_threads: bool,
     stop_timeout: Duration,
     kill_timeout: Duration,
-    max_frame_size: usize,
+    pub(super) max_frame_size: usize,
     spin: Duration,
     large: Option<(usize, usize)>,
     hooks: Option<Arc<dyn ForkHooks>>,
@@ -71,6 +71,11 @@ pub trait ForkHooks: Send + Sync + fmt::Debug {
 }
 
 impl MessageProcessBuilder {
+    /// The name the process will have.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
     /// Sends messages whose strings and byte strings hold at least
     /// `threshold` bytes through a shared-memory lane instead of the socket,
     /// transparently, both ways: the message is encoded straight into a
@@ -351,11 +356,6 @@ impl MessageProcessBuilder {
         };
         let (front, back) = socket::socketpair()?;
         let (front, back) = (Registered::new(front), Registered::new(back));
-        let mut conn = Conn::new(front, self.max_frame_size);
-        conn.set_frame_reads(self.frame_reads);
-        if let Some(rings) = &lane {
-            conn.set_lane(rings.frontend_end()?);
-        }
         let info = ChildInfo {
             name: self.name.clone(),
             target: target.clone(),
@@ -364,31 +364,49 @@ impl MessageProcessBuilder {
             lane,
         };
         let entry: Entry = Box::new(run);
-        Ok(MessageProcess {
+        let front_lane = match &info.lane {
+            Some(rings) => Some(rings.frontend_end()?),
+            None => None,
+        };
+        let state = State::Idle(Box::new(Pending {
+            entry,
+            portable: portable.map(Box::new),
+            info,
+            backend_end: back,
+        }));
+        let mut process = self.handle(target, front, state);
+        if let Some(lane) = front_lane {
+            process.conn.set_lane(lane);
+        }
+        Ok(process)
+    }
+
+    /// The handle around the frontend's end of the stream, in `state`.
+    pub(super) fn handle(self, target: String, front: Registered, state: State) -> MessageProcess {
+        let mut conn = Conn::new(front, self.max_frame_size);
+        conn.set_frame_reads(self.frame_reads);
+        let config = Config {
+            spin: self.spin,
+            ignore_sigint: self.ignore_sigint,
+            allow_threads: self.allow_threads,
+            stop_timeout: self.stop_timeout,
+            kill_timeout: self.kill_timeout,
+            keep_signal_handlers: self.keep_signal_handlers,
+            method: self.method,
+            start_timeout: self.start_timeout,
+        };
+        MessageProcess {
             name: self.name,
             target,
-            config: Config {
-                spin: self.spin,
-                ignore_sigint: self.ignore_sigint,
-                allow_threads: self.allow_threads,
-                stop_timeout: self.stop_timeout,
-                kill_timeout: self.kill_timeout,
-                keep_signal_handlers: self.keep_signal_handlers,
-                method: self.method,
-                start_timeout: self.start_timeout,
-            },
+            state,
+            config,
             hooks: self.hooks,
             conn,
-            state: State::Idle(Box::new(Pending {
-                entry,
-                portable: portable.map(Box::new),
-                info,
-                backend_end: back,
-            })),
             inbox: VecDeque::new(),
             last_call: 0,
             stop_requested: false,
-        })
+            relayed: false,
+        }
     }
 }
 

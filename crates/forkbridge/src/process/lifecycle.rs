@@ -1,18 +1,17 @@
 //! Starting, stopping and reaping: the states a backend goes through, seen
 //! from its frontend.
 
-use std::os::fd::{AsFd, BorrowedFd};
+use std::os::fd::AsFd;
 use std::process::ExitStatus;
 use std::time::{Duration, Instant};
 
 use crate::deadline;
 use crate::error::{Error, ErrorKind, Result};
-use crate::sys::pidfd::{self, Reap};
 use crate::sys::{poll, signal};
 use crate::transport::conn::{Conn, Filled};
 
-use super::start::server;
 use super::start::{self, Failed, Started};
+use super::watch::{Fate, Watch, Whom};
 use super::{EXIT_SPIN, KILL_WAIT, MessageProcess, Registered, SETTLE_WAIT, STOP_SLICE, State};
 
 impl MessageProcess {
@@ -64,14 +63,24 @@ impl MessageProcess {
                 return Err(error.with_process(&self.name));
             }
             Err(Failed::Lost { error, pid }) => {
-                self.state = State::Finished { pid, status: None };
+                self.state = State::Finished {
+                    pid: Some(pid),
+                    fate: Fate::Gone,
+                };
                 return Err(error.with_process(&self.name));
             }
         };
+        let pidfd = Registered::new(pidfd);
+        let watch = match status {
+            Some(status) => Watch::Served {
+                pidfd,
+                status: Registered::new(status),
+            },
+            None => Watch::Child(pidfd),
+        };
         self.state = State::Running {
-            pid,
-            pidfd: Registered::new(pidfd),
-            status: status.map(Registered::new),
+            pid: Some(pid),
+            watch,
             exited: false,
         };
         log::debug!(target: &self.target, "started pid {pid}");
@@ -183,29 +192,19 @@ impl MessageProcess {
     }
 
     pub(super) fn join_deadline(&mut self, deadline: Option<Instant>) -> Result<ExitStatus> {
-        match &self.state {
+        let (pid, watch) = match &self.state {
             State::Idle(_) | State::Empty => return Err(self.err(ErrorKind::NotStarted)),
-            State::Finished { status, .. } => {
-                return status.ok_or_else(|| self.disconnected());
+            State::Finished { fate, .. } => {
+                return fate.status().ok_or_else(|| self.disconnected());
             }
-            State::Running { .. } => {}
-        }
-        let State::Running {
-            pid, pidfd, status, ..
-        } = &self.state
-        else {
-            unreachable!("checked above");
+            State::Running { pid, watch, .. } => (*pid, watch),
         };
-        let pid = *pid;
-        let whom = match status {
-            Some(status) => Whom::Served {
-                status: status.as_fd(),
-            },
-            None => Whom::Pidfd(pidfd.as_fd()),
-        };
-        match wait_reap(whom, Some(&mut self.conn), deadline) {
-            Ok(status) => {
-                self.finish(pid, status);
+        // A relay's stream is read by its transport, never here.
+        let conn = (!self.relayed).then_some(&mut self.conn);
+        match wait_reap(watch.whom(), conn, deadline) {
+            Ok(fate) => {
+                let status = fate.status();
+                self.finish(pid, fate);
                 status.ok_or_else(|| self.disconnected())
             }
             Err(e) => Err(e.with_process(&self.name)),
@@ -231,8 +230,8 @@ impl MessageProcess {
     /// at `by` (`None`: no cut): a supervisor stopping many processes
     /// within one bound.
     pub(crate) fn stop_by(&mut self, by: Option<Instant>) -> Result<ExitStatus> {
-        if let State::Finished { status, .. } = self.state {
-            return status.ok_or_else(|| self.disconnected());
+        if let State::Finished { fate, .. } = &self.state {
+            return fate.status().ok_or_else(|| self.disconnected());
         }
         let stop_timeout = self.config.stop_timeout;
         let kill_timeout = self.config.kill_timeout;
@@ -328,12 +327,13 @@ impl MessageProcess {
         }
     }
 
-    pub(super) fn finish(&mut self, pid: libc::pid_t, status: Option<ExitStatus>) {
-        self.state = State::Finished { pid, status };
-        match status {
-            Some(s) => log::debug!(target: &self.target, "exited: {s}"),
-            None => log::debug!(target: &self.target, "exited; reaped elsewhere"),
+    pub(super) fn finish(&mut self, pid: Option<libc::pid_t>, fate: Fate) {
+        match &fate {
+            Fate::Exited(s) => log::debug!(target: &self.target, "exited: {s}"),
+            Fate::Gone => log::debug!(target: &self.target, "exited; reaped elsewhere"),
+            Fate::Lost(reason) => log::warn!(target: &self.target, "host lost: {reason}"),
         }
+        self.state = State::Finished { pid, fate };
     }
 }
 
@@ -343,12 +343,10 @@ pub(super) fn wait_reap(
     whom: Whom<'_>,
     mut conn: Option<&mut Conn<Registered>>,
     deadline: Option<Instant>,
-) -> Result<Option<ExitStatus>> {
+) -> Result<Fate> {
     loop {
-        match whom.try_reap()? {
-            Reap::Exited(status) => return Ok(Some(status)),
-            Reap::Gone => return Ok(None),
-            Reap::Running => {}
+        if let Some(fate) = whom.try_end()? {
+            return Ok(fate);
         }
         // A fixed array, not a Vec: no allocation while a child shares our
         // pages copy-on-write.
@@ -381,8 +379,8 @@ pub(super) fn wait_reap(
                     // reapable within microseconds. Yielding for that beats a
                     // second sleep in `poll` (a cross-CPU wake-up costs tens
                     // of microseconds on a VM).
-                    if let Some(status) = reap_soon(whom)? {
-                        return Ok(status);
+                    if let Some(fate) = reap_soon(whom)? {
+                        return Ok(fate);
                     }
                 }
             }
@@ -390,43 +388,14 @@ pub(super) fn wait_reap(
     }
 }
 
-/// The child to reap: by pid when it has no pidfd, by pidfd when it is
-/// ours, or through the status channel of the fork server that forked it.
-#[derive(Debug, Clone, Copy)]
-pub(super) enum Whom<'a> {
-    Pid(libc::pid_t),
-    Pidfd(BorrowedFd<'a>),
-    Served { status: BorrowedFd<'a> },
-}
-
-impl<'a> Whom<'a> {
-    fn try_reap(self) -> std::io::Result<Reap> {
-        match self {
-            Whom::Pid(pid) => pidfd::try_reap(pid),
-            Whom::Pidfd(fd) => pidfd::try_reap_fd(fd),
-            Whom::Served { status, .. } => server::read_status(status, Some(Instant::now())),
-        }
-    }
-
-    /// What polls readable when `try_reap` has news.
-    fn ready_fd(self) -> Option<BorrowedFd<'a>> {
-        match self {
-            Whom::Pid(_) => None,
-            Whom::Pidfd(fd) => Some(fd),
-            Whom::Served { status, .. } => Some(status),
-        }
-    }
-}
-
 /// Tries to reap the child for a short while, yielding the CPU in
 /// between; `None` if it is still running after that.
-fn reap_soon(whom: Whom<'_>) -> Result<Option<Option<ExitStatus>>> {
+fn reap_soon(whom: Whom<'_>) -> Result<Option<Fate>> {
     let until = Instant::now() + EXIT_SPIN;
     while Instant::now() < until {
-        match whom.try_reap()? {
-            Reap::Exited(status) => return Ok(Some(Some(status))),
-            Reap::Gone => return Ok(Some(None)),
-            Reap::Running => std::thread::yield_now(),
+        match whom.try_end()? {
+            Some(fate) => return Ok(Some(fate)),
+            None => std::thread::yield_now(),
         }
     }
     Ok(None)

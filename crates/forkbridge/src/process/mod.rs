@@ -44,25 +44,26 @@ pub(crate) use call::Incoming;
 mod lifecycle;
 mod recv;
 pub(crate) mod registry;
+pub mod relay;
 use registry::Registered;
 mod send;
 pub(crate) mod start;
 pub use start::{StartMethod, init, start_fork_server, stop_fork_server};
 mod status;
 pub use status::{ProcessState, Status};
+mod watch;
+use watch::{Fate, Watch};
 #[cfg(feature = "tokio")]
 pub(crate) mod tokio;
 
 use std::collections::VecDeque;
 use std::fmt;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd, RawFd};
-use std::process::ExitStatus;
 use std::sync::Arc;
 use std::time::Duration;
 
 use crate::data::message::Message;
 use crate::error::{Error, ErrorKind};
-use crate::sys::pidfd;
 use crate::transport::conn::Conn;
 
 /// How often a stop checks whether it was asked to hurry.
@@ -95,16 +96,15 @@ struct Config {
 enum State {
     Idle(Box<start::Pending>),
     Running {
-        pid: libc::pid_t,
-        pidfd: Registered,
-        /// A fork server's report of the exit status (`None`: the backend
-        /// is our child, reaped through `pidfd`).
-        status: Option<Registered>,
+        /// `None` for a backend on another host.
+        pid: Option<libc::pid_t>,
+        watch: Watch,
+        /// Seen dead, not reaped yet.
         exited: bool,
     },
     Finished {
-        pid: libc::pid_t,
-        status: Option<ExitStatus>,
+        pid: Option<libc::pid_t>,
+        fate: Fate,
     },
     Empty,
 }
@@ -167,6 +167,8 @@ pub struct MessageProcess {
     /// A stop request was queued (it is queued once: the backend stops at
     /// the first).
     stop_requested: bool,
+    /// The stream belongs to a [`relay::Relay`]: never read it here.
+    relayed: bool,
 }
 
 impl MessageProcess {
@@ -186,33 +188,31 @@ impl MessageProcess {
         self.conn.lane_sent()
     }
 
-    /// The backend's pid, once started.
+    /// The backend's pid, once started; `None` for a backend on another
+    /// host ([`MessageProcessBuilder::attach`]).
     pub fn pid(&self) -> Option<i32> {
         match self.state {
-            State::Running { pid, .. } | State::Finished { pid, .. } => Some(pid),
+            State::Running { pid, .. } | State::Finished { pid, .. } => pid,
             _ => None,
         }
     }
 
     /// A pidfd of the backend while it runs: readable once it has exited
-    /// (Python's `Process.sentinel`).
+    /// (Python's `Process.sentinel`); `None` for a backend on another host.
     pub fn pidfd(&self) -> Option<BorrowedFd<'_>> {
         match &self.state {
-            State::Running { pidfd, .. } => Some(pidfd.as_fd()),
+            State::Running { watch, .. } => watch.pidfd(),
             _ => None,
         }
     }
 
     /// What polls readable once the backend's exit status can be read: its
-    /// pidfd, or for a served worker its status channel (the server reaps
-    /// it, a little after the pidfd turns readable).
+    /// pidfd, for a served worker its status channel (the server reaps
+    /// it, a little after the pidfd turns readable), for a backend
+    /// elsewhere its fate channel.
     pub(crate) fn exit_fd(&self) -> Option<BorrowedFd<'_>> {
         match &self.state {
-            State::Running {
-                status: Some(status),
-                ..
-            } => Some(status.as_fd()),
-            State::Running { pidfd, .. } => Some(pidfd.as_fd()),
+            State::Running { watch, .. } => Some(watch.exit_fd()),
             _ => None,
         }
     }
@@ -224,24 +224,27 @@ impl MessageProcess {
         self.conn.set_frame_reads(yes);
     }
 
-    /// Sends a signal to the running backend; does nothing once it has been
-    /// reaped (its pid may belong to another process by then).
-    /// Sends `sig` to the backend while it runs, through its pidfd: a
-    /// backend reaped elsewhere (`SIGCHLD` ignored) is `ESRCH`, never a
-    /// process that took its pid since. Not running: nothing is sent.
+    /// Sends `sig` to the backend while it runs, through its pidfd (a
+    /// backend reaped elsewhere, `SIGCHLD` ignored, is `ESRCH`, never a
+    /// process that took its pid since) or, for one elsewhere, as a
+    /// request to its transport. Not running: nothing is sent.
     pub(crate) fn signal(&self, sig: libc::c_int) -> std::io::Result<()> {
         match &self.state {
-            State::Running { pidfd, .. } => pidfd::send_signal(pidfd.as_fd(), sig),
+            State::Running { watch, .. } => watch.signal(sig),
             _ => Ok(()),
         }
     }
 
     pub(super) fn disconnected(&self) -> Error {
-        let status = match self.state {
-            State::Finished { status, .. } => status,
-            _ => None,
+        let err = match &self.state {
+            State::Finished {
+                fate: Fate::Lost(reason),
+                ..
+            } => Error::host_lost(reason),
+            State::Finished { fate, .. } => Error::disconnected(fate.status()),
+            _ => Error::disconnected(None),
         };
-        Error::disconnected(status).with_process(&self.name)
+        err.with_process(&self.name)
     }
 
     fn err(&self, kind: ErrorKind) -> Error {

@@ -174,12 +174,12 @@ impl MessageProcess {
     /// Whether the socket or the pidfd is readable by `until` (`None`: as
     /// long as it takes); a readable pidfd marks the backend exited.
     fn poll_ready(&mut self, until: Option<Instant>) -> Result<bool> {
-        let State::Running { pidfd, exited, .. } = &mut self.state else {
+        let State::Running { watch, exited, .. } = &mut self.state else {
             return Ok(true);
         };
         let mut fds = [
             poll::PollFd::new(self.conn.as_fd(), poll::POLLIN),
-            poll::PollFd::new(pidfd.as_fd(), poll::POLLIN),
+            poll::PollFd::new(watch.death_fd(), poll::POLLIN),
         ];
         if poll::poll(&mut fds, until)? == 0 {
             return Ok(false);

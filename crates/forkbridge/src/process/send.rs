@@ -1,6 +1,6 @@
 //! Sending to the backend: whole messages, buffered bursts, stop requests.
 
-use std::os::fd::{AsFd, BorrowedFd};
+use std::os::fd::BorrowedFd;
 use std::time::{Duration, Instant};
 
 use crate::data::message::Message;
@@ -47,10 +47,10 @@ impl MessageProcess {
             return Err(self.err(ErrorKind::NotStarted));
         }
         self.refuse_if_gone()?;
-        let State::Running { pidfd, .. } = &self.state else {
+        let State::Running { watch, .. } = &self.state else {
             unreachable!("refused above");
         };
-        let watch = Some(pidfd.as_fd());
+        let watch = Some(watch.death_fd());
         match self.conn.send_with_fds(&msg, fds, None, watch) {
             Ok(()) => Ok(()),
             Err(e) if e.is_disconnected() => {
@@ -120,10 +120,10 @@ impl MessageProcess {
             return Ok(()); // delivered by `start`
         }
         self.refuse_if_gone()?;
-        let State::Running { pidfd, .. } = &self.state else {
+        let State::Running { watch, .. } = &self.state else {
             unreachable!("refused above");
         };
-        let watch = Some(pidfd.as_fd());
+        let watch = Some(watch.death_fd());
         match self.conn.flush(deadline, watch) {
             Ok(()) => Ok(()),
             Err(e) if e.is_disconnected() => {

@@ -174,10 +174,11 @@ impl MessageProcess {
                     // Seen dead, not reaped yet: no memory or time to read.
                     (ProcessState::Exited, None, None)
                 } else {
-                    (ProcessState::Running, None, Some(*pid))
+                    // No pid: on another host, whose /proc is not ours.
+                    (ProcessState::Running, None, *pid)
                 }
             }
-            State::Finished { status, .. } => (ProcessState::Exited, *status, None),
+            State::Finished { fate, .. } => (ProcessState::Exited, fate.status(), None),
             // Only after a `start` that panicked midway: it cannot start
             // again.
             State::Empty => (ProcessState::Exited, None, None),

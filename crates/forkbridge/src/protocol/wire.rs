@@ -240,6 +240,73 @@ fn finish_frame(out: &mut Vec<u8>, start: usize, max: usize) -> Result<()> {
     Ok(())
 }
 
+/// What the front of a byte run holds, for a relay that carries whole
+/// frames elsewhere (see [`scan`]).
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Scan {
+    /// This many bytes are whole frames that can cross (at least one).
+    Whole(usize),
+    /// The first frame is not complete yet.
+    Partial,
+    /// The first frame must not cross: skip this many bytes (its header
+    /// and body; the body may not have arrived yet), and report why.
+    Refused { skip: usize, why: Refusal },
+}
+
+/// Why a frame cannot leave its host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Refusal {
+    /// Announces more than the maximum.
+    TooLarge { len: usize },
+    /// Carries fds or names a slot of the shared-memory lane: what it
+    /// means exists only on this host.
+    Local,
+    /// Empty, or of a kind this version does not know.
+    Malformed,
+}
+
+/// The longest run of whole frames at the front of `buf` that may cross to
+/// another host: messages, stop requests, calls and replies, each at most
+/// `max` bytes. Frames carrying fds or lane slots are refused, since
+/// neither means anything elsewhere.
+pub(crate) fn scan(buf: &[u8], max: usize) -> Scan {
+    let mut pos = 0;
+    while buf.len() - pos >= LEN_BYTES {
+        let head = &buf[pos..pos + LEN_BYTES];
+        let len = u32::from_le_bytes([head[0], head[1], head[2], head[3]]) as usize;
+        let why = if len > max {
+            Some(Refusal::TooLarge { len })
+        } else if len == 0 {
+            Some(Refusal::Malformed)
+        } else {
+            match buf.get(pos + LEN_BYTES) {
+                Some(&(KIND_MESSAGE | KIND_CONTROL | KIND_CALL | KIND_REPLY)) => None,
+                Some(&(KIND_MESSAGE_FDS | KIND_LANE)) => Some(Refusal::Local),
+                Some(_) => Some(Refusal::Malformed),
+                None => break,
+            }
+        };
+        if let Some(why) = why {
+            if pos > 0 {
+                break;
+            }
+            return Scan::Refused {
+                skip: LEN_BYTES + len,
+                why,
+            };
+        }
+        if buf.len() - pos < LEN_BYTES + len {
+            break;
+        }
+        pos += LEN_BYTES + len;
+    }
+    if pos == 0 {
+        Scan::Partial
+    } else {
+        Scan::Whole(pos)
+    }
+}
+
 /// Reassembles frames from the bytes a stream delivers.
 #[derive(Debug)]
 pub(crate) struct Decoder {
@@ -441,6 +508,51 @@ mod tests {
         let bytes = postcard::to_stdvec(&args).unwrap();
         encode_call_encoded(&mut encoded, 3, "add", types, &bytes, DEFAULT_MAX_FRAME).unwrap();
         assert_eq!(typed, encoded);
+    }
+
+    #[test]
+    fn scan_takes_whole_frames_and_refuses_local_or_large_ones() {
+        let mut two = Vec::new();
+        encode_message(&mut two, &Message::new("a"), DEFAULT_MAX_FRAME).unwrap();
+        let one = two.len();
+        encode_stop(&mut two);
+        assert_eq!(scan(&two, DEFAULT_MAX_FRAME), Scan::Whole(two.len()));
+        assert_eq!(scan(&two[..one + 2], DEFAULT_MAX_FRAME), Scan::Whole(one));
+        assert_eq!(scan(&two[..one - 1], DEFAULT_MAX_FRAME), Scan::Partial);
+        assert_eq!(scan(&[], DEFAULT_MAX_FRAME), Scan::Partial);
+        // A frame that cannot cross ends the run before it, then is refused.
+        let mut lane = two.clone();
+        encode_lane(&mut lane, 3);
+        assert_eq!(scan(&lane, DEFAULT_MAX_FRAME), Scan::Whole(two.len()));
+        assert_eq!(
+            scan(&lane[two.len()..], DEFAULT_MAX_FRAME),
+            Scan::Refused {
+                skip: 6,
+                why: Refusal::Local
+            }
+        );
+        // Too large: refused from its header alone, body not yet arrived.
+        assert_eq!(
+            scan(&100u32.to_le_bytes(), 10),
+            Scan::Refused {
+                skip: 104,
+                why: Refusal::TooLarge { len: 100 }
+            }
+        );
+        assert_eq!(
+            scan(&[0, 0, 0, 0], 10),
+            Scan::Refused {
+                skip: 4,
+                why: Refusal::Malformed
+            }
+        );
+        assert!(matches!(
+            scan(&[1, 0, 0, 0, 9], 10),
+            Scan::Refused {
+                why: Refusal::Malformed,
+                ..
+            }
+        ));
     }
 
     fn decode_all(bytes: &[u8], max: usize) -> Vec<Result<Frame>> {

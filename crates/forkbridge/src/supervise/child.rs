@@ -111,7 +111,7 @@ impl Child {
     /// Whether the process is known to have ended (its handle says so);
     /// the caller then calls [`ended`](Child::ended).
     pub(crate) fn has_ended(&self) -> bool {
-        self.process.as_ref().is_some_and(|p| p.pidfd().is_none())
+        self.process.as_ref().is_some_and(|p| p.exit_fd().is_none())
     }
 
     /// The process ended (its stream said so): collects its status, decides

@@ -163,6 +163,16 @@ impl<F: AsFd> Conn<F> {
         self.decoder.set_max(max);
     }
 
+    /// The largest frame sent or accepted.
+    pub(crate) fn max_frame(&self) -> usize {
+        self.max_frame
+    }
+
+    /// Whether large messages go through a shared-memory lane.
+    pub(crate) fn has_lane(&self) -> bool {
+        self.lane.is_some()
+    }
+
     /// What owns the socket.
     #[cfg(feature = "tokio")]
     pub(crate) fn owner(&self) -> &F {

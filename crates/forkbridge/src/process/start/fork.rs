@@ -19,8 +19,9 @@ use crate::process::builder::ForkHooks;
 use crate::sys::fork::{self, ChildSetup, Forked};
 use crate::sys::pidfd;
 
-use super::super::lifecycle::{Whom, wait_reap};
+use super::super::lifecycle::wait_reap;
 use super::super::registry;
+use super::super::watch::Whom;
 use super::super::{Config, Entry, KILL_WAIT};
 use super::{Failed, Pending, Started};
 

@@ -18,7 +18,8 @@ use std::time::Instant;
 use crate::error::Error;
 use crate::sys::{fork, pidfd, spawn};
 
-use super::super::lifecycle::{Whom, wait_reap};
+use super::super::lifecycle::wait_reap;
+use super::super::watch::Whom;
 use super::super::{Config, KILL_WAIT};
 use super::boot;
 use super::{Failed, Pending, Started};

@@ -357,7 +357,7 @@ pub(in crate::process) fn read_status(
 
 /// One packet (and its fds); `deadline` bounds the wait (`Some(now)`: do
 /// not wait). End of stream is an empty packet.
-pub(super) fn read_packet(
+pub(in crate::process) fn read_packet(
     fd: BorrowedFd<'_>,
     deadline: Option<Instant>,
 ) -> io::Result<(Vec<u8>, Vec<OwnedFd>)> {

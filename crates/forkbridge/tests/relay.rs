@@ -1,0 +1,283 @@
+//! The relay seam end to end: a handle made by `attach` talks to a real
+//! backend process through a `Relay`, with a transport of plain threads
+//! between them (what a network transport does, without the network).
+
+mod common;
+
+use std::io::Write;
+use std::os::unix::net::UnixStream;
+use std::os::unix::process::ExitStatusExt;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use common::{Probe, WAIT, recv};
+use forkbridge::relay::{FrameCheck, FrameReader, Relay, Remote};
+use forkbridge::{ErrorKind, Message, MessageProcess, ProcessState, message};
+
+test_main!(
+    messages_errors_and_stop_cross_the_relay,
+    a_killed_backend_is_disconnected_with_its_signal,
+    stop_escalates_through_signal_requests,
+    a_lost_host_ends_waits_with_host_lost,
+    a_transport_gone_without_a_word_is_disconnected,
+    frames_that_cannot_cross_are_refused_and_the_stream_goes_on,
+    into_relay_refuses_what_it_would_lose,
+    an_attached_handle_has_no_local_pid,
+);
+
+/// The two ends joined by threads: frames both ways, the exit reported
+/// once the backend's stream ends, signal requests delivered.
+struct Loopback {
+    threads: Vec<JoinHandle<()>>,
+    relay: Arc<Mutex<Relay>>,
+}
+
+fn clone(stream: &UnixStream) -> UnixStream {
+    stream.try_clone().expect("a second handle on the stream")
+}
+
+fn join(relay: Relay, remote: Remote) -> Loopback {
+    let remote = Arc::new(remote);
+    let to_back = clone(relay.stream());
+    let from_back = clone(relay.stream());
+    let (check_back, check_front) = (relay.frames(), remote.frames());
+    let relay = Arc::new(Mutex::new(relay));
+    let done = Arc::new(AtomicBool::new(false));
+    let mut threads = Vec::new();
+    let front = clone(remote.stream());
+    threads.push(std::thread::spawn(move || {
+        let mut frames = FrameReader::new(front, check_front);
+        let mut to_back = to_back;
+        loop {
+            match frames.next_run() {
+                Ok(Some(run)) => {
+                    if to_back.write_all(run).is_err() {
+                        return;
+                    }
+                }
+                Ok(None) => return,
+                Err(e) if e.kind() == &ErrorKind::Io => return,
+                Err(_) => {} // refused: dropped, the next frames go on
+            }
+        }
+    }));
+    {
+        let (remote, relay, done) = (remote.clone(), relay.clone(), done.clone());
+        threads.push(std::thread::spawn(move || {
+            let mut frames = FrameReader::new(from_back, check_back);
+            let mut to_front = clone(remote.stream());
+            loop {
+                match frames.next_run() {
+                    Ok(Some(run)) => {
+                        let _ = to_front.write_all(run);
+                    }
+                    Ok(None) => break,
+                    Err(e) if e.kind() == &ErrorKind::Io => break,
+                    Err(_) => {}
+                }
+            }
+            let status = relay.lock().unwrap().wait_timeout(WAIT);
+            if let Ok(status) = status {
+                let _ = remote.report_exit(status);
+            }
+            done.store(true, Ordering::SeqCst);
+        }));
+    }
+    {
+        let relay = relay.clone();
+        threads.push(std::thread::spawn(move || {
+            while !done.load(Ordering::SeqCst) {
+                match remote.next_signal(Duration::from_millis(20)) {
+                    Ok(Some(sig)) => {
+                        let _ = relay.lock().unwrap().signal(sig);
+                    }
+                    Ok(None) => {}
+                    Err(_) => return,
+                }
+            }
+        }));
+    }
+    Loopback { threads, relay }
+}
+
+impl Loopback {
+    /// Joins the threads (the handle must be gone, or its backend ended).
+    fn finish(self) {
+        for t in self.threads {
+            t.join().expect("a transport thread");
+        }
+        drop(self.relay);
+    }
+}
+
+fn started_relay(name: &str) -> Relay {
+    let mut p = MessageProcess::new(name, Probe::default()).unwrap();
+    p.start().unwrap();
+    p.into_relay().unwrap()
+}
+
+fn attached(name: &str) -> (MessageProcess, Loopback) {
+    let relay = started_relay(name);
+    let (p, remote) = MessageProcess::builder(name)
+        .stop_timeout(Duration::from_millis(300))
+        .kill_timeout(Duration::from_millis(300))
+        .attach()
+        .unwrap();
+    (p, join(relay, remote))
+}
+
+fn messages_errors_and_stop_cross_the_relay() {
+    let (mut p, link) = attached("relayed");
+    for i in 0..100 {
+        p.feed(message!("echo", n = i)).unwrap();
+    }
+    p.flush().unwrap();
+    for i in 0..100 {
+        let m = recv(&mut p);
+        assert_eq!((m.command(), m.param::<i64>("n").unwrap()), ("echo", i));
+    }
+    p.send(Message::new("fail")).unwrap();
+    assert_eq!(recv(&mut p).command(), "error");
+    let status = p.stop().unwrap();
+    assert!(status.success(), "{status}");
+    drop(p);
+    link.finish();
+}
+
+fn a_killed_backend_is_disconnected_with_its_signal() {
+    let (mut p, link) = attached("killed");
+    p.send(message!("echo", n = 1)).unwrap();
+    recv(&mut p);
+    let pid = link.relay.lock().unwrap().pid().unwrap();
+    // SAFETY: plain integers; the relay holds the unreaped child.
+    unsafe { libc::kill(pid, libc::SIGKILL) };
+    let err = p.recv_timeout(WAIT).unwrap_err();
+    assert!(err.is_disconnected(), "{err}");
+    assert_eq!(
+        err.exit_status().and_then(|s| s.signal()),
+        Some(libc::SIGKILL)
+    );
+    assert!(!err.is_host_lost());
+    drop(p);
+    link.finish();
+}
+
+fn stop_escalates_through_signal_requests() {
+    let (mut p, link) = attached("stubborn");
+    p.send(Message::new("ignore_term_and_block")).unwrap();
+    recv(&mut p); // it says it is blocking
+    let t = Instant::now();
+    let status = p.stop().unwrap();
+    assert_eq!(status.signal(), Some(libc::SIGKILL), "{status}");
+    assert!(t.elapsed() < WAIT, "stop took {:?}", t.elapsed());
+    drop(p);
+    link.finish();
+}
+
+fn a_lost_host_ends_waits_with_host_lost() {
+    let relay = started_relay("lost");
+    let (mut p, remote) = MessageProcess::builder("lost").attach().unwrap();
+    let waiter = std::thread::spawn(move || {
+        let err = p.recv_timeout(WAIT).unwrap_err();
+        (err, p)
+    });
+    std::thread::sleep(Duration::from_millis(50));
+    remote.report_lost("no word within the 1 s lease").unwrap();
+    let (err, mut p) = waiter.join().unwrap();
+    assert!(err.is_disconnected() && err.is_host_lost(), "{err}");
+    assert!(err.to_string().contains("host lost"), "{err}");
+    assert_eq!(err.exit_status(), None);
+    // Later calls say the same, at once.
+    assert!(p.send(Message::new("echo")).unwrap_err().is_host_lost());
+    assert!(p.stop().unwrap_err().is_host_lost());
+    drop(relay); // its backend is stopped on drop
+}
+
+fn a_transport_gone_without_a_word_is_disconnected() {
+    let relay = started_relay("gone");
+    let (mut p, remote) = MessageProcess::builder("gone").attach().unwrap();
+    drop(remote);
+    let err = p.recv_timeout(WAIT).unwrap_err();
+    assert!(err.is_disconnected() && !err.is_host_lost(), "{err}");
+    assert_eq!(err.exit_status(), None);
+    drop(relay);
+}
+
+fn frames_that_cannot_cross_are_refused_and_the_stream_goes_on() {
+    let relay = started_relay("refusing");
+    let (mut p, remote) = MessageProcess::builder("refusing")
+        .max_frame_size(1024)
+        .attach()
+        .unwrap();
+    let check = remote.frames();
+    assert_eq!(check, FrameCheck::new(1024));
+    // A frame over the limit (its body never sent), then a good one.
+    let mut garbage = 4096u32.to_le_bytes().to_vec();
+    garbage.extend_from_slice(&[0; 4096]);
+    assert!(matches!(
+        check.check(&garbage).unwrap_err().kind(),
+        ErrorKind::FrameTooLarge {
+            len: 4096,
+            max: 1024
+        }
+    ));
+    assert_eq!(
+        check.check(&[1, 0, 0]).unwrap_err().kind(),
+        &ErrorKind::Decode
+    );
+    p.send(message!("echo", n = 7)).unwrap();
+    let mut reader = FrameReader::new(clone(remote.stream()), check);
+    let good = reader.next_run().unwrap().unwrap().to_vec();
+    // The stream a reader sees: refused frame, then the good one.
+    let (mut a, b) = UnixStream::pair().unwrap();
+    a.write_all(&garbage).unwrap();
+    a.write_all(&good).unwrap();
+    drop(a);
+    let mut reader = FrameReader::new(b, check);
+    assert!(matches!(
+        reader.next_run().unwrap_err().kind(),
+        ErrorKind::FrameTooLarge { .. }
+    ));
+    assert_eq!(reader.next_run().unwrap(), Some(&good[..]));
+    assert_eq!(reader.next_run().unwrap(), None);
+    drop((remote, p, relay));
+}
+
+fn into_relay_refuses_what_it_would_lose() {
+    let p = MessageProcess::new("idle", Probe::default()).unwrap();
+    assert_eq!(p.into_relay().unwrap_err().kind(), &ErrorKind::NotStarted);
+    let mut p = MessageProcess::new("talked", Probe::default()).unwrap();
+    p.start().unwrap();
+    p.send(message!("echo", n = 1)).unwrap();
+    recv(&mut p);
+    assert_eq!(
+        p.into_relay().unwrap_err().kind(),
+        &ErrorKind::InvalidArgument
+    );
+    let mut p = MessageProcess::builder("lane")
+        .large_messages(1024, 4096)
+        .build(Probe::default())
+        .unwrap();
+    p.start().unwrap();
+    assert_eq!(
+        p.into_relay().unwrap_err().kind(),
+        &ErrorKind::InvalidArgument
+    );
+}
+
+fn an_attached_handle_has_no_local_pid() {
+    let (mut p, link) = attached("status");
+    assert_eq!((p.pid(), p.pidfd().is_none()), (None, true));
+    let s = p.status();
+    assert_eq!(
+        (s.state, s.pid, s.rss_bytes),
+        (ProcessState::Running, None, None)
+    );
+    assert!(p.is_alive());
+    assert!(p.stop().unwrap().success());
+    assert_eq!(p.status().state, ProcessState::Exited);
+    drop(p);
+    link.finish();
+}
