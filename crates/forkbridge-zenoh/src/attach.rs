@@ -1,0 +1,244 @@
+//! The frontend's side: a `MessageProcess` whose backend is served
+//! elsewhere.
+//!
+//! The handle comes from [`MessageProcessBuilder::attach`]; this module
+//! carries its far end ([`Remote`]) over Zenoh:
+//!
+//! * a thread reads whole frames from the handle's stream and publishes
+//!   them on `in` (blocking under congestion: nothing is dropped);
+//! * the `out` subscriber checks each sample is whole frames within the
+//!   frame limit and writes it into the stream (a refused one is logged
+//!   and dropped; the stream stays in step);
+//! * the `exit` sample becomes the handle's exit status; the backend's
+//!   `alive` token vanishing without one becomes a lost host;
+//! * signal requests of the handle's stop are published on `sig`.
+//!
+//! The frontend's own liveliness token (`owner/<zid>`) tells the serving
+//! side it is attached; it vanishes when the handle is dropped, the
+//! program dies, or the link is lost, and the backend then stops.
+
+use std::io::Write;
+use std::os::unix::process::ExitStatusExt;
+use std::process::ExitStatus;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, mpsc};
+use std::time::Duration;
+
+use forkbridge::relay::{FrameReader, Remote};
+use forkbridge::{MessageProcess, MessageProcessBuilder};
+use zenoh::Wait;
+use zenoh::qos::CongestionControl;
+use zenoh::sample::SampleKind;
+
+use crate::error::{Error, ErrorKind, Result};
+use crate::keys::Keys;
+use crate::link::Link;
+
+/// How long a vanished `alive` token waits for the `exit` sample that may
+/// be behind it (liveliness and data travel apart) before the host is
+/// declared lost.
+const EXIT_GRACE: Duration = Duration::from_millis(50);
+
+/// How long to ask whether another frontend is attached.
+const OWNER_QUERY: Duration = Duration::from_millis(500);
+
+impl Link {
+    /// A handle to the backend served as `name` in this link's namespace,
+    /// with the default settings. See [`attach_with`](Link::attach_with).
+    ///
+    /// # Errors
+    ///
+    /// As [`attach_with`](Link::attach_with).
+    pub fn attach(&self, name: &str) -> Result<MessageProcess> {
+        self.attach_with(MessageProcess::builder(name))
+    }
+
+    /// A handle to the backend served as `builder`'s name, running: send,
+    /// receive, typed calls, `AsFd`, the async frontend and a bounded stop
+    /// work as for a local backend. Its frame limit, `stop_timeout` and
+    /// `kill_timeout` come from `builder`.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::NotFound`] if no such backend answers within the
+    /// attach timeout; [`ErrorKind::Busy`] if another frontend is attached
+    /// to it; [`ErrorKind::Config`] for a name that cannot be a key;
+    /// [`ErrorKind::Link`] if Zenoh refuses a declaration.
+    pub fn attach_with(&self, builder: MessageProcessBuilder) -> Result<MessageProcess> {
+        let name = builder.name().to_owned();
+        let keys = Keys::new(&self.config.namespace, &name)?;
+        let session = &self.session;
+        let (process, remote) = builder.attach()?;
+        let remote = Arc::new(remote);
+        let fate = Arc::new(Fate {
+            remote: remote.clone(),
+            ended: AtomicBool::new(false),
+            reason: format!(
+                "no word from the host serving '{name}' within its lease ({:?}), \
+                 or its serving program died",
+                self.config.lease
+            ),
+        });
+        let out = {
+            let stream = remote
+                .stream()
+                .try_clone()
+                .map_err(forkbridge::Error::from)?;
+            let frames = remote.frames();
+            let name = name.clone();
+            session
+                .declare_subscriber(keys.output())
+                .callback(move |sample| {
+                    let payload = sample.payload().to_bytes();
+                    match frames.check(&payload) {
+                        // Blocks while the handle's socket is full: the
+                        // publisher then waits too (back-pressure).
+                        Ok(()) => {
+                            let _ = (&stream).write_all(&payload);
+                        }
+                        Err(e) => log::warn!("'{name}': dropped a sample from the network: {e}"),
+                    }
+                })
+                .wait()
+                .map_err(|e| Error::link("cannot subscribe to the backend's frames", e))?
+        };
+        let exit = {
+            let fate = fate.clone();
+            session
+                .declare_subscriber(keys.exit())
+                .callback(move |sample| {
+                    let raw = sample.payload().to_bytes();
+                    if let Ok(raw) = <[u8; 4]>::try_from(&raw[..]) {
+                        fate.exited(ExitStatus::from_raw(i32::from_le_bytes(raw)));
+                    }
+                })
+                .wait()
+                .map_err(|e| Error::link("cannot subscribe to the backend's exit", e))?
+        };
+        let (found, present) = mpsc::channel();
+        let alive = {
+            let fate = fate.clone();
+            session
+                .liveliness()
+                .declare_subscriber(keys.alive())
+                .history(true)
+                .callback(move |sample| match sample.kind() {
+                    SampleKind::Put => {
+                        let _ = found.send(());
+                    }
+                    SampleKind::Delete => fate.vanished(),
+                })
+                .wait()
+                .map_err(|e| Error::link("cannot watch the backend's liveliness", e))?
+        };
+        if present.recv_timeout(self.config.attach_timeout).is_err() {
+            return Err(Error::new(
+                ErrorKind::NotFound,
+                format!(
+                    "no backend '{name}' in namespace '{}' answered within {:?}",
+                    self.config.namespace, self.config.attach_timeout
+                ),
+            ));
+        }
+        let owners = session
+            .liveliness()
+            .get(keys.owners())
+            .timeout(OWNER_QUERY)
+            .wait()
+            .map_err(|e| Error::link("cannot ask for the backend's frontend", e))?;
+        if owners.recv().is_ok() {
+            return Err(Error::new(
+                ErrorKind::Busy,
+                format!("backend '{name}' already has a frontend attached"),
+            ));
+        }
+        let input = session
+            .declare_publisher(keys.input())
+            .congestion_control(CongestionControl::Block)
+            .wait()
+            .map_err(|e| Error::link("cannot publish frames", e))?;
+        let signals = session
+            .declare_publisher(keys.signal())
+            .congestion_control(CongestionControl::Block)
+            .wait()
+            .map_err(|e| Error::link("cannot publish signals", e))?;
+        // Declared last: the serving side publishes only once it sees it,
+        // and by then it has seen the subscribers above.
+        let owner = session
+            .liveliness()
+            .declare_token(keys.owner(session))
+            .wait()
+            .map_err(|e| Error::link("cannot declare the frontend's token", e))?;
+        let reader = FrameReader::new(
+            remote
+                .stream()
+                .try_clone()
+                .map_err(forkbridge::Error::from)?,
+            remote.frames(),
+        );
+        let spawned = std::thread::Builder::new()
+            .name(format!("fb-out:{name}"))
+            .spawn(move || {
+                // Owns the declarations: when the handle is gone, they go.
+                let _held = (out, exit, alive, owner);
+                let mut reader = reader;
+                loop {
+                    match reader.next_run() {
+                        Ok(Some(run)) => {
+                            if input.put(run.to_vec()).wait().is_err() {
+                                return;
+                            }
+                        }
+                        Ok(None) => return,
+                        Err(e) if e.kind() == &forkbridge::ErrorKind::Io => return,
+                        Err(e) => log::warn!("'{name}': a frame was not sent: {e}"),
+                    }
+                }
+            });
+        spawned.map_err(|e| Error::link("cannot start the relay thread", e))?;
+        let signaller = std::thread::Builder::new()
+            .name("fb-sig".into())
+            .spawn(move || {
+                loop {
+                    match remote.next_signal(Duration::from_secs(3600)) {
+                        Ok(Some(sig)) => {
+                            let _ = signals.put(sig.to_le_bytes().to_vec()).wait();
+                        }
+                        Ok(None) => {}
+                        Err(_) => return,
+                    }
+                }
+            });
+        signaller.map_err(|e| Error::link("cannot start the signal thread", e))?;
+        Ok(process)
+    }
+}
+
+/// Reports the backend's end to the handle, once.
+struct Fate {
+    remote: Arc<Remote>,
+    ended: AtomicBool,
+    reason: String,
+}
+
+impl Fate {
+    fn exited(&self, status: ExitStatus) {
+        if !self.ended.swap(true, Ordering::SeqCst) {
+            let _ = self.remote.report_exit(status);
+        }
+    }
+
+    /// The `alive` token vanished: an `exit` sample may still be on its
+    /// way; if none comes within the grace, the host is lost.
+    fn vanished(self: &Arc<Self>) {
+        let fate = self.clone();
+        let _ = std::thread::Builder::new()
+            .name("fb-fate".into())
+            .spawn(move || {
+                std::thread::sleep(EXIT_GRACE);
+                if !fate.ended.swap(true, Ordering::SeqCst) {
+                    let _ = fate.remote.report_lost(&fate.reason);
+                }
+            });
+    }
+}

@@ -1,0 +1,135 @@
+//! Where a link listens or connects, and how long silence may last.
+
+use std::time::Duration;
+
+use crate::error::{Error, ErrorKind, Result};
+
+/// The default lease: how long a peer may stay silent before it is taken
+/// for lost.
+pub const DEFAULT_LEASE: Duration = Duration::from_secs(3);
+
+/// How a [`Link`](crate::Link) reaches its peers.
+///
+/// Peer to peer, with no broker and no multicast discovery: one side
+/// listens on an endpoint (`tcp/0.0.0.0:7447`; `tls/…` with the `tls`
+/// feature), the other connects to it. A namespace keeps deployments that
+/// share a network apart.
+///
+/// # The lease
+///
+/// A link sends keep-alives four times per lease; a peer silent for a
+/// whole lease is taken for lost, and every backend on it is
+/// `Disconnected` with [`is_host_lost`](forkbridge::Error::is_host_lost).
+/// A short lease notices a dead host sooner; a long one survives longer
+/// pauses (a congested network, a stalled VM) without a false alarm,
+/// which would end every call to that host. The default, 3 s, is the
+/// middle; Zenoh's own default is 10 s. A process that dies on a host
+/// that lives is seen at once whatever the lease (its sockets close).
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub(crate) listen: Vec<String>,
+    pub(crate) connect: Vec<String>,
+    pub(crate) namespace: String,
+    pub(crate) lease: Duration,
+    pub(crate) attach_timeout: Duration,
+    pub(crate) outlive_frontend: bool,
+}
+
+impl Config {
+    /// A link that listens on `endpoint` (`tcp/<addr>:<port>`).
+    pub fn listen(endpoint: impl Into<String>) -> Config {
+        Config {
+            listen: vec![endpoint.into()],
+            ..Config::empty()
+        }
+    }
+
+    /// A link that connects to a peer listening on `endpoint`.
+    pub fn connect(endpoint: impl Into<String>) -> Config {
+        Config {
+            connect: vec![endpoint.into()],
+            ..Config::empty()
+        }
+    }
+
+    fn empty() -> Config {
+        Config {
+            listen: Vec::new(),
+            connect: Vec::new(),
+            namespace: "default".to_owned(),
+            lease: DEFAULT_LEASE,
+            attach_timeout: Duration::from_secs(10),
+            outlive_frontend: false,
+        }
+    }
+
+    /// Also connects to `endpoint`.
+    pub fn also_connect(mut self, endpoint: impl Into<String>) -> Config {
+        self.connect.push(endpoint.into());
+        self
+    }
+
+    /// Also listens on `endpoint`.
+    pub fn also_listen(mut self, endpoint: impl Into<String>) -> Config {
+        self.listen.push(endpoint.into());
+        self
+    }
+
+    /// The deployment's namespace (`"default"` unless set): backends are
+    /// found by name within it.
+    pub fn namespace(mut self, namespace: impl Into<String>) -> Config {
+        self.namespace = namespace.into();
+        self
+    }
+
+    /// The lease (see [above](Config#the-lease)); from 100 ms to an hour.
+    pub fn lease(mut self, lease: Duration) -> Config {
+        self.lease = lease;
+        self
+    }
+
+    /// How long [`Link::attach`](crate::Link::attach) waits for the backend
+    /// to be found (10 s unless set).
+    pub fn attach_timeout(mut self, timeout: Duration) -> Config {
+        self.attach_timeout = timeout;
+        self
+    }
+
+    /// For the serving side: whether a backend keeps running when its
+    /// frontend goes away (dies, or its host or link is lost), for the next
+    /// frontend to attach. Off by default: it is stopped, as a local
+    /// backend is when its frontend dies. Its messages wait, unsent, while
+    /// no frontend is attached.
+    pub fn outlive_frontend(mut self, yes: bool) -> Config {
+        self.outlive_frontend = yes;
+        self
+    }
+
+    pub(crate) fn to_zenoh(&self) -> Result<zenoh::Config> {
+        if self.lease < Duration::from_millis(100) || self.lease > Duration::from_secs(3600) {
+            return Err(Error::new(
+                ErrorKind::Config,
+                format!("lease {:?}: use 100 ms to an hour", self.lease),
+            ));
+        }
+        crate::keys::Keys::new(&self.namespace, "x")?;
+        let mut c = zenoh::Config::default();
+        let set = |c: &mut zenoh::Config, key: &str, value: String| {
+            c.insert_json5(key, &value)
+                .map_err(|e| Error::new(ErrorKind::Config, format!("{key} = {value}: {e}")))
+        };
+        set(&mut c, "mode", "\"peer\"".into())?;
+        set(&mut c, "scouting/multicast/enabled", "false".into())?;
+        set(&mut c, "listen/endpoints", json_list(&self.listen))?;
+        set(&mut c, "connect/endpoints", json_list(&self.connect))?;
+        let lease = self.lease.as_millis();
+        set(&mut c, "transport/link/tx/lease", lease.to_string())?;
+        set(&mut c, "transport/link/tx/keep_alive", "4".into())?;
+        Ok(c)
+    }
+}
+
+fn json_list(items: &[String]) -> String {
+    let quoted: Vec<String> = items.iter().map(|s| format!("{s:?}")).collect();
+    format!("[{}]", quoted.join(","))
+}

@@ -1,0 +1,91 @@
+//! Remote backends for [forkbridge] over [Eclipse Zenoh](https://zenoh.io):
+//! the same [`MessageProcess`](forkbridge::MessageProcess), with its
+//! backend on another host.
+//!
+//! A program on the backend's host serves backends by name; a frontend
+//! attaches to one and gets a handle that works as a local one does —
+//! send, feed and flush, receive, typed calls and casts, `AsFd`, the async
+//! frontend, a bounded stop — so the program's logic does not change, only
+//! how the backend is started.
+//!
+//! ```no_run
+//! use forkbridge::{Backend, Handlers, Message, MessageProcess};
+//! use forkbridge_zenoh::{Config, Link, serve};
+//! use std::time::Duration;
+//!
+//! # #[derive(Default)] struct Detector;
+//! # impl Backend for Detector { fn register(_: &mut Handlers<Self>) {} }
+//! // On the GPU host (by hand, systemd or Kubernetes):
+//! let served = serve(
+//!     Config::listen("tcp/0.0.0.0:7447").namespace("vision"),
+//!     [MessageProcess::new("detector-1", Detector)?],
+//! )?;
+//! served.wait();
+//!
+//! // On the frontend's host:
+//! let link = Link::open(Config::connect("tcp/gpu-1:7447").namespace("vision"))?;
+//! let mut detector = link.attach("detector-1")?;
+//! detector.send(Message::new("detect").with("frame", 17))?;
+//! let reply = detector.recv_timeout(Duration::from_secs(1))?;
+//! detector.stop()?;
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! # Faults
+//!
+//! Remote backends keep forkbridge's fault model:
+//!
+//! * a backend that dies gives [`Disconnected`](forkbridge::ErrorKind::Disconnected)
+//!   with its exit status, published by its serving program, after every
+//!   message it sent;
+//! * a host lost in silence, or its serving program killed, gives
+//!   `Disconnected` with [`is_host_lost`](forkbridge::Error::is_host_lost)
+//!   within one [lease](Config#the-lease); waits and typed calls in flight
+//!   end then, none hangs;
+//! * a frontend that dies or loses its link takes its remote backends with
+//!   it within one lease (stop request, then `SIGTERM`, then `SIGKILL`),
+//!   unless the serving side asked them to
+//!   [outlive it](Config::outlive_frontend);
+//! * frames are never dropped silently: publishers block under congestion
+//!   (Zenoh's default for a `put` is to drop), so a slow reader slows its
+//!   writer, as a full local socket does;
+//! * every network message is checked to be whole frames within the frame
+//!   limit before it reaches a stream: a damaged or hostile one is logged
+//!   and dropped, and the stream stays in step.
+//!
+//! # What stays on its host
+//!
+//! Frames carry messages, typed calls and replies. What means something
+//! only on one host does not cross: fds sent with a message and the
+//! shared-memory lane (a handle for a remote backend has neither), shared
+//! memory ([`SharedBuffer`](forkbridge::SharedBuffer), rings, events).
+//! Send bytes in messages instead, and keep bulk data where it is made: a
+//! 1080p RGB frame is about 6 MB, 30 of them a second 180 MB/s, more than
+//! a 1 Gb/s link carries — let the GPU host read and decode the camera's
+//! stream itself, and send it only what to look at and the results.
+//!
+//! # Design
+//!
+//! The core knows nothing of the network: it offers a seam
+//! ([`forkbridge::relay`]) where a handle's far end, or a started
+//! process's stream, is a plain socket of frames, and this crate moves
+//! those frames over Zenoh. Zenoh brings what a protocol of our own would
+//! have to build: peer-to-peer sessions with no broker, liveliness tokens
+//! that vanish when a process dies (its TCP connection closes) or its host
+//! goes silent for a lease, ordered reliable delivery, and TLS.
+//!
+//! Key space, per backend: `fb/<namespace>/<name>/{in,out,exit,sig}`, with
+//! liveliness tokens `…/alive` (the serving side) and `…/owner/<zid>` (the
+//! attached frontend).
+
+mod attach;
+mod config;
+mod error;
+mod keys;
+mod link;
+mod serve;
+
+pub use config::{Config, DEFAULT_LEASE};
+pub use error::{Error, ErrorKind, Result};
+pub use link::Link;
+pub use serve::{Served, serve};

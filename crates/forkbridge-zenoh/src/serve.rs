@@ -1,0 +1,325 @@
+//! The serving side: backends of this host, attached to by frontends on
+//! others.
+//!
+//! Each backend is a local process started before the Zenoh session opens
+//! (a fork needs a process without threads), then handed over as a
+//! [`Relay`]:
+//!
+//! * the `in` subscriber checks each sample is whole frames within the
+//!   frame limit and writes it into the backend's stream;
+//! * a thread reads whole frames from the stream and publishes them on
+//!   `out` once a frontend is attached (until then they wait);
+//! * when the stream ends, the backend is reaped and its wait status is
+//!   published on `exit`, then the `alive` token is withdrawn;
+//! * `sig` samples are delivered to the process;
+//! * when the attached frontend's `owner` token vanishes, the backend is
+//!   stopped like a local backend whose frontend died (unless
+//!   [`Config::outlive_frontend`](crate::Config::outlive_frontend)).
+
+use std::io::Write;
+use std::os::unix::net::UnixStream;
+use std::os::unix::process::ExitStatusExt;
+use std::process::ExitStatus;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex, PoisonError};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use forkbridge::MessageProcess;
+use forkbridge::relay::{FrameReader, Relay};
+use zenoh::Wait;
+use zenoh::qos::CongestionControl;
+use zenoh::sample::SampleKind;
+
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::keys::Keys;
+use crate::link::Link;
+
+/// How long to wait for a process whose stream ended to be reaped.
+const REAP_WAIT: Duration = Duration::from_secs(10);
+
+/// Starts `processes` (built, not started: each is forked here, before
+/// Zenoh starts its threads), opens a link with `config`, and serves each
+/// backend under its process name until it ends.
+///
+/// ```no_run
+/// use forkbridge::{Backend, Handlers, MessageProcess};
+/// use forkbridge_zenoh::{Config, serve};
+///
+/// struct Detector;
+/// impl Backend for Detector {
+///     fn register(_: &mut Handlers<Self>) {}
+/// }
+///
+/// let detector = MessageProcess::new("detector-1", Detector)?;
+/// let served = serve(
+///     Config::listen("tcp/0.0.0.0:7447").namespace("vision"),
+///     [detector],
+/// )?;
+/// for (name, status) in served.wait() {
+///     println!("{name}: {status:?}");
+/// }
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+///
+/// # Errors
+///
+/// [`ErrorKind::Process`](crate::ErrorKind::Process) if a process cannot
+/// start (those already started are stopped); as [`Link::open`]
+/// otherwise.
+pub fn serve(
+    config: Config,
+    processes: impl IntoIterator<Item = MessageProcess>,
+) -> Result<Served> {
+    let mut relays = Vec::new();
+    for mut process in processes {
+        process.start()?;
+        relays.push(process.into_relay()?);
+    }
+    let link = Link::open(config)?;
+    let mut backends = Vec::new();
+    for relay in relays {
+        backends.push(link.serve_relay(relay)?);
+    }
+    Ok(Served { link, backends })
+}
+
+/// Backends served by this program; see [`serve`].
+#[derive(Debug)]
+pub struct Served {
+    link: Link,
+    backends: Vec<ServedBackend>,
+}
+
+impl Served {
+    /// The link the backends are served on.
+    pub fn link(&self) -> &Link {
+        &self.link
+    }
+
+    /// Waits until every backend has ended; returns each one's name and
+    /// exit status (`None` if it could not be collected).
+    pub fn wait(self) -> Vec<(String, Option<ExitStatus>)> {
+        let mut ended = Vec::new();
+        for backend in self.backends {
+            let status = backend.thread.join().unwrap_or(None);
+            ended.push((backend.name, status));
+        }
+        drop(self.link);
+        ended
+    }
+
+    /// Stops every backend (stop request, then `SIGTERM`, then `SIGKILL`,
+    /// within each process's bounds) and waits for them.
+    pub fn stop(self) -> Vec<(String, Option<ExitStatus>)> {
+        for backend in &self.backends {
+            backend.shared.stop();
+        }
+        self.wait()
+    }
+}
+
+#[derive(Debug)]
+struct ServedBackend {
+    name: String,
+    shared: Arc<Shared>,
+    thread: JoinHandle<Option<ExitStatus>>,
+}
+
+/// What the callbacks and the relay thread of one backend share.
+#[derive(Debug)]
+struct Shared {
+    name: String,
+    relay: Mutex<Relay>,
+    /// Frames from the network are written under this lock, so a stop
+    /// request never lands inside one.
+    writer: Mutex<UnixStream>,
+    /// How many frontends are attached (0 or 1 in practice).
+    attached: Mutex<usize>,
+    changed: Condvar,
+    outlive_frontend: bool,
+    /// Stopped by [`Served::stop`]: frames waiting for a frontend are
+    /// dropped.
+    stopping: AtomicBool,
+}
+
+impl Shared {
+    fn stop(&self) {
+        self.stopping.store(true, Ordering::SeqCst);
+        self.changed.notify_all();
+        let _writing = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut relay = self.relay.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Err(e) = relay.stop() {
+            log::warn!("'{}': stop: {e}", self.name);
+        }
+    }
+
+    fn owner_came(&self) {
+        *self.attached.lock().unwrap_or_else(PoisonError::into_inner) += 1;
+        self.changed.notify_all();
+    }
+
+    fn owner_left(self: &Arc<Self>) {
+        let mut attached = self.attached.lock().unwrap_or_else(PoisonError::into_inner);
+        *attached = attached.saturating_sub(1);
+        if *attached == 0 && !self.outlive_frontend {
+            log::info!("'{}': its frontend is gone: stopping it", self.name);
+            let shared = self.clone();
+            // Not in Zenoh's callback: a stop takes up to its bounds.
+            let _ = std::thread::Builder::new()
+                .name("fb-stop".into())
+                .spawn(move || shared.stop());
+        }
+    }
+
+    /// Waits until a frontend is attached; `false` if the backend is
+    /// being stopped instead.
+    fn wait_attached(&self) -> bool {
+        let mut attached = self.attached.lock().unwrap_or_else(PoisonError::into_inner);
+        while *attached == 0 {
+            if self.stopping.load(Ordering::SeqCst) {
+                return false;
+            }
+            attached = self
+                .changed
+                .wait(attached)
+                .unwrap_or_else(PoisonError::into_inner);
+        }
+        true
+    }
+}
+
+impl Link {
+    fn serve_relay(&self, relay: Relay) -> Result<ServedBackend> {
+        let name = relay.name().to_owned();
+        let keys = Keys::new(&self.config.namespace, &name)?;
+        let session = &self.session;
+        let frames = relay.frames();
+        let reader = FrameReader::new(
+            relay
+                .stream()
+                .try_clone()
+                .map_err(forkbridge::Error::from)?,
+            frames,
+        );
+        let writer = relay
+            .stream()
+            .try_clone()
+            .map_err(forkbridge::Error::from)?;
+        let shared = Arc::new(Shared {
+            name: name.clone(),
+            relay: Mutex::new(relay),
+            writer: Mutex::new(writer),
+            attached: Mutex::new(0),
+            changed: Condvar::new(),
+            outlive_frontend: self.config.outlive_frontend,
+            stopping: AtomicBool::new(false),
+        });
+        let input = {
+            let shared = shared.clone();
+            session
+                .declare_subscriber(keys.input())
+                .callback(move |sample| {
+                    let payload = sample.payload().to_bytes();
+                    match frames.check(&payload) {
+                        Ok(()) => {
+                            let mut w =
+                                shared.writer.lock().unwrap_or_else(PoisonError::into_inner);
+                            let _ = w.write_all(&payload);
+                        }
+                        Err(e) => {
+                            log::warn!("'{}': dropped a sample from the network: {e}", shared.name)
+                        }
+                    }
+                })
+                .wait()
+                .map_err(|e| Error::link("cannot subscribe to frames", e))?
+        };
+        let signals = {
+            let shared = shared.clone();
+            session
+                .declare_subscriber(keys.signal())
+                .callback(move |sample| {
+                    let raw = sample.payload().to_bytes();
+                    if let Ok(raw) = <[u8; 4]>::try_from(&raw[..]) {
+                        let sig = i32::from_le_bytes(raw);
+                        let relay = shared.relay.lock().unwrap_or_else(PoisonError::into_inner);
+                        let _ = relay.signal(sig);
+                    }
+                })
+                .wait()
+                .map_err(|e| Error::link("cannot subscribe to signals", e))?
+        };
+        let owners = {
+            let shared = shared.clone();
+            session
+                .liveliness()
+                .declare_subscriber(keys.owners())
+                .history(true)
+                .callback(move |sample| match sample.kind() {
+                    SampleKind::Put => shared.owner_came(),
+                    SampleKind::Delete => shared.owner_left(),
+                })
+                .wait()
+                .map_err(|e| Error::link("cannot watch for frontends", e))?
+        };
+        let output = session
+            .declare_publisher(keys.output())
+            .congestion_control(CongestionControl::Block)
+            .wait()
+            .map_err(|e| Error::link("cannot publish frames", e))?;
+        let exit = session
+            .declare_publisher(keys.exit())
+            .congestion_control(CongestionControl::Block)
+            .wait()
+            .map_err(|e| Error::link("cannot publish the exit", e))?;
+        // Declared last: a frontend that sees it has seen the subscribers.
+        let alive = session
+            .liveliness()
+            .declare_token(keys.alive())
+            .wait()
+            .map_err(|e| Error::link("cannot declare the backend's token", e))?;
+        let thread = {
+            let shared = shared.clone();
+            std::thread::Builder::new()
+                .name(format!("fb-serve:{name}"))
+                .spawn(move || {
+                    let mut reader = reader;
+                    loop {
+                        match reader.next_run() {
+                            Ok(Some(run)) => {
+                                if shared.wait_attached()
+                                    && output.put(run.to_vec()).wait().is_err()
+                                {
+                                    break;
+                                }
+                            }
+                            Ok(None) => break,
+                            Err(e) if e.kind() == &forkbridge::ErrorKind::Io => break,
+                            Err(e) => log::warn!("'{}': a frame was not sent: {e}", shared.name),
+                        }
+                    }
+                    let status = {
+                        let mut relay = shared.relay.lock().unwrap_or_else(PoisonError::into_inner);
+                        relay.wait_timeout(REAP_WAIT)
+                    };
+                    let status = match status {
+                        Ok(status) => Some(status),
+                        Err(e) => e.exit_status(),
+                    };
+                    if let Some(status) = status {
+                        let _ = exit.put(status.into_raw().to_le_bytes().to_vec()).wait();
+                    }
+                    drop((alive, input, signals, owners));
+                    status
+                })
+                .map_err(|e| Error::link("cannot start the relay thread", e))?
+        };
+        Ok(ServedBackend {
+            name,
+            shared,
+            thread,
+        })
+    }
+}

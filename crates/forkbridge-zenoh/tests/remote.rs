@@ -1,0 +1,509 @@
+//! Remote backends over real Zenoh sessions on loopback: this binary runs
+//! the cases as the frontend, and runs itself again as the serving program
+//! (a second process, listening on a port the kernel picks).
+//!
+//! `harness = false`: cases run one after another on the main thread,
+//! each under `alarm` and with every wait bounded, and each checks that it
+//! left no child process behind.
+
+use std::io::{BufRead, BufReader};
+use std::os::unix::process::ExitStatusExt;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use forkbridge::{
+    Backend, BackendContext, ErrorKind as ProcessErrorKind, HandlerResult, Handlers, Message,
+    MessageProcess, message,
+};
+use forkbridge_testkit::{alarm, alive, children, kill, wait_until, wait_within};
+use forkbridge_zenoh::{Config, ErrorKind, Link, serve};
+
+/// The bound of every wait.
+const WAIT: Duration = Duration::from_secs(10);
+/// The lease of the tests' links: short, so host loss is quick to see.
+const LEASE: Duration = Duration::from_secs(1);
+const SERVE_ENV: &str = "FB_ZENOH_TEST_SERVE";
+
+/// A backend with plain and typed handlers.
+#[derive(Debug, Default)]
+pub struct Probe {
+    calls: u64,
+}
+
+#[forkbridge::handlers(custom_backend, frontend = ProbeClient)]
+impl Probe {
+    /// x².
+    pub fn square(&mut self, x: i64) -> i64 {
+        self.calls += 1;
+        x * x
+    }
+
+    /// Counts, one way.
+    pub fn bump(&mut self) {
+        self.calls += 1;
+    }
+
+    /// Calls so far.
+    pub fn calls(&mut self) -> u64 {
+        self.calls
+    }
+
+    /// Always fails.
+    pub fn refuse(&mut self) -> Result<(), String> {
+        Err("refused".into())
+    }
+
+    /// The backend's pid on its host.
+    pub fn host_pid(&mut self) -> i32 {
+        std::process::id() as i32
+    }
+
+    /// Never answers.
+    pub fn hang(&mut self) {
+        std::thread::sleep(Duration::from_secs(3600));
+    }
+}
+
+impl Probe {
+    fn echo(&mut self, ctx: &mut BackendContext, msg: Message) -> HandlerResult {
+        let mut reply = Message::new("echo");
+        for (k, v) in msg.params() {
+            reply.set(k, v.clone());
+        }
+        ctx.send(reply)?;
+        Ok(())
+    }
+}
+
+impl Backend for Probe {
+    fn register(handlers: &mut Handlers<Self>) {
+        Self::register_typed(handlers);
+        handlers.on("echo", Self::echo);
+    }
+}
+
+/// The serving program: `FB_ZENOH_TEST_SERVE=<namespace>,<names…>`.
+fn serve_main(spec: &str) -> ! {
+    let mut parts = spec.split(',');
+    let namespace = parts.next().expect("a namespace").to_owned();
+    let outlive = std::env::var("FB_ZENOH_TEST_OUTLIVE").is_ok();
+    let processes: Vec<_> = parts
+        .map(|name| MessageProcess::new(name, Probe::default()).expect("a process"))
+        .collect();
+    // A free port: bound, read, released (nothing else here takes it
+    // in between).
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let endpoint = format!("tcp/127.0.0.1:{port}");
+    let served = serve(
+        Config::listen(&endpoint)
+            .namespace(namespace)
+            .lease(LEASE)
+            .outlive_frontend(outlive),
+        processes,
+    )
+    .expect("serving");
+    println!("ENDPOINT {endpoint}");
+    let mut code = 0;
+    for (name, status) in served.wait() {
+        eprintln!("served '{name}' ended: {status:?}");
+        if status.is_none() {
+            code = 1;
+        }
+    }
+    std::process::exit(code)
+}
+
+/// A serving program of its own, and its endpoint.
+struct Host {
+    child: Child,
+    endpoint: String,
+    namespace: String,
+}
+
+fn host(names: &[&str]) -> Host {
+    host_with(names, &[])
+}
+
+fn host_with(names: &[&str], env: &[(&str, &str)]) -> Host {
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let namespace = format!(
+        "t{}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, std::sync::atomic::Ordering::SeqCst)
+    );
+    let mut cmd = Command::new(std::env::current_exe().unwrap());
+    cmd.env(SERVE_ENV, format!("{namespace},{}", names.join(",")))
+        .stdout(Stdio::piped());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().expect("the serving program");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .expect("its endpoint");
+    let endpoint = line
+        .trim()
+        .strip_prefix("ENDPOINT ")
+        .unwrap_or_else(|| panic!("no endpoint from the serving program: {line:?}"))
+        .to_owned();
+    Host {
+        child,
+        endpoint,
+        namespace,
+    }
+}
+
+impl Host {
+    fn link(&self) -> Link {
+        Link::open(
+            Config::connect(&self.endpoint)
+                .namespace(&self.namespace)
+                .lease(LEASE),
+        )
+        .expect("a link")
+    }
+
+    /// Waits for the serving program to end (its backends ended).
+    fn join(mut self) -> std::process::ExitStatus {
+        wait_within(&mut self.child, WAIT).expect("the serving program ends")
+    }
+}
+
+impl Drop for Host {
+    fn drop(&mut self) {
+        if self.child.try_wait().ok().flatten().is_none() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// A frontend to be killed:
+/// `FB_ZENOH_TEST_FRONTEND=<endpoint>,<namespace>,<name>` attaches, calls
+/// `bump`, prints the backend's pid, and waits to be killed.
+fn frontend_main(spec: &str) -> ! {
+    let parts: Vec<&str> = spec.split(',').collect();
+    let [endpoint, namespace, name] = parts[..] else {
+        panic!("endpoint,namespace,name: {spec}")
+    };
+    let link = Link::open(Config::connect(endpoint).namespace(namespace).lease(LEASE)).unwrap();
+    let mut p = ProbeClient::new(link.attach(name).unwrap());
+    p.bump().unwrap();
+    println!("ATTACHED {}", p.host_pid().unwrap());
+    std::thread::sleep(WAIT * 6);
+    std::process::exit(1)
+}
+
+fn main() {
+    if let Ok(spec) = std::env::var(SERVE_ENV) {
+        serve_main(&spec);
+    }
+    if let Ok(spec) = std::env::var("FB_ZENOH_TEST_FRONTEND") {
+        frontend_main(&spec);
+    }
+    let cases: &[(&str, fn())] = &[
+        (
+            "the_local_api_works_against_a_remote_backend",
+            the_local_api_works_against_a_remote_backend,
+        ),
+        (
+            "a_killed_remote_backend_is_disconnected_with_signal_9",
+            a_killed_remote_backend_is_disconnected_with_signal_9,
+        ),
+        (
+            "a_killed_serving_program_disconnects_every_frontend",
+            a_killed_serving_program_disconnects_every_frontend,
+        ),
+        (
+            "a_killed_frontend_takes_its_backends_within_a_lease",
+            a_killed_frontend_takes_its_backends_within_a_lease,
+        ),
+        (
+            "a_backend_may_outlive_its_frontend",
+            a_backend_may_outlive_its_frontend,
+        ),
+        (
+            "stop_escalates_to_signals_across_the_link",
+            stop_escalates_to_signals_across_the_link,
+        ),
+        ("attach_errors_are_typed", attach_errors_are_typed),
+        (
+            "garbage_and_oversized_samples_are_refused_and_the_link_survives",
+            garbage_and_oversized_samples_are_refused_and_the_link_survives,
+        ),
+        (
+            "the_async_frontend_works_against_a_remote_backend",
+            the_async_frontend_works_against_a_remote_backend,
+        ),
+    ];
+    let filters: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with('-'))
+        .collect();
+    let mut failed = Vec::new();
+    for (name, case) in cases {
+        if !filters.is_empty() && !filters.iter().any(|f| name.contains(f.as_str())) {
+            continue;
+        }
+        alarm(60);
+        let t = Instant::now();
+        let outcome = std::panic::catch_unwind(case);
+        alarm(0);
+        let left = children();
+        match (outcome, left.is_empty()) {
+            (Ok(()), true) => println!("test {name} ... ok ({:.0?})", t.elapsed()),
+            (Ok(()), false) => {
+                println!("test {name} ... FAILED: left child processes {left:?}");
+                failed.push(*name);
+            }
+            (Err(_), _) => {
+                println!("test {name} ... FAILED");
+                failed.push(*name);
+            }
+        }
+        for pid in left {
+            let _ = kill(pid, libc::SIGKILL);
+            forkbridge_testkit::reap(pid);
+        }
+    }
+    println!("\ntest result: {} failed", failed.len());
+    if !failed.is_empty() {
+        std::process::exit(1);
+    }
+}
+
+fn the_local_api_works_against_a_remote_backend() {
+    let host = host(&["probe"]);
+    let link = host.link();
+    let mut p = ProbeClient::new(link.attach("probe").unwrap());
+    // Messages, fed and flushed, in order.
+    for i in 0..200 {
+        p.feed(message!("echo", n = i)).unwrap();
+    }
+    p.flush().unwrap();
+    for i in 0..200 {
+        let m = p.recv_timeout(WAIT).unwrap();
+        assert_eq!(m.param::<i64>("n").unwrap(), i);
+    }
+    assert_eq!(p.try_recv().unwrap_err().kind(), &ProcessErrorKind::Empty);
+    // Calls, casts, a remote error, an unknown command.
+    assert_eq!(p.square(12).unwrap(), 144);
+    p.bump().unwrap();
+    assert_eq!(p.calls().unwrap(), 2);
+    let err = p.refuse().unwrap_err();
+    assert!(
+        matches!(err.kind(), ProcessErrorKind::Remote { .. }),
+        "{err}"
+    );
+    p.send(Message::new("no_such_command")).unwrap();
+    assert_eq!(p.recv_timeout(WAIT).unwrap().command(), "error");
+    // The remote pid is not a local one.
+    assert!(p.host_pid().unwrap() > 0);
+    assert_eq!(MessageProcess::pid(&p), None);
+    // Its fd polls readable when a message waits.
+    p.send(message!("echo", n = 1)).unwrap();
+    let mut fds = [libc::pollfd {
+        fd: std::os::fd::AsRawFd::as_raw_fd(&*p),
+        events: libc::POLLIN,
+        revents: 0,
+    }];
+    // SAFETY: one valid pollfd for the duration of the call.
+    assert_eq!(unsafe { libc::poll(fds.as_mut_ptr(), 1, 10_000) }, 1);
+    assert_eq!(p.try_recv().unwrap().command(), "echo");
+    // Stop: the request crosses, the status comes back.
+    let mut p = p.into_process();
+    let status = p.stop().unwrap();
+    assert!(status.success(), "{status}");
+    assert!(host.join().success());
+}
+
+fn a_killed_remote_backend_is_disconnected_with_signal_9() {
+    let host = host(&["victim"]);
+    let link = host.link();
+    let mut p = ProbeClient::new(link.attach("victim").unwrap());
+    let pid = p.host_pid().unwrap();
+    kill(pid, libc::SIGKILL).unwrap();
+    let err = p.recv_timeout(WAIT).unwrap_err();
+    assert!(err.is_disconnected() && !err.is_host_lost(), "{err}");
+    assert_eq!(
+        err.exit_status().and_then(|s| s.signal()),
+        Some(libc::SIGKILL)
+    );
+    // A call now fails at once, the same way.
+    let err = p.square(2).unwrap_err();
+    assert!(err.is_disconnected(), "{err}");
+    drop(p);
+    host.join();
+}
+
+fn a_killed_serving_program_disconnects_every_frontend() {
+    let host = host(&["a", "b"]);
+    let link = host.link();
+    let mut a = ProbeClient::new(link.attach("a").unwrap());
+    let mut b = ProbeClient::new(link.attach("b").unwrap());
+    let pids = [a.host_pid().unwrap(), b.host_pid().unwrap()];
+    // A call in flight when it dies ends too.
+    a.hang().unwrap();
+    kill(host.child.id() as i32, libc::SIGKILL).unwrap();
+    let t = Instant::now();
+    let err = a.call::<_, i64>("square", &(3i64,), WAIT).unwrap_err();
+    assert!(err.is_disconnected() && err.is_host_lost(), "{err}");
+    let err = b.recv_timeout(WAIT).unwrap_err();
+    assert!(err.is_disconnected() && err.is_host_lost(), "{err}");
+    assert!(t.elapsed() < WAIT, "{:?}", t.elapsed());
+    // Its backends follow it (their parent-death signal).
+    assert!(wait_until(WAIT, || pids.iter().all(|&p| !alive(p))));
+    drop((a, b));
+    drop(host);
+}
+
+/// Attaches to `name` from a frontend process of its own, then kills that
+/// process (SIGKILL: no orderly stop); returns the backend's pid.
+fn attach_from_a_killed_frontend(host: &Host, name: &str) -> i32 {
+    let mut frontend = Command::new(std::env::current_exe().unwrap())
+        .env(
+            "FB_ZENOH_TEST_FRONTEND",
+            format!("{},{},{name}", host.endpoint, host.namespace),
+        )
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(frontend.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let pid: i32 = line
+        .trim()
+        .strip_prefix("ATTACHED ")
+        .unwrap_or_else(|| panic!("{line:?}"))
+        .parse()
+        .unwrap();
+    assert!(alive(pid));
+    frontend.kill().unwrap();
+    frontend.wait().unwrap();
+    pid
+}
+
+fn a_killed_frontend_takes_its_backends_within_a_lease() {
+    let host = host(&["orphan"]);
+    let pid = attach_from_a_killed_frontend(&host, "orphan");
+    let t = Instant::now();
+    assert!(
+        wait_until(WAIT, || !alive(pid)),
+        "the backend outlived its frontend"
+    );
+    assert!(
+        t.elapsed() < LEASE + LEASE / 5,
+        "gone after {:?}",
+        t.elapsed()
+    );
+    assert!(host.join().success());
+}
+
+fn a_backend_may_outlive_its_frontend() {
+    let host = host_with(&["durable"], &[("FB_ZENOH_TEST_OUTLIVE", "1")]);
+    let pid = attach_from_a_killed_frontend(&host, "durable");
+    std::thread::sleep(LEASE + LEASE / 2);
+    assert!(alive(pid));
+    // A second frontend finds it as the first left it.
+    let link = host.link();
+    let mut p = ProbeClient::new(link.attach("durable").unwrap());
+    assert_eq!(p.calls().unwrap(), 1);
+    assert!(p.into_process().stop().unwrap().success());
+    host.join();
+}
+
+fn stop_escalates_to_signals_across_the_link() {
+    let host = host(&["stuck"]);
+    let link = host.link();
+    let mut p = link
+        .attach_with(
+            MessageProcess::builder("stuck")
+                .stop_timeout(Duration::from_millis(200))
+                .kill_timeout(Duration::from_millis(200)),
+        )
+        .unwrap();
+    p.cast("hang", &()).unwrap();
+    let t = Instant::now();
+    let status = p.stop().unwrap();
+    // The stop request waits behind the hanging call: SIGTERM ends it.
+    assert_eq!(status.signal(), Some(libc::SIGTERM), "{status}");
+    assert!(t.elapsed() < WAIT);
+    host.join();
+}
+
+fn attach_errors_are_typed() {
+    let host = host(&["only"]);
+    let link = Link::open(
+        Config::connect(&host.endpoint)
+            .namespace(&host.namespace)
+            .attach_timeout(Duration::from_millis(300)),
+    )
+    .unwrap();
+    let err = link.attach("nobody").unwrap_err();
+    assert_eq!(err.kind(), &ErrorKind::NotFound, "{err}");
+    assert_eq!(link.attach("a/b").unwrap_err().kind(), &ErrorKind::Config);
+    let p = link.attach("only").unwrap();
+    assert_eq!(link.attach("only").unwrap_err().kind(), &ErrorKind::Busy);
+    drop(p);
+    let bad = Link::open(Config::connect("tcp/127.0.0.1:1").lease(Duration::ZERO));
+    assert_eq!(bad.unwrap_err().kind(), &ErrorKind::Config);
+    let bad = Link::open(Config::listen("nonsense"));
+    assert!(bad.is_err());
+    host.join();
+}
+
+fn garbage_and_oversized_samples_are_refused_and_the_link_survives() {
+    use zenoh::Wait;
+    let host = host(&["sturdy"]);
+    let link = host.link();
+    let mut p = ProbeClient::new(link.attach("sturdy").unwrap());
+    // Another peer on the network writes into the backend's input.
+    let intruder = zenoh::open({
+        let mut c = zenoh::Config::default();
+        c.insert_json5("mode", "\"peer\"").unwrap();
+        c.insert_json5("scouting/multicast/enabled", "false")
+            .unwrap();
+        c.insert_json5("connect/endpoints", &format!("[\"{}\"]", host.endpoint))
+            .unwrap();
+        c
+    })
+    .wait()
+    .unwrap();
+    let key = format!("fb/{}/sturdy/in", host.namespace);
+    std::thread::sleep(Duration::from_millis(300));
+    intruder.put(&key, vec![0xffu8; 64]).wait().unwrap(); // garbage
+    let mut huge = (128u32 << 20).to_le_bytes().to_vec(); // over 64 MiB
+    huge.extend_from_slice(&[0; 16]);
+    intruder.put(&key, huge).wait().unwrap();
+    intruder.put(&key, vec![5, 0, 0, 0, 0, 1]).wait().unwrap(); // cut short
+    // The backend's stream is still in step.
+    assert_eq!(p.square(9).unwrap(), 81);
+    intruder.close().wait().unwrap();
+    assert!(p.into_process().stop().unwrap().success());
+    host.join();
+}
+
+fn the_async_frontend_works_against_a_remote_backend() {
+    let host = host(&["async"]);
+    let link = host.link();
+    let p = link.attach("async").unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async move {
+        let mut p = p.into_async().unwrap();
+        p.send(message!("echo", n = 5)).await.unwrap();
+        let m = tokio::time::timeout(WAIT, p.recv()).await.unwrap().unwrap();
+        assert_eq!(m.param::<i64>("n").unwrap(), 5);
+        let sq: i64 = p.call("square", &(7i64,), WAIT).await.unwrap();
+        assert_eq!(sq, 49);
+        assert!(p.stop().await.unwrap().success());
+    });
+    host.join();
+}
