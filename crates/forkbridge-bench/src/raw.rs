@@ -209,26 +209,4 @@ pub(crate) fn futex_wake_alone(n: u32) -> Duration {
     t.elapsed() / n
 }
 
-/// Pins process `pid` (0: this one) to `cpu`; returns whether it worked
-/// (a machine with one CPU, or a restricted cpuset, says no).
-pub(crate) fn pin(pid: libc::pid_t, cpu: usize) -> bool {
-    // SAFETY: `set` is a zeroed cpu_set_t filled by CPU_SET, passed with
-    // its size; sched_setaffinity only reads it.
-    unsafe {
-        let mut set: libc::cpu_set_t = std::mem::zeroed();
-        libc::CPU_SET(cpu, &mut set);
-        libc::sched_setaffinity(pid, std::mem::size_of::<libc::cpu_set_t>(), &set) == 0
-    }
-}
-
-/// Lets `pid` (0: this one) run on every CPU again.
-pub(crate) fn unpin(pid: libc::pid_t) {
-    // SAFETY: as in `pin`, with every CPU of the set marked.
-    unsafe {
-        let mut set: libc::cpu_set_t = std::mem::zeroed();
-        for cpu in 0..libc::CPU_SETSIZE as usize {
-            libc::CPU_SET(cpu, &mut set);
-        }
-        libc::sched_setaffinity(pid, std::mem::size_of::<libc::cpu_set_t>(), &set);
-    }
-}
+pub(crate) use forkbridge_testkit::{pin, unpin};

@@ -38,7 +38,7 @@ pub use cli::ScenarioArgs;
 pub use fds::{fd_links, open_fds, pipe_inodes, socket_inodes};
 pub use memory::{mappings, rss_kib, shared_mappings};
 pub use page::SharedPage;
-pub use process::{alive, threads, threads_of};
+pub use process::{alive, pin, threads, threads_of, unpin};
 pub use reap::{kill_and_reap, reap, reap_within, set_subreaper, try_reap, wait_within};
 pub use signal::{alarm, ignore, kill, restore_default, signal_later, sleep_until_killed};
 pub use wait::wait_until;

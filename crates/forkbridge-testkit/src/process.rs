@@ -1,5 +1,5 @@
 //! What `/proc` says about one process: whether it runs, how many threads
-//! it has.
+//! it has; and where it may run.
 
 /// Whether `pid` exists and is not a zombie (nor dead and being removed).
 ///
@@ -32,6 +32,31 @@ pub fn threads_of(pid: i32) -> usize {
 
 fn count_tasks(dir: &str) -> usize {
     std::fs::read_dir(dir).map_or(0, Iterator::count)
+}
+
+/// Pins process `pid` (0: the calling thread, whose later threads and
+/// children inherit it) to `cpu`; returns whether it worked (a machine with
+/// one CPU, or a restricted cpuset, says no).
+pub fn pin(pid: libc::pid_t, cpu: usize) -> bool {
+    // SAFETY: `set` is a zeroed cpu_set_t filled by CPU_SET, passed with
+    // its size; sched_setaffinity only reads it.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(cpu, &mut set);
+        libc::sched_setaffinity(pid, std::mem::size_of::<libc::cpu_set_t>(), &set) == 0
+    }
+}
+
+/// Lets `pid` (0: the calling thread) run on every CPU again.
+pub fn unpin(pid: libc::pid_t) {
+    // SAFETY: as in `pin`, with every CPU of the set marked.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        for cpu in 0..libc::CPU_SETSIZE as usize {
+            libc::CPU_SET(cpu, &mut set);
+        }
+        libc::sched_setaffinity(pid, std::mem::size_of::<libc::cpu_set_t>(), &set);
+    }
 }
 
 #[cfg(test)]

@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 use common::{Probe, WAIT, recv};
 use forkbridge::relay::{FrameCheck, FrameReader, Relay, Remote};
 use forkbridge::{ErrorKind, Message, MessageProcess, ProcessState, message};
+use forkbridge_testkit::{threads, wait_until};
 
 test_main!(
     messages_errors_and_stop_cross_the_relay,
@@ -109,6 +110,9 @@ impl Loopback {
             t.join().expect("a transport thread");
         }
         drop(self.relay);
+        // A joined thread's task leaves the kernel a moment later; the
+        // next case forks, which needs one thread.
+        assert!(wait_until(WAIT, || threads() == 1));
     }
 }
 
@@ -186,6 +190,7 @@ fn a_lost_host_ends_waits_with_host_lost() {
     std::thread::sleep(Duration::from_millis(50));
     remote.report_lost("no word within the 1 s lease").unwrap();
     let (err, mut p) = waiter.join().unwrap();
+    assert!(wait_until(WAIT, || threads() == 1));
     assert!(err.is_disconnected() && err.is_host_lost(), "{err}");
     assert!(err.to_string().contains("host lost"), "{err}");
     assert_eq!(err.exit_status(), None);
