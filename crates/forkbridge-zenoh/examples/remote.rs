@@ -55,7 +55,10 @@ impl Detector {
                 let mut sum = 0u32;
                 for y in 0..8 {
                     let row = (ty * 8 + y) * WIDTH + tx * 8;
-                    sum += frame[row..row + 8].iter().map(|&p| u32::from(p)).sum::<u32>();
+                    sum += frame[row..row + 8]
+                        .iter()
+                        .map(|&p| u32::from(p))
+                        .sum::<u32>();
                 }
                 if sum / 64 > 200 {
                     blobs += 1;
@@ -170,7 +173,9 @@ fn main() -> std::result::Result<(), Box<dyn std::error::Error>> {
         }
         [] => {
             // Both hosts here: the detectors' host is this program again.
-            let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+            let port = std::net::TcpListener::bind("127.0.0.1:0")?
+                .local_addr()?
+                .port();
             let endpoint = format!("tcp/127.0.0.1:{port}");
             let mut host = Command::new(std::env::current_exe()?)
                 .args(["serve", &endpoint])

@@ -17,6 +17,8 @@ pub enum ErrorKind {
     NotFound,
     /// The backend already has a frontend attached.
     Busy,
+    /// An agent refused to start a backend; the message says why.
+    Refused,
     /// A forkbridge operation failed; [`Error::process_error`] has it.
     Process,
 }

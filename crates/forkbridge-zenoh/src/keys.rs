@@ -8,6 +8,8 @@
 //! alive        liveliness token of the serving side while the backend runs
 //! owner/<zid>  liveliness token of the attached frontend's session
 //! ```
+//!
+//! An agent takes start requests on `fbagent/<namespace>/<agent>/start`.
 
 use crate::error::{Error, ErrorKind, Result};
 
@@ -52,6 +54,12 @@ impl Keys {
     pub(crate) fn owner(&self, session: &zenoh::Session) -> String {
         format!("{}/owner/{}", self.base, session.zid())
     }
+}
+
+/// Where the agent called `agent` takes start requests (apart from every
+/// backend's key space, so no backend name can collide with it).
+pub(crate) fn agent_start(namespace: &str, agent: &str) -> String {
+    format!("fbagent/{namespace}/{agent}/start")
 }
 
 /// One chunk of a key: not empty, no `/`, and none of the characters

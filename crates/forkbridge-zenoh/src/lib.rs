@@ -78,6 +78,7 @@
 //! liveliness tokens `…/alive` (the serving side) and `…/owner/<zid>` (the
 //! attached frontend).
 
+mod agent;
 mod attach;
 mod config;
 mod error;
@@ -85,6 +86,7 @@ mod keys;
 mod link;
 mod serve;
 
+pub use agent::{Agent, AgentBuilder};
 pub use config::{Config, DEFAULT_LEASE};
 pub use error::{Error, ErrorKind, Result};
 pub use link::Link;

@@ -101,11 +101,7 @@ impl Served {
     /// Waits until every backend has ended; returns each one's name and
     /// exit status (`None` if it could not be collected).
     pub fn wait(self) -> Vec<(String, Option<ExitStatus>)> {
-        let mut ended = Vec::new();
-        for backend in self.backends {
-            let status = backend.thread.join().unwrap_or(None);
-            ended.push((backend.name, status));
-        }
+        let ended = self.backends.into_iter().map(ServedBackend::join).collect();
         drop(self.link);
         ended
     }
@@ -114,17 +110,37 @@ impl Served {
     /// within each process's bounds) and waits for them.
     pub fn stop(self) -> Vec<(String, Option<ExitStatus>)> {
         for backend in &self.backends {
-            backend.shared.stop();
+            backend.stop();
         }
         self.wait()
     }
 }
 
+/// One backend served on a link: its relay's thread and what the
+/// callbacks share.
 #[derive(Debug)]
-struct ServedBackend {
-    name: String,
+pub(crate) struct ServedBackend {
+    pub(crate) name: String,
     shared: Arc<Shared>,
     thread: JoinHandle<Option<ExitStatus>>,
+}
+
+impl ServedBackend {
+    /// Stops the backend (in its bounds); `join` then collects it.
+    pub(crate) fn stop(&self) {
+        self.shared.stop();
+    }
+
+    /// Whether it has ended and its exit was published.
+    pub(crate) fn is_finished(&self) -> bool {
+        self.thread.is_finished()
+    }
+
+    /// Waits for its end: its name and exit status.
+    pub(crate) fn join(self) -> (String, Option<ExitStatus>) {
+        let status = self.thread.join().unwrap_or(None);
+        (self.name, status)
+    }
 }
 
 /// What the callbacks and the relay thread of one backend share.
@@ -191,7 +207,8 @@ impl Shared {
 }
 
 impl Link {
-    fn serve_relay(&self, relay: Relay) -> Result<ServedBackend> {
+    /// Serves a started process's relay under its name until it ends.
+    pub(crate) fn serve_relay(&self, relay: Relay) -> Result<ServedBackend> {
         let name = relay.name().to_owned();
         let keys = Keys::new(&self.config.namespace, &name)?;
         let session = &self.session;

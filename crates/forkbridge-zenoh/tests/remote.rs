@@ -16,7 +16,7 @@ use forkbridge::{
     MessageProcess, message,
 };
 use forkbridge_testkit::{alarm, alive, children, kill, wait_until, wait_within};
-use forkbridge_zenoh::{Config, ErrorKind, Link, serve};
+use forkbridge_zenoh::{Agent, Config, ErrorKind, Link, serve};
 
 /// The bound of every wait.
 const WAIT: Duration = Duration::from_secs(10);
@@ -24,8 +24,9 @@ const WAIT: Duration = Duration::from_secs(10);
 const LEASE: Duration = Duration::from_secs(1);
 const SERVE_ENV: &str = "FB_ZENOH_TEST_SERVE";
 
-/// A backend with plain and typed handlers.
-#[derive(Debug, Default)]
+/// A backend with plain and typed handlers; it crosses as data, so an
+/// agent can start it.
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
 pub struct Probe {
     calls: u64,
 }
@@ -128,15 +129,33 @@ fn host(names: &[&str]) -> Host {
 }
 
 fn host_with(names: &[&str], env: &[(&str, &str)]) -> Host {
+    let namespace = namespace();
+    let mut env = env.to_vec();
+    let spec = format!("{namespace},{}", names.join(","));
+    env.push((SERVE_ENV, &spec));
+    started(&env, namespace.clone())
+}
+
+/// An agent program of its own ("agent-1", `Probe` registered); it stops
+/// its backends and exits when its stdin closes.
+fn agent() -> Host {
+    let namespace = namespace();
+    started(&[("FB_ZENOH_TEST_AGENT", &namespace)], namespace.clone())
+}
+
+fn namespace() -> String {
     static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-    let namespace = format!(
+    format!(
         "t{}-{}",
         std::process::id(),
         NEXT.fetch_add(1, std::sync::atomic::Ordering::SeqCst)
-    );
+    )
+}
+
+/// Runs this program again with `env`, and reads its endpoint.
+fn started(env: &[(&str, &str)], namespace: String) -> Host {
     let mut cmd = Command::new(std::env::current_exe().unwrap());
-    cmd.env(SERVE_ENV, format!("{namespace},{}", names.join(",")))
-        .stdout(Stdio::piped());
+    cmd.stdout(Stdio::piped()).stdin(Stdio::piped());
     for (k, v) in env {
         cmd.env(k, v);
     }
@@ -158,6 +177,11 @@ fn host_with(names: &[&str], env: &[(&str, &str)]) -> Host {
 }
 
 impl Host {
+    /// Tells an agent to stop (its stdin closes).
+    fn close_stdin(&mut self) {
+        drop(self.child.stdin.take());
+    }
+
     fn link(&self) -> Link {
         Link::open(
             Config::connect(&self.endpoint)
@@ -182,6 +206,13 @@ impl Drop for Host {
     }
 }
 
+/// `cases![a, b]`: the named functions, with their names.
+macro_rules! cases {
+    ($($case:ident),* $(,)?) => {
+        &[$((stringify!($case), $case as fn())),*] as &[(&str, fn())]
+    };
+}
+
 /// A frontend to be killed:
 /// `FB_ZENOH_TEST_FRONTEND=<endpoint>,<namespace>,<name>` attaches, calls
 /// `bump`, prints the backend's pid, and waits to be killed.
@@ -198,47 +229,51 @@ fn frontend_main(spec: &str) -> ! {
     std::process::exit(1)
 }
 
+/// The agent program: `FB_ZENOH_TEST_AGENT=<namespace>` runs agent
+/// "agent-1" with `Probe` registered until its stdin closes.
+fn agent_main(namespace: &str) -> ! {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let endpoint = format!("tcp/127.0.0.1:{port}");
+    let agent = Agent::builder("agent-1")
+        .register::<Probe>("Probe")
+        .start(Config::listen(&endpoint).namespace(namespace).lease(LEASE))
+        .expect("the agent");
+    println!("ENDPOINT {endpoint}");
+    let mut rest = String::new();
+    let _ = std::io::stdin().read_line(&mut rest);
+    for (name, status) in agent.stop() {
+        eprintln!("agent: '{name}' ended: {status:?}");
+    }
+    std::process::exit(0)
+}
+
 fn main() {
+    // The agent's fork server runs this program again, from here.
+    forkbridge::init();
+    if let Ok(namespace) = std::env::var("FB_ZENOH_TEST_AGENT") {
+        agent_main(&namespace);
+    }
     if let Ok(spec) = std::env::var(SERVE_ENV) {
         serve_main(&spec);
     }
     if let Ok(spec) = std::env::var("FB_ZENOH_TEST_FRONTEND") {
         frontend_main(&spec);
     }
-    let cases: &[(&str, fn())] = &[
-        (
-            "the_local_api_works_against_a_remote_backend",
-            the_local_api_works_against_a_remote_backend,
-        ),
-        (
-            "a_killed_remote_backend_is_disconnected_with_signal_9",
-            a_killed_remote_backend_is_disconnected_with_signal_9,
-        ),
-        (
-            "a_killed_serving_program_disconnects_every_frontend",
-            a_killed_serving_program_disconnects_every_frontend,
-        ),
-        (
-            "a_killed_frontend_takes_its_backends_within_a_lease",
-            a_killed_frontend_takes_its_backends_within_a_lease,
-        ),
-        (
-            "a_backend_may_outlive_its_frontend",
-            a_backend_may_outlive_its_frontend,
-        ),
-        (
-            "stop_escalates_to_signals_across_the_link",
-            stop_escalates_to_signals_across_the_link,
-        ),
-        ("attach_errors_are_typed", attach_errors_are_typed),
-        (
-            "garbage_and_oversized_samples_are_refused_and_the_link_survives",
-            garbage_and_oversized_samples_are_refused_and_the_link_survives,
-        ),
-        (
-            "the_async_frontend_works_against_a_remote_backend",
-            the_async_frontend_works_against_a_remote_backend,
-        ),
+    let cases = cases![
+        the_local_api_works_against_a_remote_backend,
+        a_killed_remote_backend_is_disconnected_with_signal_9,
+        a_killed_serving_program_disconnects_every_frontend,
+        a_killed_frontend_takes_its_backends_within_a_lease,
+        a_backend_may_outlive_its_frontend,
+        stop_escalates_to_signals_across_the_link,
+        attach_errors_are_typed,
+        garbage_and_oversized_samples_are_refused_and_the_link_survives,
+        the_async_frontend_works_against_a_remote_backend,
+        an_agent_starts_registered_backends_and_reports_their_exit,
+        a_killed_agent_disconnects_every_frontend,
     ];
     let filters: Vec<String> = std::env::args()
         .skip(1)
@@ -506,4 +541,95 @@ fn the_async_frontend_works_against_a_remote_backend() {
         assert!(p.stop().await.unwrap().success());
     });
     host.join();
+}
+
+fn an_agent_starts_registered_backends_and_reports_their_exit() {
+    let mut agent = agent();
+    let link = agent.link();
+    let start = |name: &str| {
+        link.start_on(
+            "agent-1",
+            "Probe",
+            MessageProcess::builder(name),
+            &Probe::default(),
+        )
+        .map(ProbeClient::new)
+    };
+    let mut a = start("w1").unwrap();
+    let mut b = start("w2").unwrap();
+    assert_eq!(a.square(5).unwrap(), 25);
+    b.bump().unwrap();
+    assert_eq!(b.calls().unwrap(), 1);
+    // Each is a process of its own, forked by the agent's fork server.
+    let (pa, pb) = (a.host_pid().unwrap(), b.host_pid().unwrap());
+    assert_ne!(pa, pb);
+    assert_ne!(pa, agent.child.id() as i32);
+    // The agent reports a backend's death with its status.
+    kill(pa, libc::SIGKILL).unwrap();
+    let err = a.recv_timeout(WAIT).unwrap_err();
+    assert_eq!(
+        err.exit_status().and_then(|s| s.signal()),
+        Some(libc::SIGKILL),
+        "{err}"
+    );
+    assert!(b.into_process().stop().unwrap().success());
+    // Refusals are typed, with the agent's reason.
+    let err = link
+        .start_on(
+            "agent-1",
+            "Nope",
+            MessageProcess::builder("w3"),
+            &Probe::default(),
+        )
+        .unwrap_err();
+    assert_eq!(err.kind(), &ErrorKind::Refused, "{err}");
+    assert!(err.to_string().contains("Nope"), "{err}");
+    let c = start("w4").unwrap();
+    let err = start("w4").unwrap_err();
+    assert_eq!(err.kind(), &ErrorKind::Refused, "{err}");
+    drop(c);
+    let err = link
+        .start_on(
+            "nobody",
+            "Probe",
+            MessageProcess::builder("w5"),
+            &Probe::default(),
+        )
+        .unwrap_err();
+    assert_eq!(err.kind(), &ErrorKind::NotFound, "{err}");
+    drop(a);
+    agent.close_stdin();
+    assert!(agent.join().success());
+}
+
+fn a_killed_agent_disconnects_every_frontend() {
+    let agent = agent();
+    let link = agent.link();
+    let mut frontends: Vec<_> = ["k1", "k2"]
+        .iter()
+        .map(|name| {
+            ProbeClient::new(
+                link.start_on(
+                    "agent-1",
+                    "Probe",
+                    MessageProcess::builder(*name),
+                    &Probe::default(),
+                )
+                .unwrap(),
+            )
+        })
+        .collect();
+    let pids: Vec<i32> = frontends
+        .iter_mut()
+        .map(|p| p.host_pid().unwrap())
+        .collect();
+    kill(agent.child.id() as i32, libc::SIGKILL).unwrap();
+    for p in &mut frontends {
+        let err = p.recv_timeout(WAIT).unwrap_err();
+        assert!(err.is_disconnected() && err.is_host_lost(), "{err}");
+    }
+    // Its fork server and the backends follow it.
+    assert!(wait_until(WAIT, || pids.iter().all(|&p| !alive(p))));
+    drop(frontends);
+    drop(agent);
 }
