@@ -93,11 +93,12 @@ fn serve_main(spec: &str) -> ! {
         .collect();
     // A free port: bound, read, released (nothing else here takes it
     // in between).
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
+    let ip = std::env::var("FB_ZENOH_TEST_LISTEN").unwrap_or_else(|_| "127.0.0.1".into());
+    let port = std::net::TcpListener::bind((ip.as_str(), 0))
         .and_then(|l| l.local_addr())
         .expect("a free port")
         .port();
-    let endpoint = format!("tcp/127.0.0.1:{port}");
+    let endpoint = format!("tcp/{ip}:{port}");
     let served = serve(
         Config::listen(&endpoint)
             .namespace(namespace)
@@ -154,7 +155,20 @@ fn namespace() -> String {
 
 /// Runs this program again with `env`, and reads its endpoint.
 fn started(env: &[(&str, &str)], namespace: String) -> Host {
-    let mut cmd = Command::new(std::env::current_exe().unwrap());
+    started_in(&[], env, namespace)
+}
+
+/// As [`started`], the program run by `prefix` (`ip netns exec …`).
+fn started_in(prefix: &[&str], env: &[(&str, &str)], namespace: String) -> Host {
+    let exe = std::env::current_exe().unwrap();
+    let mut cmd = match prefix.split_first() {
+        Some((first, rest)) => {
+            let mut cmd = Command::new(first);
+            cmd.args(rest).arg(&exe);
+            cmd
+        }
+        None => Command::new(&exe),
+    };
     cmd.stdout(Stdio::piped()).stdin(Stdio::piped());
     for (k, v) in env {
         cmd.env(k, v);
@@ -250,9 +264,62 @@ fn agent_main(namespace: &str) -> ! {
     std::process::exit(0)
 }
 
+/// The frontend of the host-loss case, in the frontend's namespace:
+/// `FB_ZENOH_TEST_LOSS=<endpoint>,<namespace>,<name>,<netns>,<iface>`
+/// attaches, cuts the backend's side (`ip -n <netns> link set <iface>
+/// down`), and reports how long until its wait ended, and how.
+fn loss_frontend_main(spec: &str) -> ! {
+    let parts: Vec<&str> = spec.split(',').collect();
+    let [endpoint, namespace, name, netns, iface] = parts[..] else {
+        panic!("endpoint,namespace,name,netns,iface: {spec}")
+    };
+    let link = Link::open(Config::connect(endpoint).namespace(namespace).lease(LEASE)).unwrap();
+    let mut p = ProbeClient::new(link.attach(name).unwrap());
+    assert_eq!(p.square(3).unwrap(), 9);
+    // A call in flight when the host goes silent.
+    p.hang().unwrap();
+    let t = Instant::now();
+    ip(&["-n", netns, "link", "set", iface, "down"]).unwrap();
+    let err = p.recv_timeout(WAIT).unwrap_err();
+    let seen = t.elapsed();
+    println!(
+        "RESULT scenario=host_loss_seen value={:.0} unit=ms baseline={:.0} ratio={:.3} target=<=1.2",
+        seen.as_secs_f64() * 1e3,
+        LEASE.as_secs_f64() * 1e3,
+        seen.as_secs_f64() / LEASE.as_secs_f64()
+    );
+    println!(
+        "SEEN {} {} {}",
+        err.is_disconnected(),
+        err.is_host_lost(),
+        seen.as_millis()
+    );
+    std::process::exit(0)
+}
+
+/// Runs `ip` with `args`; its error output on failure.
+fn ip(args: &[&str]) -> Result<(), String> {
+    let out = Command::new("ip")
+        .args(args)
+        .output()
+        .map_err(|e| format!("ip {}: {e}", args.join(" ")))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "ip {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        ))
+    }
+}
+
 fn main() {
     // The agent's fork server runs this program again, from here.
     forkbridge::init();
+    if let Ok(spec) = std::env::var("FB_ZENOH_TEST_LOSS") {
+        loss_frontend_main(&spec);
+    }
     if let Ok(namespace) = std::env::var("FB_ZENOH_TEST_AGENT") {
         agent_main(&namespace);
     }
@@ -274,6 +341,7 @@ fn main() {
         the_async_frontend_works_against_a_remote_backend,
         an_agent_starts_registered_backends_and_reports_their_exit,
         a_killed_agent_disconnects_every_frontend,
+        a_lost_host_is_seen_within_a_lease_and_a_new_backend_attaches,
     ];
     let filters: Vec<String> = std::env::args()
         .skip(1)
@@ -632,4 +700,150 @@ fn a_killed_agent_disconnects_every_frontend() {
     assert!(wait_until(WAIT, || pids.iter().all(|&p| !alive(p))));
     drop(frontends);
     drop(agent);
+}
+
+/// Two network namespaces joined by a veth pair, made for one case and
+/// deleted after it (even when it fails).
+struct Net {
+    front: String,
+    back: String,
+    back_iface: String,
+    back_ip: String,
+}
+
+impl Net {
+    /// `Err`: why the case cannot run here (not root, no `ip`, no
+    /// namespaces).
+    fn new() -> Result<Net, String> {
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } != 0 {
+            return Err("needs root (network namespaces)".into());
+        }
+        let id = std::process::id() % 10_000;
+        let net = Net {
+            front: format!("fbf{id}"),
+            back: format!("fbb{id}"),
+            back_iface: format!("fbvb{id}"),
+            back_ip: "10.231.7.2".into(),
+        };
+        let front_iface = format!("fbvf{id}");
+        ip(&["netns", "add", &net.front])?;
+        ip(&["netns", "add", &net.back])?;
+        for (ns, iface, addr) in [
+            (&net.front, &front_iface, "10.231.7.1/24"),
+            (&net.back, &net.back_iface, "10.231.7.2/24"),
+        ] {
+            if ns == &net.front {
+                ip(&[
+                    "-n",
+                    ns,
+                    "link",
+                    "add",
+                    iface,
+                    "type",
+                    "veth",
+                    "peer",
+                    "name",
+                    &net.back_iface,
+                    "netns",
+                    &net.back,
+                ])?;
+            }
+            ip(&["-n", ns, "addr", "add", addr, "dev", iface])?;
+            ip(&["-n", ns, "link", "set", iface, "up"])?;
+            ip(&["-n", ns, "link", "set", "lo", "up"])?;
+        }
+        Ok(net)
+    }
+
+    fn exec(ns: &str) -> [&str; 4] {
+        ["ip", "netns", "exec", ns]
+    }
+}
+
+impl Drop for Net {
+    fn drop(&mut self) {
+        // Deleting a namespace deletes its end of the pair, and so both.
+        let _ = ip(&["netns", "del", &self.front]);
+        let _ = ip(&["netns", "del", &self.back]);
+    }
+}
+
+fn a_lost_host_is_seen_within_a_lease_and_a_new_backend_attaches() {
+    let net = match Net::new() {
+        Ok(net) => net,
+        Err(why) => {
+            // Never silently: the reason is in the test's output.
+            println!(
+                "SKIPPED a_lost_host_is_seen_within_a_lease_and_a_new_backend_attaches: {why}"
+            );
+            return;
+        }
+    };
+    let namespace = namespace();
+    let spec = format!("{namespace},first,second");
+    let host = started_in(
+        &Net::exec(&net.back),
+        &[(SERVE_ENV, &spec), ("FB_ZENOH_TEST_LISTEN", &net.back_ip)],
+        namespace.clone(),
+    );
+    // The frontend runs in the other namespace and cuts the backend's side.
+    let loss = format!(
+        "{},{namespace},first,{},{}",
+        host.endpoint, net.back, net.back_iface
+    );
+    let out = Command::new("ip")
+        .args(Net::exec(&net.front)[1..].iter())
+        .arg(std::env::current_exe().unwrap())
+        .env("FB_ZENOH_TEST_LOSS", &loss)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    print!(
+        "{}",
+        text.lines()
+            .filter(|l| l.starts_with("RESULT"))
+            .map(|l| format!("{l}\n"))
+            .collect::<String>()
+    );
+    let seen = text
+        .lines()
+        .find_map(|l| l.strip_prefix("SEEN "))
+        .unwrap_or_else(|| {
+            panic!(
+                "the frontend said {text:?} {}",
+                String::from_utf8_lossy(&out.stderr)
+            )
+        });
+    let fields: Vec<&str> = seen.split_whitespace().collect();
+    assert_eq!(
+        fields[..2],
+        ["true", "true"],
+        "disconnected, host lost: {seen}"
+    );
+    let ms: u128 = fields[2].parse().unwrap();
+    assert!(
+        ms <= LEASE.as_millis() * 12 / 10,
+        "host loss seen after {ms} ms, lease {LEASE:?}"
+    );
+    // Back up: a new frontend attaches to the other backend and is served.
+    ip(&["-n", &net.back, "link", "set", &net.back_iface, "up"]).unwrap();
+    let again = format!("{},{namespace},second", host.endpoint);
+    let out = Command::new("ip")
+        .args(Net::exec(&net.front)[1..].iter())
+        .arg(std::env::current_exe().unwrap())
+        .env("FB_ZENOH_TEST_FRONTEND", &again)
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = out;
+    let mut line = String::new();
+    BufReader::new(out.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert!(line.starts_with("ATTACHED "), "{line:?}");
+    out.kill().unwrap();
+    out.wait().unwrap();
+    // Both backends are gone with their frontends; the serving program ends.
+    assert!(host.join().success());
 }
