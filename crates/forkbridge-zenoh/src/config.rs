@@ -33,6 +33,51 @@ pub struct Config {
     pub(crate) lease: Duration,
     pub(crate) attach_timeout: Duration,
     pub(crate) outlive_frontend: bool,
+    #[cfg(feature = "tls")]
+    pub(crate) tls: Option<Tls>,
+}
+
+/// Certificates for TLS links with client certificates (feature `tls`):
+/// each side proves itself with a certificate signed by the CA, and checks
+/// the other's.
+///
+/// Use `tls/<host>:<port>` endpoints. A peer without a certificate the CA
+/// signed cannot open a link, so it can neither attach nor send a frame.
+/// Files are PEM.
+#[cfg(feature = "tls")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tls")))]
+#[derive(Debug, Clone)]
+pub struct Tls {
+    ca: std::path::PathBuf,
+    certificate: std::path::PathBuf,
+    private_key: std::path::PathBuf,
+    verify_name: bool,
+}
+
+#[cfg(feature = "tls")]
+impl Tls {
+    /// This side's `certificate` and `private_key`, and the `ca` that
+    /// signed every side's certificate.
+    pub fn new(
+        ca: impl Into<std::path::PathBuf>,
+        certificate: impl Into<std::path::PathBuf>,
+        private_key: impl Into<std::path::PathBuf>,
+    ) -> Tls {
+        Tls {
+            ca: ca.into(),
+            certificate: certificate.into(),
+            private_key: private_key.into(),
+            verify_name: true,
+        }
+    }
+
+    /// Whether a connecting side checks that the listener's certificate
+    /// names the host it connects to (on unless set; turn it off only for
+    /// certificates made without the host's name).
+    pub fn verify_name(mut self, yes: bool) -> Tls {
+        self.verify_name = yes;
+        self
+    }
 }
 
 impl Config {
@@ -60,6 +105,8 @@ impl Config {
             lease: DEFAULT_LEASE,
             attach_timeout: Duration::from_secs(10),
             outlive_frontend: false,
+            #[cfg(feature = "tls")]
+            tls: None,
         }
     }
 
@@ -105,6 +152,14 @@ impl Config {
         self
     }
 
+    /// Links use TLS with these certificates (feature `tls`).
+    #[cfg(feature = "tls")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "tls")))]
+    pub fn tls(mut self, tls: Tls) -> Config {
+        self.tls = Some(tls);
+        self
+    }
+
     pub(crate) fn to_zenoh(&self) -> Result<zenoh::Config> {
         if self.lease < Duration::from_millis(100) || self.lease > Duration::from_secs(3600) {
             return Err(Error::new(
@@ -125,6 +180,23 @@ impl Config {
         let lease = self.lease.as_millis();
         set(&mut c, "transport/link/tx/lease", lease.to_string())?;
         set(&mut c, "transport/link/tx/keep_alive", "4".into())?;
+        #[cfg(feature = "tls")]
+        if let Some(tls) = &self.tls {
+            let path = |p: &std::path::Path| format!("{:?}", p.display().to_string());
+            let (cert, key) = (path(&tls.certificate), path(&tls.private_key));
+            let tls_key = |name: &str| format!("transport/link/tls/{name}");
+            set(&mut c, &tls_key("root_ca_certificate"), path(&tls.ca))?;
+            set(&mut c, &tls_key("listen_certificate"), cert.clone())?;
+            set(&mut c, &tls_key("listen_private_key"), key.clone())?;
+            set(&mut c, &tls_key("connect_certificate"), cert)?;
+            set(&mut c, &tls_key("connect_private_key"), key)?;
+            set(&mut c, &tls_key("enable_mtls"), "true".into())?;
+            set(
+                &mut c,
+                &tls_key("verify_name_on_connect"),
+                tls.verify_name.to_string(),
+            )?;
+        }
         Ok(c)
     }
 }

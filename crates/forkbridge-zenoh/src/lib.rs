@@ -78,6 +78,9 @@
 //! liveliness tokens `…/alive` (the serving side) and `…/owner/<zid>` (the
 //! attached frontend).
 
+#![warn(missing_docs)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
 mod agent;
 mod attach;
 mod config;
@@ -87,6 +90,8 @@ mod link;
 mod serve;
 
 pub use agent::{Agent, AgentBuilder};
+#[cfg(feature = "tls")]
+pub use config::Tls;
 pub use config::{Config, DEFAULT_LEASE};
 pub use error::{Error, ErrorKind, Result};
 pub use link::Link;

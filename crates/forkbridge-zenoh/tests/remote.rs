@@ -98,15 +98,19 @@ fn serve_main(spec: &str) -> ! {
         .and_then(|l| l.local_addr())
         .expect("a free port")
         .port();
-    let endpoint = format!("tcp/{ip}:{port}");
-    let served = serve(
-        Config::listen(&endpoint)
-            .namespace(namespace)
-            .lease(LEASE)
-            .outlive_frontend(outlive),
-        processes,
-    )
-    .expect("serving");
+    let tls = std::env::var("FB_ZENOH_TEST_TLS").ok();
+    let scheme = if tls.is_some() { "tls" } else { "tcp" };
+    let endpoint = format!("{scheme}/{ip}:{port}");
+    let config = Config::listen(&endpoint)
+        .namespace(namespace)
+        .lease(LEASE)
+        .outlive_frontend(outlive);
+    #[cfg(feature = "tls")]
+    let config = match &tls {
+        Some(dir) => config.tls(certificates::side(dir, "server")),
+        None => config,
+    };
+    let served = serve(config, processes).expect("serving");
     println!("ENDPOINT {endpoint}");
     let mut code = 0;
     for (name, status) in served.wait() {
@@ -342,6 +346,7 @@ fn main() {
         an_agent_starts_registered_backends_and_reports_their_exit,
         a_killed_agent_disconnects_every_frontend,
         a_lost_host_is_seen_within_a_lease_and_a_new_backend_attaches,
+        tls_links_need_a_certificate_the_ca_signed,
     ];
     let filters: Vec<String> = std::env::args()
         .skip(1)
@@ -846,4 +851,172 @@ fn a_lost_host_is_seen_within_a_lease_and_a_new_backend_attaches() {
     out.wait().unwrap();
     // Both backends are gone with their frontends; the serving program ends.
     assert!(host.join().success());
+}
+
+#[cfg(feature = "tls")]
+mod certificates {
+    //! Test certificates, made with the `openssl` command.
+
+    use std::path::Path;
+    use std::process::Command;
+
+    use forkbridge_zenoh::Tls;
+
+    fn openssl(dir: &Path, args: &[&str]) -> Result<(), String> {
+        let out = Command::new("openssl")
+            .current_dir(dir)
+            .args(args)
+            .output()
+            .map_err(|e| format!("openssl: {e}"))?;
+        if out.status.success() {
+            Ok(())
+        } else {
+            Err(format!(
+                "openssl {}: {}",
+                args.join(" "),
+                String::from_utf8_lossy(&out.stderr)
+            ))
+        }
+    }
+
+    /// A CA (`<ca>.pem`) and a side signed by it (`<side>.pem`,
+    /// `<side>.key`), for 127.0.0.1, in `dir`.
+    pub(crate) fn make(dir: &Path, ca: &str, sides: &[&str]) -> Result<(), String> {
+        let ec = [
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+        ];
+        let mut args = vec!["req", "-x509"];
+        args.extend(ec);
+        let (ca_key, ca_pem) = (format!("{ca}.key"), format!("{ca}.pem"));
+        args.extend([
+            "-keyout",
+            &ca_key,
+            "-out",
+            &ca_pem,
+            "-days",
+            "2",
+            "-subj",
+            "/CN=forkbridge test CA",
+        ]);
+        openssl(dir, &args)?;
+        std::fs::write(
+            dir.join("ext.cnf"),
+            "subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth,clientAuth\n\
+             basicConstraints=CA:FALSE\n",
+        )
+        .map_err(|e| e.to_string())?;
+        for side in sides {
+            let (key, csr, pem) = (
+                format!("{side}.key"),
+                format!("{side}.csr"),
+                format!("{side}.pem"),
+            );
+            let mut args = vec!["req"];
+            args.extend(ec);
+            args.extend(["-keyout", &key, "-out", &csr, "-subj", "/CN=127.0.0.1"]);
+            openssl(dir, &args)?;
+            openssl(
+                dir,
+                &[
+                    "x509",
+                    "-req",
+                    "-in",
+                    &csr,
+                    "-CA",
+                    &ca_pem,
+                    "-CAkey",
+                    &ca_key,
+                    "-CAcreateserial",
+                    "-out",
+                    &pem,
+                    "-days",
+                    "2",
+                    "-extfile",
+                    "ext.cnf",
+                ],
+            )?;
+        }
+        Ok(())
+    }
+
+    /// The settings of `side`, signed by the CA `ca`.
+    pub(crate) fn side_of(dir: &str, ca: &str, side: &str) -> Tls {
+        let dir = Path::new(dir);
+        Tls::new(
+            dir.join(format!("{ca}.pem")),
+            dir.join(format!("{side}.pem")),
+            dir.join(format!("{side}.key")),
+        )
+    }
+
+    pub(crate) fn side(dir: &str, side: &str) -> Tls {
+        side_of(dir, "ca", side)
+    }
+}
+
+#[cfg(feature = "tls")]
+fn tls_links_need_a_certificate_the_ca_signed() {
+    let dir = std::env::temp_dir().join(format!("fb-tls-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let made = certificates::make(&dir, "ca", &["server", "client"])
+        .and_then(|()| certificates::make(&dir, "rogue-ca", &["rogue"]));
+    if let Err(why) = made {
+        println!(
+            "SKIPPED tls_links_need_a_certificate_the_ca_signed: cannot make certificates: {why}"
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+        return;
+    }
+    let d = dir.to_str().unwrap().to_owned();
+    let namespace = namespace();
+    let spec = format!("{namespace},secure");
+    let host = started(
+        &[(SERVE_ENV, &spec), ("FB_ZENOH_TEST_TLS", &d)],
+        namespace.clone(),
+    );
+    assert!(host.endpoint.starts_with("tls/"), "{}", host.endpoint);
+    let config = || {
+        Config::connect(&host.endpoint)
+            .namespace(&namespace)
+            .attach_timeout(Duration::from_secs(2))
+    };
+    // A certificate from another CA: no link, so no backend to attach to.
+    let rogue = Link::open(config().tls(certificates::side_of(&d, "rogue-ca", "rogue"))).unwrap();
+    assert_eq!(
+        rogue.attach("secure").unwrap_err().kind(),
+        &ErrorKind::NotFound
+    );
+    drop(rogue);
+    // Plain TCP to a TLS port: nothing either.
+    let plain_endpoint = host.endpoint.replacen("tls/", "tcp/", 1);
+    let plain = Link::open(
+        Config::connect(plain_endpoint)
+            .namespace(&namespace)
+            .attach_timeout(Duration::from_secs(2)),
+    )
+    .unwrap();
+    assert_eq!(
+        plain.attach("secure").unwrap_err().kind(),
+        &ErrorKind::NotFound
+    );
+    drop(plain);
+    // The CA's client: served.
+    let link = Link::open(config().tls(certificates::side(&d, "client"))).unwrap();
+    let mut p = ProbeClient::new(link.attach("secure").unwrap());
+    assert_eq!(p.square(11).unwrap(), 121);
+    assert!(p.into_process().stop().unwrap().success());
+    assert!(host.join().success());
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[cfg(not(feature = "tls"))]
+fn tls_links_need_a_certificate_the_ca_signed() {
+    println!(
+        "SKIPPED tls_links_need_a_certificate_the_ca_signed: built without the `tls` feature \
+         (cargo test -p forkbridge-zenoh --features tls)"
+    );
 }
