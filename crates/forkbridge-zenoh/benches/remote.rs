@@ -19,6 +19,8 @@ use forkbridge::{
 };
 use forkbridge_testkit::{kill, pin};
 use forkbridge_zenoh::{Config, Link, serve};
+use zenoh::Wait;
+use zenoh::qos::CongestionControl;
 
 const SERVE_ENV: &str = "FB_ZENOH_BENCH_SERVE";
 const WAIT: Duration = Duration::from_secs(10);
@@ -64,6 +66,22 @@ impl Backend for Echo {
     }
 }
 
+fn raw_config(listen: Option<&str>, connect: Option<&str>) -> zenoh::Config {
+    let mut c = zenoh::Config::default();
+    c.insert_json5("mode", "\"peer\"").unwrap();
+    c.insert_json5("scouting/multicast/enabled", "false")
+        .unwrap();
+    if let Some(l) = listen {
+        c.insert_json5("listen/endpoints", &format!("[\"{l}\"]"))
+            .unwrap();
+    }
+    if let Some(e) = connect {
+        c.insert_json5("connect/endpoints", &format!("[\"{e}\"]"))
+            .unwrap();
+    }
+    c
+}
+
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
@@ -82,10 +100,28 @@ fn serve_main(namespace: &str) -> ! {
     }
     let endpoint = format!("tcp/127.0.0.1:{}", free_port());
     let served = serve(Config::listen(&endpoint).namespace(namespace), processes).unwrap();
+    // Zenoh alone, for the record: a session of its own whose callback
+    // publishes each sample back.
+    let raw_endpoint = format!("tcp/127.0.0.1:{}", free_port());
+    let raw = zenoh::open(raw_config(Some(&raw_endpoint), None))
+        .wait()
+        .unwrap();
+    let pong = raw
+        .declare_publisher(format!("fbbench/{namespace}/pong"))
+        .congestion_control(CongestionControl::Block)
+        .wait()
+        .unwrap();
+    let _ping = raw
+        .declare_subscriber(format!("fbbench/{namespace}/ping"))
+        .callback(move |sample| {
+            let _ = pong.put(sample.payload().to_bytes().to_vec()).wait();
+        })
+        .wait()
+        .unwrap();
     let echo = TcpListener::bind("127.0.0.1:0").unwrap();
     let sink = TcpListener::bind("127.0.0.1:0").unwrap();
     println!(
-        "ENDPOINT {endpoint} {} {}",
+        "ENDPOINT {endpoint} {} {} {raw_endpoint}",
         echo.local_addr().unwrap().port(),
         sink.local_addr().unwrap().port()
     );
@@ -136,6 +172,7 @@ fn serve_main(namespace: &str) -> ! {
 struct Host {
     child: Child,
     endpoint: String,
+    raw_endpoint: String,
     echo_port: u16,
     sink_port: u16,
     namespace: String,
@@ -153,11 +190,12 @@ fn host() -> Host {
         .read_line(&mut line)
         .unwrap();
     let parts: Vec<&str> = line.split_whitespace().collect();
-    let ["ENDPOINT", endpoint, echo, sink] = parts[..] else {
+    let ["ENDPOINT", endpoint, echo, sink, raw] = parts[..] else {
         panic!("the serving program said {line:?}");
     };
     Host {
         endpoint: endpoint.to_owned(),
+        raw_endpoint: raw.to_owned(),
         echo_port: echo.parse().unwrap(),
         sink_port: sink.parse().unwrap(),
         child,
@@ -231,7 +269,31 @@ fn main() {
             tcp.write_all(&ping_frame).unwrap();
             tcp.read_exact(&mut back).unwrap();
         }
-        let (mut ours, mut theirs) = (Vec::new(), Vec::new());
+        let raw = zenoh::open(raw_config(None, Some(&host.raw_endpoint)))
+            .wait()
+            .unwrap();
+        let ping_pub = raw
+            .declare_publisher(format!("fbbench/{}/ping", host.namespace))
+            .congestion_control(CongestionControl::Block)
+            .wait()
+            .unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let _pong = raw
+            .declare_subscriber(format!("fbbench/{}/pong", host.namespace))
+            .callback(move |sample| {
+                let _ = tx.send(sample.payload().to_bytes().len());
+            })
+            .wait()
+            .unwrap();
+        let raw_round = || {
+            ping_pub.put(ping_frame.clone()).wait().unwrap();
+            rx.recv_timeout(WAIT).unwrap();
+        };
+        std::thread::sleep(Duration::from_millis(300));
+        for _ in 0..per_block {
+            raw_round();
+        }
+        let (mut ours, mut theirs, mut zenoh_only) = (Vec::new(), Vec::new(), Vec::new());
         for _ in 0..blocks {
             let t = Instant::now();
             for _ in 0..per_block {
@@ -241,11 +303,17 @@ fn main() {
             theirs.push(t.elapsed().as_secs_f64() * 1e6 / per_block as f64);
             let t = Instant::now();
             for _ in 0..per_block {
+                raw_round();
+            }
+            zenoh_only.push(t.elapsed().as_secs_f64() * 1e6 / per_block as f64);
+            let t = Instant::now();
+            for _ in 0..per_block {
                 echo.send(ping.clone()).unwrap();
                 echo.recv_timeout(WAIT).unwrap();
             }
             ours.push(t.elapsed().as_secs_f64() * 1e6 / per_block as f64);
         }
+        let theirs_copy = theirs.clone();
         result(
             "remote_roundtrip",
             median(ours),
@@ -254,6 +322,16 @@ fn main() {
             "<=2.0",
             "send + recv of a small message to a remote backend over Zenoh on loopback TCP; \
              baseline: TCP_NODELAY ping-pong of the same frame bytes between the same two processes",
+        );
+        let theirs_median = median(theirs_copy);
+        result(
+            "remote_roundtrip_zenoh_only",
+            median(zenoh_only),
+            "us",
+            theirs_median,
+            "(for the record)",
+            "Zenoh alone: put + a subscriber callback that puts back, between the same two \
+             processes, no forkbridge; baseline: the same TCP ping-pong",
         );
     }
     if wanted("remote_oneway") {
