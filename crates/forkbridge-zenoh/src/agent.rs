@@ -122,7 +122,31 @@ impl fmt::Debug for AgentBuilder {
     }
 }
 
-/// A running agent; see the [module docs](self).
+/// A running agent: a program on a backend's host that starts the backend
+/// types it registered when a frontend asks ([`Link::start_on`]), each
+/// forked by its fork server and served under the name the frontend chose.
+///
+/// ```no_run
+/// use forkbridge::{Backend, Handlers};
+/// use forkbridge_zenoh::{Agent, Config};
+/// # #[derive(serde::Serialize, serde::Deserialize)] struct Detector;
+/// # impl Backend for Detector { fn register(_: &mut Handlers<Self>) {} }
+///
+/// forkbridge::init(); // first in main: the fork server runs this program
+/// let agent = Agent::builder("gpu-1")
+///     .register::<Detector>("Detector")
+///     .start(Config::listen("tcp/0.0.0.0:7447").namespace("vision"))?;
+/// // ... until the program is asked to stop:
+/// for (name, status) in agent.stop() {
+///     println!("{name}: {status:?}");
+/// }
+/// # Ok::<(), forkbridge_zenoh::Error>(())
+/// ```
+///
+/// Code does not travel: the agent's program must contain each type it
+/// starts. If the agent dies, its fork server and every backend it started
+/// die with it, and their frontends see `Disconnected` with
+/// [`is_host_lost`](forkbridge::Error::is_host_lost).
 pub struct Agent {
     name: String,
     shared: Arc<Shared>,

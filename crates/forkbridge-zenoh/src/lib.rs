@@ -31,6 +31,11 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
+//! An [`Agent`] on the backend's host starts registered backend types when
+//! a frontend asks ([`Link::start_on`]), each forked by its fork server;
+//! with the `tls` feature, links are TLS with client certificates
+//! (`Config::tls`).
+//!
 //! # Faults
 //!
 //! Remote backends keep forkbridge's fault model:
@@ -76,7 +81,7 @@
 //!
 //! Key space, per backend: `fb/<namespace>/<name>/{in,out,exit,sig}`, with
 //! liveliness tokens `…/alive` (the serving side) and `…/owner/<zid>` (the
-//! attached frontend).
+//! attached frontend); an agent answers on `fbagent/<namespace>/<agent>/start`.
 
 #![warn(missing_docs)]
 #![cfg_attr(docsrs, feature(doc_cfg))]

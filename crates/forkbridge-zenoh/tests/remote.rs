@@ -347,6 +347,7 @@ fn main() {
         a_killed_agent_disconnects_every_frontend,
         a_lost_host_is_seen_within_a_lease_and_a_new_backend_attaches,
         tls_links_need_a_certificate_the_ca_signed,
+        the_example_runs_its_pipeline_on_a_second_host,
     ];
     let filters: Vec<String> = std::env::args()
         .skip(1)
@@ -1019,4 +1020,25 @@ fn tls_links_need_a_certificate_the_ca_signed() {
         "SKIPPED tls_links_need_a_certificate_the_ca_signed: built without the `tls` feature \
          (cargo test -p forkbridge-zenoh --features tls)"
     );
+}
+
+fn the_example_runs_its_pipeline_on_a_second_host() {
+    // Cargo builds the examples beside the test binaries' `deps/`.
+    let exe = std::env::current_exe().unwrap();
+    let example = exe
+        .parent()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .join("examples/remote");
+    let mut child = Command::new(&example)
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{}: {e}", example.display()));
+    let status = wait_within(&mut child, Duration::from_secs(50)).expect("the example ends");
+    let mut out = String::new();
+    std::io::Read::read_to_string(&mut child.stdout.take().unwrap(), &mut out).unwrap();
+    assert!(status.success(), "{status}: {out}");
+    assert!(out.contains("remote detectors on tcp/127.0.0.1:"), "{out}");
+    assert!(out.contains("2000 frames"), "{out}");
 }
