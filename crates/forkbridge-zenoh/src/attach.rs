@@ -17,7 +17,6 @@
 //! side it is attached; it vanishes when the handle is dropped, the
 //! program dies, or the link is lost, and the backend then stops.
 
-use std::io::Write;
 use std::os::unix::process::ExitStatusExt;
 use std::process::ExitStatus;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -27,9 +26,9 @@ use std::time::Duration;
 use forkbridge::relay::{FrameReader, Remote};
 use forkbridge::{MessageProcess, MessageProcessBuilder};
 use zenoh::Wait;
-use zenoh::qos::CongestionControl;
 use zenoh::sample::SampleKind;
 
+use crate::carry;
 use crate::error::{Error, ErrorKind, Result};
 use crate::keys::Keys;
 use crate::link::Link;
@@ -88,17 +87,7 @@ impl Link {
             let name = name.clone();
             session
                 .declare_subscriber(keys.output())
-                .callback(move |sample| {
-                    let payload = sample.payload().to_bytes();
-                    match frames.check(&payload) {
-                        // Blocks while the handle's socket is full: the
-                        // publisher then waits too (back-pressure).
-                        Ok(()) => {
-                            let _ = (&stream).write_all(&payload);
-                        }
-                        Err(e) => log::warn!("'{name}': dropped a sample from the network: {e}"),
-                    }
-                })
+                .callback(move |sample| carry::deliver(&sample, frames, &name, &stream))
                 .wait()
                 .map_err(|e| Error::link("cannot subscribe to the backend's frames", e))?
         };
@@ -107,9 +96,8 @@ impl Link {
             session
                 .declare_subscriber(keys.exit())
                 .callback(move |sample| {
-                    let raw = sample.payload().to_bytes();
-                    if let Ok(raw) = <[u8; 4]>::try_from(&raw[..]) {
-                        fate.exited(ExitStatus::from_raw(i32::from_le_bytes(raw)));
+                    if let Some(raw) = carry::int_of(&sample) {
+                        fate.exited(ExitStatus::from_raw(raw));
                     }
                 })
                 .wait()
@@ -152,16 +140,8 @@ impl Link {
                 format!("backend '{name}' already has a frontend attached"),
             ));
         }
-        let input = session
-            .declare_publisher(keys.input())
-            .congestion_control(CongestionControl::Block)
-            .wait()
-            .map_err(|e| Error::link("cannot publish frames", e))?;
-        let signals = session
-            .declare_publisher(keys.signal())
-            .congestion_control(CongestionControl::Block)
-            .wait()
-            .map_err(|e| Error::link("cannot publish signals", e))?;
+        let input = carry::publisher(session, keys.input(), "frames")?;
+        let signals = carry::publisher(session, keys.signal(), "signals")?;
         // Declared last: the serving side publishes only once it sees it,
         // and by then it has seen the subscribers above.
         let owner = session
@@ -181,19 +161,7 @@ impl Link {
             .spawn(move || {
                 // Owns the declarations: when the handle is gone, they go.
                 let _held = (out, exit, alive, owner);
-                let mut reader = reader;
-                loop {
-                    match reader.next_run() {
-                        Ok(Some(run)) => {
-                            if input.put(run.to_vec()).wait().is_err() {
-                                return;
-                            }
-                        }
-                        Ok(None) => return,
-                        Err(e) if e.kind() == &forkbridge::ErrorKind::Io => return,
-                        Err(e) => log::warn!("'{name}': a frame was not sent: {e}"),
-                    }
-                }
+                carry::pump(reader, &input, &name, || true);
             });
         spawned.map_err(|e| Error::link("cannot start the relay thread", e))?;
         let signaller = std::thread::Builder::new()
@@ -202,7 +170,7 @@ impl Link {
                 loop {
                     match remote.next_signal(Duration::from_secs(3600)) {
                         Ok(Some(sig)) => {
-                            let _ = signals.put(sig.to_le_bytes().to_vec()).wait();
+                            let _ = signals.put(carry::int_payload(sig)).wait();
                         }
                         Ok(None) => {}
                         Err(_) => return,

@@ -88,6 +88,7 @@
 
 mod agent;
 mod attach;
+mod carry;
 mod config;
 mod error;
 mod keys;

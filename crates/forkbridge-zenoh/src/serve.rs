@@ -16,7 +16,6 @@
 //!   stopped like a local backend whose frontend died (unless
 //!   [`Config::outlive_frontend`](crate::Config::outlive_frontend)).
 
-use std::io::Write;
 use std::os::unix::net::UnixStream;
 use std::os::unix::process::ExitStatusExt;
 use std::process::ExitStatus;
@@ -28,9 +27,9 @@ use std::time::Duration;
 use forkbridge::MessageProcess;
 use forkbridge::relay::{FrameReader, Relay};
 use zenoh::Wait;
-use zenoh::qos::CongestionControl;
 use zenoh::sample::SampleKind;
 
+use crate::carry;
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::keys::Keys;
@@ -238,17 +237,8 @@ impl Link {
             session
                 .declare_subscriber(keys.input())
                 .callback(move |sample| {
-                    let payload = sample.payload().to_bytes();
-                    match frames.check(&payload) {
-                        Ok(()) => {
-                            let mut w =
-                                shared.writer.lock().unwrap_or_else(PoisonError::into_inner);
-                            let _ = w.write_all(&payload);
-                        }
-                        Err(e) => {
-                            log::warn!("'{}': dropped a sample from the network: {e}", shared.name)
-                        }
-                    }
+                    let writer = shared.writer.lock().unwrap_or_else(PoisonError::into_inner);
+                    carry::deliver(&sample, frames, &shared.name, &*writer);
                 })
                 .wait()
                 .map_err(|e| Error::link("cannot subscribe to frames", e))?
@@ -258,9 +248,7 @@ impl Link {
             session
                 .declare_subscriber(keys.signal())
                 .callback(move |sample| {
-                    let raw = sample.payload().to_bytes();
-                    if let Ok(raw) = <[u8; 4]>::try_from(&raw[..]) {
-                        let sig = i32::from_le_bytes(raw);
+                    if let Some(sig) = carry::int_of(&sample) {
                         let relay = shared.relay.lock().unwrap_or_else(PoisonError::into_inner);
                         let _ = relay.signal(sig);
                     }
@@ -281,16 +269,8 @@ impl Link {
                 .wait()
                 .map_err(|e| Error::link("cannot watch for frontends", e))?
         };
-        let output = session
-            .declare_publisher(keys.output())
-            .congestion_control(CongestionControl::Block)
-            .wait()
-            .map_err(|e| Error::link("cannot publish frames", e))?;
-        let exit = session
-            .declare_publisher(keys.exit())
-            .congestion_control(CongestionControl::Block)
-            .wait()
-            .map_err(|e| Error::link("cannot publish the exit", e))?;
+        let output = carry::publisher(session, keys.output(), "frames")?;
+        let exit = carry::publisher(session, keys.exit(), "the exit")?;
         // Declared last: a frontend that sees it has seen the subscribers.
         let alive = session
             .liveliness()
@@ -302,21 +282,8 @@ impl Link {
             std::thread::Builder::new()
                 .name(format!("fb-serve:{name}"))
                 .spawn(move || {
-                    let mut reader = reader;
-                    loop {
-                        match reader.next_run() {
-                            Ok(Some(run)) => {
-                                if shared.wait_attached()
-                                    && output.put(run.to_vec()).wait().is_err()
-                                {
-                                    break;
-                                }
-                            }
-                            Ok(None) => break,
-                            Err(e) if e.kind() == &forkbridge::ErrorKind::Io => break,
-                            Err(e) => log::warn!("'{}': a frame was not sent: {e}", shared.name),
-                        }
-                    }
+                    // Frames wait for a frontend; dropped only when stopping.
+                    carry::pump(reader, &output, &shared.name, || shared.wait_attached());
                     let status = {
                         let mut relay = shared.relay.lock().unwrap_or_else(PoisonError::into_inner);
                         relay.wait_timeout(REAP_WAIT)
@@ -326,7 +293,7 @@ impl Link {
                         Err(e) => e.exit_status(),
                     };
                     if let Some(status) = status {
-                        let _ = exit.put(status.into_raw().to_le_bytes().to_vec()).wait();
+                        let _ = exit.put(carry::int_payload(status.into_raw())).wait();
                     }
                     drop((alive, input, signals, owners));
                     status
