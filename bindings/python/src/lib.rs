@@ -31,6 +31,7 @@ mod intercom;
 mod message;
 mod ndarray;
 mod process;
+mod remote;
 mod start;
 mod sys;
 
@@ -57,6 +58,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(start::set_fork_server_command, m)?)?;
     m.add_function(wrap_pyfunction!(start::serve_forks, m)?)?;
     errors::register(m)?;
+    remote::register(m)?;
     m.add_function(wrap_pyfunction!(refresh_pid, m)?)?;
     // A fork made by `os.fork` or `multiprocessing` must refresh the cached
     // pid too (see `sys::getpid`).

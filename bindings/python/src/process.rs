@@ -65,6 +65,9 @@ pub(crate) struct Process {
     lend: bool,
     /// The callable the child runs, set by `start` just before the fork.
     child: ChildSlot,
+    /// A handle for a backend elsewhere (`remote::attach`): running from
+    /// the start, with no pid on this host.
+    attached: bool,
 }
 
 #[pymethods]
@@ -118,6 +121,7 @@ impl Process {
             polled: Mutex::new(VecDeque::new()),
             lend,
             child,
+            attached: false,
         })
     }
 
@@ -666,11 +670,46 @@ impl Process {
     }
 
     fn started(&self, py: Python<'_>) -> bool {
-        py.detach(|| {
-            lock(&self.inner)
-                .as_ref()
-                .is_some_and(|p| p.pid().is_some())
+        self.attached
+            || py.detach(|| {
+                lock(&self.inner)
+                    .as_ref()
+                    .is_some_and(|p| p.pid().is_some())
+            })
+    }
+
+    /// The door for `remote.rs`: a handle around `inner`, a running
+    /// handle whose backend is elsewhere (`MessageProcessBuilder::attach`).
+    pub(crate) fn adopt(
+        inner: MessageProcess,
+        stop_timeout: f64,
+        kill_timeout: f64,
+        lend: bool,
+    ) -> PyResult<Process> {
+        Ok(Process {
+            name: inner.name().to_owned(),
+            owner: sys::getpid(),
+            fd: inner.as_raw_fd(),
+            fd_handed_out: AtomicBool::new(false),
+            buffered: AtomicBool::new(false),
+            spin: Duration::ZERO,
+            stop_timeout,
+            kill_timeout,
+            inner: Mutex::new(Some(inner)),
+            polled: Mutex::new(VecDeque::new()),
+            lend,
+            child: Arc::new(Mutex::new(None)),
+            attached: true,
         })
+    }
+
+    /// The door for `remote.rs`: the core handle, taken out (to hand a
+    /// started process's stream to a transport); this object is closed
+    /// from then on.
+    pub(crate) fn take_handle(&self, py: Python<'_>) -> PyResult<MessageProcess> {
+        self.check_owner()?;
+        py.detach(|| lock(&self.inner).take())
+            .ok_or_else(|| PyRuntimeError::new_err("the process handle is closed"))
     }
 }
 

@@ -193,3 +193,152 @@ pub fn decode_shared<T: serde::de::DeserializeOwned>(bytes: &[u8], fds: Vec<Owne
         crate::Error::new(crate::ErrorKind::Decode).with_source(std::io::Error::other(why))
     })
 }
+
+/// Rewrites `run` (whole frames, as [`relay::FrameCheck`](crate::relay::FrameCheck)
+/// passed them, each at most `max` bytes) so that every pickled value in
+/// its messages becomes `replace(type_name)`; other frames, and messages
+/// without one, are copied as they are. `Ok(None)`: nothing to replace
+/// (send `run` itself).
+///
+/// For a binding whose transport carries frames from peers it does not
+/// trust: a pickle is code for the interpreter that loads it, so such a
+/// peer's pickles must never reach the unpickler. Only message frames
+/// carry the values a binding loads; the arguments of typed calls and
+/// their replies are postcard bytes for the Rust types on either end.
+///
+/// # Errors
+///
+/// [`ErrorKind::Decode`](crate::ErrorKind::Decode) if a message frame does
+/// not decode or `run` does not end on a frame's end;
+/// [`ErrorKind::FrameTooLarge`](crate::ErrorKind::FrameTooLarge) if a
+/// rewritten message outgrows `max`.
+pub fn replace_pickles(
+    run: &[u8],
+    max: usize,
+    replace: &mut dyn FnMut(&str) -> crate::Value,
+) -> Result<Option<Vec<u8>>> {
+    use crate::protocol::wire;
+
+    fn holds_pickle(v: &crate::Value) -> bool {
+        match v {
+            crate::Value::Pickled { .. } => true,
+            crate::Value::List(items) | crate::Value::Tuple(items) => {
+                items.iter().any(holds_pickle)
+            }
+            crate::Value::Map(entries) => entries
+                .iter()
+                .any(|(k, v)| holds_pickle(k) || holds_pickle(v)),
+            _ => false,
+        }
+    }
+    fn rewrite(v: crate::Value, replace: &mut dyn FnMut(&str) -> crate::Value) -> crate::Value {
+        match v {
+            crate::Value::Pickled { type_name, .. } => replace(&type_name),
+            crate::Value::List(items) => {
+                crate::Value::List(items.into_iter().map(|v| rewrite(v, replace)).collect())
+            }
+            crate::Value::Tuple(items) => {
+                crate::Value::Tuple(items.into_iter().map(|v| rewrite(v, replace)).collect())
+            }
+            crate::Value::Map(entries) => crate::Value::Map(
+                entries
+                    .into_iter()
+                    .map(|(k, v)| (rewrite(k, replace), rewrite(v, replace)))
+                    .collect(),
+            ),
+            other => other,
+        }
+    }
+    let cut_short = || crate::Error::new(crate::ErrorKind::Decode).with_source("a frame cut short");
+    let mut out: Option<Vec<u8>> = None;
+    let mut pos = 0;
+    while pos < run.len() {
+        let head: [u8; wire::LEN_BYTES] = run
+            .get(pos..pos + wire::LEN_BYTES)
+            .and_then(|h| h.try_into().ok())
+            .ok_or_else(cut_short)?;
+        let end = pos + wire::LEN_BYTES + u32::from_le_bytes(head) as usize;
+        let frame = run.get(pos..end).ok_or_else(cut_short)?;
+        let mut replaced = None;
+        // Kind 0 is a message (see the table in `protocol::wire`).
+        if let Some((&0, body)) = frame[wire::LEN_BYTES..].split_first() {
+            let msg: Message = postcard::from_bytes(body)
+                .map_err(|e| crate::Error::new(crate::ErrorKind::Decode).with_source(e))?;
+            if msg.params().any(|(_, v)| holds_pickle(v)) {
+                let (command, params) = msg.into_parts();
+                let mut clean = Message::new(command);
+                for (name, value) in params {
+                    clean.set(name, rewrite(value, replace));
+                }
+                replaced = Some(clean);
+            }
+        }
+        match (replaced, &mut out) {
+            (Some(clean), out) => {
+                let out = out.get_or_insert_with(|| run[..pos].to_vec());
+                wire::encode_message(out, &clean, max)?;
+            }
+            (None, Some(out)) => out.extend_from_slice(frame),
+            (None, None) => {}
+        }
+        pos = end;
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Value;
+    use crate::protocol::wire;
+
+    fn pickled(name: &str) -> Value {
+        Value::Pickled {
+            type_name: name.to_owned(),
+            data: b"evil".to_vec(),
+            buffers: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn pickles_are_replaced_and_the_rest_kept() {
+        let mut run = Vec::new();
+        let plain = Message::new("plain").with("x", 1);
+        wire::encode_message(&mut run, &plain, 1 << 20).unwrap();
+        let nested = Value::Map(vec![(
+            Value::Str("k".into()),
+            Value::List(vec![pickled("a.B")]),
+        )]);
+        let dirty = Message::new("dirty")
+            .with("p", pickled("set"))
+            .with("n", nested);
+        wire::encode_message(&mut run, &dirty, 1 << 20).unwrap();
+        wire::encode_stop(&mut run);
+        let mut seen = Vec::new();
+        let out = replace_pickles(&run, 1 << 20, &mut |t| {
+            seen.push(t.to_owned());
+            Value::Str(format!("refused {t}"))
+        })
+        .unwrap()
+        .expect("rewritten");
+        assert_eq!(seen, ["set", "a.B"]);
+        let mut decoder = wire::Decoder::new(1 << 20);
+        decoder.buffer().extend_from_slice(&out);
+        let first = decoder.next_frame().unwrap().unwrap();
+        assert!(matches!(first, wire::Frame::Message(m) if m == plain));
+        let Some(Ok(wire::Frame::Message(m))) = decoder.next_frame() else {
+            panic!("a message")
+        };
+        assert_eq!(m.get("p"), Some(&Value::Str("refused set".into())));
+        assert!(matches!(decoder.next_frame(), Some(Ok(wire::Frame::Stop))));
+        // Nothing to replace: `None`, and a cut run is refused.
+        let mut clean = Vec::new();
+        wire::encode_message(&mut clean, &plain, 1 << 20).unwrap();
+        assert!(
+            replace_pickles(&clean, 1 << 20, &mut |_| Value::Null)
+                .unwrap()
+                .is_none()
+        );
+        assert!(replace_pickles(&clean[..clean.len() - 1], 1 << 20, &mut |_| Value::Null).is_err());
+    }
+}

@@ -1,0 +1,911 @@
+"""Remote backends over Eclipse Zenoh: the same ``MessageProcess``, with
+its backend on another host.
+
+A program on the backend's host serves backends by name (``serve``); a
+frontend opens a ``Link`` and attaches to one (``Link.attach``), and gets a
+handle with the frontend API of a local ``MessageProcess``:
+``sendMessageToBack``, ``getPipe().recv(timeout=...)``, ``returnFromBack``,
+``requestStop``, a bounded ``stop()``, ``join``, ``is_alive``, ``exitcode``,
+``terminate`` and ``kill`` (forwarded to the serving host)::
+
+    # on the GPU host
+    served = serve(Config(listen="tcp/0.0.0.0:7447", namespace="vision"),
+                   [Detector("detector-1")])
+    served.wait()
+
+    # on the frontend's host
+    link = Link.open(Config(connect="tcp/gpu-1:7447", namespace="vision"))
+    det = link.attach("detector-1", Detector)    # Detector's frontend methods work
+    det.sendMessageToBack(MessageObject("detect", frame=17))
+    reply = det.getPipe().recv(timeout=1)
+    det.stop()
+
+It speaks the same protocol as the Rust crate ``forkbridge-zenoh``, so
+either end may be Rust or Python: the same Zenoh key space
+(``fb/<namespace>/<name>/{in,out,exit,sig}``, liveliness tokens ``…/alive``
+and ``…/owner/<zid>``), the same payloads (whole frames per sample, made and
+checked by the Rust core in ``_native``; the exit status and signals as
+``i32`` little-endian), publishers that block under congestion instead of
+dropping, and the same fault model: a backend that dies gives
+``BackendGone`` after its last message, with its exit status; its host or
+serving program lost gives ``HostLost`` (a ``BackendGone``) within a lease;
+a frontend that goes away takes its backends with it unless the serving
+side set ``outlive_frontend``.
+
+Pickles: values Python pickles (a ``set``, a class instance, a numpy array)
+are code for the interpreter that loads them, so a handle never unpickles
+what came from the network unless the program opts in, naming whom it
+trusts: ``Link.attach(name, trust_pickles=True)`` (the backend served as
+``name``), ``serve(..., trust_pickles_from=[zid, ...])`` (frontends by
+Zenoh id). Otherwise a refused value raises ``PicklesRefused`` (an
+``UnreadableMessage``) in its turn; the stream goes on. Values of the
+builtin types (``None``, ``bool``, ``int``, ``float``, ``str``, ``bytes``,
+``list``, ``tuple``, ``dict``) are not pickles and always cross.
+
+This module needs the ``eclipse-zenoh`` package: ``pip install
+forkbridge[remote]``. It is imported when a link opens, not before.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import struct
+import threading
+import time
+import weakref
+from collections.abc import Callable, Iterable, Sequence
+from types import ModuleType
+from typing import TYPE_CHECKING, Any, TypeVar, cast
+
+from . import _native
+from ._native import BackendGone, ForkbridgeError, UnreadableMessage
+from ._pipe import Duplex
+from ._process import MessageProcess
+
+if TYPE_CHECKING:
+    import zenoh
+
+__all__ = [
+    "DEFAULT_LEASE",
+    "BackendBusy",
+    "BackendNotFound",
+    "Config",
+    "HostLost",
+    "Link",
+    "LinkError",
+    "PicklesRefused",
+    "Served",
+    "StartRefused",
+    "serve",
+]
+
+logger = logging.getLogger("forkbridge.remote")
+
+#: How long a peer may stay silent before it is taken for lost (seconds).
+DEFAULT_LEASE = 3.0
+# A vanished ``alive`` token waits this long for the ``exit`` sample that
+# may be behind it (liveliness and data travel apart) before the host is
+# declared lost.
+_EXIT_GRACE = 0.05
+# How long to ask whether another frontend is attached.
+_OWNER_QUERY = 0.5
+# How long a served backend whose stream ended is waited for.
+_REAP_WAIT = 10.0
+# How long an agent's answer to a start request is waited for.
+_START_WAIT = 20.0
+# Characters Zenoh gives a meaning in a key.
+_BAD_KEY_CHARS = frozenset("/*$?#")
+
+P = TypeVar("P", bound=MessageProcess)
+
+
+# ---- errors ----------------------------------------------------------------
+
+
+class LinkError(ForkbridgeError):
+    """Zenoh could not open the session or declare what a link needs."""
+
+
+class BackendNotFound(LinkError):
+    """No backend of this name answered within the attach timeout."""
+
+
+class BackendBusy(LinkError):
+    """The backend already has a frontend attached."""
+
+
+class StartRefused(LinkError):
+    """An agent refused to start a backend; the message says why."""
+
+
+class HostLost(BackendGone):
+    """The backend's host, or the link to it, was lost (nothing was heard
+    from it within its lease), or its serving program died: the backend's
+    exit status is unknown. A ``BackendGone``, so an ``EOFError``."""
+
+
+class PicklesRefused(UnreadableMessage):
+    """A message from the network held a pickled value, and this end does
+    not trust its sender: the value was not unpickled (``command`` names
+    the message; the next receive returns the message after it). Opt in
+    with ``Link.attach(name, trust_pickles=True)`` or
+    ``serve(..., trust_pickles_from=[...])``."""
+
+
+def _refuse_pickle(type_name: str) -> Any:
+    # What a refused pickle loads as (see the native ``deliver``): raised
+    # inside ``pickle.loads``, so the reader gets it as the cause of an
+    # UnreadableMessage in the message's turn.
+    raise PicklesRefused(
+        "a pickled %s came from the network and was not unpickled: pickles are "
+        "code, loaded only from peers the program trusts (Link.attach(name, "
+        "trust_pickles=True), serve(..., trust_pickles_from=[...]))" % type_name
+    )
+
+
+def _zenoh() -> ModuleType:
+    try:
+        import zenoh as z
+    except ImportError as e:
+        raise ImportError(
+            "forkbridge.remote needs the eclipse-zenoh package: "
+            "pip install forkbridge[remote]"
+        ) from e
+    return z
+
+
+# ---- config ----------------------------------------------------------------
+
+
+def _check_chunk(what: str, chunk: str) -> None:
+    if not chunk or any(c in _BAD_KEY_CHARS or c.isspace() for c in chunk):
+        raise ValueError(
+            "%s %r: use a non-empty word without '/', '*', '$', '?', '#' or spaces"
+            % (what, chunk)
+        )
+
+
+def _endpoints(value: str | Sequence[str]) -> tuple[str, ...]:
+    return (value,) if isinstance(value, str) else tuple(value)
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    """How a link reaches its peers.
+
+    Peer to peer, with no broker and no multicast discovery: one side
+    listens on an endpoint (``"tcp/0.0.0.0:7447"``), the other connects to
+    it; each takes one endpoint or a list. A namespace keeps deployments
+    that share a network apart.
+
+    ``lease`` (seconds, 0.1 to 3600): a peer silent for a whole lease is
+    taken for lost, and every backend on it is ``HostLost``; a link sends
+    keep-alives four times per lease. A process that dies on a host that
+    lives is seen at once whatever the lease (its sockets close).
+    ``attach_timeout``: how long ``Link.attach`` waits for the backend to
+    be found. ``outlive_frontend`` (serving side): a backend keeps running
+    when its frontend goes away, for the next one to attach; off, it is
+    stopped as a local backend is when its frontend dies. ``zid``: this
+    session's Zenoh id (hex digits; random unless set), which a serving
+    side names in ``trust_pickles_from``.
+    """
+
+    listen: str | Sequence[str] = ()
+    connect: str | Sequence[str] = ()
+    namespace: str = "default"
+    lease: float = DEFAULT_LEASE
+    attach_timeout: float = 10.0
+    outlive_frontend: bool = False
+    zid: str | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "listen", _endpoints(self.listen))
+        object.__setattr__(self, "connect", _endpoints(self.connect))
+        _check_chunk("namespace", self.namespace)
+        if not 0.1 <= self.lease <= 3600:
+            raise ValueError("lease %r s: use 0.1 s to an hour" % self.lease)
+        if not self.attach_timeout >= 0:
+            raise ValueError("attach_timeout %r: use a number of seconds" % self.attach_timeout)
+
+    def _to_zenoh(self, z: ModuleType) -> zenoh.Config:
+        c = z.Config()
+
+        def put(key: str, value: Any) -> None:
+            try:
+                c.insert_json5(key, json.dumps(value))
+            except Exception as e:
+                raise ValueError("%s = %r: %s" % (key, value, e)) from None
+
+        put("mode", "peer")
+        put("scouting/multicast/enabled", False)
+        put("listen/endpoints", list(self.listen))
+        put("connect/endpoints", list(self.connect))
+        put("transport/link/tx/lease", int(self.lease * 1000))
+        put("transport/link/tx/keep_alive", 4)
+        if self.zid is not None:
+            put("id", self.zid)
+        return cast("zenoh.Config", c)
+
+
+class _Keys:
+    """The key space of one backend (as the Rust crate's ``keys.rs``)."""
+
+    def __init__(self, namespace: str, name: str) -> None:
+        _check_chunk("namespace", namespace)
+        _check_chunk("name", name)
+        self.base = "fb/%s/%s" % (namespace, name)
+        self.input = self.base + "/in"
+        self.output = self.base + "/out"
+        self.exit = self.base + "/exit"
+        self.signal = self.base + "/sig"
+        self.alive = self.base + "/alive"
+        self.owners = self.base + "/owner/*"
+
+    def owner(self, zid: str) -> str:
+        return "%s/owner/%s" % (self.base, zid)
+
+
+def _int_payload(value: int) -> bytes:
+    return struct.pack("<i", value)
+
+
+def _int_of(sample: zenoh.Sample) -> int | None:
+    raw = sample.payload.to_bytes()
+    return cast(int, struct.unpack("<i", raw)[0]) if len(raw) == 4 else None
+
+
+def _publisher(session: zenoh.Session, z: ModuleType, key: str) -> zenoh.Publisher:
+    # Zenoh's default for a put is to drop under congestion: frames must
+    # not be lost, so a slow reader slows its writer instead.
+    return session.declare_publisher(key, congestion_control=z.CongestionControl.BLOCK)
+
+
+def _undeclare(*entities: Any) -> None:
+    for entity in entities:
+        try:
+            entity.undeclare()
+        except Exception:
+            pass
+
+
+def _pump(
+    reader: _native.FrameReader,
+    output: zenoh.Publisher,
+    name: str,
+    ready: Callable[[], bool] = lambda: True,
+) -> None:
+    """Publishes a stream's frames, a run of whole ones per sample, until
+    the stream ends or the network refuses; a frame that must not cross is
+    logged and skipped. ``ready`` is asked before each sample (False: drop
+    it)."""
+    while True:
+        try:
+            run = reader.next_run()
+        except (ForkbridgeError, ValueError) as e:
+            logger.warning("'%s': a frame was not sent: %s", name, e)
+            continue
+        if run is None:
+            return
+        if ready():
+            try:
+                output.put(run)
+            except Exception as e:
+                logger.warning("'%s': the link refused a frame: %s", name, e)
+                return
+
+
+def _deliver(
+    deliver: Callable[[bytes, bool], None], sample: zenoh.Sample, name: str, trusted: bool
+) -> None:
+    try:
+        deliver(sample.payload.to_bytes(), trusted)
+    except Exception as e:
+        logger.warning("'%s': dropped a sample from the network: %s", name, e)
+
+
+def _thread(target: Callable[[], None], name: str) -> threading.Thread:
+    t = threading.Thread(target=target, name=name, daemon=True)
+    t.start()
+    return t
+
+
+# ---- the frontend's side ---------------------------------------------------
+
+
+class _Fate:
+    """Reports the backend's end to the handle, once."""
+
+    def __init__(self, end: _native.RemoteEnd, reason: str) -> None:
+        self._end = end
+        self._lock = threading.Lock()
+        self._ended = False
+        self._reason = reason
+        #: Why the host was declared lost (None: it was not).
+        self.lost: str | None = None
+
+    def exited(self, raw: int) -> None:
+        with self._lock:
+            if self._ended:
+                return
+            self._ended = True
+        try:
+            self._end.report_exit(raw)
+        except Exception:
+            pass  # the handle is gone
+
+    def vanished(self) -> None:
+        timer = threading.Timer(_EXIT_GRACE, self._lose)
+        timer.daemon = True
+        timer.start()
+
+    def _lose(self) -> None:
+        with self._lock:
+            if self._ended:
+                return
+            self._ended = True
+            self.lost = self._reason
+        try:
+            self._end.report_lost(self._reason)
+        except Exception:
+            pass
+
+
+class _RemoteDuplex(Duplex):
+    """The pipe of a remote handle: ``HostLost`` for a lost host, and
+    ``PicklesRefused`` for a value refused on the way in."""
+
+    __slots__ = ("_fate",)
+
+    def __init__(self, native: _native.Process, fate: _Fate) -> None:
+        super().__init__(native)
+        self._fate = fate
+
+    def _translate(self, e: BaseException) -> BaseException:
+        if isinstance(e, BackendGone) and self._fate.lost is not None:
+            return HostLost(str(e))
+        if isinstance(e, UnreadableMessage) and isinstance(e.__cause__, PicklesRefused):
+            refused = PicklesRefused(str(e))
+            refused.command = e.command
+            return refused
+        return e
+
+    def recv(self, timeout: float | None = None) -> Any:
+        try:
+            return super().recv(timeout)
+        except (BackendGone, UnreadableMessage) as e:
+            translated = self._translate(e)
+            if translated is e:
+                raise
+            raise translated from e.__cause__
+
+    def _recv_return(self, timeout: float | None = None) -> Any:
+        try:
+            return super()._recv_return(timeout)
+        except (BackendGone, UnreadableMessage) as e:
+            translated = self._translate(e)
+            if translated is e:
+                raise
+            raise translated from e.__cause__
+
+
+class RemoteProcess(MessageProcess):
+    """A handle to a backend served elsewhere (``Link.attach``): a
+    ``MessageProcess`` frontend, running from the start. ``start()``
+    refuses (the serving side started it); ``pid`` is ``None`` (it is a
+    process of another host); ``terminate()``, ``kill()`` and ``stop()``'s
+    signals are delivered there. ``host_lost`` says why the host was
+    declared lost, once it was."""
+
+    _remote_fate: _Fate
+    _remote_link: Link
+
+    def start(self, allow_threads: bool | None = None) -> None:
+        raise RuntimeError(
+            "%s: a remote backend is started by its serving side; this handle runs already"
+            % self.pre
+        )
+
+    @property
+    def host_lost(self) -> str | None:
+        return self._remote_fate.lost
+
+    def __getstate__(self) -> dict[str, Any]:
+        raise TypeError("a handle to a remote backend does not pickle")
+
+
+_remote_classes: dict[type[MessageProcess], type[RemoteProcess]] = {}
+
+
+def _remote_class(cls: type[P]) -> type[P]:
+    """``cls`` with ``RemoteProcess``'s start and attributes first."""
+    if issubclass(cls, RemoteProcess):
+        return cls
+    made = _remote_classes.get(cls)
+    if made is None:
+        made = cast(
+            "type[RemoteProcess]",
+            type(cls.__name__, (RemoteProcess, cls), {"__module__": cls.__module__}),
+        )
+        _remote_classes[cls] = made
+    return cast("type[P]", made)
+
+
+class Link:
+    """An open Zenoh session: a frontend's way to its remote backends
+    (``attach``), or a serving program's way to its frontends (``serve``).
+
+    Opening one starts Zenoh's threads, and a process with threads must
+    not fork: start local processes first (or with the ``forkserver``
+    start method). Close it with ``close()`` or a ``with`` block; handles
+    attached through it stop working then.
+    """
+
+    def __init__(self, session: zenoh.Session, config: Config, z: ModuleType) -> None:
+        self._session = session
+        self._config = config
+        self._z = z
+        self._handles: weakref.WeakSet[RemoteProcess] = weakref.WeakSet()
+
+    @classmethod
+    def open(cls, config: Config) -> Link:
+        """Opens the session: listens and connects as ``config`` says.
+        Raises ``ValueError`` for a setting Zenoh refuses, ``LinkError`` if
+        the session cannot be opened (a port in use)."""
+        z = _zenoh()
+        zc = config._to_zenoh(z)
+        try:
+            session = z.open(zc)
+        except Exception as e:
+            raise LinkError("cannot open the Zenoh session: %s" % e) from None
+        return cls(session, config, z)
+
+    @property
+    def config(self) -> Config:
+        return self._config
+
+    @property
+    def lease(self) -> float:
+        return self._config.lease
+
+    @property
+    def zid(self) -> str:
+        """This session's Zenoh id (what a serving side's
+        ``trust_pickles_from`` names)."""
+        return str(self._session.zid())
+
+    def close(self) -> None:
+        """Stops the handles attached through this link that still run
+        (each within its bounds), then closes the session."""
+        for handle in list(self._handles):
+            try:
+                handle.stop()
+            except Exception:
+                pass
+        try:
+            self._session.close()  # type: ignore[no-untyped-call]
+        except Exception:
+            pass
+
+    def __enter__(self) -> Link:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return "<forkbridge.remote.Link zid=%s namespace=%r>" % (self.zid, self._config.namespace)
+
+    def attach(
+        self,
+        name: str,
+        process_class: type[P] = MessageProcess,  # type: ignore[assignment]
+        *,
+        trust_pickles: bool = False,
+    ) -> P:
+        """A handle to the backend served as ``name`` in this link's
+        namespace, running: an instance of ``process_class`` (a
+        ``MessageProcess`` subclass: its frontend methods work, and its
+        ``stop_timeout``, ``kill_timeout``, ``max_message_size`` and
+        ``lend_received_buffers`` apply; its ``__init__`` is not called).
+
+        ``trust_pickles``: unpickle the pickled values this backend sends
+        (off: each raises ``PicklesRefused`` in its turn). Turn it on only
+        for a backend whose serving host you trust, on a link others cannot
+        join.
+
+        Raises ``BackendNotFound`` if no such backend answers within the
+        attach timeout, ``BackendBusy`` if another frontend is attached to
+        it, ``ValueError`` for a name that cannot be a key, ``LinkError``
+        if Zenoh refuses a declaration.
+        """
+        z = self._z
+        session = self._session
+        keys = _Keys(self._config.namespace, name)
+        cls = _remote_class(process_class)
+        native, end = _native.attach(
+            name,
+            stop_timeout=cls.stop_timeout,
+            kill_timeout=cls.kill_timeout,
+            max_frame_size=cls.max_message_size,
+            lend=cls.lend_received_buffers,
+        )
+        fate = _Fate(
+            end,
+            "no word from the host serving '%s' within its lease (%s s), or its serving "
+            "program died" % (name, self._config.lease),
+        )
+        declared: list[Any] = []
+        try:
+            declared.append(
+                session.declare_subscriber(
+                    keys.output,
+                    lambda s: _deliver(end.deliver, s, name, trust_pickles),
+                )
+            )
+
+            def on_exit(sample: zenoh.Sample) -> None:
+                raw = _int_of(sample)
+                if raw is not None:
+                    fate.exited(raw)
+
+            declared.append(session.declare_subscriber(keys.exit, on_exit))
+            found = threading.Event()
+
+            def on_alive(sample: zenoh.Sample) -> None:
+                if sample.kind == z.SampleKind.PUT:
+                    found.set()
+                else:
+                    fate.vanished()
+
+            declared.append(session.liveliness().declare_subscriber(keys.alive, on_alive, history=True))
+            if not found.wait(self._config.attach_timeout):
+                raise BackendNotFound(
+                    "no backend '%s' in namespace '%s' answered within %s s"
+                    % (name, self._config.namespace, self._config.attach_timeout)
+                )
+            replies = session.liveliness().get(keys.owners, timeout=_OWNER_QUERY)
+            for reply in replies:
+                if reply.ok is not None:
+                    raise BackendBusy("backend '%s' already has a frontend attached" % name)
+            input_ = _publisher(session, z, keys.input)
+            signals = _publisher(session, z, keys.signal)
+            declared += [input_, signals]
+            # Declared last: the serving side publishes only once it sees
+            # it, and by then it has seen the subscribers above.
+            declared.append(session.liveliness().declare_token(keys.owner(str(session.zid()))))
+        except BaseException as e:
+            _undeclare(*declared)
+            if isinstance(e, (LinkError, ValueError)) or not isinstance(e, Exception):
+                raise
+            raise LinkError("cannot attach to '%s': %s" % (name, e)) from None
+        reader = end.reader()
+
+        def relay_out() -> None:
+            try:
+                _pump(reader, input_, name)
+            finally:
+                # The handle is gone (its stream ended): so is its token,
+                # and the serving side stops the backend.
+                _undeclare(*reversed(declared))
+
+        def relay_signals() -> None:
+            while True:
+                try:
+                    sig = end.next_signal(3600.0)
+                except Exception:
+                    return  # the handle is gone
+                if sig is not None:
+                    try:
+                        signals.put(_int_payload(sig))
+                    except Exception:
+                        return
+
+        _thread(relay_out, "fb-out:" + name)
+        _thread(relay_signals, "fb-sig:" + name)
+        handle = _adopt(cls, name, native, fate, self)
+        self._handles.add(cast(RemoteProcess, handle))
+        return handle
+
+    def start_on(
+        self,
+        agent: str,
+        kind: str,
+        name: str,
+        backend: bytes = b"",
+        process_class: type[P] = MessageProcess,  # type: ignore[assignment]
+        *,
+        trust_pickles: bool = False,
+    ) -> P:
+        """Asks the (Rust) agent called ``agent`` in this link's namespace
+        to start a backend of the type it registered as ``kind``, from
+        ``backend`` (the backend value's postcard bytes: ``b""`` for a unit
+        struct), as ``name``; then attaches to it as ``attach`` does.
+        Raises ``BackendNotFound`` if no such agent answers,
+        ``StartRefused`` with its reason if it refuses."""
+        _check_chunk("agent", agent)
+        _check_chunk("name", name)
+        request = _postcard_bytes(kind.encode()) + _postcard_bytes(name.encode())
+        request += _postcard_bytes(backend)
+        key = "fbagent/%s/%s/start" % (self._config.namespace, agent)
+        replies = self._session.get(key, payload=request, timeout=_START_WAIT)
+        answered = False
+        for reply in replies:
+            answered = True
+            if reply.err is not None:
+                why = reply.err.payload.to_bytes().decode("utf-8", "replace")
+                raise StartRefused("agent '%s' refused to start '%s': %s" % (agent, name, why))
+            break
+        if not answered:
+            raise BackendNotFound(
+                "no agent '%s' in namespace '%s' answered within %s s"
+                % (agent, self._config.namespace, _START_WAIT)
+            )
+        return self.attach(name, process_class, trust_pickles=trust_pickles)
+
+
+def _postcard_bytes(data: bytes) -> bytes:
+    """A postcard string or byte vector: a varint length, then the bytes."""
+    n = len(data)
+    out = bytearray()
+    while True:
+        byte = n & 0x7F
+        n >>= 7
+        if n:
+            out.append(byte | 0x80)
+        else:
+            out.append(byte)
+            return bytes(out) + data
+
+
+def _adopt(cls: type[P], name: str, native: _native.Process, fate: _Fate, link: Link) -> P:
+    """An instance of ``cls`` around an attached native handle: what
+    ``MessageProcess.__init__`` sets, without making a process."""
+    p = cls.__new__(cls)
+    p.name = name
+    p.pre = cls.__name__ + "." + name
+    p.logger = logging.getLogger(p.pre)
+    p.loop = True
+    p.listening = False
+    p.sigint = True
+    p.daemon = False
+    p._native = native
+    p._pipe = _RemoteDuplex(native, fate)
+    if type(p).sendMessageToBack is MessageProcess.sendMessageToBack:
+        p.sendMessageToBack = native.send_message_to_back  # type: ignore[method-assign]
+    p.back_pipe = None
+    p._started = True
+    p._exitcode = None
+    remote = cast(RemoteProcess, p)
+    remote._remote_fate = fate
+    remote._remote_link = link
+    # Stopped when dropped, or at exit, by the handle's own bounded stop
+    # (its waits release the GIL, which the transport's threads need).
+    weakref.finalize(p, native.stop)
+    return p
+
+
+# ---- the serving side ------------------------------------------------------
+
+
+class _ServedBackend:
+    """One backend served on a link: its relay, the callbacks and the
+    thread that publishes its frames, then its exit."""
+
+    def __init__(
+        self, link: Link, relay: _native.Relay, trust: frozenset[str]
+    ) -> None:
+        z = link._z
+        session = link._session
+        self.name = relay.name
+        self._relay = relay
+        self._trust = trust
+        self._outlive = link._config.outlive_frontend
+        self._changed = threading.Condition()
+        self._owners: list[str] = []
+        self._stopping = False
+        self.status: int | None = None
+        keys = _Keys(link._config.namespace, self.name)
+        reader = relay.reader()
+        declared: list[Any] = []
+        try:
+            declared.append(
+                session.declare_subscriber(
+                    keys.input,
+                    lambda s: _deliver(relay.deliver, s, self.name, self._trusted()),
+                )
+            )
+
+            def on_signal(sample: zenoh.Sample) -> None:
+                sig = _int_of(sample)
+                if sig is not None:
+                    try:
+                        relay.signal(sig)
+                    except Exception as e:
+                        logger.warning("'%s': signal %d: %s", self.name, sig, e)
+
+            declared.append(session.declare_subscriber(keys.signal, on_signal))
+
+            def on_owner(sample: zenoh.Sample) -> None:
+                zid = str(sample.key_expr).rsplit("/", 1)[-1]
+                if sample.kind == z.SampleKind.PUT:
+                    self._owner_came(zid)
+                else:
+                    self._owner_left(zid)
+
+            declared.append(
+                session.liveliness().declare_subscriber(keys.owners, on_owner, history=True)
+            )
+            output = _publisher(session, z, keys.output)
+            exit_ = _publisher(session, z, keys.exit)
+            declared += [output, exit_]
+            # Declared last: a frontend that sees it has seen the subscribers.
+            declared.append(session.liveliness().declare_token(keys.alive))
+        except BaseException:
+            _undeclare(*declared)
+            raise
+
+        def run() -> None:
+            # Frames wait for a frontend; dropped only when stopping.
+            _pump(reader, output, self.name, self._wait_attached)
+            status = relay.wait(_REAP_WAIT)
+            if status is not None:
+                try:
+                    exit_.put(_int_payload(status))
+                except Exception as e:
+                    logger.warning("'%s': its exit was not published: %s", self.name, e)
+            self.status = status
+            _undeclare(*reversed(declared))
+
+        self._thread = _thread(run, "fb-serve:" + self.name)
+
+    def _trusted(self) -> bool:
+        """Whether the frames arriving now come from a trusted frontend:
+        one is attached whose Zenoh id the program named. (A frame may
+        arrive before its sender's token: it waits a little for one.)"""
+        if not self._trust:
+            return False
+        with self._changed:
+            self._changed.wait_for(lambda: bool(self._owners), _OWNER_QUERY)
+            return any(zid in self._trust for zid in self._owners)
+
+    def _owner_came(self, zid: str) -> None:
+        with self._changed:
+            self._owners.append(zid.lower())
+            self._changed.notify_all()
+
+    def _owner_left(self, zid: str) -> None:
+        with self._changed:
+            if zid.lower() in self._owners:
+                self._owners.remove(zid.lower())
+            if self._owners or self._outlive:
+                return
+        logger.info("'%s': its frontend is gone: stopping it", self.name)
+        # Not in Zenoh's callback: a stop takes up to its bounds.
+        _thread(self.stop, "fb-stop:" + self.name)
+
+    def _wait_attached(self) -> bool:
+        with self._changed:
+            self._changed.wait_for(lambda: bool(self._owners) or self._stopping)
+            return bool(self._owners)
+
+    def stop(self) -> None:
+        with self._changed:
+            self._stopping = True
+            self._changed.notify_all()
+        self._relay.stop()
+
+    def join(self, timeout: float | None) -> bool:
+        self._thread.join(timeout)
+        return not self._thread.is_alive()
+
+
+def _exit_code(raw: int | None) -> int | None:
+    return None if raw is None else os.waitstatus_to_exitcode(raw)
+
+
+class Served:
+    """Backends served by this program (see ``serve``)."""
+
+    def __init__(self, link: Link, backends: list[_ServedBackend]) -> None:
+        self._link = link
+        self._backends = backends
+
+    @property
+    def link(self) -> Link:
+        """The link the backends are served on."""
+        return self._link
+
+    @property
+    def names(self) -> list[str]:
+        return [b.name for b in self._backends]
+
+    def wait(self, timeout: float | None = None) -> list[tuple[str, int | None]] | None:
+        """Waits up to ``timeout`` s (``None``: as long as it takes) until
+        every backend has ended, then closes the link and returns each
+        one's name and exit code (``multiprocessing``'s: negative for a
+        signal; ``None``: not collected); ``None`` if some still run."""
+        deadline = None if timeout is None else _now() + timeout
+        for b in self._backends:
+            left = None if deadline is None else max(0.0, deadline - _now())
+            if not b.join(left):
+                return None
+        self._link.close()
+        return [(b.name, _exit_code(b.status)) for b in self._backends]
+
+    def stop(self) -> list[tuple[str, int | None]]:
+        """Stops every backend (stop request, then SIGTERM, then SIGKILL,
+        within each process's bounds) and waits for them."""
+        for b in self._backends:
+            b.stop()
+        ended = self.wait(_REAP_WAIT + 1)
+        if ended is None:
+            raise RuntimeError("served backends still running after their stop")
+        return ended
+
+
+def _now() -> float:
+    return time.monotonic()
+
+
+def _without_lane(p: MessageProcess) -> None:
+    """Remakes ``p``'s native handle without the shared-memory lane
+    (``large_message_threshold``), which does not cross hosts: its large
+    messages take the stream like the others."""
+    if p.large_message_threshold is None or p._started:
+        return
+    p._native = _native.Process(
+        p.name,
+        stop_timeout=p.stop_timeout,
+        kill_timeout=p.kill_timeout,
+        max_frame_size=p.max_message_size,
+        large_threshold=None,
+        spin=p.spin_before_sleep,
+        lend=p.lend_received_buffers,
+    )
+    if p.__dict__.get("sendMessageToBack") is not None:
+        p.sendMessageToBack = p._native.send_message_to_back  # type: ignore[method-assign]
+
+
+def serve(
+    config: Config,
+    processes: Iterable[MessageProcess],
+    *,
+    trust_pickles_from: Iterable[str] = (),
+) -> Served:
+    """Starts ``processes`` (made, not started: each is started here,
+    before Zenoh starts its threads), opens a link with ``config``, and
+    serves each backend under its process name until it ends.
+
+    ``trust_pickles_from``: the Zenoh ids (``Link.zid``, set with
+    ``Config(zid=...)``) of frontends whose pickled values the backends
+    may unpickle; from any other sender each such value is refused (the
+    backend reports it as an "error" message, as a value that does not
+    load, and goes on). Zenoh ids are not authenticated on plain TCP:
+    name them only on a link others cannot join.
+
+    Raises what ``start()`` raises (those already started are stopped),
+    and as ``Link.open`` does.
+    """
+    trust = frozenset(zid.lower() for zid in trust_pickles_from)
+    relays: list[_native.Relay] = []
+    try:
+        for p in processes:
+            _without_lane(p)
+            p.start()
+            relays.append(_native.into_relay(p._native))
+    except BaseException:
+        for relay in relays:
+            relay.stop()
+        raise
+    try:
+        link = Link.open(config)
+    except BaseException:
+        for relay in relays:
+            relay.stop()
+        raise
+    backends = [_ServedBackend(link, relay, trust) for relay in relays]
+    return Served(link, backends)
+

@@ -1,0 +1,340 @@
+//! The native half of `forkbridge.remote`: the core's relay seam
+//! ([`forkbridge::relay`]) for a transport written in Python.
+//!
+//! The Python package speaks Zenoh through the `eclipse-zenoh` package; this
+//! module gives it what must stay native, so that both ends of a link make
+//! and check frames with the Rust core, whatever language each end is in:
+//!
+//! * [`attach`]: a frontend handle (the `Process` the package's
+//!   `MessageProcess` wraps) whose backend is elsewhere, and its far end
+//!   ([`RemoteEnd`]): a stream of frames to carry, the reports of how the
+//!   backend ended, and the signals the handle asks for;
+//! * [`into_relay`]: a started process's stream, handed over ([`Relay`]),
+//!   which still stops, signals and reaps the process;
+//! * [`FrameReader`]: runs of whole frames from either stream, read with
+//!   the GIL released; [`check_frames`]: the check a receiver makes before
+//!   a network message reaches a stream;
+//! * the pickle rule: `deliver(payload, trusted=False)` replaces every
+//!   pickled value in the payload's messages by a pickle of ours that
+//!   raises `forkbridge.remote.PicklesRefused` when loaded, so a peer's
+//!   pickle never reaches `pickle.loads` unless the program trusts it, and
+//!   the reader gets a typed error, in the message's turn, instead.
+//!
+//! # Design
+//!
+//! Rewriting at the transport rather than refusing in the handle's
+//! decoder: the rule then holds for every reader of the stream (the
+//! frontend's `recv`, `returnFromBack`, a served backend's loop) without a
+//! second decoding path, and a refused value is an `UnreadableMessage` in
+//! its turn, as any value that does not load is: the stream goes on.
+
+use std::io::Write;
+use std::os::fd::AsRawFd;
+use std::os::unix::net::UnixStream;
+use std::os::unix::process::ExitStatusExt;
+use std::process::ExitStatus;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use forkbridge::relay::{self, FrameCheck};
+use forkbridge::{MessageProcess, Value};
+use pyo3::prelude::*;
+use pyo3::types::PyBytes;
+
+use crate::errors::{self, IntoPyResult};
+use crate::process::{DEFAULT_MAX_FRAME, Process, lock, seconds};
+
+/// Where `PicklesRefused` is raised from, by the pickle that replaces a
+/// refused one.
+const REFUSER: (&str, &str) = ("forkbridge.remote", "_refuse_pickle");
+
+/// A handle for the backend served as `name` elsewhere, and its far end
+/// for the transport. The handle runs from the start; its stop, joins
+/// and signals go through the far end.
+#[pyfunction]
+#[pyo3(signature = (
+    name, *, stop_timeout = 5.0, kill_timeout = 1.0,
+    max_frame_size = DEFAULT_MAX_FRAME, lend = false
+))]
+pub(crate) fn attach(
+    name: String,
+    stop_timeout: f64,
+    kill_timeout: f64,
+    max_frame_size: usize,
+    lend: bool,
+) -> PyResult<(Process, RemoteEnd)> {
+    let (inner, remote) = MessageProcess::builder(name)
+        .stop_timeout(seconds(stop_timeout)?)
+        .kill_timeout(seconds(kill_timeout)?)
+        .max_frame_size(max_frame_size)
+        .attach()
+        .py_err()?;
+    let writer = remote.stream().try_clone()?;
+    let process = Process::adopt(inner, stop_timeout, kill_timeout, lend)?;
+    Ok((
+        process,
+        RemoteEnd {
+            frames: remote.frames(),
+            writer: Mutex::new(writer),
+            remote,
+        },
+    ))
+}
+
+/// Takes a started process's stream for a transport: its frames come out
+/// of the relay, and frames delivered to it reach the backend. `process`
+/// is closed from then on (the relay stops, signals and reaps it).
+#[pyfunction]
+pub(crate) fn into_relay(py: Python<'_>, process: &Process) -> PyResult<Relay> {
+    let inner = process.take_handle(py)?;
+    let relay = inner.into_relay().py_err()?;
+    let writer = relay.stream().try_clone()?;
+    Ok(Relay {
+        name: relay.name().to_owned(),
+        pid: relay.pid(),
+        frames: relay.frames(),
+        writer: Mutex::new(writer),
+        relay: Mutex::new(relay),
+    })
+}
+
+/// Whether `payload` is whole frames of at most `max` bytes that may cross
+/// hosts; raises as a frame that cannot be read does (`ValueError` for one
+/// over the limit, `ForkbridgeError` for one that is malformed or carries
+/// what only means something on its host).
+#[pyfunction]
+pub(crate) fn check_frames(payload: &[u8], max: usize) -> PyResult<()> {
+    FrameCheck::new(max).check(payload).py_err()
+}
+
+/// The far end of an attached handle (see [`attach`]).
+#[pyclass(frozen, module = "forkbridge._native")]
+pub(crate) struct RemoteEnd {
+    remote: relay::Remote,
+    frames: FrameCheck,
+    writer: Mutex<UnixStream>,
+}
+
+#[pymethods]
+impl RemoteEnd {
+    /// The largest frame let through.
+    #[getter]
+    fn max_frame(&self) -> usize {
+        self.frames.max()
+    }
+
+    /// A reader of the frames the handle sends.
+    fn reader(&self) -> PyResult<FrameReader> {
+        FrameReader::new(self.remote.stream().try_clone()?, self.frames)
+    }
+
+    /// Writes a network message into the handle's stream if it is whole
+    /// frames within the limit (raises otherwise: nothing is written);
+    /// pickles in it are replaced unless `trusted`. Waits, without the
+    /// GIL, while the stream is full.
+    fn deliver(&self, py: Python<'_>, payload: &[u8], trusted: bool) -> PyResult<()> {
+        deliver(py, &self.writer, self.frames, payload, trusted)
+    }
+
+    /// The backend exited with this raw wait status: the handle delivers
+    /// what the stream holds, then `BackendGone` with it.
+    fn report_exit(&self, py: Python<'_>, raw: i32) -> PyResult<()> {
+        py.detach(|| self.remote.report_exit(ExitStatus::from_raw(raw)))
+            .py_err()
+    }
+
+    /// The backend's host or the link to it was lost: the handle's waits
+    /// end with `BackendGone` saying so.
+    fn report_lost(&self, py: Python<'_>, reason: &str) -> PyResult<()> {
+        py.detach(|| self.remote.report_lost(reason)).py_err()
+    }
+
+    /// The next signal the handle asks for, waiting up to `timeout`
+    /// seconds (`None`: none came); `BackendGone` once the handle is gone.
+    #[pyo3(signature = (timeout = None))]
+    fn next_signal(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<Option<i32>> {
+        let timeout = match timeout {
+            Some(t) => seconds(t)?,
+            None => Duration::MAX,
+        };
+        py.detach(|| self.remote.next_signal(timeout)).py_err()
+    }
+}
+
+/// A started process's stream and lifecycle, handed over (see
+/// [`into_relay`]).
+#[pyclass(frozen, module = "forkbridge._native")]
+pub(crate) struct Relay {
+    name: String,
+    pid: Option<i32>,
+    frames: FrameCheck,
+    /// Frames from the network are written under this lock, and `stop`
+    /// takes it, so a stop request never lands inside one.
+    writer: Mutex<UnixStream>,
+    relay: Mutex<relay::Relay>,
+}
+
+#[pymethods]
+impl Relay {
+    #[getter]
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The process's pid on this host.
+    #[getter]
+    fn pid(&self) -> Option<i32> {
+        self.pid
+    }
+
+    #[getter]
+    fn max_frame(&self) -> usize {
+        self.frames.max()
+    }
+
+    /// A reader of the frames the backend sends.
+    fn reader(&self, py: Python<'_>) -> PyResult<FrameReader> {
+        let stream = py.detach(|| lock(&self.relay).stream().try_clone())?;
+        FrameReader::new(stream, self.frames)
+    }
+
+    /// As [`RemoteEnd::deliver`], into the backend's stream.
+    fn deliver(&self, py: Python<'_>, payload: &[u8], trusted: bool) -> PyResult<()> {
+        deliver(py, &self.writer, self.frames, payload, trusted)
+    }
+
+    /// Sends `sig` to the process (nothing once it has exited).
+    fn signal(&self, py: Python<'_>, sig: i32) -> PyResult<()> {
+        match py.detach(|| lock(&self.relay).signal(sig)) {
+            Err(e) if gone(&e) => Ok(()),
+            other => other.py_err(),
+        }
+    }
+
+    /// Waits up to `timeout` seconds for the process to exit and reaps it:
+    /// its raw wait status, or `None` if it still runs or its status
+    /// cannot be known.
+    fn wait(&self, py: Python<'_>, timeout: f64) -> PyResult<Option<i32>> {
+        let timeout = seconds(timeout)?;
+        Ok(status_of(
+            py.detach(|| lock(&self.relay).wait_timeout(timeout)),
+        ))
+    }
+
+    /// Stops the process (stop request, then `SIGTERM`, then `SIGKILL`,
+    /// within its bounds) and reaps it: its raw wait status, or `None` if
+    /// it cannot be known.
+    fn stop(&self, py: Python<'_>) -> Option<i32> {
+        status_of(py.detach(|| {
+            let _writing = lock(&self.writer);
+            lock(&self.relay).stop()
+        }))
+    }
+
+    fn __repr__(&self) -> String {
+        format!("<forkbridge._native.Relay {:?}>", self.name)
+    }
+}
+
+/// Runs of whole frames from a stream (the sending half of a transport).
+#[pyclass(frozen, module = "forkbridge._native")]
+pub(crate) struct FrameReader {
+    fd: i32,
+    inner: Mutex<relay::FrameReader<UnixStream>>,
+}
+
+impl FrameReader {
+    fn new(stream: UnixStream, frames: FrameCheck) -> PyResult<FrameReader> {
+        Ok(FrameReader {
+            fd: stream.as_raw_fd(),
+            inner: Mutex::new(relay::FrameReader::new(stream, frames)),
+        })
+    }
+}
+
+#[pymethods]
+impl FrameReader {
+    /// The next run of whole frames, waiting for it without the GIL;
+    /// `None` once the stream has ended (or its read failed). A frame that
+    /// must not cross raises (`ValueError` over the limit,
+    /// `ForkbridgeError` otherwise) and is dropped: call again for the
+    /// frames after it.
+    fn next_run<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyBytes>>> {
+        let got = py.detach(|| {
+            let mut inner = lock(&self.inner);
+            match inner.next_run() {
+                Ok(Some(run)) => Ok(Some(run.to_vec())),
+                Ok(None) => Ok(None),
+                Err(e) if e.kind() == &forkbridge::ErrorKind::Io => Ok(None),
+                Err(e) => Err(e),
+            }
+        });
+        Ok(got.py_err()?.map(|run| PyBytes::new(py, &run)))
+    }
+
+    /// The stream's fd (the reader's own duplicate).
+    fn fileno(&self) -> i32 {
+        self.fd
+    }
+}
+
+fn deliver(
+    py: Python<'_>,
+    writer: &Mutex<UnixStream>,
+    frames: FrameCheck,
+    payload: &[u8],
+    trusted: bool,
+) -> PyResult<()> {
+    frames.check(payload).py_err()?;
+    let replaced = if trusted {
+        None
+    } else {
+        forkbridge::binding::replace_pickles(payload, frames.max(), &mut refusal).py_err()?
+    };
+    let bytes = replaced.as_deref().unwrap_or(payload);
+    py.detach(|| lock(writer).write_all(bytes))
+        .map_err(|e| errors::to_py(e.into()))
+}
+
+/// What stands in for a refused pickle of `type_name`: a pickle whose
+/// loading calls `forkbridge.remote._refuse_pickle(type_name)`, which
+/// raises `PicklesRefused`. Hand-written opcodes (protocol 2): GLOBAL,
+/// the argument, TUPLE1, REDUCE, STOP.
+fn refusal(type_name: &str) -> Value {
+    let mut data = vec![0x80, 2, b'c'];
+    data.extend_from_slice(format!("{}\n{}\n", REFUSER.0, REFUSER.1).as_bytes());
+    data.push(b'X'); // BINUNICODE: u32 LE length, UTF-8
+    data.extend_from_slice(&(type_name.len() as u32).to_le_bytes());
+    data.extend_from_slice(type_name.as_bytes());
+    data.extend_from_slice(&[0x85, b'R', b'.']);
+    Value::Pickled {
+        type_name: type_name.to_owned(),
+        data,
+        buffers: Vec::new(),
+    }
+}
+
+/// Whether a signal failed because the process has exited (`ESRCH`).
+fn gone(e: &forkbridge::Error) -> bool {
+    std::error::Error::source(e)
+        .and_then(|s| s.downcast_ref::<std::io::Error>())
+        .is_some_and(|io| io.raw_os_error() == Some(libc::ESRCH))
+}
+
+/// A reaped status as its raw integer (`None`: unknown).
+fn status_of(result: forkbridge::Result<ExitStatus>) -> Option<i32> {
+    match result {
+        Ok(status) => Some(status.into_raw()),
+        Err(e) => e.exit_status().map(ExitStatusExt::into_raw),
+    }
+}
+
+pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<RemoteEnd>()?;
+    m.add_class::<Relay>()?;
+    m.add_class::<FrameReader>()?;
+    m.add_function(wrap_pyfunction!(attach, m)?)?;
+    m.add_function(wrap_pyfunction!(into_relay, m)?)?;
+    m.add_function(wrap_pyfunction!(check_frames, m)?)?;
+    Ok(())
+}

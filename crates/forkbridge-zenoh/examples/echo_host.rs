@@ -1,0 +1,119 @@
+//! The Rust end of the Python binding's interop tests over Zenoh
+//! (`bindings/python/tests/test_remote.py`): a serving program, an agent
+//! and a frontend, around one backend with dynamic messages.
+//!
+//! ```sh
+//! echo_host serve <endpoint> <namespace> <name>...   # listen, serve echo backends
+//! echo_host agent <endpoint> <namespace> <agent>     # listen, start "Echo" on request
+//! echo_host frontend <endpoint> <namespace> <name>   # connect, talk to a served backend
+//! ```
+//!
+//! The backend: `echo(**params)` → `echoed(**params)` (values cross as
+//! they came, pickles included, which Rust cannot read but forwards);
+//! `exit(code)` ends the process with that code.
+//!
+//! The frontend sends `echo(n=i, text="hello")` for i in 0..3 and prints
+//! each reply's command and `n`, then stops the backend and prints
+//! `stopped <exit code>`; any error is printed and exits 1.
+
+use std::time::Duration;
+
+use forkbridge::{BackendContext, HandlerResult, Handlers, Message, MessageProcess};
+use forkbridge_zenoh::{Agent, Config, Link, serve};
+
+/// Answers `echo` with its parameters; `exit` ends the process.
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
+pub struct Echo;
+
+impl Echo {
+    fn echo(&mut self, ctx: &mut BackendContext, msg: Message) -> HandlerResult {
+        let mut reply = Message::new("echoed");
+        for (k, v) in msg.params() {
+            reply.set(k, v.clone());
+        }
+        ctx.send(reply)?;
+        Ok(())
+    }
+
+    fn exit(&mut self, _ctx: &mut BackendContext, msg: Message) -> HandlerResult {
+        let code = msg.param::<i64>("code").unwrap_or(0);
+        std::process::exit(code as i32)
+    }
+}
+
+impl forkbridge::Backend for Echo {
+    fn register(handlers: &mut Handlers<Self>) {
+        handlers.on("echo", Self::echo);
+        handlers.on("exit", Self::exit);
+    }
+}
+
+type Outcome = Result<(), Box<dyn std::error::Error>>;
+
+fn serve_echoes(endpoint: &str, namespace: &str, names: &[&str]) -> Outcome {
+    let processes = names
+        .iter()
+        .map(|name| MessageProcess::new(*name, Echo))
+        .collect::<forkbridge::Result<Vec<_>>>()?;
+    let served = serve(
+        Config::listen(endpoint)
+            .namespace(namespace)
+            .lease(Duration::from_secs(1)),
+        processes,
+    )?;
+    println!("SERVING {endpoint}");
+    for (name, status) in served.wait() {
+        eprintln!("echo_host: '{name}' ended: {status:?}");
+    }
+    Ok(())
+}
+
+fn agent(endpoint: &str, namespace: &str, name: &str) -> Outcome {
+    let agent = Agent::builder(name).register::<Echo>("Echo").start(
+        Config::listen(endpoint)
+            .namespace(namespace)
+            .lease(Duration::from_secs(1)),
+    )?;
+    println!("AGENT {endpoint}");
+    // Until its stdin closes (the test holds it open).
+    let _ = std::io::Read::read(&mut std::io::stdin(), &mut [0u8; 1]);
+    for (name, status) in agent.stop() {
+        eprintln!("echo_host: '{name}' ended: {status:?}");
+    }
+    Ok(())
+}
+
+fn frontend(endpoint: &str, namespace: &str, name: &str) -> Outcome {
+    let link = Link::open(
+        Config::connect(endpoint)
+            .namespace(namespace)
+            .lease(Duration::from_secs(1)),
+    )?;
+    let mut backend = link.attach(name)?;
+    for i in 0..3 {
+        backend.send(Message::new("echo").with("n", i).with("text", "hello"))?;
+        let reply = backend.recv_timeout(Duration::from_secs(10))?;
+        println!("{} n={}", reply.command(), reply.param::<i64>("n")?);
+    }
+    let status = backend.stop()?;
+    println!("stopped {}", status.code().unwrap_or(-1));
+    Ok(())
+}
+
+fn main() {
+    forkbridge::init();
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let outcome = match args[..] {
+        ["serve", endpoint, namespace, ref names @ ..] if !names.is_empty() => {
+            serve_echoes(endpoint, namespace, names)
+        }
+        ["agent", endpoint, namespace, name] => agent(endpoint, namespace, name),
+        ["frontend", endpoint, namespace, name] => frontend(endpoint, namespace, name),
+        _ => Err("usage: echo_host serve|agent|frontend <endpoint> <namespace> <name>...".into()),
+    };
+    if let Err(e) = outcome {
+        println!("error: {e}");
+        std::process::exit(1);
+    }
+}
