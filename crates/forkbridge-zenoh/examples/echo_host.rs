@@ -35,8 +35,11 @@ impl Echo {
         Ok(())
     }
 
-    fn exit(&mut self, _ctx: &mut BackendContext, msg: Message) -> HandlerResult {
+    fn exit(&mut self, ctx: &mut BackendContext, msg: Message) -> HandlerResult {
         let code = msg.param::<i64>("code").unwrap_or(0);
+        // Replies wait in the context's buffer until the loop flushes it:
+        // flushed here, so they go before the exit.
+        ctx.flush()?;
         std::process::exit(code as i32)
     }
 }

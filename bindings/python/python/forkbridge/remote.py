@@ -337,11 +337,14 @@ class _Fate:
             pass  # the handle is gone
 
     def vanished(self) -> None:
-        timer = threading.Timer(_EXIT_GRACE, self._lose)
-        timer.daemon = True
-        timer.start()
+        # A thread of ours rather than a Timer, made daemon up front: a
+        # Timer made in Zenoh's thread would register that thread with
+        # `threading` (a dummy thread, for ever), and the package's fork
+        # check would then see it.
+        _thread(self._lose, "fb-fate")
 
     def _lose(self) -> None:
+        time.sleep(_EXIT_GRACE)
         with self._lock:
             if self._ended:
                 return
@@ -578,6 +581,9 @@ class Link:
             declared.append(session.liveliness().declare_token(keys.owner(str(session.zid()))))
         except BaseException as e:
             _undeclare(*declared)
+            # Ends the handle here: dropped while it runs, it would wait
+            # for a stop that no transport carries.
+            end.report_lost("not attached: %s" % e)
             if isinstance(e, (LinkError, ValueError)) or not isinstance(e, Exception):
                 raise
             raise LinkError("cannot attach to '%s': %s" % (name, e)) from None

@@ -1,0 +1,443 @@
+"""Remote backends over real Zenoh sessions on loopback, Python and Rust
+ends mixed: a serving program and a frontend program per case, each a
+process of its own (this file run as a script plays the Python ends;
+``echo_host`` the Rust ones), so no Zenoh thread ever lives in the pytest
+process, which forks for the other tests.
+
+Every wait is bounded: the frontends' receives by their timeouts, the
+programs by ``timeout`` / ``wait``, the whole test by conftest's alarm.
+"""
+
+import json
+import os
+import select
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+
+pytest.importorskip(
+    "zenoh",
+    reason="eclipse-zenoh is not installed (pip install forkbridge[remote]): remote tests skipped",
+)
+
+from forkbridge import BackendGone, MessageObject, MessageProcess  # noqa: E402
+from forkbridge import remote  # noqa: E402
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+EXAMPLES = os.environ.get(
+    "FORKBRIDGE_EXAMPLES", os.path.join(HERE, "..", "..", "..", "target", "release", "examples")
+)
+LEASE = 1.0
+WAIT = 20.0
+TRUSTED_ZID = "a1b2c3d4"
+
+
+class Echo(MessageProcess):
+    """The Python backend: the same commands as echo_host's."""
+
+    def c__echo(self, **kwargs):
+        self.send_out__(MessageObject("echoed", **kwargs))
+
+    def c__boom(self):
+        raise ValueError("boom")
+
+    def c__exit(self, code=0):
+        os._exit(code)
+
+    def c__pid(self):
+        self.send_out__(MessageObject("pid", pid=os.getpid()))
+
+
+# ---- the programs ------------------------------------------------------------
+
+
+def serve_main(endpoint, namespace, names, trust):
+    served = remote.serve(
+        remote.Config(listen=endpoint, namespace=namespace, lease=LEASE),
+        [Echo(name) for name in names],
+        trust_pickles_from=[trust] if trust else (),
+    )
+    print("SERVING", flush=True)
+    ended = served.wait(60)
+    print("ENDED " + json.dumps(ended), flush=True)
+
+
+def say(**fields):
+    print("OUT " + json.dumps(fields), flush=True)
+
+
+def error_of(e):
+    return {"type": type(e).__name__, "text": str(e), "exitcode": None}
+
+
+def front_main(scenario, endpoint, namespace, args):
+    zid = TRUSTED_ZID if scenario == "trusted" else None
+    link = remote.Link.open(
+        remote.Config(connect=endpoint, namespace=namespace, lease=LEASE, zid=zid)
+    )
+    try:
+        FRONTS[scenario](link, *args)
+    finally:
+        link.close()
+
+
+def front_basic(link, name):
+    p = link.attach(name)
+    assert p.is_alive() and p.pid is None
+    pipe = p.getPipe()
+    p.sendMessageToBack(MessageObject("echo", n=1, text="hi", t=(1, 2), d={"k": [None, 1.5]}))
+    got = pipe.recv(timeout=WAIT)
+    say(command=got(), kwargs={k: repr(v) for k, v in got.kwargs.items()})
+    p.sendMessageToBack(MessageObject("boom"))
+    err = pipe.recv(timeout=WAIT)
+    say(command=err(), kind=err["kind"], error=err["error"])
+    try:
+        pipe.recv(timeout=0.2)
+    except TimeoutError:
+        say(timeout=True)
+    try:
+        link.attach(name)
+    except remote.BackendBusy as e:
+        say(busy=str(e))
+    p.stop()
+    say(stopped=p.exitcode, alive=p.is_alive())
+
+
+def front_exit(link, name, code):
+    p = link.attach(name)
+    p.sendMessageToBack(MessageObject("echo", n=1))
+    p.sendMessageToBack(MessageObject("exit", code=int(code)))
+    first = p.getPipe().recv(timeout=WAIT)
+    say(first=first())
+    try:
+        p.getPipe().recv(timeout=WAIT)
+    except BackendGone as e:
+        p.join(WAIT)
+        say(gone=type(e).__name__, text=str(e), exitcode=p.exitcode, host_lost=p.host_lost)
+
+
+def front_wait_end(link, name):
+    """Prints the backend's pid, then waits for its end (the test kills
+    the backend, or its serving program)."""
+    p = link.attach(name)
+    p.sendMessageToBack(MessageObject("pid"))
+    say(pid=p.getPipe().recv(timeout=WAIT)["pid"])
+    t = time.monotonic()
+    try:
+        p.getPipe().recv(timeout=WAIT)
+    except BackendGone as e:
+        p.join(WAIT)
+        say(
+            gone=type(e).__name__,
+            text=str(e),
+            exitcode=p.exitcode,
+            host_lost=p.host_lost,
+            seconds=time.monotonic() - t,
+        )
+
+
+def front_pickles(link, name, trust):
+    p = link.attach(name, trust_pickles=trust == "yes")
+    p.sendMessageToBack(MessageObject("echo", s={1, 2}, n=7))
+    try:
+        got = p.getPipe().recv(timeout=WAIT)
+        if got() == "error":
+            say(command="error", error=got["error"])
+        else:
+            say(command=got(), s=sorted(got["s"]))
+    except remote.PicklesRefused as e:
+        say(refused=type(e).__name__, command=e.command, text=str(e))
+    # The stream goes on after a refused value.
+    p.sendMessageToBack(MessageObject("echo", n=8))
+    say(next=p.getPipe().recv(timeout=WAIT)["n"])
+    p.stop()
+
+
+def front_trusted(link, name):
+    # This frontend's Zenoh id is TRUSTED_ZID; the serving side names it.
+    say(zid=link.zid)
+    front_pickles(link, name, "yes")
+
+
+def front_not_found(link, name):
+    link._config = remote.Config(
+        connect=link.config.connect, namespace=link.config.namespace, attach_timeout=0.5
+    )
+    try:
+        link.attach(name)
+    except remote.BackendNotFound as e:
+        say(not_found=str(e))
+
+
+def front_agent(link, agent):
+    try:
+        link.start_on(agent, "NoSuchKind", "x1")
+    except remote.StartRefused as e:
+        say(refused=str(e))
+    p = link.start_on(agent, "Echo", "e1")
+    p.sendMessageToBack(MessageObject("echo", n=3))
+    say(echo=p.getPipe().recv(timeout=WAIT)["n"])
+    p.stop()
+    say(stopped=p.exitcode)
+
+
+FRONTS = {
+    "basic": front_basic,
+    "exit": front_exit,
+    "wait_end": front_wait_end,
+    "pickles": front_pickles,
+    "trusted": front_trusted,
+    "not_found": front_not_found,
+    "agent": front_agent,
+}
+
+
+# ---- the test side -----------------------------------------------------------
+
+
+def free_endpoint():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return "tcp/127.0.0.1:%d" % s.getsockname()[1]
+
+
+def namespace():
+    return "pytest-%d-%d" % (os.getpid(), time.monotonic_ns() % 10**9)
+
+
+def binary(name):
+    path = os.path.join(EXAMPLES, name)
+    if not os.path.exists(path):
+        pytest.fail("%s is not built: run bindings/python/run-tests (it builds it)" % path)
+    return path
+
+
+def spawn(argv):
+    return subprocess.Popen(
+        argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+
+
+def readline(proc, bound=WAIT):
+    """The program's next stdout line within ``bound`` seconds."""
+    ready, _, _ = select.select([proc.stdout], [], [], bound)
+    if not ready:
+        raise AssertionError("no line from %s within %s s" % (proc.args, bound))
+    return proc.stdout.readline().strip()
+
+
+def python_host(ns, *names, trust=None):
+    endpoint = free_endpoint()
+    argv = [sys.executable, __file__, "serve", endpoint, ns, ",".join(names), trust or ""]
+    host = spawn(argv)
+    assert readline(host) == "SERVING", host.stderr.read() if host.poll() is not None else ""
+    return host, endpoint
+
+
+def rust_host(ns, *names):
+    endpoint = free_endpoint()
+    host = spawn([binary("echo_host"), "serve", endpoint, ns, *names])
+    assert readline(host) == "SERVING " + endpoint
+    return host, endpoint
+
+
+def frontend(scenario, endpoint, ns, *args):
+    return spawn([sys.executable, __file__, "front", scenario, endpoint, ns, *args])
+
+
+def outputs(proc, bound=60):
+    """Every ``OUT`` record of a frontend that ends within ``bound`` s."""
+    out, err = proc.communicate(timeout=bound)
+    assert proc.returncode == 0, out + err
+    return [json.loads(line[4:]) for line in out.splitlines() if line.startswith("OUT ")]
+
+
+def next_out(proc):
+    line = readline(proc)
+    assert line.startswith("OUT "), line + (proc.stderr.read() if proc.poll() is not None else "")
+    return json.loads(line[4:])
+
+
+def finish(host, bound=30):
+    """The serving program's end: its ``ENDED`` record (Python) or status."""
+    try:
+        out, err = host.communicate(timeout=bound)
+    except subprocess.TimeoutExpired:
+        host.kill()
+        host.communicate()
+        raise
+    return out, err
+
+
+def ended_of(out):
+    for line in out.splitlines():
+        if line.startswith("ENDED "):
+            return [tuple(x) for x in json.loads(line[6:])]
+    return None
+
+
+def test_python_frontend_python_backend_messages_errors_stop():
+    ns = namespace()
+    host, endpoint = python_host(ns, "a")
+    got = outputs(frontend("basic", endpoint, ns, "a"))
+    echo, err, timeout, busy, stopped = got
+    assert echo == {
+        "command": "echoed",
+        "kwargs": {"n": "1", "text": "'hi'", "t": "(1, 2)", "d": "{'k': [None, 1.5]}"},
+    }
+    assert err["command"] == "error" and err["kind"] == "handler_error"
+    assert err["error"] == "ValueError: boom"
+    assert timeout == {"timeout": True}
+    assert "already has a frontend attached" in busy["busy"]
+    assert stopped == {"stopped": 0, "alive": False}
+    out, err = finish(host)
+    assert ended_of(out) == [("a", 0)], out + err
+
+
+def test_python_backend_exit_status_after_its_messages():
+    ns = namespace()
+    host, endpoint = python_host(ns, "a")
+    first, gone = outputs(frontend("exit", endpoint, ns, "a", "3"))
+    assert first == {"first": "echoed"}
+    assert gone["gone"] == "BackendGone" and gone["exitcode"] == 3
+    assert gone["host_lost"] is None and "exit status: 3" in gone["text"]
+    out, err = finish(host)
+    assert ended_of(out) == [("a", 3)], out + err
+
+
+def test_backend_killed_gives_backend_gone_with_signal_9():
+    ns = namespace()
+    host, endpoint = python_host(ns, "a")
+    front = frontend("wait_end", endpoint, ns, "a")
+    pid = next_out(front)["pid"]
+    os.kill(pid, signal.SIGKILL)
+    (gone,) = outputs(front)
+    assert gone["gone"] == "BackendGone" and gone["exitcode"] == -9, gone
+    assert "signal: 9" in gone["text"] and gone["host_lost"] is None
+    out, err = finish(host)
+    assert ended_of(out) == [("a", -9)], out + err
+
+
+def test_serving_program_killed_gives_host_lost():
+    ns = namespace()
+    host, endpoint = python_host(ns, "a")
+    front = frontend("wait_end", endpoint, ns, "a")
+    next_out(front)
+    host.kill()
+    finish(host)
+    (gone,) = outputs(front)
+    assert gone["gone"] == "HostLost" and gone["exitcode"] is None, gone
+    assert "host lost" in gone["text"] and "within its lease" in gone["host_lost"]
+    # Seen within a lease or so (the serving program's sockets closed).
+    assert gone["seconds"] < LEASE + 2
+
+
+def test_attach_to_nothing_is_not_found():
+    ns = namespace()
+    host, endpoint = python_host(ns, "a")
+    (got,) = outputs(frontend("not_found", endpoint, ns, "nobody"))
+    assert "no backend 'nobody'" in got["not_found"]
+    host.send_signal(signal.SIGTERM)
+    finish(host)
+
+
+def test_python_frontend_rust_served_backend():
+    ns = namespace()
+    host, endpoint = rust_host(ns, "r1", "r2")
+    got = outputs(frontend("basic", endpoint, ns, "r1"))
+    echo, err, _timeout, busy, stopped = got
+    assert echo["command"] == "echoed" and echo["kwargs"]["t"] == "(1, 2)"
+    # A Rust backend reports an unknown command as the Python one does.
+    assert err["command"] == "error" and err["kind"] == "unknown_command"
+    assert "already has a frontend attached" in busy["busy"]
+    assert stopped == {"stopped": 0, "alive": False}
+    first, gone = outputs(frontend("exit", endpoint, ns, "r2", "5"))
+    assert gone["gone"] == "BackendGone" and gone["exitcode"] == 5
+    assert host.wait(WAIT) == 0
+
+
+def test_rust_frontend_python_served_backend():
+    ns = namespace()
+    host, endpoint = python_host(ns, "a")
+    proc = subprocess.run(
+        [binary("echo_host"), "frontend", endpoint, ns, "a"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert proc.stdout.splitlines() == ["echoed n=0", "echoed n=1", "echoed n=2", "stopped 0"]
+    out, err = finish(host)
+    assert ended_of(out) == [("a", 0)], out + err
+
+
+def test_pickles_from_a_remote_peer_are_refused_by_default():
+    ns = namespace()
+    # The Rust backend echoes the pickle back as it came: the Python
+    # frontend must not load it unless it trusts that backend.
+    host, endpoint = rust_host(ns, "r1", "r2")
+    refused, after = outputs(frontend("pickles", endpoint, ns, "r1", "no"))
+    assert refused["refused"] == "PicklesRefused" and refused["command"] == "echoed"
+    assert "trust_pickles=True" in refused["text"] and "builtins.set" in refused["text"]
+    assert after == {"next": 8}
+    trusted, after = outputs(frontend("pickles", endpoint, ns, "r2", "yes"))
+    assert trusted == {"command": "echoed", "s": [1, 2]} and after == {"next": 8}
+    assert host.wait(WAIT) == 0
+
+
+def test_a_served_python_backend_refuses_pickles_unless_it_trusts_the_frontend():
+    ns = namespace()
+    host, endpoint = python_host(ns, "a")
+    # Untrusted: the backend does not load the set, reports it, goes on.
+    (report, after) = outputs(frontend("pickles", endpoint, ns, "a", "yes"))
+    assert report["command"] == "error", report
+    out, err = finish(host)
+    host, endpoint = python_host(ns, "a", trust=TRUSTED_ZID)
+    zid, trusted, after = outputs(frontend("trusted", endpoint, ns, "a"))
+    assert zid == {"zid": TRUSTED_ZID}
+    assert trusted == {"command": "echoed", "s": [1, 2]} and after == {"next": 8}
+    out, err = finish(host)
+    assert ended_of(out) == [("a", 0)], out + err
+
+
+def test_start_on_a_rust_agent():
+    ns = namespace()
+    endpoint = free_endpoint()
+    agent = spawn([binary("echo_host"), "agent", endpoint, ns, "agent-1"])
+    try:
+        assert readline(agent) == "AGENT " + endpoint
+        refused, echo, stopped = outputs(frontend("agent", endpoint, ns, "agent-1"))
+        assert "no backend type registered" in refused["refused"]
+        assert echo == {"echo": 3} and stopped == {"stopped": 0}
+    finally:
+        finish(agent)  # closes its stdin: the agent stops
+    assert agent.returncode == 0
+
+
+def test_import_error_names_the_extra(monkeypatch):
+    monkeypatch.setitem(sys.modules, "zenoh", None)
+    with pytest.raises(ImportError, match=r"pip install forkbridge\[remote\]"):
+        remote.Link.open(remote.Config(connect="tcp/127.0.0.1:9"))
+
+
+def test_config_refuses_what_cannot_be_a_key():
+    for bad in ["", "a/b", "a*", "$x", "a b", "q?", "h#"]:
+        with pytest.raises(ValueError):
+            remote.Config(namespace=bad)
+    with pytest.raises(ValueError):
+        remote.Config(lease=0.01)
+    assert remote.Config(listen="tcp/0.0.0.0:1").listen == ("tcp/0.0.0.0:1",)
+
+
+if __name__ == "__main__":
+    role, rest = sys.argv[1], sys.argv[2:]
+    if role == "serve":
+        endpoint, ns, names, trust = rest
+        serve_main(endpoint, ns, names.split(","), trust)
+    else:
+        scenario, endpoint, ns, *args = rest
+        front_main(scenario, endpoint, ns, args)
