@@ -345,13 +345,18 @@ class _Fate:
 
     def _lose(self) -> None:
         time.sleep(_EXIT_GRACE)
+        self.close(self._reason)
+
+    def close(self, reason: str) -> None:
+        """Reports the host lost for ``reason``, unless an end was
+        reported already."""
         with self._lock:
             if self._ended:
                 return
             self._ended = True
-            self.lost = self._reason
+            self.lost = reason
         try:
-            self._end.report_lost(self._reason)
+            self._end.report_lost(reason)
         except Exception:
             pass
 
@@ -491,6 +496,9 @@ class Link:
             self._session.close()  # type: ignore[no-untyped-call]
         except Exception:
             pass
+        for handle in list(self._handles):
+            # One whose stop failed ends now: nothing carries its frames.
+            handle._remote_fate.close("the link was closed")
 
     def __enter__(self) -> Link:
         return self
@@ -896,6 +904,9 @@ def serve(
     and as ``Link.open`` does.
     """
     trust = frozenset(zid.lower() for zid in trust_pickles_from)
+    processes = list(processes)
+    for p in processes:
+        _Keys(config.namespace, p.name)  # a name that cannot be a key: before any start
     relays: list[_native.Relay] = []
     try:
         for p in processes:
