@@ -8,6 +8,7 @@ Every wait is bounded: the frontends' receives by their timeouts, the
 programs by ``timeout`` / ``wait``, the whole test by conftest's alarm.
 """
 
+import gc
 import json
 import os
 import select
@@ -38,7 +39,7 @@ def remote():
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 EXAMPLES = os.environ.get(
-    "FORKBRIDGE_EXAMPLES", os.path.join(HERE, "..", "..", "..", "target", "release", "examples")
+    "FORKBRIDGE_ZENOH_EXAMPLES", os.path.join(HERE, "..", "..", "..", "target", "debug", "examples")
 )
 LEASE = 1.0
 WAIT = 20.0
@@ -60,13 +61,18 @@ class Echo(MessageProcess):
     def c__pid(self):
         self.send_out__(MessageObject("pid", pid=os.getpid()))
 
+    def c__give(self, value=None):
+        self.return_out__(value)
+
 
 # ---- the programs ------------------------------------------------------------
 
 
-def serve_main(endpoint, namespace, names, trust):
+def serve_main(endpoint, namespace, names, trust, outlive):
     served = remote().serve(
-        remote().Config(listen=endpoint, namespace=namespace, lease=LEASE),
+        remote().Config(
+            listen=endpoint, namespace=namespace, lease=LEASE, outlive_frontend=outlive == "yes"
+        ),
         [Echo(name) for name in names],
         trust_pickles_from=[trust] if trust else (),
     )
@@ -94,7 +100,7 @@ def front_main(scenario, endpoint, namespace, args):
         link.close()
 
 
-def front_basic(link, name):
+def front_basic(link, name, end="python"):
     p = link.attach(name)
     assert p.is_alive() and p.pid is None
     pipe = p.getPipe()
@@ -108,6 +114,19 @@ def front_basic(link, name):
         pipe.recv(timeout=0.2)
     except TimeoutError:
         say(timeout=True)
+    # select on the pipe's fd, poll, returnFromBack, a large message, status
+    big = bytes(range(256)) * 8192  # 2 MiB: the stream, not shared memory
+    p.sendMessageToBack(MessageObject("echo", big=big))
+    ready = select.select([pipe], [], [], WAIT)[0]
+    say(readable=bool(ready), polled=pipe.poll(WAIT), big=pipe.recv(timeout=WAIT)["big"] == big)
+    if end == "python":  # return_out__ is the Python backend's
+        p.sendMessageToBack(MessageObject("echo", n=2))
+        p.sendMessageToBack(MessageObject("give", value=[1, "two"]))
+        say(returned=p.returnFromBack(timeout=WAIT), then=pipe.recv(timeout=WAIT)["n"])
+    else:
+        say(returned=None)
+    status = p.status()
+    say(state=status.state, pid=status.pid, sent=status.messages_sent)
     try:
         link.attach(name)
     except remote().BackendBusy as e:
@@ -194,7 +213,28 @@ def front_agent(link, agent):
     say(stopped=p.exitcode)
 
 
+def front_dropped(link, name):
+    """Drops its handle without a stop: the handle stops the backend."""
+    p = link.attach(name)
+    p.sendMessageToBack(MessageObject("echo", n=1))
+    p.getPipe().recv(timeout=WAIT)
+    del p
+    gc.collect()
+    say(dropped=True)
+
+
+def front_reattach(link, name):
+    """Attaches to a backend that outlived its first frontend."""
+    p = link.attach(name)
+    p.sendMessageToBack(MessageObject("echo", n=9))
+    say(echo=p.getPipe().recv(timeout=WAIT)["n"])
+    p.stop()
+    say(stopped=p.exitcode)
+
+
 FRONTS = {
+    "dropped": front_dropped,
+    "reattach": front_reattach,
     "basic": front_basic,
     "exit": front_exit,
     "wait_end": front_wait_end,
@@ -239,9 +279,10 @@ def readline(proc, bound=WAIT):
     return proc.stdout.readline().strip()
 
 
-def python_host(ns, *names, trust=None):
+def python_host(ns, *names, trust=None, outlive=False):
     endpoint = free_endpoint()
     argv = [sys.executable, __file__, "serve", endpoint, ns, ",".join(names), trust or ""]
+    argv.append("yes" if outlive else "no")
     host = spawn(argv)
     assert readline(host) == "SERVING", host.stderr.read() if host.poll() is not None else ""
     return host, endpoint
@@ -293,7 +334,10 @@ def test_python_frontend_python_backend_messages_errors_stop():
     ns = namespace()
     host, endpoint = python_host(ns, "a")
     got = outputs(frontend("basic", endpoint, ns, "a"))
-    echo, err, timeout, busy, stopped = got
+    echo, err, timeout, looked, returned, status, busy, stopped = got
+    assert looked == {"readable": True, "polled": True, "big": True}
+    assert returned == {"returned": [1, "two"], "then": 2}
+    assert status == {"state": "running", "pid": None, "sent": 5}
     assert echo == {
         "command": "echoed",
         "kwargs": {"n": "1", "text": "'hi'", "t": "(1, 2)", "d": "{'k': [None, 1.5]}"},
@@ -357,9 +401,11 @@ def test_attach_to_nothing_is_not_found():
 def test_python_frontend_rust_served_backend():
     ns = namespace()
     host, endpoint = rust_host(ns, "r1", "r2")
-    got = outputs(frontend("basic", endpoint, ns, "r1"))
-    echo, err, _timeout, busy, stopped = got
+    got = outputs(frontend("basic", endpoint, ns, "r1", "rust"))
+    echo, err, _timeout, looked, _returned, status, busy, stopped = got
+    assert status == {"state": "running", "pid": None, "sent": 3}
     assert echo["command"] == "echoed" and echo["kwargs"]["t"] == "(1, 2)"
+    assert looked == {"readable": True, "polled": True, "big": True}
     # A Rust backend reports an unknown command as the Python one does.
     assert err["command"] == "error" and err["kind"] == "unknown_command"
     assert "already has a frontend attached" in busy["busy"]
@@ -427,6 +473,59 @@ def test_start_on_a_rust_agent():
     assert agent.returncode == 0
 
 
+def test_a_silent_host_is_lost_within_a_lease():
+    ns = namespace()
+    host, endpoint = python_host(ns, "a")
+    front = frontend("wait_end", endpoint, ns, "a")
+    next_out(front)
+    # Stopped, the serving program sends nothing, keep-alives included.
+    host.send_signal(signal.SIGSTOP)
+    try:
+        gone = next_out(front)
+    finally:
+        # Killed before the frontend closes its link: a session's close
+        # waits (Zenoh's bound, seconds) on a peer that reads nothing.
+        host.kill()
+        finish(host)
+    assert outputs(front) == []
+    assert gone["gone"] == "HostLost" and gone["exitcode"] is None, gone
+    assert LEASE * 0.5 < gone["seconds"] < LEASE * 4, gone
+
+
+def test_a_frontend_killed_takes_its_backend_with_it():
+    ns = namespace()
+    host, endpoint = python_host(ns, "a")
+    front = frontend("wait_end", endpoint, ns, "a")
+    next_out(front)
+    front.kill()
+    front.communicate()
+    # Stopped as a local backend whose frontend died: the stop request.
+    out, err = finish(host)
+    assert ended_of(out) == [("a", 0)], out + err
+
+
+def test_a_dropped_handle_stops_its_backend():
+    ns = namespace()
+    host, endpoint = python_host(ns, "a")
+    assert outputs(frontend("dropped", endpoint, ns, "a")) == [{"dropped": True}]
+    out, err = finish(host)
+    assert ended_of(out) == [("a", 0)], out + err
+
+
+def test_outlive_frontend_keeps_the_backend_for_the_next_one():
+    ns = namespace()
+    host, endpoint = python_host(ns, "a", outlive=True)
+    front = frontend("wait_end", endpoint, ns, "a")
+    pid = next_out(front)["pid"]
+    front.kill()
+    front.communicate()
+    time.sleep(LEASE * 2)
+    os.kill(pid, 0)  # still there
+    assert outputs(frontend("reattach", endpoint, ns, "a")) == [{"echo": 9}, {"stopped": 0}]
+    out, err = finish(host)
+    assert ended_of(out) == [("a", 0)], out + err
+
+
 def test_import_error_names_the_extra(monkeypatch):
     monkeypatch.setitem(sys.modules, "zenoh", None)
     with pytest.raises(ImportError, match=r"pip install forkbridge\[remote\]"):
@@ -445,8 +544,8 @@ def test_config_refuses_what_cannot_be_a_key():
 if __name__ == "__main__":
     role, rest = sys.argv[1], sys.argv[2:]
     if role == "serve":
-        endpoint, ns, names, trust = rest
-        serve_main(endpoint, ns, names.split(","), trust)
+        endpoint, ns, names, trust, outlive = rest
+        serve_main(endpoint, ns, names.split(","), trust, outlive)
     else:
         scenario, endpoint, ns, *args = rest
         front_main(scenario, endpoint, ns, args)

@@ -297,6 +297,23 @@ def _pump(
                 return
 
 
+def _direct(z: ModuleType, callback: Callable[[zenoh.Sample], None]) -> Any:
+    """``callback`` run in Zenoh's own thread, as the Rust crate's are.
+
+    zenoh-python runs a plain callable in a thread of its own per
+    subscriber, which loses the order between keys that the protocol
+    relies on: the backend's last frames (``out``) before its ``exit``,
+    and that ``exit`` before its ``alive`` token vanishes; a frontend's
+    ``owner`` token before its first frame. Run where the samples arrive,
+    in their order, the callbacks also slow the sender while a stream is
+    full (a write waits without the GIL), as the Rust ones do.
+    """
+    try:
+        return z.handlers.Callback(callback, indirect=False)
+    except TypeError:  # a zenoh-python without the (unstable) option
+        return callback
+
+
 def _deliver(
     deliver: Callable[[bytes, bool], None], sample: zenoh.Sample, name: str, trusted: bool
 ) -> None:
@@ -553,7 +570,7 @@ class Link:
             declared.append(
                 session.declare_subscriber(
                     keys.output,
-                    lambda s: _deliver(end.deliver, s, name, trust_pickles),
+                    _direct(z, lambda s: _deliver(end.deliver, s, name, trust_pickles)),
                 )
             )
 
@@ -562,7 +579,7 @@ class Link:
                 if raw is not None:
                     fate.exited(raw)
 
-            declared.append(session.declare_subscriber(keys.exit, on_exit))
+            declared.append(session.declare_subscriber(keys.exit, _direct(z, on_exit)))
             found = threading.Event()
 
             def on_alive(sample: zenoh.Sample) -> None:
@@ -571,7 +588,11 @@ class Link:
                 else:
                     fate.vanished()
 
-            declared.append(session.liveliness().declare_subscriber(keys.alive, on_alive, history=True))
+            declared.append(
+                session.liveliness().declare_subscriber(
+                    keys.alive, _direct(z, on_alive), history=True
+                )
+            )
             if not found.wait(self._config.attach_timeout):
                 raise BackendNotFound(
                     "no backend '%s' in namespace '%s' answered within %s s"
@@ -728,7 +749,7 @@ class _ServedBackend:
             declared.append(
                 session.declare_subscriber(
                     keys.input,
-                    lambda s: _deliver(relay.deliver, s, self.name, self._trusted()),
+                    _direct(z, lambda s: _deliver(relay.deliver, s, self.name, self._trusted())),
                 )
             )
 
@@ -740,7 +761,7 @@ class _ServedBackend:
                     except Exception as e:
                         logger.warning("'%s': signal %d: %s", self.name, sig, e)
 
-            declared.append(session.declare_subscriber(keys.signal, on_signal))
+            declared.append(session.declare_subscriber(keys.signal, _direct(z, on_signal)))
 
             def on_owner(sample: zenoh.Sample) -> None:
                 zid = str(sample.key_expr).rsplit("/", 1)[-1]
@@ -750,7 +771,9 @@ class _ServedBackend:
                     self._owner_left(zid)
 
             declared.append(
-                session.liveliness().declare_subscriber(keys.owners, on_owner, history=True)
+                session.liveliness().declare_subscriber(
+                    keys.owners, _direct(z, on_owner), history=True
+                )
             )
             output = _publisher(session, z, keys.output)
             exit_ = _publisher(session, z, keys.exit)
