@@ -77,6 +77,7 @@ __all__ = [
     "Link",
     "LinkError",
     "PicklesRefused",
+    "RemoteProcess",
     "Served",
     "StartRefused",
     "serve",
@@ -946,6 +947,14 @@ def serve(
         for relay in relays:
             relay.stop()
         raise
-    backends = [_ServedBackend(link, relay, trust) for relay in relays]
+    backends: list[_ServedBackend] = []
+    try:
+        for relay in relays:
+            backends.append(_ServedBackend(link, relay, trust))
+    except BaseException:
+        for relay in relays:
+            relay.stop()
+        link.close()
+        raise
     return Served(link, backends)
 
