@@ -28,7 +28,6 @@
 //! second decoding path, and a refused value is an `UnreadableMessage` in
 //! its turn, as any value that does not load is: the stream goes on.
 
-use std::io::Write;
 use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixStream;
 use std::os::unix::process::ExitStatusExt;
@@ -41,7 +40,7 @@ use forkbridge::{MessageProcess, Value};
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
 
-use crate::errors::{self, IntoPyResult};
+use crate::errors::IntoPyResult;
 use crate::process::{DEFAULT_MAX_FRAME, Process, lock, seconds};
 
 /// Where `PicklesRefused` is raised from, by the pickle that replaces a
@@ -69,13 +68,11 @@ pub(crate) fn attach(
         .max_frame_size(max_frame_size)
         .attach()
         .py_err()?;
-    let writer = remote.stream().try_clone()?;
     let process = Process::adopt(inner, stop_timeout, kill_timeout, lend)?;
     Ok((
         process,
         RemoteEnd {
             frames: remote.frames(),
-            writer: Mutex::new(writer),
             remote,
         },
     ))
@@ -88,12 +85,11 @@ pub(crate) fn attach(
 pub(crate) fn into_relay(py: Python<'_>, process: &Process) -> PyResult<Relay> {
     let inner = process.take_handle(py)?;
     let relay = inner.into_relay().py_err()?;
-    let writer = relay.stream().try_clone()?;
     Ok(Relay {
         name: relay.name().to_owned(),
         pid: relay.pid(),
         frames: relay.frames(),
-        writer: Mutex::new(writer),
+        writer: relay.writer().clone(),
         relay: Mutex::new(relay),
     })
 }
@@ -112,7 +108,6 @@ pub(crate) fn check_frames(payload: &[u8], max: usize) -> PyResult<()> {
 pub(crate) struct RemoteEnd {
     remote: relay::Remote,
     frames: FrameCheck,
-    writer: Mutex<UnixStream>,
 }
 
 #[pymethods]
@@ -133,7 +128,7 @@ impl RemoteEnd {
     /// pickles in it are replaced unless `trusted`. Waits, without the
     /// GIL, while the stream is full.
     fn deliver(&self, py: Python<'_>, payload: &[u8], trusted: bool) -> PyResult<()> {
-        deliver(py, &self.writer, self.frames, payload, trusted)
+        deliver(py, self.remote.writer(), payload, trusted)
     }
 
     /// The backend exited with this raw wait status: the handle delivers
@@ -168,9 +163,9 @@ pub(crate) struct Relay {
     name: String,
     pid: Option<i32>,
     frames: FrameCheck,
-    /// Frames from the network are written under this lock, and `stop`
-    /// takes it, so a stop request never lands inside one.
-    writer: Mutex<UnixStream>,
+    /// The relay's writer, kept outside its lock: a delivery must not
+    /// wait for a `wait` to end (`stop` takes the writer's lock itself).
+    writer: relay::FrameWriter,
     relay: Mutex<relay::Relay>,
 }
 
@@ -200,7 +195,7 @@ impl Relay {
 
     /// As [`RemoteEnd::deliver`], into the backend's stream.
     fn deliver(&self, py: Python<'_>, payload: &[u8], trusted: bool) -> PyResult<()> {
-        deliver(py, &self.writer, self.frames, payload, trusted)
+        deliver(py, &self.writer, payload, trusted)
     }
 
     /// Sends `sig` to the process (nothing once it has exited).
@@ -225,10 +220,7 @@ impl Relay {
     /// within its bounds) and reaps it: its raw wait status, or `None` if
     /// it cannot be known.
     fn stop(&self, py: Python<'_>) -> Option<i32> {
-        status_of(py.detach(|| {
-            let _writing = lock(&self.writer);
-            lock(&self.relay).stop()
-        }))
+        status_of(py.detach(|| lock(&self.relay).stop()))
     }
 
     fn __repr__(&self) -> String {
@@ -278,22 +270,23 @@ impl FrameReader {
     }
 }
 
+/// Writes a network message into a stream through its writer (checked
+/// there), its pickles replaced unless `trusted`.
 fn deliver(
     py: Python<'_>,
-    writer: &Mutex<UnixStream>,
-    frames: FrameCheck,
+    writer: &relay::FrameWriter,
     payload: &[u8],
     trusted: bool,
 ) -> PyResult<()> {
-    frames.check(payload).py_err()?;
     let replaced = if trusted {
         None
     } else {
-        forkbridge::binding::replace_pickles(payload, frames.max(), &mut refusal).py_err()?
+        writer.frames().check(payload).py_err()?;
+        forkbridge::binding::replace_pickles(payload, writer.frames().max(), &mut refusal)
+            .py_err()?
     };
     let bytes = replaced.as_deref().unwrap_or(payload);
-    py.detach(|| lock(writer).write_all(bytes))
-        .map_err(|e| errors::to_py(e.into()))
+    py.detach(|| writer.deliver(bytes)).py_err()
 }
 
 /// What stands in for a refused pickle of `type_name`: a pickle whose

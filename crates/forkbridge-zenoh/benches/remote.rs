@@ -17,7 +17,7 @@ use forkbridge::relay::{FrameCheck, FrameReader};
 use forkbridge::{
     Backend, BackendContext, HandlerResult, Handlers, Message, MessageProcess, message,
 };
-use forkbridge_testkit::{kill, pin};
+use forkbridge_testkit::{free_port, kill, pin};
 use forkbridge_zenoh::{Config, Link, serve};
 use zenoh::Wait;
 use zenoh::qos::CongestionControl;
@@ -82,13 +82,6 @@ fn raw_config(listen: Option<&str>, connect: Option<&str>) -> zenoh::Config {
     c
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port()
-}
-
 /// The serving program: the backends, then a raw TCP echo (ping-pong) and
 /// sink (decodes each frame's message, as the backend does, and answers
 /// one byte) on the same CPU.
@@ -98,11 +91,11 @@ fn serve_main(namespace: &str) -> ! {
     for i in 0..VICTIMS {
         processes.push(MessageProcess::new(format!("victim-{i}"), Echo::default()).unwrap());
     }
-    let endpoint = format!("tcp/127.0.0.1:{}", free_port());
+    let endpoint = format!("tcp/127.0.0.1:{}", free_port("127.0.0.1"));
     let served = serve(Config::listen(&endpoint).namespace(namespace), processes).unwrap();
     // Zenoh alone, for the record: a session of its own whose callback
     // publishes each sample back.
-    let raw_endpoint = format!("tcp/127.0.0.1:{}", free_port());
+    let raw_endpoint = format!("tcp/127.0.0.1:{}", free_port("127.0.0.1"));
     let raw = zenoh::open(raw_config(Some(&raw_endpoint), None))
         .wait()
         .unwrap();

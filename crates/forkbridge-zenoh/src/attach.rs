@@ -79,15 +79,11 @@ impl Link {
             ),
         });
         let out = {
-            let stream = remote
-                .stream()
-                .try_clone()
-                .map_err(forkbridge::Error::from)?;
-            let frames = remote.frames();
+            let writer = remote.writer().clone();
             let name = name.clone();
             session
                 .declare_subscriber(keys.output())
-                .callback(move |sample| carry::deliver(&sample, frames, &name, &stream))
+                .callback(move |sample| carry::deliver(&sample, &writer, &name))
                 .wait()
                 .map_err(|e| Error::link("cannot subscribe to the backend's frames", e))?
         };

@@ -3,9 +3,9 @@
 //! sink from the network into a stream, and the 4-byte integers of the
 //! `exit` and `sig` keys.
 
-use std::io::{Read, Write};
+use std::io::Read;
 
-use forkbridge::relay::{FrameCheck, FrameReader};
+use forkbridge::relay::{FrameReader, FrameWriter};
 use zenoh::Wait;
 use zenoh::pubsub::Publisher;
 use zenoh::qos::CongestionControl;
@@ -52,16 +52,16 @@ pub(crate) fn pump<R: Read>(
     }
 }
 
-/// Writes a sample into a stream if it is whole frames within the limit;
-/// logs and drops it otherwise (the stream stays in step). The write
-/// blocks while the stream is full: the publisher then waits too.
-pub(crate) fn deliver(sample: &Sample, frames: FrameCheck, name: &str, mut stream: impl Write) {
-    let payload = sample.payload().to_bytes();
-    match frames.check(&payload) {
-        Ok(()) => {
-            let _ = stream.write_all(&payload);
+/// Writes a sample into a stream (see [`FrameWriter`]); one that is not
+/// whole frames within the limit is logged and dropped, and the stream
+/// stays in step. A stream whose reader is gone is not logged: the end is
+/// reported on its own.
+pub(crate) fn deliver(sample: &Sample, writer: &FrameWriter, name: &str) {
+    match writer.deliver(&sample.payload().to_bytes()) {
+        Err(e) if e.kind() != &forkbridge::ErrorKind::Io => {
+            log::warn!("'{name}': dropped a sample from the network: {e}")
         }
-        Err(e) => log::warn!("'{name}': dropped a sample from the network: {e}"),
+        _ => {}
     }
 }
 

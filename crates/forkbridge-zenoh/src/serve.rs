@@ -16,7 +16,6 @@
 //!   stopped like a local backend whose frontend died (unless
 //!   [`Config::outlive_frontend`](crate::Config::outlive_frontend)).
 
-use std::os::unix::net::UnixStream;
 use std::os::unix::process::ExitStatusExt;
 use std::process::ExitStatus;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -97,8 +96,11 @@ impl Served {
         &self.link
     }
 
-    /// Waits until every backend has ended; returns each one's name and
-    /// exit status (`None` if it could not be collected).
+    /// Waits until every backend has ended and its last frames and exit
+    /// were published; returns each one's name and exit status (`None` if
+    /// it could not be collected). Frames wait for a frontend: a backend
+    /// that sent something nobody attached to receive is served until one
+    /// attaches or [`stop`](Served::stop) drops them.
     pub fn wait(self) -> Vec<(String, Option<ExitStatus>)> {
         let ended = self.backends.into_iter().map(ServedBackend::join).collect();
         drop(self.link);
@@ -147,9 +149,6 @@ impl ServedBackend {
 struct Shared {
     name: String,
     relay: Mutex<Relay>,
-    /// Frames from the network are written under this lock, so a stop
-    /// request never lands inside one.
-    writer: Mutex<UnixStream>,
     /// How many frontends are attached (0 or 1 in practice).
     attached: Mutex<usize>,
     changed: Condvar,
@@ -163,7 +162,6 @@ impl Shared {
     fn stop(&self) {
         self.stopping.store(true, Ordering::SeqCst);
         self.changed.notify_all();
-        let _writing = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
         let mut relay = self.relay.lock().unwrap_or_else(PoisonError::into_inner);
         if let Err(e) = relay.stop() {
             log::warn!("'{}': stop: {e}", self.name);
@@ -219,14 +217,10 @@ impl Link {
                 .map_err(forkbridge::Error::from)?,
             frames,
         );
-        let writer = relay
-            .stream()
-            .try_clone()
-            .map_err(forkbridge::Error::from)?;
+        let writer = relay.writer().clone();
         let shared = Arc::new(Shared {
             name: name.clone(),
             relay: Mutex::new(relay),
-            writer: Mutex::new(writer),
             attached: Mutex::new(0),
             changed: Condvar::new(),
             outlive_frontend: self.config.outlive_frontend,
@@ -236,10 +230,7 @@ impl Link {
             let shared = shared.clone();
             session
                 .declare_subscriber(keys.input())
-                .callback(move |sample| {
-                    let writer = shared.writer.lock().unwrap_or_else(PoisonError::into_inner);
-                    carry::deliver(&sample, frames, &shared.name, &*writer);
-                })
+                .callback(move |sample| carry::deliver(&sample, &writer, &shared.name))
                 .wait()
                 .map_err(|e| Error::link("cannot subscribe to frames", e))?
         };

@@ -20,6 +20,7 @@ use forkbridge_testkit::{threads, wait_until};
 test_main!(
     messages_errors_and_stop_cross_the_relay,
     a_killed_backend_is_disconnected_with_its_signal,
+    an_exiting_backends_messages_come_before_its_status,
     stop_escalates_through_signal_requests,
     a_lost_host_ends_waits_with_host_lost,
     a_transport_gone_without_a_word_is_disconnected,
@@ -41,7 +42,7 @@ fn clone(stream: &UnixStream) -> UnixStream {
 
 fn join(relay: Relay, remote: Remote) -> Loopback {
     let remote = Arc::new(remote);
-    let to_back = clone(relay.stream());
+    let to_back = relay.writer().clone();
     let from_back = clone(relay.stream());
     let (check_back, check_front) = (relay.frames(), remote.frames());
     let relay = Arc::new(Mutex::new(relay));
@@ -50,11 +51,10 @@ fn join(relay: Relay, remote: Remote) -> Loopback {
     let front = clone(remote.stream());
     threads.push(std::thread::spawn(move || {
         let mut frames = FrameReader::new(front, check_front);
-        let mut to_back = to_back;
         loop {
             match frames.next_run() {
                 Ok(Some(run)) => {
-                    if to_back.write_all(run).is_err() {
+                    if to_back.deliver(run).is_err() {
                         return;
                     }
                 }
@@ -68,11 +68,11 @@ fn join(relay: Relay, remote: Remote) -> Loopback {
         let (remote, relay, done) = (remote.clone(), relay.clone(), done.clone());
         threads.push(std::thread::spawn(move || {
             let mut frames = FrameReader::new(from_back, check_back);
-            let mut to_front = clone(remote.stream());
+            let to_front = remote.writer().clone();
             loop {
                 match frames.next_run() {
                     Ok(Some(run)) => {
-                        let _ = to_front.write_all(run);
+                        let _ = to_front.deliver(run);
                     }
                     Ok(None) => break,
                     Err(e) if e.kind() == &ErrorKind::Io => break,
@@ -164,6 +164,20 @@ fn a_killed_backend_is_disconnected_with_its_signal() {
         Some(libc::SIGKILL)
     );
     assert!(!err.is_host_lost());
+    drop(p);
+    link.finish();
+}
+
+fn an_exiting_backends_messages_come_before_its_status() {
+    let (mut p, link) = attached("exiting");
+    p.send(message!("burst_then_exit", n = 500u64)).unwrap();
+    for i in 0..500u64 {
+        let m = recv(&mut p);
+        assert_eq!((m.command(), m.param::<u64>("i").unwrap()), ("item", i));
+    }
+    let err = p.recv_timeout(WAIT).unwrap_err();
+    assert!(err.is_disconnected(), "{err}");
+    assert_eq!(err.exit_status().and_then(|s| s.code()), Some(7));
     drop(p);
     link.finish();
 }

@@ -20,10 +20,11 @@
 //! * on the backend's host, the stream of a started process without the
 //!   handle's reads: [`MessageProcess::into_relay`] returns a [`Relay`],
 //!   which still stops, signals and reaps the process.
-//! * on both, whole frames: [`FrameCheck`] finds where frames end in the
-//!   bytes a stream gives, so each network message carries whole frames
-//!   and a damaged or hostile one is refused alone, the stream staying in
-//!   step.
+//! * on both, whole frames: a [`FrameReader`] cuts what a stream gives
+//!   into runs of whole frames, so each network message carries whole
+//!   frames, and a [`FrameWriter`] writes a network message into a stream
+//!   only if it is whole frames ([`FrameCheck`]): a damaged or hostile one
+//!   is refused alone, and the stream stays in step.
 //!
 //! # Design
 //!
@@ -31,17 +32,19 @@
 //! receive already waits in one socket read, its stop on one fd, and its
 //! user may poll its fd; a trait would need a second way for each. The
 //! cost is one extra hand-off per direction on each host (a socket write
-//! and a wake-up, tens of microseconds), small next to a network hop.
+//! and a wake-up; the bench README of `forkbridge-zenoh` measures it).
 
 pub(super) mod fate;
 mod reader;
+mod writer;
 pub use reader::FrameReader;
+pub use writer::FrameWriter;
 
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::process::ExitStatus;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::deadline;
 use crate::error::{Error, ErrorKind, Result};
@@ -62,18 +65,16 @@ impl MessageProcessBuilder {
     ///
     /// ```
     /// use forkbridge::{Message, MessageProcess};
-    /// use std::io::{Read, Write};
+    /// use forkbridge::relay::FrameReader;
     /// use std::time::Duration;
     ///
     /// let (mut p, remote) = MessageProcess::builder("far").attach()?;
     /// p.send(Message::new("hello"))?;
-    /// // The transport's side: frames come out of the stream whole.
-    /// let mut stream = remote.stream().try_clone()?;
-    /// let mut buf = vec![0; 256];
-    /// let n = stream.read(&mut buf)?;
-    /// assert!(remote.frames().check(&buf[..n]).is_ok());
-    /// // ...and the backend's frames go back in (here: an echo).
-    /// stream.write_all(&buf[..n])?;
+    /// // The transport's side: frames come out of the stream whole...
+    /// let mut frames = FrameReader::new(remote.stream().try_clone()?, remote.frames());
+    /// let run = frames.next_run()?.expect("the frame").to_vec();
+    /// // ...and the backend's frames go back in, checked (here: an echo).
+    /// remote.writer().deliver(&run)?;
     /// assert_eq!(p.recv_timeout(Duration::from_secs(5))?.command(), "hello");
     /// // The backend ended over there:
     /// use std::os::unix::process::ExitStatusExt;
@@ -96,12 +97,14 @@ impl MessageProcessBuilder {
             exited: false,
         };
         let process = self.handle(target, Registered::new(front), state);
+        let stream = UnixStream::from(back);
+        let writer = FrameWriter::new(stream.try_clone()?, FrameCheck { max });
         Ok((
             process,
             Remote {
-                stream: UnixStream::from(back),
+                stream,
                 fate: fate_back,
-                frames: FrameCheck { max },
+                writer,
             },
         ))
     }
@@ -116,20 +119,26 @@ impl MessageProcessBuilder {
 pub struct Remote {
     stream: UnixStream,
     fate: OwnedFd,
-    frames: FrameCheck,
+    writer: FrameWriter,
 }
 
 impl Remote {
-    /// The stream of frames: what the handle sends comes out of it, and
-    /// what is written into it reaches the handle as the backend's. Write
-    /// whole frames only ([`FrameCheck`]); clone it for a second thread.
+    /// The stream of frames: what the handle sends comes out of it (read
+    /// it with a [`FrameReader`]); write into it only through
+    /// [`writer`](Remote::writer).
     pub fn stream(&self) -> &UnixStream {
         &self.stream
     }
 
+    /// What writes the backend's frames into the stream, checked, one
+    /// message at a time.
+    pub fn writer(&self) -> &FrameWriter {
+        &self.writer
+    }
+
     /// Where frames end, with the handle's frame limit.
     pub fn frames(&self) -> FrameCheck {
-        self.frames
+        self.writer.frames()
     }
 
     /// Tells the handle that the backend exited with `status` (its raw
@@ -198,6 +207,7 @@ impl AsFd for Remote {
 pub struct Relay {
     process: MessageProcess,
     stream: UnixStream,
+    writer: FrameWriter,
 }
 
 impl MessageProcess {
@@ -231,26 +241,36 @@ impl MessageProcess {
                 .with_source("relay a process before it sends, receives or uses the lane"));
         }
         let stream = UnixStream::from(self.conn.as_fd().try_clone_to_owned()?);
+        let check = FrameCheck {
+            max: self.conn.max_frame(),
+        };
+        let writer = FrameWriter::new(stream.try_clone()?, check);
         self.relayed = true;
         Ok(Relay {
             process: self,
             stream,
+            writer,
         })
     }
 }
 
 impl Relay {
-    /// The process's stream: its backend's frames come out, frames written
-    /// in reach it. Clone it for a second thread.
+    /// The process's stream: its backend's frames come out of it (read it
+    /// with a [`FrameReader`]); write into it only through
+    /// [`writer`](Relay::writer).
     pub fn stream(&self) -> &UnixStream {
         &self.stream
     }
 
+    /// What writes frames into the backend's stream, checked, one message
+    /// at a time; [`stop`](Relay::stop) takes its lock too.
+    pub fn writer(&self) -> &FrameWriter {
+        &self.writer
+    }
+
     /// Where frames end, with the process's frame limit.
     pub fn frames(&self) -> FrameCheck {
-        FrameCheck {
-            max: self.process.conn.max_frame(),
-        }
+        self.writer.frames()
     }
 
     /// The process's name.
@@ -261,12 +281,6 @@ impl Relay {
     /// Its pid on this host.
     pub fn pid(&self) -> Option<i32> {
         self.process.pid()
-    }
-
-    /// Polls readable once the process has ended and its status can be
-    /// read ([`wait_timeout`](Relay::wait_timeout)).
-    pub fn exit_fd(&self) -> Option<BorrowedFd<'_>> {
-        self.process.exit_fd()
     }
 
     /// Sends `sig` to the process while it runs.
@@ -288,20 +302,16 @@ impl Relay {
     }
 
     /// Stops the process as [`MessageProcess::stop`] does: a stop request
-    /// written into the stream, then `SIGTERM`, then `SIGKILL`. Call it
-    /// once nothing else writes into the stream (a request in the middle
-    /// of another frame would break both).
+    /// written into the stream, then `SIGTERM`, then `SIGKILL`. It holds
+    /// the [`writer`](Relay::writer)'s lock throughout, so the request
+    /// never lands inside a delivered message, and deliveries wait.
     ///
     /// # Errors
     ///
     /// As [`MessageProcess::stop`].
     pub fn stop(&mut self) -> Result<ExitStatus> {
+        let _writing = self.writer.lock();
         self.process.stop()
-    }
-
-    /// As [`stop`](Relay::stop), every grace period cut at `by`.
-    pub fn stop_by(&mut self, by: Instant) -> Result<ExitStatus> {
-        self.process.stop_by(Some(by))
     }
 }
 

@@ -110,9 +110,4 @@ impl<R: Read> FrameReader<R> {
             }
         }
     }
-
-    /// The stream read.
-    pub fn get_ref(&self) -> &R {
-        &self.inner
-    }
 }
