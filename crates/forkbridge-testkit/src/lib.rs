@@ -21,12 +21,14 @@
 //! | [`signal`] | sending, ignoring and waiting for signals |
 //! | [`reap`](mod@reap) | reaping children, bounded, and the subreaper flag |
 //! | [`wait`] | polling a condition within a bound |
+//! | [`net`] | a free TCP port |
 //! | [`cli`] | the `[SCENARIO...] [--quick]` command line of bench and soak |
 
 pub mod children;
 pub mod cli;
 pub mod fds;
 pub mod memory;
+pub mod net;
 pub mod page;
 pub mod process;
 pub mod reap;
@@ -37,6 +39,7 @@ pub use children::{FORK_SERVER_COMM, children, children_but_the_fork_server, com
 pub use cli::ScenarioArgs;
 pub use fds::{fd_links, open_fds, pipe_inodes, socket_inodes};
 pub use memory::{mappings, rss_kib, shared_mappings};
+pub use net::free_port;
 pub use page::SharedPage;
 pub use process::{alive, pin, threads, threads_of, unpin};
 pub use reap::{kill_and_reap, reap, reap_within, set_subreaper, try_reap, wait_within};

@@ -15,7 +15,7 @@ use forkbridge::{
     Backend, BackendContext, ErrorKind as ProcessErrorKind, HandlerResult, Handlers, Message,
     MessageProcess, message,
 };
-use forkbridge_testkit::{alarm, alive, children, kill, wait_until, wait_within};
+use forkbridge_testkit::{alarm, alive, children, free_port, kill, wait_until, wait_within};
 use forkbridge_zenoh::{Agent, Config, ErrorKind, Link, serve};
 
 /// The bound of every wait.
@@ -59,6 +59,27 @@ impl Probe {
         std::process::id() as i32
     }
 
+    /// Sends `n` messages `item(i)`, then exits with status 7.
+    pub fn burst_then_exit(&mut self, ctx: &mut BackendContext, n: u64) {
+        for i in 0..n {
+            let _ = ctx.send(message!("item", i = i));
+        }
+        let _ = ctx.flush();
+        // SAFETY: ends the process at once, which is the point.
+        unsafe { libc::_exit(7) }
+    }
+
+    /// Counts a call that carries `bytes`.
+    pub fn take(&mut self, bytes: Vec<u8>) {
+        self.calls += 1;
+        std::hint::black_box(bytes);
+    }
+
+    /// Sleeps `ms` milliseconds: a backend that falls behind.
+    pub fn nap(&mut self, ms: u64) {
+        std::thread::sleep(Duration::from_millis(ms));
+    }
+
     /// Never answers.
     pub fn hang(&mut self) {
         std::thread::sleep(Duration::from_secs(3600));
@@ -91,13 +112,8 @@ fn serve_main(spec: &str) -> ! {
     let processes: Vec<_> = parts
         .map(|name| MessageProcess::new(name, Probe::default()).expect("a process"))
         .collect();
-    // A free port: bound, read, released (nothing else here takes it
-    // in between).
     let ip = std::env::var("FB_ZENOH_TEST_LISTEN").unwrap_or_else(|_| "127.0.0.1".into());
-    let port = std::net::TcpListener::bind((ip.as_str(), 0))
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port();
+    let port = free_port(&ip);
     let tls = std::env::var("FB_ZENOH_TEST_TLS").ok();
     let scheme = if tls.is_some() { "tls" } else { "tcp" };
     let endpoint = format!("{scheme}/{ip}:{port}");
@@ -250,11 +266,7 @@ fn frontend_main(spec: &str) -> ! {
 /// The agent program: `FB_ZENOH_TEST_AGENT=<namespace>` runs agent
 /// "agent-1" with `Probe` registered until its stdin closes.
 fn agent_main(namespace: &str) -> ! {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port();
-    let endpoint = format!("tcp/127.0.0.1:{port}");
+    let endpoint = format!("tcp/127.0.0.1:{}", free_port("127.0.0.1"));
     let agent = Agent::builder("agent-1")
         .register::<Probe>("Probe")
         .start(Config::listen(&endpoint).namespace(namespace).lease(LEASE))
@@ -336,6 +348,8 @@ fn main() {
     let cases = cases![
         the_local_api_works_against_a_remote_backend,
         a_killed_remote_backend_is_disconnected_with_signal_9,
+        a_remote_backends_messages_come_before_its_exit_status,
+        nothing_is_dropped_while_the_backend_falls_behind,
         a_killed_serving_program_disconnects_every_frontend,
         a_killed_frontend_takes_its_backends_within_a_lease,
         a_backend_may_outlive_its_frontend,
@@ -765,6 +779,14 @@ impl Net {
     fn exec(ns: &str) -> [&str; 4] {
         ["ip", "netns", "exec", ns]
     }
+
+    /// This test program, run again in namespace `ns`.
+    fn this_program_in(ns: &str) -> Command {
+        let mut cmd = Command::new("ip");
+        cmd.args(["netns", "exec", ns])
+            .arg(std::env::current_exe().unwrap());
+        cmd
+    }
 }
 
 impl Drop for Net {
@@ -798,9 +820,7 @@ fn a_lost_host_is_seen_within_a_lease_and_a_new_backend_attaches() {
         "{},{namespace},first,{},{}",
         host.endpoint, net.back, net.back_iface
     );
-    let out = Command::new("ip")
-        .args(Net::exec(&net.front)[1..].iter())
-        .arg(std::env::current_exe().unwrap())
+    let out = Net::this_program_in(&net.front)
         .env("FB_ZENOH_TEST_LOSS", &loss)
         .output()
         .unwrap();
@@ -835,9 +855,7 @@ fn a_lost_host_is_seen_within_a_lease_and_a_new_backend_attaches() {
     // Back up: a new frontend attaches to the other backend and is served.
     ip(&["-n", &net.back, "link", "set", &net.back_iface, "up"]).unwrap();
     let again = format!("{},{namespace},second", host.endpoint);
-    let out = Command::new("ip")
-        .args(Net::exec(&net.front)[1..].iter())
-        .arg(std::env::current_exe().unwrap())
+    let out = Net::this_program_in(&net.front)
         .env("FB_ZENOH_TEST_FRONTEND", &again)
         .stdout(Stdio::piped())
         .spawn()
@@ -1041,4 +1059,36 @@ fn the_example_runs_its_pipeline_on_a_second_host() {
     assert!(status.success(), "{status}: {out}");
     assert!(out.contains("remote detectors on tcp/127.0.0.1:"), "{out}");
     assert!(out.contains("2000 frames"), "{out}");
+}
+
+fn a_remote_backends_messages_come_before_its_exit_status() {
+    let host = host(&["exiting"]);
+    let link = host.link();
+    let mut p = ProbeClient::new(link.attach("exiting").unwrap());
+    p.burst_then_exit(2_000).unwrap();
+    for i in 0..2_000u64 {
+        let m = p.recv_timeout(WAIT).unwrap();
+        assert_eq!((m.command(), m.param::<u64>("i").unwrap()), ("item", i));
+    }
+    let err = p.recv_timeout(WAIT).unwrap_err();
+    assert!(err.is_disconnected() && !err.is_host_lost(), "{err}");
+    assert_eq!(err.exit_status().and_then(|s| s.code()), Some(7));
+    drop(p);
+    host.join();
+}
+
+fn nothing_is_dropped_while_the_backend_falls_behind() {
+    let host = host(&["slow"]);
+    let link = host.link();
+    let mut p = ProbeClient::new(link.attach("slow").unwrap());
+    // While it naps, 32 MiB of casts fill every buffer on the way
+    // (sockets, Zenoh's queues): the sender waits, nothing is dropped.
+    p.nap(500).unwrap();
+    let n = 32 * 1024u64;
+    for _ in 0..n {
+        p.take(vec![0u8; 1024]).unwrap();
+    }
+    assert_eq!(p.calls().unwrap(), n);
+    assert!(p.into_process().stop().unwrap().success());
+    host.join();
 }

@@ -398,23 +398,20 @@ class _RemoteDuplex(Duplex):
             return refused
         return e
 
-    def recv(self, timeout: float | None = None) -> Any:
+    def _translated(self, receive: Callable[[float | None], Any], timeout: float | None) -> Any:
         try:
-            return super().recv(timeout)
+            return receive(timeout)
         except (BackendGone, UnreadableMessage) as e:
             translated = self._translate(e)
             if translated is e:
                 raise
             raise translated from e.__cause__
 
+    def recv(self, timeout: float | None = None) -> Any:
+        return self._translated(super().recv, timeout)
+
     def _recv_return(self, timeout: float | None = None) -> Any:
-        try:
-            return super()._recv_return(timeout)
-        except (BackendGone, UnreadableMessage) as e:
-            translated = self._translate(e)
-            if translated is e:
-                raise
-            raise translated from e.__cause__
+        return self._translated(super()._recv_return, timeout)
 
 
 class RemoteProcess(MessageProcess):
