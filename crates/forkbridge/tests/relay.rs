@@ -14,7 +14,10 @@ use std::time::{Duration, Instant};
 
 use common::{Probe, WAIT, recv};
 use forkbridge::relay::{FrameCheck, FrameReader, Relay, Remote};
-use forkbridge::{ErrorKind, Message, MessageProcess, ProcessState, message};
+use forkbridge::{
+    Backend, BackendContext, ErrorKind, EventGroup, EventIndex, HandlerResult, Handlers, Message,
+    MessageProcess, ProcessState, message,
+};
 use forkbridge_testkit::{threads, wait_until};
 
 test_main!(
@@ -27,6 +30,9 @@ test_main!(
     frames_that_cannot_cross_are_refused_and_the_stream_goes_on,
     into_relay_refuses_what_it_would_lose,
     an_attached_handle_has_no_local_pid,
+    sync_indices_work_across_the_relay,
+    a_late_set_across_the_relay_sets_nothing,
+    event_groups_are_bound_to_the_right_side,
 );
 
 /// The two ends joined by threads: frames both ways, the exit reported
@@ -45,9 +51,20 @@ fn join(relay: Relay, remote: Remote) -> Loopback {
     let to_back = relay.writer().clone();
     let from_back = clone(relay.stream());
     let (check_back, check_front) = (relay.frames(), remote.frames());
+    let sets = relay.events().unwrap();
     let relay = Arc::new(Mutex::new(relay));
     let done = Arc::new(AtomicBool::new(false));
     let mut threads = Vec::new();
+    if let Some(mut sets) = sets {
+        let (remote, done) = (remote.clone(), done.clone());
+        threads.push(std::thread::spawn(move || {
+            while !done.load(Ordering::SeqCst) {
+                if let Some(payload) = sets.next_timeout(Duration::from_millis(20)).unwrap() {
+                    let _ = remote.deliver_sets(&payload);
+                }
+            }
+        }));
+    }
     let front = clone(remote.stream());
     threads.push(std::thread::spawn(move || {
         let mut frames = FrameReader::new(front, check_front);
@@ -299,4 +316,135 @@ fn an_attached_handle_has_no_local_pid() {
     assert_eq!(p.status().state, ProcessState::Exited);
     drop(p);
     link.finish();
+}
+
+/// Sets the event whose index a message carries, after `after_ms`.
+struct Acker {
+    events: EventGroup,
+}
+
+impl Acker {
+    fn ack(&mut self, _: &mut BackendContext, msg: Message) -> HandlerResult {
+        if let Ok(ms) = msg.param::<u64>("after_ms") {
+            std::thread::sleep(Duration::from_millis(ms));
+        }
+        self.events.set(msg.param::<EventIndex>("sync")?)?;
+        Ok(())
+    }
+}
+
+impl Backend for Acker {
+    fn register(h: &mut Handlers<Self>) {
+        h.on("ack", Self::ack);
+    }
+}
+
+/// A handle on an `Acker` across the relay, and the frontend's group.
+fn acker(n: usize) -> (MessageProcess, Loopback, EventGroup) {
+    let relayed = EventGroup::relayed(n).unwrap();
+    let mut served = MessageProcess::builder("acker")
+        .events(&relayed)
+        .build(Acker {
+            events: relayed.clone(),
+        })
+        .unwrap();
+    served.start().unwrap();
+    let relay = served.into_relay().unwrap();
+    let events = EventGroup::new(n).unwrap();
+    let (p, remote) = MessageProcess::builder("acker")
+        .events(&events)
+        .stop_timeout(Duration::from_millis(300))
+        .attach()
+        .unwrap();
+    (p, join(relay, remote), events)
+}
+
+fn sync_indices_work_across_the_relay() {
+    let (mut p, link, events) = acker(2);
+    for _ in 0..50 {
+        let sync = events.sync_index().unwrap();
+        p.send(Message::new("ack").with("sync", sync.index()))
+            .unwrap();
+        sync.wait_timeout(WAIT).unwrap();
+    }
+    assert_eq!(events.free(), 2);
+    assert!(p.stop().unwrap().success());
+    drop(p);
+    link.finish();
+}
+
+fn a_late_set_across_the_relay_sets_nothing() {
+    let (mut p, link, events) = acker(1);
+    let sync = events.sync_index().unwrap();
+    let late = sync.index();
+    p.send(
+        Message::new("ack")
+            .with("sync", late)
+            .with("after_ms", 200u64),
+    )
+    .unwrap();
+    assert_eq!(
+        sync.wait_timeout(Duration::from_millis(20))
+            .unwrap_err()
+            .kind(),
+        &ErrorKind::Timeout
+    );
+    // The same event, reserved again: the late set must not wake it.
+    let again = events.sync_index().unwrap();
+    assert_eq!(again.index().slot(), late.slot());
+    assert!(!again.event().wait_timeout(Duration::from_millis(600)));
+    p.send(Message::new("ack").with("sync", again.index()))
+        .unwrap();
+    again.wait_timeout(WAIT).unwrap();
+    assert!(p.stop().unwrap().success());
+    drop(p);
+    link.finish();
+}
+
+fn event_groups_are_bound_to_the_right_side() {
+    let relayed = EventGroup::relayed(2).unwrap();
+    assert!(relayed.is_relayed());
+    assert_eq!(
+        relayed.reserve().unwrap_err().kind(),
+        &ErrorKind::InvalidArgument
+    );
+    let refused = MessageProcess::builder("front").events(&relayed).attach();
+    assert_eq!(refused.unwrap_err().kind(), &ErrorKind::InvalidArgument);
+    let plain = EventGroup::new(2).unwrap();
+    let mut served = MessageProcess::builder("served")
+        .events(&plain)
+        .build(Probe::default())
+        .unwrap();
+    served.start().unwrap();
+    assert_eq!(
+        served.into_relay().unwrap_err().kind(),
+        &ErrorKind::InvalidArgument
+    );
+    let (_p, unbound) = MessageProcess::builder("unbound").attach().unwrap();
+    let (_q, bound) = MessageProcess::builder("bound")
+        .events(&plain)
+        .attach()
+        .unwrap();
+    let index = plain.reserve().unwrap().0;
+    let set = forkbridge::Value::from(index)
+        .as_u64()
+        .unwrap()
+        .to_le_bytes();
+    assert_eq!(
+        unbound.deliver_sets(&set).unwrap_err().kind(),
+        &ErrorKind::InvalidArgument
+    );
+    assert_eq!(
+        bound.deliver_sets(&set[..5]).unwrap_err().kind(),
+        &ErrorKind::InvalidArgument
+    );
+    assert_eq!(
+        bound
+            .deliver_sets(&u64::MAX.to_le_bytes())
+            .unwrap_err()
+            .kind(),
+        &ErrorKind::InvalidArgument
+    );
+    assert_eq!(bound.deliver_sets(&set).unwrap(), 1);
+    assert_eq!(bound.deliver_sets(&[]).unwrap(), 0);
 }

@@ -49,6 +49,7 @@ pub struct MessageProcessBuilder {
     frame_reads: bool,
     method: StartMethod,
     start_timeout: Duration,
+    pub(super) events: Option<crate::shm::event_group::EventGroup>,
     #[cfg(feature = "tokio")]
     async_config: crate::backend::tokio::AsyncConfig,
 }
@@ -406,6 +407,7 @@ impl MessageProcessBuilder {
             last_call: 0,
             stop_requested: false,
             relayed: false,
+            events: self.events,
         }
     }
 }
@@ -427,6 +429,7 @@ impl MessageProcess {
             frame_reads: false,
             method: StartMethod::Fork,
             start_timeout: Duration::from_secs(10),
+            events: None,
             #[cfg(feature = "tokio")]
             async_config: Default::default(),
         }

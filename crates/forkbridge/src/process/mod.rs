@@ -169,6 +169,8 @@ pub struct MessageProcess {
     stop_requested: bool,
     /// The stream belongs to a [`relay::Relay`]: never read it here.
     relayed: bool,
+    /// The group whose sets cross with the stream (see `relay`).
+    events: Option<crate::shm::event_group::EventGroup>,
 }
 
 impl MessageProcess {

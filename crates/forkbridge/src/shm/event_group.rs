@@ -28,6 +28,11 @@
 //! generation has 44 bits and changes in the same atomic operation as the
 //! event's flag: a stale index would have to wait out 2^43 reservations of
 //! its event to match again.
+//!
+//! A backend on another host than its frontend cannot share the group's
+//! memory: it holds a [relayed](EventGroup::relayed) group instead, whose
+//! `set` carries the index back to the frontend's host (`relayed.rs`),
+//! where the frontend's group sets it, generation check included.
 
 use std::collections::VecDeque;
 use std::fmt;
@@ -36,6 +41,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use crate::data::value::{FromValue, Value};
 use crate::error::{Error, ErrorKind, Result};
 use crate::shm::event::{Event, EventKind, EventStore, GEN_BITS};
+use crate::shm::relayed::SetRelay;
 
 /// Identifies a reserved event of an [`EventGroup`]; put it in a message.
 ///
@@ -63,7 +69,7 @@ impl EventIndex {
         (self.generation << SLOT_BITS) | u64::from(self.slot)
     }
 
-    pub(super) fn from_u64(raw: u64) -> EventIndex {
+    pub(crate) fn from_u64(raw: u64) -> EventIndex {
         EventIndex {
             slot: (raw & ((1 << SLOT_BITS) - 1)) as u32,
             generation: raw >> SLOT_BITS,
@@ -137,6 +143,8 @@ pub(super) struct FreeList {
 pub struct EventGroup {
     pub(super) store: Arc<EventStore>,
     pub(super) list: Arc<Mutex<FreeList>>,
+    /// A relayed group's way to its frontend's host.
+    pub(crate) relay: Option<Arc<SetRelay>>,
 }
 
 impl EventGroup {
@@ -172,7 +180,38 @@ impl EventGroup {
                 free: (0..slots).collect(),
                 reserved: vec![false; n],
             })),
+            relay: None,
         })
+    }
+
+    /// `n` events for a backend served on another host than its frontend
+    /// (the `forkbridge-zenoh` crate): its [`set`](EventGroup::set) does not
+    /// set an event here but carries the index to the frontend's host,
+    /// where the group the index came from sets it — with the generation
+    /// check, so a late set is ignored there as it is locally. Bind it to
+    /// the served process with
+    /// [`MessageProcessBuilder::events`](crate::MessageProcessBuilder::events),
+    /// and the frontend's group to the attached handle the same way.
+    ///
+    /// Its events are reserved on the frontend's host:
+    /// [`reserve`](EventGroup::reserve) here is refused. A set waits while
+    /// the transport is behind, and is never dropped; carried sets that no
+    /// frontend receives wait with the backend's frames. It crosses to a
+    /// backend started by any start method, as a group does.
+    ///
+    /// # Errors
+    ///
+    /// As [`with_kind`](EventGroup::with_kind); [`ErrorKind::Io`] if its
+    /// socket pair cannot be made.
+    pub fn relayed(n: usize) -> Result<EventGroup> {
+        let mut group = EventGroup::new(n)?;
+        group.relay = Some(Arc::new(SetRelay::new()?));
+        Ok(group)
+    }
+
+    /// Whether this is a [relayed](EventGroup::relayed) group.
+    pub fn is_relayed(&self) -> bool {
+        self.relay.is_some()
     }
 
     /// The number of events (valkka-multiprocess's `len(eg)`).
@@ -195,8 +234,15 @@ impl EventGroup {
     ///
     /// # Errors
     ///
-    /// [`ErrorKind::NoFreeEvent`] when every event is reserved.
+    /// [`ErrorKind::NoFreeEvent`] when every event is reserved;
+    /// [`ErrorKind::InvalidArgument`] for a [relayed](EventGroup::relayed)
+    /// group, whose events are reserved on its frontend's host.
     pub fn reserve(&self) -> Result<(EventIndex, Event)> {
+        if self.relay.is_some() {
+            return Err(Error::new(ErrorKind::InvalidArgument).with_source(
+                "a relayed group's sets go to its frontend's host: reserve from the group there",
+            ));
+        }
         let slot = {
             let mut list = self.list();
             let slot = list.free.pop_front().ok_or_else(|| {
@@ -266,13 +312,21 @@ impl EventGroup {
     /// reserved again) since the index was handed out: a late set after the
     /// frontend gave up.
     ///
+    /// A [relayed](EventGroup::relayed) group carries the index to its
+    /// frontend's host and returns `true`: whether it sets anything is
+    /// decided there, by the same rule.
+    ///
     /// # Errors
     ///
-    /// [`ErrorKind::InvalidArgument`] if the slot is out of range.
+    /// [`ErrorKind::InvalidArgument`] if the slot is out of range;
+    /// [`ErrorKind::Io`] if a relayed group's transport is gone.
     pub fn set(&self, index: EventIndex) -> Result<bool> {
-        Ok(self
-            .get(index.slot)?
-            .set_if_generation(Some(index.generation)))
+        let event = self.get(index.slot)?;
+        if let Some(relay) = &self.relay {
+            relay.carry(index.to_u64())?;
+            return Ok(true);
+        }
+        Ok(event.set_if_generation(Some(index.generation)))
     }
 
     /// The event in `slot` (valkka-multiprocess's `fromIndex`), reserved or not.
@@ -328,6 +382,7 @@ impl fmt::Debug for EventGroup {
         f.debug_struct("EventGroup")
             .field("len", &self.len())
             .field("free", &self.free())
+            .field("relayed", &self.is_relayed())
             .finish()
     }
 }

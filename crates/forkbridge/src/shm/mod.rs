@@ -7,5 +7,6 @@ pub(crate) mod buffer;
 mod cross;
 pub(crate) mod event;
 pub(crate) mod event_group;
+pub(crate) mod relayed;
 pub(crate) mod ring;
 pub(crate) mod sync_index;

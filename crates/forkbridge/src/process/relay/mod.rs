@@ -20,6 +20,12 @@
 //! * on the backend's host, the stream of a started process without the
 //!   handle's reads: [`MessageProcess::into_relay`] returns a [`Relay`],
 //!   which still stops, signals and reaps the process.
+//! * event sets: a backend served elsewhere sets events by the indices its
+//!   frontend sent, in a [relayed](crate::EventGroup::relayed) group bound
+//!   to its process ([`MessageProcessBuilder::events`]);
+//!   [`Relay::events`] reads those sets, and [`Remote::deliver_sets`] sets
+//!   them in the group bound to the handle, so a [`SyncIndex`] works
+//!   across hosts.
 //! * on both, whole frames: a [`FrameReader`] cuts what a stream gives
 //!   into runs of whole frames, so each network message carries whole
 //!   frames, and a [`FrameWriter`] writes a network message into a stream
@@ -33,10 +39,17 @@
 //! user may poll its fd; a trait would need a second way for each. The
 //! cost is one extra hand-off per direction on each host (a socket write
 //! and a wake-up; the bench README of `forkbridge-zenoh` measures it).
+//! Event sets travel apart from the frames, as locally (where a set is
+//! seen at once and a message when its handler returns), so a frontend
+//! woken by a set may find the backend's message a moment later.
+//!
+//! [`SyncIndex`]: crate::SyncIndex
 
+mod events;
 pub(super) mod fate;
 mod reader;
 mod writer;
+pub use events::EventSets;
 pub use reader::FrameReader;
 pub use writer::FrameWriter;
 
@@ -49,6 +62,7 @@ use std::time::Duration;
 use crate::deadline;
 use crate::error::{Error, ErrorKind, Result};
 use crate::protocol::wire::{self, Refusal, Scan};
+use crate::shm::event_group::EventGroup;
 use crate::sys::socket;
 
 use super::registry::Registered;
@@ -56,6 +70,18 @@ use super::watch::{Fate, Watch};
 use super::{MessageProcess, MessageProcessBuilder, State};
 
 impl MessageProcessBuilder {
+    /// The event group whose sets cross between this process's backend
+    /// and its frontend when they run on different hosts (see the
+    /// [module docs](crate::relay)): on the backend's host, a
+    /// [relayed](EventGroup::relayed) group that the backend holds; on the
+    /// frontend's, the ordinary group the handle reserves from, where the
+    /// backend's sets arrive. A process whose backend runs here shares its
+    /// group by the start itself, and ignores this.
+    pub fn events(mut self, group: &EventGroup) -> Self {
+        self.events = Some(group.clone());
+        self
+    }
+
     /// A running handle for a backend that runs elsewhere, and its far end,
     /// for a transport to carry (see the [module docs](crate::relay)).
     ///
@@ -85,8 +111,18 @@ impl MessageProcessBuilder {
     ///
     /// # Errors
     ///
-    /// [`ErrorKind::Io`] if the sockets cannot be made.
+    /// [`ErrorKind::Io`] if the sockets cannot be made;
+    /// [`ErrorKind::InvalidArgument`] if the builder's
+    /// [`events`](MessageProcessBuilder::events) group is relayed (bind
+    /// the group the handle reserves from).
     pub fn attach(self) -> Result<(MessageProcess, Remote)> {
+        if self.events.as_ref().is_some_and(EventGroup::is_relayed) {
+            return Err(Error::new(ErrorKind::InvalidArgument).with_source(
+                "a handle's events are set in its own group: bind an EventGroup::new here, \
+                 and the relayed group to the served process",
+            ));
+        }
+        let events = self.events.clone();
         let max = self.max_frame_size;
         let (front, back) = socket::socketpair()?;
         let (fate_front, fate_back) = socket::packet_pair()?;
@@ -105,6 +141,7 @@ impl MessageProcessBuilder {
                 stream,
                 fate: fate_back,
                 writer,
+                events,
             },
         ))
     }
@@ -120,6 +157,7 @@ pub struct Remote {
     stream: UnixStream,
     fate: OwnedFd,
     writer: FrameWriter,
+    events: Option<EventGroup>,
 }
 
 impl Remote {
@@ -139,6 +177,21 @@ impl Remote {
     /// Where frames end, with the handle's frame limit.
     pub fn frames(&self) -> FrameCheck {
         self.writer.frames()
+    }
+
+    /// Sets, in the group bound to the handle
+    /// ([`MessageProcessBuilder::events`]), the events of a payload that
+    /// [`EventSets::next_timeout`] gave on the backend's host. Returns how
+    /// many were set: an index of an event released since (a late set)
+    /// sets nothing, as locally.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::InvalidArgument`] if no group is bound, the payload is
+    /// not whole 8-byte indices, or an index is out of the group's range
+    /// (the others are still set).
+    pub fn deliver_sets(&self, payload: &[u8]) -> Result<usize> {
+        events::deliver(self.events.as_ref(), payload)
     }
 
     /// Tells the handle that the backend exited with `status` (its raw
@@ -222,8 +275,10 @@ impl MessageProcess {
     /// [`ErrorKind::NotStarted`] before `start`; [`ErrorKind::Disconnected`]
     /// once the backend is gone; [`ErrorKind::InvalidArgument`] if the
     /// handle uses the shared-memory lane or has already read from the
-    /// stream or sent on it (what it holds would be lost); [`ErrorKind::Io`]
-    /// if the socket cannot be shared.
+    /// stream or sent on it (what it holds would be lost), or if its
+    /// [`events`](MessageProcessBuilder::events) group is not a relayed
+    /// group made in this program; [`ErrorKind::Io`] if the socket cannot
+    /// be shared.
     pub fn into_relay(mut self) -> Result<Relay> {
         match &self.state {
             State::Running { exited: false, .. } => {}
@@ -239,6 +294,13 @@ impl MessageProcess {
             return Err(self
                 .err(ErrorKind::InvalidArgument)
                 .with_source("relay a process before it sends, receives or uses the lane"));
+        }
+        if let Some(group) = &self.events {
+            if group.relay.as_ref().is_none_or(|r| r.recv.is_none()) {
+                return Err(self.err(ErrorKind::InvalidArgument).with_source(
+                    "a served process's events must be an EventGroup::relayed made here",
+                ));
+            }
         }
         let stream = UnixStream::from(self.conn.as_fd().try_clone_to_owned()?);
         let check = FrameCheck {
@@ -271,6 +333,20 @@ impl Relay {
     /// Where frames end, with the process's frame limit.
     pub fn frames(&self) -> FrameCheck {
         self.writer.frames()
+    }
+
+    /// The sets its backend makes in the relayed group bound to the
+    /// process ([`MessageProcessBuilder::events`]); `None` without one.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::Io`] if the socket cannot be shared.
+    pub fn events(&self) -> Result<Option<EventSets>> {
+        let recv = self.process.events.as_ref().and_then(|g| g.relay.as_ref());
+        match recv.and_then(|r| r.recv.as_ref()) {
+            Some(socket) => Ok(Some(EventSets::new(socket.try_clone()?))),
+            None => Ok(None),
+        }
     }
 
     /// The process's name.

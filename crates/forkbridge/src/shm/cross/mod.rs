@@ -46,6 +46,7 @@
 
 use std::any::Any;
 use std::collections::VecDeque;
+use std::os::unix::net::UnixDatagram;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -57,6 +58,7 @@ use crate::data::fds::{self, Sharing};
 use crate::shm::buffer::{SharedArray, SharedBuffer};
 use crate::shm::event::{Event, EventKind, EventStore};
 use crate::shm::event_group::{EventGroup, EventIndex, FreeList};
+use crate::shm::relayed::SetRelay;
 use crate::shm::ring::FrameRing;
 use crate::shm::sync_index::SyncIndex;
 use crate::sys::memfd::MappedFile;
@@ -232,7 +234,13 @@ impl Serialize for EventGroup {
                 )
             }
         }
-        (Store(&self.store), List(self)).serialize(s)
+        // A relayed group's setters' end goes along; its transport's end
+        // stays with the program that made it.
+        let relay = match &self.relay {
+            Some(relay) => Some(fds::carry(&relay.send).map_err(S::Error::custom)?),
+            None => None,
+        };
+        (Store(&self.store), List(self), relay).serialize(s)
     }
 }
 
@@ -250,8 +258,16 @@ impl<'de> Deserialize<'de> for ListIn {
 
 impl<'de> Deserialize<'de> for EventGroup {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<EventGroup, D::Error> {
-        let (StoreIn(store), ListIn(list)) = <(StoreIn, ListIn)>::deserialize(d)?;
-        let group = EventGroup { store, list };
+        let (StoreIn(store), ListIn(list), relay) =
+            <(StoreIn, ListIn, Option<u32>)>::deserialize(d)?;
+        let relay = match relay {
+            Some(fd) => Some(Arc::new(SetRelay {
+                send: UnixDatagram::from(fds::claim(fd).map_err(refused)?),
+                recv: None,
+            })),
+            None => None,
+        };
+        let group = EventGroup { store, list, relay };
         let listed = group.list().reserved.len();
         if listed != group.len() {
             return Err(refused(format!(

@@ -146,6 +146,29 @@ fn a_sync_index_crosses_with_its_group() {
 }
 
 #[test]
+fn a_relayed_group_crosses_with_its_setters_end() {
+    let group = EventGroup::relayed(3).unwrap();
+    let copy: EventGroup = cross(&group);
+    assert!(copy.is_relayed());
+    assert!(
+        copy.relay.as_ref().unwrap().recv.is_none(),
+        "the reader stays here"
+    );
+    let index = EventIndex::from_u64(2);
+    assert!(copy.set(index).unwrap());
+    let mut raw = [0u8; 8];
+    let recv = group.relay.as_ref().unwrap().recv.as_ref().unwrap();
+    recv.set_read_timeout(Some(WAIT)).unwrap();
+    assert_eq!(recv.recv(&mut raw).unwrap(), 8);
+    assert_eq!(EventIndex::from_u64(u64::from_le_bytes(raw)), index);
+    assert_eq!(
+        copy.set(EventIndex::from_u64(3)).unwrap_err().kind(),
+        &crate::error::ErrorKind::InvalidArgument,
+        "out of range"
+    );
+}
+
+#[test]
 fn an_event_index_is_plain_data() {
     let group = EventGroup::new(2).unwrap();
     group.reserve().unwrap();
