@@ -11,6 +11,8 @@
 //!   and dropped; the stream stays in step);
 //! * the `exit` sample becomes the handle's exit status; the backend's
 //!   `alive` token vanishing without one becomes a lost host;
+//! * `ev` samples set their events in the group bound to the handle
+//!   ([`MessageProcessBuilder::events`]), generation check included;
 //! * signal requests of the handle's stop are published on `sig`.
 //!
 //! The frontend's own liveliness token (`owner/<zid>`) tells the serving
@@ -87,6 +89,18 @@ impl Link {
                 .wait()
                 .map_err(|e| Error::link("cannot subscribe to the backend's frames", e))?
         };
+        let events = {
+            let (remote, name) = (remote.clone(), name.clone());
+            session
+                .declare_subscriber(keys.events())
+                .callback(move |sample| {
+                    if let Err(e) = remote.deliver_sets(&sample.payload().to_bytes()) {
+                        log::warn!("'{name}': event sets not set: {e}");
+                    }
+                })
+                .wait()
+                .map_err(|e| Error::link("cannot subscribe to the backend's event sets", e))?
+        };
         let exit = {
             let fate = fate.clone();
             session
@@ -156,7 +170,7 @@ impl Link {
             .name(format!("fb-out:{name}"))
             .spawn(move || {
                 // Owns the declarations: when the handle is gone, they go.
-                let _held = (out, exit, alive, owner);
+                let _held = (out, events, exit, alive, owner);
                 carry::pump(reader, &input, &name, || true);
             });
         spawned.map_err(|e| Error::link("cannot start the relay thread", e))?;

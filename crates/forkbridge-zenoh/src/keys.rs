@@ -5,6 +5,7 @@
 //! out          frames, backend → frontend
 //! exit         the backend's raw wait status (i32 LE), once
 //! sig          a signal the frontend asks for (i32 LE)
+//! ev           event sets, backend → frontend (8-byte indices, LE)
 //! alive        liveliness token of the serving side while the backend runs
 //! owner/<zid>  liveliness token of the attached frontend's session
 //! ```
@@ -41,6 +42,10 @@ impl Keys {
 
     pub(crate) fn signal(&self) -> String {
         format!("{}/sig", self.base)
+    }
+
+    pub(crate) fn events(&self) -> String {
+        format!("{}/ev", self.base)
     }
 
     pub(crate) fn alive(&self) -> String {

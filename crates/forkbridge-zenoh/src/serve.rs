@@ -11,6 +11,10 @@
 //!   `out` once a frontend is attached (until then they wait);
 //! * when the stream ends, the backend is reaped and its wait status is
 //!   published on `exit`, then the `alive` token is withdrawn;
+//! * a process bound to a relayed event group
+//!   ([`MessageProcessBuilder::events`](forkbridge::MessageProcessBuilder::events))
+//!   has its backend's sets published on `ev` by a thread of their own,
+//!   once a frontend is attached, all of them before the exit;
 //! * `sig` samples are delivered to the process;
 //! * when the attached frontend's `owner` token vanishes, the backend is
 //!   stopped like a local backend whose frontend died (unless
@@ -24,8 +28,9 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use forkbridge::MessageProcess;
-use forkbridge::relay::{FrameReader, Relay};
+use forkbridge::relay::{EventSets, FrameReader, Relay};
 use zenoh::Wait;
+use zenoh::pubsub::Publisher;
 use zenoh::sample::SampleKind;
 
 use crate::carry;
@@ -36,6 +41,9 @@ use crate::link::Link;
 
 /// How long to wait for a process whose stream ended to be reaped.
 const REAP_WAIT: Duration = Duration::from_secs(10);
+
+/// How often the event sets' thread looks whether its backend ended.
+const SETS_POLL: Duration = Duration::from_millis(100);
 
 /// Starts `processes` (built, not started: each is forked here, before
 /// Zenoh starts its threads), opens a link with `config`, and serves each
@@ -156,6 +164,8 @@ struct Shared {
     /// Stopped by [`Served::stop`]: frames waiting for a frontend are
     /// dropped.
     stopping: AtomicBool,
+    /// The backend's stream ended: its last event sets are in their queue.
+    ended: AtomicBool,
 }
 
 impl Shared {
@@ -218,6 +228,7 @@ impl Link {
             frames,
         );
         let writer = relay.writer().clone();
+        let sets = relay.events()?;
         let shared = Arc::new(Shared {
             name: name.clone(),
             relay: Mutex::new(relay),
@@ -225,6 +236,7 @@ impl Link {
             changed: Condvar::new(),
             outlive_frontend: self.config.outlive_frontend,
             stopping: AtomicBool::new(false),
+            ended: AtomicBool::new(false),
         });
         let input = {
             let shared = shared.clone();
@@ -262,6 +274,18 @@ impl Link {
         };
         let output = carry::publisher(session, keys.output(), "frames")?;
         let exit = carry::publisher(session, keys.exit(), "the exit")?;
+        let sets = match sets {
+            Some(sets) => {
+                let output = carry::publisher(session, keys.events(), "event sets")?;
+                let shared = shared.clone();
+                let thread = std::thread::Builder::new()
+                    .name(format!("fb-ev:{name}"))
+                    .spawn(move || publish_sets(sets, &output, &shared))
+                    .map_err(|e| Error::link("cannot start the event sets' thread", e))?;
+                Some(thread)
+            }
+            None => None,
+        };
         // Declared last: a frontend that sees it has seen the subscribers.
         let alive = session
             .liveliness()
@@ -275,6 +299,10 @@ impl Link {
                 .spawn(move || {
                     // Frames wait for a frontend; dropped only when stopping.
                     carry::pump(reader, &output, &shared.name, || shared.wait_attached());
+                    shared.ended.store(true, Ordering::SeqCst);
+                    if let Some(sets) = sets {
+                        let _ = sets.join();
+                    }
                     let status = {
                         let mut relay = shared.relay.lock().unwrap_or_else(PoisonError::into_inner);
                         relay.wait_timeout(REAP_WAIT)
@@ -296,5 +324,27 @@ impl Link {
             shared,
             thread,
         })
+    }
+}
+
+/// Publishes the backend's event sets as they come, once a frontend is
+/// attached, until its stream has ended and the queue is empty.
+fn publish_sets(mut sets: EventSets, output: &Publisher<'_>, shared: &Shared) {
+    loop {
+        let ended = shared.ended.load(Ordering::SeqCst);
+        let wait = if ended { Duration::ZERO } else { SETS_POLL };
+        match sets.next_timeout(wait) {
+            Ok(Some(payload)) => {
+                if shared.wait_attached() && output.put(payload).wait().is_err() {
+                    return;
+                }
+            }
+            Ok(None) if ended => return,
+            Ok(None) => {}
+            Err(e) => {
+                log::warn!("'{}': event sets stopped: {e}", shared.name);
+                return;
+            }
+        }
     }
 }

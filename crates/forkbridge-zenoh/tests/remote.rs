@@ -12,8 +12,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use forkbridge::{
-    Backend, BackendContext, ErrorKind as ProcessErrorKind, HandlerResult, Handlers, Message,
-    MessageProcess, message,
+    Backend, BackendContext, ErrorKind as ProcessErrorKind, EventGroup, EventIndex, HandlerResult,
+    Handlers, Message, MessageProcess, message,
 };
 use forkbridge_testkit::{alarm, alive, children, free_port, kill, wait_until, wait_within};
 use forkbridge_zenoh::{Agent, Config, ErrorKind, Link, serve};
@@ -29,6 +29,9 @@ const SERVE_ENV: &str = "FB_ZENOH_TEST_SERVE";
 #[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
 pub struct Probe {
     calls: u64,
+    /// The relayed group of a served probe.
+    #[serde(skip)]
+    events: Option<EventGroup>,
 }
 
 #[forkbridge::handlers(custom_backend, frontend = ProbeClient)]
@@ -80,6 +83,13 @@ impl Probe {
         std::thread::sleep(Duration::from_millis(ms));
     }
 
+    /// Sets the event of `index` after `ms` milliseconds.
+    pub fn ack(&mut self, index: EventIndex, ms: u64) -> Result<bool, String> {
+        std::thread::sleep(Duration::from_millis(ms));
+        let group = self.events.as_ref().ok_or("no event group")?;
+        group.set(index).map_err(|e| e.to_string())
+    }
+
     /// Never answers.
     pub fn hang(&mut self) {
         std::thread::sleep(Duration::from_secs(3600));
@@ -110,7 +120,15 @@ fn serve_main(spec: &str) -> ! {
     let namespace = parts.next().expect("a namespace").to_owned();
     let outlive = std::env::var("FB_ZENOH_TEST_OUTLIVE").is_ok();
     let processes: Vec<_> = parts
-        .map(|name| MessageProcess::new(name, Probe::default()).expect("a process"))
+        .map(|name| {
+            let events = EventGroup::relayed(4).expect("a relayed group");
+            let probe = Probe {
+                events: Some(events.clone()),
+                ..Probe::default()
+            };
+            let builder = MessageProcess::builder(name).events(&events);
+            builder.build(probe).expect("a process")
+        })
         .collect();
     let ip = std::env::var("FB_ZENOH_TEST_LISTEN").unwrap_or_else(|_| "127.0.0.1".into());
     let port = free_port(&ip);
@@ -347,6 +365,7 @@ fn main() {
     }
     let cases = cases![
         the_local_api_works_against_a_remote_backend,
+        sync_indices_work_across_hosts,
         a_killed_remote_backend_is_disconnected_with_signal_9,
         a_remote_backends_messages_come_before_its_exit_status,
         nothing_is_dropped_while_the_backend_falls_behind,
@@ -441,6 +460,33 @@ fn the_local_api_works_against_a_remote_backend() {
     let mut p = p.into_process();
     let status = p.stop().unwrap();
     assert!(status.success(), "{status}");
+    assert!(host.join().success());
+}
+
+fn sync_indices_work_across_hosts() {
+    let host = host(&["acker"]);
+    let link = host.link();
+    let events = EventGroup::new(1).unwrap();
+    let builder = MessageProcess::builder("acker").events(&events);
+    let mut p = ProbeClient::new(link.attach_with(builder).unwrap());
+    for _ in 0..20 {
+        let sync = events.sync_index().unwrap();
+        assert!(p.ack(sync.index(), 0).unwrap());
+        sync.wait_timeout(WAIT).unwrap();
+    }
+    // A set that comes after the frontend gave up sets nothing, even when
+    // the same event is reserved again meanwhile.
+    let sync = events.sync_index().unwrap();
+    let late = sync.index();
+    MessageProcess::cast(&mut p, "ack", &(late, 300u64)).unwrap();
+    let gave_up = sync.wait_timeout(Duration::from_millis(20)).unwrap_err();
+    assert_eq!(gave_up.kind(), &ProcessErrorKind::Timeout);
+    let again = events.sync_index().unwrap();
+    assert_eq!(again.index().slot(), late.slot());
+    assert!(!again.event().wait_timeout(Duration::from_millis(800)));
+    assert!(p.ack(again.index(), 0).unwrap());
+    again.wait_timeout(WAIT).unwrap();
+    assert!(p.into_process().stop().unwrap().success());
     assert!(host.join().success());
 }
 
