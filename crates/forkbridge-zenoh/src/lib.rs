@@ -64,7 +64,41 @@
 //! only on one host does not cross: fds sent with a message and the
 //! shared-memory lane (a handle for a remote backend has neither), shared
 //! memory ([`SharedBuffer`](forkbridge::SharedBuffer), rings, events).
-//! Send bytes in messages instead, and keep bulk data where it is made: a
+//!
+//! Event sets cross in their place, so code built on
+//! [`SyncIndex`](forkbridge::SyncIndex) keeps working: the serving side
+//! binds a [relayed](forkbridge::EventGroup::relayed) group to the process
+//! (its backend sets by index as ever), and the frontend binds the group it
+//! reserves from to the attached handle; each set arrives as a sample and
+//! is set there, where a late one (after the frontend gave up) is ignored
+//! as locally.
+//!
+//! ```no_run
+//! use forkbridge::{EventGroup, MessageProcess};
+//! # use forkbridge::{Backend, Handlers};
+//! # struct Attacher { events: EventGroup }
+//! # impl Backend for Attacher { fn register(_: &mut Handlers<Self>) {} }
+//! use forkbridge_zenoh::{Config, Link, serve};
+//! use std::time::Duration;
+//!
+//! // The backend's host: the backend's sets go to its frontend.
+//! let relayed = EventGroup::relayed(8)?;
+//! let p = MessageProcess::builder("attacher")
+//!     .events(&relayed)
+//!     .build(Attacher { events: relayed.clone() })?;
+//! let served = serve(Config::listen("tcp/0.0.0.0:7447"), [p])?;
+//!
+//! // The frontend's host: the group it reserves from, bound to the handle.
+//! let events = EventGroup::new(8)?;
+//! let link = Link::open(Config::connect("tcp/gpu-1:7447"))?;
+//! let p = link.attach_with(MessageProcess::builder("attacher").events(&events))?;
+//! let sync = events.sync_index()?;
+//! // ... send sync.index() in a message, then:
+//! sync.wait_timeout(Duration::from_secs(5))?;
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! Send bytes in messages instead of shared memory, and keep bulk data where it is made: a
 //! 1080p RGB frame is about 6 MB, 30 of them a second 180 MB/s, more than
 //! a 1 Gb/s link carries — let the GPU host read and decode the camera's
 //! stream itself, and send it only what to look at and the results.
