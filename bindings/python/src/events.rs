@@ -1,6 +1,6 @@
 //! `EventGroup` and `Event`: the core's process-shared events for Python.
 
-use forkbridge::{EventIndex, EventKind};
+use forkbridge::{EventIndex, EventKind, FromValue, Value};
 use pyo3::exceptions::{PyOverflowError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 
@@ -172,16 +172,28 @@ impl EventGroup {
 #[pymethods]
 impl EventGroup {
     #[new]
-    #[pyo3(signature = (n = 10, pollable = false))]
-    fn new(n: usize, pollable: bool) -> PyResult<EventGroup> {
-        let kind = if pollable {
-            EventKind::Pollable
-        } else {
-            EventKind::Futex
+    #[pyo3(signature = (n = 10, pollable = false, relayed = false))]
+    fn new(n: usize, pollable: bool, relayed: bool) -> PyResult<EventGroup> {
+        let inner = match (pollable, relayed) {
+            (true, true) => {
+                return Err(PyValueError::new_err(
+                    "a relayed EventGroup's events are set on its frontend's host: \
+                     it cannot be pollable here",
+                ));
+            }
+            (false, true) => forkbridge::EventGroup::relayed(n),
+            (true, false) => forkbridge::EventGroup::with_kind(n, EventKind::Pollable),
+            (false, false) => forkbridge::EventGroup::new(n),
         };
         Ok(EventGroup {
-            inner: forkbridge::EventGroup::with_kind(n, kind).py_err()?,
+            inner: inner.py_err()?,
         })
+    }
+
+    /// Whether its sets go to a frontend on another host.
+    #[getter]
+    fn relayed(&self) -> bool {
+        self.inner.is_relayed()
     }
 
     /// `(index, event)`, the event cleared; the index is the event's slot.
@@ -203,8 +215,24 @@ impl EventGroup {
     }
 
     /// Sets the event in slot `i`, reserved or not: a backend cannot tell
-    /// (the reservations are the frontend's memory).
+    /// (the reservations are the frontend's memory). A relayed group
+    /// carries `i` to its frontend's host instead, and takes a Rust
+    /// frontend's index too (an `EventIndex`, whose low bits are the slot).
     fn set(&self, i: &Bound<'_, PyAny>) -> PyResult<()> {
+        if self.inner.is_relayed() {
+            let index = i
+                .extract::<u64>()
+                .ok()
+                .and_then(|raw| EventIndex::from_value(&Value::from(raw)))
+                .filter(|index| (index.slot() as usize) < self.inner.len());
+            return match index {
+                Some(index) => self.inner.set(index).map(drop).py_err(),
+                // The same errors as for a group of this host.
+                None => Err(self.slot(i).err().unwrap_or_else(|| {
+                    PyValueError::new_err("not an event index of this EventGroup")
+                })),
+            };
+        }
         let slot = self.slot(i)?;
         self.inner.get(slot).py_err()?.set();
         Ok(())

@@ -76,7 +76,7 @@ impl Process {
     #[pyo3(signature = (
         name, *, stop_timeout = 5.0, kill_timeout = 1.0,
         max_frame_size = DEFAULT_MAX_FRAME, large_threshold = None,
-        large_slot = 16 << 20, spin = 0.0, lend = false
+        large_slot = 16 << 20, spin = 0.0, lend = false, events = None
     ))]
     // Python's keyword-only signature, one argument per class attribute.
     #[allow(clippy::too_many_arguments)]
@@ -89,6 +89,7 @@ impl Process {
         large_slot: usize,
         spin: f64,
         lend: bool,
+        events: Option<PyRef<'_, crate::events::EventGroup>>,
     ) -> PyResult<Process> {
         let child: ChildSlot = Arc::new(Mutex::new(None));
         let slot = child.clone();
@@ -104,6 +105,9 @@ impl Process {
             .spin_before_sleep(seconds(spin)?);
         if let Some(threshold) = large_threshold {
             builder = builder.large_messages(threshold, large_slot);
+        }
+        if let Some(group) = events {
+            builder = builder.events(group.inner());
         }
         let inner = builder
             .build_fn(move |intercom| child_main(&slot, intercom, lend))

@@ -36,12 +36,17 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use forkbridge::relay::{self, FrameCheck};
-use forkbridge::{MessageProcess, Value};
+use forkbridge::{EventIndex, FromValue, MessageProcess, Value};
+use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
 
 use crate::errors::IntoPyResult;
+use crate::events::EventGroup;
 use crate::process::{DEFAULT_MAX_FRAME, Process, lock, seconds};
+
+/// The bytes of one event set: its index, little-endian.
+const SET_BYTES: usize = 8;
 
 /// Where `PicklesRefused` is raised from, by the pickle that replaces a
 /// refused one.
@@ -53,7 +58,7 @@ const REFUSER: (&str, &str) = ("forkbridge.remote", "_refuse_pickle");
 #[pyfunction]
 #[pyo3(signature = (
     name, *, stop_timeout = 5.0, kill_timeout = 1.0,
-    max_frame_size = DEFAULT_MAX_FRAME, lend = false
+    max_frame_size = DEFAULT_MAX_FRAME, lend = false, events = None
 ))]
 pub(crate) fn attach(
     name: String,
@@ -61,19 +66,24 @@ pub(crate) fn attach(
     kill_timeout: f64,
     max_frame_size: usize,
     lend: bool,
+    events: Option<PyRef<'_, EventGroup>>,
 ) -> PyResult<(Process, RemoteEnd)> {
-    let (inner, remote) = MessageProcess::builder(name)
+    let mut builder = MessageProcess::builder(name)
         .stop_timeout(seconds(stop_timeout)?)
         .kill_timeout(seconds(kill_timeout)?)
-        .max_frame_size(max_frame_size)
-        .attach()
-        .py_err()?;
+        .max_frame_size(max_frame_size);
+    let group = events.map(|g| g.inner().clone());
+    if let Some(group) = &group {
+        builder = builder.events(group);
+    }
+    let (inner, remote) = builder.attach().py_err()?;
     let process = Process::adopt(inner, stop_timeout, kill_timeout, lend)?;
     Ok((
         process,
         RemoteEnd {
             frames: remote.frames(),
             remote,
+            events: group,
         },
     ))
 }
@@ -90,6 +100,7 @@ pub(crate) fn into_relay(py: Python<'_>, process: &Process) -> PyResult<Relay> {
         pid: relay.pid(),
         frames: relay.frames(),
         writer: relay.writer().clone(),
+        sets: relay.events().py_err()?.map(Mutex::new),
         relay: Mutex::new(relay),
     })
 }
@@ -108,6 +119,8 @@ pub(crate) fn check_frames(payload: &[u8], max: usize) -> PyResult<()> {
 pub(crate) struct RemoteEnd {
     remote: relay::Remote,
     frames: FrameCheck,
+    /// The group the backend's event sets land in.
+    events: Option<forkbridge::EventGroup>,
 }
 
 #[pymethods]
@@ -129,6 +142,40 @@ impl RemoteEnd {
     /// GIL, while the stream is full.
     fn deliver(&self, py: Python<'_>, payload: &[u8], trusted: bool) -> PyResult<()> {
         deliver(py, self.remote.writer(), payload, trusted)
+    }
+
+    /// Sets the events of a sample of event sets (8-byte indices) in the
+    /// group given to `attach`, by slot, reserved or not: Python's indices
+    /// are slots, with no generation to check (see `EventGroup`). Returns
+    /// how many; raises `ValueError` for a payload that is not whole
+    /// indices, an index out of the group, or no group.
+    fn deliver_sets(&self, payload: &[u8]) -> PyResult<usize> {
+        let group = self.events.as_ref().ok_or_else(|| {
+            PyValueError::new_err("event sets arrived for a handle attached without events")
+        })?;
+        if payload.len() % SET_BYTES != 0 {
+            return Err(PyValueError::new_err(format!(
+                "{} bytes of event sets: not whole {SET_BYTES}-byte indices",
+                payload.len()
+            )));
+        }
+        let mut set = 0;
+        for raw in payload.chunks_exact(SET_BYTES) {
+            let mut bytes = [0u8; SET_BYTES];
+            bytes.copy_from_slice(raw);
+            let slot = EventIndex::from_value(&Value::from(u64::from_le_bytes(bytes)))
+                .map(EventIndex::slot)
+                .unwrap_or(u32::MAX);
+            let event = group.get(slot).map_err(|_| {
+                PyValueError::new_err(format!(
+                    "an event set for slot {slot} of a group of {}",
+                    group.len()
+                ))
+            })?;
+            event.set();
+            set += 1;
+        }
+        Ok(set)
     }
 
     /// The backend exited with this raw wait status: the handle delivers
@@ -167,6 +214,8 @@ pub(crate) struct Relay {
     /// wait for a `wait` to end (`stop` takes the writer's lock itself).
     writer: relay::FrameWriter,
     relay: Mutex<relay::Relay>,
+    /// The backend's sets in the relayed group bound to its process.
+    sets: Option<Mutex<relay::EventSets>>,
 }
 
 #[pymethods]
@@ -196,6 +245,28 @@ impl Relay {
     /// As [`RemoteEnd::deliver`], into the backend's stream.
     fn deliver(&self, py: Python<'_>, payload: &[u8], trusted: bool) -> PyResult<()> {
         deliver(py, &self.writer, payload, trusted)
+    }
+
+    /// Whether the process has a relayed group whose sets to carry.
+    #[getter]
+    fn has_events(&self) -> bool {
+        self.sets.is_some()
+    }
+
+    /// The backend's next event sets (8-byte indices, for
+    /// `RemoteEnd.deliver_sets` on the frontend's host), waiting up to
+    /// `timeout` seconds without the GIL; `None` if none came.
+    fn next_sets<'py>(
+        &self,
+        py: Python<'py>,
+        timeout: f64,
+    ) -> PyResult<Option<Bound<'py, PyBytes>>> {
+        let Some(sets) = &self.sets else {
+            return Ok(None);
+        };
+        let timeout = seconds(timeout)?;
+        let payload = py.detach(|| lock(sets).next_timeout(timeout)).py_err()?;
+        Ok(payload.map(|p| PyBytes::new(py, &p)))
     }
 
     /// Sends `sig` to the process (nothing once it has exited).

@@ -25,7 +25,7 @@ pytest.importorskip(
     reason="eclipse-zenoh is not installed (pip install forkbridge[remote]): remote tests skipped",
 )
 
-from forkbridge import BackendGone, MessageObject, MessageProcess  # noqa: E402
+from forkbridge import BackendGone, EventGroup, MessageObject, MessageProcess  # noqa: E402
 
 # `forkbridge.remote` is imported where it is used (`remote()`), not here:
 # importing a submodule sets it on the package, and test_api checks that
@@ -65,6 +65,19 @@ class Echo(MessageProcess):
         self.return_out__(value)
 
 
+class Acker(Echo):
+    """Echo, with a relayed event group: ``ack(index)`` sets an event of
+    the frontend's group, ``delay`` seconds later."""
+
+    def __init__(self, name):
+        super().__init__(name)
+        self.events = EventGroup(4, relayed=True)
+
+    def c__ack(self, index, delay=0.0):
+        time.sleep(delay)
+        self.events.set(index)
+
+
 # ---- the programs ------------------------------------------------------------
 
 
@@ -73,7 +86,7 @@ def serve_main(endpoint, namespace, names, trust, outlive):
         remote().Config(
             listen=endpoint, namespace=namespace, lease=LEASE, outlive_frontend=outlive == "yes"
         ),
-        [Echo(name) for name in names],
+        [(Acker if name.startswith("ack") else Echo)(name) for name in names],
         trust_pickles_from=[trust] if trust else (),
     )
     print("SERVING", flush=True)
@@ -133,6 +146,27 @@ def front_basic(link, name, end="python"):
         say(busy=str(e))
     p.stop()
     say(stopped=p.exitcode, alive=p.is_alive())
+
+
+def front_events(link, name):
+    events = EventGroup(2)
+    p = link.attach(name, events=events)
+    acked = 0
+    for _ in range(10):
+        i, event = events.reserve()
+        p.sendMessageToBack(MessageObject("ack", index=i))
+        acked += event.wait(WAIT)
+        events.release(event)
+    say(acked=acked)
+    # A set that comes late still sets its slot (Python's indices carry no
+    # generation): the next request holding that slot sees it at once.
+    i, event = events.reserve()
+    p.sendMessageToBack(MessageObject("ack", index=i, delay=0.3))
+    say(in_time=event.wait(0.02))
+    events.release(event)
+    say(late=event.wait(WAIT))
+    p.stop()
+    say(stopped=p.exitcode)
 
 
 def front_exit(link, name, code):
@@ -237,6 +271,7 @@ FRONTS = {
     "reattach": front_reattach,
     "basic": front_basic,
     "exit": front_exit,
+    "events": front_events,
     "wait_end": front_wait_end,
     "pickles": front_pickles,
     "trusted": front_trusted,
@@ -417,17 +452,53 @@ def test_python_frontend_rust_served_backend():
 
 def test_rust_frontend_python_served_backend():
     ns = namespace()
-    host, endpoint = python_host(ns, "a")
+    host, endpoint = python_host(ns, "ack")
     proc = subprocess.run(
-        [binary("echo_host"), "frontend", endpoint, ns, "a"],
+        [binary("echo_host"), "frontend", endpoint, ns, "ack"],
         capture_output=True,
         text=True,
         timeout=60,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert proc.stdout.splitlines() == ["echoed n=0", "echoed n=1", "echoed n=2", "stopped 0"]
+    # The Rust frontend's event indices carry generations; the Python
+    # backend's relayed group sets them as they came.
+    assert proc.stdout.splitlines() == [
+        "echoed n=0",
+        "echoed n=1",
+        "echoed n=2",
+        "acked 5",
+        "stopped 0",
+    ]
     out, err = finish(host)
-    assert ended_of(out) == [("a", 0)], out + err
+    assert ended_of(out) == [("ack", 0)], out + err
+
+
+@pytest.mark.parametrize("end", ["python", "rust"])
+def test_event_sets_of_a_served_backend_reach_the_frontends_group(end):
+    ns = namespace()
+    host, endpoint = python_host(ns, "ack") if end == "python" else rust_host(ns, "ack")
+    got = outputs(frontend("events", endpoint, ns, "ack"))
+    assert got == [{"acked": 10}, {"in_time": False}, {"late": True}, {"stopped": 0}]
+    if end == "python":
+        out, err = finish(host)
+        assert ended_of(out) == [("ack", 0)], out + err
+    else:
+        assert host.wait(WAIT) == 0
+
+
+def test_a_relayed_group_is_for_the_serving_side():
+    relayed = EventGroup(2, relayed=True)
+    assert relayed.relayed and not EventGroup(2).relayed
+    with pytest.raises(ValueError):
+        relayed.reserve()
+    with pytest.raises(ValueError):
+        EventGroup(2, pollable=True, relayed=True)
+    with pytest.raises(ValueError):
+        EventGroup(2, event_class=lambda: None, relayed=True)
+    with pytest.raises(ValueError):
+        relayed.set(2)  # out of range
+    with pytest.raises(TypeError):
+        relayed.set("0")
 
 
 def test_pickles_from_a_remote_peer_are_refused_by_default():

@@ -10,20 +10,29 @@
 //!
 //! The backend: `echo(**params)` → `echoed(**params)` (values cross as
 //! they came, pickles included, which Rust cannot read but forwards);
-//! `exit(code)` ends the process with that code.
+//! `exit(code)` ends the process with that code; `ack(index, delay)` sets the
+//! event of `index`, `delay` seconds later, in the relayed group a served backend holds.
 //!
 //! The frontend sends `echo(n=i, text="hello")` for i in 0..3 and prints
-//! each reply's command and `n`, then stops the backend and prints
-//! `stopped <exit code>`; any error is printed and exits 1.
+//! each reply's command and `n`; then five `ack`s, each waiting for its
+//! event, and prints `acked 5`; then stops the backend and prints
+//! `stopped <exit code>`. Any error is printed and exits 1.
 
 use std::time::Duration;
 
-use forkbridge::{BackendContext, HandlerResult, Handlers, Message, MessageProcess};
+use forkbridge::{
+    BackendContext, EventGroup, EventIndex, HandlerResult, Handlers, Message, MessageProcess,
+};
 use forkbridge_zenoh::{Agent, Config, Link, serve};
 
-/// Answers `echo` with its parameters; `exit` ends the process.
+/// Answers `echo` with its parameters; `exit` ends the process; `ack`
+/// sets an event by index.
 #[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
-pub struct Echo;
+pub struct Echo {
+    /// A served backend's relayed group (an agent's has none).
+    #[serde(skip)]
+    events: Option<EventGroup>,
+}
 
 impl Echo {
     fn echo(&mut self, ctx: &mut BackendContext, msg: Message) -> HandlerResult {
@@ -32,6 +41,17 @@ impl Echo {
             reply.set(k, v.clone());
         }
         ctx.send(reply)?;
+        Ok(())
+    }
+
+    fn ack(&mut self, _: &mut BackendContext, msg: Message) -> HandlerResult {
+        let index = msg.param::<EventIndex>("index")?;
+        if let Ok(delay) = msg.param::<f64>("delay") {
+            std::thread::sleep(Duration::from_secs_f64(delay.clamp(0.0, 10.0)));
+        }
+        if let Some(events) = &self.events {
+            events.set(index)?;
+        }
         Ok(())
     }
 
@@ -48,6 +68,7 @@ impl forkbridge::Backend for Echo {
     fn register(handlers: &mut Handlers<Self>) {
         handlers.on("echo", Self::echo);
         handlers.on("exit", Self::exit);
+        handlers.on("ack", Self::ack);
     }
 }
 
@@ -56,7 +77,13 @@ type Outcome = Result<(), Box<dyn std::error::Error>>;
 fn serve_echoes(endpoint: &str, namespace: &str, names: &[&str]) -> Outcome {
     let processes = names
         .iter()
-        .map(|name| MessageProcess::new(*name, Echo))
+        .map(|name| {
+            let events = EventGroup::relayed(4)?;
+            let echo = Echo {
+                events: Some(events.clone()),
+            };
+            MessageProcess::builder(*name).events(&events).build(echo)
+        })
         .collect::<forkbridge::Result<Vec<_>>>()?;
     let served = serve(
         Config::listen(endpoint)
@@ -92,12 +119,19 @@ fn frontend(endpoint: &str, namespace: &str, name: &str) -> Outcome {
             .namespace(namespace)
             .lease(Duration::from_secs(1)),
     )?;
-    let mut backend = link.attach(name)?;
+    let events = EventGroup::new(2)?;
+    let mut backend = link.attach_with(MessageProcess::builder(name).events(&events))?;
     for i in 0..3 {
         backend.send(Message::new("echo").with("n", i).with("text", "hello"))?;
         let reply = backend.recv_timeout(Duration::from_secs(10))?;
         println!("{} n={}", reply.command(), reply.param::<i64>("n")?);
     }
+    for _ in 0..5 {
+        let sync = events.sync_index()?;
+        backend.send(Message::new("ack").with("index", sync.index()))?;
+        sync.wait_timeout(Duration::from_secs(10))?;
+    }
+    println!("acked 5");
     let status = backend.stop()?;
     println!("stopped {}", status.code().unwrap_or(-1));
     Ok(())

@@ -59,6 +59,12 @@ class EventGroup:
     the group larger than the requests in flight plus the answers that can
     be late.
 
+    ``relayed=True`` makes the group of a backend served to a frontend on
+    another host (``forkbridge.remote.serve``, which finds it among the
+    process's attributes): its ``set(i)`` carries ``i`` to the frontend's
+    host, where the group given to ``Link.attach(..., events=...)`` sets
+    it; ``reserve`` is refused here (the frontend reserves).
+
     Errors: an index outside ``range(n)`` (negative ones included) is a
     ``ValueError`` in every method, and so is releasing an index or event
     that is not reserved (released twice) or an object that is not one of
@@ -67,11 +73,17 @@ class EventGroup:
     """
 
     def __init__(
-        self, n: int = 10, event_class: Callable[[], Any] | None = None, pollable: bool = False
+        self,
+        n: int = 10,
+        event_class: Callable[[], Any] | None = None,
+        pollable: bool = False,
+        relayed: bool = False,
     ) -> None:
         self._native: _native.EventGroup | None = None
+        if relayed and not _is_default_event_class(event_class):
+            raise ValueError("a relayed EventGroup uses forkbridge's events (no event_class)")
         if _is_default_event_class(event_class):
-            self._native = _native.EventGroup(n, pollable)
+            self._native = _native.EventGroup(n, pollable, relayed)
             self.events: list[Any] = [self._native.fromIndex(i) for i in range(n)]
         else:
             assert event_class is not None
@@ -99,6 +111,11 @@ class EventGroup:
 
     def __len__(self) -> int:
         return len(self.events)
+
+    @property
+    def relayed(self) -> bool:
+        """Whether its sets go to a frontend on another host."""
+        return self._native is not None and self._native.relayed
 
     def _slot(self, i: Any) -> int:
         try:

@@ -22,7 +22,7 @@ handle with the frontend API of a local ``MessageProcess``:
 
 It speaks the same protocol as the Rust crate ``forkbridge-zenoh``, so
 either end may be Rust or Python: the same Zenoh key space
-(``fb/<namespace>/<name>/{in,out,exit,sig}``, liveliness tokens ``…/alive``
+(``fb/<namespace>/<name>/{in,out,exit,sig,ev}``, liveliness tokens ``…/alive``
 and ``…/owner/<zid>``), the same payloads (whole frames per sample, made and
 checked by the Rust core in ``_native``; the exit status and signals as
 ``i32`` little-endian), publishers that block under congestion instead of
@@ -31,6 +31,12 @@ dropping, and the same fault model: a backend that dies gives
 serving program lost gives ``HostLost`` (a ``BackendGone``) within a lease;
 a frontend that goes away takes its backends with it unless the serving
 side set ``outlive_frontend``.
+
+Events: a backend's ``EventGroup`` is memory of its host, but its sets
+cross. Give the served process a ``EventGroup(n, relayed=True)`` attribute
+(its backend sets by index as ever), and the frontend's group to
+``Link.attach(name, events=group)``: each set arrives as a sample on ``ev``
+and sets that group's event, so ``SyncIndex`` works across hosts.
 
 Pickles: values Python pickles (a ``set``, a class instance, a numpy array)
 are code for the interpreter that loads them, so a handle never unpickles
@@ -64,6 +70,7 @@ from . import _native
 from ._native import BackendGone, ForkbridgeError, UnreadableMessage
 from ._pipe import Duplex
 from ._process import MessageProcess
+from ._sync import EventGroup
 
 if TYPE_CHECKING:
     import zenoh
@@ -95,6 +102,8 @@ _EXIT_GRACE = 0.05
 _OWNER_QUERY = 0.5
 # How long a served backend whose stream ended is waited for.
 _REAP_WAIT = 10.0
+#: How often a served backend's event sets' thread looks whether it ended.
+_SETS_POLL = 0.1
 # How long an agent's answer to a start request is waited for.
 _START_WAIT = 20.0
 # Characters Zenoh gives a meaning in a key.
@@ -242,6 +251,7 @@ class _Keys:
         self.output = self.base + "/out"
         self.exit = self.base + "/exit"
         self.signal = self.base + "/sig"
+        self.events = self.base + "/ev"
         self.alive = self.base + "/alive"
         self.owners = self.base + "/owner/*"
 
@@ -530,6 +540,7 @@ class Link:
         process_class: type[P] = MessageProcess,  # type: ignore[assignment]
         *,
         trust_pickles: bool = False,
+        events: EventGroup | None = None,
     ) -> P:
         """A handle to the backend served as ``name`` in this link's
         namespace, running: an instance of ``process_class`` (a
@@ -542,6 +553,10 @@ class Link:
         for a backend whose serving host you trust, on a link others cannot
         join.
 
+        ``events``: the group the frontend reserves from (an ``EventGroup``
+        of this host, default event class); the backend's sets in its
+        relayed group arrive here and set its events by index.
+
         Raises ``BackendNotFound`` if no such backend answers within the
         attach timeout, ``BackendBusy`` if another frontend is attached to
         it, ``ValueError`` for a name that cannot be a key, ``LinkError``
@@ -551,12 +566,18 @@ class Link:
         session = self._session
         keys = _Keys(self._config.namespace, name)
         cls = _remote_class(process_class)
+        if events is not None and (events._native is None or events.relayed):
+            raise ValueError(
+                "attach(events=...) takes an EventGroup of this host with forkbridge's "
+                "events (not relayed, no event_class)"
+            )
         native, end = _native.attach(
             name,
             stop_timeout=cls.stop_timeout,
             kill_timeout=cls.kill_timeout,
             max_frame_size=cls.max_message_size,
             lend=cls.lend_received_buffers,
+            events=None if events is None else events._native,
         )
         fate = _Fate(
             end,
@@ -571,6 +592,14 @@ class Link:
                     _direct(z, lambda s: _deliver(end.deliver, s, name, trust_pickles)),
                 )
             )
+
+            def on_sets(sample: zenoh.Sample) -> None:
+                try:
+                    end.deliver_sets(sample.payload.to_bytes())
+                except Exception as e:
+                    logger.warning("'%s': event sets not set: %s", name, e)
+
+            declared.append(session.declare_subscriber(keys.events, _direct(z, on_sets)))
 
             def on_exit(sample: zenoh.Sample) -> None:
                 raw = _int_of(sample)
@@ -651,6 +680,7 @@ class Link:
         process_class: type[P] = MessageProcess,  # type: ignore[assignment]
         *,
         trust_pickles: bool = False,
+        events: EventGroup | None = None,
     ) -> P:
         """Asks the (Rust) agent called ``agent`` in this link's namespace
         to start a backend of the type it registered as ``kind``, from
@@ -676,7 +706,7 @@ class Link:
                 "no agent '%s' in namespace '%s' answered within %s s"
                 % (agent, self._config.namespace, _START_WAIT)
             )
-        return self.attach(name, process_class, trust_pickles=trust_pickles)
+        return self.attach(name, process_class, trust_pickles=trust_pickles, events=events)
 
 
 def _postcard_bytes(data: bytes) -> bytes:
@@ -776,15 +806,47 @@ class _ServedBackend:
             output = _publisher(session, z, keys.output)
             exit_ = _publisher(session, z, keys.exit)
             declared += [output, exit_]
+            sets = _publisher(session, z, keys.events) if relay.has_events else None
+            if sets is not None:
+                declared.append(sets)
             # Declared last: a frontend that sees it has seen the subscribers.
             declared.append(session.liveliness().declare_token(keys.alive))
         except BaseException:
             _undeclare(*declared)
             raise
 
+        ended = threading.Event()
+
+        def publish_sets() -> None:
+            # Until the stream has ended and the queue is empty; sets wait
+            # for a frontend as frames do.
+            assert sets is not None
+            while True:
+                done = ended.is_set()
+                try:
+                    payload = relay.next_sets(0.001 if done else _SETS_POLL)
+                except Exception as e:
+                    logger.warning("'%s': event sets stopped: %s", self.name, e)
+                    return
+                if payload is None:
+                    if done:
+                        return
+                    continue
+                if self._wait_attached():
+                    try:
+                        sets.put(payload)
+                    except Exception as e:
+                        logger.warning("'%s': the link refused event sets: %s", self.name, e)
+                        return
+
+        setter = _thread(publish_sets, "fb-ev:" + self.name) if sets is not None else None
+
         def run() -> None:
             # Frames wait for a frontend; dropped only when stopping.
             _pump(reader, output, self.name, self._wait_attached)
+            ended.set()
+            if setter is not None:
+                setter.join()
             status = relay.wait(_REAP_WAIT)
             if status is not None:
                 try:
@@ -885,11 +947,25 @@ def _now() -> float:
     return time.monotonic()
 
 
-def _without_lane(p: MessageProcess) -> None:
-    """Remakes ``p``'s native handle without the shared-memory lane
-    (``large_message_threshold``), which does not cross hosts: its large
-    messages take the stream like the others."""
-    if p.large_message_threshold is None or p._started:
+def _relayed_group(p: MessageProcess) -> EventGroup | None:
+    """The relayed ``EventGroup`` among ``p``'s attributes, if any."""
+    groups = [v for v in vars(p).values() if isinstance(v, EventGroup) and v.relayed]
+    if len(groups) > 1:
+        raise ValueError(
+            "process '%s' holds %d relayed EventGroups: serve one per process"
+            % (p.name, len(groups))
+        )
+    return groups[0] if groups else None
+
+
+def _for_serving(p: MessageProcess) -> None:
+    """Remakes ``p``'s native handle for serving: without the
+    shared-memory lane (``large_message_threshold``), which does not cross
+    hosts (its large messages take the stream like the others), and bound
+    to its relayed ``EventGroup``, whose sets are carried to the
+    frontend."""
+    group = _relayed_group(p)
+    if (p.large_message_threshold is None and group is None) or p._started:
         return
     p._native = _native.Process(
         p.name,
@@ -899,6 +975,7 @@ def _without_lane(p: MessageProcess) -> None:
         large_threshold=None,
         spin=p.spin_before_sleep,
         lend=p.lend_received_buffers,
+        events=None if group is None else group._native,
     )
     if p.__dict__.get("sendMessageToBack") is not None:
         p.sendMessageToBack = p._native.send_message_to_back  # type: ignore[method-assign]
@@ -921,17 +998,24 @@ def serve(
     load, and goes on). Zenoh ids are not authenticated on plain TCP:
     name them only on a link others cannot join.
 
+    A relayed ``EventGroup`` (``EventGroup(n, relayed=True)``) held as an
+    attribute of a process is served with it: its backend's sets go to the
+    group its frontend attached with. One per process (``ValueError``
+    otherwise).
+
     Raises what ``start()`` raises (those already started are stopped),
     and as ``Link.open`` does.
     """
     trust = frozenset(zid.lower() for zid in trust_pickles_from)
     processes = list(processes)
     for p in processes:
-        _Keys(config.namespace, p.name)  # a name that cannot be a key: before any start
+        # Before any start: a name that cannot be a key, two relayed groups.
+        _Keys(config.namespace, p.name)
+        _relayed_group(p)
     relays: list[_native.Relay] = []
     try:
         for p in processes:
-            _without_lane(p)
+            _for_serving(p)
             p.start()
             relays.append(_native.into_relay(p._native))
     except BaseException:
