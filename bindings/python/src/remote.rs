@@ -36,7 +36,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use forkbridge::relay::{self, FrameCheck};
-use forkbridge::{EventIndex, FromValue, MessageProcess, Value};
+use forkbridge::{MessageProcess, Value};
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
@@ -44,9 +44,6 @@ use pyo3::types::PyBytes;
 use crate::errors::IntoPyResult;
 use crate::events::EventGroup;
 use crate::process::{DEFAULT_MAX_FRAME, Process, lock, seconds};
-
-/// The bytes of one event set: its index, little-endian.
-const SET_BYTES: usize = 8;
 
 /// Where `PicklesRefused` is raised from, by the pickle that replaces a
 /// refused one.
@@ -153,19 +150,9 @@ impl RemoteEnd {
         let group = self.events.as_ref().ok_or_else(|| {
             PyValueError::new_err("event sets arrived for a handle attached without events")
         })?;
-        if payload.len() % SET_BYTES != 0 {
-            return Err(PyValueError::new_err(format!(
-                "{} bytes of event sets: not whole {SET_BYTES}-byte indices",
-                payload.len()
-            )));
-        }
-        let mut set = 0;
-        for raw in payload.chunks_exact(SET_BYTES) {
-            let mut bytes = [0u8; SET_BYTES];
-            bytes.copy_from_slice(raw);
-            let slot = EventIndex::from_value(&Value::from(u64::from_le_bytes(bytes)))
-                .map(EventIndex::slot)
-                .unwrap_or(u32::MAX);
+        let indices = relay::parse_sets(payload).py_err()?;
+        for index in &indices {
+            let slot = index.slot();
             let event = group.get(slot).map_err(|_| {
                 PyValueError::new_err(format!(
                     "an event set for slot {slot} of a group of {}",
@@ -173,9 +160,8 @@ impl RemoteEnd {
                 ))
             })?;
             event.set();
-            set += 1;
         }
-        Ok(set)
+        Ok(indices.len())
     }
 
     /// The backend exited with this raw wait status: the handle delivers

@@ -75,6 +75,27 @@ fn is_timeout(e: &io::Error) -> bool {
     )
 }
 
+/// The indices of a payload of sets ([`EventSets::next_timeout`] made
+/// it).
+///
+/// # Errors
+///
+/// [`ErrorKind::InvalidArgument`] if it is not whole 8-byte indices.
+pub fn parse_sets(payload: &[u8]) -> Result<Vec<EventIndex>> {
+    if !payload.len().is_multiple_of(SET_BYTES) {
+        return Err(Error::new(ErrorKind::InvalidArgument).with_source(format!(
+            "{} bytes of event sets: not a multiple of {SET_BYTES}",
+            payload.len()
+        )));
+    }
+    let index = |raw: &[u8]| {
+        let mut bytes = [0u8; SET_BYTES];
+        bytes.copy_from_slice(raw);
+        EventIndex::from_u64(u64::from_le_bytes(bytes))
+    };
+    Ok(payload.chunks_exact(SET_BYTES).map(index).collect())
+}
+
 /// Sets the indices of `payload` in `group`; how many set something (a
 /// stale index sets nothing, as locally).
 pub(super) fn deliver(group: Option<&EventGroup>, payload: &[u8]) -> Result<usize> {
@@ -83,19 +104,10 @@ pub(super) fn deliver(group: Option<&EventGroup>, payload: &[u8]) -> Result<usiz
             "event sets arrived for a handle with no group (MessageProcessBuilder::events)",
         ));
     };
-    if !payload.len().is_multiple_of(SET_BYTES) {
-        return Err(Error::new(ErrorKind::InvalidArgument).with_source(format!(
-            "{} bytes of event sets: not a multiple of {SET_BYTES}",
-            payload.len()
-        )));
-    }
     let mut set = 0;
     let mut refused = None;
-    for raw in payload.chunks_exact(SET_BYTES) {
-        let mut bytes = [0u8; SET_BYTES];
-        bytes.copy_from_slice(raw);
-        let raw = u64::from_le_bytes(bytes);
-        match group.set(EventIndex::from_u64(raw)) {
+    for index in parse_sets(payload)? {
+        match group.set(index) {
             Ok(true) => set += 1,
             Ok(false) => {}
             Err(e) => refused = Some(e),

@@ -49,7 +49,7 @@ mod events;
 pub(super) mod fate;
 mod reader;
 mod writer;
-pub use events::EventSets;
+pub use events::{EventSets, parse_sets};
 pub use reader::FrameReader;
 pub use writer::FrameWriter;
 
