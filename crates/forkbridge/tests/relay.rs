@@ -7,6 +7,7 @@ mod common;
 use std::io::Write;
 use std::os::unix::net::UnixStream;
 use std::os::unix::process::ExitStatusExt;
+use std::process::ExitStatus;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -33,6 +34,8 @@ test_main!(
     sync_indices_work_across_the_relay,
     a_late_set_across_the_relay_sets_nothing,
     event_groups_are_bound_to_the_right_side,
+    delivering_never_waits_for_the_reader,
+    a_relay_stops_a_backend_that_does_not_read,
 );
 
 /// The two ends joined by threads: frames both ways, the exit reported
@@ -447,4 +450,109 @@ fn event_groups_are_bound_to_the_right_side() {
     );
     assert_eq!(bound.deliver_sets(&set).unwrap(), 1);
     assert_eq!(bound.deliver_sets(&[]).unwrap(), 0);
+}
+
+/// 8 MiB of echo frames: more than any socket buffer holds.
+fn many_frames() -> (Vec<u8>, usize) {
+    let (mut p, remote) = MessageProcess::builder("measure").attach().unwrap();
+    let mut frames = FrameReader::new(clone(remote.stream()), remote.frames());
+    let count = 2048;
+    let mut all = Vec::new();
+    for i in 0..count {
+        // One at a time: nobody else reads this stream.
+        p.send(message!("echo", n = i, pad = vec![7u8; 4096]))
+            .unwrap();
+        let run = frames.next_run().unwrap().unwrap();
+        assert_eq!(count_frames(run), 1);
+        all.extend_from_slice(run);
+    }
+    (all, count)
+}
+
+/// The length of the frame `bytes` starts with, its header included.
+fn frame_len(bytes: &[u8]) -> usize {
+    4 + u32::from_le_bytes(bytes[..4].try_into().unwrap()) as usize
+}
+
+fn count_frames(run: &[u8]) -> usize {
+    let (mut at, mut n) = (0, 0);
+    while at < run.len() {
+        at += frame_len(&run[at..]);
+        n += 1;
+    }
+    n
+}
+
+fn delivering_never_waits_for_the_reader() {
+    let (bytes, count) = many_frames();
+    let (mut p, remote) = MessageProcess::builder("slow reader").attach().unwrap();
+    let t = Instant::now();
+    let mut at = 0;
+    while at < bytes.len() {
+        let len = frame_len(&bytes[at..]);
+        remote.writer().deliver(&bytes[at..at + len]).unwrap();
+        at += len;
+    }
+    assert!(
+        t.elapsed() < Duration::from_secs(2),
+        "deliver waited: {:?}",
+        t.elapsed()
+    );
+    assert!(remote.writer().queued() > 0, "the socket cannot hold 8 MiB");
+    assert_eq!(
+        remote
+            .writer()
+            .wait_delivered(bytes.len() as u64, Duration::ZERO)
+            .unwrap(),
+        None
+    );
+    for i in 0..count {
+        let m = recv(&mut p);
+        assert_eq!(m.param::<i64>("n").unwrap(), i as i64, "in order");
+    }
+    let total = remote
+        .writer()
+        .wait_delivered(bytes.len() as u64, WAIT)
+        .unwrap();
+    assert_eq!(total, Some(bytes.len() as u64));
+    assert_eq!(remote.writer().queued(), 0);
+    // The stream ended, a delivery says so.
+    remote.report_exit(ExitStatus::from_raw(0)).unwrap();
+    assert!(p.join().unwrap().success());
+    drop(p);
+    let first = &bytes[..frame_len(&bytes)];
+    assert!(wait_until(WAIT, || remote.writer().deliver(first).is_err()));
+    drop(remote);
+    assert!(
+        wait_until(WAIT, || threads() == 1),
+        "the writer's thread ends"
+    );
+}
+
+fn a_relay_stops_a_backend_that_does_not_read() {
+    let mut p = MessageProcess::builder("deaf")
+        .stop_timeout(Duration::from_millis(300))
+        .kill_timeout(Duration::from_millis(300))
+        .build(Probe::default())
+        .unwrap();
+    p.start().unwrap();
+    let mut relay = p.into_relay().unwrap();
+    let (bytes, _) = many_frames();
+    let (mut front, remote) = MessageProcess::builder("deaf").attach().unwrap();
+    // The backend sleeps in a handler while 8 MiB wait for it.
+    front.send(message!("sleep", ms = 60_000u64)).unwrap();
+    let mut frames = FrameReader::new(clone(remote.stream()), remote.frames());
+    let sleep = frames.next_run().unwrap().unwrap().to_vec();
+    relay.writer().deliver(&sleep).unwrap();
+    relay.writer().deliver(&bytes).unwrap();
+    assert!(relay.writer().queued() > 0);
+    let t = Instant::now();
+    let status = relay.stop().unwrap();
+    assert_eq!(status.signal(), Some(libc::SIGTERM), "{status}");
+    assert!(t.elapsed() < WAIT, "stop took {:?}", t.elapsed());
+    // The handle only lent its frames; it ends here.
+    remote.report_exit(status).unwrap();
+    assert!(front.join().is_ok());
+    drop((relay, front, remote));
+    assert!(wait_until(WAIT, || threads() == 1));
 }

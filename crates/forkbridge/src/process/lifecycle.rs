@@ -156,6 +156,11 @@ impl MessageProcess {
             State::Idle(_) => return Err(self.err(ErrorKind::NotStarted)),
             _ => return Ok(()),
         }
+        // A relay's stream is written by its transport: `Relay::stop`
+        // queues the request there.
+        if self.relayed {
+            return Ok(());
+        }
         if !std::mem::replace(&mut self.stop_requested, true) {
             self.conn.feed_stop();
         }

@@ -378,16 +378,29 @@ impl Relay {
     }
 
     /// Stops the process as [`MessageProcess::stop`] does: a stop request
-    /// written into the stream, then `SIGTERM`, then `SIGKILL`. It holds
-    /// the [`writer`](Relay::writer)'s lock throughout, so the request
-    /// never lands inside a delivered message, and deliveries wait.
+    /// queued in the [`writer`](Relay::writer) behind what was delivered
+    /// (so it never lands inside a message), then, if the process has not
+    /// ended within its `stop_timeout` — a backend that does not read its
+    /// stream never sees the request — `SIGTERM`, then `SIGKILL`.
     ///
     /// # Errors
     ///
     /// As [`MessageProcess::stop`].
     pub fn stop(&mut self) -> Result<ExitStatus> {
-        let _writing = self.writer.lock();
+        if let Err(e) = self.writer.request_stop() {
+            log::debug!("'{}': stop request not delivered: {e}", self.name());
+        }
         self.process.stop()
+    }
+}
+
+/// A relay dropped while its process runs stops it as
+/// [`stop`](Relay::stop) does.
+impl Drop for Relay {
+    fn drop(&mut self) {
+        if self.process.is_alive() {
+            let _ = self.writer.request_stop();
+        }
     }
 }
 
