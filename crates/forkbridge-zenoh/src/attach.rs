@@ -5,10 +5,12 @@
 //! carries its far end ([`Remote`]) over Zenoh:
 //!
 //! * a thread reads whole frames from the handle's stream and publishes
-//!   them on `in` (blocking under congestion: nothing is dropped);
+//!   them on `in` (blocking under congestion, and while the backend's
+//!   side has a window's worth unwritten: nothing is dropped);
 //! * the `out` subscriber checks each sample is whole frames within the
 //!   frame limit and writes it into the stream (a refused one is logged
-//!   and dropped; the stream stays in step);
+//!   and dropped; the stream stays in step), and a thread acknowledges
+//!   what was written on `out/ack`;
 //! * the `exit` sample becomes the handle's exit status; the backend's
 //!   `alive` token vanishing without one becomes a lost host;
 //! * `ev` samples set their events in the group bound to the handle
@@ -30,7 +32,7 @@ use forkbridge::{MessageProcess, MessageProcessBuilder};
 use zenoh::Wait;
 use zenoh::sample::SampleKind;
 
-use crate::carry;
+use crate::carry::{self, Credits};
 use crate::error::{Error, ErrorKind, Result};
 use crate::keys::Keys;
 use crate::link::Link;
@@ -71,9 +73,12 @@ impl Link {
         let session = &self.session;
         let (process, remote) = builder.attach()?;
         let remote = Arc::new(remote);
+        let credits = Arc::new(Credits::default());
         let fate = Arc::new(Fate {
             remote: remote.clone(),
+            credits: credits.clone(),
             ended: AtomicBool::new(false),
+            closed: AtomicBool::new(false),
             reason: format!(
                 "no word from the host serving '{name}' within its lease ({:?}), \
                  or its serving program died",
@@ -100,6 +105,18 @@ impl Link {
                 })
                 .wait()
                 .map_err(|e| Error::link("cannot subscribe to the backend's event sets", e))?
+        };
+        let input_ack = {
+            let credits = credits.clone();
+            session
+                .declare_subscriber(keys.input_ack())
+                .callback(move |sample| {
+                    if let Some(n) = carry::ack_of(&sample) {
+                        credits.give(n);
+                    }
+                })
+                .wait()
+                .map_err(|e| Error::link("cannot subscribe to the backend's credit", e))?
         };
         let exit = {
             let fate = fate.clone();
@@ -151,7 +168,8 @@ impl Link {
             ));
         }
         let input = carry::publisher(session, keys.input(), "frames")?;
-        let signals = carry::publisher(session, keys.signal(), "signals")?;
+        let signals = carry::control_publisher(session, keys.signal(), "signals")?;
+        let output_ack = carry::control_publisher(session, keys.output_ack(), "credit")?;
         // Declared last: the serving side publishes only once it sees it,
         // and by then it has seen the subscribers above.
         let owner = session
@@ -166,14 +184,27 @@ impl Link {
                 .map_err(forkbridge::Error::from)?,
             remote.frames(),
         );
-        let spawned = std::thread::Builder::new()
-            .name(format!("fb-out:{name}"))
-            .spawn(move || {
-                // Owns the declarations: when the handle is gone, they go.
-                let _held = (out, events, exit, alive, owner);
-                carry::pump(reader, &input, &name, || true);
-            });
+        let spawned = {
+            let fate = fate.clone();
+            std::thread::Builder::new()
+                .name(format!("fb-out:{name}"))
+                .spawn(move || {
+                    // Owns the declarations: when the handle is gone, they go.
+                    let _held = (out, events, input_ack, exit, alive, owner);
+                    carry::pump(reader, &input, &name, |n| credits.take(n));
+                    fate.closed.store(true, Ordering::SeqCst);
+                })
+        };
         spawned.map_err(|e| Error::link("cannot start the relay thread", e))?;
+        let acknowledging = {
+            let (fate, writer) = (fate.clone(), remote.writer().clone());
+            std::thread::Builder::new()
+                .name("fb-ack".into())
+                .spawn(move || {
+                    carry::acknowledge(&writer, &output_ack, || fate.is_over());
+                })
+        };
+        acknowledging.map_err(|e| Error::link("cannot start the credit thread", e))?;
         let signaller = std::thread::Builder::new()
             .name("fb-sig".into())
             .spawn(move || {
@@ -195,15 +226,26 @@ impl Link {
 /// Reports the backend's end to the handle, once.
 struct Fate {
     remote: Arc<Remote>,
+    /// The `in` pump's: ended with the backend.
+    credits: Arc<Credits>,
     ended: AtomicBool,
+    /// The handle is gone (its stream ended).
+    closed: AtomicBool,
     reason: String,
 }
 
 impl Fate {
     fn exited(&self, status: ExitStatus) {
         if !self.ended.swap(true, Ordering::SeqCst) {
+            self.credits.end();
             let _ = self.remote.report_exit(status);
         }
+    }
+
+    /// Whether nothing more crosses: the backend ended or the handle is
+    /// gone.
+    fn is_over(&self) -> bool {
+        self.ended.load(Ordering::SeqCst) || self.closed.load(Ordering::SeqCst)
     }
 
     /// The `alive` token vanished: an `exit` sample may still be on its
@@ -215,6 +257,7 @@ impl Fate {
             .spawn(move || {
                 std::thread::sleep(EXIT_GRACE);
                 if !fate.ended.swap(true, Ordering::SeqCst) {
+                    fate.credits.end();
                     let _ = fate.remote.report_lost(&fate.reason);
                 }
             });

@@ -180,6 +180,15 @@ impl Config {
         let lease = self.lease.as_millis();
         set(&mut c, "transport/link/tx/lease", lease.to_string())?;
         set(&mut c, "transport/link/tx/keep_alive", "4".into())?;
+        // Zenoh closes a link whose blocking `put` waited this long (5 s
+        // by default): the lease, not a slow reader, decides a link is
+        // dead (credits keep a reader from holding a `put` that long).
+        let wait = (self.lease * 2).max(Duration::from_secs(5)).as_micros();
+        set(
+            &mut c,
+            "transport/link/tx/queue/congestion_control/block/wait_before_close",
+            wait.to_string(),
+        )?;
         #[cfg(feature = "tls")]
         if let Some(tls) = &self.tls {
             let path = |p: &std::path::Path| format!("{:?}", p.display().to_string());

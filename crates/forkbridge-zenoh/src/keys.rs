@@ -2,7 +2,9 @@
 //!
 //! ```text
 //! in           frames, frontend → backend (whole frames per sample)
+//! in/ack       credit for `in`: bytes written into the backend's stream (u64 LE)
 //! out          frames, backend → frontend
+//! out/ack      credit for `out`: bytes written into the handle's stream
 //! exit         the backend's raw wait status (i32 LE), once
 //! sig          a signal the frontend asks for (i32 LE)
 //! ev           event sets, backend → frontend (8-byte indices, LE)
@@ -34,6 +36,14 @@ impl Keys {
 
     pub(crate) fn output(&self) -> String {
         format!("{}/out", self.base)
+    }
+
+    pub(crate) fn input_ack(&self) -> String {
+        format!("{}/in/ack", self.base)
+    }
+
+    pub(crate) fn output_ack(&self) -> String {
+        format!("{}/out/ack", self.base)
     }
 
     pub(crate) fn exit(&self) -> String {

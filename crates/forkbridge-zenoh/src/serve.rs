@@ -6,9 +6,12 @@
 //! [`Relay`]:
 //!
 //! * the `in` subscriber checks each sample is whole frames within the
-//!   frame limit and writes it into the backend's stream;
+//!   frame limit and writes it into the backend's stream, never waiting
+//!   for the backend to read (see [`carry`](crate::carry)'s credits); a
+//!   thread acknowledges what was written on `in/ack`;
 //! * a thread reads whole frames from the stream and publishes them on
-//!   `out` once a frontend is attached (until then they wait);
+//!   `out` once a frontend is attached (until then they wait), within the
+//!   credit that frontend's `out/ack` samples give;
 //! * when the stream ends, the backend is reaped and its wait status is
 //!   published on `exit`, then the `alive` token is withdrawn;
 //! * a process bound to a relayed event group
@@ -33,7 +36,7 @@ use zenoh::Wait;
 use zenoh::pubsub::Publisher;
 use zenoh::sample::SampleKind;
 
-use crate::carry;
+use crate::carry::{self, Credits};
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::keys::Keys;
@@ -166,11 +169,14 @@ struct Shared {
     stopping: AtomicBool,
     /// The backend's stream ended: its last event sets are in their queue.
     ended: AtomicBool,
+    /// What the attached frontend lets the `out` pump send.
+    credits: Credits,
 }
 
 impl Shared {
     fn stop(&self) {
         self.stopping.store(true, Ordering::SeqCst);
+        self.credits.end();
         self.changed.notify_all();
         let mut relay = self.relay.lock().unwrap_or_else(PoisonError::into_inner);
         if let Err(e) = relay.stop() {
@@ -179,6 +185,8 @@ impl Shared {
     }
 
     fn owner_came(&self) {
+        // A new frontend: its stream holds nothing of ours yet.
+        self.credits.reset();
         *self.attached.lock().unwrap_or_else(PoisonError::into_inner) += 1;
         self.changed.notify_all();
     }
@@ -228,6 +236,7 @@ impl Link {
             frames,
         );
         let writer = relay.writer().clone();
+        let acknowledged = relay.writer().clone();
         let sets = relay.events()?;
         let shared = Arc::new(Shared {
             name: name.clone(),
@@ -237,6 +246,7 @@ impl Link {
             outlive_frontend: self.config.outlive_frontend,
             stopping: AtomicBool::new(false),
             ended: AtomicBool::new(false),
+            credits: Credits::default(),
         });
         let input = {
             let shared = shared.clone();
@@ -245,6 +255,18 @@ impl Link {
                 .callback(move |sample| carry::deliver(&sample, &writer, &shared.name))
                 .wait()
                 .map_err(|e| Error::link("cannot subscribe to frames", e))?
+        };
+        let output_ack = {
+            let shared = shared.clone();
+            session
+                .declare_subscriber(keys.output_ack())
+                .callback(move |sample| {
+                    if let Some(n) = carry::ack_of(&sample) {
+                        shared.credits.give(n);
+                    }
+                })
+                .wait()
+                .map_err(|e| Error::link("cannot subscribe to the frontend's credit", e))?
         };
         let signals = {
             let shared = shared.clone();
@@ -274,6 +296,18 @@ impl Link {
         };
         let output = carry::publisher(session, keys.output(), "frames")?;
         let exit = carry::publisher(session, keys.exit(), "the exit")?;
+        let input_ack = carry::control_publisher(session, keys.input_ack(), "credit")?;
+        {
+            let shared = shared.clone();
+            std::thread::Builder::new()
+                .name(format!("fb-ack:{name}"))
+                .spawn(move || {
+                    carry::acknowledge(&acknowledged, &input_ack, || {
+                        shared.ended.load(Ordering::SeqCst)
+                    });
+                })
+                .map_err(|e| Error::link("cannot start the credit thread", e))?;
+        }
         let sets = match sets {
             Some(sets) => {
                 let output = carry::publisher(session, keys.events(), "event sets")?;
@@ -298,7 +332,9 @@ impl Link {
                 .name(format!("fb-serve:{name}"))
                 .spawn(move || {
                     // Frames wait for a frontend; dropped only when stopping.
-                    carry::pump(reader, &output, &shared.name, || shared.wait_attached());
+                    carry::pump(reader, &output, &shared.name, |n| {
+                        shared.wait_attached() && shared.credits.take(n)
+                    });
                     shared.ended.store(true, Ordering::SeqCst);
                     if let Some(sets) = sets {
                         let _ = sets.join();
@@ -314,7 +350,7 @@ impl Link {
                     if let Some(status) = status {
                         let _ = exit.put(carry::int_payload(status.into_raw())).wait();
                     }
-                    drop((alive, input, signals, owners));
+                    drop((alive, input, output_ack, signals, owners));
                     status
                 })
                 .map_err(|e| Error::link("cannot start the relay thread", e))?

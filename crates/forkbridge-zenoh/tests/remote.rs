@@ -276,7 +276,14 @@ fn frontend_main(spec: &str) -> ! {
     let link = Link::open(Config::connect(endpoint).namespace(namespace).lease(LEASE)).unwrap();
     let mut p = ProbeClient::new(link.attach(name).unwrap());
     p.bump().unwrap();
-    println!("ATTACHED {}", p.host_pid().unwrap());
+    let pid = p.host_pid().unwrap();
+    if std::env::var("FB_ZENOH_TEST_STALL").is_ok() {
+        // The backend stops reading; everything on the way fills up.
+        p.hang().unwrap();
+        std::thread::spawn(move || while p.take(vec![0u8; 64 << 10]).is_ok() {});
+        std::thread::sleep(Duration::from_secs(2));
+    }
+    println!("ATTACHED {pid}");
     std::thread::sleep(WAIT * 6);
     std::process::exit(1)
 }
@@ -371,6 +378,8 @@ fn main() {
         nothing_is_dropped_while_the_backend_falls_behind,
         a_killed_serving_program_disconnects_every_frontend,
         a_killed_frontend_takes_its_backends_within_a_lease,
+        a_killed_frontend_takes_its_stalled_backend_within_a_lease,
+        a_stalled_backend_holds_up_only_its_own_frontend,
         a_backend_may_outlive_its_frontend,
         stop_escalates_to_signals_across_the_link,
         attach_errors_are_typed,
@@ -533,7 +542,13 @@ fn a_killed_serving_program_disconnects_every_frontend() {
 /// Attaches to `name` from a frontend process of its own, then kills that
 /// process (SIGKILL: no orderly stop); returns the backend's pid.
 fn attach_from_a_killed_frontend(host: &Host, name: &str) -> i32 {
-    let mut frontend = Command::new(std::env::current_exe().unwrap())
+    attach_from_a_killed_frontend_with(host, name, &[])
+}
+
+fn attach_from_a_killed_frontend_with(host: &Host, name: &str, env: &[(&str, &str)]) -> i32 {
+    let mut frontend = Command::new(std::env::current_exe().unwrap());
+    frontend.envs(env.iter().copied());
+    let mut frontend = frontend
         .env(
             "FB_ZENOH_TEST_FRONTEND",
             format!("{},{},{name}", host.endpoint, host.namespace),
@@ -571,6 +586,53 @@ fn a_killed_frontend_takes_its_backends_within_a_lease() {
         t.elapsed()
     );
     assert!(host.join().success());
+}
+
+fn a_killed_frontend_takes_its_stalled_backend_within_a_lease() {
+    let host = host(&["stalled"]);
+    let pid = attach_from_a_killed_frontend_with(&host, "stalled", &[("FB_ZENOH_TEST_STALL", "1")]);
+    let t = Instant::now();
+    // Its stop request cannot get through a full stream: the serving side
+    // escalates to signals within the process's bounds.
+    assert!(
+        wait_until(WAIT, || !alive(pid)),
+        "the stalled backend outlived its frontend"
+    );
+    assert!(
+        t.elapsed() < LEASE + Duration::from_secs(7),
+        "gone after {:?}",
+        t.elapsed()
+    );
+    host.join();
+}
+
+fn a_stalled_backend_holds_up_only_its_own_frontend() {
+    let host = host(&["stuck", "other"]);
+    let link = host.link();
+    let mut stuck = ProbeClient::new(link.attach("stuck").unwrap());
+    let mut other = ProbeClient::new(link.attach("other").unwrap());
+    stuck.hang().unwrap();
+    let filler = std::thread::spawn(move || {
+        let mut sent = 0u64;
+        while stuck.take(vec![0u8; 64 << 10]).is_ok() {
+            sent += 1;
+        }
+        sent
+    });
+    // Longer than any wait a blocked sender is allowed before the link is
+    // taken for dead (Zenoh's own is 5 s).
+    std::thread::sleep(Duration::from_secs(7));
+    assert!(
+        !filler.is_finished(),
+        "the stuck backend's sender should wait"
+    );
+    for i in 0..10 {
+        assert_eq!(other.square(i).unwrap(), i * i, "the other backend answers");
+    }
+    assert!(other.into_process().stop().unwrap().success());
+    drop(host);
+    let sent = filler.join().unwrap();
+    assert!(sent > 0);
 }
 
 fn a_backend_may_outlive_its_frontend() {
