@@ -135,8 +135,8 @@ impl RemoteEnd {
 
     /// Writes a network message into the handle's stream if it is whole
     /// frames within the limit (raises otherwise: nothing is written);
-    /// pickles in it are replaced unless `trusted`. Waits, without the
-    /// GIL, while the stream is full.
+    /// pickles in it are replaced unless `trusted`. Never waits: what the
+    /// stream cannot take at once is queued (see `wait_delivered`).
     fn deliver(&self, py: Python<'_>, payload: &[u8], trusted: bool) -> PyResult<()> {
         deliver(py, self.remote.writer(), payload, trusted)
     }
@@ -162,6 +162,13 @@ impl RemoteEnd {
             event.set();
         }
         Ok(indices.len())
+    }
+
+    /// Waits up to `timeout` seconds, without the GIL, until at least
+    /// `total` bytes were written into the handle's stream: how many were
+    /// (`None`: not that many in time). Raises once the stream is gone.
+    fn wait_delivered(&self, py: Python<'_>, total: u64, timeout: f64) -> PyResult<Option<u64>> {
+        wait_delivered(py, self.remote.writer(), total, timeout)
     }
 
     /// The backend exited with this raw wait status: the handle delivers
@@ -233,6 +240,11 @@ impl Relay {
         deliver(py, &self.writer, payload, trusted)
     }
 
+    /// As [`RemoteEnd::wait_delivered`], for the backend's stream.
+    fn wait_delivered(&self, py: Python<'_>, total: u64, timeout: f64) -> PyResult<Option<u64>> {
+        wait_delivered(py, &self.writer, total, timeout)
+    }
+
     /// Whether the process has a relayed group whose sets to carry.
     #[getter]
     fn has_events(&self) -> bool {
@@ -283,6 +295,16 @@ impl Relay {
     fn __repr__(&self) -> String {
         format!("<forkbridge._native.Relay {:?}>", self.name)
     }
+}
+
+fn wait_delivered(
+    py: Python<'_>,
+    writer: &relay::FrameWriter,
+    total: u64,
+    timeout: f64,
+) -> PyResult<Option<u64>> {
+    let timeout = seconds(timeout)?;
+    py.detach(|| writer.wait_delivered(total, timeout)).py_err()
 }
 
 /// Runs of whole frames from a stream (the sending half of a transport).

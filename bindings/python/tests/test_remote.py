@@ -64,6 +64,9 @@ class Echo(MessageProcess):
     def c__give(self, value=None):
         self.return_out__(value)
 
+    def c__nap(self, seconds=0.0):
+        time.sleep(seconds)
+
 
 class Acker(Echo):
     """Echo, with a relayed event group: ``ack(index)`` sets an event of
@@ -169,6 +172,47 @@ def front_events(link, name):
     say(stopped=p.exitcode)
 
 
+def front_bulk(link, name):
+    # 40 MiB each way, sent before any is read: more than a window in
+    # flight, so the credit must flow both ways between the two ends.
+    p = link.attach(name)
+    pipe = p.getPipe()
+    chunk = bytes(range(256)) * 4096  # 1 MiB
+    for i in range(40):
+        p.sendMessageToBack(MessageObject("echo", i=i, data=chunk))
+    ok = all(pipe.recv(timeout=WAIT)["data"] == chunk for _ in range(40))
+    say(bulk=ok)
+    p.stop()
+
+
+def front_stalled(link, name, other):
+    # One backend stops reading; what is sent to it waits, and another
+    # backend on the same link goes on answering.
+    stuck = link.attach(name)
+    second = link.attach(other)
+    stuck.sendMessageToBack(MessageObject("nap", seconds=60))
+    import threading
+
+    def fill():
+        try:
+            while True:
+                stuck.sendMessageToBack(MessageObject("echo", data=bytes(64 << 10)))
+        except Exception:
+            pass
+
+    filler = threading.Thread(target=fill, daemon=True)
+    filler.start()
+    time.sleep(7)  # longer than Zenoh lets a blocked put wait by default
+    say(waiting=filler.is_alive())
+    answered = 0
+    for n in range(10):
+        second.sendMessageToBack(MessageObject("echo", n=n))
+        answered += second.getPipe().recv(timeout=WAIT)["n"] == n
+    say(answered=answered)
+    second.stop()
+    os._exit(0)  # the stuck handle's stop would wait for its bounds
+
+
 def front_exit(link, name, code):
     p = link.attach(name)
     p.sendMessageToBack(MessageObject("echo", n=1))
@@ -272,6 +316,8 @@ FRONTS = {
     "basic": front_basic,
     "exit": front_exit,
     "events": front_events,
+    "bulk": front_bulk,
+    "stalled": front_stalled,
     "wait_end": front_wait_end,
     "pickles": front_pickles,
     "trusted": front_trusted,
@@ -484,6 +530,26 @@ def test_event_sets_of_a_served_backend_reach_the_frontends_group(end):
         assert ended_of(out) == [("ack", 0)], out + err
     else:
         assert host.wait(WAIT) == 0
+
+
+@pytest.mark.parametrize("end", ["python", "rust"])
+def test_more_than_a_window_crosses_both_ways(end):
+    ns = namespace()
+    host, endpoint = python_host(ns, "bulk") if end == "python" else rust_host(ns, "bulk")
+    assert outputs(frontend("bulk", endpoint, ns, "bulk")) == [{"bulk": True}]
+    if end == "python":
+        finish(host)
+    else:
+        assert host.wait(WAIT) == 0
+
+
+def test_a_stalled_backend_holds_up_only_its_own_frontend():
+    ns = namespace()
+    host, endpoint = python_host(ns, "stuck", "other")
+    got = outputs(frontend("stalled", endpoint, ns, "stuck", "other"))
+    assert got == [{"waiting": True}, {"answered": 10}]
+    host.kill()
+    host.communicate()
 
 
 def test_a_relayed_group_is_for_the_serving_side():

@@ -104,6 +104,12 @@ _OWNER_QUERY = 0.5
 _REAP_WAIT = 10.0
 #: How often a served backend's event sets' thread looks whether it ended.
 _SETS_POLL = 0.1
+#: The bytes a sender may have out that its receiver has not written into
+#: its stream (as the Rust crate's ``carry::WINDOW``); the receiver
+#: acknowledges each quarter on the direction's ``ack`` key.
+_WINDOW = 8 << 20
+_ACK_EVERY = _WINDOW // 4
+_ACK_POLL = 0.1
 # How long an agent's answer to a start request is waited for.
 _START_WAIT = 20.0
 # Characters Zenoh gives a meaning in a key.
@@ -235,6 +241,12 @@ class Config:
         put("connect/endpoints", list(self.connect))
         put("transport/link/tx/lease", int(self.lease * 1000))
         put("transport/link/tx/keep_alive", 4)
+        # As the Rust crate: the lease, not a slow reader, decides a link
+        # is dead (Zenoh closes one whose blocking put waited 5 s).
+        put(
+            "transport/link/tx/queue/congestion_control/block/wait_before_close",
+            int(max(5.0, 2 * self.lease) * 1_000_000),
+        )
         if self.zid is not None:
             put("id", self.zid)
         return cast("zenoh.Config", c)
@@ -249,6 +261,8 @@ class _Keys:
         self.base = "fb/%s/%s" % (namespace, name)
         self.input = self.base + "/in"
         self.output = self.base + "/out"
+        self.input_ack = self.base + "/in/ack"
+        self.output_ack = self.base + "/out/ack"
         self.exit = self.base + "/exit"
         self.signal = self.base + "/sig"
         self.events = self.base + "/ev"
@@ -274,6 +288,81 @@ def _publisher(session: zenoh.Session, z: ModuleType, key: str) -> zenoh.Publish
     return session.declare_publisher(key, congestion_control=z.CongestionControl.BLOCK)
 
 
+def _control_publisher(session: zenoh.Session, z: ModuleType, key: str) -> zenoh.Publisher:
+    # Signals and credit: a priority of their own, so that a queue full of
+    # frames does not hold them up.
+    return session.declare_publisher(
+        key,
+        congestion_control=z.CongestionControl.BLOCK,
+        priority=z.Priority.INTERACTIVE_HIGH,
+        express=True,
+    )
+
+
+class _Credits:
+    """What a sender may still send: the window less what is out
+    unacknowledged (see the Rust crate's ``carry`` module)."""
+
+    def __init__(self) -> None:
+        self._changed = threading.Condition()
+        self._out = 0
+        self._ended = False
+
+    def take(self, n: int) -> bool:
+        """Waits until the window is open, then counts ``n`` bytes out;
+        False once ended."""
+        with self._changed:
+            self._changed.wait_for(lambda: self._out < _WINDOW or self._ended)
+            if self._ended:
+                return False
+            self._out += n
+            return True
+
+    def give(self, n: int) -> None:
+        with self._changed:
+            self._out = max(0, self._out - n)
+            self._changed.notify_all()
+
+    def reset(self) -> None:
+        with self._changed:
+            self._out = 0
+            self._changed.notify_all()
+
+    def end(self) -> None:
+        with self._changed:
+            self._ended = True
+            self._changed.notify_all()
+
+
+def _ack_of(sample: zenoh.Sample) -> int | None:
+    raw = sample.payload.to_bytes()
+    return cast(int, struct.unpack("<Q", raw)[0]) if len(raw) == 8 else None
+
+
+def _acknowledge(
+    wait_delivered: Callable[[int, float], int | None],
+    ack: zenoh.Publisher,
+    ended: Callable[[], bool],
+) -> None:
+    """Acknowledges what a stream's writer writes, a quarter window at a
+    time, until the stream fails or ``ended`` says so."""
+    acked = 0
+    while True:
+        try:
+            total = wait_delivered(acked + _ACK_EVERY, _ACK_POLL)
+        except Exception:
+            return
+        if total is None:
+            if ended():
+                return
+            continue
+        try:
+            ack.put(struct.pack("<Q", total - acked))
+        except Exception:
+            return
+        acked = total
+
+
 def _undeclare(*entities: Any) -> None:
     for entity in entities:
         try:
@@ -286,12 +375,12 @@ def _pump(
     reader: _native.FrameReader,
     output: zenoh.Publisher,
     name: str,
-    ready: Callable[[], bool] = lambda: True,
+    ready: Callable[[int], bool],
 ) -> None:
     """Publishes a stream's frames, a run of whole ones per sample, until
     the stream ends or the network refuses; a frame that must not cross is
-    logged and skipped. ``ready`` is asked before each sample (False: drop
-    it)."""
+    logged and skipped. ``ready`` is asked before each sample with its
+    size (False: drop it)."""
     while True:
         try:
             run = reader.next_run()
@@ -300,7 +389,7 @@ def _pump(
             continue
         if run is None:
             return
-        if ready():
+        if ready(len(run)):
             try:
                 output.put(run)
             except Exception as e:
@@ -351,6 +440,10 @@ class _Fate:
         self._lock = threading.Lock()
         self._ended = False
         self._reason = reason
+        #: The ``in`` pump's credit: ended with the backend.
+        self.credits = _Credits()
+        #: The handle is gone (its stream ended).
+        self.closed = False
         #: Why the host was declared lost (None: it was not).
         self.lost: str | None = None
 
@@ -359,10 +452,16 @@ class _Fate:
             if self._ended:
                 return
             self._ended = True
+        self.credits.end()
         try:
             self._end.report_exit(raw)
         except Exception:
             pass  # the handle is gone
+
+    def is_over(self) -> bool:
+        """Whether nothing more crosses: the backend ended or the handle
+        is gone."""
+        return self._ended or self.closed
 
     def vanished(self) -> None:
         # A thread of ours rather than a Timer, made daemon up front: a
@@ -383,6 +482,7 @@ class _Fate:
                 return
             self._ended = True
             self.lost = reason
+        self.credits.end()
         try:
             self._end.report_lost(reason)
         except Exception:
@@ -601,6 +701,15 @@ class Link:
 
             declared.append(session.declare_subscriber(keys.events, _direct(z, on_sets)))
 
+            def on_input_ack(sample: zenoh.Sample) -> None:
+                n = _ack_of(sample)
+                if n is not None:
+                    fate.credits.give(n)
+
+            declared.append(
+                session.declare_subscriber(keys.input_ack, _direct(z, on_input_ack))
+            )
+
             def on_exit(sample: zenoh.Sample) -> None:
                 raw = _int_of(sample)
                 if raw is not None:
@@ -630,8 +739,9 @@ class Link:
                 if reply.ok is not None:
                     raise BackendBusy("backend '%s' already has a frontend attached" % name)
             input_ = _publisher(session, z, keys.input)
-            signals = _publisher(session, z, keys.signal)
-            declared += [input_, signals]
+            signals = _control_publisher(session, z, keys.signal)
+            output_ack = _control_publisher(session, z, keys.output_ack)
+            declared += [input_, signals, output_ack]
             # Declared last: the serving side publishes only once it sees
             # it, and by then it has seen the subscribers above.
             declared.append(session.liveliness().declare_token(keys.owner(str(session.zid()))))
@@ -647,8 +757,9 @@ class Link:
 
         def relay_out() -> None:
             try:
-                _pump(reader, input_, name)
+                _pump(reader, input_, name, fate.credits.take)
             finally:
+                fate.closed = True
                 # The handle is gone (its stream ended): so is its token,
                 # and the serving side stops the backend.
                 _undeclare(*reversed(declared))
@@ -667,6 +778,10 @@ class Link:
 
         _thread(relay_out, "fb-out:" + name)
         _thread(relay_signals, "fb-sig:" + name)
+        _thread(
+            lambda: _acknowledge(end.wait_delivered, output_ack, fate.is_over),
+            "fb-ack:" + name,
+        )
         handle = _adopt(cls, name, native, fate, self)
         self._handles.add(cast(RemoteProcess, handle))
         return handle
@@ -769,6 +884,8 @@ class _ServedBackend:
         self._changed = threading.Condition()
         self._owners: list[str] = []
         self._stopping = False
+        #: What the attached frontend lets the ``out`` pump send.
+        self._credits = _Credits()
         self.status: int | None = None
         keys = _Keys(link._config.namespace, self.name)
         reader = relay.reader()
@@ -791,6 +908,15 @@ class _ServedBackend:
 
             declared.append(session.declare_subscriber(keys.signal, _direct(z, on_signal)))
 
+            def on_output_ack(sample: zenoh.Sample) -> None:
+                n = _ack_of(sample)
+                if n is not None:
+                    self._credits.give(n)
+
+            declared.append(
+                session.declare_subscriber(keys.output_ack, _direct(z, on_output_ack))
+            )
+
             def on_owner(sample: zenoh.Sample) -> None:
                 zid = str(sample.key_expr).rsplit("/", 1)[-1]
                 if sample.kind == z.SampleKind.PUT:
@@ -805,7 +931,8 @@ class _ServedBackend:
             )
             output = _publisher(session, z, keys.output)
             exit_ = _publisher(session, z, keys.exit)
-            declared += [output, exit_]
+            input_ack = _control_publisher(session, z, keys.input_ack)
+            declared += [output, exit_, input_ack]
             sets = _publisher(session, z, keys.events) if relay.has_events else None
             if sets is not None:
                 declared.append(sets)
@@ -840,10 +967,17 @@ class _ServedBackend:
                         return
 
         setter = _thread(publish_sets, "fb-ev:" + self.name) if sets is not None else None
+        _thread(
+            lambda: _acknowledge(relay.wait_delivered, input_ack, ended.is_set),
+            "fb-ack:" + self.name,
+        )
+
+        def ready(n: int) -> bool:
+            return self._wait_attached() and self._credits.take(n)
 
         def run() -> None:
             # Frames wait for a frontend; dropped only when stopping.
-            _pump(reader, output, self.name, self._wait_attached)
+            _pump(reader, output, self.name, ready)
             ended.set()
             if setter is not None:
                 setter.join()
@@ -869,6 +1003,8 @@ class _ServedBackend:
             return any(zid in self._trust for zid in self._owners)
 
     def _owner_came(self, zid: str) -> None:
+        # A new frontend: its stream holds nothing of ours yet.
+        self._credits.reset()
         with self._changed:
             self._owners.append(zid.lower())
             self._changed.notify_all()
@@ -892,6 +1028,7 @@ class _ServedBackend:
         with self._changed:
             self._stopping = True
             self._changed.notify_all()
+        self._credits.end()
         self._relay.stop()
 
     def join(self, timeout: float | None) -> bool:
