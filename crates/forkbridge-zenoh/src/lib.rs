@@ -52,8 +52,11 @@
 //!   unless the serving side asked them to
 //!   [outlive it](Config::outlive_frontend);
 //! * frames are never dropped silently: publishers block under congestion
-//!   (Zenoh's default for a `put` is to drop), so a slow reader slows its
-//!   writer, as a full local socket does;
+//!   (Zenoh's default for a `put` is to drop), and a sender may have at
+//!   most 8 MiB out that its receiver has not written into its stream, so a
+//!   slow reader slows its writer, as a full local socket does — and only
+//!   its writer: a backend that stops reading holds up neither the other
+//!   backends of its link nor the signals that stop it;
 //! * every network message is checked to be whole frames within the frame
 //!   limit before it reaches a stream: a damaged or hostile one is logged
 //!   and dropped, and the stream stays in step.

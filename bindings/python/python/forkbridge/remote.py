@@ -22,11 +22,14 @@ handle with the frontend API of a local ``MessageProcess``:
 
 It speaks the same protocol as the Rust crate ``forkbridge-zenoh``, so
 either end may be Rust or Python: the same Zenoh key space
-(``fb/<namespace>/<name>/{in,out,exit,sig,ev}``, liveliness tokens ``…/alive``
-and ``…/owner/<zid>``), the same payloads (whole frames per sample, made and
-checked by the Rust core in ``_native``; the exit status and signals as
-``i32`` little-endian), publishers that block under congestion instead of
-dropping, and the same fault model: a backend that dies gives
+(``fb/<namespace>/<name>/{in,out,in/ack,out/ack,exit,sig,ev}``, liveliness
+tokens ``…/alive`` and ``…/owner/<zid>``), the same payloads (whole frames
+per sample, made and checked by the Rust core in ``_native``; the exit
+status and signals as ``i32`` little-endian, credit as ``u64``), publishers
+that block under congestion instead of dropping, the same credit window (a
+sender has at most 8 MiB out that its receiver has not written into its
+stream, so a backend that stops reading holds up nobody else), and the same
+fault model: a backend that dies gives
 ``BackendGone`` after its last message, with its exit status; its host or
 serving program lost gives ``HostLost`` (a ``BackendGone``) within a lease;
 a frontend that goes away takes its backends with it unless the serving
