@@ -64,6 +64,29 @@ impl From<forkbridge::Error> for Error {
     }
 }
 
+/// For a factory of a [`Pool`](forkbridge::Pool) or a
+/// [`Supervisor`](forkbridge::Supervisor) that starts its processes on
+/// other hosts (`Ok(link.start_on(...)?)`): the forkbridge error behind an
+/// [`ErrorKind::Process`], otherwise an
+/// [`Io`](forkbridge::ErrorKind::Io) error with this one's text and the
+/// nearest [`std::io::ErrorKind`].
+impl From<Error> for forkbridge::Error {
+    fn from(e: Error) -> forkbridge::Error {
+        use std::io::ErrorKind as Io;
+        if let Some(process) = e.process {
+            return process;
+        }
+        let kind = match e.kind {
+            ErrorKind::Config => Io::InvalidInput,
+            ErrorKind::NotFound => Io::NotFound,
+            ErrorKind::Busy => Io::ResourceBusy,
+            ErrorKind::Refused => Io::PermissionDenied,
+            ErrorKind::Link | ErrorKind::Process => Io::Other,
+        };
+        std::io::Error::new(kind, e.message).into()
+    }
+}
+
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.process {

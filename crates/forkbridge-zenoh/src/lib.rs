@@ -36,6 +36,31 @@
 //! with the `tls` feature, links are TLS with client certificates
 //! (`Config::tls`).
 //!
+//! # Pools and supervisors across hosts
+//!
+//! A [`Pool`](forkbridge::Pool)'s or a
+//! [`Supervisor`](forkbridge::Supervisor)'s factory may return a running
+//! handle from [`Link::start_on`]: the pool dispatches to it, sees it die
+//! (with the status its agent reports, or a lost host), and replaces it by
+//! asking the agent again, as it restarts a local worker.
+//!
+//! ```no_run
+//! use std::sync::Arc;
+//! use forkbridge::{MessageProcess, Pool, RestartPolicy};
+//! use forkbridge_zenoh::{Config, Link};
+//! # #[derive(Default, serde::Serialize)] struct Detector;
+//!
+//! let link = Arc::new(Link::open(Config::connect("tcp/gpu-1:7447"))?);
+//! let pool = Pool::builder("detectors")
+//!     .workers(4)
+//!     .restart(RestartPolicy::always())
+//!     .build(move |name| {
+//!         let builder = MessageProcess::builder(name);
+//!         Ok(link.start_on("gpu-1", "Detector", builder, &Detector)?)
+//!     })?;
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
 //! # Faults
 //!
 //! Remote backends keep forkbridge's fault model:

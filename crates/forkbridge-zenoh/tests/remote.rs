@@ -12,8 +12,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use forkbridge::{
-    Backend, BackendContext, ErrorKind as ProcessErrorKind, EventGroup, EventIndex, HandlerResult,
-    Handlers, Message, MessageProcess, message,
+    Backend, BackendContext, Command as Call, ErrorKind as ProcessErrorKind, EventGroup,
+    EventIndex, HandlerResult, Handlers, Message, MessageProcess, Pool, RestartPolicy, message,
 };
 use forkbridge_testkit::{alarm, alive, children, free_port, kill, wait_until, wait_within};
 use forkbridge_zenoh::{Agent, Config, ErrorKind, Link, serve};
@@ -387,6 +387,7 @@ fn main() {
         the_async_frontend_works_against_a_remote_backend,
         an_agent_starts_registered_backends_and_reports_their_exit,
         a_killed_agent_disconnects_every_frontend,
+        a_pool_spans_hosts_and_replaces_a_killed_remote_worker,
         a_lost_host_is_seen_within_a_lease_and_a_new_backend_attaches,
         tls_links_need_a_certificate_the_ca_signed,
         the_example_runs_its_pipeline_on_a_second_host,
@@ -794,6 +795,54 @@ fn an_agent_starts_registered_backends_and_reports_their_exit() {
         .unwrap_err();
     assert_eq!(err.kind(), &ErrorKind::NotFound, "{err}");
     drop(a);
+    agent.close_stdin();
+    assert!(agent.join().success());
+}
+
+fn a_pool_spans_hosts_and_replaces_a_killed_remote_worker() {
+    let mut agent = agent();
+    let link = std::sync::Arc::new(agent.link());
+    let square = Call::<(i64,), i64>::new("square").idempotent();
+    let host_pid = Call::<(), i32>::new("host_pid").idempotent();
+    let mut pool = {
+        let link = link.clone();
+        Pool::builder("remote")
+            .workers(2)
+            .call_timeout(WAIT)
+            .restart(RestartPolicy::always().backoff(Duration::ZERO, Duration::ZERO))
+            .build(move |name| {
+                let builder = MessageProcess::builder(name);
+                Ok(link.start_on("agent-1", "Probe", builder, &Probe::default())?)
+            })
+            .unwrap()
+    };
+    let tickets: Vec<_> = (0..20i64)
+        .map(|i| pool.submit(square.with((i,))).unwrap())
+        .collect();
+    for (i, t) in (0..20i64).zip(tickets) {
+        assert_eq!(pool.wait(t).unwrap(), i * i);
+    }
+    // A worker killed on its host is replaced by one the agent starts;
+    // calls go on being answered, by the survivor and the replacement.
+    let victim = pool.call(host_pid.with(())).unwrap();
+    kill(victim, libc::SIGKILL).unwrap();
+    let mut seen = std::collections::HashSet::new();
+    let t = Instant::now();
+    while seen.len() < 2 && t.elapsed() < WAIT {
+        assert_eq!(pool.call(square.with((7,))).unwrap(), 49);
+        // Several in flight at once: both workers take some.
+        let asked: Vec<_> = (0..8)
+            .map(|_| pool.submit(host_pid.with(())).unwrap())
+            .collect();
+        for ticket in asked {
+            let pid = pool.wait(ticket).unwrap();
+            assert_ne!(pid, victim, "answered by a dead worker");
+            seen.insert(pid);
+        }
+    }
+    assert_eq!(seen.len(), 2, "not replaced: {:?}", pool.status());
+    assert_eq!(pool.size(), 2);
+    pool.stop(WAIT);
     agent.close_stdin();
     assert!(agent.join().success());
 }

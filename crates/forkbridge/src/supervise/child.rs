@@ -45,8 +45,7 @@ impl Child {
         mut factory: Factory,
         policy: RestartPolicy,
     ) -> Result<Child> {
-        let mut process = factory(&name)?;
-        process.start()?;
+        let process = launch(factory(&name)?)?;
         Ok(Child {
             last_status: None,
             name,
@@ -187,7 +186,7 @@ impl Child {
             return Vec::new();
         }
         self.restart_at = None;
-        let started = (self.factory)(&self.name).and_then(|mut p| p.start().map(|()| p));
+        let started = (self.factory)(&self.name).and_then(launch);
         match started {
             Ok(process) => {
                 let pid = process.pid().unwrap_or(0);
@@ -244,5 +243,16 @@ impl Child {
         }
         status.calls_in_flight = calls;
         status
+    }
+}
+
+/// Starts what a factory made, or takes it as it is when it runs already:
+/// a handle to a backend on another host (the `forkbridge-zenoh` crate's
+/// `Link::start_on`), which watches, stops and restarts as any other.
+fn launch(mut process: MessageProcess) -> Result<MessageProcess> {
+    match process.start() {
+        Err(e) if e.kind() == &ErrorKind::AlreadyStarted && process.is_alive() => Ok(process),
+        Err(e) => Err(e),
+        Ok(()) => Ok(process),
     }
 }

@@ -94,7 +94,9 @@ impl Supervisor {
     }
 
     /// Starts a child named `name`: `make(name)` returns the process, not
-    /// yet started, now and for each restart.
+    /// yet started, now and for each restart — or a running handle to a
+    /// backend elsewhere (`forkbridge-zenoh`'s `Link::start_on`), taken as
+    /// it is.
     ///
     /// # Errors
     ///

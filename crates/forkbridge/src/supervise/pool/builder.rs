@@ -95,8 +95,9 @@ impl PoolBuilder {
     }
 
     /// Starts the workers: `make(name)` returns each one, not yet started
-    /// (`MessageProcess::builder(name)…build(backend)`); it is called again
-    /// for each replacement.
+    /// (`MessageProcess::builder(name)…build(backend)`), or running on
+    /// another host (`forkbridge-zenoh`'s `Link::start_on`: a pool may
+    /// span hosts); it is called again for each replacement.
     ///
     /// # Errors
     ///
