@@ -149,7 +149,7 @@ impl FrameWriter {
     /// # Errors
     ///
     /// As [`FrameCheck::check`] (nothing is written);
-    /// [`ErrorKind::Io`] once the stream's other end is gone.
+    /// [`ErrorKind::Io`](crate::ErrorKind::Io) once the stream's other end is gone.
     pub fn deliver(&self, payload: &[u8]) -> Result<()> {
         self.check.check(payload)?;
         self.put(payload)
@@ -210,7 +210,7 @@ impl FrameWriter {
     ///
     /// # Errors
     ///
-    /// [`ErrorKind::Io`] once the stream's other end is gone.
+    /// [`ErrorKind::Io`](crate::ErrorKind::Io) once the stream's other end is gone.
     pub fn wait_delivered(&self, total: u64, timeout: Duration) -> Result<Option<u64>> {
         let inner = &self.handle.inner;
         let until = deadline::after(timeout);
