@@ -8,10 +8,12 @@ Every wait is bounded: the frontends' receives by their timeouts, the
 programs by ``timeout`` / ``wait``, the whole test by conftest's alarm.
 """
 
+import dataclasses
 import gc
 import json
 import os
 import select
+import shutil
 import signal
 import socket
 import subprocess
@@ -84,10 +86,27 @@ class Acker(Echo):
 # ---- the programs ------------------------------------------------------------
 
 
+def tls_of(side):
+    """The certificates of ``side`` when the test runs over TLS
+    (``FB_TEST_TLS`` names the directory ``make_certificates`` filled)."""
+    where = os.environ.get("FB_TEST_TLS")
+    if not where:
+        return None
+    return remote().Tls(
+        ca=os.path.join(where, "ca.pem"),
+        certificate=os.path.join(where, side + ".pem"),
+        private_key=os.path.join(where, side + ".key"),
+    )
+
+
 def serve_main(endpoint, namespace, names, trust, outlive):
     served = remote().serve(
         remote().Config(
-            listen=endpoint, namespace=namespace, lease=LEASE, outlive_frontend=outlive == "yes"
+            listen=endpoint,
+            namespace=namespace,
+            lease=LEASE,
+            outlive_frontend=outlive == "yes",
+            tls=tls_of("server"),
         ),
         [(Acker if name.startswith("ack") else Echo)(name) for name in names],
         trust_pickles_from=[trust] if trust else (),
@@ -95,6 +114,17 @@ def serve_main(endpoint, namespace, names, trust, outlive):
     print("SERVING", flush=True)
     ended = served.wait(60)
     print("ENDED " + json.dumps(ended), flush=True)
+
+
+def agent_main(endpoint, namespace):
+    agent = remote().Agent(
+        "py-agent",
+        remote().Config(listen=endpoint, namespace=namespace, lease=LEASE),
+        {"Echo": Echo, "Acker": Acker},
+    )
+    print("AGENT", flush=True)
+    sys.stdin.read()  # until the test closes it
+    print("ENDED " + json.dumps(agent.stop()), flush=True)
 
 
 def say(**fields):
@@ -107,9 +137,18 @@ def error_of(e):
 
 def front_main(scenario, endpoint, namespace, args):
     zid = TRUSTED_ZID if scenario == "trusted" else None
-    link = remote().Link.open(
-        remote().Config(connect=endpoint, namespace=namespace, lease=LEASE, zid=zid)
+    config = remote().Config(
+        connect=endpoint,
+        namespace=namespace,
+        lease=LEASE,
+        zid=zid,
+        tls=tls_of(os.environ.get("FB_TEST_TLS_SIDE", "client")),
     )
+    try:
+        link = remote().Link.open(config)
+    except Exception as e:
+        say(open_failed=type(e).__name__)
+        return
     try:
         FRONTS[scenario](link, *args)
     finally:
@@ -213,6 +252,32 @@ def front_stalled(link, name, other):
     os._exit(0)  # the stuck handle's stop would wait for its bounds
 
 
+def front_py_agent(link, agent):
+    p = link.start_on(agent, "Echo", "w1", {})
+    pipe = p.getPipe()
+    p.sendMessageToBack(MessageObject("echo", n=1))
+    say(echo=pipe.recv(timeout=WAIT)["n"])
+    p.sendMessageToBack(MessageObject("pid"))
+    os.kill(pipe.recv(timeout=WAIT)["pid"], signal.SIGKILL)
+    try:
+        pipe.recv(timeout=WAIT)
+    except BackendGone:
+        p.join()
+        say(killed=p.exitcode)
+    for kind, name, kwargs in (("Nope", "w2", {}), ("Echo", "w3", {"bogus": 1})):
+        try:
+            link.start_on(agent, kind, name, kwargs)
+        except remote().StartRefused as e:
+            say(refused=kind, why=str(e))
+    q = link.start_on(agent, "Echo", "w4")
+    try:
+        link.start_on(agent, "Echo", "w4")
+    except remote().StartRefused:
+        say(twice="refused")
+    q.stop()
+    say(stopped=q.exitcode)
+
+
 def front_exit(link, name, code):
     p = link.attach(name)
     p.sendMessageToBack(MessageObject("echo", n=1))
@@ -270,9 +335,7 @@ def front_trusted(link, name):
 
 
 def front_not_found(link, name):
-    link._config = remote().Config(
-        connect=link.config.connect, namespace=link.config.namespace, attach_timeout=0.5
-    )
+    link._config = dataclasses.replace(link.config, attach_timeout=0.5)
     try:
         link.attach(name)
     except remote().BackendNotFound as e:
@@ -316,6 +379,7 @@ FRONTS = {
     "basic": front_basic,
     "exit": front_exit,
     "events": front_events,
+    "py_agent": front_py_agent,
     "bulk": front_bulk,
     "stalled": front_stalled,
     "wait_end": front_wait_end,
@@ -346,9 +410,14 @@ def binary(name):
     return path
 
 
-def spawn(argv):
+def spawn(argv, env=None):
     return subprocess.Popen(
-        argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        argv,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=None if env is None else {**os.environ, **env},
     )
 
 
@@ -360,11 +429,13 @@ def readline(proc, bound=WAIT):
     return proc.stdout.readline().strip()
 
 
-def python_host(ns, *names, trust=None, outlive=False):
+def python_host(ns, *names, trust=None, outlive=False, env=None):
     endpoint = free_endpoint()
+    if env and "FB_TEST_TLS" in env:
+        endpoint = "tls/" + endpoint[len("tcp/") :]
     argv = [sys.executable, __file__, "serve", endpoint, ns, ",".join(names), trust or ""]
     argv.append("yes" if outlive else "no")
-    host = spawn(argv)
+    host = spawn(argv, env)
     assert readline(host) == "SERVING", host.stderr.read() if host.poll() is not None else ""
     return host, endpoint
 
@@ -376,8 +447,8 @@ def rust_host(ns, *names):
     return host, endpoint
 
 
-def frontend(scenario, endpoint, ns, *args):
-    return spawn([sys.executable, __file__, "front", scenario, endpoint, ns, *args])
+def frontend(scenario, endpoint, ns, *args, env=None):
+    return spawn([sys.executable, __file__, "front", scenario, endpoint, ns, *args], env)
 
 
 def outputs(proc, bound=60):
@@ -552,6 +623,64 @@ def test_a_stalled_backend_holds_up_only_its_own_frontend():
     host.communicate()
 
 
+def openssl(where, *args):
+    subprocess.run(["openssl", *args], cwd=where, check=True, capture_output=True, timeout=60)
+
+
+def make_certificates(where):
+    """A CA with ``server`` and ``client`` certificates for 127.0.0.1, and a
+    ``rogue`` one signed by another CA."""
+    if shutil.which("openssl") is None:
+        pytest.skip("the openssl command is not installed: it makes the TLS test's certificates")
+    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
+    with open(os.path.join(where, "ext.cnf"), "w") as f:
+        f.write(
+            "subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth,clientAuth\n"
+            "basicConstraints=CA:FALSE\n"
+        )
+    for ca, sides in (("ca", ("server", "client")), ("other", ("rogue",))):
+        openssl(where, "req", "-x509", *ec, "-keyout", ca + ".key", "-out", ca + ".pem",
+                "-days", "2", "-subj", "/CN=forkbridge test " + ca)
+        for side in sides:
+            openssl(where, "req", *ec, "-keyout", side + ".key", "-out", side + ".csr",
+                    "-subj", "/CN=127.0.0.1")
+            openssl(where, "x509", "-req", "-in", side + ".csr", "-CA", ca + ".pem",
+                    "-CAkey", ca + ".key", "-CAcreateserial", "-out", side + ".pem",
+                    "-days", "2", "-extfile", "ext.cnf")
+
+
+def test_tls_links_need_a_certificate_the_ca_signed(tmp_path):
+    make_certificates(str(tmp_path))
+    env = {"FB_TEST_TLS": str(tmp_path)}
+    ns = namespace()
+    host, endpoint = python_host(ns, "a", env=env)
+    assert endpoint.startswith("tls/")
+    # A certificate of another CA cannot open a link: the backend is not
+    # found through it.
+    rogue = {**env, "FB_TEST_TLS_SIDE": "rogue"}
+    (refused,) = outputs(frontend("not_found", endpoint, ns, "a", env=rogue))
+    assert "no backend 'a'" in refused.get("not_found", ""), refused
+    got = outputs(frontend("basic", endpoint, ns, "a", env=env))
+    assert got[0]["command"] == "echoed" and got[-1] == {"stopped": 0, "alive": False}
+    out, err = finish(host)
+    assert ended_of(out) == [("a", 0)], out + err
+
+
+def test_a_python_agent_starts_registered_classes_and_reports_their_exit():
+    ns = namespace()
+    endpoint = free_endpoint()
+    agent = spawn([sys.executable, __file__, "agent", endpoint, ns])
+    assert readline(agent) == "AGENT", agent.stderr.read() if agent.poll() is not None else ""
+    got = outputs(frontend("py_agent", endpoint, ns, "py-agent"))
+    assert got[:2] == [{"echo": 1}, {"killed": -9}]
+    nope, bogus, twice, stopped = got[2:]
+    assert nope["refused"] == "Nope" and "no backend class registered as 'Nope'" in nope["why"]
+    assert bogus["refused"] == "Echo" and "bogus" in bogus["why"]
+    assert twice == {"twice": "refused"} and stopped == {"stopped": 0}
+    out, err = agent.communicate(input="", timeout=30)  # closes its stdin
+    assert ("w4", 0) in ended_of(out), out + err
+
+
 def test_a_relayed_group_is_for_the_serving_side():
     relayed = EventGroup(2, relayed=True)
     assert relayed.relayed and not EventGroup(2).relayed
@@ -683,6 +812,9 @@ if __name__ == "__main__":
     if role == "serve":
         endpoint, ns, names, trust, outlive = rest
         serve_main(endpoint, ns, names.split(","), trust, outlive)
+    elif role == "agent":
+        endpoint, ns = rest
+        agent_main(endpoint, ns)
     else:
         scenario, endpoint, ns, *args = rest
         front_main(scenario, endpoint, ns, args)

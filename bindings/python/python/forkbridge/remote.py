@@ -65,7 +65,7 @@ import struct
 import threading
 import time
 import weakref
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from types import ModuleType
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
@@ -80,6 +80,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DEFAULT_LEASE",
+    "Agent",
     "BackendBusy",
     "BackendNotFound",
     "Config",
@@ -90,6 +91,7 @@ __all__ = [
     "RemoteProcess",
     "Served",
     "StartRefused",
+    "Tls",
     "serve",
 ]
 
@@ -192,6 +194,23 @@ def _endpoints(value: str | Sequence[str]) -> tuple[str, ...]:
 
 
 @dataclasses.dataclass(frozen=True)
+class Tls:
+    """Certificates for TLS links with client certificates (as the Rust
+    crate's ``Tls``): this side's ``certificate`` and ``private_key``, and
+    the ``ca`` that signed every side's certificate; PEM files. Each side
+    proves itself and checks the other's, so a peer without a certificate
+    the CA signed cannot open a link. ``verify_name``: a connecting side
+    checks that the listener's certificate names the host it connects to
+    (turn it off only for certificates made without the host's name). Use
+    ``tls/<host>:<port>`` endpoints."""
+
+    ca: str
+    certificate: str
+    private_key: str
+    verify_name: bool = True
+
+
+@dataclasses.dataclass(frozen=True)
 class Config:
     """How a link reaches its peers.
 
@@ -209,7 +228,8 @@ class Config:
     when its frontend goes away, for the next one to attach; off, it is
     stopped as a local backend is when its frontend dies. ``zid``: this
     session's Zenoh id (hex digits; random unless set), which a serving
-    side names in ``trust_pickles_from``.
+    side names in ``trust_pickles_from``. ``tls``: certificates for
+    ``tls/...`` endpoints (see ``Tls``).
     """
 
     listen: str | Sequence[str] = ()
@@ -219,6 +239,7 @@ class Config:
     attach_timeout: float = 10.0
     outlive_frontend: bool = False
     zid: str | None = None
+    tls: Tls | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "listen", _endpoints(self.listen))
@@ -252,6 +273,14 @@ class Config:
         )
         if self.zid is not None:
             put("id", self.zid)
+        if self.tls is not None:
+            tls = "transport/link/tls/"
+            put(tls + "root_ca_certificate", os.fspath(self.tls.ca))
+            for side in ("listen", "connect"):
+                put(tls + side + "_certificate", os.fspath(self.tls.certificate))
+                put(tls + side + "_private_key", os.fspath(self.tls.private_key))
+            put(tls + "enable_mtls", True)
+            put(tls + "verify_name_on_connect", self.tls.verify_name)
         return cast("zenoh.Config", c)
 
 
@@ -794,20 +823,24 @@ class Link:
         agent: str,
         kind: str,
         name: str,
-        backend: bytes = b"",
+        backend: bytes | Mapping[str, Any] = b"",
         process_class: type[P] = MessageProcess,  # type: ignore[assignment]
         *,
         trust_pickles: bool = False,
         events: EventGroup | None = None,
     ) -> P:
-        """Asks the (Rust) agent called ``agent`` in this link's namespace
-        to start a backend of the type it registered as ``kind``, from
-        ``backend`` (the backend value's postcard bytes: ``b""`` for a unit
-        struct), as ``name``; then attaches to it as ``attach`` does.
-        Raises ``BackendNotFound`` if no such agent answers,
-        ``StartRefused`` with its reason if it refuses."""
+        """Asks the agent called ``agent`` in this link's namespace to
+        start a backend of the type it registered as ``kind``, as ``name``;
+        then attaches to it as ``attach`` does. ``backend``: for a Rust
+        agent, the backend value's postcard bytes (``b""`` for a unit
+        struct); for a Python ``Agent``, the keyword arguments of the
+        class, as a mapping (sent as JSON). Raises ``BackendNotFound`` if
+        no such agent answers, ``StartRefused`` with its reason if it
+        refuses."""
         _check_chunk("agent", agent)
         _check_chunk("name", name)
+        if not isinstance(backend, bytes):
+            backend = json.dumps(dict(backend)).encode()
         request = _postcard_bytes(kind.encode()) + _postcard_bytes(name.encode())
         request += _postcard_bytes(backend)
         key = "fbagent/%s/%s/start" % (self._config.namespace, agent)
@@ -825,6 +858,45 @@ class Link:
                 % (agent, self._config.namespace, _START_WAIT)
             )
         return self.attach(name, process_class, trust_pickles=trust_pickles, events=events)
+
+
+def _postcard_read(data: bytes, at: int) -> tuple[bytes, int]:
+    """A postcard string or byte vector at ``at``, and where it ends."""
+    n, shift = 0, 0
+    while True:
+        if at >= len(data) or shift > 63:
+            raise ValueError("a malformed start request")
+        byte = data[at]
+        at += 1
+        n |= (byte & 0x7F) << shift
+        shift += 7
+        if not byte & 0x80:
+            break
+    if at + n > len(data):
+        raise ValueError("a malformed start request")
+    return data[at : at + n], at + n
+
+
+def _kwargs_of(backend: bytes) -> dict[str, Any]:
+    """A Python agent's backend arguments: a JSON object, as sent, or
+    inside a postcard string (a Rust frontend's ``&json_text``)."""
+    if not backend:
+        return {}
+    candidates = [backend]
+    try:
+        inner, end = _postcard_read(backend, 0)
+        if end == len(backend):
+            candidates.append(inner)
+    except ValueError:
+        pass
+    for raw in candidates:
+        try:
+            value = json.loads(raw)
+        except ValueError:
+            continue
+        if isinstance(value, dict):
+            return value
+    raise ValueError("the backend's arguments are not a JSON object")
 
 
 def _postcard_bytes(data: bytes) -> bytes:
@@ -1179,3 +1251,131 @@ def serve(
         raise
     return Served(link, backends)
 
+
+
+# ---- the agent ---------------------------------------------------------------
+
+
+class Agent:
+    """A program on a backend's host that starts registered Python backend
+    classes when a frontend asks (``Link.start_on``, from Python or Rust),
+    and serves each as ``serve`` does::
+
+        agent = Agent("gpu-1", Config(listen="tcp/0.0.0.0:7447"), {"Detector": Detector})
+        agent.wait()                     # or agent.stop()
+
+    A request names a registered class, the process name and the class's
+    keyword arguments (a JSON object); the agent makes
+    ``cls(name, **kwargs)``, starts it by the fork server (its Zenoh
+    threads rule out a fork of itself; ``start_method="spawn"`` for a fresh
+    interpreter), and serves it under its name. Code does not travel: the
+    classes are the agent program's, importable from its main module (the
+    fork server imports it, as ``multiprocessing`` does). A refused request
+    (an unknown class, a name that runs already, arguments the class does
+    not take) answers with the reason: the frontend's ``StartRefused``.
+    ``trust_pickles_from`` is ``serve``'s.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        config: Config,
+        kinds: Mapping[str, type[MessageProcess]],
+        *,
+        start_method: str = "forkserver",
+        trust_pickles_from: Iterable[str] = (),
+    ) -> None:
+        _check_chunk("agent", name)
+        if start_method not in ("forkserver", "spawn"):
+            raise ValueError(
+                "an agent starts its backends by 'forkserver' or 'spawn', not %r" % start_method
+            )
+        self.name = name
+        self._kinds = dict(kinds)
+        self._start_method = start_method
+        self._trust = frozenset(zid.lower() for zid in trust_pickles_from)
+        self._lock = threading.Lock()
+        self._served: list[_ServedBackend] = []
+        self._closed = False
+        self._link = Link.open(config)
+        key = "fbagent/%s/%s/start" % (config.namespace, name)
+        try:
+            self._queryable = self._link._session.declare_queryable(key, self._answer)
+        except BaseException:
+            self._link.close()
+            raise
+
+    @property
+    def link(self) -> Link:
+        """The link it answers on."""
+        return self._link
+
+    def running(self) -> list[str]:
+        """The names of the backends it serves now."""
+        with self._lock:
+            self._served = [b for b in self._served if not b.join(0)]
+            return [b.name for b in self._served]
+
+    def _answer(self, query: zenoh.Query) -> None:
+        try:
+            payload = query.payload
+            self._start(b"" if payload is None else payload.to_bytes())
+        except Exception as e:
+            logger.warning("start request refused: %s", e)
+            query.reply_err(str(e))
+            return
+        query.reply(query.key_expr, b"")
+
+    def _start(self, payload: bytes) -> None:
+        kind, at = _postcard_read(payload, 0)
+        name, at = _postcard_read(payload, at)
+        backend, _ = _postcard_read(payload, at)
+        cls = self._kinds.get(kind.decode("utf-8", "replace"))
+        if cls is None:
+            raise ValueError("no backend class registered as %r" % kind.decode("utf-8", "replace"))
+        process_name = name.decode("utf-8")
+        _Keys(self._link._config.namespace, process_name)
+        kwargs = _kwargs_of(backend)
+        with self._lock:
+            if self._closed:
+                raise RuntimeError("the agent is stopping")
+            self._served = [b for b in self._served if not b.join(0)]
+            if any(b.name == process_name for b in self._served):
+                raise ValueError("a backend named %r runs already" % process_name)
+            try:
+                p = cls(process_name, **kwargs)
+            except TypeError as e:
+                raise ValueError("%s(%r, **%r): %s" % (cls.__name__, process_name, kwargs, e))
+            p.start_method = self._start_method  # type: ignore[misc]
+            _for_serving(p)
+            p.start()
+            relay = _native.into_relay(p._native)
+            try:
+                self._served.append(_ServedBackend(self._link, relay, self._trust))
+            except BaseException:
+                relay.stop()
+                raise
+        logger.info("started %r as %r", kind, process_name)
+
+    def stop(self) -> list[tuple[str, int | None]]:
+        """Refuses further requests, stops every backend it started (each
+        within its bounds), closes the link, and returns how each ended
+        (exit codes as ``Served``)."""
+        with self._lock:
+            self._closed = True
+            served, self._served = self._served, []
+        _undeclare(self._queryable)
+        for b in served:
+            b.stop()
+        ended = [(b.name, _exit_code(b.status)) for b in served if b.join(_REAP_WAIT + 1)]
+        self._link.close()
+        return ended
+
+    def __enter__(self) -> Agent:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def __repr__(self) -> str:
+        return "<forkbridge.remote.Agent %r>" % self.name
