@@ -19,17 +19,20 @@
 //!
 //! The frontend's own liveliness token (`owner/<zid>`) tells the serving
 //! side it is attached; it vanishes when the handle is dropped, the
-//! program dies, or the link is lost, and the backend then stops.
+//! program dies, or the link is lost, and the backend then stops — and
+//! when the backend's end is reported, so that a replacement of the same
+//! name (a pool's, a supervisor's) does not find it still owned.
 
 use std::os::unix::process::ExitStatusExt;
 use std::process::ExitStatus;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, mpsc};
+use std::sync::{Arc, Mutex, PoisonError, mpsc};
 use std::time::Duration;
 
 use forkbridge::relay::{FrameReader, Remote};
 use forkbridge::{MessageProcess, MessageProcessBuilder};
 use zenoh::Wait;
+use zenoh::liveliness::LivelinessToken;
 use zenoh::sample::SampleKind;
 
 use crate::carry::{self, Credits};
@@ -79,6 +82,7 @@ impl Link {
             credits: credits.clone(),
             ended: AtomicBool::new(false),
             closed: AtomicBool::new(false),
+            owner: Mutex::new(None),
             reason: format!(
                 "no word from the host serving '{name}' within its lease ({:?}), \
                  or its serving program died",
@@ -184,15 +188,17 @@ impl Link {
                 .map_err(forkbridge::Error::from)?,
             remote.frames(),
         );
+        *fate.owner.lock().unwrap_or_else(PoisonError::into_inner) = Some(owner);
         let spawned = {
             let fate = fate.clone();
             std::thread::Builder::new()
                 .name(format!("fb-out:{name}"))
                 .spawn(move || {
                     // Owns the declarations: when the handle is gone, they go.
-                    let _held = (out, events, input_ack, exit, alive, owner);
+                    let _held = (out, events, input_ack, exit, alive);
                     carry::pump(reader, &input, &name, |n| credits.take(n));
                     fate.closed.store(true, Ordering::SeqCst);
+                    fate.end();
                 })
         };
         spawned.map_err(|e| Error::link("cannot start the relay thread", e))?;
@@ -231,15 +237,28 @@ struct Fate {
     ended: AtomicBool,
     /// The handle is gone (its stream ended).
     closed: AtomicBool,
+    /// The frontend's token, withdrawn with the backend's end.
+    owner: Mutex<Option<LivelinessToken>>,
     reason: String,
 }
 
 impl Fate {
     fn exited(&self, status: ExitStatus) {
         if !self.ended.swap(true, Ordering::SeqCst) {
-            self.credits.end();
+            self.end();
             let _ = self.remote.report_exit(status);
         }
+    }
+
+    /// Nothing more to send, and nothing to own.
+    fn end(&self) {
+        self.credits.end();
+        drop(
+            self.owner
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .take(),
+        );
     }
 
     /// Whether nothing more crosses: the backend ended or the handle is
@@ -257,7 +276,7 @@ impl Fate {
             .spawn(move || {
                 std::thread::sleep(EXIT_GRACE);
                 if !fate.ended.swap(true, Ordering::SeqCst) {
-                    fate.credits.end();
+                    fate.end();
                     let _ = fate.remote.report_lost(&fate.reason);
                 }
             });

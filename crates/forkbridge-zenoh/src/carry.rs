@@ -46,11 +46,7 @@ pub(crate) fn publisher(
     key: String,
     what: &str,
 ) -> Result<Publisher<'static>> {
-    session
-        .declare_publisher(key)
-        .congestion_control(CongestionControl::Block)
-        .wait()
-        .map_err(|e| Error::link(&format!("cannot publish {what}"), e))
+    declare(session, key, what, Priority::default(), false)
 }
 
 /// A publisher for what must pass the data (`sig`, `ack`): a priority of
@@ -61,11 +57,21 @@ pub(crate) fn control_publisher(
     key: String,
     what: &str,
 ) -> Result<Publisher<'static>> {
+    declare(session, key, what, Priority::InteractiveHigh, true)
+}
+
+fn declare(
+    session: &zenoh::Session,
+    key: String,
+    what: &str,
+    priority: Priority,
+    express: bool,
+) -> Result<Publisher<'static>> {
     session
         .declare_publisher(key)
         .congestion_control(CongestionControl::Block)
-        .priority(Priority::InteractiveHigh)
-        .express(true)
+        .priority(priority)
+        .express(express)
         .wait()
         .map_err(|e| Error::link(&format!("cannot publish {what}"), e))
 }

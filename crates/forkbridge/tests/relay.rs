@@ -35,6 +35,7 @@ test_main!(
     a_late_set_across_the_relay_sets_nothing,
     event_groups_are_bound_to_the_right_side,
     delivering_never_waits_for_the_reader,
+    an_end_comes_after_the_frames_queued_before_it,
     a_relay_stops_a_backend_that_does_not_read,
 );
 
@@ -554,5 +555,32 @@ fn a_relay_stops_a_backend_that_does_not_read() {
     remote.report_exit(status).unwrap();
     assert!(front.join().is_ok());
     drop((relay, front, remote));
+    assert!(wait_until(WAIT, || threads() == 1));
+}
+
+fn an_end_comes_after_the_frames_queued_before_it() {
+    let (bytes, count) = many_frames();
+    for lost in [false, true] {
+        let (mut p, remote) = MessageProcess::builder("ending").attach().unwrap();
+        remote.writer().deliver(&bytes).unwrap();
+        assert!(remote.writer().queued() > 0, "the socket cannot hold 8 MiB");
+        if lost {
+            remote.report_lost("cut").unwrap();
+        } else {
+            remote.report_exit(ExitStatus::from_raw(3 << 8)).unwrap();
+        }
+        for i in 0..count {
+            let m = recv(&mut p);
+            assert_eq!(m.param::<i64>("n").unwrap(), i as i64, "every frame first");
+        }
+        let end = p.recv_timeout(WAIT).unwrap_err();
+        assert!(end.is_disconnected(), "{end}");
+        if lost {
+            assert!(end.is_host_lost(), "{end}");
+        } else {
+            assert_eq!(end.exit_status().and_then(|s| s.code()), Some(3), "{end}");
+        }
+        drop((p, remote));
+    }
     assert!(wait_until(WAIT, || threads() == 1));
 }

@@ -366,9 +366,17 @@ class _Credits:
             self._changed.notify_all()
 
 
-def _ack_of(sample: zenoh.Sample) -> int | None:
-    raw = sample.payload.to_bytes()
-    return cast(int, struct.unpack("<Q", raw)[0]) if len(raw) == 8 else None
+def _credit_subscriber(
+    session: zenoh.Session, z: ModuleType, key: str, credits: _Credits
+) -> Any:
+    """Gives ``credits`` what the receiver acknowledges on ``key``."""
+
+    def on_ack(sample: zenoh.Sample) -> None:
+        raw = sample.payload.to_bytes()
+        if len(raw) == 8:
+            credits.give(cast(int, struct.unpack("<Q", raw)[0]))
+
+    return session.declare_subscriber(key, _direct(z, on_ack))
 
 
 def _acknowledge(
@@ -476,6 +484,9 @@ class _Fate:
         self.credits = _Credits()
         #: The handle is gone (its stream ended).
         self.closed = False
+        #: The frontend's token, withdrawn with the backend's end so that
+        #: a replacement of the same name does not find it still owned.
+        self.owner: Any = None
         #: Why the host was declared lost (None: it was not).
         self.lost: str | None = None
 
@@ -484,11 +495,17 @@ class _Fate:
             if self._ended:
                 return
             self._ended = True
-        self.credits.end()
+        self._withdraw()
         try:
             self._end.report_exit(raw)
         except Exception:
             pass  # the handle is gone
+
+    def _withdraw(self) -> None:
+        self.credits.end()
+        owner, self.owner = self.owner, None
+        if owner is not None:
+            _undeclare(owner)
 
     def is_over(self) -> bool:
         """Whether nothing more crosses: the backend ended or the handle
@@ -514,7 +531,7 @@ class _Fate:
                 return
             self._ended = True
             self.lost = reason
-        self.credits.end()
+        self._withdraw()
         try:
             self._end.report_lost(reason)
         except Exception:
@@ -732,15 +749,7 @@ class Link:
                     logger.warning("'%s': event sets not set: %s", name, e)
 
             declared.append(session.declare_subscriber(keys.events, _direct(z, on_sets)))
-
-            def on_input_ack(sample: zenoh.Sample) -> None:
-                n = _ack_of(sample)
-                if n is not None:
-                    fate.credits.give(n)
-
-            declared.append(
-                session.declare_subscriber(keys.input_ack, _direct(z, on_input_ack))
-            )
+            declared.append(_credit_subscriber(session, z, keys.input_ack, fate.credits))
 
             def on_exit(sample: zenoh.Sample) -> None:
                 raw = _int_of(sample)
@@ -776,7 +785,7 @@ class Link:
             declared += [input_, signals, output_ack]
             # Declared last: the serving side publishes only once it sees
             # it, and by then it has seen the subscribers above.
-            declared.append(session.liveliness().declare_token(keys.owner(str(session.zid()))))
+            fate.owner = session.liveliness().declare_token(keys.owner(str(session.zid())))
         except BaseException as e:
             _undeclare(*declared)
             # Ends the handle here: dropped while it runs, it would wait
@@ -792,6 +801,7 @@ class Link:
                 _pump(reader, input_, name, fate.credits.take)
             finally:
                 fate.closed = True
+                fate._withdraw()
                 # The handle is gone (its stream ended): so is its token,
                 # and the serving side stops the backend.
                 _undeclare(*reversed(declared))
@@ -982,15 +992,7 @@ class _ServedBackend:
                         logger.warning("'%s': signal %d: %s", self.name, sig, e)
 
             declared.append(session.declare_subscriber(keys.signal, _direct(z, on_signal)))
-
-            def on_output_ack(sample: zenoh.Sample) -> None:
-                n = _ack_of(sample)
-                if n is not None:
-                    self._credits.give(n)
-
-            declared.append(
-                session.declare_subscriber(keys.output_ack, _direct(z, on_output_ack))
-            )
+            declared.append(_credit_subscriber(session, z, keys.output_ack, self._credits))
 
             def on_owner(sample: zenoh.Sample) -> None:
                 zid = str(sample.key_expr).rsplit("/", 1)[-1]

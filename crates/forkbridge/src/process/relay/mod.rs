@@ -196,13 +196,13 @@ impl Remote {
 
     /// Tells the handle that the backend exited with `status` (its raw
     /// wait status, as the backend's host saw it), and ends the stream
-    /// towards it. Write the backend's last frames into the stream first:
-    /// the handle delivers what the stream holds, then `Disconnected` with
-    /// this status.
+    /// towards it, once the frames delivered before it are written (the
+    /// [`writer`](Remote::writer)'s queue goes first): the handle delivers
+    /// them, then `Disconnected` with this status.
     ///
     /// # Errors
     ///
-    /// [`ErrorKind::Io`] if the handle is gone.
+    /// [`ErrorKind::Io`] if the handle's fds cannot be shared.
     pub fn report_exit(&self, status: ExitStatus) -> Result<()> {
         self.end(Fate::Exited(status))
     }
@@ -210,11 +210,13 @@ impl Remote {
     /// Tells the handle that the backend's host, or the link to it, was
     /// lost, and ends the stream towards it: its waits end with
     /// `Disconnected`,
-    /// [`Error::is_host_lost`], and `reason` in the error's text.
+    /// [`Error::is_host_lost`], and `reason` in the error's text — after
+    /// the frames delivered before it, as for
+    /// [`report_exit`](Remote::report_exit).
     ///
     /// # Errors
     ///
-    /// [`ErrorKind::Io`] if the handle is gone.
+    /// [`ErrorKind::Io`] if the handle's fds cannot be shared.
     pub fn report_lost(&self, reason: &str) -> Result<()> {
         self.end(Fate::Lost(reason.to_owned()))
     }
@@ -222,10 +224,14 @@ impl Remote {
     /// Reports the end, then ends the stream towards the handle: a receive
     /// waiting in the socket read wakes at once, finds the report, and
     /// returns `Disconnected` after what the stream still holds.
+    /// Frames still queued in the [`writer`](Remote::writer) go first: the
+    /// report waits for them in the writer's thread.
     fn end(&self, fate: Fate) -> Result<()> {
-        fate::report(self.fate.as_fd(), &fate)?;
-        let _ = self.stream.shutdown(std::net::Shutdown::Write);
-        Ok(())
+        let (report, stream) = (self.fate.try_clone()?, self.stream.try_clone()?);
+        self.writer.then(move || {
+            let _ = fate::report(report.as_fd(), &fate);
+            let _ = stream.shutdown(std::net::Shutdown::Write);
+        })
     }
 
     /// The next signal the handle asks to deliver to the backend (its stop

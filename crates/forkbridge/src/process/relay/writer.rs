@@ -63,9 +63,25 @@ struct Inner {
     changed: Condvar,
 }
 
+/// What waits in the queue: bytes, or something to do once what is
+/// before it is written (the end of the stream).
+enum Item {
+    Bytes(Vec<u8>),
+    Then(Box<dyn FnOnce() + Send>),
+}
+
+impl std::fmt::Debug for Item {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Item::Bytes(b) => write!(f, "Bytes({})", b.len()),
+            Item::Then(_) => f.write_str("Then"),
+        }
+    }
+}
+
 #[derive(Debug, Default)]
 struct State {
-    queue: VecDeque<Vec<u8>>,
+    queue: VecDeque<Item>,
     queued: usize,
     /// The thread is writing an item it took off the queue.
     busy: bool,
@@ -108,12 +124,20 @@ impl Inner {
             };
             state.busy = true;
             drop(state);
-            let written = (&self.stream).write_all(&item);
+            let written = match &item {
+                Item::Bytes(bytes) => (&self.stream).write_all(bytes).map(|()| bytes.len()),
+                Item::Then(_) => Ok(0),
+            };
+            if let Item::Then(then) = item {
+                then();
+            }
             state = self.lock();
             state.busy = false;
-            state.queued -= item.len();
             match written {
-                Ok(()) => state.delivered += item.len() as u64,
+                Ok(n) => {
+                    state.queued -= n;
+                    state.delivered += n as u64;
+                }
                 Err(e) => fail(&mut state, e.kind()),
             }
             self.changed.notify_all();
@@ -121,11 +145,16 @@ impl Inner {
     }
 }
 
-/// Drops what waits: nobody will read it.
+/// Drops the bytes that wait (nobody will read them) and does what was
+/// to be done after them.
 fn fail(state: &mut State, kind: io::ErrorKind) {
     state.failed = Some(kind);
-    state.queue.clear();
     state.queued = 0;
+    for item in state.queue.drain(..) {
+        if let Item::Then(then) = item {
+            then();
+        }
+    }
 }
 
 impl FrameWriter {
@@ -190,8 +219,25 @@ impl FrameWriter {
                 }
             }
         }
-        state.queue.push_back(rest.to_vec());
         state.queued += rest.len();
+        self.enqueue(state, Item::Bytes(rest.to_vec()))
+    }
+
+    /// Runs `then` once everything delivered before it is written: now if
+    /// nothing waits (or the stream failed), else in the writer's thread.
+    pub(super) fn then(&self, then: impl FnOnce() + Send + 'static) -> Result<()> {
+        let state = self.handle.inner.lock();
+        if state.failed.is_some() || (!state.busy && state.queue.is_empty()) {
+            drop(state);
+            then();
+            return Ok(());
+        }
+        self.enqueue(state, Item::Then(Box::new(then)))
+    }
+
+    fn enqueue(&self, mut state: MutexGuard<'_, State>, item: Item) -> Result<()> {
+        let inner = &self.handle.inner;
+        state.queue.push_back(item);
         if !state.thread {
             let thread = inner.clone();
             std::thread::Builder::new()
