@@ -681,6 +681,23 @@ def test_a_python_agent_starts_registered_classes_and_reports_their_exit():
     assert ("w4", 0) in ended_of(out), out + err
 
 
+def test_a_rust_frontend_starts_a_class_on_a_python_agent():
+    ns = namespace()
+    endpoint = free_endpoint()
+    agent = spawn([sys.executable, __file__, "agent", endpoint, ns])
+    assert readline(agent) == "AGENT", agent.stderr.read() if agent.poll() is not None else ""
+    proc = subprocess.run(
+        [binary("echo_host"), "start", endpoint, ns, "py-agent", "Echo", "r1", "{}"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert proc.stdout.splitlines() == ["echoed n=1", "stopped 0"]
+    out, err = agent.communicate(input="", timeout=30)
+    assert ("r1", 0) in ended_of(out), out + err
+
+
 def test_a_relayed_group_is_for_the_serving_side():
     relayed = EventGroup(2, relayed=True)
     assert relayed.relayed and not EventGroup(2).relayed

@@ -6,6 +6,8 @@
 //! echo_host serve <endpoint> <namespace> <name>...   # listen, serve echo backends
 //! echo_host agent <endpoint> <namespace> <agent>     # listen, start "Echo" on request
 //! echo_host frontend <endpoint> <namespace> <name>   # connect, talk to a served backend
+//! echo_host start <endpoint> <namespace> <agent> <kind> <name> <json>
+//!                                                    # connect, start on an agent, talk
 //! ```
 //!
 //! The backend: `echo(**params)` → `echoed(**params)` (values cross as
@@ -16,7 +18,10 @@
 //! The frontend sends `echo(n=i, text="hello")` for i in 0..3 and prints
 //! each reply's command and `n`; then five `ack`s, each waiting for its
 //! event, and prints `acked 5`; then stops the backend and prints
-//! `stopped <exit code>`. Any error is printed and exits 1.
+//! `stopped <exit code>`. Any error is printed and exits 1. `start` asks an
+//! agent (a Python one: the arguments are JSON text, sent as a `String`)
+//! to start `kind` as `name`, sends one `echo(n=1)`, prints `echoed n=1`,
+//! stops it and prints `stopped <exit code>`.
 
 use std::time::Duration;
 
@@ -137,6 +142,29 @@ fn frontend(endpoint: &str, namespace: &str, name: &str) -> Outcome {
     Ok(())
 }
 
+fn start(
+    endpoint: &str,
+    namespace: &str,
+    agent: &str,
+    kind: &str,
+    name: &str,
+    json: &str,
+) -> Outcome {
+    let link = Link::open(
+        Config::connect(endpoint)
+            .namespace(namespace)
+            .lease(Duration::from_secs(1)),
+    )?;
+    let builder = MessageProcess::builder(name);
+    let mut backend = link.start_on(agent, kind, builder, &json.to_owned())?;
+    backend.send(Message::new("echo").with("n", 1))?;
+    let reply = backend.recv_timeout(Duration::from_secs(10))?;
+    println!("{} n={}", reply.command(), reply.param::<i64>("n")?);
+    let status = backend.stop()?;
+    println!("stopped {}", status.code().unwrap_or(-1));
+    Ok(())
+}
+
 fn main() {
     forkbridge::init();
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -147,6 +175,9 @@ fn main() {
         }
         ["agent", endpoint, namespace, name] => agent(endpoint, namespace, name),
         ["frontend", endpoint, namespace, name] => frontend(endpoint, namespace, name),
+        ["start", endpoint, namespace, agent, kind, name, json] => {
+            start(endpoint, namespace, agent, kind, name, json)
+        }
         _ => Err("usage: echo_host serve|agent|frontend <endpoint> <namespace> <name>...".into()),
     };
     if let Err(e) = outcome {

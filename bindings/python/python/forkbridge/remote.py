@@ -57,6 +57,7 @@ forkbridge[remote]``. It is imported when a link opens, not before.
 
 from __future__ import annotations
 
+import atexit
 import dataclasses
 import json
 import logging
@@ -393,7 +394,7 @@ def _acknowledge(
         except Exception:
             return
         if total is None:
-            if ended():
+            if ended() or _exiting.is_set():
                 return
             continue
         try:
@@ -467,6 +468,29 @@ def _thread(target: Callable[[], None], name: str) -> threading.Thread:
     t = threading.Thread(target=target, name=name, daemon=True)
     t.start()
     return t
+
+
+#: Set at exit: the threads that poll (credit, event sets) end.
+_exiting = threading.Event()
+_pollers: weakref.WeakSet[threading.Thread] = weakref.WeakSet()
+
+
+def _poller(target: Callable[[], None], name: str) -> threading.Thread:
+    """A thread of ours that returns to Python every ``_ACK_POLL``: it must
+    end before the interpreter finalizes (a daemon thread that takes the
+    GIL back then is ended by ``pthread_exit``, whose unwinding through
+    native frames aborts the process), so it is joined at exit."""
+    t = _thread(target, name)
+    _pollers.add(t)
+    return t
+
+
+@atexit.register
+def _stop_pollers() -> None:
+    _exiting.set()
+    deadline = time.monotonic() + 2 * _ACK_POLL + 0.5
+    for t in list(_pollers):
+        t.join(max(0.0, deadline - time.monotonic()))
 
 
 # ---- the frontend's side ---------------------------------------------------
@@ -820,7 +844,7 @@ class Link:
 
         _thread(relay_out, "fb-out:" + name)
         _thread(relay_signals, "fb-sig:" + name)
-        _thread(
+        _poller(
             lambda: _acknowledge(end.wait_delivered, output_ack, fate.is_over),
             "fb-ack:" + name,
         )
@@ -1026,7 +1050,7 @@ class _ServedBackend:
             # for a frontend as frames do.
             assert sets is not None
             while True:
-                done = ended.is_set()
+                done = ended.is_set() or _exiting.is_set()
                 try:
                     payload = relay.next_sets(0.001 if done else _SETS_POLL)
                 except Exception as e:
@@ -1043,8 +1067,8 @@ class _ServedBackend:
                         logger.warning("'%s': the link refused event sets: %s", self.name, e)
                         return
 
-        setter = _thread(publish_sets, "fb-ev:" + self.name) if sets is not None else None
-        _thread(
+        setter = _poller(publish_sets, "fb-ev:" + self.name) if sets is not None else None
+        _poller(
             lambda: _acknowledge(relay.wait_delivered, input_ack, ended.is_set),
             "fb-ack:" + self.name,
         )
