@@ -110,18 +110,7 @@ impl Link {
                 .wait()
                 .map_err(|e| Error::link("cannot subscribe to the backend's event sets", e))?
         };
-        let input_ack = {
-            let credits = credits.clone();
-            session
-                .declare_subscriber(keys.input_ack())
-                .callback(move |sample| {
-                    if let Some(n) = carry::ack_of(&sample) {
-                        credits.give(n);
-                    }
-                })
-                .wait()
-                .map_err(|e| Error::link("cannot subscribe to the backend's credit", e))?
-        };
+        let input_ack = carry::credit_subscriber(session, keys.input_ack(), credits.clone())?;
         let exit = {
             let fate = fate.clone();
             session

@@ -18,12 +18,12 @@
 //! the window goes whole once the window is open.
 
 use std::io::Read;
-use std::sync::{Condvar, Mutex, PoisonError};
+use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::time::Duration;
 
 use forkbridge::relay::{FrameReader, FrameWriter};
 use zenoh::Wait;
-use zenoh::pubsub::Publisher;
+use zenoh::pubsub::{Publisher, Subscriber};
 use zenoh::qos::{CongestionControl, Priority};
 use zenoh::sample::Sample;
 
@@ -186,10 +186,23 @@ impl Credits {
     }
 }
 
-/// The acknowledgement an `ack` sample carries (`None`: not 8 bytes).
-pub(crate) fn ack_of(sample: &Sample) -> Option<u64> {
-    let raw = sample.payload().to_bytes();
-    <[u8; 8]>::try_from(&raw[..]).ok().map(u64::from_le_bytes)
+/// Gives `credits` what the receiver acknowledges on `key` (samples of
+/// another size are ignored).
+pub(crate) fn credit_subscriber(
+    session: &zenoh::Session,
+    key: String,
+    credits: Arc<Credits>,
+) -> Result<Subscriber<()>> {
+    session
+        .declare_subscriber(key)
+        .callback(move |sample| {
+            let raw = sample.payload().to_bytes();
+            if let Ok(n) = <[u8; 8]>::try_from(&raw[..]) {
+                credits.give(u64::from_le_bytes(n));
+            }
+        })
+        .wait()
+        .map_err(|e| Error::link("cannot subscribe to the peer's credit", e))
 }
 
 /// Acknowledges what `writer` writes into its stream, a quarter window at

@@ -170,7 +170,7 @@ struct Shared {
     /// The backend's stream ended: its last event sets are in their queue.
     ended: AtomicBool,
     /// What the attached frontend lets the `out` pump send.
-    credits: Credits,
+    credits: Arc<Credits>,
 }
 
 impl Shared {
@@ -246,7 +246,7 @@ impl Link {
             outlive_frontend: self.config.outlive_frontend,
             stopping: AtomicBool::new(false),
             ended: AtomicBool::new(false),
-            credits: Credits::default(),
+            credits: Arc::default(),
         });
         let input = {
             let shared = shared.clone();
@@ -256,18 +256,8 @@ impl Link {
                 .wait()
                 .map_err(|e| Error::link("cannot subscribe to frames", e))?
         };
-        let output_ack = {
-            let shared = shared.clone();
-            session
-                .declare_subscriber(keys.output_ack())
-                .callback(move |sample| {
-                    if let Some(n) = carry::ack_of(&sample) {
-                        shared.credits.give(n);
-                    }
-                })
-                .wait()
-                .map_err(|e| Error::link("cannot subscribe to the frontend's credit", e))?
-        };
+        let output_ack =
+            carry::credit_subscriber(session, keys.output_ack(), shared.credits.clone())?;
         let signals = {
             let shared = shared.clone();
             session
