@@ -94,7 +94,9 @@ impl Link {
             let name = name.clone();
             session
                 .declare_subscriber(keys.output())
-                .callback(move |sample| carry::deliver(&sample, &writer, &name))
+                .callback(move |sample| {
+                    carry::deliver(&sample.payload().to_bytes(), &writer, &name);
+                })
                 .wait()
                 .map_err(|e| Error::link("cannot subscribe to the backend's frames", e))?
         };

@@ -100,21 +100,23 @@ pub(crate) fn pump<R: Read>(
     }
 }
 
-/// Writes a sample into a stream (see [`FrameWriter`]); one that is not
-/// whole frames within the limit, or that a sender past its credit sent,
-/// is logged and dropped, and the stream stays in step. A stream whose
-/// reader is gone is not logged: the end is reported on its own.
-pub(crate) fn deliver(sample: &Sample, writer: &FrameWriter, name: &str) {
-    let payload = sample.payload().to_bytes();
+/// Writes a sample's payload into a stream (see [`FrameWriter`]); one
+/// that is not whole frames within the limit, or that a sender past its
+/// credit sent, is logged and dropped (`false`), and the stream stays in
+/// step. A stream whose reader is gone is not logged: the end is reported
+/// on its own.
+pub(crate) fn deliver(payload: &[u8], writer: &FrameWriter, name: &str) -> bool {
     if (writer.queued() as u64) > WINDOW + writer.frames().max() as u64 {
         log::warn!("'{name}': dropped a sample sent past the window");
-        return;
+        return false;
     }
-    match writer.deliver(&payload) {
+    match writer.deliver(payload) {
         Err(e) if e.kind() != &forkbridge::ErrorKind::Io => {
-            log::warn!("'{name}': dropped a sample from the network: {e}")
+            log::warn!("'{name}': dropped a sample from the network: {e}");
+            false
         }
-        _ => {}
+        Err(_) => false,
+        Ok(()) => true,
     }
 }
 
@@ -225,5 +227,59 @@ pub(crate) fn acknowledge(writer: &FrameWriter, ack: &Publisher<'_>, ended: impl
             Ok(None) => {}
             Err(_) => return,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use forkbridge::{Message, MessageProcess};
+
+    use super::*;
+
+    /// A receiver holds at most a window plus one frame its reader has not
+    /// taken: a sender past its credit has its samples dropped, whole.
+    #[test]
+    fn a_sample_sent_past_the_window_is_dropped() {
+        let max = 64 << 10;
+        // One frame of almost `max` bytes, as a handle writes it.
+        let (mut p, remote) = MessageProcess::builder("sender")
+            .max_frame_size(max)
+            .attach()
+            .unwrap();
+        p.send(Message::new("x").with("pad", vec![7u8; max - 64]))
+            .unwrap();
+        let mut reader = FrameReader::new(remote.stream().try_clone().unwrap(), remote.frames());
+        let frame = reader.next_run().unwrap().unwrap().to_vec();
+        // A handle nobody reads: what it cannot take waits in its writer.
+        let (mut reader_side, far) = MessageProcess::builder("receiver")
+            .max_frame_size(max)
+            .attach()
+            .unwrap();
+        let bound = WINDOW as usize + max;
+        let mut sent = 0;
+        while far.writer().queued() <= bound {
+            assert!(
+                deliver(&frame, far.writer(), "receiver"),
+                "refused within the window"
+            );
+            sent += 1;
+            assert!(sent < 2 * bound / frame.len(), "the queue does not grow");
+        }
+        let queued = far.writer().queued();
+        assert!(
+            !deliver(&frame, far.writer(), "receiver"),
+            "past the window"
+        );
+        assert_eq!(far.writer().queued(), queued, "nothing of it is kept");
+        // The stream stays in step: what was kept arrives whole.
+        let wait = std::time::Duration::from_secs(5);
+        assert_eq!(reader_side.recv_timeout(wait).unwrap().command(), "x");
+        // Both handles end here, reported as exited.
+        use std::os::unix::process::ExitStatusExt;
+        for end in [&remote, &far] {
+            end.report_exit(std::process::ExitStatus::from_raw(0))
+                .unwrap();
+        }
+        drop((p, reader_side));
     }
 }

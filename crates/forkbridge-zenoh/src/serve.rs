@@ -252,7 +252,9 @@ impl Link {
             let shared = shared.clone();
             session
                 .declare_subscriber(keys.input())
-                .callback(move |sample| carry::deliver(&sample, &writer, &shared.name))
+                .callback(move |sample| {
+                    carry::deliver(&sample.payload().to_bytes(), &writer, &shared.name);
+                })
                 .wait()
                 .map_err(|e| Error::link("cannot subscribe to frames", e))?
         };
