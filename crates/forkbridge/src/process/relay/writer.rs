@@ -59,8 +59,11 @@ struct Handle {
 struct Inner {
     stream: UnixStream,
     state: Mutex<State>,
-    /// Work for the thread; progress for `wait_delivered`.
-    changed: Condvar,
+    /// Work for the thread.
+    work: Condvar,
+    /// Progress for `wait_delivered`: signalled only when a waiter's total
+    /// is reached, not on every write (the hot path).
+    progress: Condvar,
 }
 
 /// What waits in the queue: bytes, or something to do once what is
@@ -90,6 +93,8 @@ struct State {
     closed: bool,
     /// Bytes written into the stream so far.
     delivered: u64,
+    /// The least total a `wait_delivered` waits for (`u64::MAX`: none).
+    wanted: u64,
     /// The stream failed (its reader is gone): what deliveries now say.
     failed: Option<io::ErrorKind>,
 }
@@ -97,7 +102,7 @@ struct State {
 impl Drop for Handle {
     fn drop(&mut self) {
         self.inner.lock().closed = true;
-        self.inner.changed.notify_all();
+        self.inner.work.notify_all();
     }
 }
 
@@ -117,7 +122,7 @@ impl Inner {
                     return;
                 }
                 state = self
-                    .changed
+                    .work
                     .wait(state)
                     .unwrap_or_else(PoisonError::into_inner);
                 continue;
@@ -140,7 +145,16 @@ impl Inner {
                 }
                 Err(e) => fail(&mut state, e.kind()),
             }
-            self.changed.notify_all();
+            self.progressed(&mut state);
+        }
+    }
+
+    /// Wakes the `wait_delivered` callers once the least total one waits
+    /// for is written, or the stream failed.
+    fn progressed(&self, state: &mut State) {
+        if state.delivered >= state.wanted || state.failed.is_some() {
+            state.wanted = u64::MAX;
+            self.progress.notify_all();
         }
     }
 }
@@ -163,8 +177,12 @@ impl FrameWriter {
             handle: Arc::new(Handle {
                 inner: Arc::new(Inner {
                     stream,
-                    state: Mutex::new(State::default()),
-                    changed: Condvar::new(),
+                    state: Mutex::new(State {
+                        wanted: u64::MAX,
+                        ..State::default()
+                    }),
+                    work: Condvar::new(),
+                    progress: Condvar::new(),
                 }),
             }),
             check,
@@ -205,7 +223,7 @@ impl FrameWriter {
                         state.delivered += n as u64;
                         rest = &rest[n..];
                         if rest.is_empty() {
-                            inner.changed.notify_all();
+                            inner.progressed(&mut state);
                             return Ok(());
                         }
                     }
@@ -213,7 +231,7 @@ impl FrameWriter {
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                     Err(e) => {
                         fail(&mut state, e.kind());
-                        inner.changed.notify_all();
+                        inner.progressed(&mut state);
                         return Err(e.into());
                     }
                 }
@@ -245,7 +263,7 @@ impl FrameWriter {
                 .spawn(move || thread.run())?;
             state.thread = true;
         }
-        inner.changed.notify_all();
+        inner.work.notify_one();
         Ok(())
     }
 
@@ -268,9 +286,10 @@ impl FrameWriter {
             if let Some(kind) = state.failed {
                 return Err(Error::from(io::Error::from(kind)));
             }
+            state.wanted = state.wanted.min(total);
             state = match until {
                 None => inner
-                    .changed
+                    .progress
                     .wait(state)
                     .unwrap_or_else(PoisonError::into_inner),
                 Some(until) => {
@@ -279,7 +298,7 @@ impl FrameWriter {
                         return Ok(None);
                     }
                     inner
-                        .changed
+                        .progress
                         .wait_timeout(state, left)
                         .unwrap_or_else(PoisonError::into_inner)
                         .0
